@@ -1,0 +1,42 @@
+#include "common/grpc_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace loom {
+
+absl::StatusOr<StartedServer> StartGrpcServer(const std::string& listen,
+                                              const std::vector<grpc::Service*>& services) {
+  static const bool once = [] {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    return true;
+  }();
+  (void)once;
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("listen address '", listen, "' has no port"));
+  }
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(8 << 20);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  StartedServer started;
+  started.server = builder.BuildAndStart();
+  if (!started.server || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
+  }
+  started.address = absl::StrCat(listen.substr(0, colon), ":", port);
+  return started;
+}
+
+void StopGrpcServer(grpc::Server* server, absl::Duration grace) {
+  if (auto* health = server->GetHealthCheckService()) health->Shutdown();
+  server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+}
+
+}  // namespace loom

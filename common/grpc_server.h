@@ -1,0 +1,33 @@
+// File: common/grpc_server.h
+// Starts a gRPC server the way every Loom daemon does: the given services plus the standard
+// grpc.health.v1 health service and server reflection, on one listen address (port 0 picks a
+// free port; the bound address is returned).
+#ifndef LOOM_COMMON_GRPC_SERVER_H_
+#define LOOM_COMMON_GRPC_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+
+namespace loom {
+
+struct StartedServer {
+  std::unique_ptr<grpc::Server> server;
+  std::string address;  // host:port actually bound
+};
+
+// UNAVAILABLE when the address cannot be bound.
+absl::StatusOr<StartedServer> StartGrpcServer(const std::string& listen,
+                                              const std::vector<grpc::Service*>& services);
+
+// Marks the server NOT_SERVING in the health service and stops it, giving in-flight calls
+// up to `grace` to finish.
+void StopGrpcServer(grpc::Server* server, absl::Duration grace);
+
+}  // namespace loom
+
+#endif  // LOOM_COMMON_GRPC_SERVER_H_
