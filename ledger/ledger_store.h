@@ -1,0 +1,56 @@
+// File: ledger/ledger_store.h
+// The coordinator's seam to the credit ledger (DESIGN.md, "Ledger").
+//
+// Ownership: the coordinator owns one LedgerStore for its lifetime.
+// Thread safety: implementations are thread-safe.
+// Failure: every method returns a Status; a failed Settle writes nothing (all or nothing).
+// Settlement is exactly-once per request id: settling an id again returns the first
+// settlement with already_settled=true and writes nothing.
+#ifndef LOOM_LEDGER_LEDGER_STORE_H_
+#define LOOM_LEDGER_LEDGER_STORE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "loom/v1/common.pb.h"
+
+namespace loom {
+
+// Account ids: "client:<name>", "provider:<id>".
+inline std::string ClientAccount(const std::string& name) { return "client:" + name; }
+inline std::string ProviderAccount(const std::string& provider_id) {
+  return "provider:" + provider_id;
+}
+
+struct SettlementRequest {
+  std::string request_id;
+  std::string client_account;  // charged the sum of the records' credits
+  std::vector<v1::ContributionRecord> records;  // successful model calls only
+};
+
+struct Settlement {
+  std::string settlement_id;  // the ledger transaction
+  int64_t charged_micro = 0;
+  bool already_settled = false;
+};
+
+struct RecordFilter {
+  std::string request_id;  // empty = all
+  std::string provider_id; // empty = all
+  int64_t limit = 1000;
+};
+
+class LedgerStore {
+ public:
+  virtual ~LedgerStore() = default;
+
+  virtual absl::StatusOr<Settlement> Settle(const SettlementRequest& request) = 0;
+  virtual absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(
+      const RecordFilter& filter) = 0;
+};
+
+}  // namespace loom
+
+#endif  // LOOM_LEDGER_LEDGER_STORE_H_
