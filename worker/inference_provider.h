@@ -1,0 +1,51 @@
+// File: worker/inference_provider.h
+// The worker's one seam: something that generates a completion for a conversation.
+// Implementations: SimProvider (simulated device, sim_provider.h); the OpenAI-compatible HTTP
+// backend comes in a later issue.
+//
+// Ownership: the Worker service owns one provider per advertised model.
+// Thread safety: Generate may be called from several threads at once.
+// Failure: UNAVAILABLE / INTERNAL for backend failures (the coordinator retries elsewhere),
+// DEADLINE_EXCEEDED past `deadline`, CANCELLED when `cancel` fires or the sink refuses more
+// text, INVALID_ARGUMENT for requests the backend cannot take (never retried).
+#ifndef LOOM_WORKER_INFERENCE_PROVIDER_H_
+#define LOOM_WORKER_INFERENCE_PROVIDER_H_
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/cancellation.h"
+#include "loom/v1/common.pb.h"
+
+namespace loom {
+
+struct GenerateRequest {
+  std::string request_id;
+  std::vector<v1::ChatMessage> messages;
+  int64_t max_tokens = 0;  // 0 = the backend's default
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+// Receives text as it is generated; returns false when the consumer is gone (stop generating).
+using TokenSink = std::function<bool(std::string_view text)>;
+
+class InferenceProvider {
+ public:
+  virtual ~InferenceProvider() = default;
+
+  // Streams the completion through `sink` and returns the usage.
+  virtual absl::StatusOr<v1::Usage> Generate(const GenerateRequest& request,
+                                             const TokenSink& sink,
+                                             const Cancellation& cancel) = 0;
+
+  // True for simulated devices; shown wherever the device shows up.
+  virtual bool simulated() const = 0;
+};
+
+}  // namespace loom
+
+#endif  // LOOM_WORKER_INFERENCE_PROVIDER_H_

@@ -1,0 +1,175 @@
+// loom-worker: puts one device into the mesh. Parses flags, builds the Worker service and the
+// registrar, serves until SIGINT/SIGTERM, then deregisters.
+#include <iostream>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/grpc_server.h"
+#include "common/json_config.h"
+#include "common/logging.h"
+#include "common/protocol.h"
+#include "common/ready_file.h"
+#include "common/shutdown.h"
+#include "worker/registrar.h"
+#include "worker/worker_config.h"
+#include "worker/worker_service.h"
+
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:7070", "Coordinator gRPC address (host:port).");
+ABSL_FLAG(std::string, listen, "127.0.0.1:0", "Where to serve the Worker service (port 0: any).");
+ABSL_FLAG(std::string, advertise_address, "",
+          "Address the coordinator should dial; default: the bound --listen address.");
+ABSL_FLAG(std::string, config, "", "Worker config file (JSON WorkerConfig). Replaces the quick flags.");
+ABSL_FLAG(std::string, ready_file, "", "Write {\"grpc\": ADDRESS, ...} here once serving.");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
+// Quick flags: one simulated model without a config file.
+ABSL_FLAG(std::string, device_id, "", "Device id (overrides the config's).");
+ABSL_FLAG(std::string, provider_id, "", "Provider (account) paid for this device (overrides the config's).");
+ABSL_FLAG(std::string, model, "", "Quick: serve one simulated model of this name.");
+ABSL_FLAG(std::string, family, "", "Quick: model family (default: guessed from the name).");
+ABSL_FLAG(double, parameters_b, 7, "Quick: billions of parameters.");
+ABSL_FLAG(int64_t, price_per_1k_micro, 0, "Quick: micro-credits per 1k output tokens (0: by size).");
+ABSL_FLAG(int32_t, max_concurrency, 0, "Generations at once (0: config or 4).");
+ABSL_FLAG(int64_t, sim_ttft_ms, 0, "Quick: simulated time to first token.");
+ABSL_FLAG(double, sim_tokens_per_second, 0, "Quick: simulated speed (0: as fast as possible).");
+ABSL_FLAG(int64_t, sim_output_tokens, 64, "Quick: simulated answer length in tokens.");
+ABSL_FLAG(std::string, sim_fault, "",
+          "Quick: inject a fault, KIND:N with KIND fail, hang or exit after N tokens.");
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::cerr << "loom-worker: " << message << "\n";
+  return 2;
+}
+
+absl::StatusOr<loom::v1::SimFault> ParseFault(const std::string& spec) {
+  loom::v1::SimFault fault;
+  if (spec.empty()) return fault;
+  std::vector<std::string> parts = absl::StrSplit(spec, ':');
+  int64_t n = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[1], &n) || n < 0) {
+    return absl::InvalidArgumentError("--sim_fault: expected KIND:N, e.g. fail:5");
+  }
+  if (parts[0] == "fail") {
+    fault.set_kind(loom::v1::SimFault::KIND_FAIL);
+  } else if (parts[0] == "hang") {
+    fault.set_kind(loom::v1::SimFault::KIND_HANG);
+  } else if (parts[0] == "exit") {
+    fault.set_kind(loom::v1::SimFault::KIND_EXIT);
+  } else {
+    return absl::InvalidArgumentError("--sim_fault: KIND must be fail, hang or exit");
+  }
+  fault.set_after_tokens(n);
+  return fault;
+}
+
+absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
+  loom::v1::WorkerConfig config;
+  std::string origin = "flags";
+  const std::string path = absl::GetFlag(FLAGS_config);
+  if (!path.empty()) {
+    auto loaded = loom::LoadConfigFile<loom::v1::WorkerConfig>(path);
+    if (!loaded.ok()) return loaded.status();
+    config = *std::move(loaded);
+    origin = path;
+  } else {
+    if (absl::GetFlag(FLAGS_model).empty()) {
+      return absl::InvalidArgumentError("give --config=FILE or --model=NAME (see --help)");
+    }
+    auto* m = config.add_models();
+    m->mutable_info()->set_name(absl::GetFlag(FLAGS_model));
+    m->mutable_info()->set_family(absl::GetFlag(FLAGS_family));
+    m->mutable_info()->set_parameters_b(absl::GetFlag(FLAGS_parameters_b));
+    m->mutable_info()->set_price_per_1k_micro(absl::GetFlag(FLAGS_price_per_1k_micro));
+    m->mutable_sim()->set_time_to_first_token_ms(absl::GetFlag(FLAGS_sim_ttft_ms));
+    m->mutable_sim()->set_tokens_per_second(absl::GetFlag(FLAGS_sim_tokens_per_second));
+    m->mutable_sim()->set_output_tokens(absl::GetFlag(FLAGS_sim_output_tokens));
+  }
+  auto fault = ParseFault(absl::GetFlag(FLAGS_sim_fault));
+  if (!fault.ok()) return fault.status();
+  if (fault->kind() != loom::v1::SimFault::KIND_NONE) {
+    for (auto& m : *config.mutable_models()) {
+      if (m.has_sim()) *m.mutable_sim()->mutable_fault() = *fault;
+    }
+  }
+  if (!absl::GetFlag(FLAGS_device_id).empty()) config.set_device_id(absl::GetFlag(FLAGS_device_id));
+  if (!absl::GetFlag(FLAGS_provider_id).empty()) {
+    config.set_provider_id(absl::GetFlag(FLAGS_provider_id));
+  }
+  if (config.provider_id().empty()) config.set_provider_id(config.device_id());
+  if (absl::GetFlag(FLAGS_max_concurrency) != 0) {
+    config.set_max_concurrency(absl::GetFlag(FLAGS_max_concurrency));
+  }
+  return loom::ValidateWorkerConfig(std::move(config), origin);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "loom-worker --coordinator=HOST:PORT (--config=FILE | --model=NAME --device_id=ID)\n"
+      "Serves one device's models to the Loom mesh. Example:\n"
+      "  loom-worker --coordinator=127.0.0.1:7070 --device_id=laptop --model=llama-3.1-8b");
+  loom::BlockShutdownSignals();
+  absl::ParseCommandLine(argc, argv);
+  if (auto s = loom::InitLogging("loom-worker", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  auto config = ConfigFromFlags();
+  if (!config.ok()) return Fail(std::string(config.status().message()));
+
+  loom::WorkerService service(
+      loom::WorkerServiceOptions{.device_id = config->device_id(),
+                                 .provider_id = config->provider_id(),
+                                 .max_concurrency = config->max_concurrency()},
+      loom::BuildServedModels(*config));
+  auto started = loom::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service});
+  if (!started.ok()) return Fail(std::string(started.status().message()));
+  const std::string advertised = absl::GetFlag(FLAGS_advertise_address).empty()
+                                     ? started->address
+                                     : absl::GetFlag(FLAGS_advertise_address);
+  service.set_address(advertised);
+
+  loom::ShutdownWaiter waiter;
+  loom::Registrar registrar(
+      loom::RegistrarOptions{.coordinator = absl::GetFlag(FLAGS_coordinator)},
+      [&] {
+        loom::v1::DeviceInfo info = service.Info();
+        loom::v1::RegisterRequest request;
+        request.mutable_protocol_version()->set_major(loom::kProtocolMajor);
+        request.mutable_protocol_version()->set_minor(loom::kProtocolMinor);
+        request.set_device_id(info.device_id());
+        request.set_provider_id(info.provider_id());
+        request.set_address(info.address());
+        *request.mutable_models() = info.models();
+        request.set_simulated(info.simulated());
+        return request;
+      },
+      [&] { return service.Load(); },
+      [&](absl::Status status) { waiter.RequestStop(3); });
+  registrar.Start();
+
+  const std::string ready_file = absl::GetFlag(FLAGS_ready_file);
+  if (!ready_file.empty()) {
+    auto s = loom::WriteFileAtomically(
+        ready_file, absl::StrCat("{\"grpc\": \"", started->address, "\", \"device_id\": \"",
+                                 config->device_id(), "\", \"pid\": ", getpid(), "}\n"));
+    if (!s.ok()) return Fail(std::string(s.message()));
+  }
+  spdlog::info("device {} (provider {}) serving {} model(s) on {}, coordinator {}",
+               config->device_id(), config->provider_id(), config->models_size(),
+               started->address, absl::GetFlag(FLAGS_coordinator));
+
+  int code = waiter.Wait();
+  registrar.Stop();
+  loom::StopGrpcServer(started->server.get(), absl::Seconds(5));
+  spdlog::info("stopped");
+  return code;
+}

@@ -1,0 +1,47 @@
+// File: worker/sim_provider.h
+// A simulated device for demos, tests and benchmarks. Its text is deterministic (the same
+// prompt gives the same answer), names the model and device, and is labelled "[simulated]".
+// Timing and faults come from the SimBackend config: time to first token, tokens per second,
+// output length, and a fault after N tokens (fail, hang, or exit the whole process).
+//
+// Thread-safe (no mutable state).
+#ifndef LOOM_WORKER_SIM_PROVIDER_H_
+#define LOOM_WORKER_SIM_PROVIDER_H_
+
+#include <functional>
+#include <string>
+
+#include "loom/v1/config.pb.h"
+#include "worker/inference_provider.h"
+
+namespace loom {
+
+struct SimProviderOptions {
+  std::string model;      // named in the output
+  std::string device_id;  // named in the output
+  v1::SimBackend backend;
+  // What KIND_EXIT does; tests replace it. Default: std::_Exit(75) (no destructors, no flush,
+  // like a crash).
+  std::function<void()> exit_process;
+};
+
+class SimProvider : public InferenceProvider {
+ public:
+  static constexpr int64_t kDefaultOutputTokens = 64;
+
+  explicit SimProvider(SimProviderOptions options);
+
+  absl::StatusOr<v1::Usage> Generate(const GenerateRequest& request, const TokenSink& sink,
+                                     const Cancellation& cancel) override;
+  bool simulated() const override { return true; }
+
+  // The pieces of the answer to `request`, each starting with a space so token counts add up.
+  std::vector<std::string> AnswerPieces(const GenerateRequest& request) const;
+
+ private:
+  SimProviderOptions options_;
+};
+
+}  // namespace loom
+
+#endif  // LOOM_WORKER_SIM_PROVIDER_H_

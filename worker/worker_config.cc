@@ -1,0 +1,123 @@
+#include "worker/worker_config.h"
+
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "worker/sim_provider.h"
+
+namespace loom {
+namespace {
+
+absl::Status FieldError(const std::string& origin, const std::string& field,
+                        const std::string& problem) {
+  return absl::InvalidArgumentError(absl::StrCat(origin, ": ", field, ": ", problem));
+}
+
+bool ValidName(const std::string& s) {
+  if (s.empty() || s.size() > kMaxNameLength) return false;
+  for (char c : s) {
+    if (!(absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':' || c == '/')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+constexpr char kNameRule[] = "must be 1-128 characters of letters, digits, - _ . : /";
+
+}  // namespace
+
+std::string GuessFamily(const std::string& model_name) {
+  const std::string n = absl::AsciiStrToLower(model_name);
+  if (absl::StrContains(n, "qwen") && absl::StrContains(n, "coder")) return "qwen-coder";
+  if (absl::StrContains(n, "qwen")) return "qwen";
+  if (absl::StrContains(n, "codellama")) return "llama";
+  if (absl::StrContains(n, "llama")) return "llama";
+  if (absl::StrContains(n, "mistral") || absl::StrContains(n, "mixtral")) return "mistral";
+  if (absl::StrContains(n, "deepseek") && absl::StrContains(n, "coder")) return "deepseek-coder";
+  if (absl::StrContains(n, "phi")) return "phi";
+  if (absl::StrContains(n, "gemma")) return "gemma";
+  return "";
+}
+
+absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
+                                                      const std::string& origin) {
+  if (!ValidName(config.device_id())) return FieldError(origin, "device_id", kNameRule);
+  if (!ValidName(config.provider_id())) return FieldError(origin, "provider_id", kNameRule);
+  if (config.max_concurrency() == 0) config.set_max_concurrency(4);
+  if (config.max_concurrency() < 0 || config.max_concurrency() > kMaxConcurrency) {
+    return FieldError(origin, "max_concurrency", absl::StrCat("must be 1-", kMaxConcurrency));
+  }
+  if (config.models().empty()) return FieldError(origin, "models", "at least one model is needed");
+  if (config.models_size() > kMaxModelsPerDevice) {
+    return FieldError(origin, "models", absl::StrCat("at most ", kMaxModelsPerDevice));
+  }
+  std::set<std::string> names;
+  for (int i = 0; i < config.models_size(); ++i) {
+    v1::ModelConfig* m = config.mutable_models(i);
+    const std::string field = absl::StrCat("models[", i, "]");
+    if (!ValidName(m->info().name())) return FieldError(origin, field + ".info.name", kNameRule);
+    if (!names.insert(m->info().name()).second) {
+      return FieldError(origin, field + ".info.name",
+                        absl::StrCat("model '", m->info().name(), "' is listed twice"));
+    }
+    if (m->info().family().empty()) m->mutable_info()->set_family(GuessFamily(m->info().name()));
+    if (m->info().family().empty()) {
+      return FieldError(origin, field + ".info.family",
+                        "cannot guess the family from the name; set it");
+    }
+    if (!ValidName(m->info().family())) return FieldError(origin, field + ".info.family", kNameRule);
+    if (m->info().parameters_b() < 0) return FieldError(origin, field + ".info.parameters_b", "negative");
+    if (m->info().context_length() < 0) {
+      return FieldError(origin, field + ".info.context_length", "negative");
+    }
+    if (m->info().context_length() == 0) m->mutable_info()->set_context_length(8192);
+    if (m->info().price_per_1k_micro() < 0) {
+      return FieldError(origin, field + ".info.price_per_1k_micro", "negative");
+    }
+    for (const auto& [category, score] : m->info().affinity_overrides()) {
+      if (score < 0 || score > 1) {
+        return FieldError(origin, field + ".info.affinity_overrides." + category,
+                          "must be in [0, 1]");
+      }
+    }
+    switch (m->backend_case()) {
+      case v1::ModelConfig::kSim: {
+        const v1::SimBackend& sim = m->sim();
+        if (sim.time_to_first_token_ms() < 0) {
+          return FieldError(origin, field + ".sim.time_to_first_token_ms", "negative");
+        }
+        if (sim.tokens_per_second() < 0) {
+          return FieldError(origin, field + ".sim.tokens_per_second", "negative");
+        }
+        if (sim.output_tokens() < 0 || sim.output_tokens() > kMaxSimOutputTokens) {
+          return FieldError(origin, field + ".sim.output_tokens",
+                            absl::StrCat("must be 0-", kMaxSimOutputTokens));
+        }
+        if (sim.fault().after_tokens() < 0) {
+          return FieldError(origin, field + ".sim.fault.after_tokens", "negative");
+        }
+        break;
+      }
+      default:
+        return FieldError(origin, field, "no backend (set \"sim\")");
+    }
+  }
+  return config;
+}
+
+std::vector<ServedModel> BuildServedModels(const v1::WorkerConfig& config) {
+  std::vector<ServedModel> served;
+  for (const auto& m : config.models()) {
+    ServedModel s;
+    s.info = m.info();
+    s.provider = std::make_unique<SimProvider>(SimProviderOptions{
+        .model = m.info().name(), .device_id = config.device_id(), .backend = m.sim()});
+    served.push_back(std::move(s));
+  }
+  return served;
+}
+
+}  // namespace loom

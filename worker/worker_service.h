@@ -1,0 +1,70 @@
+// File: worker/worker_service.h
+// The Worker gRPC service: a thin adapter from Infer/Describe to the device's
+// InferenceProviders. Admission is bounded: beyond max_concurrency running generations it
+// answers RESOURCE_EXHAUSTED at once (the coordinator then tries another device).
+// Generation runs on the service's own threads, never on gRPC reactor threads.
+//
+// Thread-safe.
+#ifndef LOOM_WORKER_WORKER_SERVICE_H_
+#define LOOM_WORKER_WORKER_SERVICE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "common/thread_pool.h"
+#include "loom/v1/worker.grpc.pb.h"
+#include "worker/inference_provider.h"
+
+namespace loom {
+
+struct ServedModel {
+  v1::ModelInfo info;
+  std::unique_ptr<InferenceProvider> provider;
+};
+
+struct WorkerServiceOptions {
+  std::string device_id;
+  std::string provider_id;
+  int max_concurrency = 4;  // generations at once; more are refused
+};
+
+class WorkerService final : public v1::Worker::CallbackService {
+ public:
+  WorkerService(WorkerServiceOptions options, std::vector<ServedModel> models);
+  ~WorkerService() override;
+
+  grpc::ServerWriteReactor<v1::InferChunk>* Infer(grpc::CallbackServerContext* context,
+                                                  const v1::InferRequest* request) override;
+  grpc::ServerUnaryReactor* Describe(grpc::CallbackServerContext* context,
+                                     const v1::DescribeRequest* request,
+                                     v1::DescribeResponse* response) override;
+
+  // Where the coordinator reaches this service; set once the server has bound its port.
+  void set_address(const std::string& address);
+  v1::DeviceLoad Load() const;
+  v1::DeviceInfo Info() const;
+
+ private:
+  friend class InferReactor;
+  void Release();
+  void RecordSpeed(int64_t tokens, double seconds);
+
+  // Constant after construction.
+  const WorkerServiceOptions options_;
+  std::map<std::string, ServedModel> models_;
+  bool simulated_ = false;
+
+  mutable absl::Mutex mu_;
+  int active_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string address_ ABSL_GUARDED_BY(mu_);
+  double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;
+
+  ThreadPool pool_;  // last: joined first on destruction
+};
+
+}  // namespace loom
+
+#endif  // LOOM_WORKER_WORKER_SERVICE_H_
