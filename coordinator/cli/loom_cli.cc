@@ -1,0 +1,99 @@
+#include "coordinator/cli/loom_cli.h"
+
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "common/table.h"
+#include "ledger/pricing.h"
+
+namespace loom {
+namespace {
+
+std::string EnumSuffix(const std::string& name, absl::string_view prefix) {
+  return absl::AsciiStrToLower(absl::StripPrefix(name, prefix));
+}
+
+std::string Short(const std::string& id) { return id.size() > 8 ? id.substr(0, 8) : id; }
+
+}  // namespace
+
+std::string FormatDevices(const v1::ListDevicesResponse& devices) {
+  if (devices.devices().empty()) return "no devices in the mesh\n";
+  std::vector<Row> rows;
+  for (const auto& d : devices.devices()) {
+    std::vector<std::string> models;
+    for (const auto& m : d.models()) {
+      models.push_back(absl::StrFormat("%s (%s, %gB)", m.name(), m.family(), m.parameters_b()));
+    }
+    rows.push_back({d.device_id() + (d.simulated() ? " [sim]" : ""), d.provider_id(),
+                    EnumSuffix(v1::DeviceState_Name(d.state()), "DEVICE_STATE_"),
+                    absl::StrFormat("%d/%d", std::max(d.load().active(), d.coordinator_inflight()),
+                                    d.load().max_concurrency()),
+                    absl::StrFormat("%.0f", d.load().tokens_per_second()),
+                    absl::StrJoin(models, ", "), d.address()});
+  }
+  return FormatTextTable({"device", "provider", "state", "load", "tok/s", "models", "address"},
+                         rows);
+}
+
+std::string FormatPlan(const v1::CompilationPlan& plan) {
+  std::string out = absl::StrCat("plan ", EnumSuffix(v1::PlanKind_Name(plan.kind()), "PLAN_KIND_"),
+                                 " for request ", plan.request_id(), " (~",
+                                 plan.estimated_tokens(), " tokens)\n");
+  for (const auto& r : plan.reasons()) absl::StrAppend(&out, "  because: ", r, "\n");
+  std::vector<Row> rows;
+  for (const auto& t : plan.sub_tasks()) {
+    std::string device, model, why;
+    for (const auto& a : plan.assignments()) {
+      if (a.sub_task_id() == t.id()) {
+        device = a.device_id();
+        model = a.model();
+        why = a.reason();
+      }
+    }
+    std::vector<std::string> deps;
+    for (const auto& d : t.depends_on()) deps.push_back(Short(d));
+    rows.push_back({Short(t.id()), EnumSuffix(v1::TaskCategory_Name(t.category()), "TASK_CATEGORY_"),
+                    absl::StrCat(t.order_index()), absl::StrJoin(deps, ","), device, model, why});
+  }
+  absl::StrAppend(&out, FormatTextTable({"sub-task", "category", "order", "depends on", "device",
+                                         "model", "why"},
+                                        rows));
+  return out;
+}
+
+std::string FormatSummary(const v1::CompleteResponse& response) {
+  std::vector<std::string> served;
+  for (const auto& c : response.contributions()) {
+    served.push_back(absl::StrCat(c.device_id(), " (", c.model(), ")"));
+  }
+  int failed = 0;
+  for (const auto& a : response.attempts()) failed += a.outcome() == v1::ATTEMPT_OUTCOME_FAILED;
+  return absl::StrCat("request ", response.request_id(), " served by ", absl::StrJoin(served, ", "),
+                      ", ", response.usage().completion_tokens(), " tokens, cost ",
+                      FormatCredits(response.cost_micro()), " credits",
+                      failed ? absl::StrCat(", ", failed, " failed attempt(s) retried") : "", "\n");
+}
+
+std::string FormatEvent(const v1::SubTaskEvent& e) {
+  const std::string who = absl::StrCat("sub-task ", Short(e.sub_task_id()), " attempt ",
+                                       e.attempt(), " on ", e.device_id(), " (", e.model(), ")");
+  switch (e.kind()) {
+    case v1::SubTaskEvent::KIND_STARTED:
+      return absl::StrCat("[start] ", who, "\n");
+    case v1::SubTaskEvent::KIND_FINISHED:
+      return absl::StrCat("[done]  ", who, "\n");
+    case v1::SubTaskEvent::KIND_RETRIED:
+      return absl::StrCat("[retry] ", who, " failed: ", e.reason(), "\n");
+    case v1::SubTaskEvent::KIND_FAILED:
+      return absl::StrCat("[fail]  ", who, "\n");
+    default:
+      return "";
+  }
+}
+
+}  // namespace loom

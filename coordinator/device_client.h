@@ -1,0 +1,42 @@
+// File: coordinator/device_client.h
+// The coordinator's seam to workers: run one inference attempt on one device.
+//
+// Ownership: the coordinator owns one DeviceClient; it may cache connections per address.
+// Thread safety: Infer may be called from many threads at once.
+// Failure: the worker's status as absl::Status (UNAVAILABLE when the device is unreachable or
+// the stream broke, DEADLINE_EXCEEDED past `deadline`, CANCELLED when `cancel` fired, or
+// whatever the worker answered). Text already passed to the sink belongs to a failed attempt
+// then and must be discarded by the caller.
+#ifndef LOOM_COORDINATOR_DEVICE_CLIENT_H_
+#define LOOM_COORDINATOR_DEVICE_CLIENT_H_
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/cancellation.h"
+#include "loom/v1/worker.pb.h"
+
+namespace loom {
+
+struct DeviceCall {
+  std::string address;
+  v1::InferRequest request;
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+using ChunkSink = std::function<void(std::string_view text)>;
+
+class DeviceClient {
+ public:
+  virtual ~DeviceClient() = default;
+  // Streams the attempt's text to `sink` and returns the usage the worker reported.
+  virtual absl::StatusOr<v1::Usage> Infer(const DeviceCall& call, const ChunkSink& sink,
+                                          Cancellation* cancel) = 0;
+};
+
+}  // namespace loom
+
+#endif  // LOOM_COORDINATOR_DEVICE_CLIENT_H_

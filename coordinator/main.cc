@@ -1,0 +1,95 @@
+// loom-coordinator: the mesh's front door. Parses flags, wires registry, device client, ledger
+// and request runner behind the Registry and Orchestrator services, serves until SIGINT/SIGTERM.
+#include <iostream>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/grpc_server.h"
+#include "common/logging.h"
+#include "common/ready_file.h"
+#include "common/shutdown.h"
+#include "coordinator/grpc_device_client.h"
+#include "coordinator/orchestrator_service.h"
+#include "coordinator/registry.h"
+#include "coordinator/registry_service.h"
+#include "coordinator/request_runner.h"
+#include "ledger/sqlite_ledger.h"
+
+ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:7070", "Address of the gRPC API (port 0: any).");
+ABSL_FLAG(std::string, ledger_db, "loom.db", "SQLite ledger file (created if missing).");
+ABSL_FLAG(std::string, ledger_synchronous, "FULL", "SQLite synchronous setting: FULL, NORMAL or OFF.");
+ABSL_FLAG(std::string, ready_file, "", "Write {\"grpc\": ADDRESS, ...} here once serving.");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
+ABSL_FLAG(int64_t, heartbeat_interval_ms, 1000, "Heartbeat interval asked of workers.");
+ABSL_FLAG(int32_t, missed_heartbeats, 3, "A device silent this many intervals is removed.");
+ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per sub-task, each on another device.");
+ABSL_FLAG(int64_t, attempt_timeout_ms, 60000, "Deadline of one attempt on one device.");
+ABSL_FLAG(int32_t, request_threads, 32, "Requests served at once.");
+ABSL_FLAG(std::string, default_client, "anonymous", "Account charged when a request names none.");
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::cerr << "loom-coordinator: " << message << "\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "loom-coordinator --grpc_listen=HOST:PORT --ledger_db=FILE\n"
+      "Accepts workers (Registry) and client requests (Orchestrator), settles credits in the "
+      "ledger.");
+  loom::BlockShutdownSignals();
+  absl::ParseCommandLine(argc, argv);
+  if (auto s = loom::InitLogging("loom-coordinator", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  if (absl::GetFlag(FLAGS_heartbeat_interval_ms) < 10) return Fail("--heartbeat_interval_ms must be >= 10");
+  if (absl::GetFlag(FLAGS_missed_heartbeats) < 2) return Fail("--missed_heartbeats must be >= 2");
+  if (absl::GetFlag(FLAGS_max_attempts) < 1) return Fail("--max_attempts must be >= 1");
+  if (absl::GetFlag(FLAGS_request_threads) < 1) return Fail("--request_threads must be >= 1");
+
+  auto ledger = loom::SqliteLedger::Open({.path = absl::GetFlag(FLAGS_ledger_db),
+                                          .synchronous = absl::GetFlag(FLAGS_ledger_synchronous)});
+  if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
+
+  loom::DeviceRegistry registry(
+      {.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_interval_ms)),
+       .missed_heartbeats_to_expire = absl::GetFlag(FLAGS_missed_heartbeats)},
+      loom::Clock::Real());
+  loom::GrpcDeviceClient device_client;
+  loom::RequestRunner runner(
+      {.max_attempts = absl::GetFlag(FLAGS_max_attempts),
+       .attempt_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_attempt_timeout_ms)),
+       .default_client = absl::GetFlag(FLAGS_default_client)},
+      &registry, &device_client, ledger->get(), loom::Clock::Real());
+  loom::RegistryService registry_service(&registry);
+  loom::OrchestratorService orchestrator_service(&runner, &registry,
+                                                 absl::GetFlag(FLAGS_request_threads));
+
+  auto started = loom::StartGrpcServer(absl::GetFlag(FLAGS_grpc_listen),
+                                       {&registry_service, &orchestrator_service});
+  if (!started.ok()) return Fail(std::string(started.status().message()));
+  const std::string ready_file = absl::GetFlag(FLAGS_ready_file);
+  if (!ready_file.empty()) {
+    auto s = loom::WriteFileAtomically(
+        ready_file, absl::StrCat("{\"grpc\": \"", started->address, "\", \"pid\": ", getpid(), "}\n"));
+    if (!s.ok()) return Fail(std::string(s.message()));
+  }
+  spdlog::info("coordinator serving gRPC on {}, ledger {}", started->address,
+               absl::GetFlag(FLAGS_ledger_db));
+
+  loom::ShutdownWaiter waiter;
+  int code = waiter.Wait();
+  loom::StopGrpcServer(started->server.get(), absl::Seconds(5));
+  spdlog::info("stopped");
+  return code;
+}

@@ -1,0 +1,74 @@
+// File: coordinator/registry.h
+// The devices in the mesh, with leases. A device registers, then heartbeats every interval;
+// one that misses a heartbeat is SUSPECT (no new work) and one silent for
+// missed_heartbeats_to_expire intervals is removed. Time comes from the injected Clock, so
+// tests advance a SimulatedClock instead of sleeping.
+//
+//   DeviceRegistry registry({.heartbeat_interval = absl::Seconds(1)}, Clock::Real());
+//   auto lease = registry.Register(request);      // RegisterResponse or an error
+//   std::vector<v1::DeviceInfo> live = registry.Snapshot();
+//
+// Thread-safe. No gRPC here: RegistryService adapts it.
+#ifndef LOOM_COORDINATOR_REGISTRY_H_
+#define LOOM_COORDINATOR_REGISTRY_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "loom/v1/registry.pb.h"
+
+namespace loom {
+
+struct RegistryOptions {
+  absl::Duration heartbeat_interval = absl::Seconds(1);  // asked of every worker
+  int missed_heartbeats_to_expire = 3;  // silent this many intervals -> removed
+  int max_devices = 100'000;            // Register beyond this is RESOURCE_EXHAUSTED
+  int max_models_per_device = 64;
+};
+
+class DeviceRegistry {
+ public:
+  DeviceRegistry(RegistryOptions options, Clock* clock);
+
+  // Adds or replaces the device (a new lease each time). FAILED_PRECONDITION on a protocol
+  // major mismatch, INVALID_ARGUMENT on a malformed advertisement.
+  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
+  // Records load. A response with reregister=true when the lease is unknown or expired.
+  v1::HeartbeatResponse Heartbeat(const v1::HeartbeatRequest& request);
+  // Removes the device. NOT_FOUND for an unknown lease.
+  absl::Status Deregister(const v1::DeregisterRequest& request);
+
+  // Live devices sorted by id, each with its state as of now; expired ones are dropped.
+  std::vector<v1::DeviceInfo> Snapshot();
+
+  // Counts attempts this coordinator has running on a device (so selection between two
+  // heartbeats sees its own assignments).
+  void AddInflight(const std::string& device_id, int delta);
+
+ private:
+  struct Entry {
+    v1::DeviceInfo info;
+    std::string lease_id;
+    absl::Time last_heartbeat;
+    int inflight = 0;
+  };
+  // The state of `e` at `now`; DEVICE_STATE_UNSPECIFIED means expired.
+  v1::DeviceState StateAt(const Entry& e, absl::Time now) const;
+  void ExpireLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const RegistryOptions options_;
+  Clock* const clock_;
+
+  absl::Mutex mu_;
+  std::map<std::string, Entry> devices_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace loom
+
+#endif  // LOOM_COORDINATOR_REGISTRY_H_

@@ -1,0 +1,32 @@
+// File: coordinator/registry_service.h
+// The Registry gRPC service: a thin adapter over DeviceRegistry. Every handler is a short
+// critical section, so it runs inline on the reactor thread. Thread-safe.
+#ifndef LOOM_COORDINATOR_REGISTRY_SERVICE_H_
+#define LOOM_COORDINATOR_REGISTRY_SERVICE_H_
+
+#include "coordinator/registry.h"
+#include "loom/v1/registry.grpc.pb.h"
+
+namespace loom {
+
+class RegistryService final : public v1::Registry::CallbackService {
+ public:
+  explicit RegistryService(DeviceRegistry* registry) : registry_(registry) {}
+
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
+                                     const v1::RegisterRequest* request,
+                                     v1::RegisterResponse* response) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* Deregister(grpc::CallbackServerContext* context,
+                                       const v1::DeregisterRequest* request,
+                                       v1::DeregisterResponse* response) override;
+
+ private:
+  DeviceRegistry* const registry_;
+};
+
+}  // namespace loom
+
+#endif  // LOOM_COORDINATOR_REGISTRY_SERVICE_H_
