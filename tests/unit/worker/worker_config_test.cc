@@ -1,0 +1,76 @@
+#include "worker/worker_config.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace loom {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::WorkerConfig Valid() {
+  v1::WorkerConfig c;
+  c.set_device_id("dev-a");
+  c.set_provider_id("alice");
+  auto* m = c.add_models();
+  m->mutable_info()->set_name("qwen2.5-coder-7b");
+  m->mutable_sim()->set_output_tokens(16);
+  return c;
+}
+
+TEST(WorkerConfigTest, FillsDefaults) {
+  auto c = ValidateWorkerConfig(Valid(), "w.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->max_concurrency(), 4);
+  EXPECT_EQ(c->models(0).info().family(), "qwen-coder");
+  EXPECT_EQ(c->models(0).info().context_length(), 8192);
+}
+
+TEST(WorkerConfigTest, ErrorsNameTheOriginAndTheField) {
+  auto c = Valid();
+  c.set_device_id("");
+  EXPECT_THAT(ValidateWorkerConfig(c, "w.json").status().message(), HasSubstr("w.json: device_id"));
+  c = Valid();
+  c.mutable_models(0)->mutable_info()->set_name("unknown-thing");
+  EXPECT_THAT(ValidateWorkerConfig(c, "w.json").status().message(),
+              HasSubstr("w.json: models[0].info.family"));
+  c = Valid();
+  *c.add_models() = c.models(0);
+  EXPECT_THAT(ValidateWorkerConfig(c, "w.json").status().message(), HasSubstr("listed twice"));
+  c = Valid();
+  c.mutable_models(0)->clear_sim();
+  EXPECT_THAT(ValidateWorkerConfig(c, "w.json").status().message(), HasSubstr("no backend"));
+  c = Valid();
+  c.mutable_models(0)->mutable_sim()->set_output_tokens(-1);
+  EXPECT_THAT(ValidateWorkerConfig(c, "w.json").status().message(),
+              HasSubstr("models[0].sim.output_tokens"));
+  c = Valid();
+  c.set_max_concurrency(-2);
+  EXPECT_THAT(ValidateWorkerConfig(c, "w.json").status().message(), HasSubstr("max_concurrency"));
+  c = Valid();
+  (*c.mutable_models(0)->mutable_info()->mutable_affinity_overrides())["code"] = 1.5;
+  EXPECT_THAT(ValidateWorkerConfig(c, "w.json").status().message(),
+              HasSubstr("affinity_overrides.code"));
+  c = Valid();
+  c.clear_models();
+  EXPECT_THAT(ValidateWorkerConfig(c, "w.json").status().message(), HasSubstr("models"));
+}
+
+TEST(WorkerConfigTest, GuessesFamilies) {
+  EXPECT_EQ(GuessFamily("Qwen2.5-Coder-7B-Instruct"), "qwen-coder");
+  EXPECT_EQ(GuessFamily("llama-3.1-8b"), "llama");
+  EXPECT_EQ(GuessFamily("mistral-7b-instruct"), "mistral");
+  EXPECT_EQ(GuessFamily("gpt-2"), "");
+}
+
+TEST(WorkerConfigTest, BuildsOneProviderPerModel) {
+  auto c = ValidateWorkerConfig(Valid(), "w.json");
+  ASSERT_TRUE(c.ok());
+  auto served = BuildServedModels(*c);
+  ASSERT_EQ(served.size(), 1u);
+  EXPECT_TRUE(served[0].provider->simulated());
+  EXPECT_EQ(served[0].info.name(), "qwen2.5-coder-7b");
+}
+
+}  // namespace
+}  // namespace loom
