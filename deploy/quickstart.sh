@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Sets up and builds Loom, then runs a local mesh on loopback: one coordinator and three
+# simulated devices (qwen-coder, llama, mistral families, from deploy/examples/). Sends a
+# request, prints the answer, the devices with their load, and the ledger rows it produced,
+# then stops everything it started (also on Ctrl-C or on failure).
+#
+#   deploy/quickstart.sh            run the demo and stop
+#   deploy/quickstart.sh --keep     leave the mesh running until Ctrl-C
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+KEEP=0
+[ "${1:-}" = "--keep" ] && KEEP=1
+
+BUILD_DIR="${BUILD_DIR:-build}"
+t0=$(date +%s)
+deploy/setup.sh "$BUILD_DIR"
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target loom-coordinator loom-worker loom loom-ledger
+BIN="$ROOT/$BUILD_DIR/bin"
+echo "quickstart: built in $(( $(date +%s) - t0 )) s"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/loom-quickstart-XXXXXX")
+PIDS=()
+cleanup() {
+  local code=$?
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ $code -ne 0 ]; then
+    echo "quickstart: failed (exit $code); logs:" >&2
+    tail -n 20 "$WORK"/*.log >&2 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+  exit $code
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits (at most 30 s) for a daemon's ready file and prints its gRPC address.
+wait_ready() {
+  local file=$1 pid=$2
+  for _ in $(seq 1 300); do
+    if [ -s "$file" ]; then sed -n 's/.*"grpc": "\([^"]*\)".*/\1/p' "$file"; return 0; fi
+    kill -0 "$pid" 2>/dev/null || { echo "quickstart: process $pid exited early" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "quickstart: $file did not appear" >&2
+  return 1
+}
+
+"$BIN/loom-coordinator" --grpc_listen=127.0.0.1:0 --ledger_db="$WORK/loom.db" \
+  --ready_file="$WORK/coordinator.json" 2>"$WORK/coordinator.log" &
+PIDS+=($!)
+COORD=$(wait_ready "$WORK/coordinator.json" $!)
+echo "quickstart: coordinator on $COORD"
+
+for family in qwen-coder llama mistral; do
+  "$BIN/loom-worker" --coordinator="$COORD" --config="deploy/examples/worker-$family.json" \
+    --ready_file="$WORK/worker-$family.json" 2>"$WORK/worker-$family.log" &
+  PIDS+=($!)
+  wait_ready "$WORK/worker-$family.json" $! >/dev/null
+done
+# Registration is asynchronous: wait (at most 15 s) until all three devices are listed.
+for _ in $(seq 1 150); do
+  n=$("$BIN/loom" --coordinator="$COORD" devices --json | grep -c '"deviceId"' || true)
+  [ "$n" = 3 ] && break
+  sleep 0.1
+done
+[ "$n" = 3 ] || { echo "quickstart: only $n of 3 devices registered" >&2; exit 1; }
+
+echo
+echo "== devices =="
+"$BIN/loom" --coordinator="$COORD" devices
+echo
+PROMPT="Translate this Python code to Rust and explain the key differences between the two implementations: def total(xs): return sum(x * x for x in xs)"
+echo "== loom ask \"$PROMPT\" =="
+"$BIN/loom" --coordinator="$COORD" ask "$PROMPT"
+echo
+echo "== loom ask --family=qwen-coder \"Write a function that reverses a linked list in C\" =="
+"$BIN/loom" --coordinator="$COORD" ask --family=qwen-coder "Write a function that reverses a linked list in C"
+echo
+echo "== devices after the requests =="
+"$BIN/loom" --coordinator="$COORD" devices
+echo
+echo "== ledger: contribution records (loom-ledger records) =="
+"$BIN/loom-ledger" --db="$WORK/loom.db" records
+echo
+echo "quickstart: done in $(( $(date +%s) - t0 )) s"
+if [ $KEEP = 1 ]; then
+  echo "quickstart: mesh still running; try: $BIN/loom --coordinator=$COORD ask \"...\"  (Ctrl-C stops it)"
+  wait
+fi
