@@ -7,7 +7,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "common/flags_usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/grpc_server.h"
@@ -43,7 +43,7 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  loom::SetUsage(
       "loom-coordinator --grpc_listen=HOST:PORT --ledger_db=FILE\n"
       "Accepts workers (Registry) and client requests (Orchestrator), settles credits in the "
       "ledger.");

@@ -6,7 +6,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "common/flags_usage.h"
 #include "absl/strings/str_cat.h"
 #include "ledger/ledger_cli.h"
 #include "ledger/sqlite_ledger.h"
@@ -37,7 +37,7 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(kUsage);
+  loom::SetUsage(kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) return Fail("missing command (try --help)");
   const std::string command = args[1];

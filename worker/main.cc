@@ -7,7 +7,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "common/flags_usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -113,7 +113,7 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  loom::SetUsage(
       "loom-worker --coordinator=HOST:PORT (--config=FILE | --model=NAME --device_id=ID)\n"
       "Serves one device's models to the Loom mesh. Example:\n"
       "  loom-worker --coordinator=127.0.0.1:7070 --device_id=laptop --model=llama-3.1-8b");

@@ -1,0 +1,149 @@
+#include "worker/worker_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "common/grpc_server.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/process_harness.h"
+#include "worker/sim_provider.h"
+
+namespace loom {
+namespace {
+
+using ::loom::testing::WaitFor;
+
+// A Worker service with one simulated model, served in-process on loopback port 0.
+class WorkerServiceTest : public ::testing::Test {
+ protected:
+  void Start(v1::SimBackend backend, int max_concurrency) {
+    std::vector<ServedModel> models;
+    ServedModel m;
+    m.info.set_name("llama-3.1-8b");
+    m.info.set_family("llama");
+    m.provider = std::make_unique<SimProvider>(
+        SimProviderOptions{.model = "llama-3.1-8b", .device_id = "dev-a", .backend = backend});
+    models.push_back(std::move(m));
+    service_ = std::make_unique<WorkerService>(
+        WorkerServiceOptions{.device_id = "dev-a", .provider_id = "alice",
+                             .max_concurrency = max_concurrency},
+        std::move(models));
+    auto started = StartGrpcServer("127.0.0.1:0", {service_.get()});
+    ASSERT_TRUE(started.ok()) << started.status();
+    server_ = std::move(started->server);
+    service_->set_address(started->address);
+    stub_ = v1::Worker::NewStub(
+        grpc::CreateChannel(started->address, grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    if (server_) StopGrpcServer(server_.get(), absl::Seconds(1));
+  }
+
+  static v1::InferRequest Request(const std::string& model = "llama-3.1-8b") {
+    v1::InferRequest r;
+    r.set_model(model);
+    auto* m = r.add_messages();
+    m->set_role("user");
+    m->set_content("hello there");
+    return r;
+  }
+
+  static void SetDeadline(grpc::ClientContext* context) {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  }
+
+  std::unique_ptr<WorkerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::Worker::Stub> stub_;
+};
+
+TEST_F(WorkerServiceTest, StreamsChunksThenAFinalChunkWithUsage) {
+  v1::SimBackend backend;
+  backend.set_output_tokens(30);
+  Start(backend, 2);
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto reader = stub_->Infer(&context, Request());
+  v1::InferChunk chunk;
+  std::string text;
+  v1::Usage usage;
+  int finals = 0;
+  while (reader->Read(&chunk)) {
+    if (chunk.final()) {
+      ++finals;
+      usage = chunk.usage();
+    } else {
+      EXPECT_EQ(finals, 0) << "text after the final chunk";
+      text += chunk.text();
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(finals, 1);
+  EXPECT_EQ(usage.completion_tokens(), 30);
+  EXPECT_THAT(text, ::testing::HasSubstr("[simulated] llama-3.1-8b on dev-a"));
+}
+
+TEST_F(WorkerServiceTest, RefusesWorkBeyondMaxConcurrencyAndFreesTheSlotOnCancel) {
+  v1::SimBackend hang;
+  hang.mutable_fault()->set_kind(v1::SimFault::KIND_HANG);
+  Start(hang, 1);
+
+  grpc::ClientContext first;
+  SetDeadline(&first);
+  auto first_reader = stub_->Infer(&first, Request());
+  ASSERT_TRUE(WaitFor([&] { return service_->Load().active() == 1; }, absl::Seconds(10)));
+
+  grpc::ClientContext second;
+  SetDeadline(&second);
+  auto second_reader = stub_->Infer(&second, Request());
+  v1::InferChunk chunk;
+  while (second_reader->Read(&chunk)) {
+  }
+  grpc::Status refused = second_reader->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), ::testing::HasSubstr("max concurrency"));
+
+  first.TryCancel();
+  while (first_reader->Read(&chunk)) {
+  }
+  EXPECT_EQ(first_reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(WaitFor([&] { return service_->Load().active() == 0; }, absl::Seconds(10)))
+      << "the cancelled generation never released its slot";
+}
+
+TEST_F(WorkerServiceTest, UnknownModelAndEmptyRequestAreRefused) {
+  Start({}, 1);
+  for (auto request : {Request("gpt-9"), v1::InferRequest()}) {
+    if (request.model().empty()) request.set_model("llama-3.1-8b");
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    auto reader = stub_->Infer(&context, request);
+    v1::InferChunk chunk;
+    while (reader->Read(&chunk)) {
+    }
+    grpc::Status status = reader->Finish();
+    EXPECT_TRUE(status.error_code() == grpc::StatusCode::NOT_FOUND ||
+                status.error_code() == grpc::StatusCode::INVALID_ARGUMENT)
+        << status.error_message();
+  }
+  EXPECT_EQ(service_->Load().active(), 0);
+}
+
+TEST_F(WorkerServiceTest, DescribeReportsDeviceModelsAndLoad) {
+  Start({}, 3);
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::DescribeResponse response;
+  ASSERT_TRUE(stub_->Describe(&context, {}, &response).ok());
+  EXPECT_EQ(response.device().device_id(), "dev-a");
+  EXPECT_EQ(response.device().provider_id(), "alice");
+  EXPECT_TRUE(response.device().simulated());
+  EXPECT_EQ(response.device().load().max_concurrency(), 3);
+  ASSERT_EQ(response.device().models_size(), 1);
+  EXPECT_EQ(response.device().models(0).family(), "llama");
+  EXPECT_FALSE(response.device().address().empty());
+}
+
+}  // namespace
+}  // namespace loom
