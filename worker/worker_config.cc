@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/categories.h"
 #include "worker/sim_provider.h"
 
 namespace loom {
@@ -78,6 +79,11 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
       return FieldError(origin, field + ".info.price_per_1k_micro", "negative");
     }
     for (const auto& [category, score] : m->info().affinity_overrides()) {
+      if (!ParseCategory(category)) {
+        return FieldError(origin, field + ".info.affinity_overrides." + category,
+                          "unknown category (use code, reasoning, creative, factual, "
+                          "summarization, translation, structured or general)");
+      }
       if (score < 0 || score > 1) {
         return FieldError(origin, field + ".info.affinity_overrides." + category,
                           "must be in [0, 1]");

@@ -1,0 +1,134 @@
+// Accuracy of the RequestAnalyzer on tests/data/analyzer_prompts.tsv, a labelled set written
+// for Loom. Rows with index % 4 == 3 are held out of tuning; both figures are printed.
+// LOOM_ANALYZER_MISSES=1 prints the misses of the tuning split (never the held-out one).
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/categories.h"
+#include "coordinator/request_analyzer.h"
+#include "gtest/gtest.h"
+
+namespace loom {
+namespace {
+
+struct Item {
+  v1::PlanKind kind;
+  std::vector<v1::TaskCategory> categories;
+  std::string prompt;
+  bool holdout;
+};
+
+v1::PlanKind ParseKind(const std::string& s) {
+  if (s == "compiled") return v1::PLAN_KIND_COMPILED;
+  if (s == "compete") return v1::PLAN_KIND_COMPETE;
+  return v1::PLAN_KIND_PASSTHROUGH;
+}
+
+std::vector<Item> Load() {
+  std::ifstream in(std::string(LOOM_TEST_DATA_DIR) + "/analyzer_prompts.tsv");
+  std::vector<Item> items;
+  std::string line;
+  int index = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> cols = absl::StrSplit(line, absl::MaxSplits('\t', 2));
+    if (cols.size() != 3) continue;
+    Item item{ParseKind(cols[0]), {}, cols[2], index % 4 == 3};
+    for (absl::string_view c : absl::StrSplit(cols[1], ',')) {
+      item.categories.push_back(ParseCategory(c).value_or(v1::TASK_CATEGORY_UNSPECIFIED));
+    }
+    items.push_back(std::move(item));
+    ++index;
+  }
+  return items;
+}
+
+struct Tally {
+  int right = 0, total = 0;
+  void Add(bool ok) { right += ok; ++total; }
+  double Rate() const { return total ? static_cast<double>(right) / total : 1.0; }
+  std::string Show() const { return absl::StrFormat("%5.1f%% (%d/%d)", 100 * Rate(), right, total); }
+};
+
+struct Report {
+  std::map<std::string, Tally> by_category;  // passthrough items, by labelled category
+  std::map<std::string, Tally> by_kind;
+  Tally compiled_subtasks;                   // compiled items: sub-task categories in order
+  Tally overall_kind;
+};
+
+Report Evaluate(const std::vector<Item>& items, bool holdout, bool print_misses) {
+  RequestAnalyzer analyzer;
+  Report r;
+  for (const Item& item : items) {
+    if (item.holdout != holdout) continue;
+    Analysis a = analyzer.AnalyzeText(item.prompt);
+    const bool kind_ok = a.kind == item.kind;
+    r.by_kind[v1::PlanKind_Name(item.kind)].Add(kind_ok);
+    r.overall_kind.Add(kind_ok);
+    std::vector<v1::TaskCategory> got;
+    for (const Ask& ask : a.asks) got.push_back(ask.category);
+    bool category_ok = true;
+    if (item.kind == v1::PLAN_KIND_PASSTHROUGH) {
+      const v1::TaskCategory predicted =
+          a.asks.size() == 1 ? a.asks[0].category : a.categories[0].category();
+      category_ok = predicted == item.categories[0];
+      r.by_category[CategoryName(item.categories[0])].Add(category_ok);
+    } else if (item.kind == v1::PLAN_KIND_COMPILED) {
+      category_ok = got == item.categories;
+      r.compiled_subtasks.Add(category_ok);
+    }
+    if (print_misses && (!kind_ok || !category_ok)) {
+      std::vector<std::string> names;
+      for (auto c : got) names.push_back(CategoryName(c));
+      std::cout << "MISS want " << v1::PlanKind_Name(item.kind) << " got "
+                << v1::PlanKind_Name(a.kind) << " [" << absl::StrJoin(names, ",") << "] "
+                << item.prompt << "\n";
+    }
+  }
+  return r;
+}
+
+void Print(const std::string& title, const Report& r) {
+  std::cout << "== " << title << " ==\n";
+  std::cout << "plan kind overall   " << r.overall_kind.Show() << "\n";
+  for (const auto& [kind, t] : r.by_kind) std::cout << "  " << kind << "  " << t.Show() << "\n";
+  std::cout << "compiled sub-task categories exact  " << r.compiled_subtasks.Show() << "\n";
+  for (const auto& [cat, t] : r.by_category) std::cout << "  category " << cat << "  " << t.Show() << "\n";
+}
+
+TEST(AnalyzerAccuracyTest, MeetsTheFloorsOnTunedAndHeldOutPrompts) {
+  std::vector<Item> items = Load();
+  ASSERT_GE(items.size(), 200u) << "labelled set missing or too small";
+  const bool misses = std::getenv("LOOM_ANALYZER_MISSES") != nullptr;
+  Report tuned = Evaluate(items, /*holdout=*/false, misses);
+  Report held = Evaluate(items, /*holdout=*/true, /*print_misses=*/false);
+  Print("tuning split", tuned);
+  Print("held-out split", held);
+
+  // Floors. When written, the held-out split reached 96% on plan kind (passthrough 100%,
+  // compiled 92%, compete 80%) and 100% per category; each floor leaves room for about one
+  // more miss in its group (a group holds 4-15 prompts), so a real regression fails and a
+  // single borderline prompt does not. The lexicon was written by the same people as these
+  // prompts, so these are optimistic: see bench/analyzer_eval.cc for prompts written by others.
+  for (const Report* r : {&tuned, &held}) {
+    EXPECT_GE(r->overall_kind.Rate(), 0.88);
+    EXPECT_GE(r->by_kind.at("PLAN_KIND_PASSTHROUGH").Rate(), 0.90);
+    EXPECT_GE(r->by_kind.at("PLAN_KIND_COMPILED").Rate(), 0.80);
+    EXPECT_GE(r->by_kind.at("PLAN_KIND_COMPETE").Rate(), 0.60);
+    EXPECT_GE(r->compiled_subtasks.Rate(), 0.75);
+    double category_mean = 0;
+    for (const auto& [cat, t] : r->by_category) category_mean += t.Rate();
+    category_mean /= r->by_category.size();
+    EXPECT_GE(category_mean, 0.85);
+    for (const auto& [cat, t] : r->by_category) EXPECT_GE(t.Rate(), 0.60) << cat;
+  }
+}
+
+}  // namespace
+}  // namespace loom
