@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/grpc_server.h"
+#include "common/json_config.h"
 #include "common/logging.h"
 #include "common/ready_file.h"
 #include "common/shutdown.h"
@@ -32,6 +33,15 @@ ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per sub-task, each on another devi
 ABSL_FLAG(int64_t, attempt_timeout_ms, 60000, "Deadline of one attempt on one device.");
 ABSL_FLAG(int32_t, request_threads, 32, "Requests served at once.");
 ABSL_FLAG(std::string, default_client, "anonymous", "Account charged when a request names none.");
+ABSL_FLAG(std::string, decomposer, "auto",
+          "auto: ask the smallest real (non-simulated) model for the sub-task graph, else rules; "
+          "model: ask a model even if simulated; rules: always rule-based.");
+ABSL_FLAG(std::string, decomposer_model, "", "Model the decomposer asks (default: the smallest).");
+ABSL_FLAG(std::string, judge_model, "", "Model that judges compete answers (default: agreement).");
+ABSL_FLAG(int32_t, compete_k, 3, "Distinct models that answer a compete request.");
+ABSL_FLAG(std::string, affinity_config, "",
+          "JSON AffinityConfig overriding the default family x category affinity table.");
+ABSL_FLAG(double, load_weight, 0.6, "How much a fully loaded device's score drops (0-1).");
 
 namespace {
 
@@ -65,12 +75,39 @@ int main(int argc, char** argv) {
       {.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_interval_ms)),
        .missed_heartbeats_to_expire = absl::GetFlag(FLAGS_missed_heartbeats)},
       loom::Clock::Real());
+  loom::AffinityTable affinity = loom::AffinityTable::Defaults();
+  if (!absl::GetFlag(FLAGS_affinity_config).empty()) {
+    auto config = loom::LoadConfigFile<loom::v1::AffinityConfig>(absl::GetFlag(FLAGS_affinity_config));
+    if (!config.ok()) return Fail(std::string(config.status().message()));
+    if (auto s = affinity.Apply(*config); !s.ok()) {
+      return Fail(absl::StrCat(absl::GetFlag(FLAGS_affinity_config), ": ", s.message()));
+    }
+  }
+  const double load_weight = absl::GetFlag(FLAGS_load_weight);
+  if (load_weight < 0 || load_weight > 1) return Fail("--load_weight must be in [0, 1]");
+  loom::RunnerOptions options;
+  options.attempts.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  options.attempts.attempt_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_attempt_timeout_ms));
+  options.default_client = absl::GetFlag(FLAGS_default_client);
+  const std::string decomposer = absl::GetFlag(FLAGS_decomposer);
+  if (decomposer == "auto") {
+    options.decomposer.mode = loom::DecomposerOptions::Mode::kAuto;
+  } else if (decomposer == "model") {
+    options.decomposer.mode = loom::DecomposerOptions::Mode::kModel;
+  } else if (decomposer == "rules") {
+    options.decomposer.mode = loom::DecomposerOptions::Mode::kRules;
+  } else {
+    return Fail("--decomposer must be auto, model or rules");
+  }
+  options.decomposer.model = absl::GetFlag(FLAGS_decomposer_model);
+  options.compete.judge_model = absl::GetFlag(FLAGS_judge_model);
+  options.compete.k = absl::GetFlag(FLAGS_compete_k);
+  if (options.compete.k < 1 || options.compete.k > 8) return Fail("--compete_k must be 1-8");
+
+  loom::ModelSelector selector(std::move(affinity), {.load_weight = load_weight});
   loom::GrpcDeviceClient device_client;
-  loom::RequestRunner runner(
-      {.max_attempts = absl::GetFlag(FLAGS_max_attempts),
-       .attempt_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_attempt_timeout_ms)),
-       .default_client = absl::GetFlag(FLAGS_default_client)},
-      &registry, &device_client, ledger->get(), loom::Clock::Real());
+  loom::RequestRunner runner(options, &registry, &selector, &device_client, ledger->get(),
+                             loom::Clock::Real());
   loom::RegistryService registry_service(&registry);
   loom::OrchestratorService orchestrator_service(&runner, &registry,
                                                  absl::GetFlag(FLAGS_request_threads));

@@ -1,24 +1,53 @@
 // File: coordinator/model_selector.h
 // Chooses a device and model for a piece of work from a snapshot of the registry.
 //
-// Passthrough (this file's first job): the requested model, else the requested family, else
-// any model; among the healthy devices serving it and not excluded, the least loaded wins.
-// Load = (max(reported active, this coordinator's in-flight) + queued) / max_concurrency.
-// Ties go to the larger model, then the lower device id, then the model name, so the choice
-// is deterministic.
+// Affinity: how well a model family suits a task category, in [0, 1] (AffinityTable; the
+// built-in defaults are in model_selector.cc and the README, a config file may change them, and
+// a model's advertisement may override its family's scores per category).
+// Score = affinity - load_weight x load, where load = (max(reported active, this
+// coordinator's in-flight) + queued) / max_concurrency. With the default weight 0.6 a slightly
+// less suited model on an idle device beats the best model on a busy one (llama's 0.70 for
+// code on an idle device beats qwen-coder's 0.95 on a device at half load: 0.95 - 0.30 = 0.65).
+// Ties go to the larger model, then the lower device id, then the model name. Devices that are
+// not HEALTHY, or excluded (earlier failures of this work, policy), are never chosen.
 //
-// Stateless and thread-safe.
+// Passthrough with a pinned model or family: the least loaded healthy device serving it.
+//
+// Thread-safe (immutable after construction).
 #ifndef LOOM_COORDINATOR_MODEL_SELECTOR_H_
 #define LOOM_COORDINATOR_MODEL_SELECTOR_H_
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "loom/v1/common.pb.h"
+#include "loom/v1/config.pb.h"
 
 namespace loom {
+
+class AffinityTable {
+ public:
+  // The documented defaults (qwen-coder, qwen, llama, mistral, deepseek-coder, phi, gemma).
+  static AffinityTable Defaults();
+  // Families not in the table score this for every category.
+  static constexpr double kUnknownFamily = 0.5;
+
+  // Overlays `config` (validated: known categories, scores in [0, 1]).
+  absl::Status Apply(const v1::AffinityConfig& config);
+
+  // The model's own override for `category`, else its family's score, else kUnknownFamily.
+  double Score(const v1::ModelInfo& model, v1::TaskCategory category) const;
+
+ private:
+  std::map<std::string, std::map<v1::TaskCategory, double>> families_;
+};
+
+struct SelectorOptions {
+  double load_weight = 0.6;  // score penalty of a fully loaded device
+};
 
 struct PassthroughTarget {
   std::string model;   // exact model name, or empty
@@ -31,11 +60,27 @@ struct Selection {
   std::string address;
   v1::ModelInfo model;
   double load = 0;
-  std::string reason;  // why this device, for plans and logs
+  double score = 0;
+  double tokens_per_second = 0;  // the device's reported speed (0: unknown)
+  std::string reason;            // why this device, with the runners-up
 };
 
 class ModelSelector {
  public:
+  explicit ModelSelector(AffinityTable table = AffinityTable::Defaults(),
+                         SelectorOptions options = {});
+
+  // The best device+model for work needing any of `categories` (a model's affinity is its best
+  // among them). UNAVAILABLE when no healthy, non-excluded device exists.
+  absl::StatusOr<Selection> SelectForCategories(const std::vector<v1::DeviceInfo>& devices,
+                                                const std::vector<v1::TaskCategory>& categories,
+                                                const std::set<std::string>& excluded) const;
+
+  // Up to `k` candidates on distinct models (and, where possible, distinct devices), best
+  // first, for compete.
+  std::vector<Selection> RankDistinctModels(const std::vector<v1::DeviceInfo>& devices,
+                                            v1::TaskCategory category, int k) const;
+
   // NOT_FOUND when no device in the mesh serves the target at all; UNAVAILABLE when some do
   // but none is healthy and not excluded.
   absl::StatusOr<Selection> SelectPassthrough(const std::vector<v1::DeviceInfo>& devices,
@@ -43,6 +88,21 @@ class ModelSelector {
                                               const std::set<std::string>& excluded) const;
 
   static double LoadOf(const v1::DeviceInfo& device);
+  const AffinityTable& affinity() const { return table_; }
+
+ private:
+  struct Candidate {
+    const v1::DeviceInfo* device;
+    const v1::ModelInfo* model;
+    double affinity, load, score;
+  };
+  std::vector<Candidate> Rank(const std::vector<v1::DeviceInfo>& devices,
+                              const std::vector<v1::TaskCategory>& categories,
+                              const std::set<std::string>& excluded) const;
+  static Selection ToSelection(const Candidate& c);
+
+  const AffinityTable table_;
+  const SelectorOptions options_;
 };
 
 }  // namespace loom

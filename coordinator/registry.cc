@@ -1,5 +1,6 @@
 #include "coordinator/registry.h"
 
+#include <algorithm>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -159,7 +160,12 @@ std::vector<v1::DeviceInfo> DeviceRegistry::Snapshot() {
 void DeviceRegistry::AddInflight(const std::string& device_id, int delta) {
   absl::MutexLock lock(&mu_);
   auto it = devices_.find(device_id);
-  if (it != devices_.end()) it->second.inflight += delta;
+  if (it == devices_.end()) return;
+  it->second.inflight += delta;
+  // The last heartbeat counted our attempts too: keep its figure current until the next one,
+  // so a device that just finished our work does not look busy for up to an interval.
+  v1::DeviceLoad* load = it->second.info.mutable_load();
+  load->set_active(std::max(0, load->active() + delta));
 }
 
 }  // namespace loom

@@ -46,8 +46,9 @@ class DeviceRegistry {
   // Live devices sorted by id, each with its state as of now; expired ones are dropped.
   std::vector<v1::DeviceInfo> Snapshot();
 
-  // Counts attempts this coordinator has running on a device (so selection between two
-  // heartbeats sees its own assignments).
+  // Counts attempts this coordinator has running on a device, and moves the device's last
+  // reported active count by the same delta (clamped at 0), so selection between two
+  // heartbeats sees its own assignments start and finish.
   void AddInflight(const std::string& device_id, int delta);
 
  private:

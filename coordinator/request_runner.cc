@@ -1,13 +1,11 @@
 #include "coordinator/request_runner.h"
 
 #include <algorithm>
-#include <set>
 
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "common/grpc_status.h"
+#include "common/categories.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/tokens.h"
@@ -23,28 +21,57 @@ std::string LastUserMessage(const v1::CompleteRequest& request) {
   return request.messages().empty() ? "" : request.messages().rbegin()->content();
 }
 
-v1::CompleteEvent SubTaskEvent(v1::SubTaskEvent::Kind kind, const std::string& sub_task_id,
-                               int attempt, const Selection& s, const std::string& reason) {
-  v1::CompleteEvent event;
-  v1::SubTaskEvent* e = event.mutable_sub_task();
-  e->set_kind(kind);
-  e->set_sub_task_id(sub_task_id);
-  e->set_attempt(attempt);
-  e->set_device_id(s.device_id);
-  e->set_model(s.model.name());
-  e->set_reason(reason);
-  return event;
+std::vector<v1::ChatMessage> SystemMessages(const v1::CompleteRequest& request) {
+  std::vector<v1::ChatMessage> out;
+  for (const auto& m : request.messages()) {
+    if (m.role() == "system") out.push_back(m);
+  }
+  return out;
+}
+
+v1::ContributionRecord Record(const std::string& request_id, const std::string& sub_task_id,
+                              v1::ContributionRole role, const CallResult& call, absl::Time now) {
+  v1::ContributionRecord r;
+  r.set_request_id(request_id);
+  r.set_device_id(call.chosen.device_id);
+  r.set_provider_id(call.chosen.provider_id);
+  r.set_model(call.chosen.model.name());
+  r.set_sub_task_id(sub_task_id);
+  r.set_role(role);
+  r.set_token_count(call.tokens);
+  r.set_credits_micro(CreditsForTokens(call.tokens, PricePer1kMicro(call.chosen.model)));
+  r.set_attempt(call.attempt);
+  r.set_created_unix_ms(absl::ToUnixMillis(now));
+  return r;
+}
+
+v1::SubTaskResult Result(const v1::SubTask& task, const std::string& input,
+                         const CallResult& call) {
+  v1::SubTaskResult r;
+  r.set_sub_task_id(task.id());
+  r.set_output(call.output);
+  r.set_device_id(call.chosen.device_id);
+  r.set_model(call.chosen.model.name());
+  r.set_input(input);
+  r.set_category(task.category());
+  return r;
 }
 
 }  // namespace
 
 RequestRunner::RequestRunner(RunnerOptions options, DeviceRegistry* registry,
-                             DeviceClient* devices, LedgerStore* ledger, Clock* clock)
+                             const ModelSelector* selector, DeviceClient* devices,
+                             LedgerStore* ledger, Clock* clock)
     : options_(std::move(options)),
       registry_(registry),
-      devices_(devices),
       ledger_(ledger),
-      clock_(clock) {}
+      clock_(clock),
+      analyzer_(options_.analyzer),
+      attempts_(options_.attempts, registry, selector, devices, clock),
+      decomposer_(options_.decomposer, &attempts_),
+      executor_(&attempts_),
+      synthesizer_(&attempts_),
+      compete_(options_.compete, &attempts_) {}
 
 absl::Status RequestRunner::Validate(const v1::CompleteRequest& request) const {
   if (request.messages().empty()) return absl::InvalidArgumentError("request has no messages");
@@ -77,50 +104,83 @@ absl::Status RequestRunner::Validate(const v1::CompleteRequest& request) const {
                                                    options_.max_output_tokens));
   }
   if (request.request_id().size() > 128) return absl::InvalidArgumentError("request_id too long");
-  if (request.mode() == v1::PLAN_KIND_COMPILED || request.mode() == v1::PLAN_KIND_COMPETE) {
-    return absl::UnimplementedError(absl::StrCat(
-        "plan kind ", v1::PlanKind_Name(request.mode()),
-        " is not available in this version; only passthrough requests are served"));
+  if (!v1::PlanKind_IsValid(request.mode())) {
+    return absl::InvalidArgumentError("unknown plan kind");
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::CompilationPlan> RequestRunner::Plan(const v1::CompleteRequest& request,
-                                                        const std::string& request_id) {
+v1::CompilationPlan RequestRunner::BasePlan(const Analysis& analysis,
+                                            const std::string& request_id) const {
   v1::CompilationPlan plan;
   plan.set_request_id(request_id);
-  plan.set_kind(v1::PLAN_KIND_PASSTHROUGH);
-  int64_t prompt_tokens = 0;
-  for (const auto& m : request.messages()) prompt_tokens += CountTokens(m.content());
-  const int64_t max_tokens =
-      request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
-  plan.set_estimated_tokens(prompt_tokens + max_tokens);
-  plan.add_reasons(!request.model().empty()    ? absl::StrCat("client asked for model ", request.model())
-                   : !request.family().empty() ? absl::StrCat("client asked for family ", request.family())
-                                               : "one model answers the whole request");
-  v1::SubTask* task = plan.add_sub_tasks();
-  task->set_id(NewUuid());
-  task->set_prompt(LastUserMessage(request));
-  task->set_category(v1::TASK_CATEGORY_GENERAL);
-  task->set_order_index(0);
-  task->set_estimated_tokens(max_tokens);
-
-  LOOM_ASSIGN_OR_RETURN(Selection s, selector_.SelectPassthrough(
-                                         registry_->Snapshot(),
-                                         {.model = request.model(), .family = request.family()},
-                                         {}));
-  v1::Assignment* a = plan.add_assignments();
-  a->set_sub_task_id(task->id());
-  a->set_device_id(s.device_id);
-  a->set_model(s.model.name());
-  a->set_score(1.0 - s.load);
-  a->set_reason(s.reason);
+  plan.set_kind(analysis.kind);
+  for (const auto& c : analysis.categories) *plan.add_categories() = c;
+  plan.set_estimated_tokens(analysis.estimated_tokens);
+  for (const auto& r : analysis.reasons) plan.add_reasons(r);
   return plan;
+}
+
+void RequestRunner::AddTentativeAssignments(v1::CompilationPlan* plan,
+                                            const v1::CompleteRequest& request) const {
+  const std::vector<v1::DeviceInfo> devices = registry_->Snapshot();
+  const ModelSelector& selector = attempts_.selector();
+  if (plan->kind() == v1::PLAN_KIND_COMPETE) {
+    for (const Selection& s :
+         selector.RankDistinctModels(devices, plan->categories(0).category(), options_.compete.k)) {
+      v1::Assignment* a = plan->add_assignments();
+      a->set_sub_task_id(absl::StrCat("compete-", plan->assignments_size()));
+      a->set_device_id(s.device_id);
+      a->set_model(s.model.name());
+      a->set_score(s.score);
+      a->set_reason(s.reason);
+    }
+    return;
+  }
+  const bool pinned = !request.model().empty() || !request.family().empty();
+  for (const auto& task : plan->sub_tasks()) {
+    absl::StatusOr<Selection> s =
+        pinned && plan->kind() == v1::PLAN_KIND_PASSTHROUGH
+            ? selector.SelectPassthrough(devices, {request.model(), request.family()}, {})
+            : selector.SelectForCategories(devices, {task.category()}, {});
+    v1::Assignment* a = plan->add_assignments();
+    a->set_sub_task_id(task.id());
+    if (s.ok()) {
+      a->set_device_id(s->device_id);
+      a->set_model(s->model.name());
+      a->set_score(s->score);
+      a->set_reason(s->reason);
+    } else {
+      a->set_reason(std::string(s.status().message()));
+    }
+  }
 }
 
 absl::StatusOr<v1::CompilationPlan> RequestRunner::Explain(const v1::CompleteRequest& request) {
   LOOM_RETURN_IF_ERROR(Validate(request));
-  return Plan(request, request.request_id().empty() ? NewUuid() : request.request_id());
+  const int64_t max_tokens =
+      request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
+  Analysis analysis = analyzer_.Analyze(request, max_tokens);
+  v1::CompilationPlan plan =
+      BasePlan(analysis, request.request_id().empty() ? NewUuid() : request.request_id());
+  if (plan.kind() == v1::PLAN_KIND_COMPILED) {
+    Decomposition d = TaskDecomposer::FromRules(analysis, options_.decomposer.sub_task_tokens);
+    for (auto& t : d.sub_tasks) *plan.add_sub_tasks() = t;
+    plan.set_synthesis_prompt(d.synthesis_prompt);
+    plan.set_decomposer(d.method);
+    if (options_.decomposer.mode != DecomposerOptions::Mode::kRules) {
+      plan.add_reasons("shown with the rule-based decomposer; when run, a decomposer model on "
+                       "the mesh (if one is available) may split it differently");
+    }
+  } else if (plan.kind() == v1::PLAN_KIND_PASSTHROUGH) {
+    v1::SubTask* task = plan.add_sub_tasks();
+    task->set_id(NewUuid());
+    task->set_prompt(LastUserMessage(request));
+    task->set_category(plan.categories(0).category());
+    task->set_estimated_tokens(max_tokens);
+  }
+  AddTentativeAssignments(&plan, request);
+  return plan;
 }
 
 absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteRequest& request,
@@ -128,124 +188,144 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
                                                         const EventSink& sink,
                                                         Cancellation* cancel) {
   LOOM_RETURN_IF_ERROR(Validate(request));
+  const absl::Time wall_start = clock_->Now();
   const std::string request_id = request.request_id().empty() ? NewUuid() : request.request_id();
   deadline = std::min(deadline, absl::Now() + options_.request_timeout);
-  auto emit = [&](const v1::CompleteEvent& e) {
+  const int64_t max_tokens =
+      request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
+  // Stages may emit from several threads (fan-out, compete); the sink sees one at a time.
+  absl::Mutex sink_mu;
+  const EventSink emit = [&](const v1::CompleteEvent& e) {
+    absl::MutexLock lock(&sink_mu);
     if (sink) sink(e);
   };
+  AttemptLog log(clock_);
+  const std::string text = LastUserMessage(request);
+  const std::vector<v1::ChatMessage> system = SystemMessages(request);
 
-  LOOM_ASSIGN_OR_RETURN(v1::CompilationPlan plan, Plan(request, request_id));
-  {
+  Analysis analysis = analyzer_.Analyze(request, max_tokens);
+  v1::CompilationPlan plan = BasePlan(analysis, request_id);
+  v1::CompleteResponse response;
+  response.set_request_id(request_id);
+  std::vector<v1::ContributionRecord> records;
+  auto emit_plan = [&] {
+    AddTentativeAssignments(&plan, request);
     v1::CompleteEvent e;
     *e.mutable_plan() = plan;
     emit(e);
-  }
-  const v1::SubTask& task = plan.sub_tasks(0);
-  const PassthroughTarget target{.model = request.model(), .family = request.family()};
+  };
 
-  v1::CompleteResponse response;
-  response.set_request_id(request_id);
-  std::set<std::string> excluded;
-  std::vector<std::string> failures;
-  std::string output;
-  absl::StatusOr<v1::Usage> usage = absl::UnavailableError("no attempt ran");
-  Selection chosen;
-  int attempt = 0;
-  while (attempt < options_.max_attempts) {
-    absl::StatusOr<Selection> selection =
-        selector_.SelectPassthrough(registry_->Snapshot(), target, excluded);
-    if (!selection.ok()) {
-      if (failures.empty()) return selection.status();
-      failures.push_back(std::string(selection.status().message()));
+  switch (plan.kind()) {
+    case v1::PLAN_KIND_COMPILED: {
+      // Decomposition happens before there is a plan to show; its attempts are in the log,
+      // and the stream starts with the plan, as StreamComplete promises.
+      const EventSink quiet = [](const v1::CompleteEvent&) {};
+      Decomposition d =
+          decomposer_.Decompose(request_id, analysis, text, deadline, cancel, quiet, &log);
+      for (const auto& t : d.sub_tasks) *plan.add_sub_tasks() = t;
+      plan.set_synthesis_prompt(d.synthesis_prompt);
+      plan.set_decomposer(d.method);
+      if (!d.note.empty()) plan.add_reasons(d.note);
+      emit_plan();
+      if (d.model_call) {
+        records.push_back(Record(request_id, "decompose", v1::CONTRIBUTION_ROLE_DECOMPOSE,
+                                 *d.model_call, clock_->Now()));
+      }
+      LOOM_ASSIGN_OR_RETURN(std::vector<SubTaskOutcome> outcomes,
+                            executor_.Run(request_id, d.sub_tasks, system, deadline, cancel,
+                                          emit, &log));
+      for (const auto& o : outcomes) {
+        *response.add_results() = Result(o.task, o.input, o.result);
+        records.push_back(Record(request_id, o.task.id(), v1::CONTRIBUTION_ROLE_EXECUTE, o.result,
+                                 clock_->Now()));
+      }
+      if (outcomes.size() == 1) {
+        response.set_output(outcomes[0].result.output);
+        v1::CompleteEvent e;
+        e.mutable_output()->set_sub_task_id(outcomes[0].task.id());
+        e.mutable_output()->set_text(outcomes[0].result.output);
+        e.mutable_output()->set_answer(true);
+        emit(e);
+        break;
+      }
+      LOOM_ASSIGN_OR_RETURN(Synthesis s,
+                            synthesizer_.Synthesize(request_id, text, d.synthesis_prompt, outcomes,
+                                                    system, deadline, cancel, emit, &log));
+      response.set_output(s.output);
+      response.set_synthesis_note(s.note);
+      if (s.call) {
+        records.push_back(Record(request_id, "synthesis", v1::CONTRIBUTION_ROLE_SYNTHESIZE,
+                                 *s.call, clock_->Now()));
+      }
       break;
     }
-    chosen = *std::move(selection);
-    ++attempt;
-    emit(SubTaskEvent(v1::SubTaskEvent::KIND_STARTED, task.id(), attempt, chosen, chosen.reason));
-
-    DeviceCall call;
-    call.address = chosen.address;
-    call.deadline = std::min(deadline, absl::Now() + options_.attempt_timeout);
-    call.request.set_request_id(request_id);
-    call.request.set_sub_task_id(task.id());
-    call.request.set_attempt(attempt);
-    call.request.set_model(chosen.model.name());
-    *call.request.mutable_messages() = request.messages();
-    call.request.set_max_tokens(task.estimated_tokens());
-
-    output.clear();
-    const absl::Time started = clock_->Now();
-    registry_->AddInflight(chosen.device_id, +1);
-    usage = devices_->Infer(
-        call,
-        [&](std::string_view text) {
-          output.append(text);
-          v1::CompleteEvent e;
-          e.mutable_output()->set_sub_task_id(task.id());
-          e.mutable_output()->set_attempt(attempt);
-          e.mutable_output()->set_text(std::string(text));
-          emit(e);
-        },
-        cancel);
-    registry_->AddInflight(chosen.device_id, -1);
-
-    v1::Attempt* record = response.add_attempts();
-    record->set_sub_task_id(task.id());
-    record->set_attempt(attempt);
-    record->set_device_id(chosen.device_id);
-    record->set_model(chosen.model.name());
-    record->set_latency_ms(absl::ToInt64Milliseconds(clock_->Now() - started));
-    record->set_tokens(CountTokens(output));
-    if (usage.ok()) {
-      record->set_outcome(v1::ATTEMPT_OUTCOME_OK);
+    case v1::PLAN_KIND_COMPETE: {
+      emit_plan();
+      const std::vector<v1::ChatMessage> messages(request.messages().begin(),
+                                                  request.messages().end());
+      LOOM_ASSIGN_OR_RETURN(
+          CompeteOutcome c,
+          compete_.Run(request_id, messages, plan.categories(0).category(), max_tokens, deadline,
+                       cancel, emit, &log));
+      v1::CompeteResult* result = response.mutable_compete();
+      for (size_t i = 0; i < c.candidates.size(); ++i) {
+        v1::CompeteCandidate* cand = result->add_candidates();
+        cand->set_sub_task_id(c.sub_task_ids[i]);
+        cand->set_device_id(c.candidates[i].chosen.device_id);
+        cand->set_model(c.candidates[i].chosen.model.name());
+        cand->set_output(c.candidates[i].output);
+        cand->set_agreement(c.agreement[i]);
+        cand->set_winner(static_cast<int>(i) == c.winner);
+        records.push_back(Record(request_id, c.sub_task_ids[i], v1::CONTRIBUTION_ROLE_COMPETE,
+                                 c.candidates[i], clock_->Now()));
+      }
+      result->set_winner_sub_task_id(c.sub_task_ids[c.winner]);
+      result->set_method(c.method);
+      result->set_reason(c.reason);
+      if (c.judge) {
+        records.push_back(
+            Record(request_id, "judge", v1::CONTRIBUTION_ROLE_JUDGE, *c.judge, clock_->Now()));
+      }
+      response.set_output(c.candidates[c.winner].output);
       break;
     }
-    record->set_outcome(v1::ATTEMPT_OUTCOME_FAILED);
-    record->set_reason(usage.status().ToString());
-    failures.push_back(absl::StrCat(chosen.device_id, ": ", usage.status().ToString()));
-    spdlog::warn("request {} attempt {} on {} failed: {}", request_id, attempt, chosen.device_id,
-                 usage.status().ToString());
-    if (cancel && cancel->IsCancelled()) return absl::CancelledError("the client cancelled");
-    if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "request ", request_id, " ran out of time after ", attempt, " attempt(s): ",
-          absl::StrJoin(failures, "; ")));
+    default: {
+      v1::SubTask* task = plan.add_sub_tasks();
+      task->set_id(NewUuid());
+      task->set_prompt(text);
+      task->set_category(plan.categories(0).category());
+      task->set_estimated_tokens(max_tokens);
+      emit_plan();
+      CallSpec spec;
+      spec.sub_task_id = task->id();
+      spec.pinned = {request.model(), request.family()};
+      spec.categories = {task->category()};
+      spec.messages.assign(request.messages().begin(), request.messages().end());
+      spec.max_tokens = max_tokens;
+      spec.answer = true;
+      LOOM_ASSIGN_OR_RETURN(CallResult call,
+                            attempts_.Run(request_id, spec, deadline, cancel, emit, &log));
+      *response.add_results() = Result(*task, text, call);
+      records.push_back(
+          Record(request_id, task->id(), v1::CONTRIBUTION_ROLE_EXECUTE, call, clock_->Now()));
+      response.set_output(call.output);
+      break;
     }
-    if (!IsRetryableOnAnotherDevice(usage.status())) return usage.status();
-    excluded.insert(chosen.device_id);
-    emit(SubTaskEvent(v1::SubTaskEvent::KIND_RETRIED, task.id(), attempt, chosen,
-                      usage.status().ToString()));
   }
-  if (!usage.ok()) {
-    emit(SubTaskEvent(v1::SubTaskEvent::KIND_FAILED, task.id(), attempt, chosen, ""));
-    return absl::UnavailableError(absl::StrCat("sub-task ", task.id(), " failed after ", attempt,
-                                               " attempt(s): ", absl::StrJoin(failures, "; ")));
+
+  // Weights: each record's share of the request's tokens.
+  int64_t total_tokens = 0;
+  for (const auto& r : records) total_tokens += r.token_count();
+  for (auto& r : records) {
+    r.set_weight(total_tokens > 0 ? static_cast<double>(r.token_count()) / total_tokens
+                                  : 1.0 / records.size());
   }
-  emit(SubTaskEvent(v1::SubTaskEvent::KIND_FINISHED, task.id(), attempt, chosen, ""));
-
-  // The coordinator pays for the tokens it received, never more than the worker claims.
-  const int64_t counted = CountTokens(output);
-  const int64_t tokens = usage->completion_tokens() > 0
-                             ? std::min(counted, usage->completion_tokens())
-                             : counted;
-  v1::ContributionRecord record;
-  record.set_request_id(request_id);
-  record.set_device_id(chosen.device_id);
-  record.set_provider_id(chosen.provider_id);
-  record.set_model(chosen.model.name());
-  record.set_sub_task_id(task.id());
-  record.set_role(v1::CONTRIBUTION_ROLE_EXECUTE);
-  record.set_token_count(tokens);
-  record.set_weight(1.0);
-  record.set_credits_micro(CreditsForTokens(tokens, PricePer1kMicro(chosen.model)));
-  record.set_attempt(attempt);
-  record.set_created_unix_ms(absl::ToUnixMillis(clock_->Now()));
-
   const std::string client =
       request.client_id().empty() ? options_.default_client : request.client_id();
-  absl::StatusOr<Settlement> settlement =
-      ledger_->Settle({.request_id = request_id, .client_account = ClientAccount(client),
-                       .records = {record}});
+  const absl::Time settle_start = clock_->Now();
+  absl::StatusOr<Settlement> settlement = ledger_->Settle(
+      {.request_id = request_id, .client_account = ClientAccount(client), .records = records});
+  const absl::Duration ledger_wait = clock_->Now() - settle_start;
   if (!settlement.ok()) {
     spdlog::error("request {}: settlement failed, nothing charged or paid: {}", request_id,
                   settlement.status().ToString());
@@ -256,21 +336,20 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
                                      settlement.status().message()));
   }
 
-  response.set_output(output);
   *response.mutable_plan() = plan;
-  v1::SubTaskResult* result = response.add_results();
-  result->set_sub_task_id(task.id());
-  result->set_output(output);
-  result->set_device_id(chosen.device_id);
-  result->set_model(chosen.model.name());
-  *response.add_contributions() = record;
-  response.mutable_usage()->set_prompt_tokens(usage->prompt_tokens());
-  response.mutable_usage()->set_completion_tokens(tokens);
+  for (const v1::Attempt& a : log.attempts()) *response.add_attempts() = a;
+  for (const auto& r : records) *response.add_contributions() = r;
+  int64_t prompt_tokens = 0;
+  for (const auto& m : request.messages()) prompt_tokens += CountTokens(m.content());
+  response.mutable_usage()->set_prompt_tokens(prompt_tokens);
+  response.mutable_usage()->set_completion_tokens(total_tokens);
   response.set_cost_micro(settlement->charged_micro);
   response.set_settlement_id(settlement->settlement_id);
-  spdlog::info("request {} served by {} ({}) in {} attempt(s), {} tokens, {} micro-credits",
-               request_id, chosen.device_id, chosen.model.name(), attempt, tokens,
-               settlement->charged_micro);
+  const absl::Duration overhead = clock_->Now() - wall_start - log.device_wait() - ledger_wait;
+  response.set_coordinator_overhead_us(std::max<int64_t>(0, absl::ToInt64Microseconds(overhead)));
+  spdlog::info("request {} {}: {} record(s), {} tokens, {} micro-credits, overhead {} us",
+               request_id, v1::PlanKind_Name(plan.kind()), records.size(), total_tokens,
+               settlement->charged_micro, response.coordinator_overhead_us());
   v1::CompleteEvent final_event;
   *final_event.mutable_final() = response;
   emit(final_event);

@@ -17,7 +17,8 @@ std::string EnumSuffix(const std::string& name, absl::string_view prefix) {
   return absl::AsciiStrToLower(absl::StripPrefix(name, prefix));
 }
 
-std::string Short(const std::string& id) { return id.size() > 8 ? id.substr(0, 8) : id; }
+// The first 8 characters of a UUID; other ids ("synthesis", "compete-2") as they are.
+std::string Short(const std::string& id) { return id.size() == 36 ? id.substr(0, 8) : id; }
 
 }  // namespace
 
@@ -44,7 +45,14 @@ std::string FormatPlan(const v1::CompilationPlan& plan) {
   std::string out = absl::StrCat("plan ", EnumSuffix(v1::PlanKind_Name(plan.kind()), "PLAN_KIND_"),
                                  " for request ", plan.request_id(), " (~",
                                  plan.estimated_tokens(), " tokens)\n");
+  std::vector<std::string> categories;
+  for (const auto& c : plan.categories()) {
+    categories.push_back(absl::StrFormat(
+        "%s %.2f", EnumSuffix(v1::TaskCategory_Name(c.category()), "TASK_CATEGORY_"), c.score()));
+  }
+  if (!categories.empty()) absl::StrAppend(&out, "  categories: ", absl::StrJoin(categories, ", "), "\n");
   for (const auto& r : plan.reasons()) absl::StrAppend(&out, "  because: ", r, "\n");
+  if (!plan.decomposer().empty()) absl::StrAppend(&out, "  decomposer: ", plan.decomposer(), "\n");
   std::vector<Row> rows;
   for (const auto& t : plan.sub_tasks()) {
     std::string device, model, why;
@@ -57,12 +65,27 @@ std::string FormatPlan(const v1::CompilationPlan& plan) {
     }
     std::vector<std::string> deps;
     for (const auto& d : t.depends_on()) deps.push_back(Short(d));
+    std::string prompt = t.prompt().substr(0, t.prompt().find('\n'));
+    if (prompt.size() > 48) prompt = prompt.substr(0, 45) + "...";
     rows.push_back({Short(t.id()), EnumSuffix(v1::TaskCategory_Name(t.category()), "TASK_CATEGORY_"),
-                    absl::StrCat(t.order_index()), absl::StrJoin(deps, ","), device, model, why});
+                    absl::StrCat(t.order_index()), absl::StrJoin(deps, ","), device, model, prompt});
+  }
+  if (plan.kind() == v1::PLAN_KIND_COMPETE) {
+    for (const auto& a : plan.assignments()) {
+      rows.push_back({a.sub_task_id(), "", "0", "", a.device_id(), a.model(), a.reason()});
+    }
   }
   absl::StrAppend(&out, FormatTextTable({"sub-task", "category", "order", "depends on", "device",
-                                         "model", "why"},
+                                         "model", "prompt"},
                                         rows));
+  for (const auto& a : plan.assignments()) {
+    if (plan.kind() != v1::PLAN_KIND_COMPETE && !a.reason().empty()) {
+      absl::StrAppend(&out, "  ", Short(a.sub_task_id()), " why: ", a.reason(), "\n");
+    }
+  }
+  if (!plan.synthesis_prompt().empty()) {
+    absl::StrAppend(&out, "  synthesis: ", plan.synthesis_prompt(), "\n");
+  }
   return out;
 }
 
@@ -73,14 +96,21 @@ std::string FormatSummary(const v1::CompleteResponse& response) {
   }
   int failed = 0;
   for (const auto& a : response.attempts()) failed += a.outcome() == v1::ATTEMPT_OUTCOME_FAILED;
-  return absl::StrCat("request ", response.request_id(), " served by ", absl::StrJoin(served, ", "),
-                      ", ", response.usage().completion_tokens(), " tokens, cost ",
-                      FormatCredits(response.cost_micro()), " credits",
-                      failed ? absl::StrCat(", ", failed, " failed attempt(s) retried") : "", "\n");
+  std::string out = absl::StrCat(
+      "request ", response.request_id(), " served by ", absl::StrJoin(served, ", "), ", ",
+      response.usage().completion_tokens(), " tokens, cost ", FormatCredits(response.cost_micro()),
+      " credits", failed ? absl::StrCat(", ", failed, " failed attempt(s) retried") : "",
+      ", coordinator overhead ", response.coordinator_overhead_us(), " us\n");
+  if (response.has_compete()) {
+    absl::StrAppend(&out, "compete winner ", response.compete().winner_sub_task_id(), " by ",
+                    response.compete().method(), ": ", response.compete().reason(), "\n");
+  }
+  if (!response.synthesis_note().empty()) absl::StrAppend(&out, "note: ", response.synthesis_note(), "\n");
+  return out;
 }
 
 std::string FormatEvent(const v1::SubTaskEvent& e) {
-  const std::string who = absl::StrCat("sub-task ", Short(e.sub_task_id()), " attempt ",
+  const std::string who = absl::StrCat(Short(e.sub_task_id()), " attempt ",
                                        e.attempt(), " on ", e.device_id(), " (", e.model(), ")");
   switch (e.kind()) {
     case v1::SubTaskEvent::KIND_STARTED:

@@ -24,6 +24,7 @@ ABSL_FLAG(std::string, family, "", "ask/plan: run on a model of this family.");
 ABSL_FLAG(int64_t, max_tokens, 0, "ask: at most this many output tokens (0: coordinator default).");
 ABSL_FLAG(std::string, client, "", "ask: account to charge (default: the coordinator's).");
 ABSL_FLAG(std::string, system, "", "ask/plan: a system prompt.");
+ABSL_FLAG(std::string, mode, "", "ask/plan: force the plan: passthrough, compiled or compete.");
 ABSL_FLAG(int64_t, timeout_ms, 120000, "Deadline of the call.");
 
 namespace {
@@ -33,7 +34,8 @@ constexpr char kUsage[] =
     "\n"
     "Commands:\n"
     "  ask \"PROMPT\"   run a request; streams the answer (--json: the whole result)\n"
-    "                 [--model=NAME | --family=NAME] [--max_tokens=N] [--system=TEXT]\n"
+    "                 [--model=NAME | --family=NAME] [--mode=passthrough|compiled|compete]\n"
+    "                 [--max_tokens=N] [--system=TEXT] [--client=ACCOUNT]\n"
     "  plan \"PROMPT\"  show the plan the coordinator would follow, without running it\n"
     "  devices        the devices in the mesh with their models and load\n"
     "\n"
@@ -70,6 +72,10 @@ loom::v1::CompleteRequest BuildRequest(const std::string& prompt) {
   request.set_family(absl::GetFlag(FLAGS_family));
   request.set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
   request.set_client_id(absl::GetFlag(FLAGS_client));
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (mode == "passthrough") request.set_mode(loom::v1::PLAN_KIND_PASSTHROUGH);
+  if (mode == "compiled") request.set_mode(loom::v1::PLAN_KIND_COMPILED);
+  if (mode == "compete") request.set_mode(loom::v1::PLAN_KIND_COMPETE);
   return request;
 }
 
@@ -98,6 +104,8 @@ int Ask(loom::v1::Orchestrator::Stub* stub, const std::string& prompt) {
         std::cerr << loom::FormatEvent(event.sub_task());
         break;
       case loom::v1::CompleteEvent::kOutput:
+        // Only the answer goes to stdout; sub-task text is progress.
+        if (!event.output().answer()) break;
         std::cout << event.output().text() << std::flush;
         at_line_start = false;
         break;
@@ -140,6 +148,10 @@ int main(int argc, char** argv) {
   loom::SetUsage(kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) return Usage("missing command (try --help)");
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (!mode.empty() && mode != "passthrough" && mode != "compiled" && mode != "compete") {
+    return Usage("--mode must be passthrough, compiled or compete");
+  }
   const std::string command = args[1];
   auto stub = loom::v1::Orchestrator::NewStub(
       grpc::CreateChannel(absl::GetFlag(FLAGS_coordinator), grpc::InsecureChannelCredentials()));

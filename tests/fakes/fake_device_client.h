@@ -4,6 +4,7 @@
 #ifndef LOOM_TESTS_FAKES_FAKE_DEVICE_CLIENT_H_
 #define LOOM_TESTS_FAKES_FAKE_DEVICE_CLIENT_H_
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -20,6 +21,10 @@ class FakeDeviceClient : public DeviceClient {
     std::vector<std::string> chunks = {" hello", " world"};
     absl::Status status;         // returned after the chunks
     bool wait_for_cancel = false;  // block until cancelled, then CANCELLED
+    bool hang = false;           // block until the call's deadline (or cancel): DEADLINE_EXCEEDED
+    int rendezvous = 0;          // block until this many calls have arrived (at most 10 s;
+                                 // UNAVAILABLE if never reached). A call that waits here is
+                                 // still running when the others arrive: proves concurrency
   };
 
   void Set(const std::string& address, Script script) {
@@ -32,6 +37,21 @@ class FakeDeviceClient : public DeviceClient {
     return calls_;
   }
 
+  int max_in_flight() {
+    absl::MutexLock lock(&mu_);
+    return max_in_flight_;
+  }
+
+  // The user message of the call for `sub_task_id` (the last one, if retried).
+  std::string InputOf(const std::string& sub_task_id) {
+    absl::MutexLock lock(&mu_);
+    std::string input;
+    for (const auto& c : calls_) {
+      if (c.request.sub_task_id() == sub_task_id) input = c.request.messages().rbegin()->content();
+    }
+    return input;
+  }
+
   absl::StatusOr<v1::Usage> Infer(const DeviceCall& call, const ChunkSink& sink,
                                   Cancellation* cancel) override {
     Script script;
@@ -42,6 +62,26 @@ class FakeDeviceClient : public DeviceClient {
       if (it == scripts_.end()) return absl::UnavailableError("no such device: " + call.address);
       script = it->second;
     }
+    {
+      absl::MutexLock lock(&mu_);
+      ++in_flight_;
+      ++arrived_;
+      max_in_flight_ = std::max(max_in_flight_, in_flight_);
+    }
+    struct Leave {
+      FakeDeviceClient* self;
+      ~Leave() {
+        absl::MutexLock lock(&self->mu_);
+        --self->in_flight_;
+      }
+    } leave{this};
+    if (script.rendezvous > 0) {
+      absl::MutexLock lock(&mu_);
+      auto reached = [&] { return arrived_ >= script.rendezvous; };
+      if (!mu_.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(10))) {
+        return absl::UnavailableError("rendezvous not reached: calls did not overlap");
+      }
+    }
     int64_t tokens = 0;
     for (const auto& c : script.chunks) {
       sink(c);
@@ -50,6 +90,12 @@ class FakeDeviceClient : public DeviceClient {
     if (script.wait_for_cancel) {
       cancel->WaitFor(absl::InfiniteDuration());
       return absl::CancelledError("cancelled");
+    }
+    if (script.hang) {
+      if (cancel && cancel->WaitFor(call.deadline - absl::Now())) {
+        return absl::CancelledError("cancelled");
+      }
+      return absl::DeadlineExceededError("fake device hung past the deadline");
     }
     if (!script.status.ok()) return script.status;
     v1::Usage usage;
@@ -61,6 +107,9 @@ class FakeDeviceClient : public DeviceClient {
   absl::Mutex mu_;
   std::map<std::string, Script> scripts_ ABSL_GUARDED_BY(mu_);
   std::vector<DeviceCall> calls_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  int arrived_ ABSL_GUARDED_BY(mu_) = 0;
+  int max_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace loom

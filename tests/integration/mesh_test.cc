@@ -145,14 +145,14 @@ TEST_F(MeshTest, KilledWorkerExpiresAndRequestsSucceedOnTheOthers) {
   workers_["dev-a"].process->Signal(SIGKILL);
   ASSERT_NE(workers_["dev-a"].process->Wait(absl::Seconds(10)), -1);
   // Before expiry the dead device may still be chosen: the attempt fails and moves on.
-  json response = AskJson("hello", {"--model=llama-3.1-8b"});
+  json response = AskJson("What is the capital of Peru?", {"--model=llama-3.1-8b"});
   EXPECT_EQ(response["contributions"][0]["deviceId"], "dev-b");
 
   ASSERT_TRUE(WaitForDevices({"dev-b"})) << "dead device never expired";
   CommandResult listed = RunCommand("loom", {"--coordinator=" + coordinator_.address, "devices"});
   EXPECT_THAT(listed.out, Not(HasSubstr("dev-a")));
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(AskJson("again")["contributions"][0]["deviceId"], "dev-b");
+    EXPECT_EQ(AskJson("Who wrote Hamlet?")["contributions"][0]["deviceId"], "dev-b");
   }
 }
 
@@ -163,7 +163,7 @@ TEST_F(MeshTest, WorkerFailingMidRequestIsRetriedOnAnotherDevice) {
   StartWorker("dev-b-good", "mistral-7b");
   ASSERT_TRUE(WaitForDevices({"dev-a-faulty", "dev-b-good"}));
 
-  json response = AskJson("retry me");
+  json response = AskJson("What is the boiling point of water?");
   ASSERT_EQ(response["attempts"].size(), 2u);
   EXPECT_EQ(response["attempts"][0]["deviceId"], "dev-a-faulty");
   EXPECT_EQ(response["attempts"][0]["outcome"], "ATTEMPT_OUTCOME_FAILED");
@@ -184,7 +184,7 @@ TEST_F(MeshTest, WorkerDyingMidStreamIsRetriedAndTheStreamShowsTheRetry) {
   StartWorker("dev-b-good", "mistral-7b");
   ASSERT_TRUE(WaitForDevices({"dev-a-dies", "dev-b-good"}));
 
-  CommandResult r = RunCommand("loom", {"--coordinator=" + coordinator_.address, "ask", "survive this"});
+  CommandResult r = RunCommand("loom", {"--coordinator=" + coordinator_.address, "ask", "Who painted the Mona Lisa?"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("[retry]"));
   EXPECT_THAT(r.err, HasSubstr("served by dev-b-good"));
@@ -199,7 +199,7 @@ TEST_F(MeshTest, WorkersRegisterAgainAfterACoordinatorRestart) {
   StartWorker("dev-a", "llama-3.1-8b");
   StartWorker("dev-b", "qwen2.5-coder-7b");
   ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b"}));
-  json before = AskJson("before the restart");
+  json before = AskJson("What is the capital of Chile?");
 
   const std::string address = coordinator_.address;
   coordinator_.process->Signal(SIGKILL);
@@ -207,7 +207,7 @@ TEST_F(MeshTest, WorkersRegisterAgainAfterACoordinatorRestart) {
   StartCoordinator(address);  // same port, same ledger
   ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b"})) << "workers did not come back";
 
-  json after = AskJson("after the restart");
+  json after = AskJson("What is the capital of Spain?");
   EXPECT_EQ(LedgerRecords(before["requestId"]).size(), 1u) << "the ledger survives the crash";
   EXPECT_EQ(LedgerRecords(after["requestId"]).size(), 1u);
 }
@@ -233,7 +233,7 @@ TEST_F(MeshTest, BusyDeviceRefusesWorkAndTheRequestMovesOn) {
   std::vector<json> responses(4);
   std::vector<std::thread> clients;
   for (int i = 0; i < 4; ++i) {
-    clients.emplace_back([&, i] { responses[i] = AskJson(absl::StrCat("parallel ", i)); });
+    clients.emplace_back([&, i] { responses[i] = AskJson(absl::StrCat("What is the population of city number ", i, "?")); });
   }
   for (auto& t : clients) t.join();
   for (const auto& r : responses) {

@@ -17,8 +17,10 @@ class RequestRunnerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ledger_ = *SqliteLedger::Open({.path = ":memory:", .clock = &clock_});
-    runner_ = std::make_unique<RequestRunner>(RunnerOptions{.max_attempts = 3}, &registry_,
-                                              &devices_, ledger_.get(), &clock_);
+    RunnerOptions options;
+    options.attempts.max_attempts = 3;
+    runner_ = std::make_unique<RequestRunner>(options, &registry_, &selector_, &devices_,
+                                              ledger_.get(), &clock_);
   }
 
   void AddDevice(const std::string& id, const std::string& model, const std::string& family,
@@ -61,6 +63,7 @@ class RequestRunnerTest : public ::testing::Test {
 
   SimulatedClock clock_;
   DeviceRegistry registry_{{}, &clock_};
+  ModelSelector selector_;
   FakeDeviceClient devices_;
   std::unique_ptr<SqliteLedger> ledger_;
   std::unique_ptr<RequestRunner> runner_;
@@ -95,7 +98,7 @@ TEST_F(RequestRunnerTest, PassthroughAnswersRecordsAndSettles) {
 TEST_F(RequestRunnerTest, RequestedModelAndFamilyAreHonoured) {
   AddDevice("a", "llama-3.1-8b", "llama");
   AddDevice("b", "qwen2.5-coder-7b", "qwen-coder", /*active=*/3);
-  auto r = Ask("x");
+  auto r = Ask("What is the capital of France?");
   r.set_family("qwen-coder");
   EXPECT_EQ(Run(r)->contributions(0).device_id(), "b");
   r.clear_family();
@@ -110,7 +113,7 @@ TEST_F(RequestRunnerTest, FailedAttemptIsRetriedOnAnotherDeviceAndNotPaid) {
   AddDevice("b", "m", "llama", /*active=*/1);
   devices_.Set("a:1", {.chunks = {" partial"}, .status = absl::UnavailableError("stream broke")});
   std::vector<v1::CompleteEvent> events;
-  auto response = Run(Ask("x"), &events);
+  auto response = Run(Ask("What is the capital of France?"), &events);
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->output(), " hello world");  // the failed attempt's text is discarded
   ASSERT_EQ(response->attempts_size(), 2);
@@ -134,7 +137,7 @@ TEST_F(RequestRunnerTest, EveryDeviceFailingIsAClearErrorAndChargesNothing) {
   AddDevice("b", "m", "llama");
   devices_.Set("a:1", {.status = absl::UnavailableError("down")});
   devices_.Set("b:1", {.status = absl::ResourceExhaustedError("busy")});
-  auto response = Run(Ask("x"));
+  auto response = Run(Ask("What is the capital of France?"));
   EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(response.status().message(), HasSubstr("a: UNAVAILABLE: down"));
   EXPECT_THAT(response.status().message(), HasSubstr("b: RESOURCE_EXHAUSTED: busy"));
@@ -146,7 +149,7 @@ TEST_F(RequestRunnerTest, NonRetryableErrorStopsAtOnce) {
   AddDevice("a", "m", "llama");
   AddDevice("b", "m", "llama", 1);
   devices_.Set("a:1", {.status = absl::InvalidArgumentError("prompt too long for this model")});
-  auto response = Run(Ask("x"));
+  auto response = Run(Ask("What is the capital of France?"));
   EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(devices_.calls().size(), 1u);
 }
@@ -156,7 +159,7 @@ TEST_F(RequestRunnerTest, AttemptsAreBounded) {
     AddDevice(id, "m", "llama");
     devices_.Set(std::string(id) + ":1", {.status = absl::UnavailableError("down")});
   }
-  EXPECT_FALSE(Run(Ask("x")).ok());
+  EXPECT_FALSE(Run(Ask("What is the capital of France?")).ok());
   EXPECT_EQ(devices_.calls().size(), 3u);
 }
 
@@ -166,7 +169,7 @@ TEST_F(RequestRunnerTest, CancellationReachesTheAttemptAndChargesNothing) {
   Cancellation cancel;
   std::vector<v1::CompleteEvent> events;
   // Cancel as soon as output arrives, from the event sink, as a disconnecting client would.
-  auto response = runner_->Run(Ask("x"), absl::InfiniteFuture(),
+  auto response = runner_->Run(Ask("What is the capital of France?"), absl::InfiniteFuture(),
                                [&](const v1::CompleteEvent& e) {
                                  if (e.has_output()) cancel.Cancel();
                                },
@@ -179,29 +182,145 @@ TEST_F(RequestRunnerTest, BadRequestsAreRefusedBeforeAnyDeviceWorks) {
   AddDevice("a", "m", "llama");
   v1::CompleteRequest empty;
   EXPECT_EQ(Run(empty).status().code(), absl::StatusCode::kInvalidArgument);
-  auto bad_role = Ask("x");
+  auto bad_role = Ask("What is the capital of France?");
   bad_role.mutable_messages(0)->set_role("robot");
   EXPECT_THAT(Run(bad_role).status().message(), HasSubstr("role"));
   auto big = Ask(std::string(300 * 1024, 'x'));
   EXPECT_EQ(Run(big).status().code(), absl::StatusCode::kInvalidArgument);
-  auto tokens = Ask("x");
+  auto tokens = Ask("What is the capital of France?");
   tokens.set_max_tokens(-1);
   EXPECT_EQ(Run(tokens).status().code(), absl::StatusCode::kInvalidArgument);
-  auto compiled = Ask("x");
-  compiled.set_mode(v1::PLAN_KIND_COMPILED);
-  EXPECT_EQ(Run(compiled).status().code(), absl::StatusCode::kUnimplemented);
+  auto bad_mode = Ask("What is the capital of France?");
+  bad_mode.set_mode(static_cast<v1::PlanKind>(42));
+  EXPECT_EQ(Run(bad_mode).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(devices_.calls().empty());
 }
 
 TEST_F(RequestRunnerTest, ClientRequestIdMakesSettlementIdempotent) {
   AddDevice("a", "m", "llama");
-  auto r = Ask("x");
+  auto r = Ask("What is the capital of France?");
   r.set_request_id("req-fixed");
   auto first = Run(r);
   auto second = Run(r);
   ASSERT_TRUE(first.ok() && second.ok());
   EXPECT_EQ(first->settlement_id(), second->settlement_id());
   EXPECT_EQ(ledger_->ListRecords({})->size(), 1u);
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST_F(RequestRunnerTest, UnpinnedPassthroughGoesToTheBestFamilyForTheCategory) {
+  AddDevice("q", "qwen2.5-coder-7b", "qwen-coder");
+  AddDevice("l", "llama-3.1-8b", "llama");
+  auto response = Run(Ask("Implement binary search in C."));
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->plan().kind(), v1::PLAN_KIND_PASSTHROUGH);
+  EXPECT_EQ(response->plan().categories(0).category(), v1::TASK_CATEGORY_CODE);
+  EXPECT_EQ(response->contributions(0).device_id(), "q");
+}
+
+TEST_F(RequestRunnerTest, CompiledRequestRunsTheWholePipelineAndPaysEveryRole) {
+  AddDevice("q", "qwen2.5-coder-7b", "qwen-coder");
+  AddDevice("l", "llama-3.1-8b", "llama");
+  AddDevice("m", "mistral-7b", "mistral");
+  devices_.Set("q:1", {.chunks = {" fn total() {}"}});
+  devices_.Set("l:1", {.chunks = {" Rust has ownership."}});
+  std::vector<v1::CompleteEvent> events;
+  auto response = Run(Ask("Translate this Python code to Rust and explain the key differences "
+                          "between the two implementations."),
+                      &events);
+  ASSERT_TRUE(response.ok()) << response.status();
+  const v1::CompilationPlan& plan = response->plan();
+  EXPECT_EQ(plan.kind(), v1::PLAN_KIND_COMPILED);
+  ASSERT_EQ(plan.sub_tasks_size(), 2);
+  EXPECT_EQ(plan.sub_tasks(1).depends_on(0), plan.sub_tasks(0).id());
+  ASSERT_EQ(response->results_size(), 2);
+  EXPECT_EQ(response->results(0).device_id(), "q");
+  EXPECT_EQ(response->results(1).device_id(), "l");
+  EXPECT_THAT(response->results(1).input(), HasSubstr("fn total() {}"));
+  // execute x2 + synthesize; weights sum to 1; the client pays exactly the records.
+  ASSERT_EQ(response->contributions_size(), 3);
+  double weights = 0;
+  int64_t credits = 0;
+  std::set<v1::ContributionRole> roles;
+  for (const auto& c : response->contributions()) {
+    weights += c.weight();
+    credits += c.credits_micro();
+    roles.insert(c.role());
+  }
+  EXPECT_NEAR(weights, 1.0, 1e-9);
+  EXPECT_EQ(roles, (std::set<v1::ContributionRole>{v1::CONTRIBUTION_ROLE_EXECUTE,
+                                                   v1::CONTRIBUTION_ROLE_SYNTHESIZE}));
+  EXPECT_EQ(response->cost_micro(), credits);
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), -credits);
+  EXPECT_EQ(ledger_->ListRecords({.request_id = response->request_id()})->size(), 3u);
+  // The stream: plan first, final last, answer text only from the synthesis.
+  EXPECT_TRUE(events.front().has_plan());
+  EXPECT_TRUE(events.back().has_final());
+  std::string answer;
+  for (const auto& e : events) {
+    if (e.has_output() && e.output().answer()) answer += e.output().text();
+  }
+  EXPECT_EQ(answer, response->output());
+}
+
+TEST_F(RequestRunnerTest, SubTaskFailingEverywhereFailsTheRequestAndChargesNothing) {
+  AddDevice("q", "qwen2.5-coder-7b", "qwen-coder");
+  AddDevice("l", "llama-3.1-8b", "llama");
+  devices_.Set("q:1", {.status = absl::UnavailableError("down")});
+  devices_.Set("l:1", {.status = absl::UnavailableError("down")});
+  auto response = Run(Ask("Write a poem about spring. Then translate it into French."));
+  ASSERT_FALSE(response.ok());
+  EXPECT_THAT(response.status().message(), HasSubstr("sub-task"));
+  EXPECT_THAT(response.status().message(), HasSubstr("creative: Write a poem about spring"));
+  EXPECT_TRUE(ledger_->ListRecords({})->empty());
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), 0);
+}
+
+TEST_F(RequestRunnerTest, CompeteCreditsEveryCandidateAndMarksTheWinner) {
+  AddDevice("q", "qwen2.5-coder-7b", "qwen-coder");
+  AddDevice("l", "llama-3.1-8b", "llama");
+  AddDevice("m", "mistral-7b", "mistral");
+  auto r = Ask("What is the capital of France?");
+  r.set_mode(v1::PLAN_KIND_COMPETE);
+  auto response = Run(r);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->plan().kind(), v1::PLAN_KIND_COMPETE);
+  ASSERT_EQ(response->compete().candidates_size(), 3);
+  int winners = 0;
+  for (const auto& c : response->compete().candidates()) winners += c.winner();
+  EXPECT_EQ(winners, 1);
+  EXPECT_FALSE(response->compete().reason().empty());
+  EXPECT_EQ(response->contributions_size(), 3);
+  for (const auto& c : response->contributions()) {
+    EXPECT_EQ(c.role(), v1::CONTRIBUTION_ROLE_COMPETE);
+  }
+}
+
+TEST_F(RequestRunnerTest, ExplainShowsThePlanWithoutRunningAnything) {
+  AddDevice("q", "qwen2.5-coder-7b", "qwen-coder");
+  AddDevice("l", "llama-3.1-8b", "llama");
+  auto plan = runner_->Explain(Ask("Translate this Python code to Rust and explain the key "
+                                   "differences between the two implementations."));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->kind(), v1::PLAN_KIND_COMPILED);
+  ASSERT_EQ(plan->assignments_size(), 2);
+  EXPECT_EQ(plan->assignments(0).device_id(), "q");
+  EXPECT_EQ(plan->assignments(1).device_id(), "l");
+  EXPECT_THAT(plan->assignments(0).reason(), HasSubstr("then"));
+  EXPECT_FALSE(plan->synthesis_prompt().empty());
+  EXPECT_TRUE(devices_.calls().empty());
+}
+
+TEST_F(RequestRunnerTest, ReportsItsOwnOverhead) {
+  AddDevice("a", "m", "llama");
+  auto response = Run(Ask("What is the capital of France?"));
+  ASSERT_TRUE(response.ok());
+  EXPECT_GE(response->coordinator_overhead_us(), 0);
 }
 
 }  // namespace

@@ -1,0 +1,174 @@
+#include "coordinator/attempt_runner.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/grpc_status.h"
+#include "common/tokens.h"
+
+namespace loom {
+namespace {
+
+v1::CompleteEvent TaskEvent(v1::SubTaskEvent::Kind kind, const std::string& sub_task_id,
+                            int attempt, const Selection& s, const std::string& reason) {
+  v1::CompleteEvent event;
+  v1::SubTaskEvent* e = event.mutable_sub_task();
+  e->set_kind(kind);
+  e->set_sub_task_id(sub_task_id);
+  e->set_attempt(attempt);
+  e->set_device_id(s.device_id);
+  e->set_model(s.model.name());
+  e->set_reason(reason);
+  return event;
+}
+
+}  // namespace
+
+void AttemptLog::Add(v1::Attempt attempt) {
+  absl::MutexLock lock(&mu_);
+  attempts_.push_back(std::move(attempt));
+}
+
+std::vector<v1::Attempt> AttemptLog::attempts() const {
+  absl::MutexLock lock(&mu_);
+  return attempts_;
+}
+
+void AttemptLog::CallStarted() {
+  absl::MutexLock lock(&mu_);
+  if (in_flight_++ == 0) busy_since_ = clock_->Now();
+}
+
+void AttemptLog::CallFinished() {
+  absl::MutexLock lock(&mu_);
+  if (--in_flight_ == 0) busy_ += clock_->Now() - busy_since_;
+}
+
+absl::Duration AttemptLog::device_wait() const {
+  absl::MutexLock lock(&mu_);
+  return in_flight_ > 0 ? busy_ + (clock_->Now() - busy_since_) : busy_;
+}
+
+AttemptRunner::AttemptRunner(AttemptOptions options, DeviceRegistry* registry,
+                             const ModelSelector* selector, DeviceClient* devices, Clock* clock)
+    : options_(options),
+      registry_(registry),
+      selector_(selector),
+      devices_(devices),
+      clock_(clock) {}
+
+absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
+                                              const CallSpec& spec, absl::Time deadline,
+                                              Cancellation* cancel, const EventSink& sink,
+                                              AttemptLog* log) const {
+  const bool pinned = !spec.pinned.model.empty() || !spec.pinned.family.empty();
+  const int max_attempts = spec.max_attempts > 0 ? spec.max_attempts : options_.max_attempts;
+  std::set<std::string> excluded = spec.excluded;
+  std::vector<std::string> failures;
+  CallResult result;
+  absl::Status last = absl::UnavailableError("no attempt ran");
+  int attempt = 0;
+  while (attempt < max_attempts) {
+    absl::StatusOr<Selection> selection =
+        pinned ? selector_->SelectPassthrough(registry_->Snapshot(), spec.pinned, excluded)
+               : selector_->SelectForCategories(registry_->Snapshot(), spec.categories, excluded);
+    if (!selection.ok()) {
+      if (failures.empty()) return selection.status();
+      failures.push_back(std::string(selection.status().message()));
+      break;
+    }
+    result.chosen = *std::move(selection);
+    ++attempt;
+    const Selection& chosen = result.chosen;
+    sink(TaskEvent(v1::SubTaskEvent::KIND_STARTED, spec.sub_task_id, attempt, chosen,
+                   chosen.reason));
+
+    DeviceCall call;
+    call.address = chosen.address;
+    absl::Time attempt_deadline = absl::Now() + options_.attempt_timeout;
+    if (chosen.tokens_per_second > 0) {
+      attempt_deadline = std::min(
+          attempt_deadline,
+          absl::Now() + options_.first_token_allowance +
+              absl::Seconds(options_.slowness_factor * spec.max_tokens / chosen.tokens_per_second));
+    }
+    call.deadline = std::min(deadline, attempt_deadline);
+    call.request.set_request_id(request_id);
+    call.request.set_sub_task_id(spec.sub_task_id);
+    call.request.set_attempt(attempt);
+    call.request.set_model(chosen.model.name());
+    for (const auto& m : spec.messages) *call.request.add_messages() = m;
+    call.request.set_max_tokens(spec.max_tokens);
+
+    std::string output;
+    const absl::Time started = clock_->Now();
+    registry_->AddInflight(chosen.device_id, +1);
+    log->CallStarted();
+    absl::StatusOr<v1::Usage> usage = devices_->Infer(
+        call,
+        [&](std::string_view text) {
+          output.append(text);
+          if (!spec.stream) return;
+          v1::CompleteEvent e;
+          e.mutable_output()->set_sub_task_id(spec.sub_task_id);
+          e.mutable_output()->set_attempt(attempt);
+          e.mutable_output()->set_text(std::string(text));
+          e.mutable_output()->set_answer(spec.answer);
+          sink(e);
+        },
+        cancel);
+    log->CallFinished();
+    registry_->AddInflight(chosen.device_id, -1);
+    const absl::Time finished = clock_->Now();
+
+    v1::Attempt record;
+    record.set_sub_task_id(spec.sub_task_id);
+    record.set_attempt(attempt);
+    record.set_device_id(chosen.device_id);
+    record.set_model(chosen.model.name());
+    record.set_latency_ms(absl::ToInt64Milliseconds(finished - started));
+    record.set_tokens(CountTokens(output));
+    record.set_started_unix_ms(absl::ToUnixMillis(started));
+    record.set_finished_unix_ms(absl::ToUnixMillis(finished));
+    record.set_role(spec.role);
+    if (usage.ok()) {
+      record.set_outcome(v1::ATTEMPT_OUTCOME_OK);
+      log->Add(std::move(record));
+      sink(TaskEvent(v1::SubTaskEvent::KIND_FINISHED, spec.sub_task_id, attempt, chosen, ""));
+      // Pay for the tokens received, never more than the worker claims.
+      const int64_t counted = CountTokens(output);
+      result.tokens = usage->completion_tokens() > 0 ? std::min(counted, usage->completion_tokens())
+                                                     : counted;
+      result.prompt_tokens = usage->prompt_tokens();
+      result.output = std::move(output);
+      result.attempt = attempt;
+      return result;
+    }
+    last = usage.status();
+    record.set_outcome(v1::ATTEMPT_OUTCOME_FAILED);
+    record.set_reason(last.ToString());
+    log->Add(std::move(record));
+    failures.push_back(absl::StrCat(chosen.device_id, ": ", last.ToString()));
+    spdlog::warn("request {} sub-task {} attempt {} on {} failed: {}", request_id,
+                 spec.sub_task_id, attempt, chosen.device_id, last.ToString());
+    if (cancel && cancel->IsCancelled()) return absl::CancelledError("the request was cancelled");
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "sub-task ", spec.sub_task_id, " ran out of time after ", attempt, " attempt(s): ",
+          absl::StrJoin(failures, "; ")));
+    }
+    if (!IsRetryableOnAnotherDevice(last)) return last;
+    excluded.insert(chosen.device_id);
+    sink(TaskEvent(v1::SubTaskEvent::KIND_RETRIED, spec.sub_task_id, attempt, chosen,
+                   last.ToString()));
+  }
+  sink(TaskEvent(v1::SubTaskEvent::KIND_FAILED, spec.sub_task_id, attempt, result.chosen, ""));
+  return absl::UnavailableError(absl::StrCat("sub-task ", spec.sub_task_id, " failed after ",
+                                             attempt, " attempt(s): ",
+                                             absl::StrJoin(failures, "; ")));
+}
+
+}  // namespace loom

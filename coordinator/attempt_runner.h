@@ -1,0 +1,114 @@
+// File: coordinator/attempt_runner.h
+// Runs one model call of a request (a passthrough answer, a sub-task, the decomposition, the
+// synthesis, a compete candidate, the judge) on the mesh: chooses a device, gives the attempt
+// a deadline, streams its text, and on a retryable failure (device gone, stream broken,
+// deadline, RESOURCE_EXHAUSTED, worker error) tries again on another device, up to a bounded
+// number of attempts. Every attempt is recorded in the AttemptLog with device, model, outcome,
+// reason, latency and tokens.
+//
+// Attempt deadline: the request's deadline, or sooner: when the device reports its speed,
+// 2 s + 3 x max_tokens / tokens_per_second (a device far slower than it claims is given up
+// on); always at most attempt_timeout.
+//
+// Thread-safe: Run may be called from several threads at once (fan-out).
+#ifndef LOOM_COORDINATOR_ATTEMPT_RUNNER_H_
+#define LOOM_COORDINATOR_ATTEMPT_RUNNER_H_
+
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/cancellation.h"
+#include "common/clock.h"
+#include "coordinator/device_client.h"
+#include "coordinator/model_selector.h"
+#include "coordinator/registry.h"
+#include "loom/v1/orchestrator.pb.h"
+
+namespace loom {
+
+// Receives progress events. Callers serialise calls (RequestRunner wraps it in a mutex).
+using EventSink = std::function<void(const v1::CompleteEvent&)>;
+
+// The attempts of one request, and how long the request waited on devices. Thread-safe.
+class AttemptLog {
+ public:
+  explicit AttemptLog(Clock* clock) : clock_(clock) {}
+  void Add(v1::Attempt attempt);
+  std::vector<v1::Attempt> attempts() const;
+  // Marks a device call in flight / finished; the time during which at least one call was in
+  // flight is the request's time waiting on devices.
+  void CallStarted();
+  void CallFinished();
+  absl::Duration device_wait() const;
+
+ private:
+  Clock* const clock_;
+  mutable absl::Mutex mu_;
+  std::vector<v1::Attempt> attempts_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time busy_since_ ABSL_GUARDED_BY(mu_);
+  absl::Duration busy_ ABSL_GUARDED_BY(mu_);
+};
+
+struct AttemptOptions {
+  int max_attempts = 3;                                // per call, each on another device
+  absl::Duration attempt_timeout = absl::Seconds(60);  // upper bound of one attempt
+  absl::Duration first_token_allowance = absl::Seconds(2);
+  double slowness_factor = 3;                          // x the time the device's speed implies
+};
+
+struct CallSpec {
+  std::string sub_task_id;
+  v1::ContributionRole role = v1::CONTRIBUTION_ROLE_EXECUTE;
+  std::vector<v1::ChatMessage> messages;
+  int64_t max_tokens = 512;
+  // Device choice: a pinned model or family (passthrough target), else by affinity for these
+  // categories and load.
+  PassthroughTarget pinned;
+  std::vector<v1::TaskCategory> categories = {v1::TASK_CATEGORY_GENERAL};
+  std::set<std::string> excluded;  // never use these devices
+  int max_attempts = 0;            // 0: AttemptOptions::max_attempts
+  bool answer = false;             // its text is the final answer (streamed as such)
+  bool stream = true;              // emit output deltas
+};
+
+struct CallResult {
+  Selection chosen;
+  std::string output;
+  int attempt = 0;
+  int64_t tokens = 0;         // output tokens credited: what the coordinator counted, capped
+                              // by what the worker claimed
+  int64_t prompt_tokens = 0;
+};
+
+class AttemptRunner {
+ public:
+  AttemptRunner(AttemptOptions options, DeviceRegistry* registry, const ModelSelector* selector,
+                DeviceClient* devices, Clock* clock);
+
+  // UNAVAILABLE naming every failed attempt when no attempt succeeded; the first selection's
+  // error (NOT_FOUND for an unknown model) when no device could be chosen at all; CANCELLED or
+  // DEADLINE_EXCEEDED from the request; a non-retryable worker error as it came.
+  absl::StatusOr<CallResult> Run(const std::string& request_id, const CallSpec& spec,
+                                 absl::Time deadline, Cancellation* cancel,
+                                 const EventSink& sink, AttemptLog* log) const;
+
+  const ModelSelector& selector() const { return *selector_; }
+  DeviceRegistry* registry() const { return registry_; }
+
+ private:
+  const AttemptOptions options_;
+  DeviceRegistry* const registry_;
+  const ModelSelector* const selector_;
+  DeviceClient* const devices_;
+  Clock* const clock_;
+};
+
+}  // namespace loom
+
+#endif  // LOOM_COORDINATOR_ATTEMPT_RUNNER_H_

@@ -1,0 +1,108 @@
+#include "coordinator/fan_out_executor.h"
+
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/task_decomposer.h"
+
+namespace loom {
+
+std::string FanOutExecutor::BuildInput(const v1::SubTask& task,
+                                       const std::vector<const SubTaskOutcome*>& dependencies) {
+  std::string input = task.prompt();
+  if (dependencies.empty()) return input;
+  absl::StrAppend(&input, "\n\nResults of the earlier steps this builds on:");
+  for (const SubTaskOutcome* dep : dependencies) {
+    absl::StrAppend(&input, "\n\n[", SubTaskLabel(dep->task), "]\n", dep->result.output);
+  }
+  return input;
+}
+
+absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
+    const std::string& request_id, const std::vector<v1::SubTask>& tasks,
+    const std::vector<v1::ChatMessage>& system, absl::Time deadline, Cancellation* cancel,
+    const EventSink& sink, AttemptLog* log) const {
+  // Sub-tasks stop together when the request is cancelled or one of them finally fails.
+  Cancellation stop;
+  const int parent_id = cancel ? cancel->OnCancel([&stop] { stop.Cancel(); }) : -1;
+
+  absl::Mutex mu;
+  std::vector<std::optional<SubTaskOutcome>> done(tasks.size());
+  std::vector<bool> started(tasks.size(), false);
+  int running = 0;
+  absl::Status failure;
+  std::vector<std::thread> threads;
+  std::map<std::string, size_t> index_of;
+  for (size_t i = 0; i < tasks.size(); ++i) index_of[tasks[i].id()] = i;
+
+  auto ready = [&](size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    for (const auto& dep : tasks[i].depends_on()) {
+      auto it = index_of.find(dep);
+      if (it == index_of.end() || !done[it->second]) return false;
+    }
+    return true;
+  };
+
+  {
+    absl::MutexLock lock(&mu);
+    while (true) {
+      if (failure.ok()) {
+        for (size_t i = 0; i < tasks.size(); ++i) {
+          if (started[i] || !ready(i)) continue;
+          started[i] = true;
+          ++running;
+          std::vector<const SubTaskOutcome*> deps;
+          for (const auto& dep : tasks[i].depends_on()) deps.push_back(&*done[index_of[dep]]);
+          std::string input = BuildInput(tasks[i], deps);
+          threads.emplace_back([&, i, input = std::move(input)] {
+            CallSpec spec;
+            spec.sub_task_id = tasks[i].id();
+            spec.role = v1::CONTRIBUTION_ROLE_EXECUTE;
+            spec.categories = {tasks[i].category()};
+            spec.max_tokens = tasks[i].estimated_tokens();
+            spec.messages = system;
+            v1::ChatMessage user;
+            user.set_role("user");
+            user.set_content(input);
+            spec.messages.push_back(user);
+            absl::StatusOr<CallResult> result =
+                runner_->Run(request_id, spec, deadline, &stop, sink, log);
+            absl::MutexLock lock(&mu);
+            --running;
+            if (result.ok()) {
+              done[i] = SubTaskOutcome{tasks[i], input, *std::move(result)};
+            } else if (failure.ok()) {
+              failure = absl::Status(
+                  result.status().code(),
+                  absl::StrCat("sub-task ", tasks[i].id(), " (", SubTaskLabel(tasks[i]),
+                               ") failed: ", result.status().message()));
+              stop.Cancel();
+            }
+          });
+        }
+      }
+      if (running == 0) break;
+      // Wait for a sub-task to finish (each attempt is bounded by its deadline).
+      std::pair<int*, int> state(&running, running);
+      mu.Await(absl::Condition(
+          +[](std::pair<int*, int>* s) { return *s->first != s->second; }, &state));
+    }
+  }
+  for (auto& t : threads) t.join();
+  if (cancel && parent_id >= 0) cancel->RemoveCallback(parent_id);
+
+  if (!failure.ok()) return failure;
+  std::vector<SubTaskOutcome> out;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (!done[i]) {
+      return absl::InternalError(absl::StrCat("sub-task ", tasks[i].id(),
+                                              " never became ready (a dependency is missing)"));
+    }
+    out.push_back(*std::move(done[i]));
+  }
+  return out;
+}
+
+}  // namespace loom
