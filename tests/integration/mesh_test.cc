@@ -13,97 +13,15 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/integration/process_harness.h"
+#include "tests/integration/mesh_fixture.h"
 
 namespace loom::testing {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
-using json = nlohmann::json;
 
-// Short heartbeats so expiry and re-registration happen within a test's time.
-constexpr char kHeartbeatMs[] = "--heartbeat_interval_ms=100";
-
-class MeshTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = MakeTempDir();
-    ASSERT_FALSE(dir_.empty());
-    db_ = dir_ + "/loom.db";
-  }
-
-  void TearDown() override {
-    if (HasFailure()) {
-      if (coordinator_.process) std::cerr << "coordinator log:\n" << coordinator_.process->Log();
-      for (auto& [name, w] : workers_) {
-        if (w.process) std::cerr << name << " log:\n" << w.process->Log();
-      }
-    }
-    workers_.clear();
-    coordinator_ = {};
-  }
-
-  void StartCoordinator(const std::string& listen = "127.0.0.1:0") {
-    std::string error;
-    coordinator_ = StartDaemon("loom-coordinator", dir_, "coordinator",
-                               {"--grpc_listen=" + listen, "--ledger_db=" + db_, kHeartbeatMs,
-                                "--missed_heartbeats=3", "--attempt_timeout_ms=10000"},
-                               &error);
-    ASSERT_TRUE(coordinator_.process) << error;
-  }
-
-  void StartWorker(const std::string& device, const std::string& model,
-                   std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--coordinator=" + coordinator_.address,
-                                     "--device_id=" + device, "--provider_id=prov-" + device,
-                                     "--model=" + model, "--sim_output_tokens=24"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::string error;
-    workers_[device] = StartDaemon("loom-worker", dir_, device, args, &error);
-    ASSERT_TRUE(workers_[device].process) << error;
-  }
-
-  // Every device the coordinator lists, in any state.
-  std::set<std::string> Devices() {
-    CommandResult r = RunCommand("loom", {"--coordinator=" + coordinator_.address, "devices", "--json"});
-    std::set<std::string> ids;
-    if (r.exit_code != 0) return ids;
-    json devices = json::parse(r.out, nullptr, false);
-    if (devices.is_discarded()) return ids;
-    for (const auto& d : devices.value("devices", json::array())) {
-      ids.insert(d["deviceId"].get<std::string>());
-    }
-    return ids;
-  }
-
-  bool WaitForDevices(const std::set<std::string>& expected) {
-    return WaitFor([&] { return Devices() == expected; }, absl::Seconds(20));
-  }
-
-  json AskJson(const std::string& prompt, std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--coordinator=" + coordinator_.address, "ask", prompt,
-                                     "--json"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    CommandResult r = RunCommand("loom", args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    json parsed = json::parse(r.out, nullptr, false);
-    EXPECT_FALSE(parsed.is_discarded()) << r.out;
-    return parsed;
-  }
-
-  json LedgerRecords(const std::string& request_id) {
-    CommandResult r = RunCommand("loom-ledger", {"--db=" + db_, "records", "--request=" + request_id,
-                                          "--format=json"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return json::parse(r.out, nullptr, false);
-  }
-
-  std::string dir_;
-  std::string db_;
-  Daemon coordinator_;
-  std::map<std::string, Daemon> workers_;
-};
+using MeshTest = MeshFixture;
 
 TEST_F(MeshTest, CliRequestIsAnsweredAndRecordedInTheLedger) {
   StartCoordinator();

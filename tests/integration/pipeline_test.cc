@@ -1,0 +1,213 @@
+// Integration tests of the compilation pipeline with real processes: the worked example of
+// DESIGN.md, fan-out overlap, retries after a device dies or hangs mid-sub-task, total
+// failure, client cancellation reaching the workers, and compete.
+#include <signal.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/mesh_fixture.h"
+
+namespace loom::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kWorkedExample[] =
+    "Translate this Python code to Rust and explain the key differences between the two "
+    "implementations: def total(xs): return sum(x * x for x in xs)";
+
+class PipelineTest : public MeshFixture {
+ protected:
+  // One device per family: qwen-coder, llama, mistral.
+  void StartThreeFamilies(std::vector<std::string> qwen_extra = {},
+                          std::vector<std::string> all_extra = {}) {
+    std::vector<std::string> q = all_extra;
+    q.insert(q.end(), qwen_extra.begin(), qwen_extra.end());
+    StartWorker("dev-qwen", "qwen2.5-coder-7b", q);
+    StartWorker("dev-llama", "llama-3.1-8b", all_extra);
+    StartWorker("dev-mistral", "mistral-7b", all_extra);
+    ASSERT_TRUE(WaitForDevices({"dev-qwen", "dev-llama", "dev-mistral"}));
+  }
+
+  json Records(const std::string& request_id) { return LedgerRecords(request_id); }
+};
+
+TEST_F(PipelineTest, WorkedExampleRunsCodeOnQwenCoderThenReasoningOnLlamaWithItsOutput) {
+  StartCoordinator();
+  StartThreeFamilies();
+  json r = AskJson(kWorkedExample);
+  ASSERT_EQ(r["plan"]["kind"], "PLAN_KIND_COMPILED");
+  const json& tasks = r["plan"]["subTasks"];
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[0]["category"], "TASK_CATEGORY_CODE");
+  EXPECT_EQ(tasks[0]["orderIndex"], 0);
+  EXPECT_EQ(tasks[1]["category"], "TASK_CATEGORY_REASONING");
+  EXPECT_EQ(tasks[1]["orderIndex"], 1);
+  ASSERT_EQ(tasks[1]["dependsOn"].size(), 1u);
+  EXPECT_EQ(tasks[1]["dependsOn"][0], tasks[0]["id"]);
+
+  const json& results = r["results"];
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0]["deviceId"], "dev-qwen");
+  EXPECT_EQ(results[1]["deviceId"], "dev-llama");
+  // B's prompt, as sent to the llama device, carries A's output from the qwen-coder device.
+  const std::string a_output = results[0]["output"];
+  EXPECT_THAT(a_output, HasSubstr("[simulated] qwen2.5-coder-7b on dev-qwen"));
+  EXPECT_THAT(results[1]["input"].get<std::string>(), HasSubstr(a_output));
+  EXPECT_THAT(results[1]["output"].get<std::string>(), HasSubstr("on dev-llama"));
+
+  // Paid: both sub-tasks and the synthesis, weights summing to 1, client charged the sum.
+  json records = Records(r["requestId"]);
+  ASSERT_EQ(records.size(), 3u);
+  double weights = 0;
+  int64_t credits = 0;
+  std::set<std::string> roles;
+  for (const auto& rec : records) {
+    weights += rec["weight"].get<double>();
+    credits += std::stoll(rec["creditsMicro"].get<std::string>());
+    roles.insert(rec["role"]);
+  }
+  EXPECT_NEAR(weights, 1.0, 1e-6);
+  EXPECT_EQ(std::to_string(credits), r["costMicro"].get<std::string>());
+  EXPECT_EQ(roles, (std::set<std::string>{"CONTRIBUTION_ROLE_EXECUTE", "CONTRIBUTION_ROLE_SYNTHESIZE"}));
+
+  // loom plan shows the same graph without running anything.
+  CommandResult plan = RunCommand("loom", {"--coordinator=" + coordinator_.address, "plan", kWorkedExample});
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  EXPECT_THAT(plan.out, HasSubstr("plan compiled"));
+  EXPECT_THAT(plan.out, HasSubstr("dev-qwen"));
+  EXPECT_THAT(plan.out, HasSubstr("dev-llama"));
+  EXPECT_THAT(plan.out, HasSubstr("why: code: chose dev-qwen/qwen2.5-coder-7b"));
+}
+
+TEST_F(PipelineTest, IndependentSubTasksOverlapOnTwoDevices) {
+  StartCoordinator();
+  // Slow enough (about a second per sub-task) that a sequential run could not interleave.
+  StartThreeFamilies({}, {"--sim_tokens_per_second=40", "--sim_output_tokens=40"});
+  CommandResult r = RunCommand(
+      "loom", {"--coordinator=" + coordinator_.address, "ask",
+               "Write a poem about the sea. Also, translate 'good morning' into French."});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // From the recorded event order: both sub-tasks started before either finished.
+  std::vector<std::string> lines = absl::StrSplit(r.err, '\n');
+  int started = 0, first_done_after = -1;
+  std::set<std::string> devices;
+  for (const std::string& line : lines) {
+    if (absl::StartsWith(line, "[start]") && !absl::StrContains(line, "synthesis")) {
+      ++started;
+      devices.insert(line.substr(line.find(" on ") + 4));
+    }
+    if (absl::StartsWith(line, "[done]") && first_done_after < 0) first_done_after = started;
+  }
+  EXPECT_EQ(first_done_after, 2) << r.err;
+  EXPECT_EQ(devices.size(), 2u) << "the two sub-tasks ran on different devices\n" << r.err;
+}
+
+TEST_F(PipelineTest, DeviceKilledMidSubTaskIsRetriedElsewhereAndTheRequestSucceeds) {
+  StartCoordinator();
+  StartThreeFamilies({"--sim_fault=exit:5"});
+  json r = AskJson(kWorkedExample);
+  ASSERT_EQ(r["results"].size(), 2u);
+  EXPECT_NE(r["results"][0]["deviceId"], "dev-qwen");
+  bool qwen_failed = false;
+  for (const auto& a : r["attempts"]) {
+    if (a["deviceId"] == "dev-qwen") {
+      qwen_failed = a["outcome"] == "ATTEMPT_OUTCOME_FAILED";
+    }
+  }
+  EXPECT_TRUE(qwen_failed);
+  for (const auto& rec : Records(r["requestId"])) EXPECT_NE(rec["deviceId"], "dev-qwen");
+  EXPECT_NE(workers_["dev-qwen"].process->Wait(absl::Seconds(10)), -1) << "the device died";
+}
+
+TEST_F(PipelineTest, HungDeviceHitsTheAttemptDeadlineAndTheSubTaskIsRetried) {
+  StartCoordinator("127.0.0.1:0", {"--attempt_timeout_ms=1500"});
+  StartThreeFamilies({"--sim_fault=hang:3"});
+  json r = AskJson(kWorkedExample);
+  ASSERT_EQ(r["results"].size(), 2u);
+  EXPECT_NE(r["results"][0]["deviceId"], "dev-qwen");
+  bool deadline_seen = false;
+  for (const auto& a : r["attempts"]) {
+    deadline_seen |= a["deviceId"] == "dev-qwen" &&
+                     a["reason"].get<std::string>().find("DEADLINE_EXCEEDED") != std::string::npos;
+  }
+  EXPECT_TRUE(deadline_seen) << r["attempts"].dump();
+}
+
+TEST_F(PipelineTest, EveryDeviceFailingIsAClearErrorAndNoCharge) {
+  StartCoordinator();
+  StartThreeFamilies({}, {"--sim_fault=fail:0"});
+  CommandResult r = RunCommand("loom", {"--coordinator=" + coordinator_.address, "ask", kWorkedExample});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("sub-task"));
+  EXPECT_THAT(r.err, HasSubstr("failed after 3 attempt(s)"));
+  CommandResult records = RunCommand("loom-ledger", {"--db=" + db_, "records", "--format=json"});
+  EXPECT_EQ(records.exit_code, 0) << records.err;
+  EXPECT_EQ(records.out, "[]\n") << "nothing is charged or credited for failed work";
+}
+
+TEST_F(PipelineTest, ClientCancelReachesTheWorkersAndTheirActiveCountDropsToZero) {
+  StartCoordinator();
+  // Each sub-task would take about 40 s.
+  StartThreeFamilies({}, {"--sim_tokens_per_second=5", "--sim_output_tokens=200"});
+  auto client = Spawn("loom", {"--coordinator=" + coordinator_.address, "ask", kWorkedExample},
+                      dir_ + "/client.log");
+  auto busy = [&] {
+    CommandResult d = RunCommand("loom", {"--coordinator=" + coordinator_.address, "devices", "--json"});
+    json devices = json::parse(d.out, nullptr, false);
+    if (devices.is_discarded()) return false;
+    for (const auto& dev : devices["devices"]) {
+      if (dev["load"]["active"].get<int>() > 0) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(WaitFor(busy, absl::Seconds(20))) << "no device ever got the work";
+  client->Signal(SIGINT);
+  ASSERT_NE(client->Wait(absl::Seconds(10)), -1);
+  const int64_t cancelled_at = absl::ToUnixMillis(absl::Now());
+  // Idle as reported by the workers themselves, in heartbeats sent after the cancel.
+  auto idle_reported_after_cancel = [&] {
+    CommandResult d = RunCommand("loom", {"--coordinator=" + coordinator_.address, "devices", "--json"});
+    json devices = json::parse(d.out, nullptr, false);
+    if (devices.is_discarded()) return false;
+    for (const auto& dev : devices["devices"]) {
+      if (std::stoll(dev["lastHeartbeatUnixMs"].get<std::string>()) < cancelled_at + 300) return false;
+      if (dev["load"]["active"].get<int>() != 0) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(WaitFor(idle_reported_after_cancel, absl::Seconds(20)))
+      << "workers kept generating after the client went away";
+  CommandResult records = RunCommand("loom-ledger", {"--db=" + db_, "records", "--format=json"});
+  EXPECT_EQ(records.out, "[]\n") << "a cancelled request is not charged";
+}
+
+TEST_F(PipelineTest, CompetePicksOneAnswerWithAReason) {
+  StartCoordinator();
+  StartThreeFamilies();
+  json r = AskJson("Describe the sea.", {"--mode=compete"});
+  ASSERT_EQ(r["plan"]["kind"], "PLAN_KIND_COMPETE");
+  const json& c = r["compete"];
+  ASSERT_EQ(c["candidates"].size(), 3u);
+  int winners = 0;
+  std::string winner_output;
+  for (const auto& cand : c["candidates"]) {
+    if (cand["winner"].get<bool>()) {
+      ++winners;
+      winner_output = cand["output"];
+    }
+  }
+  EXPECT_EQ(winners, 1);
+  EXPECT_EQ(r["output"], winner_output);
+  EXPECT_EQ(c["method"], "agreement");
+  EXPECT_THAT(c["reason"].get<std::string>(), HasSubstr("agrees most"));
+  json records = Records(r["requestId"]);
+  EXPECT_EQ(records.size(), 3u) << "every candidate is paid for its tokens";
+}
+
+}  // namespace
+}  // namespace loom::testing
