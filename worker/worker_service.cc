@@ -1,7 +1,6 @@
 #include "worker/worker_service.h"
 
 #include <chrono>
-#include <deque>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -9,137 +8,50 @@
 #include "absl/strings/str_cat.h"
 #include "common/cancellation.h"
 #include "common/grpc_status.h"
+#include "common/queued_write_reactor.h"
 
 namespace loom {
 
-// One Infer call. Generation runs on the service pool and pushes chunks here; the reactor
-// writes them one at a time. The object is deleted when both gRPC (OnDone) and the generator
-// are finished with it.
-class InferReactor : public grpc::ServerWriteReactor<v1::InferChunk> {
+// One Infer call: generation runs on the service pool and pushes chunks; the base class
+// writes them one at a time and cancels generation when the client goes away.
+class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
  public:
   InferReactor(WorkerService* service, grpc::CallbackServerContext* context,
-               const v1::InferRequest* request, InferenceProvider* provider)
-      : service_(service) {
+               const v1::InferRequest* request, InferenceProvider* provider) {
     GenerateRequest generate;
     generate.request_id = request->request_id();
     generate.messages.assign(request->messages().begin(), request->messages().end());
     generate.max_tokens = request->max_tokens();
     generate.deadline = absl::FromChrono(context->deadline());
     const std::string model = request->model();
-    service_->pool_.Schedule([this, provider, generate = std::move(generate), model] {
+    service->pool_.Schedule([this, service, provider, generate = std::move(generate), model] {
       const absl::Time start = absl::Now();
       absl::StatusOr<v1::Usage> usage = provider->Generate(
-          generate, [this](std::string_view text) { return Push(text); }, cancel_);
+          generate,
+          [this](std::string_view text) {
+            v1::InferChunk chunk;
+            chunk.set_text(std::string(text));
+            return Push(std::move(chunk));
+          },
+          cancellation());
       if (usage.ok()) {
-        double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-        service_->RecordSpeed(usage->completion_tokens(), seconds);
+        service->RecordSpeed(usage->completion_tokens(),
+                             absl::ToDoubleSeconds(absl::Now() - start));
       } else {
         spdlog::info("request {} on {}: {}", generate.request_id, model, usage.status().ToString());
       }
-      service_->Release();
-      Complete(std::move(usage));
+      service->Release();
+      if (!usage.ok()) {
+        Close(ToGrpcStatus(usage.status()));
+        return;
+      }
+      v1::InferChunk last;
+      last.set_final(true);
+      *last.mutable_usage() = *usage;
+      Close(Push(std::move(last)) ? grpc::Status::OK
+                                  : grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
     });
   }
-
-  void OnWriteDone(bool ok) override {
-    const v1::InferChunk* next = nullptr;
-    grpc::Status finish;
-    bool do_finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      pending_.pop_front();
-      if (!ok) {
-        // The client is gone: stop generating; nothing more can be written.
-        broken_ = true;
-        pending_.clear();
-      }
-      if (!pending_.empty()) {
-        next = &pending_.front();
-      } else {
-        writing_ = false;
-        do_finish = MaybeFinishLocked(&finish);
-      }
-    }
-    if (!ok) cancel_.Cancel();
-    if (next) StartWrite(next);
-    if (do_finish) Finish(finish);
-  }
-
-  void OnCancel() override { cancel_.Cancel(); }
-
-  void OnDone() override { Unref(); }
-
- private:
-  bool Push(std::string_view text) {
-    const v1::InferChunk* to_write = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      if (broken_) return false;
-      v1::InferChunk& chunk = pending_.emplace_back();
-      chunk.set_text(std::string(text));
-      if (!writing_) {
-        writing_ = true;
-        to_write = &chunk;
-      }
-    }
-    if (to_write) StartWrite(to_write);
-    return true;
-  }
-
-  void Complete(absl::StatusOr<v1::Usage> usage) {
-    const v1::InferChunk* to_write = nullptr;
-    grpc::Status finish;
-    bool do_finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      generator_done_ = true;
-      if (usage.ok() && !broken_) {
-        v1::InferChunk& last = pending_.emplace_back();
-        last.set_final(true);
-        *last.mutable_usage() = *usage;
-        if (!writing_) {
-          writing_ = true;
-          to_write = &last;
-        }
-      } else {
-        status_ = usage.ok() ? grpc::Status(grpc::StatusCode::CANCELLED, "client went away")
-                             : ToGrpcStatus(usage.status());
-        if (!writing_) do_finish = MaybeFinishLocked(&finish);
-      }
-    }
-    if (to_write) StartWrite(to_write);
-    if (do_finish) Finish(finish);
-    Unref();
-  }
-
-  // Finishes once the generator is done and every chunk is written.
-  bool MaybeFinishLocked(grpc::Status* status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!generator_done_ || finished_ || !pending_.empty()) return false;
-    finished_ = true;
-    *status = status_;
-    return true;
-  }
-
-  void Unref() {
-    bool last;
-    {
-      absl::MutexLock lock(&mu_);
-      last = --refs_ == 0;
-    }
-    if (last) delete this;
-  }
-
-  WorkerService* const service_;
-  Cancellation cancel_;
-
-  absl::Mutex mu_;
-  std::deque<v1::InferChunk> pending_ ABSL_GUARDED_BY(mu_);  // front is being written
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;
-  bool generator_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status status_ ABSL_GUARDED_BY(mu_);
-  int refs_ ABSL_GUARDED_BY(mu_) = 2;  // gRPC (OnDone) and the generator (Complete)
 };
 
 namespace {

@@ -48,7 +48,7 @@ class WorkerService final : public v1::Worker::CallbackService {
   v1::DeviceInfo Info() const;
 
  private:
-  friend class InferReactor;
+  friend class InferReactor;  // runs on pool_, calls Release and RecordSpeed
   void Release();
   void RecordSpeed(int64_t tokens, double seconds);
 

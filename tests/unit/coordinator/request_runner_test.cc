@@ -6,14 +6,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/sqlite_ledger.h"
-#include "tests/fakes/fake_device_client.h"
+#include "tests/fakes/mesh_fixture.h"
 
 namespace loom {
 namespace {
 
 using ::testing::HasSubstr;
 
-class RequestRunnerTest : public ::testing::Test {
+class RequestRunnerTest : public MeshFixture {
  protected:
   void SetUp() override {
     ledger_ = *SqliteLedger::Open({.path = ":memory:", .clock = &clock_});
@@ -21,23 +21,6 @@ class RequestRunnerTest : public ::testing::Test {
     options.attempts.max_attempts = 3;
     runner_ = std::make_unique<RequestRunner>(options, &registry_, &selector_, &devices_,
                                               ledger_.get(), &clock_);
-  }
-
-  void AddDevice(const std::string& id, const std::string& model, const std::string& family,
-                 int active = 0) {
-    v1::RegisterRequest r;
-    r.mutable_protocol_version()->set_major(kProtocolMajor);
-    r.set_device_id(id);
-    r.set_provider_id("prov-" + id);
-    r.set_address(id + ":1");
-    auto* m = r.add_models();
-    m->set_name(model);
-    m->set_family(family);
-    m->set_parameters_b(8);
-    r.mutable_load()->set_active(active);
-    r.mutable_load()->set_max_concurrency(4);
-    ASSERT_TRUE(registry_.Register(r).ok());
-    devices_.Set(id + ":1", {});
   }
 
   static v1::CompleteRequest Ask(const std::string& prompt) {
@@ -61,10 +44,6 @@ class RequestRunnerTest : public ::testing::Test {
         cancel ? cancel : &local);
   }
 
-  SimulatedClock clock_;
-  DeviceRegistry registry_{{}, &clock_};
-  ModelSelector selector_;
-  FakeDeviceClient devices_;
   std::unique_ptr<SqliteLedger> ledger_;
   std::unique_ptr<RequestRunner> runner_;
 };
