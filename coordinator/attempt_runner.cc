@@ -142,6 +142,8 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
       const int64_t counted = CountTokens(output);
       result.tokens = usage->completion_tokens() > 0 ? std::min(counted, usage->completion_tokens())
                                                      : counted;
+      // Never more than was asked for: the client's reservation is computed from max_tokens.
+      if (spec.max_tokens > 0) result.tokens = std::min(result.tokens, spec.max_tokens);
       result.prompt_tokens = usage->prompt_tokens();
       result.output = std::move(output);
       result.attempt = attempt;

@@ -82,7 +82,7 @@ struct CallResult {
   std::string output;
   int attempt = 0;
   int64_t tokens = 0;         // output tokens credited: what the coordinator counted, capped
-                              // by what the worker claimed
+                              // by what the worker claimed and by the call's max_tokens
   int64_t prompt_tokens = 0;
 };
 

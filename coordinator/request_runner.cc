@@ -183,14 +183,59 @@ absl::StatusOr<v1::CompilationPlan> RequestRunner::Explain(const v1::CompleteReq
   return plan;
 }
 
+int64_t RequestRunner::CostBound(const Analysis& analysis, int64_t max_tokens) const {
+  int64_t price = 0;
+  for (const auto& d : registry_->Snapshot()) {
+    for (const auto& m : d.models()) price = std::max(price, PricePer1kMicro(m));
+  }
+  int64_t tokens = max_tokens;
+  if (analysis.kind == v1::PLAN_KIND_COMPETE) {
+    tokens = options_.compete.k * max_tokens + 16;  // candidates and a judge
+  } else if (analysis.kind == v1::PLAN_KIND_COMPILED) {
+    // decomposer + the largest graph it may return + a synthesis as long as all its parts
+    const int64_t graph =
+        options_.decomposer.max_sub_tasks * 4 * options_.decomposer.sub_task_tokens;
+    tokens = 1024 + graph + (graph + 128);
+  }
+  // Rounded up, so the bound is never below what CreditsForTokens can charge.
+  return (tokens * price + 999) / 1000;
+}
+
 absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteRequest& request,
                                                         absl::Time deadline,
                                                         const EventSink& sink,
                                                         Cancellation* cancel) {
   LOOM_RETURN_IF_ERROR(Validate(request));
-  const absl::Time wall_start = clock_->Now();
   const std::string request_id = request.request_id().empty() ? NewUuid() : request.request_id();
   deadline = std::min(deadline, absl::Now() + options_.request_timeout);
+  const std::string client_account = ClientAccount(
+      request.client_id().empty() ? options_.default_client : request.client_id());
+  const int64_t max_tokens =
+      request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
+  // Budget first: nothing runs for a client who cannot pay for it.
+  const Analysis analysis = analyzer_.Analyze(request, max_tokens);
+  LOOM_RETURN_IF_ERROR(ledger_->Reserve(request_id, client_account,
+                                        CostBound(analysis, max_tokens),
+                                        options_.request_timeout + options_.reservation_margin));
+  absl::StatusOr<v1::CompleteResponse> response =
+      Execute(request, analysis, request_id, client_account, deadline, sink, cancel);
+  if (!response.ok()) {
+    if (absl::Status released = ledger_->Release(request_id); !released.ok()) {
+      spdlog::error("request {}: releasing its reservation failed ({}); it expires by itself",
+                    request_id, released.ToString());
+    }
+  }
+  return response;
+}
+
+absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRequest& request,
+                                                            const Analysis& analysis,
+                                                            const std::string& request_id,
+                                                            const std::string& client_account,
+                                                            absl::Time deadline,
+                                                            const EventSink& sink,
+                                                            Cancellation* cancel) {
+  const absl::Time wall_start = clock_->Now();
   const int64_t max_tokens =
       request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
   // Stages may emit from several threads (fan-out, compete); the sink sees one at a time.
@@ -203,7 +248,6 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   const std::string text = LastUserMessage(request);
   const std::vector<v1::ChatMessage> system = SystemMessages(request);
 
-  Analysis analysis = analyzer_.Analyze(request, max_tokens);
   v1::CompilationPlan plan = BasePlan(analysis, request_id);
   v1::CompleteResponse response;
   response.set_request_id(request_id);
@@ -320,11 +364,9 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
     r.set_weight(total_tokens > 0 ? static_cast<double>(r.token_count()) / total_tokens
                                   : 1.0 / records.size());
   }
-  const std::string client =
-      request.client_id().empty() ? options_.default_client : request.client_id();
   const absl::Time settle_start = clock_->Now();
   absl::StatusOr<Settlement> settlement = ledger_->Settle(
-      {.request_id = request_id, .client_account = ClientAccount(client), .records = records});
+      {.request_id = request_id, .client_account = client_account, .records = records});
   const absl::Duration ledger_wait = clock_->Now() - settle_start;
   if (!settlement.ok()) {
     spdlog::error("request {}: settlement failed, nothing charged or paid: {}", request_id,

@@ -18,7 +18,13 @@
 // Failure: INVALID_ARGUMENT for bad requests (nothing runs), NOT_FOUND for an unknown model,
 // UNAVAILABLE when no device could serve a part (naming it and every failed attempt),
 // DEADLINE_EXCEEDED / CANCELLED from the client. Nothing is charged unless the request
-// succeeds; failed attempts are never credited. If settlement fails the answer is withheld.
+// succeeds; failed attempts are never credited.
+// Budgets: before any device works, an upper bound of the cost is reserved on the client's
+// account (refused with FAILED_PRECONDITION "insufficient credits" when too low); settlement
+// charges the actual cost and consumes the reservation; any failure releases it. A reservation
+// left by a crash expires after the request timeout plus reservation_margin. If settlement
+// itself fails, the request fails: the answer is withheld, nothing is charged, no provider is
+// credited, and the error says so (the work done is lost, never billed).
 #ifndef LOOM_COORDINATOR_REQUEST_RUNNER_H_
 #define LOOM_COORDINATOR_REQUEST_RUNNER_H_
 
@@ -53,6 +59,7 @@ struct RunnerOptions {
   size_t max_message_bytes = 256 * 1024;
   size_t max_request_bytes = 1 << 20;                  // all message contents together
   std::string default_client = "anonymous";            // charged when the request names none
+  absl::Duration reservation_margin = absl::Minutes(1); // reservations outlive the request by this
 };
 
 class RequestRunner {
@@ -73,6 +80,15 @@ class RequestRunner {
   absl::Status Validate(const v1::CompleteRequest& request) const;
   v1::CompilationPlan BasePlan(const Analysis& analysis, const std::string& request_id) const;
   void AddTentativeAssignments(v1::CompilationPlan* plan, const v1::CompleteRequest& request) const;
+  // An upper bound of what the request can cost: the most output tokens its plan can credit,
+  // at the highest price on the mesh.
+  int64_t CostBound(const Analysis& analysis, int64_t max_tokens) const;
+  absl::StatusOr<v1::CompleteResponse> Execute(const v1::CompleteRequest& request,
+                                               const Analysis& analysis,
+                                               const std::string& request_id,
+                                               const std::string& client_account,
+                                               absl::Time deadline, const EventSink& sink,
+                                               Cancellation* cancel);
 
   // Constant after construction.
   const RunnerOptions options_;

@@ -1,14 +1,65 @@
 #include "ledger/ledger_cli.h"
 
+#include <cctype>
+#include <map>
+
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "common/json_config.h"
 #include "common/table.h"
 #include "ledger/pricing.h"
+#include "nlohmann/json.hpp"
 
 namespace loom {
+namespace {
+
+using json = nlohmann::json;
+
+struct Command {
+  const char* name;
+  const char* usage;
+  const char* what;
+};
+
+constexpr Command kCommands[] = {
+    {"payouts", "payouts [--since=T] [--until=T] [--provider=ID]",
+     "per provider: credits earned in the period, tokens, requests, devices, paid out in the "
+     "period, unpaid balance now. T is 2026-11-23, RFC 3339 or Unix seconds; --until is "
+     "exclusive."},
+    {"balance", "balance ACCOUNT", "balance and available credits (balance minus live "
+                                   "reservations) of client:NAME, provider:ID, mint, payout or fee."},
+    {"accounts", "accounts", "every account with its kind, balance and reserved credits."},
+    {"records", "records [--request=ID] [--provider=ID] [--limit=N]",
+     "contribution records: which device and model earned what, in which role, for which "
+     "request."},
+    {"grant", "grant ACCOUNT AMOUNT --reference=R",
+     "top up a client (or provider) account from the mint. Idempotent by reference."},
+    {"payout", "payout PROVIDER AMOUNT --reference=R",
+     "cash out a provider's earnings to the payout account; refused beyond its balance. "
+     "Idempotent by reference."},
+    {"verify", "verify",
+     "recompute the hash chain, check every transaction sums to zero and settlements match "
+     "their records, run PRAGMA integrity_check; exit 0 when all hold, else name the first bad "
+     "transaction and exit 3."},
+};
+
+}  // namespace
+
+std::string CommandHelp(const std::string& command) {
+  std::string out;
+  for (const Command& c : kCommands) {
+    if (!command.empty() && command != c.name) continue;
+    absl::StrAppend(&out, "  loom-ledger --db=PATH ", c.usage, "\n      ", c.what, "\n");
+  }
+  if (!out.empty() && !command.empty()) {
+    absl::StrAppend(&out, "  listings take --format=table|json|csv\n");
+  }
+  return out;
+}
 
 absl::StatusOr<OutputFormat> ParseOutputFormat(const std::string& name) {
   if (name == "table") return OutputFormat::kTable;
@@ -16,6 +67,41 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(const std::string& name) {
   if (name == "csv") return OutputFormat::kCsv;
   return absl::InvalidArgumentError(
       absl::StrCat("--format: unknown format '", name, "' (use table, json or csv)"));
+}
+
+absl::StatusOr<int64_t> ParseCredits(const std::string& text) {
+  auto bad = [&] {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "amount '", text, "' must be a positive number of credits with at most 6 decimals"));
+  };
+  const size_t dot = text.find('.');
+  const std::string whole = text.substr(0, dot);
+  std::string fraction = dot == std::string::npos ? "" : text.substr(dot + 1);
+  if (whole.empty() && fraction.empty()) return bad();
+  if (fraction.size() > 6) return bad();
+  for (char c : whole + fraction) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) return bad();
+  }
+  if (whole.size() > 12) return bad();  // at most 10^12 credits
+  int64_t w = 0, f = 0;
+  if (!whole.empty() && !absl::SimpleAtoi(whole, &w)) return bad();
+  fraction.resize(6, '0');
+  if (!absl::SimpleAtoi(fraction, &f)) return bad();
+  const int64_t micro = w * kMicroPerCredit + f;
+  if (micro <= 0) return bad();
+  return micro;
+}
+
+absl::StatusOr<int64_t> ParseTimeMs(const std::string& text) {
+  int64_t seconds;
+  if (absl::SimpleAtoi(text, &seconds)) return seconds * 1000;
+  absl::Time t;
+  std::string err;
+  for (const char* format : {absl::RFC3339_full, "%Y-%m-%d"}) {
+    if (absl::ParseTime(format, text, absl::UTCTimeZone(), &t, &err)) return absl::ToUnixMillis(t);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "time '", text, "' must be YYYY-MM-DD, RFC 3339 (2026-11-23T10:00:00Z) or Unix seconds"));
 }
 
 std::string RoleName(v1::ContributionRole role) {
@@ -48,6 +134,82 @@ std::string FormatRecords(const std::vector<v1::ContributionRecord>& records,
     return FormatCsv(header, rows);
   }
   return FormatTextTable(header, rows);
+}
+
+std::string FormatAccounts(const std::vector<AccountInfo>& accounts, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    json out = json::array();
+    for (const auto& a : accounts) {
+      out.push_back({{"account", a.id}, {"kind", a.kind}, {"balance", FormatCredits(a.balance_micro)},
+                     {"balance_micro", a.balance_micro}, {"reserved_micro", a.reserved_micro},
+                     {"available_micro", a.balance_micro - a.reserved_micro}});
+    }
+    return out.dump() + "\n";
+  }
+  std::vector<Row> rows;
+  for (const auto& a : accounts) {
+    Row row = {a.id, a.kind, FormatCredits(a.balance_micro), FormatCredits(a.reserved_micro),
+               FormatCredits(a.balance_micro - a.reserved_micro)};
+    if (format == OutputFormat::kCsv) {
+      row.push_back(absl::StrCat(a.balance_micro));
+      row.push_back(absl::StrCat(a.reserved_micro));
+    }
+    rows.push_back(std::move(row));
+  }
+  Row header = {"account", "kind", "balance", "reserved", "available"};
+  if (format == OutputFormat::kCsv) {
+    header.push_back("balance_micro");
+    header.push_back("reserved_micro");
+    return FormatCsv(header, rows);
+  }
+  return FormatTextTable(header, rows);
+}
+
+std::string FormatPayouts(const std::vector<PayoutRow>& payouts, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    json out = json::array();
+    for (const auto& p : payouts) {
+      out.push_back({{"provider", p.provider_id}, {"earned", FormatCredits(p.earned_micro)},
+                     {"earned_micro", p.earned_micro}, {"tokens", p.tokens},
+                     {"requests", p.requests}, {"devices", p.devices},
+                     {"paid_out_micro", p.paid_out_micro}, {"unpaid_micro", p.unpaid_micro}});
+    }
+    return out.dump() + "\n";
+  }
+  std::vector<Row> rows;
+  for (const auto& p : payouts) {
+    Row row = {p.provider_id, FormatCredits(p.earned_micro), absl::StrCat(p.tokens),
+               absl::StrCat(p.requests), absl::StrCat(p.devices), FormatCredits(p.paid_out_micro),
+               FormatCredits(p.unpaid_micro)};
+    if (format == OutputFormat::kCsv) {
+      for (int64_t v : {p.earned_micro, p.paid_out_micro, p.unpaid_micro}) row.push_back(absl::StrCat(v));
+    }
+    rows.push_back(std::move(row));
+  }
+  Row header = {"provider", "earned", "tokens", "requests", "devices", "paid_out", "unpaid"};
+  if (format == OutputFormat::kCsv) {
+    for (const char* h : {"earned_micro", "paid_out_micro", "unpaid_micro"}) header.push_back(h);
+    return FormatCsv(header, rows);
+  }
+  if (rows.empty()) return "no provider earned or was paid in this period\n";
+  return FormatTextTable(header, rows);
+}
+
+std::string FormatBalance(const std::string& account, int64_t balance, int64_t available,
+                          OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    return json{{"account", account}, {"balance", FormatCredits(balance)},
+                {"balance_micro", balance}, {"available_micro", available}}
+               .dump() +
+           "\n";
+  }
+  Row row = {account, FormatCredits(balance), FormatCredits(available)};
+  if (format == OutputFormat::kCsv) {
+    row.push_back(absl::StrCat(balance));
+    row.push_back(absl::StrCat(available));
+    return FormatCsv({"account", "balance", "available", "balance_micro", "available_micro"}, {row});
+  }
+  return FormatTextTable({"account", "balance", "available"}, {row});
 }
 
 }  // namespace loom

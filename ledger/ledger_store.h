@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "loom/v1/common.pb.h"
 
 namespace loom {
@@ -32,7 +33,8 @@ struct SettlementRequest {
 
 struct Settlement {
   std::string settlement_id;  // the ledger transaction
-  int64_t charged_micro = 0;
+  int64_t charged_micro = 0;  // records' credits plus the fee
+  int64_t fee_micro = 0;
   bool already_settled = false;
 };
 
@@ -46,6 +48,16 @@ class LedgerStore {
  public:
   virtual ~LedgerStore() = default;
 
+  // Holds `amount_micro` of `account` for `request_id` until Settle or Release, or until `ttl`
+  // passes. FAILED_PRECONDITION ("insufficient credits ...") when the account's available
+  // balance is lower; ALREADY_EXISTS for a request id that was already settled (a replay: it
+  // must not run again). Idempotent for a live reservation of the same request.
+  virtual absl::Status Reserve(const std::string& request_id, const std::string& account,
+                               int64_t amount_micro, absl::Duration ttl) = 0;
+  // Drops the reservation of `request_id` (none: OK).
+  virtual absl::Status Release(const std::string& request_id) = 0;
+  // Charges the client and credits providers, consuming the request's reservation.
+  // FAILED_PRECONDITION when the client cannot pay (nothing is written).
   virtual absl::StatusOr<Settlement> Settle(const SettlementRequest& request) = 0;
   virtual absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(
       const RecordFilter& filter) = 0;

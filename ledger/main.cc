@@ -1,58 +1,153 @@
-// loom-ledger: reads the credit ledger. Commands: records.
-#include <cstdio>
+// loom-ledger: reads and operates the credit ledger.
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "common/flags_usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/flags_usage.h"
 #include "ledger/ledger_cli.h"
+#include "ledger/pricing.h"
 #include "ledger/sqlite_ledger.h"
 
 ABSL_FLAG(std::string, db, "loom.db", "Path of the ledger database (SQLite).");
-ABSL_FLAG(std::string, format, "table", "Output format: table, json or csv.");
+ABSL_FLAG(std::string, format, "table", "Output format of listings: table, json or csv.");
 ABSL_FLAG(std::string, request, "", "records: only this request id.");
-ABSL_FLAG(std::string, provider, "", "records: only this provider id.");
+ABSL_FLAG(std::string, provider, "", "records, payouts: only this provider id.");
 ABSL_FLAG(int64_t, limit, 1000, "records: at most this many rows.");
+ABSL_FLAG(std::string, since, "", "payouts: from this time (inclusive).");
+ABSL_FLAG(std::string, until, "", "payouts: until this time (exclusive).");
+ABSL_FLAG(std::string, reference, "", "grant, payout: idempotency reference (required).");
 
 namespace {
-
-constexpr char kUsage[] =
-    "loom-ledger --db=PATH COMMAND [flags]\n"
-    "\n"
-    "Commands:\n"
-    "  records   contribution records: which device and model earned what for which request\n"
-    "            [--request=ID] [--provider=ID] [--limit=N] [--format=table|json|csv]\n"
-    "\n"
-    "Amounts are credits (1 credit = 1,000,000 micro-credits); json and csv carry the\n"
-    "micro-credit integers.";
 
 int Fail(const std::string& message) {
   std::cerr << "loom-ledger: " << message << "\n";
   return 1;
 }
 
+std::string Usage() {
+  return absl::StrCat(
+      "loom-ledger --db=PATH COMMAND [ARGS] [flags]\n\nCommands:\n", loom::CommandHelp(""),
+      "\nAmounts are credits (1 credit = 1,000,000 micro-credits); json and csv also carry the\n"
+      "micro-credit integers. `loom-ledger COMMAND --help` explains one command.");
+}
+
+absl::StatusOr<std::unique_ptr<loom::SqliteLedger>> OpenLedger(bool read_only) {
+  return loom::SqliteLedger::Open({.path = absl::GetFlag(FLAGS_db), .read_only = read_only});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  loom::SetUsage(kUsage);
+  // Per-command help before Abseil takes --help for itself.
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (argv[i][0] != '-' && (!strcmp(argv[i + 1], "--help") || !strcmp(argv[i + 1], "-h"))) {
+      const std::string help = loom::CommandHelp(argv[i]);
+      if (help.empty()) return Fail(absl::StrCat("unknown command '", argv[i], "'"));
+      std::cout << help;
+      return 0;
+    }
+  }
+  loom::SetUsage(Usage());
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) return Fail("missing command (try --help)");
   const std::string command = args[1];
+  const std::vector<std::string> rest(args.begin() + 2, args.end());
   auto format = loom::ParseOutputFormat(absl::GetFlag(FLAGS_format));
   if (!format.ok()) return Fail(std::string(format.status().message()));
+  auto expect_args = [&](size_t n) -> bool { return rest.size() == n; };
 
   if (command == "records") {
-    if (args.size() > 2) return Fail(absl::StrCat("records: unexpected argument '", args[2], "'"));
-    auto ledger = loom::SqliteLedger::Open({.path = absl::GetFlag(FLAGS_db), .read_only = true});
+    if (!expect_args(0)) return Fail("records takes no arguments; use --request=ID");
+    auto ledger = OpenLedger(true);
     if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
     auto records = (*ledger)->ListRecords({.request_id = absl::GetFlag(FLAGS_request),
                                            .provider_id = absl::GetFlag(FLAGS_provider),
                                            .limit = absl::GetFlag(FLAGS_limit)});
     if (!records.ok()) return Fail(std::string(records.status().message()));
     std::cout << loom::FormatRecords(*records, *format);
+    return 0;
+  }
+  if (command == "accounts") {
+    if (!expect_args(0)) return Fail("accounts takes no arguments");
+    auto ledger = OpenLedger(true);
+    if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
+    auto accounts = (*ledger)->Accounts();
+    if (!accounts.ok()) return Fail(std::string(accounts.status().message()));
+    std::cout << loom::FormatAccounts(*accounts, *format);
+    return 0;
+  }
+  if (command == "balance") {
+    if (!expect_args(1)) return Fail("balance takes one ACCOUNT, e.g. client:alice or provider:bob");
+    auto ledger = OpenLedger(true);
+    if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
+    auto balance = (*ledger)->Balance(rest[0]);
+    auto available = (*ledger)->Available(rest[0]);
+    if (!balance.ok()) return Fail(std::string(balance.status().message()));
+    if (!available.ok()) return Fail(std::string(available.status().message()));
+    std::cout << loom::FormatBalance(rest[0], *balance, *available, *format);
+    return 0;
+  }
+  if (command == "payouts") {
+    if (!expect_args(0)) return Fail("payouts takes no arguments; use --since/--until/--provider");
+    loom::PayoutFilter filter;
+    filter.provider_id = absl::GetFlag(FLAGS_provider);
+    if (!absl::GetFlag(FLAGS_since).empty()) {
+      auto t = loom::ParseTimeMs(absl::GetFlag(FLAGS_since));
+      if (!t.ok()) return Fail(absl::StrCat("--since: ", t.status().message()));
+      filter.since_ms = *t;
+    }
+    if (!absl::GetFlag(FLAGS_until).empty()) {
+      auto t = loom::ParseTimeMs(absl::GetFlag(FLAGS_until));
+      if (!t.ok()) return Fail(absl::StrCat("--until: ", t.status().message()));
+      filter.until_ms = *t;
+    }
+    auto ledger = OpenLedger(true);
+    if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
+    auto rows = (*ledger)->Payouts(filter);
+    if (!rows.ok()) return Fail(std::string(rows.status().message()));
+    std::cout << loom::FormatPayouts(*rows, *format);
+    return 0;
+  }
+  if (command == "grant" || command == "payout") {
+    if (!expect_args(2)) {
+      return Fail(absl::StrCat(command, " takes ", command == "grant" ? "ACCOUNT" : "PROVIDER",
+                               " AMOUNT --reference=R"));
+    }
+    if (absl::GetFlag(FLAGS_reference).empty()) {
+      return Fail(absl::StrCat(command, ": --reference=R is required (it makes the ", command,
+                               " idempotent)"));
+    }
+    auto amount = loom::ParseCredits(rest[1]);
+    if (!amount.ok()) return Fail(std::string(amount.status().message()));
+    auto ledger = OpenLedger(false);
+    if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
+    auto id = command == "grant"
+                  ? (*ledger)->Grant(rest[0], *amount, absl::GetFlag(FLAGS_reference))
+                  : (*ledger)->Payout(rest[0], *amount, absl::GetFlag(FLAGS_reference));
+    if (!id.ok()) return Fail(std::string(id.status().message()));
+    std::cout << command << " of " << loom::FormatCredits(*amount) << " credits to "
+              << (command == "grant" ? rest[0] : "payout from provider:" + rest[0])
+              << ": transaction " << *id << "\n";
+    return 0;
+  }
+  if (command == "verify") {
+    if (!expect_args(0)) return Fail("verify takes no arguments");
+    auto ledger = OpenLedger(true);
+    if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
+    auto report = (*ledger)->Verify();
+    if (!report.ok()) return Fail(std::string(report.status().message()));
+    if (!report->ok) {
+      std::cerr << "loom-ledger: verify FAILED at transaction " << report->first_bad_transaction
+                << ": " << report->problem << "\n";
+      return 3;
+    }
+    std::cout << "ledger ok: " << report->transactions
+              << " transactions, hash chain intact, every transaction sums to zero, "
+                 "integrity_check ok\n";
     return 0;
   }
   return Fail(absl::StrCat("unknown command '", command, "' (try --help)"));

@@ -1,13 +1,20 @@
 #include "ledger/sqlite_ledger.h"
 
+#include <algorithm>
 #include <map>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include <openssl/evp.h>
 #include <sqlite3.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/match.h"
 #include "common/status_macros.h"
+#include "ledger/pricing.h"
 
 namespace loom {
 namespace {
@@ -92,8 +99,48 @@ absl::Status Exec(sqlite3* db, const char* sql) {
   return absl::OkStatus();
 }
 
+std::string Sha256Hex(absl::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  // SHA-256 of an in-memory buffer cannot fail short of memory exhaustion.
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) absl::StrAppendFormat(&hex, "%02x", digest[i]);
+  return hex;
+}
+
+using Entries = std::vector<std::pair<std::string, int64_t>>;
+
+// What a transaction's hash covers. Entries are sorted by account so the order they were
+// written in does not matter.
+std::string TxnCanonical(const std::string& prev_hash, int64_t id, const std::string& kind,
+                         const std::string& reference, int64_t amount, int64_t created_ms,
+                         const std::string& digest, Entries entries) {
+  std::sort(entries.begin(), entries.end());
+  std::string out = absl::StrCat(prev_hash, "|", id, "|", kind, "|", reference, "|", amount, "|",
+                                 created_ms, "|", digest);
+  for (const auto& [account, value] : entries) absl::StrAppend(&out, "|", account, "=", value);
+  return out;
+}
+
+// A digest of a settlement's records, independent of their order (weights left out: they are
+// derived and floating point).
+std::string RecordsDigest(std::vector<v1::ContributionRecord> records) {
+  std::sort(records.begin(), records.end(), [](const auto& a, const auto& b) {
+    return std::make_tuple(a.sub_task_id(), a.attempt()) < std::make_tuple(b.sub_task_id(), b.attempt());
+  });
+  std::string canonical;
+  for (const auto& r : records) {
+    absl::StrAppend(&canonical, r.sub_task_id(), "|", r.attempt(), "|", r.device_id(), "|",
+                    r.provider_id(), "|", r.model(), "|", static_cast<int>(r.role()), "|",
+                    r.token_count(), "|", r.credits_micro(), "\n");
+  }
+  return Sha256Hex(canonical);
+}
+
 // Migration i takes the schema from version i to i+1. Never edit a released migration; append.
 constexpr const char* kMigrations[] = {
+    // 1: accounts, transactions, entries, contributions.
     R"sql(
 CREATE TABLE accounts(
   id TEXT PRIMARY KEY,
@@ -127,10 +174,112 @@ CREATE TABLE contributions(
   PRIMARY KEY (request_id, sub_task_id, attempt));
 CREATE INDEX contributions_by_provider ON contributions(provider_id, created_at_ms);
 )sql",
+    // 2: hash chain, settlement digests, reservations, system accounts.
+    R"sql(
+ALTER TABLE transactions ADD COLUMN records_digest TEXT NOT NULL DEFAULT '';
+ALTER TABLE transactions ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE transactions ADD COLUMN hash TEXT NOT NULL DEFAULT '';
+CREATE INDEX transactions_by_kind ON transactions(kind, created_at_ms);
+CREATE INDEX contributions_by_txn ON contributions(txn_id);
+CREATE TABLE reservations(
+  request_id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id),
+  amount_micro INTEGER NOT NULL CHECK (amount_micro >= 0),
+  created_at_ms INTEGER NOT NULL,
+  expires_at_ms INTEGER NOT NULL);
+CREATE INDEX reservations_by_account ON reservations(account_id, expires_at_ms);
+INSERT INTO accounts(id, kind, created_at_ms) VALUES ('mint', 'mint', 0), ('payout', 'payout', 0),
+  ('fee', 'fee', 0) ON CONFLICT(id) DO NOTHING;
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteLedger::kSchemaVersion);
 
+Entries LoadEntries(sqlite3* db, int64_t txn_id, absl::Status* status) {
+  Statement q(db, "SELECT account_id, amount_micro FROM entries WHERE txn_id = ?1");
+  q.Bind(1, txn_id);
+  Entries entries;
+  while (true) {
+    auto row = q.Step();
+    if (!row.ok()) {
+      *status = row.status();
+      break;
+    }
+    if (!*row) break;
+    entries.emplace_back(q.Text(0), q.Int(1));
+  }
+  return entries;
+}
+
+// After migration 2: digests for settlements written by version 1, then the hash chain over
+// every existing transaction.
+absl::Status HashExistingTransactions(sqlite3* db) {
+  {
+    Statement settles(db, "SELECT id FROM transactions WHERE kind = 'settle' ORDER BY id");
+    std::vector<int64_t> ids;
+    while (true) {
+      LOOM_ASSIGN_OR_RETURN(bool row, settles.Step());
+      if (!row) break;
+      ids.push_back(settles.Int(0));
+    }
+    for (int64_t id : ids) {
+      Statement q(db,
+                  "SELECT sub_task_id, attempt, device_id, provider_id, model, role, token_count, "
+                  "credits_micro FROM contributions WHERE txn_id = ?1");
+      q.Bind(1, id);
+      std::vector<v1::ContributionRecord> records;
+      while (true) {
+        LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        v1::ContributionRecord& r = records.emplace_back();
+        r.set_sub_task_id(q.Text(0));
+        r.set_attempt(static_cast<int32_t>(q.Int(1)));
+        r.set_device_id(q.Text(2));
+        r.set_provider_id(q.Text(3));
+        r.set_model(q.Text(4));
+        r.set_role(static_cast<v1::ContributionRole>(q.Int(5)));
+        r.set_token_count(q.Int(6));
+        r.set_credits_micro(q.Int(7));
+      }
+      Statement u(db, "UPDATE transactions SET records_digest = ?1 WHERE id = ?2");
+      LOOM_RETURN_IF_ERROR(u.Bind(1, RecordsDigest(records)).Bind(2, id).Run());
+    }
+  }
+  Statement all(db,
+                "SELECT id, kind, reference, amount_micro, created_at_ms, records_digest "
+                "FROM transactions ORDER BY id");
+  std::string prev;
+  struct Row {
+    int64_t id, amount, created;
+    std::string kind, reference, digest;
+  };
+  std::vector<Row> rows;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, all.Step());
+    if (!row) break;
+    rows.push_back({all.Int(0), all.Int(3), all.Int(4), all.Text(1), all.Text(2), all.Text(5)});
+  }
+  for (const Row& r : rows) {
+    absl::Status status;
+    Entries entries = LoadEntries(db, r.id, &status);
+    LOOM_RETURN_IF_ERROR(status);
+    const std::string hash = Sha256Hex(
+        TxnCanonical(prev, r.id, r.kind, r.reference, r.amount, r.created, r.digest, entries));
+    Statement u(db, "UPDATE transactions SET prev_hash = ?1, hash = ?2 WHERE id = ?3");
+    LOOM_RETURN_IF_ERROR(u.Bind(1, prev).Bind(2, hash).Bind(3, r.id).Run());
+    prev = hash;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::string AccountKind(const std::string& account_id) {
+  const size_t colon = account_id.find(':');
+  return colon == std::string::npos ? account_id : account_id.substr(0, colon);
+}
+
+SqliteLedger::SqliteLedger(sqlite3* db, const LedgerOptions& options)
+    : options_(options), clock_(options.clock ? options.clock : Clock::Real()), db_(db) {}
 
 absl::StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const LedgerOptions& options) {
   if (options.path.empty()) return absl::InvalidArgumentError("ledger: empty database path");
@@ -139,6 +288,10 @@ absl::StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const LedgerOpt
     return absl::InvalidArgumentError(absl::StrCat(
         "ledger: synchronous must be FULL, NORMAL or OFF, not '", options.synchronous, "'"));
   }
+  if (options.fee_bps < 0 || options.fee_bps > 10000) {
+    return absl::InvalidArgumentError("ledger: fee_bps must be 0-10000");
+  }
+  if (options.max_batch < 1) return absl::InvalidArgumentError("ledger: max_batch must be >= 1");
   sqlite3* db = nullptr;
   int flags = options.read_only ? SQLITE_OPEN_READONLY
                                 : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
@@ -149,27 +302,48 @@ absl::StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const LedgerOpt
     sqlite3_close(db);
     return status;
   }
-  auto ledger = std::unique_ptr<SqliteLedger>(
-      new SqliteLedger(db, options.clock ? options.clock : Clock::Real()));
+  auto ledger = std::unique_ptr<SqliteLedger>(new SqliteLedger(db, options));
   sqlite3_busy_timeout(db, options.busy_timeout_ms);
-  absl::MutexLock lock(&ledger->mu_);
-  LOOM_RETURN_IF_ERROR(Exec(db, "PRAGMA foreign_keys=ON"));
-  if (!options.read_only) {
+  {
+    absl::MutexLock lock(&ledger->mu_);
+    LOOM_RETURN_IF_ERROR(Exec(db, "PRAGMA foreign_keys=ON"));
+    int current = 0;
+    {
+      // Finalized before the PRAGMAs below: a live statement is an open read transaction.
+      Statement version(db, "PRAGMA user_version");
+      LOOM_ASSIGN_OR_RETURN(bool row, version.Step());
+      if (row) current = static_cast<int>(version.Int(0));
+    }
+    if (options.read_only) {
+      if (current == 0) {
+        return absl::NotFoundError(absl::StrCat(options.path, ": not a Loom ledger (no schema)"));
+      }
+      if (current != kSchemaVersion) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            options.path, ": schema version ", current, ", this build reads ", kSchemaVersion,
+            " (open it once read-write to migrate)"));
+      }
+      return ledger;
+    }
     LOOM_RETURN_IF_ERROR(Exec(db, "PRAGMA journal_mode=WAL"));
     LOOM_RETURN_IF_ERROR(
         Exec(db, absl::StrCat("PRAGMA synchronous=", options.synchronous).c_str()));
     LOOM_RETURN_IF_ERROR(ledger->Migrate());
-  } else {
-    Statement version(db, "PRAGMA user_version");
-    LOOM_ASSIGN_OR_RETURN(bool row, version.Step());
-    if (!row || version.Int(0) == 0) {
-      return absl::NotFoundError(absl::StrCat(options.path, ": not a Loom ledger (no schema)"));
-    }
   }
+  SqliteLedger* raw = ledger.get();
+  ledger->writer_ = std::thread([raw] { raw->WriterLoop(); });
   return ledger;
 }
 
-SqliteLedger::~SqliteLedger() { sqlite3_close(db_); }
+SqliteLedger::~SqliteLedger() {
+  {
+    absl::MutexLock lock(&queue_mu_);
+    stopping_ = true;
+  }
+  if (writer_.joinable()) writer_.join();
+  absl::MutexLock lock(&mu_);
+  sqlite3_close(db_);
+}
 
 absl::Status SqliteLedger::Migrate() {
   LOOM_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
@@ -184,6 +358,7 @@ absl::Status SqliteLedger::Migrate() {
     }
     for (int v = current; v < kSchemaVersion; ++v) {
       LOOM_RETURN_IF_ERROR(Exec(db_, kMigrations[v]));
+      if (v + 1 == 2) LOOM_RETURN_IF_ERROR(HashExistingTransactions(db_));
     }
     return Exec(db_, absl::StrCat("PRAGMA user_version=", kSchemaVersion).c_str());
   };
@@ -202,10 +377,128 @@ absl::StatusOr<int> SqliteLedger::SchemaVersion() {
   return row ? static_cast<int>(version.Int(0)) : 0;
 }
 
+// ---- Group commit ----
+
+absl::Status SqliteLedger::Write(std::function<absl::Status()> fn) {
+  if (options_.read_only) return absl::FailedPreconditionError("ledger opened read-only");
+  WriteOp op{std::move(fn)};
+  absl::MutexLock lock(&queue_mu_);
+  if (stopping_) return absl::UnavailableError("ledger is closing");
+  queue_.push_back(&op);
+  queue_mu_.Await(absl::Condition(&op.done));
+  return op.status;
+}
+
+void SqliteLedger::WriterLoop() {
+  while (true) {
+    std::vector<WriteOp*> batch;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      queue_mu_.Await(absl::Condition(
+          +[](SqliteLedger* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->queue_mu_) {
+            return self->stopping_ || !self->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;  // stopping and drained
+      while (!queue_.empty() && static_cast<int>(batch.size()) < options_.max_batch) {
+        batch.push_back(queue_.front());
+        queue_.pop_front();
+      }
+    }
+    absl::Status commit;
+    {
+      absl::MutexLock lock(&mu_);
+      commit = Exec(db_, "BEGIN IMMEDIATE");
+      if (commit.ok()) {
+        for (WriteOp* op : batch) {
+          // A savepoint per write: one failing write does not undo the others.
+          op->status = Exec(db_, "SAVEPOINT op");
+          if (op->status.ok()) op->status = op->fn();
+          if (op->status.ok()) {
+            op->status = Exec(db_, "RELEASE op");
+          } else {
+            (void)Exec(db_, "ROLLBACK TO op");
+            (void)Exec(db_, "RELEASE op");
+          }
+        }
+        commit = Exec(db_, "COMMIT");
+        if (!commit.ok()) (void)Exec(db_, "ROLLBACK");
+      }
+    }
+    absl::MutexLock lock(&queue_mu_);
+    for (WriteOp* op : batch) {
+      if (!commit.ok()) op->status = commit;  // nothing of the batch was written
+      op->done = true;
+    }
+  }
+}
+
+// ---- Writes ----
+
+absl::Status SqliteLedger::EnsureAccountLocked(const std::string& id) {
+  const std::string kind = AccountKind(id);
+  if (kind != "client" && kind != "provider" && kind != "mint" && kind != "payout" && kind != "fee") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "account '", id, "' must be client:NAME, provider:ID, mint, payout or fee"));
+  }
+  if ((kind == "client" || kind == "provider") && id.size() <= kind.size() + 1) {
+    return absl::InvalidArgumentError(absl::StrCat("account '", id, "' has no name"));
+  }
+  Statement insert(db_,
+                   "INSERT INTO accounts(id, kind, created_at_ms) VALUES(?1, ?2, ?3) "
+                   "ON CONFLICT(id) DO NOTHING");
+  return insert.Bind(1, id).Bind(2, kind).Bind(3, absl::ToUnixMillis(clock_->Now())).Run();
+}
+
+absl::StatusOr<int64_t> SqliteLedger::AvailableLocked(const std::string& account,
+                                                      const std::string& except) {
+  Statement q(db_,
+              "SELECT (SELECT COALESCE(SUM(amount_micro), 0) FROM entries WHERE account_id = ?1) "
+              "- (SELECT COALESCE(SUM(amount_micro), 0) FROM reservations WHERE account_id = ?1 "
+              "AND expires_at_ms > ?2 AND request_id != ?3)");
+  q.Bind(1, account).Bind(2, absl::ToUnixMillis(clock_->Now())).Bind(3, except);
+  LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+  return row ? q.Int(0) : 0;
+}
+
+absl::StatusOr<int64_t> SqliteLedger::AppendLocked(const std::string& kind,
+                                                   const std::string& reference, int64_t amount,
+                                                   const std::string& digest,
+                                                   const Entries& entries) {
+  int64_t sum = 0;
+  for (const auto& [account, value] : entries) sum += value;
+  if (sum != 0) {
+    return absl::InternalError(absl::StrCat("ledger: entries of ", reference, " sum to ", sum));
+  }
+  std::string prev;
+  {
+    Statement last(db_, "SELECT hash FROM transactions ORDER BY id DESC LIMIT 1");
+    LOOM_ASSIGN_OR_RETURN(bool row, last.Step());
+    if (row) prev = last.Text(0);
+  }
+  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
+  Statement txn(db_,
+                "INSERT INTO transactions(kind, reference, amount_micro, created_at_ms, "
+                "records_digest, prev_hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  LOOM_RETURN_IF_ERROR(
+      txn.Bind(1, kind).Bind(2, reference).Bind(3, amount).Bind(4, now_ms).Bind(5, digest).Bind(6, prev).Run());
+  const int64_t id = sqlite3_last_insert_rowid(db_);
+  for (const auto& [account, value] : entries) {
+    Statement entry(db_, "INSERT INTO entries(txn_id, account_id, amount_micro) VALUES(?1,?2,?3)");
+    LOOM_RETURN_IF_ERROR(entry.Bind(1, id).Bind(2, account).Bind(3, value).Run());
+  }
+  const std::string hash =
+      Sha256Hex(TxnCanonical(prev, id, kind, reference, amount, now_ms, digest, entries));
+  Statement seal(db_, "UPDATE transactions SET hash = ?1 WHERE id = ?2");
+  LOOM_RETURN_IF_ERROR(seal.Bind(1, hash).Bind(2, id).Run());
+  return id;
+}
+
 absl::StatusOr<Settlement> SqliteLedger::Settle(const SettlementRequest& request) {
   if (request.request_id.empty()) return absl::InvalidArgumentError("settle: empty request id");
-  if (request.client_account.empty()) {
-    return absl::InvalidArgumentError("settle: empty client account");
+  if (AccountKind(request.client_account) != "client") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("settle: '", request.client_account, "' is not a client account"));
   }
   for (const auto& r : request.records) {
     if (r.credits_micro() < 0 || r.token_count() < 0) {
@@ -217,68 +510,64 @@ absl::StatusOr<Settlement> SqliteLedger::Settle(const SettlementRequest& request
           absl::StrCat("settle ", request.request_id, ": record without device or provider"));
     }
   }
-  absl::MutexLock lock(&mu_);
-  LOOM_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
-  absl::StatusOr<Settlement> result = SettleLocked(request);
-  if (!result.ok() || result->already_settled) {
-    (void)Exec(db_, "ROLLBACK");
-    return result;
-  }
-  LOOM_RETURN_IF_ERROR(Exec(db_, "COMMIT"));
+  absl::StatusOr<Settlement> result = absl::InternalError("not run");
+  absl::Status status = Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    result = SettleLocked(request);
+    return result.status();
+  });
+  if (!status.ok()) return status;
   return result;
 }
 
 absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& request) {
   const std::string reference = absl::StrCat("settle:", request.request_id);
+  const std::string digest = RecordsDigest(request.records);
+  {
+    Statement existing(db_,
+                       "SELECT id, amount_micro, records_digest FROM transactions "
+                       "WHERE reference = ?1");
+    existing.Bind(1, reference);
+    LOOM_ASSIGN_OR_RETURN(bool found, existing.Step());
+    if (found) {
+      if (existing.Text(2) != digest) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "request ", request.request_id, " was already settled with different records "
+            "(transaction ", existing.Int(0), ", ", existing.Int(1), " micro-credits)"));
+      }
+      Settlement s{absl::StrCat(existing.Int(0)), existing.Int(1), 0, true};
+      return s;
+    }
+  }
   int64_t total = 0;
   std::map<std::string, int64_t> by_provider;
   for (const auto& r : request.records) {
     total += r.credits_micro();
     by_provider[ProviderAccount(r.provider_id())] += r.credits_micro();
   }
-
-  {
-    Statement existing(db_,
-                       "SELECT t.id, t.amount_micro, (SELECT COUNT(*) FROM contributions c "
-                       "WHERE c.txn_id = t.id) FROM transactions t WHERE t.reference = ?1");
-    existing.Bind(1, reference);
-    LOOM_ASSIGN_OR_RETURN(bool found, existing.Step());
-    if (found) {
-      if (existing.Int(1) != total ||
-          existing.Int(2) != static_cast<int64_t>(request.records.size())) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "request ", request.request_id, " was already settled with different records (",
-            existing.Int(2), " records, ", existing.Int(1), " micro-credits)"));
-      }
-      return Settlement{absl::StrCat(existing.Int(0)), existing.Int(1), true};
-    }
+  const int64_t fee = total * options_.fee_bps / 10000;
+  const int64_t charge = total + fee;
+  LOOM_RETURN_IF_ERROR(EnsureAccountLocked(request.client_account));
+  LOOM_ASSIGN_OR_RETURN(int64_t available,
+                        AvailableLocked(request.client_account, request.request_id));
+  if (available < charge) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "insufficient credits: ", request.client_account, " has ", FormatCredits(available),
+        " available and request ", request.request_id, " costs ", FormatCredits(charge)));
   }
+  Entries entries;
+  entries.emplace_back(request.client_account, -charge);
+  for (const auto& [account, amount] : by_provider) {
+    LOOM_RETURN_IF_ERROR(EnsureAccountLocked(account));
+    entries.emplace_back(account, amount);
+  }
+  if (fee > 0) entries.emplace_back("fee", fee);
+  // A provider that is also the client (one person both asking and serving) nets out.
+  std::map<std::string, int64_t> netted;
+  for (const auto& [account, amount] : entries) netted[account] += amount;
+  entries.assign(netted.begin(), netted.end());
+  LOOM_ASSIGN_OR_RETURN(int64_t txn_id, AppendLocked("settle", reference, charge, digest, entries));
 
   const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
-  auto ensure_account = [&](const std::string& id, const char* kind) -> absl::Status {
-    Statement insert(db_,
-                     "INSERT INTO accounts(id, kind, created_at_ms) VALUES(?1, ?2, ?3) "
-                     "ON CONFLICT(id) DO NOTHING");
-    return insert.Bind(1, id).Bind(2, kind).Bind(3, now_ms).Run();
-  };
-  LOOM_RETURN_IF_ERROR(ensure_account(request.client_account, "client"));
-  for (const auto& [account, amount] : by_provider) {
-    LOOM_RETURN_IF_ERROR(ensure_account(account, "provider"));
-  }
-
-  Statement txn(db_,
-                "INSERT INTO transactions(kind, reference, amount_micro, created_at_ms) "
-                "VALUES('settle', ?1, ?2, ?3)");
-  LOOM_RETURN_IF_ERROR(txn.Bind(1, reference).Bind(2, total).Bind(3, now_ms).Run());
-  const int64_t txn_id = sqlite3_last_insert_rowid(db_);
-
-  // Entries: the client pays the total, each provider earns its records. Sum is zero.
-  std::map<std::string, int64_t> entries = by_provider;
-  entries[request.client_account] -= total;
-  for (const auto& [account, amount] : entries) {
-    Statement entry(db_, "INSERT INTO entries(txn_id, account_id, amount_micro) VALUES(?1,?2,?3)");
-    LOOM_RETURN_IF_ERROR(entry.Bind(1, txn_id).Bind(2, account).Bind(3, amount).Run());
-  }
   for (const auto& r : request.records) {
     Statement row(db_,
                   "INSERT INTO contributions(request_id, sub_task_id, attempt, txn_id, device_id, "
@@ -298,8 +587,141 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
         .Bind(12, now_ms);
     LOOM_RETURN_IF_ERROR(row.Run());
   }
-  return Settlement{absl::StrCat(txn_id), total, false};
+  Statement consume(db_, "DELETE FROM reservations WHERE request_id = ?1");
+  LOOM_RETURN_IF_ERROR(consume.Bind(1, request.request_id).Run());
+  return Settlement{absl::StrCat(txn_id), charge, fee, false};
 }
+
+absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::string& account,
+                                   int64_t amount_micro, absl::Duration ttl) {
+  if (request_id.empty()) return absl::InvalidArgumentError("reserve: empty request id");
+  if (AccountKind(account) != "client") {
+    return absl::InvalidArgumentError(absl::StrCat("reserve: '", account, "' is not a client account"));
+  }
+  if (amount_micro < 0) return absl::InvalidArgumentError("reserve: negative amount");
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
+    {
+      Statement settled(db_, "SELECT id FROM transactions WHERE reference = ?1");
+      settled.Bind(1, absl::StrCat("settle:", request_id));
+      LOOM_ASSIGN_OR_RETURN(bool found, settled.Step());
+      if (found) {
+        return absl::AlreadyExistsError(absl::StrCat("request ", request_id,
+                                                     " was already served and settled "
+                                                     "(transaction ", settled.Int(0), ")"));
+      }
+    }
+    Statement expire(db_, "DELETE FROM reservations WHERE expires_at_ms <= ?1");
+    LOOM_RETURN_IF_ERROR(expire.Bind(1, now_ms).Run());
+    {
+      Statement held(db_, "SELECT account_id FROM reservations WHERE request_id = ?1");
+      held.Bind(1, request_id);
+      LOOM_ASSIGN_OR_RETURN(bool found, held.Step());
+      if (found) {
+        if (held.Text(0) != account) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "request ", request_id, " is already reserved on another account"));
+        }
+        return absl::OkStatus();
+      }
+    }
+    LOOM_RETURN_IF_ERROR(EnsureAccountLocked(account));
+    LOOM_ASSIGN_OR_RETURN(int64_t available, AvailableLocked(account, request_id));
+    if (available < amount_micro) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "insufficient credits: ", account, " has ", FormatCredits(available),
+          " available and the request may cost up to ", FormatCredits(amount_micro)));
+    }
+    Statement insert(db_,
+                     "INSERT INTO reservations(request_id, account_id, amount_micro, "
+                     "created_at_ms, expires_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)");
+    return insert.Bind(1, request_id)
+        .Bind(2, account)
+        .Bind(3, amount_micro)
+        .Bind(4, now_ms)
+        .Bind(5, now_ms + absl::ToInt64Milliseconds(ttl))
+        .Run();
+  });
+}
+
+absl::Status SqliteLedger::Release(const std::string& request_id) {
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    Statement release(db_, "DELETE FROM reservations WHERE request_id = ?1");
+    return release.Bind(1, request_id).Run();
+  });
+}
+
+absl::StatusOr<std::string> SqliteLedger::TransferLocked(const std::string& kind,
+                                                         const std::string& from,
+                                                         const std::string& to, int64_t amount,
+                                                         const std::string& reference) {
+  {
+    Statement existing(db_,
+                       "SELECT t.id FROM transactions t JOIN entries e ON e.txn_id = t.id "
+                       "WHERE t.reference = ?1 AND t.kind = ?2 AND t.amount_micro = ?3 "
+                       "AND e.account_id = ?4 AND e.amount_micro = ?3");
+    existing.Bind(1, reference).Bind(2, kind).Bind(3, amount).Bind(4, to);
+    LOOM_ASSIGN_OR_RETURN(bool found, existing.Step());
+    if (found) return absl::StrCat(existing.Int(0));  // the same transfer again: idempotent
+    Statement taken(db_, "SELECT id FROM transactions WHERE reference = ?1");
+    taken.Bind(1, reference);
+    LOOM_ASSIGN_OR_RETURN(bool used, taken.Step());
+    if (used) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "reference '", reference, "' was already used for a different transaction (",
+          taken.Int(0), ")"));
+    }
+  }
+  LOOM_RETURN_IF_ERROR(EnsureAccountLocked(from));
+  LOOM_RETURN_IF_ERROR(EnsureAccountLocked(to));
+  if (kind == "payout") {
+    LOOM_ASSIGN_OR_RETURN(int64_t available, AvailableLocked(from, ""));
+    if (available < amount) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "insufficient balance: ", from, " has ", FormatCredits(available), ", payout of ",
+          FormatCredits(amount), " refused"));
+    }
+  }
+  LOOM_ASSIGN_OR_RETURN(int64_t id,
+                        AppendLocked(kind, reference, amount, "", {{from, -amount}, {to, amount}}));
+  return absl::StrCat(id);
+}
+
+absl::StatusOr<std::string> SqliteLedger::Grant(const std::string& account, int64_t amount_micro,
+                                                const std::string& reference) {
+  if (amount_micro <= 0) return absl::InvalidArgumentError("grant: the amount must be positive");
+  if (reference.empty()) return absl::InvalidArgumentError("grant: a reference is required");
+  const std::string kind = AccountKind(account);
+  if (kind != "client" && kind != "provider") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grant: '", account, "' must be a client:NAME or provider:ID account"));
+  }
+  absl::StatusOr<std::string> id = absl::InternalError("not run");
+  absl::Status status = Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    id = TransferLocked("grant", "mint", account, amount_micro, absl::StrCat("grant:", reference));
+    return id.status();
+  });
+  if (!status.ok()) return status;
+  return id;
+}
+
+absl::StatusOr<std::string> SqliteLedger::Payout(const std::string& provider_id,
+                                                 int64_t amount_micro,
+                                                 const std::string& reference) {
+  if (amount_micro <= 0) return absl::InvalidArgumentError("payout: the amount must be positive");
+  if (reference.empty()) return absl::InvalidArgumentError("payout: a reference is required");
+  if (provider_id.empty()) return absl::InvalidArgumentError("payout: empty provider id");
+  absl::StatusOr<std::string> id = absl::InternalError("not run");
+  absl::Status status = Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    id = TransferLocked("payout", ProviderAccount(provider_id), "payout", amount_micro,
+                        absl::StrCat("payout:", reference));
+    return id.status();
+  });
+  if (!status.ok()) return status;
+  return id;
+}
+
+// ---- Reads ----
 
 absl::StatusOr<std::vector<v1::ContributionRecord>> SqliteLedger::ListRecords(
     const RecordFilter& filter) {
@@ -336,6 +758,137 @@ absl::StatusOr<int64_t> SqliteLedger::Balance(const std::string& account_id) {
   query.Bind(1, account_id);
   LOOM_ASSIGN_OR_RETURN(bool row, query.Step());
   return row ? query.Int(0) : 0;
+}
+
+absl::StatusOr<int64_t> SqliteLedger::Available(const std::string& account_id) {
+  absl::MutexLock lock(&mu_);
+  return AvailableLocked(account_id, "");
+}
+
+absl::StatusOr<std::vector<AccountInfo>> SqliteLedger::Accounts() {
+  absl::MutexLock lock(&mu_);
+  Statement q(db_,
+              "SELECT a.id, a.kind, "
+              "(SELECT COALESCE(SUM(amount_micro), 0) FROM entries e WHERE e.account_id = a.id), "
+              "(SELECT COALESCE(SUM(amount_micro), 0) FROM reservations r WHERE r.account_id = "
+              "a.id AND r.expires_at_ms > ?1) FROM accounts a ORDER BY a.kind, a.id");
+  q.Bind(1, absl::ToUnixMillis(clock_->Now()));
+  std::vector<AccountInfo> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.push_back({q.Text(0), q.Text(1), q.Int(2), q.Int(3)});
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<PayoutRow>> SqliteLedger::Payouts(const PayoutFilter& filter) {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, PayoutRow> rows;
+  {
+    Statement q(db_,
+                "SELECT provider_id, SUM(credits_micro), SUM(token_count), "
+                "COUNT(DISTINCT request_id), COUNT(DISTINCT device_id) FROM contributions "
+                "WHERE created_at_ms >= ?1 AND created_at_ms < ?2 AND (?3 = '' OR provider_id = ?3) "
+                "GROUP BY provider_id");
+    q.Bind(1, filter.since_ms).Bind(2, filter.until_ms).Bind(3, filter.provider_id);
+    while (true) {
+      LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      PayoutRow& r = rows[q.Text(0)];
+      r.provider_id = q.Text(0);
+      r.earned_micro = q.Int(1);
+      r.tokens = q.Int(2);
+      r.requests = q.Int(3);
+      r.devices = q.Int(4);
+    }
+  }
+  {
+    Statement q(db_,
+                "SELECT substr(e.account_id, 10), -SUM(e.amount_micro) FROM entries e "
+                "JOIN transactions t ON t.id = e.txn_id WHERE t.kind = 'payout' "
+                "AND e.account_id LIKE 'provider:%' AND t.created_at_ms >= ?1 "
+                "AND t.created_at_ms < ?2 AND (?3 = '' OR e.account_id = 'provider:' || ?3) "
+                "GROUP BY e.account_id");
+    q.Bind(1, filter.since_ms).Bind(2, filter.until_ms).Bind(3, filter.provider_id);
+    while (true) {
+      LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      PayoutRow& r = rows[q.Text(0)];
+      r.provider_id = q.Text(0);
+      r.paid_out_micro = q.Int(1);
+    }
+  }
+  std::vector<PayoutRow> out;
+  for (auto& [id, r] : rows) {
+    Statement b(db_, "SELECT COALESCE(SUM(amount_micro), 0) FROM entries WHERE account_id = ?1");
+    b.Bind(1, ProviderAccount(id));
+    LOOM_ASSIGN_OR_RETURN(bool row, b.Step());
+    r.unpaid_micro = row ? b.Int(0) : 0;
+    out.push_back(r);
+  }
+  return out;
+}
+
+absl::StatusOr<VerifyReport> SqliteLedger::Verify() {
+  absl::MutexLock lock(&mu_);
+  VerifyReport report;
+  auto fail = [&](int64_t txn, const std::string& problem) {
+    report.ok = false;
+    report.first_bad_transaction = txn;
+    report.problem = problem;
+    return report;
+  };
+  {
+    Statement q(db_, "PRAGMA integrity_check");
+    LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row || q.Text(0) != "ok") return fail(0, absl::StrCat("integrity_check: ", row ? q.Text(0) : ""));
+  }
+  {
+    Statement q(db_, "PRAGMA foreign_key_check");
+    LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (row) return fail(0, absl::StrCat("foreign_key_check: a row of ", q.Text(0), " points nowhere"));
+  }
+  Statement all(db_,
+                "SELECT id, kind, reference, amount_micro, created_at_ms, records_digest, "
+                "prev_hash, hash FROM transactions ORDER BY id");
+  std::string prev;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, all.Step());
+    if (!row) break;
+    ++report.transactions;
+    const int64_t id = all.Int(0);
+    const std::string kind = all.Text(1);
+    const int64_t amount = all.Int(3);
+    absl::Status status;
+    Entries entries = LoadEntries(db_, id, &status);
+    LOOM_RETURN_IF_ERROR(status);
+    if (entries.empty()) return fail(id, "transaction has no entries");
+    int64_t sum = 0;
+    for (const auto& [account, value] : entries) sum += value;
+    if (sum != 0) return fail(id, absl::StrCat("entries sum to ", sum, ", not zero"));
+    if (all.Text(6) != prev) return fail(id, "previous-hash link broken (a transaction before it was removed or changed)");
+    const std::string expected = Sha256Hex(TxnCanonical(prev, id, kind, all.Text(2), amount,
+                                                        all.Int(4), all.Text(5), entries));
+    if (all.Text(7) != expected) return fail(id, "hash does not match its contents (edited)");
+    prev = expected;
+    if (kind == "settle") {
+      Statement c(db_, "SELECT COALESCE(SUM(credits_micro), 0), COUNT(*) FROM contributions WHERE txn_id = ?1");
+      c.Bind(1, id);
+      LOOM_ASSIGN_OR_RETURN(bool crow, c.Step());
+      int64_t providers = 0, fee = 0;
+      for (const auto& [account, value] : entries) {
+        if (AccountKind(account) == "provider") providers += value;
+        if (account == "fee") fee += value;
+      }
+      // A client who is also a provider nets out, so compare the totals, not entry by entry.
+      if (crow && c.Int(0) + fee != amount) {
+        return fail(id, absl::StrCat("records credit ", c.Int(0), " + fee ", fee,
+                                     " but the settlement charged ", amount));
+      }
+    }
+  }
+  return report;
 }
 
 }  // namespace loom

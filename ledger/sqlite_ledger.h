@@ -1,23 +1,45 @@
 // File: ledger/sqlite_ledger.h
-// The SQLite ledger: double-entry accounts, exactly-once settlement, contribution records.
+// The credit ledger on SQLite (DESIGN.md, "Ledger").
 //
 //   LOOM_ASSIGN_OR_RETURN(std::unique_ptr<SqliteLedger> ledger,
 //                         SqliteLedger::Open({.path = "loom.db"}));
-//   LOOM_ASSIGN_OR_RETURN(Settlement s, ledger->Settle({request_id, "client:alice", records}));
+//   ledger->Grant(ClientAccount("alice"), 5 * kMicroPerCredit, "invoice-17");
+//   ledger->Reserve("req-1", ClientAccount("alice"), estimate, absl::Minutes(10));
+//   ... run the request ...
+//   ledger->Settle({"req-1", ClientAccount("alice"), records});   // consumes the reservation
 //
-// Schema (versioned by PRAGMA user_version, migrated forward on Open):
-//   accounts(id "kind:name", kind)        kind in client, provider, mint, payout, fee
-//   transactions(id, kind, reference)     reference is unique ("settle:<request id>")
-//   entries(txn_id, account_id, amount)   every transaction's entries sum to zero
-//   contributions(request, sub-task, attempt) -> device, provider, model, role, tokens, credits
+// Model: accounts "kind:name" (client, provider) and the system accounts "mint", "payout",
+// "fee". Every transaction is a set of entries summing to zero, written in one SQLite
+// transaction; balances are sums of entries. Money is int64 micro-credits.
+//  - Settle(request): the client pays the records' credits plus fee_bps of them to "fee";
+//    each provider earns exactly its records. Exactly once per request id: settling again
+//    with the same records returns the first settlement (already_settled) and writes nothing;
+//    different records are refused (FAILED_PRECONDITION). Records are keyed by (request,
+//    sub-task, attempt).
+//  - Budgets: Reserve holds an estimate on the client's account, refused when the available
+//    balance (balance minus live reservations) is too low; Settle consumes the reservation and
+//    charges the actual cost atomically; Release drops it. No operation can take a client
+//    below zero, whatever runs concurrently (one writer; checks and writes in one
+//    transaction). Reservations expire at their deadline (the coordinator uses its request
+//    timeout plus a minute), so a crash never holds credits forever.
+//  - Grant (mint -> account) and Payout (provider -> payout) are idempotent by reference.
+//  - Tamper evidence: each transaction stores SHA-256(previous hash, its fields, its entries);
+//    Verify recomputes the chain and checks sums, records and PRAGMA integrity_check.
+// Durability: WAL, foreign keys, synchronous=FULL by default, busy timeout, schema versions
+// in PRAGMA user_version migrated forward on Open. Writes are group-committed: a writer
+// thread runs every queued write in one SQLite transaction (a savepoint each, so one failing
+// write does not undo the others) and one disk flush.
 //
-// Thread-safe: one connection behind a mutex. Durability: WAL, foreign keys on,
-// synchronous=FULL unless Options says otherwise, busy timeout for other processes.
+// Thread-safe; several processes may share the file.
 #ifndef LOOM_LEDGER_SQLITE_LEDGER_H_
 #define LOOM_LEDGER_SQLITE_LEDGER_H_
 
+#include <deque>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -31,15 +53,46 @@ namespace loom {
 struct LedgerOptions {
   std::string path;                    // file path or ":memory:"
   std::string synchronous = "FULL";    // FULL, NORMAL or OFF
-  int busy_timeout_ms = 5000;          // wait this long for another process's write lock
+  int busy_timeout_ms = 10000;         // wait this long for another process's write lock
   bool read_only = false;              // open without creating or migrating
+  int fee_bps = 0;                     // coordinator fee on settlements, basis points (0-10000)
+  int max_batch = 256;                 // writes per group commit
   Clock* clock = nullptr;              // timestamps; nullptr = Clock::Real()
+};
+
+struct AccountInfo {
+  std::string id;
+  std::string kind;
+  int64_t balance_micro = 0;
+  int64_t reserved_micro = 0;   // live reservations
+};
+
+struct PayoutRow {
+  std::string provider_id;
+  int64_t earned_micro = 0;     // settlement credits in the period
+  int64_t tokens = 0;
+  int64_t requests = 0;
+  int64_t devices = 0;
+  int64_t paid_out_micro = 0;   // cash-outs in the period
+  int64_t unpaid_micro = 0;     // balance now
+};
+
+struct PayoutFilter {
+  int64_t since_ms = 0;                       // inclusive
+  int64_t until_ms = INT64_MAX;               // exclusive
+  std::string provider_id;                    // empty = all
+};
+
+struct VerifyReport {
+  bool ok = true;
+  int64_t transactions = 0;
+  int64_t first_bad_transaction = 0;  // 0 when ok
+  std::string problem;
 };
 
 class SqliteLedger : public LedgerStore {
  public:
-  // The schema version Open migrates to.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (creating and migrating unless read_only) the database. INVALID_ARGUMENT for bad
   // options, FAILED_PRECONDITION for a database newer than this build, UNAVAILABLE when the
@@ -48,24 +101,71 @@ class SqliteLedger : public LedgerStore {
   ~SqliteLedger() override;
 
   absl::StatusOr<Settlement> Settle(const SettlementRequest& request) override;
+  absl::Status Reserve(const std::string& request_id, const std::string& account,
+                       int64_t amount_micro, absl::Duration ttl) override;
+  absl::Status Release(const std::string& request_id) override;
   absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(
       const RecordFilter& filter) override;
 
-  // The balance of an account in micro-credits (0 for an unknown account).
+  // Top-up from the mint. Idempotent by reference (same account and amount); a reference
+  // reused for anything else is refused.
+  absl::StatusOr<std::string> Grant(const std::string& account, int64_t amount_micro,
+                                    const std::string& reference);
+  // Cash-out of a provider's earnings to the payout account; refused beyond its balance.
+  absl::StatusOr<std::string> Payout(const std::string& provider_id, int64_t amount_micro,
+                                     const std::string& reference);
+
   absl::StatusOr<int64_t> Balance(const std::string& account_id);
+  // Balance minus live reservations.
+  absl::StatusOr<int64_t> Available(const std::string& account_id);
+  absl::StatusOr<std::vector<AccountInfo>> Accounts();
+  absl::StatusOr<std::vector<PayoutRow>> Payouts(const PayoutFilter& filter);
+  absl::StatusOr<VerifyReport> Verify();
   absl::StatusOr<int> SchemaVersion();
 
  private:
-  SqliteLedger(sqlite3* db, Clock* clock) : db_(db), clock_(clock) {}
+  SqliteLedger(sqlite3* db, const LedgerOptions& options);
 
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `fn` in the next group commit and waits for its outcome.
+  absl::Status Write(std::function<absl::Status()> fn);
+  void WriterLoop();
+
   absl::StatusOr<Settlement> SettleLocked(const SettlementRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::string> TransferLocked(const std::string& kind, const std::string& from,
+                                             const std::string& to, int64_t amount,
+                                             const std::string& reference)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends a transaction with its entries and hash; returns its id.
+  absl::StatusOr<int64_t> AppendLocked(const std::string& kind, const std::string& reference,
+                                       int64_t amount, const std::string& digest,
+                                       const std::vector<std::pair<std::string, int64_t>>& entries)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int64_t> AvailableLocked(const std::string& account, const std::string& except)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status EnsureAccountLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  absl::Mutex mu_;
-  sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+  // Constant after construction.
+  const LedgerOptions options_;
   Clock* const clock_;
+
+  absl::Mutex mu_;  // the connection
+  sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+
+  struct WriteOp {
+    std::function<absl::Status()> fn;
+    absl::Status status;
+    bool done = false;
+  };
+  absl::Mutex queue_mu_;
+  std::deque<WriteOp*> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  std::thread writer_;
 };
+
+// "provider:bob" -> "bob" style helpers for the CLI.
+std::string AccountKind(const std::string& account_id);
 
 }  // namespace loom
 

@@ -48,6 +48,10 @@ class MeshFixture : public ::testing::Test {
     args.insert(args.end(), extra.begin(), extra.end());
     coordinator_ = StartDaemon("loom-coordinator", dir_, "coordinator", args, &error);
     ASSERT_TRUE(coordinator_.process) << error;
+    // Requests are charged to client:anonymous; give it credits (idempotent across restarts).
+    CommandResult grant = RunCommand(
+        "loom-ledger", {"--db=" + db_, "grant", "client:anonymous", "1000", "--reference=test-setup"});
+    ASSERT_EQ(grant.exit_code, 0) << grant.err;
   }
 
   void StartWorker(const std::string& device, const std::string& model,

@@ -5,6 +5,7 @@
 #include "common/protocol.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "ledger/pricing.h"
 #include "ledger/sqlite_ledger.h"
 #include "tests/fakes/mesh_fixture.h"
 
@@ -13,10 +14,13 @@ namespace {
 
 using ::testing::HasSubstr;
 
+constexpr int64_t kGranted = 10 * kMicroPerCredit;
+
 class RequestRunnerTest : public MeshFixture {
  protected:
   void SetUp() override {
     ledger_ = *SqliteLedger::Open({.path = ":memory:", .clock = &clock_});
+    ASSERT_TRUE(ledger_->Grant(ClientAccount("alice"), kGranted, "setup").ok());
     RunnerOptions options;
     options.attempts.max_attempts = 3;
     runner_ = std::make_unique<RequestRunner>(options, &registry_, &selector_, &devices_,
@@ -64,7 +68,7 @@ TEST_F(RequestRunnerTest, PassthroughAnswersRecordsAndSettles) {
   EXPECT_DOUBLE_EQ(c.weight(), 1.0);
   EXPECT_EQ(response->cost_micro(), c.credits_micro());
   EXPECT_FALSE(response->settlement_id().empty());
-  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), -c.credits_micro());
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted - c.credits_micro());
   EXPECT_EQ(*ledger_->Balance(ProviderAccount("prov-a")), c.credits_micro());
   // plan, started, two output chunks, finished, final
   ASSERT_EQ(events.size(), 6u);
@@ -120,7 +124,8 @@ TEST_F(RequestRunnerTest, EveryDeviceFailingIsAClearErrorAndChargesNothing) {
   EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(response.status().message(), HasSubstr("a: UNAVAILABLE: down"));
   EXPECT_THAT(response.status().message(), HasSubstr("b: RESOURCE_EXHAUSTED: busy"));
-  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), 0);
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted);
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), kGranted) << "reservation released";
   EXPECT_TRUE(ledger_->ListRecords({})->empty());
 }
 
@@ -175,15 +180,19 @@ TEST_F(RequestRunnerTest, BadRequestsAreRefusedBeforeAnyDeviceWorks) {
   EXPECT_TRUE(devices_.calls().empty());
 }
 
-TEST_F(RequestRunnerTest, ClientRequestIdMakesSettlementIdempotent) {
+TEST_F(RequestRunnerTest, ReplayedRequestIdIsRefusedBeforeRunningAgain) {
   AddDevice("a", "m", "llama");
   auto r = Ask("What is the capital of France?");
   r.set_request_id("req-fixed");
   auto first = Run(r);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const size_t calls = devices_.calls().size();
   auto second = Run(r);
-  ASSERT_TRUE(first.ok() && second.ok());
-  EXPECT_EQ(first->settlement_id(), second->settlement_id());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(second.status().message(), HasSubstr("already served"));
+  EXPECT_EQ(devices_.calls().size(), calls) << "nothing ran twice";
   EXPECT_EQ(ledger_->ListRecords({})->size(), 1u);
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted - first->cost_micro());
 }
 
 }  // namespace
@@ -235,7 +244,7 @@ TEST_F(RequestRunnerTest, CompiledRequestRunsTheWholePipelineAndPaysEveryRole) {
   EXPECT_EQ(roles, (std::set<v1::ContributionRole>{v1::CONTRIBUTION_ROLE_EXECUTE,
                                                    v1::CONTRIBUTION_ROLE_SYNTHESIZE}));
   EXPECT_EQ(response->cost_micro(), credits);
-  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), -credits);
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted - credits);
   EXPECT_EQ(ledger_->ListRecords({.request_id = response->request_id()})->size(), 3u);
   // The stream: plan first, final last, answer text only from the synthesis.
   EXPECT_TRUE(events.front().has_plan());
@@ -257,7 +266,8 @@ TEST_F(RequestRunnerTest, SubTaskFailingEverywhereFailsTheRequestAndChargesNothi
   EXPECT_THAT(response.status().message(), HasSubstr("sub-task"));
   EXPECT_THAT(response.status().message(), HasSubstr("creative: Write a poem about spring"));
   EXPECT_TRUE(ledger_->ListRecords({})->empty());
-  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), 0);
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted);
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), kGranted) << "reservation released";
 }
 
 TEST_F(RequestRunnerTest, CompeteCreditsEveryCandidateAndMarksTheWinner) {
@@ -300,6 +310,58 @@ TEST_F(RequestRunnerTest, ReportsItsOwnOverhead) {
   auto response = Run(Ask("What is the capital of France?"));
   ASSERT_TRUE(response.ok());
   EXPECT_GE(response->coordinator_overhead_us(), 0);
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST_F(RequestRunnerTest, ClientWithoutEnoughCreditsIsRefusedBeforeAnyDeviceWorks) {
+  AddDevice("a", "m", "llama");
+  auto r = Ask("What is the capital of France?");
+  r.set_client_id("broke");
+  auto response = Run(r);
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(response.status().message(), HasSubstr("insufficient credits"));
+  EXPECT_TRUE(devices_.calls().empty());
+}
+
+// A ledger whose settlements fail, to show what client and providers see then.
+class FailingSettleLedger : public LedgerStore {
+ public:
+  explicit FailingSettleLedger(SqliteLedger* real) : real_(real) {}
+  absl::Status Reserve(const std::string& id, const std::string& account, int64_t amount,
+                       absl::Duration ttl) override {
+    return real_->Reserve(id, account, amount, ttl);
+  }
+  absl::Status Release(const std::string& id) override { return real_->Release(id); }
+  absl::StatusOr<Settlement> Settle(const SettlementRequest&) override {
+    return absl::UnavailableError("disk full");
+  }
+  absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(const RecordFilter& f) override {
+    return real_->ListRecords(f);
+  }
+
+ private:
+  SqliteLedger* real_;
+};
+
+TEST_F(RequestRunnerTest, FailedSettlementWithholdsTheAnswerChargesNothingAndReleasesTheHold) {
+  AddDevice("a", "m", "llama");
+  FailingSettleLedger failing(ledger_.get());
+  RequestRunner runner({}, &registry_, &selector_, &devices_, &failing, &clock_);
+  Cancellation cancel;
+  auto response = runner.Run(Ask("What is the capital of France?"), absl::InfiniteFuture(),
+                             nullptr, &cancel);
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(response.status().message(), HasSubstr("could not be settled"));
+  EXPECT_THAT(response.status().message(), HasSubstr("nothing was charged"));
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted);
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), kGranted);
+  EXPECT_EQ(*ledger_->Balance(ProviderAccount("prov-a")), 0);
 }
 
 }  // namespace

@@ -71,3 +71,52 @@ TEST(PricingTest, CreditsRoundDownAndFormat) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST(LedgerCliParseTest, CreditsParseExactlyWithoutFloatingPoint) {
+  EXPECT_EQ(*ParseCredits("12"), 12 * kMicroPerCredit);
+  EXPECT_EQ(*ParseCredits("0.5"), 500'000);
+  EXPECT_EQ(*ParseCredits("3.000001"), 3'000'001);
+  EXPECT_EQ(*ParseCredits(".25"), 250'000);
+  EXPECT_EQ(*ParseCredits("0.1"), 100'000);  // exact, where a double would not be
+  for (const char* bad : {"", "0", "-1", "1.0000001", "abc", "1e3", "1.2.3", " 1", "0.000000",
+                          "9999999999999"}) {
+    EXPECT_FALSE(ParseCredits(bad).ok()) << bad;
+  }
+}
+
+TEST(LedgerCliParseTest, TimesAcceptDatesRfc3339AndUnixSeconds) {
+  EXPECT_EQ(*ParseTimeMs("1700000000"), 1'700'000'000'000);
+  EXPECT_EQ(*ParseTimeMs("2023-11-14"), 1'699'920'000'000);
+  EXPECT_EQ(*ParseTimeMs("2023-11-14T22:13:20Z"), 1'700'000'000'000);
+  EXPECT_FALSE(ParseTimeMs("last tuesday").ok());
+}
+
+TEST(LedgerCliFormatTest, AccountsPayoutsAndBalanceInEveryFormat) {
+  std::vector<AccountInfo> accounts = {{"client:alice", "client", 2'500'000, 500'000}};
+  EXPECT_THAT(FormatAccounts(accounts, OutputFormat::kTable), HasSubstr("2.500000"));
+  EXPECT_THAT(FormatAccounts(accounts, OutputFormat::kTable), HasSubstr("2.000000"));  // available
+  EXPECT_THAT(FormatAccounts(accounts, OutputFormat::kCsv), HasSubstr(",2500000,500000\n"));
+  EXPECT_THAT(FormatAccounts(accounts, OutputFormat::kJson), HasSubstr("\"available_micro\":2000000"));
+
+  std::vector<PayoutRow> payouts = {{"bob", 448, 64, 1, 1, 100, 348}};
+  EXPECT_THAT(FormatPayouts(payouts, OutputFormat::kTable), HasSubstr("0.000448"));
+  EXPECT_THAT(FormatPayouts(payouts, OutputFormat::kCsv), HasSubstr("bob,0.000448,64,1,1,0.000100,0.000348,448,100,348\n"));
+  EXPECT_THAT(FormatPayouts(payouts, OutputFormat::kJson), HasSubstr("\"earned_micro\":448"));
+  EXPECT_THAT(FormatPayouts({}, OutputFormat::kTable), HasSubstr("no provider"));
+
+  EXPECT_THAT(FormatBalance("provider:bob", 448, 448, OutputFormat::kJson), HasSubstr("\"balance_micro\":448"));
+  EXPECT_THAT(FormatBalance("provider:bob", 448, 448, OutputFormat::kCsv), HasSubstr("provider:bob,0.000448,0.000448,448,448"));
+}
+
+TEST(LedgerCliHelpTest, EveryCommandHasHelp) {
+  for (const char* c : {"payouts", "balance", "accounts", "records", "grant", "payout", "verify"}) {
+    EXPECT_THAT(CommandHelp(c), HasSubstr(c)) << c;
+  }
+  EXPECT_EQ(CommandHelp("frobnicate"), "");
+}
+
+}  // namespace
+}  // namespace loom

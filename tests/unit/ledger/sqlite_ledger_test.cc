@@ -2,19 +2,26 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
+#include <random>
+#include <thread>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "ledger/pricing.h"
 
 namespace loom {
 namespace {
 
 using ::testing::HasSubstr;
 
+constexpr int64_t kCredit = kMicroPerCredit;
+
 v1::ContributionRecord Record(const std::string& request, const std::string& provider,
-                              int64_t credits, int attempt = 1) {
+                              int64_t credits, int attempt = 1, const std::string& task = "t1") {
   v1::ContributionRecord r;
   r.set_request_id(request);
-  r.set_sub_task_id("t1");
+  r.set_sub_task_id(task);
   r.set_attempt(attempt);
   r.set_device_id("dev-" + provider);
   r.set_provider_id(provider);
@@ -28,10 +35,15 @@ v1::ContributionRecord Record(const std::string& request, const std::string& pro
 
 class SqliteLedgerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    auto ledger = SqliteLedger::Open({.path = ":memory:", .clock = &clock_});
+  void SetUp() override { Reopen({}); }
+  void Reopen(LedgerOptions options) {
+    ledger_.reset();
+    options.path = ":memory:";
+    options.clock = &clock_;
+    auto ledger = SqliteLedger::Open(options);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = *std::move(ledger);
+    ASSERT_TRUE(ledger_->Grant(ClientAccount("alice"), 10 * kCredit, "setup").ok());
   }
   SimulatedClock clock_;
   std::unique_ptr<SqliteLedger> ledger_;
@@ -47,13 +59,57 @@ TEST_F(SqliteLedgerTest, SettlementMovesCreditsFromClientToProviders) {
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->charged_micro, 1000);
   EXPECT_FALSE(s->already_settled);
-  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), -1000);
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), 10 * kCredit - 1000);
   EXPECT_EQ(*ledger_->Balance(ProviderAccount("p1")), 700);
   EXPECT_EQ(*ledger_->Balance(ProviderAccount("p2")), 300);
-  auto records = ledger_->ListRecords({.request_id = "r1"});
-  ASSERT_TRUE(records.ok());
-  ASSERT_EQ(records->size(), 2u);
-  EXPECT_EQ((*records)[0].created_unix_ms(), absl::ToUnixMillis(clock_.Now()));
+  EXPECT_EQ(*ledger_->Balance("mint"), -10 * kCredit);
+  ASSERT_EQ(ledger_->ListRecords({.request_id = "r1"})->size(), 2u);
+  EXPECT_TRUE(ledger_->Verify()->ok);
+}
+
+TEST_F(SqliteLedgerTest, FeeGoesToTheFeeAccountAndNothingIsCreatedOrDestroyed) {
+  Reopen({.fee_bps = 250});  // 2.5%
+  auto s = ledger_->Settle({"r1", ClientAccount("alice"), {Record("r1", "p1", 1000)}});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->fee_micro, 25);
+  EXPECT_EQ(s->charged_micro, 1025);
+  EXPECT_EQ(*ledger_->Balance("fee"), 25);
+  EXPECT_EQ(*ledger_->Balance(ProviderAccount("p1")), 1000);
+  EXPECT_TRUE(ledger_->Verify()->ok);
+}
+
+// Property: for any records and any fee, client debit = provider credits + fee, exactly, and
+// all balances together sum to zero.
+TEST(SqliteLedgerPropertyTest, RoundingNeverCreatesOrDestroysAMicroCredit) {
+  std::mt19937_64 rng(20261123);
+  for (int round = 0; round < 40; ++round) {
+    const int fee_bps = std::uniform_int_distribution<int>(0, 10000)(rng);
+    auto ledger = *SqliteLedger::Open({.path = ":memory:", .fee_bps = fee_bps});
+    ASSERT_TRUE(ledger->Grant(ClientAccount("c"), 1'000'000 * kCredit, "g").ok());
+    for (int request = 0; request < 5; ++request) {
+      const std::string id = "r" + std::to_string(request);
+      std::vector<v1::ContributionRecord> records;
+      const int n = std::uniform_int_distribution<int>(1, 6)(rng);
+      int64_t credited = 0;
+      for (int i = 0; i < n; ++i) {
+        // Credits as the coordinator computes them: tokens x price / 1000, rounded down.
+        const int64_t tokens = std::uniform_int_distribution<int64_t>(0, 5000)(rng);
+        const int64_t price = std::uniform_int_distribution<int64_t>(1, 99'999)(rng);
+        records.push_back(Record(id, "p" + std::to_string(i % 3), CreditsForTokens(tokens, price),
+                                 1, "t" + std::to_string(i)));
+        credited += records.back().credits_micro();
+      }
+      const int64_t before = *ledger->Balance(ClientAccount("c"));
+      auto s = ledger->Settle({id, ClientAccount("c"), records});
+      ASSERT_TRUE(s.ok()) << s.status();
+      EXPECT_EQ(before - *ledger->Balance(ClientAccount("c")), credited + s->fee_micro);
+      EXPECT_EQ(s->fee_micro, credited * fee_bps / 10000);
+    }
+    int64_t total = 0;
+    for (const auto& a : *ledger->Accounts()) total += a.balance_micro;
+    EXPECT_EQ(total, 0);
+    EXPECT_TRUE(ledger->Verify()->ok);
+  }
 }
 
 TEST_F(SqliteLedgerTest, SettlingTwiceWritesOnce) {
@@ -63,67 +119,252 @@ TEST_F(SqliteLedgerTest, SettlingTwiceWritesOnce) {
   ASSERT_TRUE(first.ok() && second.ok());
   EXPECT_TRUE(second->already_settled);
   EXPECT_EQ(second->settlement_id, first->settlement_id);
-  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), -500);
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), 10 * kCredit - 500);
   EXPECT_EQ(ledger_->ListRecords({})->size(), 1u);
 }
 
 TEST_F(SqliteLedgerTest, SettlingAgainWithDifferentRecordsIsRefused) {
-  ASSERT_TRUE(ledger_->Settle({"r1", ClientAccount("a"), {Record("r1", "p1", 500)}}).ok());
-  auto conflict = ledger_->Settle({"r1", ClientAccount("a"), {Record("r1", "p1", 900)}});
+  ASSERT_TRUE(ledger_->Settle({"r1", ClientAccount("alice"), {Record("r1", "p1", 500)}}).ok());
+  // Same total, different provider: still a different settlement.
+  auto conflict = ledger_->Settle({"r1", ClientAccount("alice"), {Record("r1", "p2", 500)}});
   EXPECT_EQ(conflict.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(conflict.status().message(), HasSubstr("already settled"));
-  EXPECT_EQ(*ledger_->Balance(ProviderAccount("p1")), 500);
+  EXPECT_THAT(conflict.status().message(), HasSubstr("already settled with different records"));
+  EXPECT_EQ(*ledger_->Balance(ProviderAccount("p2")), 0);
 }
 
 TEST_F(SqliteLedgerTest, InvalidSettlementsChangeNothing) {
-  EXPECT_EQ(ledger_->Settle({"", ClientAccount("a"), {}}).status().code(),
+  EXPECT_EQ(ledger_->Settle({"", ClientAccount("alice"), {}}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ledger_->Settle({"r1", ClientAccount("a"), {Record("r1", "p1", -5)}}).status().code(),
+  EXPECT_EQ(ledger_->Settle({"r1", ClientAccount("alice"), {Record("r1", "p1", -5)}}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  auto no_provider = Record("r1", "p1", 5);
-  no_provider.clear_provider_id();
-  EXPECT_EQ(ledger_->Settle({"r1", ClientAccount("a"), {no_provider}}).status().code(),
+  EXPECT_EQ(ledger_->Settle({"r1", ProviderAccount("p1"), {Record("r1", "p1", 5)}}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  auto dup = ledger_->Settle({"r1", ClientAccount("alice"), {Record("r1", "p1", 5), Record("r1", "p2", 5)}});
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kFailedPrecondition);  // same (request, task, attempt)
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), 10 * kCredit);
   EXPECT_TRUE(ledger_->ListRecords({})->empty());
+  EXPECT_TRUE(ledger_->Verify()->ok);
 }
 
-TEST_F(SqliteLedgerTest, DuplicateRecordKeyRollsBackTheWholeSettlement) {
-  auto s = ledger_->Settle({"r1", ClientAccount("a"), {Record("r1", "p1", 5), Record("r1", "p2", 5)}});
-  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);  // same (request, task, attempt)
-  EXPECT_EQ(*ledger_->Balance(ClientAccount("a")), 0);
-  EXPECT_TRUE(ledger_->ListRecords({})->empty());
+TEST_F(SqliteLedgerTest, SettlementNeverOverdraws) {
+  auto s = ledger_->Settle({"r1", ClientAccount("alice"), {Record("r1", "p1", 11 * kCredit)}});
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.status().message(), HasSubstr("insufficient credits"));
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), 10 * kCredit);
 }
 
-TEST(SqliteLedgerFileTest, ReopensAFileAndRefusesANewerSchema) {
-  const std::string path = ::testing::TempDir() + "/ledger_reopen.db";
-  std::remove(path.c_str());
-  {
-    auto ledger = SqliteLedger::Open({.path = path});
-    ASSERT_TRUE(ledger.ok()) << ledger.status();
-    ASSERT_TRUE((*ledger)->Settle({"r1", ClientAccount("a"), {Record("r1", "p1", 42)}}).ok());
+TEST_F(SqliteLedgerTest, ReservationsHoldCreditsUntilSettledOrReleased) {
+  ASSERT_TRUE(ledger_->Reserve("r1", ClientAccount("alice"), 6 * kCredit, absl::Minutes(5)).ok());
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), 4 * kCredit);
+  // A second request that would overdraw is refused up front.
+  auto refused = ledger_->Reserve("r2", ClientAccount("alice"), 5 * kCredit, absl::Minutes(5));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("insufficient credits"));
+  // Reserving again for the same request is idempotent.
+  EXPECT_TRUE(ledger_->Reserve("r1", ClientAccount("alice"), 6 * kCredit, absl::Minutes(5)).ok());
+  // Settling charges the actual cost and drops the hold atomically.
+  ASSERT_TRUE(ledger_->Settle({"r1", ClientAccount("alice"), {Record("r1", "p1", 2 * kCredit)}}).ok());
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), 8 * kCredit);
+  EXPECT_EQ(ledger_->Reserve("r1", ClientAccount("alice"), 1, absl::Minutes(5)).code(),
+            absl::StatusCode::kAlreadyExists);
+  // Release drops a hold without charging.
+  ASSERT_TRUE(ledger_->Reserve("r3", ClientAccount("alice"), 7 * kCredit, absl::Minutes(5)).ok());
+  ASSERT_TRUE(ledger_->Release("r3").ok());
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), 8 * kCredit);
+}
+
+TEST_F(SqliteLedgerTest, ReservationsExpireSoACrashNeverHoldsCreditsForever) {
+  ASSERT_TRUE(ledger_->Reserve("r1", ClientAccount("alice"), 9 * kCredit, absl::Minutes(5)).ok());
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), 1 * kCredit);
+  clock_.Advance(absl::Minutes(5) + absl::Seconds(1));
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), 10 * kCredit);
+  EXPECT_TRUE(ledger_->Reserve("r2", ClientAccount("alice"), 9 * kCredit, absl::Minutes(5)).ok());
+}
+
+TEST_F(SqliteLedgerTest, GrantsAndPayoutsAreIdempotentByReference) {
+  auto g1 = ledger_->Grant(ClientAccount("bob"), 3 * kCredit, "inv-1");
+  auto g2 = ledger_->Grant(ClientAccount("bob"), 3 * kCredit, "inv-1");
+  ASSERT_TRUE(g1.ok() && g2.ok());
+  EXPECT_EQ(*g1, *g2);
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("bob")), 3 * kCredit);
+  EXPECT_EQ(ledger_->Grant(ClientAccount("bob"), 4 * kCredit, "inv-1").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ledger_->Grant("bob", 1, "x").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ledger_->Grant(ClientAccount("bob"), 0, "y").status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  ASSERT_TRUE(ledger_->Settle({"r1", ClientAccount("alice"), {Record("r1", "p1", 2 * kCredit)}}).ok());
+  EXPECT_EQ(ledger_->Payout("p1", 3 * kCredit, "wire-1").status().code(),
+            absl::StatusCode::kFailedPrecondition) << "beyond the provider's balance";
+  auto p1 = ledger_->Payout("p1", kCredit, "wire-1");
+  auto p2 = ledger_->Payout("p1", kCredit, "wire-1");
+  ASSERT_TRUE(p1.ok() && p2.ok()) << p1.status();
+  EXPECT_EQ(*p1, *p2);
+  EXPECT_EQ(*ledger_->Balance(ProviderAccount("p1")), kCredit);
+  EXPECT_EQ(*ledger_->Balance("payout"), kCredit);
+  EXPECT_TRUE(ledger_->Verify()->ok);
+}
+
+TEST_F(SqliteLedgerTest, PayoutsReportEarningsTokensRequestsDevicesAndUnpaid) {
+  ASSERT_TRUE(ledger_->Settle({"r1", ClientAccount("alice"), {Record("r1", "p1", 700)}}).ok());
+  clock_.Advance(absl::Hours(1));
+  auto rec = Record("r2", "p1", 300);
+  rec.set_device_id("other-device");
+  ASSERT_TRUE(ledger_->Settle({"r2", ClientAccount("alice"), {rec, Record("r2", "p2", 100, 1, "t2")}}).ok());
+  ASSERT_TRUE(ledger_->Payout("p1", 200, "w").ok());
+  auto rows = ledger_->Payouts({});
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u);
+  const PayoutRow& p1 = (*rows)[0];
+  EXPECT_EQ(p1.provider_id, "p1");
+  EXPECT_EQ(p1.earned_micro, 1000);
+  EXPECT_EQ(p1.tokens, 20);
+  EXPECT_EQ(p1.requests, 2);
+  EXPECT_EQ(p1.devices, 2);
+  EXPECT_EQ(p1.paid_out_micro, 200);
+  EXPECT_EQ(p1.unpaid_micro, 800);
+  // A period that holds only the second hour.
+  auto later = ledger_->Payouts({.since_ms = absl::ToUnixMillis(clock_.Now()), .provider_id = "p1"});
+  ASSERT_EQ(later->size(), 1u);
+  EXPECT_EQ((*later)[0].earned_micro, 300);
+  EXPECT_EQ((*later)[0].requests, 1);
+}
+
+TEST_F(SqliteLedgerTest, ManyThreadsRacingOnOneAccountNeverOverdrawIt) {
+  // 10 credits; 64 requests each reserving 1 credit and settling 0.4: some must be refused,
+  // and the account never goes below zero.
+  std::atomic<int> settled{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 8; ++i) {
+        const std::string id = "race-" + std::to_string(t) + "-" + std::to_string(i);
+        absl::Status reserved = ledger_->Reserve(id, ClientAccount("alice"), kCredit, absl::Minutes(5));
+        if (!reserved.ok()) {
+          ++refused;
+          continue;
+        }
+        auto s = ledger_->Settle({id, ClientAccount("alice"), {Record(id, "p1", 4 * kCredit / 10)}});
+        if (s.ok()) ++settled; else ++refused;
+      }
+    });
   }
-  {
-    auto ledger = SqliteLedger::Open({.path = path, .read_only = true});
-    ASSERT_TRUE(ledger.ok()) << ledger.status();
-    EXPECT_EQ(*(*ledger)->Balance(ProviderAccount("p1")), 42);
-  }
+  for (auto& t : threads) t.join();
+  const int64_t balance = *ledger_->Balance(ClientAccount("alice"));
+  EXPECT_GE(balance, 0);
+  EXPECT_EQ(balance, 10 * kCredit - settled * (4 * kCredit / 10));
+  EXPECT_EQ(settled + refused, 64);
+  EXPECT_GE(settled, 10) << "reservations of settled requests are released, so more than 10 fit";
+  EXPECT_TRUE(ledger_->Verify()->ok);
+}
+
+std::string TempDb(const std::string& name) {
+  std::string path = ::testing::TempDir() + "/" + name;
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  return path;
+}
+
+void Sql(const std::string& path, const std::string& sql) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr), SQLITE_OK);
+  char* err = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
   sqlite3_close(db);
+}
+
+TEST(SqliteLedgerFileTest, VerifyNamesTheFirstEditedTransaction) {
+  const std::string path = TempDb("ledger_tamper.db");
+  {
+    auto ledger = *SqliteLedger::Open({.path = path});
+    ASSERT_TRUE(ledger->Grant(ClientAccount("a"), 5 * kCredit, "g").ok());
+    for (int i = 0; i < 3; ++i) {
+      const std::string id = "r" + std::to_string(i);
+      ASSERT_TRUE(ledger->Settle({id, ClientAccount("a"), {Record(id, "p1", 100)}}).ok());
+    }
+    EXPECT_TRUE(ledger->Verify()->ok);
+  }
+  // Someone pays themselves more for the second settlement (transaction 3).
+  Sql(path, "UPDATE entries SET amount_micro = 900 WHERE txn_id = 3 AND account_id = 'provider:p1'");
+  auto ledger = *SqliteLedger::Open({.path = path, .read_only = true});
+  VerifyReport report = *ledger->Verify();
+  EXPECT_FALSE(report.ok);
+  EXPECT_EQ(report.first_bad_transaction, 3);
+  EXPECT_THAT(report.problem, HasSubstr("sum"));
+}
+
+TEST(SqliteLedgerFileTest, VerifyCatchesABalancedEditAndADeletedTransaction) {
+  const std::string path = TempDb("ledger_tamper2.db");
+  {
+    auto ledger = *SqliteLedger::Open({.path = path});
+    ASSERT_TRUE(ledger->Grant(ClientAccount("a"), 5 * kCredit, "g").ok());
+    ASSERT_TRUE(ledger->Settle({"r1", ClientAccount("a"), {Record("r1", "p1", 100)}}).ok());
+    ASSERT_TRUE(ledger->Settle({"r2", ClientAccount("a"), {Record("r2", "p1", 100)}}).ok());
+  }
+  // Moving the grant to another client keeps every sum at zero; only the hash notices.
+  Sql(path, "INSERT INTO accounts VALUES('client:mallory', 'client', 0); "
+            "UPDATE entries SET account_id = 'client:mallory' WHERE txn_id = 1 AND account_id = 'client:a'");
+  {
+    auto ledger = *SqliteLedger::Open({.path = path, .read_only = true});
+    VerifyReport report = *ledger->Verify();
+    EXPECT_FALSE(report.ok);
+    EXPECT_EQ(report.first_bad_transaction, 1);
+    EXPECT_THAT(report.problem, HasSubstr("hash"));
+  }
+  Sql(path, "UPDATE entries SET account_id = 'client:a' WHERE txn_id = 1 AND account_id = 'client:mallory'; "
+            "PRAGMA foreign_keys=OFF; DELETE FROM contributions WHERE txn_id = 2; "
+            "DELETE FROM entries WHERE txn_id = 2; DELETE FROM transactions WHERE id = 2;");
+  auto ledger = *SqliteLedger::Open({.path = path, .read_only = true});
+  VerifyReport report = *ledger->Verify();
+  EXPECT_FALSE(report.ok);
+  EXPECT_EQ(report.first_bad_transaction, 3);
+  EXPECT_THAT(report.problem, HasSubstr("previous-hash link"));
+}
+
+TEST(SqliteLedgerFileTest, MigratesAVersionOneLedgerAndHashesItsHistory) {
+  const std::string path = TempDb("ledger_v1.db");
+  // A ledger as version 1 wrote it: no hashes, no reservations, no system accounts.
+  Sql(path, R"sql(
+CREATE TABLE accounts(id TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('client', 'provider', 'mint', 'payout', 'fee')), created_at_ms INTEGER NOT NULL);
+CREATE TABLE transactions(id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, reference TEXT NOT NULL UNIQUE, amount_micro INTEGER NOT NULL, created_at_ms INTEGER NOT NULL);
+CREATE TABLE entries(txn_id INTEGER NOT NULL REFERENCES transactions(id), account_id TEXT NOT NULL REFERENCES accounts(id), amount_micro INTEGER NOT NULL, PRIMARY KEY (txn_id, account_id));
+CREATE INDEX entries_by_account ON entries(account_id);
+CREATE TABLE contributions(request_id TEXT NOT NULL, sub_task_id TEXT NOT NULL, attempt INTEGER NOT NULL, txn_id INTEGER NOT NULL REFERENCES transactions(id), device_id TEXT NOT NULL, provider_id TEXT NOT NULL, model TEXT NOT NULL, role INTEGER NOT NULL, token_count INTEGER NOT NULL, weight REAL NOT NULL, credits_micro INTEGER NOT NULL, created_at_ms INTEGER NOT NULL, PRIMARY KEY (request_id, sub_task_id, attempt));
+CREATE INDEX contributions_by_provider ON contributions(provider_id, created_at_ms);
+INSERT INTO accounts VALUES ('client:anonymous', 'client', 1), ('provider:bob', 'provider', 1);
+INSERT INTO transactions VALUES (1, 'settle', 'settle:old-1', 448, 5);
+INSERT INTO entries VALUES (1, 'client:anonymous', -448), (1, 'provider:bob', 448);
+INSERT INTO contributions VALUES ('old-1', 't', 1, 1, 'd', 'bob', 'llama', 1, 64, 1.0, 448, 5);
+PRAGMA user_version = 1;
+)sql");
+  auto ledger = SqliteLedger::Open({.path = path});
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  EXPECT_EQ(*(*ledger)->SchemaVersion(), 2);
+  EXPECT_TRUE((*ledger)->Verify()->ok) << (*ledger)->Verify()->problem;
+  EXPECT_EQ(*(*ledger)->Balance(ProviderAccount("bob")), 448);
+  // The old settlement is still exactly-once.
+  auto again = (*ledger)->Settle({"old-1", ClientAccount("anonymous"), {[] {
+                                    auto r = Record("old-1", "bob", 448, 1, "t");
+                                    r.set_device_id("d");
+                                    r.set_model("llama");
+                                    r.set_token_count(64);
+                                    return r;
+                                  }()}});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->already_settled);
+}
+
+TEST(SqliteLedgerFileTest, RefusesANewerSchemaAndBadOptions) {
+  const std::string path = TempDb("ledger_newer.db");
+  ASSERT_TRUE(SqliteLedger::Open({.path = path}).ok());
+  Sql(path, "PRAGMA user_version=99");
   auto newer = SqliteLedger::Open({.path = path});
   EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(newer.status().message(), HasSubstr("newer"));
-}
-
-TEST(SqliteLedgerFileTest, ReadOnlyOpenOfAMissingFileFails) {
-  auto ledger = SqliteLedger::Open({.path = "/nonexistent/dir/loom.db", .read_only = true});
-  EXPECT_FALSE(ledger.ok());
-}
-
-TEST(SqliteLedgerFileTest, BadSynchronousSettingIsRefused) {
-  auto ledger = SqliteLedger::Open({.path = ":memory:", .synchronous = "SOMETIMES"});
-  EXPECT_EQ(ledger.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(SqliteLedger::Open({.path = "/nonexistent/dir/loom.db", .read_only = true}).ok());
+  EXPECT_EQ(SqliteLedger::Open({.path = ":memory:", .synchronous = "SOMETIMES"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SqliteLedger::Open({.path = ":memory:", .fee_bps = 20000}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
