@@ -25,6 +25,7 @@
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:7070", "Address of the gRPC API (port 0: any).");
 ABSL_FLAG(std::string, ledger_db, "loom.db", "SQLite ledger file (created if missing).");
 ABSL_FLAG(std::string, ledger_synchronous, "FULL", "SQLite synchronous setting: FULL, NORMAL or OFF.");
+ABSL_FLAG(int32_t, fee_bps, 0, "Coordinator fee on every settlement, basis points (0-10000), paid to 'fee'.");
 ABSL_FLAG(std::string, ready_file, "", "Write {\"grpc\": ADDRESS, ...} here once serving.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(int64_t, heartbeat_interval_ms, 1000, "Heartbeat interval asked of workers.");
@@ -68,7 +69,8 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_request_threads) < 1) return Fail("--request_threads must be >= 1");
 
   auto ledger = loom::SqliteLedger::Open({.path = absl::GetFlag(FLAGS_ledger_db),
-                                          .synchronous = absl::GetFlag(FLAGS_ledger_synchronous)});
+                                          .synchronous = absl::GetFlag(FLAGS_ledger_synchronous),
+                                          .fee_bps = absl::GetFlag(FLAGS_fee_bps)});
   if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
 
   loom::DeviceRegistry registry(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and builds Loom, then runs a local mesh on loopback: one coordinator and three
-# simulated devices (qwen-coder, llama, mistral families, from deploy/examples/). Sends a
-# request, prints the answer, the devices with their load, and the ledger rows it produced,
+# simulated devices (qwen-coder, llama, mistral families, from deploy/examples/). Grants the
+# client credits, sends the worked example (compiled into two sub-tasks on two devices) and a
+# pinned request, prints plans, answers, devices, the ledger rows, the audit and the payouts,
 # then stops everything it started (also on Ctrl-C or on failure).
 #
 #   deploy/quickstart.sh            run the demo and stop
@@ -53,6 +54,8 @@ wait_ready() {
 PIDS+=($!)
 COORD=$(wait_ready "$WORK/coordinator.json" $!)
 echo "quickstart: coordinator on $COORD"
+# Requests are charged to client:anonymous: top it up from the mint (idempotent by reference).
+"$BIN/loom-ledger" --db="$WORK/loom.db" grant client:anonymous 10 --reference=quickstart
 
 for family in qwen-coder llama mistral; do
   "$BIN/loom-worker" --coordinator="$COORD" --config="deploy/examples/worker-$family.json" \
@@ -84,6 +87,15 @@ echo "== devices after the requests =="
 echo
 echo "== ledger: contribution records (loom-ledger records) =="
 "$BIN/loom-ledger" --db="$WORK/loom.db" records
+echo
+echo "== ledger: the client's balance (loom-ledger balance client:anonymous) =="
+"$BIN/loom-ledger" --db="$WORK/loom.db" balance client:anonymous
+echo
+echo "== ledger: audit (loom-ledger verify) =="
+"$BIN/loom-ledger" --db="$WORK/loom.db" verify
+echo
+echo "== ledger: who gets paid (loom-ledger payouts) =="
+"$BIN/loom-ledger" --db="$WORK/loom.db" payouts
 echo
 echo "quickstart: done in $(( $(date +%s) - t0 )) s"
 if [ $KEEP = 1 ]; then

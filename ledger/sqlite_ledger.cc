@@ -40,13 +40,52 @@ absl::Status SqliteStatus(sqlite3* db, int rc, absl::string_view what) {
   }
 }
 
-// A prepared statement that finalizes itself.
+}  // namespace
+
+// Prepared statements kept for the life of the connection, by SQL text.
+class StatementCache {
+ public:
+  ~StatementCache() {
+    for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+  }
+  sqlite3_stmt* Get(sqlite3* db, absl::string_view sql, int* rc) {
+    auto it = cache_.find(std::string(sql));
+    if (it != cache_.end()) {
+      *rc = SQLITE_OK;
+      return it->second;
+    }
+    sqlite3_stmt* stmt = nullptr;
+    *rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
+                             SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (*rc == SQLITE_OK) cache_.emplace(std::string(sql), stmt);
+    return stmt;
+  }
+
+ private:
+  std::map<std::string, sqlite3_stmt*> cache_;
+};
+
+namespace {
+
+// A prepared statement: finalized on destruction, or reset and returned to `cache`.
 class Statement {
  public:
-  Statement(sqlite3* db, absl::string_view sql) : db_(db) {
-    rc_ = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
+  Statement(sqlite3* db, absl::string_view sql, StatementCache* cache = nullptr)
+      : db_(db), cached_(cache != nullptr) {
+    if (cache) {
+      stmt_ = cache->Get(db, sql, &rc_);
+    } else {
+      rc_ = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
+    }
   }
-  ~Statement() { sqlite3_finalize(stmt_); }
+  ~Statement() {
+    if (cached_) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    } else {
+      sqlite3_finalize(stmt_);
+    }
+  }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
@@ -84,6 +123,7 @@ class Statement {
 
  private:
   sqlite3* db_;
+  bool cached_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
 };
@@ -191,6 +231,15 @@ CREATE INDEX reservations_by_account ON reservations(account_id, expires_at_ms);
 INSERT INTO accounts(id, kind, created_at_ms) VALUES ('mint', 'mint', 0), ('payout', 'payout', 0),
   ('fee', 'fee', 0) ON CONFLICT(id) DO NOTHING;
 )sql",
+    // 3: balances kept beside the entries, in the same transactions (Verify checks them).
+    R"sql(
+CREATE TABLE balances(
+  account_id TEXT PRIMARY KEY REFERENCES accounts(id),
+  balance_micro INTEGER NOT NULL);
+INSERT INTO balances(account_id, balance_micro)
+  SELECT a.id, COALESCE((SELECT SUM(e.amount_micro) FROM entries e WHERE e.account_id = a.id), 0)
+  FROM accounts a;
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteLedger::kSchemaVersion);
 
@@ -279,7 +328,10 @@ std::string AccountKind(const std::string& account_id) {
 }
 
 SqliteLedger::SqliteLedger(sqlite3* db, const LedgerOptions& options)
-    : options_(options), clock_(options.clock ? options.clock : Clock::Real()), db_(db) {}
+    : options_(options),
+      clock_(options.clock ? options.clock : Clock::Real()),
+      db_(db),
+      cache_(std::make_unique<StatementCache>()) {}
 
 absl::StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const LedgerOptions& options) {
   if (options.path.empty()) return absl::InvalidArgumentError("ledger: empty database path");
@@ -295,7 +347,7 @@ absl::StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const LedgerOpt
   sqlite3* db = nullptr;
   int flags = options.read_only ? SQLITE_OPEN_READONLY
                                 : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  flags |= SQLITE_OPEN_FULLMUTEX;
+  flags |= SQLITE_OPEN_NOMUTEX;  // mu_ serialises every use of the connection
   int rc = sqlite3_open_v2(options.path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status status = SqliteStatus(db, rc, absl::StrCat("open ", options.path));
@@ -326,6 +378,9 @@ absl::StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const LedgerOpt
       return ledger;
     }
     LOOM_RETURN_IF_ERROR(Exec(db, "PRAGMA journal_mode=WAL"));
+    // Savepoints (one per write in a group commit) keep their statement journals in memory
+    // rather than in temp files: durability comes from the WAL, not from these.
+    LOOM_RETURN_IF_ERROR(Exec(db, "PRAGMA temp_store=MEMORY"));
     LOOM_RETURN_IF_ERROR(
         Exec(db, absl::StrCat("PRAGMA synchronous=", options.synchronous).c_str()));
     LOOM_RETURN_IF_ERROR(ledger->Migrate());
@@ -342,6 +397,7 @@ SqliteLedger::~SqliteLedger() {
   }
   if (writer_.joinable()) writer_.join();
   absl::MutexLock lock(&mu_);
+  cache_.reset();  // finalize before closing
   sqlite3_close(db_);
 }
 
@@ -381,11 +437,14 @@ absl::StatusOr<int> SqliteLedger::SchemaVersion() {
 
 absl::Status SqliteLedger::Write(std::function<absl::Status()> fn) {
   if (options_.read_only) return absl::FailedPreconditionError("ledger opened read-only");
-  WriteOp op{std::move(fn)};
-  absl::MutexLock lock(&queue_mu_);
-  if (stopping_) return absl::UnavailableError("ledger is closing");
-  queue_.push_back(&op);
-  queue_mu_.Await(absl::Condition(&op.done));
+  WriteOp op;
+  op.fn = std::move(fn);
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (stopping_) return absl::UnavailableError("ledger is closing");
+    queue_.push_back(&op);
+  }
+  op.done.WaitForNotification();
   return op.status;
 }
 
@@ -425,10 +484,9 @@ void SqliteLedger::WriterLoop() {
         if (!commit.ok()) (void)Exec(db_, "ROLLBACK");
       }
     }
-    absl::MutexLock lock(&queue_mu_);
     for (WriteOp* op : batch) {
       if (!commit.ok()) op->status = commit;  // nothing of the batch was written
-      op->done = true;
+      op->done.Notify();
     }
   }
 }
@@ -446,16 +504,23 @@ absl::Status SqliteLedger::EnsureAccountLocked(const std::string& id) {
   }
   Statement insert(db_,
                    "INSERT INTO accounts(id, kind, created_at_ms) VALUES(?1, ?2, ?3) "
-                   "ON CONFLICT(id) DO NOTHING");
-  return insert.Bind(1, id).Bind(2, kind).Bind(3, absl::ToUnixMillis(clock_->Now())).Run();
+                   "ON CONFLICT(id) DO NOTHING",
+                   cache_.get());
+  LOOM_RETURN_IF_ERROR(insert.Bind(1, id).Bind(2, kind).Bind(3, absl::ToUnixMillis(clock_->Now())).Run());
+  Statement balance(db_,
+                    "INSERT INTO balances(account_id, balance_micro) VALUES(?1, 0) "
+                    "ON CONFLICT(account_id) DO NOTHING",
+                    cache_.get());
+  return balance.Bind(1, id).Run();
 }
 
 absl::StatusOr<int64_t> SqliteLedger::AvailableLocked(const std::string& account,
                                                       const std::string& except) {
   Statement q(db_,
-              "SELECT (SELECT COALESCE(SUM(amount_micro), 0) FROM entries WHERE account_id = ?1) "
+              "SELECT (SELECT COALESCE(SUM(balance_micro), 0) FROM balances WHERE account_id = ?1) "
               "- (SELECT COALESCE(SUM(amount_micro), 0) FROM reservations WHERE account_id = ?1 "
-              "AND expires_at_ms > ?2 AND request_id != ?3)");
+              "AND expires_at_ms > ?2 AND request_id != ?3)",
+              cache_.get());
   q.Bind(1, account).Bind(2, absl::ToUnixMillis(clock_->Now())).Bind(3, except);
   LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
   return row ? q.Int(0) : 0;
@@ -472,24 +537,33 @@ absl::StatusOr<int64_t> SqliteLedger::AppendLocked(const std::string& kind,
   }
   std::string prev;
   {
-    Statement last(db_, "SELECT hash FROM transactions ORDER BY id DESC LIMIT 1");
+    Statement last(db_, "SELECT hash FROM transactions ORDER BY id DESC LIMIT 1", cache_.get());
     LOOM_ASSIGN_OR_RETURN(bool row, last.Step());
     if (row) prev = last.Text(0);
   }
   const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
   Statement txn(db_,
                 "INSERT INTO transactions(kind, reference, amount_micro, created_at_ms, "
-                "records_digest, prev_hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+                "records_digest, prev_hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                cache_.get());
   LOOM_RETURN_IF_ERROR(
       txn.Bind(1, kind).Bind(2, reference).Bind(3, amount).Bind(4, now_ms).Bind(5, digest).Bind(6, prev).Run());
   const int64_t id = sqlite3_last_insert_rowid(db_);
   for (const auto& [account, value] : entries) {
-    Statement entry(db_, "INSERT INTO entries(txn_id, account_id, amount_micro) VALUES(?1,?2,?3)");
+    Statement entry(db_, "INSERT INTO entries(txn_id, account_id, amount_micro) VALUES(?1,?2,?3)",
+                    cache_.get());
     LOOM_RETURN_IF_ERROR(entry.Bind(1, id).Bind(2, account).Bind(3, value).Run());
+    Statement move(db_,
+                   "UPDATE balances SET balance_micro = balance_micro + ?1 WHERE account_id = ?2",
+                   cache_.get());
+    LOOM_RETURN_IF_ERROR(move.Bind(1, value).Bind(2, account).Run());
+    if (sqlite3_changes(db_) != 1) {
+      return absl::InternalError(absl::StrCat("ledger: no balance row for ", account));
+    }
   }
   const std::string hash =
       Sha256Hex(TxnCanonical(prev, id, kind, reference, amount, now_ms, digest, entries));
-  Statement seal(db_, "UPDATE transactions SET hash = ?1 WHERE id = ?2");
+  Statement seal(db_, "UPDATE transactions SET hash = ?1 WHERE id = ?2", cache_.get());
   LOOM_RETURN_IF_ERROR(seal.Bind(1, hash).Bind(2, id).Run());
   return id;
 }
@@ -525,7 +599,8 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
   {
     Statement existing(db_,
                        "SELECT id, amount_micro, records_digest FROM transactions "
-                       "WHERE reference = ?1");
+                       "WHERE reference = ?1",
+                       cache_.get());
     existing.Bind(1, reference);
     LOOM_ASSIGN_OR_RETURN(bool found, existing.Step());
     if (found) {
@@ -572,7 +647,8 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
     Statement row(db_,
                   "INSERT INTO contributions(request_id, sub_task_id, attempt, txn_id, device_id, "
                   "provider_id, model, role, token_count, weight, credits_micro, created_at_ms) "
-                  "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)");
+                  "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+                  cache_.get());
     row.Bind(1, request.request_id)
         .Bind(2, r.sub_task_id())
         .Bind(3, int64_t{r.attempt()})
@@ -587,7 +663,7 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
         .Bind(12, now_ms);
     LOOM_RETURN_IF_ERROR(row.Run());
   }
-  Statement consume(db_, "DELETE FROM reservations WHERE request_id = ?1");
+  Statement consume(db_, "DELETE FROM reservations WHERE request_id = ?1", cache_.get());
   LOOM_RETURN_IF_ERROR(consume.Bind(1, request.request_id).Run());
   return Settlement{absl::StrCat(txn_id), charge, fee, false};
 }
@@ -754,7 +830,7 @@ absl::StatusOr<std::vector<v1::ContributionRecord>> SqliteLedger::ListRecords(
 
 absl::StatusOr<int64_t> SqliteLedger::Balance(const std::string& account_id) {
   absl::MutexLock lock(&mu_);
-  Statement query(db_, "SELECT COALESCE(SUM(amount_micro), 0) FROM entries WHERE account_id = ?1");
+  Statement query(db_, "SELECT balance_micro FROM balances WHERE account_id = ?1", cache_.get());
   query.Bind(1, account_id);
   LOOM_ASSIGN_OR_RETURN(bool row, query.Step());
   return row ? query.Int(0) : 0;
@@ -769,7 +845,7 @@ absl::StatusOr<std::vector<AccountInfo>> SqliteLedger::Accounts() {
   absl::MutexLock lock(&mu_);
   Statement q(db_,
               "SELECT a.id, a.kind, "
-              "(SELECT COALESCE(SUM(amount_micro), 0) FROM entries e WHERE e.account_id = a.id), "
+              "(SELECT COALESCE(SUM(balance_micro), 0) FROM balances b WHERE b.account_id = a.id), "
               "(SELECT COALESCE(SUM(amount_micro), 0) FROM reservations r WHERE r.account_id = "
               "a.id AND r.expires_at_ms > ?1) FROM accounts a ORDER BY a.kind, a.id");
   q.Bind(1, absl::ToUnixMillis(clock_->Now()));
@@ -821,7 +897,7 @@ absl::StatusOr<std::vector<PayoutRow>> SqliteLedger::Payouts(const PayoutFilter&
   }
   std::vector<PayoutRow> out;
   for (auto& [id, r] : rows) {
-    Statement b(db_, "SELECT COALESCE(SUM(amount_micro), 0) FROM entries WHERE account_id = ?1");
+    Statement b(db_, "SELECT balance_micro FROM balances WHERE account_id = ?1");
     b.Bind(1, ProviderAccount(id));
     LOOM_ASSIGN_OR_RETURN(bool row, b.Step());
     r.unpaid_micro = row ? b.Int(0) : 0;
@@ -885,6 +961,20 @@ absl::StatusOr<VerifyReport> SqliteLedger::Verify() {
       if (crow && c.Int(0) + fee != amount) {
         return fail(id, absl::StrCat("records credit ", c.Int(0), " + fee ", fee,
                                      " but the settlement charged ", amount));
+      }
+    }
+  }
+  {
+    Statement q(db_,
+                "SELECT a.id, COALESCE(b.balance_micro, 0), (SELECT COALESCE(SUM(e.amount_micro), 0) "
+                "FROM entries e WHERE e.account_id = a.id) FROM accounts a "
+                "LEFT JOIN balances b ON b.account_id = a.id ORDER BY a.id");
+    while (true) {
+      LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      if (q.Int(1) != q.Int(2)) {
+        return fail(0, absl::StrCat("balance of ", q.Text(0), " is ", q.Int(1),
+                                    " but its entries sum to ", q.Int(2)));
       }
     }
   }

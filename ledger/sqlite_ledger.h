@@ -10,7 +10,8 @@
 //
 // Model: accounts "kind:name" (client, provider) and the system accounts "mint", "payout",
 // "fee". Every transaction is a set of entries summing to zero, written in one SQLite
-// transaction; balances are sums of entries. Money is int64 micro-credits.
+// transaction together with the balances it moves (Verify checks each balance against the sum
+// of its entries). Money is int64 micro-credits.
 //  - Settle(request): the client pays the records' credits plus fee_bps of them to "fee";
 //    each provider earns exactly its records. Exactly once per request id: settling again
 //    with the same records returns the first settlement (already_settled) and writes nothing;
@@ -43,12 +44,15 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "ledger/ledger_store.h"
 
 struct sqlite3;
 
 namespace loom {
+
+class StatementCache;
 
 struct LedgerOptions {
   std::string path;                    // file path or ":memory:"
@@ -92,7 +96,7 @@ struct VerifyReport {
 
 class SqliteLedger : public LedgerStore {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating and migrating unless read_only) the database. INVALID_ARGUMENT for bad
   // options, FAILED_PRECONDITION for a database newer than this build, UNAVAILABLE when the
@@ -152,11 +156,12 @@ class SqliteLedger : public LedgerStore {
 
   absl::Mutex mu_;  // the connection
   sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+  std::unique_ptr<StatementCache> cache_ ABSL_GUARDED_BY(mu_);
 
   struct WriteOp {
     std::function<absl::Status()> fn;
-    absl::Status status;
-    bool done = false;
+    absl::Status status;           // set by the writer before `done`
+    absl::Notification done;       // each caller waits on its own
   };
   absl::Mutex queue_mu_;
   std::deque<WriteOp*> queue_ ABSL_GUARDED_BY(queue_mu_);

@@ -68,15 +68,16 @@ std::string FormatPlan(const v1::CompilationPlan& plan) {
     std::string prompt = t.prompt().substr(0, t.prompt().find('\n'));
     if (prompt.size() > 48) prompt = prompt.substr(0, 45) + "...";
     rows.push_back({Short(t.id()), EnumSuffix(v1::TaskCategory_Name(t.category()), "TASK_CATEGORY_"),
-                    absl::StrCat(t.order_index()), absl::StrJoin(deps, ","), device, model, prompt});
+                    absl::StrCat(t.order_index()), absl::StrJoin(deps, ","),
+                    absl::StrCat(t.estimated_tokens()), device, model, prompt});
   }
   if (plan.kind() == v1::PLAN_KIND_COMPETE) {
     for (const auto& a : plan.assignments()) {
-      rows.push_back({a.sub_task_id(), "", "0", "", a.device_id(), a.model(), a.reason()});
+      rows.push_back({a.sub_task_id(), "", "0", "", "", a.device_id(), a.model(), a.reason()});
     }
   }
-  absl::StrAppend(&out, FormatTextTable({"sub-task", "category", "order", "depends on", "device",
-                                         "model", "prompt"},
+  absl::StrAppend(&out, FormatTextTable({"sub-task", "category", "order", "depends on", "tokens",
+                                         "device", "model", "prompt"},
                                         rows));
   for (const auto& a : plan.assignments()) {
     if (plan.kind() != v1::PLAN_KIND_COMPETE && !a.reason().empty()) {

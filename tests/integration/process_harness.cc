@@ -44,7 +44,7 @@ namespace {
 
 pid_t SpawnRaw(const std::string& binary, const std::vector<std::string>& args,
                const std::string& out_path, const std::string& err_path) {
-  const std::string path = absl::StrCat(LOOM_BIN_DIR, "/", binary);
+  const std::string path = binary[0] == '/' ? binary : absl::StrCat(LOOM_BIN_DIR, "/", binary);
   std::vector<std::string> argv_storage = {path};
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());
   std::vector<char*> argv;

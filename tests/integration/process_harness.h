@@ -45,7 +45,8 @@ class Process {
   int status_ = 0;
 };
 
-// Starts `binary` (a name under build/bin) with `args`; stdout and stderr go to `log_path`.
+// Starts `binary` (a name under build/bin, or an absolute path) with `args`; stdout and stderr
+// go to `log_path`.
 std::unique_ptr<Process> Spawn(const std::string& binary, const std::vector<std::string>& args,
                                const std::string& log_path);
 

@@ -338,7 +338,7 @@ PRAGMA user_version = 1;
 )sql");
   auto ledger = SqliteLedger::Open({.path = path});
   ASSERT_TRUE(ledger.ok()) << ledger.status();
-  EXPECT_EQ(*(*ledger)->SchemaVersion(), 2);
+  EXPECT_EQ(*(*ledger)->SchemaVersion(), SqliteLedger::kSchemaVersion);
   EXPECT_TRUE((*ledger)->Verify()->ok) << (*ledger)->Verify()->problem;
   EXPECT_EQ(*(*ledger)->Balance(ProviderAccount("bob")), 448);
   // The old settlement is still exactly-once.
