@@ -163,6 +163,27 @@ std::string TxnCanonical(const std::string& prev_hash, int64_t id, const std::st
   return out;
 }
 
+// The columns of a contribution row, in the order RecordFromRow reads them.
+constexpr char kRecordColumns[] =
+    "request_id, sub_task_id, attempt, device_id, provider_id, model, role, token_count, weight, "
+    "credits_micro, created_at_ms";
+
+v1::ContributionRecord RecordFromRow(const Statement& q) {
+  v1::ContributionRecord r;
+  r.set_request_id(q.Text(0));
+  r.set_sub_task_id(q.Text(1));
+  r.set_attempt(static_cast<int32_t>(q.Int(2)));
+  r.set_device_id(q.Text(3));
+  r.set_provider_id(q.Text(4));
+  r.set_model(q.Text(5));
+  r.set_role(static_cast<v1::ContributionRole>(q.Int(6)));
+  r.set_token_count(q.Int(7));
+  r.set_weight(q.Double(8));
+  r.set_credits_micro(q.Int(9));
+  r.set_created_unix_ms(q.Int(10));
+  return r;
+}
+
 // A digest of a settlement's records, independent of their order (weights left out: they are
 // derived and floating point).
 std::string RecordsDigest(std::vector<v1::ContributionRecord> records) {
@@ -271,23 +292,14 @@ absl::Status HashExistingTransactions(sqlite3* db) {
       ids.push_back(settles.Int(0));
     }
     for (int64_t id : ids) {
-      Statement q(db,
-                  "SELECT sub_task_id, attempt, device_id, provider_id, model, role, token_count, "
-                  "credits_micro FROM contributions WHERE txn_id = ?1");
+      Statement q(db, absl::StrCat("SELECT ", kRecordColumns,
+                                   " FROM contributions WHERE txn_id = ?1"));
       q.Bind(1, id);
       std::vector<v1::ContributionRecord> records;
       while (true) {
         LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
         if (!row) break;
-        v1::ContributionRecord& r = records.emplace_back();
-        r.set_sub_task_id(q.Text(0));
-        r.set_attempt(static_cast<int32_t>(q.Int(1)));
-        r.set_device_id(q.Text(2));
-        r.set_provider_id(q.Text(3));
-        r.set_model(q.Text(4));
-        r.set_role(static_cast<v1::ContributionRole>(q.Int(5)));
-        r.set_token_count(q.Int(6));
-        r.set_credits_micro(q.Int(7));
+        records.push_back(RecordFromRow(q));
       }
       Statement u(db, "UPDATE transactions SET records_digest = ?1 WHERE id = ?2");
       LOOM_RETURN_IF_ERROR(u.Bind(1, RecordsDigest(records)).Bind(2, id).Run());
@@ -802,28 +814,16 @@ absl::StatusOr<std::string> SqliteLedger::Payout(const std::string& provider_id,
 absl::StatusOr<std::vector<v1::ContributionRecord>> SqliteLedger::ListRecords(
     const RecordFilter& filter) {
   absl::MutexLock lock(&mu_);
-  Statement query(db_,
-                  "SELECT request_id, sub_task_id, attempt, device_id, provider_id, model, role, "
-                  "token_count, weight, credits_micro, created_at_ms FROM contributions "
-                  "WHERE (?1 = '' OR request_id = ?1) AND (?2 = '' OR provider_id = ?2) "
-                  "ORDER BY created_at_ms, request_id, sub_task_id, attempt LIMIT ?3");
+  Statement query(db_, absl::StrCat("SELECT ", kRecordColumns,
+                                    " FROM contributions WHERE (?1 = '' OR request_id = ?1) "
+                                    "AND (?2 = '' OR provider_id = ?2) ORDER BY created_at_ms, "
+                                    "request_id, sub_task_id, attempt LIMIT ?3"));
   query.Bind(1, filter.request_id).Bind(2, filter.provider_id).Bind(3, filter.limit);
   std::vector<v1::ContributionRecord> records;
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, query.Step());
     if (!row) break;
-    v1::ContributionRecord& r = records.emplace_back();
-    r.set_request_id(query.Text(0));
-    r.set_sub_task_id(query.Text(1));
-    r.set_attempt(static_cast<int32_t>(query.Int(2)));
-    r.set_device_id(query.Text(3));
-    r.set_provider_id(query.Text(4));
-    r.set_model(query.Text(5));
-    r.set_role(static_cast<v1::ContributionRole>(query.Int(6)));
-    r.set_token_count(query.Int(7));
-    r.set_weight(query.Double(8));
-    r.set_credits_micro(query.Int(9));
-    r.set_created_unix_ms(query.Int(10));
+    records.push_back(RecordFromRow(query));
   }
   return records;
 }
