@@ -29,7 +29,7 @@ bool Cancellation::WaitFor(absl::Duration timeout) const {
   return cancelled_;
 }
 
-int Cancellation::OnCancel(std::function<void()> fn) {
+int Cancellation::OnCancel(std::function<void()> fn) const {
   {
     absl::MutexLock lock(&mu_);
     if (!cancelled_) {
@@ -42,7 +42,7 @@ int Cancellation::OnCancel(std::function<void()> fn) {
   return -1;
 }
 
-void Cancellation::RemoveCallback(int id) {
+void Cancellation::RemoveCallback(int id) const {
   absl::MutexLock lock(&mu_);
   callbacks_.erase(id);
   // A callback may be running on another thread right now; its captures must outlive it.

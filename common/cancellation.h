@@ -36,15 +36,16 @@ class Cancellation {
 
   // Registers `fn` to run on cancellation; returns an id for RemoveCallback. Runs `fn` at once
   // (and returns -1) if already cancelled.
-  int OnCancel(std::function<void()> fn);
-  void RemoveCallback(int id);
+  // Const: listening does not change whether the work is cancelled.
+  int OnCancel(std::function<void()> fn) const;
+  void RemoveCallback(int id) const;
 
  private:
   mutable absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool running_ ABSL_GUARDED_BY(mu_) = false;  // Cancel() is running callbacks
-  int next_id_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<int, std::function<void()>> callbacks_ ABSL_GUARDED_BY(mu_);
+  mutable bool running_ ABSL_GUARDED_BY(mu_) = false;  // Cancel() is running callbacks
+  mutable int next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable std::map<int, std::function<void()>> callbacks_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace loom

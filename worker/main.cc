@@ -17,6 +17,7 @@
 #include "common/protocol.h"
 #include "common/ready_file.h"
 #include "common/shutdown.h"
+#include "worker/openai_provider.h"
 #include "worker/registrar.h"
 #include "worker/worker_config.h"
 #include "worker/worker_service.h"
@@ -39,6 +40,12 @@ ABSL_FLAG(int32_t, max_concurrency, 0, "Generations at once (0: config or 4).");
 ABSL_FLAG(int64_t, sim_ttft_ms, 0, "Quick: simulated time to first token.");
 ABSL_FLAG(double, sim_tokens_per_second, 0, "Quick: simulated speed (0: as fast as possible).");
 ABSL_FLAG(int64_t, sim_output_tokens, 64, "Quick: simulated answer length in tokens.");
+ABSL_FLAG(std::string, openai_base_url, "",
+          "Quick: serve --model (or, with --discover, every model) of this OpenAI-compatible "
+          "server, e.g. http://127.0.0.1:11434/v1 (Ollama) or http://127.0.0.1:8080/v1 "
+          "(llama-server).");
+ABSL_FLAG(std::string, openai_api_key, "", "Quick: bearer token for --openai_base_url.");
+ABSL_FLAG(bool, discover, false, "Quick: advertise every model the server lists at GET /models.");
 ABSL_FLAG(std::string, sim_fault, "",
           "Quick: inject a fault, KIND:N with KIND fail, hang or exit after N tokens.");
 
@@ -79,6 +86,27 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
     if (!loaded.ok()) return loaded.status();
     config = *std::move(loaded);
     origin = path;
+  } else if (!absl::GetFlag(FLAGS_openai_base_url).empty()) {
+    std::vector<std::string> names;
+    if (absl::GetFlag(FLAGS_discover)) {
+      auto discovered = loom::OpenAIProvider::DiscoverModels(absl::GetFlag(FLAGS_openai_base_url),
+                                                             absl::GetFlag(FLAGS_openai_api_key));
+      if (!discovered.ok()) return discovered.status();
+      names = *discovered;
+    } else if (!absl::GetFlag(FLAGS_model).empty()) {
+      names.push_back(absl::GetFlag(FLAGS_model));
+    } else {
+      return absl::InvalidArgumentError("with --openai_base_url give --model=NAME or --discover");
+    }
+    for (const std::string& name : names) {
+      auto* m = config.add_models();
+      m->mutable_info()->set_name(name);
+      m->mutable_info()->set_family(names.size() == 1 ? absl::GetFlag(FLAGS_family) : "");
+      m->mutable_info()->set_parameters_b(absl::GetFlag(FLAGS_parameters_b));
+      m->mutable_info()->set_price_per_1k_micro(absl::GetFlag(FLAGS_price_per_1k_micro));
+      m->mutable_openai()->set_base_url(absl::GetFlag(FLAGS_openai_base_url));
+      m->mutable_openai()->set_api_key(absl::GetFlag(FLAGS_openai_api_key));
+    }
   } else {
     if (absl::GetFlag(FLAGS_model).empty()) {
       return absl::InvalidArgumentError("give --config=FILE or --model=NAME (see --help)");
@@ -115,8 +143,11 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
 int main(int argc, char** argv) {
   loom::SetUsage(
       "loom-worker --coordinator=HOST:PORT (--config=FILE | --model=NAME --device_id=ID)\n"
-      "Serves one device's models to the Loom mesh. Example:\n"
-      "  loom-worker --coordinator=127.0.0.1:7070 --device_id=laptop --model=llama-3.1-8b");
+      "Serves one device's models to the Loom mesh. Examples:\n"
+      "  loom-worker --coordinator=127.0.0.1:7070 --device_id=laptop --model=llama-3.1-8b   "
+      "(simulated)\n"
+      "  loom-worker --coordinator=127.0.0.1:7070 --device_id=laptop "
+      "--openai_base_url=http://127.0.0.1:11434/v1 --discover   (Ollama)");
   loom::BlockShutdownSignals();
   absl::ParseCommandLine(argc, argv);
   if (auto s = loom::InitLogging("loom-worker", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
@@ -125,11 +156,13 @@ int main(int argc, char** argv) {
   auto config = ConfigFromFlags();
   if (!config.ok()) return Fail(std::string(config.status().message()));
 
+  auto models = loom::BuildServedModels(*config);
+  if (!models.ok()) return Fail(std::string(models.status().message()));
   loom::WorkerService service(
       loom::WorkerServiceOptions{.device_id = config->device_id(),
                                  .provider_id = config->provider_id(),
                                  .max_concurrency = config->max_concurrency()},
-      loom::BuildServedModels(*config));
+      *std::move(models));
   auto started = loom::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service});
   if (!started.ok()) return Fail(std::string(started.status().message()));
   const std::string advertised = absl::GetFlag(FLAGS_advertise_address).empty()

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/categories.h"
+#include "worker/openai_provider.h"
 #include "worker/sim_provider.h"
 
 namespace loom {
@@ -107,20 +108,43 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
         }
         break;
       }
+      case v1::ModelConfig::kOpenai: {
+        v1::OpenAIBackend* o = m->mutable_openai();
+        std::string host, prefix;
+        if (absl::Status s = SplitBaseUrl(o->base_url(), &host, &prefix); !s.ok()) {
+          return FieldError(origin, field + ".openai.base_url", std::string(s.message()));
+        }
+        if (o->model().empty()) o->set_model(m->info().name());
+        if (o->connect_timeout_ms() < 0 || o->read_timeout_ms() < 0) {
+          return FieldError(origin, field + ".openai", "negative timeout");
+        }
+        break;
+      }
       default:
-        return FieldError(origin, field, "no backend (set \"sim\")");
+        return FieldError(origin, field, "no backend (set \"sim\" or \"openai\")");
     }
   }
   return config;
 }
 
-std::vector<ServedModel> BuildServedModels(const v1::WorkerConfig& config) {
+absl::StatusOr<std::vector<ServedModel>> BuildServedModels(const v1::WorkerConfig& config) {
   std::vector<ServedModel> served;
   for (const auto& m : config.models()) {
     ServedModel s;
     s.info = m.info();
-    s.provider = std::make_unique<SimProvider>(SimProviderOptions{
-        .model = m.info().name(), .device_id = config.device_id(), .backend = m.sim()});
+    if (m.has_openai()) {
+      const v1::OpenAIBackend& o = m.openai();
+      OpenAIProviderOptions options{.base_url = o.base_url(), .model = o.model(),
+                                    .api_key = o.api_key()};
+      if (o.connect_timeout_ms() > 0) options.connect_timeout = absl::Milliseconds(o.connect_timeout_ms());
+      if (o.read_timeout_ms() > 0) options.read_timeout = absl::Milliseconds(o.read_timeout_ms());
+      absl::StatusOr<std::unique_ptr<OpenAIProvider>> provider = OpenAIProvider::Create(options);
+      if (!provider.ok()) return provider.status();
+      s.provider = *std::move(provider);
+    } else {
+      s.provider = std::make_unique<SimProvider>(SimProviderOptions{
+          .model = m.info().name(), .device_id = config.device_id(), .backend = m.sim()});
+    }
     served.push_back(std::move(s));
   }
   return served;

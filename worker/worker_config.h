@@ -29,7 +29,7 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
 std::string GuessFamily(const std::string& model_name);
 
 // One provider per model of a validated config.
-std::vector<ServedModel> BuildServedModels(const v1::WorkerConfig& config);
+absl::StatusOr<std::vector<ServedModel>> BuildServedModels(const v1::WorkerConfig& config);
 
 }  // namespace loom
 

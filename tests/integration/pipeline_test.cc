@@ -209,5 +209,48 @@ TEST_F(PipelineTest, CompetePicksOneAnswerWithAReason) {
   EXPECT_EQ(records.size(), 3u) << "every candidate is paid for its tokens";
 }
 
+TEST_F(PipelineTest, WorkersOnTheOpenAIBackendAnswerACompiledRequest) {
+  // An OpenAI-compatible server (the test stand-in) with two models, behind two real workers.
+  std::string error;
+  Daemon standin = StartDaemon("openai_standin", dir_, "standin",
+                               {"--models=qwen2.5-coder-standin,llama-3.1-standin"}, &error);
+  ASSERT_TRUE(standin.process) << error;
+  StartCoordinator();
+  for (const auto& [device, model] : std::vector<std::pair<std::string, std::string>>{
+           {"gpu-qwen", "qwen2.5-coder-standin"}, {"gpu-llama", "llama-3.1-standin"}}) {
+    std::vector<std::string> args = {"--coordinator=" + coordinator_.address,
+                                     "--device_id=" + device, "--provider_id=prov-" + device,
+                                     "--openai_base_url=" + standin.address, "--model=" + model};
+    workers_[device] = StartDaemon("loom-worker", dir_, device, args, &error);
+    ASSERT_TRUE(workers_[device].process) << error;
+  }
+  ASSERT_TRUE(WaitForDevices({"gpu-qwen", "gpu-llama"}));
+  // A worker discovering the server's models advertises both, as real (not simulated).
+  std::string discover_error;
+  workers_["gpu-both"] = StartDaemon(
+      "loom-worker", dir_, "gpu-both",
+      {"--coordinator=" + coordinator_.address, "--device_id=gpu-both",
+       "--openai_base_url=" + standin.address, "--discover"},
+      &discover_error);
+  ASSERT_TRUE(workers_["gpu-both"].process) << discover_error;
+  ASSERT_TRUE(WaitForDevices({"gpu-qwen", "gpu-llama", "gpu-both"}));
+  CommandResult listed = RunCommand("loom", {"--coordinator=" + coordinator_.address, "devices", "--json"});
+  json devices = json::parse(listed.out);
+  for (const auto& d : devices["devices"]) {
+    EXPECT_FALSE(d["simulated"].get<bool>()) << d.dump();
+    if (d["deviceId"] == "gpu-both") EXPECT_EQ(d["models"].size(), 2u);
+  }
+
+  json r = AskJson(kWorkedExample);
+  ASSERT_EQ(r["plan"]["kind"], "PLAN_KIND_COMPILED");
+  ASSERT_EQ(r["results"].size(), 2u);
+  EXPECT_THAT(r["results"][0]["model"].get<std::string>(), HasSubstr("qwen2.5-coder-standin"));
+  EXPECT_THAT(r["results"][0]["output"].get<std::string>(),
+              HasSubstr("standin qwen2.5-coder-standin answers: Translate this Python code"));
+  EXPECT_THAT(r["results"][1]["model"].get<std::string>(), HasSubstr("llama-3.1-standin"));
+  EXPECT_THAT(r["output"].get<std::string>(), HasSubstr("standin"));
+  EXPECT_EQ(Records(r["requestId"]).size(), 3u);
+}
+
 }  // namespace
 }  // namespace loom::testing

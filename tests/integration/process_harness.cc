@@ -150,12 +150,13 @@ Daemon StartDaemon(const std::string& binary, const std::string& dir, const std:
     return d;
   }
   auto json = nlohmann::json::parse(ReadFile(d.ready_file), nullptr, false);
-  if (json.is_discarded() || !json.contains("grpc")) {
+  const char* key = json.contains("grpc") ? "grpc" : "base_url";
+  if (json.is_discarded() || !json.contains(key)) {
     *error = absl::StrCat(name, ": unreadable ready file ", d.ready_file);
     d.process.reset();
     return d;
   }
-  d.address = json["grpc"].get<std::string>();
+  d.address = json[key].get<std::string>();
   return d;
 }
 

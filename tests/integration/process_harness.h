@@ -68,7 +68,7 @@ std::string MakeTempDir();
 // A coordinator or worker that has written its ready file.
 struct Daemon {
   std::unique_ptr<Process> process;
-  std::string address;  // "grpc" of the ready file
+  std::string address;  // "grpc" (or, for HTTP servers, "base_url") of the ready file
   std::string ready_file;
 };
 

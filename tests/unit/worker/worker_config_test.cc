@@ -67,9 +67,24 @@ TEST(WorkerConfigTest, BuildsOneProviderPerModel) {
   auto c = ValidateWorkerConfig(Valid(), "w.json");
   ASSERT_TRUE(c.ok());
   auto served = BuildServedModels(*c);
-  ASSERT_EQ(served.size(), 1u);
-  EXPECT_TRUE(served[0].provider->simulated());
-  EXPECT_EQ(served[0].info.name(), "qwen2.5-coder-7b");
+  ASSERT_TRUE(served.ok());
+  ASSERT_EQ(served->size(), 1u);
+  EXPECT_TRUE((*served)[0].provider->simulated());
+  EXPECT_EQ((*served)[0].info.name(), "qwen2.5-coder-7b");
+}
+
+TEST(WorkerConfigTest, OpenAIBackendIsValidatedAndBuilt) {
+  auto c = Valid();
+  c.mutable_models(0)->mutable_openai()->set_base_url("localhost:11434");
+  EXPECT_THAT(ValidateWorkerConfig(c, "w.json").status().message(),
+              HasSubstr("models[0].openai.base_url"));
+  c.mutable_models(0)->mutable_openai()->set_base_url("http://127.0.0.1:11434/v1/");
+  auto valid = ValidateWorkerConfig(c, "w.json");
+  ASSERT_TRUE(valid.ok()) << valid.status();
+  EXPECT_EQ(valid->models(0).openai().model(), "qwen2.5-coder-7b") << "defaults to the info name";
+  auto served = BuildServedModels(*valid);
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_FALSE((*served)[0].provider->simulated());
 }
 
 }  // namespace

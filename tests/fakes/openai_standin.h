@@ -1,0 +1,177 @@
+// File: tests/fakes/openai_standin.h
+// A small OpenAI-compatible server for tests of the `openai` worker backend, on loopback with
+// an ephemeral port. POST /v1/chat/completions streams (SSE) a deterministic answer
+// " standin <model> answers: <first words of the last user message>" word by word, then a usage
+// chunk and "data: [DONE]"; without "stream": true it answers one JSON completion.
+// GET /v1/models lists its models. The model name selects a behaviour:
+//   "...error-NNN..."  HTTP NNN with an OpenAI error body     "...drop..."   closes mid-stream
+//   "...slow..."       20 ms between chunks                   "...hang..."   keep-alive comments
+//   "...nousage..."    no usage chunk                                         until the client goes
+// What a real server (llama-server, Ollama, vLLM) does that this one does not: real tokens
+// and tokenization, sampling parameters, tool calls, logprobs, n > 1, queueing under load,
+// chunked prompt processing delays, the non-streamed "usage" of every variant, authentication
+// (it records the Authorization header but accepts any), and HTTP/2 or TLS.
+//
+// Thread-safe.
+#ifndef LOOM_TESTS_FAKES_OPENAI_STANDIN_H_
+#define LOOM_TESTS_FAKES_OPENAI_STANDIN_H_
+
+#include <httplib.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "nlohmann/json.hpp"
+
+namespace loom {
+
+class OpenAIStandIn {
+ public:
+  explicit OpenAIStandIn(std::vector<std::string> models) : models_(std::move(models)) {
+    server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      nlohmann::json list = {{"object", "list"}, {"data", nlohmann::json::array()}};
+      for (const auto& m : models_) list["data"].push_back({{"id", m}, {"object", "model"}});
+      res.set_content(list.dump(), "application/json");
+    });
+    server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      Complete(req, res);
+    });
+  }
+  ~OpenAIStandIn() { Stop(); }
+
+  // Binds 127.0.0.1 on a free port and serves on a thread; returns the base URL.
+  std::string Start() {
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    // listen_after_bind marks the server running before it accepts; bounded wait.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!server_.is_running() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    return absl::StrCat("http://127.0.0.1:", port_, "/v1");
+  }
+  void Stop() {
+    if (thread_.joinable()) {
+      server_.stop();
+      thread_.join();
+    }
+  }
+  int port() const { return port_; }
+
+  nlohmann::json last_request() {
+    absl::MutexLock lock(&mu_);
+    return last_request_;
+  }
+  std::string last_authorization() {
+    absl::MutexLock lock(&mu_);
+    return last_authorization_;
+  }
+
+ private:
+  void Complete(const httplib::Request& req, httplib::Response& res) {
+    nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+    {
+      absl::MutexLock lock(&mu_);
+      last_request_ = body;
+      last_authorization_ = req.get_header_value("Authorization");
+    }
+    if (body.is_discarded() || !body.contains("model") || !body.contains("messages")) {
+      Error(res, 400, "malformed request");
+      return;
+    }
+    const std::string model = body["model"].get<std::string>();
+    if (std::find(models_.begin(), models_.end(), model) == models_.end()) {
+      Error(res, 404, absl::StrCat("model '", model, "' not found"));
+      return;
+    }
+    const size_t err = model.find("error-");
+    int code = 0;
+    if (err != std::string::npos && absl::SimpleAtoi(model.substr(err + 6, 3), &code)) {
+      Error(res, code, "stand-in failure");
+      return;
+    }
+    std::string prompt;
+    for (const auto& m : body["messages"]) {
+      if (m.value("role", "") == "user") prompt = m.value("content", "");
+    }
+    std::vector<std::string> words = {" standin", absl::StrCat(" ", model), " answers:"};
+    int echoed = 0;
+    for (absl::string_view w : absl::StrSplit(prompt, absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
+      if (++echoed > 6) break;
+      words.push_back(absl::StrCat(" ", w));
+    }
+    int64_t max_tokens = body.value("max_tokens", int64_t{0});
+    if (max_tokens > 0 && static_cast<int64_t>(words.size()) > max_tokens) words.resize(max_tokens);
+    const int64_t prompt_tokens = static_cast<int64_t>(prompt.size() / 4 + 1);
+    if (!body.value("stream", false)) {
+      std::string text;
+      for (const auto& w : words) text += w;
+      nlohmann::json out = {
+          {"id", "cmpl-standin"}, {"object", "chat.completion"}, {"model", model},
+          {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}},
+                        {"finish_reason", "stop"}}}},
+          {"usage", {{"prompt_tokens", prompt_tokens}, {"completion_tokens", words.size()}}}};
+      res.set_content(out.dump(), "application/json");
+      return;
+    }
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [model, words, prompt_tokens](size_t, httplib::DataSink& sink) {
+          auto send = [&](const std::string& data) {
+            const std::string event = absl::StrCat("data: ", data, "\n\n");
+            return sink.write(event.data(), event.size());
+          };
+          if (absl::StrContains(model, "hang")) {
+            // Keep the connection open until the client goes away (bounded: 30 s).
+            for (int i = 0; i < 1500; ++i) {
+              if (!sink.write(": waiting\n\n", 11)) return false;
+              std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+            return false;
+          }
+          for (size_t i = 0; i < words.size(); ++i) {
+            if (absl::StrContains(model, "drop") && i == 2) return false;  // connection closes
+            nlohmann::json chunk = {
+                {"id", "cmpl-standin"}, {"object", "chat.completion.chunk"}, {"model", model},
+                {"choices", {{{"index", 0}, {"delta", {{"content", words[i]}}}, {"finish_reason", nullptr}}}}};
+            if (!send(chunk.dump())) return false;
+            if (absl::StrContains(model, "slow")) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          }
+          if (!absl::StrContains(model, "nousage")) {
+            nlohmann::json usage = {{"id", "cmpl-standin"}, {"object", "chat.completion.chunk"},
+                                    {"choices", nlohmann::json::array()},
+                                    {"usage", {{"prompt_tokens", prompt_tokens},
+                                               {"completion_tokens", words.size()}}}};
+            if (!send(usage.dump())) return false;
+          }
+          send("[DONE]");
+          sink.done();
+          return true;
+        });
+  }
+
+  static void Error(httplib::Response& res, int code, const std::string& message) {
+    res.status = code;
+    res.set_content(nlohmann::json{{"error", {{"message", message}, {"type", "standin_error"}}}}.dump(),
+                    "application/json");
+  }
+
+  const std::vector<std::string> models_;
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  nlohmann::json last_request_ ABSL_GUARDED_BY(mu_);
+  std::string last_authorization_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace loom
+
+#endif  // LOOM_TESTS_FAKES_OPENAI_STANDIN_H_

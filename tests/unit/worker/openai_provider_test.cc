@@ -1,0 +1,172 @@
+#include "worker/openai_provider.h"
+
+#include <thread>
+
+#include "common/tokens.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fakes/openai_standin.h"
+
+namespace loom {
+namespace {
+
+using ::testing::HasSubstr;
+
+class OpenAIProviderTest : public ::testing::Test {
+ protected:
+  void SetUp() override { base_url_ = server_.Start(); }
+
+  std::unique_ptr<OpenAIProvider> Provider(const std::string& model, std::string api_key = "") {
+    auto p = OpenAIProvider::Create({.base_url = base_url_, .model = model, .api_key = api_key,
+                                     .read_timeout = absl::Seconds(10)});
+    EXPECT_TRUE(p.ok()) << p.status();
+    return *std::move(p);
+  }
+
+  static GenerateRequest Ask(const std::string& text, absl::Duration within = absl::Seconds(10)) {
+    GenerateRequest r;
+    v1::ChatMessage system, user;
+    system.set_role("system");
+    system.set_content("be brief");
+    user.set_role("user");
+    user.set_content(text);
+    r.messages = {system, user};
+    r.max_tokens = 64;
+    r.deadline = absl::Now() + within;
+    return r;
+  }
+
+  absl::StatusOr<v1::Usage> Run(OpenAIProvider& p, const GenerateRequest& r, std::string* text,
+                                const Cancellation& cancel) {
+    return p.Generate(r, [&](std::string_view piece) { text->append(piece); return true; }, cancel);
+  }
+
+  OpenAIStandIn server_{{"llama-standin", "qwen-nousage", "x-error-400", "x-error-429",
+                         "x-error-500", "x-error-401", "x-drop", "x-hang", "x-slow"}};
+  std::string base_url_;
+  Cancellation cancel_;
+};
+
+TEST_F(OpenAIProviderTest, StreamsTextAndReportsTheServersUsage) {
+  auto p = Provider("llama-standin", "secret");
+  std::string text;
+  auto usage = Run(*p, Ask("explain rust ownership please"), &text, cancel_);
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(text, " standin llama-standin answers: explain rust ownership please");
+  EXPECT_EQ(usage->completion_tokens(), 7);  // what the server said it generated
+  nlohmann::json sent = server_.last_request();
+  EXPECT_EQ(sent["model"], "llama-standin");
+  EXPECT_EQ(sent["stream"], true);
+  EXPECT_EQ(sent["stream_options"]["include_usage"], true);
+  EXPECT_EQ(sent["max_tokens"], 64);
+  ASSERT_EQ(sent["messages"].size(), 2u);
+  EXPECT_EQ(sent["messages"][0]["role"], "system");
+  EXPECT_EQ(server_.last_authorization(), "Bearer secret");
+}
+
+TEST_F(OpenAIProviderTest, WithoutUsageTheTextIsCounted) {
+  auto p = Provider("qwen-nousage");
+  std::string text;
+  auto usage = Run(*p, Ask("hi"), &text, cancel_);
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(usage->completion_tokens(), CountTokens(text));
+}
+
+TEST_F(OpenAIProviderTest, UpstreamErrorsMapToRetryDecisions) {
+  struct Case {
+    const char* model;
+    absl::StatusCode code;
+  };
+  for (const Case& c : {Case{"x-error-400", absl::StatusCode::kInvalidArgument},
+                        Case{"x-error-429", absl::StatusCode::kResourceExhausted},
+                        Case{"x-error-500", absl::StatusCode::kUnavailable},
+                        Case{"x-error-401", absl::StatusCode::kUnavailable},
+                        Case{"not-served-here", absl::StatusCode::kNotFound}}) {
+    auto p = Provider(c.model);
+    std::string text;
+    auto usage = Run(*p, Ask("hi"), &text, cancel_);
+    EXPECT_EQ(usage.status().code(), c.code) << c.model << ": " << usage.status();
+    EXPECT_THAT(usage.status().message(), HasSubstr("upstream HTTP")) << c.model;
+  }
+}
+
+TEST_F(OpenAIProviderTest, DroppedConnectionIsUnavailable) {
+  auto p = Provider("x-drop");
+  std::string text;
+  auto usage = Run(*p, Ask("hello there friend"), &text, cancel_);
+  EXPECT_EQ(usage.status().code(), absl::StatusCode::kUnavailable) << usage.status();
+  EXPECT_FALSE(text.empty()) << "the text before the drop arrived";
+}
+
+TEST_F(OpenAIProviderTest, CancellationClosesTheUpstreamRequest) {
+  auto p = Provider("x-hang");
+  std::string text;
+  // Cancel once the server is streaming (bounded wait), as a client going away would.
+  std::thread canceller([&] {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (server_.last_request().is_null() && absl::Now() < deadline) std::this_thread::yield();
+    cancel_.Cancel();
+  });
+  const absl::Time start = absl::Now();
+  auto usage = Run(*p, Ask("hi", absl::Seconds(30)), &text, cancel_);
+  canceller.join();
+  EXPECT_EQ(usage.status().code(), absl::StatusCode::kCancelled) << usage.status();
+  EXPECT_FALSE(server_.last_request().is_null()) << "the request reached the server";
+  EXPECT_LT(absl::Now() - start, absl::Seconds(25)) << "cancelled long before the deadline";
+}
+
+TEST_F(OpenAIProviderTest, DeadlineBoundsASlowServer) {
+  auto p = Provider("x-hang");
+  std::string text;
+  auto usage = Run(*p, Ask("hi", absl::Milliseconds(200)), &text, cancel_);
+  EXPECT_EQ(usage.status().code(), absl::StatusCode::kDeadlineExceeded) << usage.status();
+}
+
+TEST_F(OpenAIProviderTest, ConsumerGoingAwayStopsTheStream) {
+  auto p = Provider("x-slow");
+  int pieces = 0;
+  auto usage = p->Generate(Ask("one two three four"), [&](std::string_view) { return ++pieces < 2; },
+                           cancel_);
+  EXPECT_EQ(usage.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(pieces, 2);
+}
+
+TEST_F(OpenAIProviderTest, UnreachableServerIsUnavailable) {
+  const int port = server_.port();
+  server_.Stop();
+  auto p = OpenAIProvider::Create({.base_url = absl::StrCat("http://127.0.0.1:", port, "/v1"),
+                                   .model = "llama-standin"});
+  std::string text;
+  auto usage = Run(**p, Ask("hi"), &text, cancel_);
+  EXPECT_EQ(usage.status().code(), absl::StatusCode::kUnavailable) << usage.status();
+}
+
+TEST_F(OpenAIProviderTest, DiscoversTheServersModels) {
+  auto models = OpenAIProvider::DiscoverModels(base_url_, "");
+  ASSERT_TRUE(models.ok()) << models.status();
+  EXPECT_THAT(*models, ::testing::Contains("llama-standin"));
+  EXPECT_EQ(models->size(), 9u);
+}
+
+TEST(OpenAIProviderConfigTest, BaseUrlsAreCheckedAndSplit) {
+  std::string origin, prefix;
+  ASSERT_TRUE(SplitBaseUrl("http://127.0.0.1:11434/v1/", &origin, &prefix).ok());
+  EXPECT_EQ(origin, "http://127.0.0.1:11434");
+  EXPECT_EQ(prefix, "/v1");
+  ASSERT_TRUE(SplitBaseUrl("https://api.example.invalid", &origin, &prefix).ok());
+  EXPECT_EQ(prefix, "");
+  EXPECT_FALSE(SplitBaseUrl("127.0.0.1:8080", &origin, &prefix).ok());
+  EXPECT_FALSE(SplitBaseUrl("http:///v1", &origin, &prefix).ok());
+  EXPECT_FALSE(OpenAIProvider::Create({.base_url = "http://h:1", .model = ""}).ok());
+}
+
+TEST(StatusFromHttpTest, UsesTheOpenAIErrorMessage) {
+  absl::Status s = StatusFromHttp(429, R"({"error": {"message": "slow down", "type": "rate"}})");
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(s.message(), HasSubstr("slow down"));
+  EXPECT_EQ(StatusFromHttp(503, "<html>").code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(StatusFromHttp(504, "").code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+}  // namespace
+}  // namespace loom

@@ -1,0 +1,233 @@
+#include "worker/openai_provider.h"
+
+#include <httplib.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/tokens.h"
+#include "nlohmann/json.hpp"
+#include "worker/sse_parser.h"
+
+namespace loom {
+namespace {
+
+using json = nlohmann::json;
+
+template <typename Duration>
+void SetTimeouts(httplib::Client* client, Duration connect, Duration read) {
+  client->set_connection_timeout(std::chrono::duration_cast<std::chrono::microseconds>(connect));
+  client->set_read_timeout(std::chrono::duration_cast<std::chrono::microseconds>(read));
+  client->set_write_timeout(std::chrono::duration_cast<std::chrono::microseconds>(read));
+}
+
+httplib::Headers AuthHeaders(const std::string& api_key) {
+  httplib::Headers headers;
+  if (!api_key.empty()) headers.emplace("Authorization", "Bearer " + api_key);
+  return headers;
+}
+
+}  // namespace
+
+absl::Status SplitBaseUrl(const std::string& base_url, std::string* origin, std::string* prefix) {
+  absl::string_view rest = base_url;
+  std::string scheme;
+  if (absl::ConsumePrefix(&rest, "http://")) {
+    scheme = "http://";
+  } else if (absl::ConsumePrefix(&rest, "https://")) {
+    scheme = "https://";
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("base_url '", base_url, "' must start with http:// or https://"));
+  }
+  const size_t slash = rest.find('/');
+  const absl::string_view host = rest.substr(0, slash);
+  if (host.empty()) return absl::InvalidArgumentError(absl::StrCat("base_url '", base_url, "' has no host"));
+  *origin = absl::StrCat(scheme, host);
+  absl::string_view path = slash == absl::string_view::npos ? "" : rest.substr(slash);
+  while (absl::ConsumeSuffix(&path, "/")) {
+  }
+  *prefix = std::string(path);
+  return absl::OkStatus();
+}
+
+absl::Status StatusFromHttp(int http_status, absl::string_view body) {
+  std::string message = std::string(body.substr(0, 300));
+  json parsed = json::parse(body, nullptr, false);
+  if (!parsed.is_discarded() && parsed.is_object() && parsed.contains("error")) {
+    const json& e = parsed["error"];
+    if (e.is_object() && e.contains("message") && e["message"].is_string()) {
+      message = e["message"].get<std::string>();
+    } else if (e.is_string()) {
+      message = e.get<std::string>();
+    }
+  }
+  const std::string text = absl::StrCat("upstream HTTP ", http_status, ": ", message);
+  switch (http_status) {
+    case 400:
+    case 413:
+    case 422:
+      return absl::InvalidArgumentError(text);  // the request itself: no device would take it
+    case 404:
+      return absl::NotFoundError(text);          // this server lacks the model: try another
+    case 408:
+    case 504:
+      return absl::DeadlineExceededError(text);
+    case 429:
+      return absl::ResourceExhaustedError(text);  // busy: try another device
+    default:
+      // 401/403 (this device is misconfigured), 5xx, anything else: another device may serve.
+      return absl::UnavailableError(text);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<OpenAIProvider>> OpenAIProvider::Create(
+    OpenAIProviderOptions options) {
+  std::string origin, prefix;
+  if (auto s = SplitBaseUrl(options.base_url, &origin, &prefix); !s.ok()) return s;
+  if (options.model.empty()) return absl::InvalidArgumentError("openai backend: empty model name");
+  return std::unique_ptr<OpenAIProvider>(
+      new OpenAIProvider(std::move(options), std::move(origin), std::move(prefix)));
+}
+
+absl::StatusOr<v1::Usage> OpenAIProvider::Generate(const GenerateRequest& request,
+                                                   const TokenSink& sink,
+                                                   const Cancellation& cancel) {
+  json body = {{"model", options_.model}, {"stream", true},
+               {"stream_options", {{"include_usage", true}}}};
+  body["messages"] = json::array();
+  for (const auto& m : request.messages) {
+    body["messages"].push_back({{"role", m.role()}, {"content", m.content()}});
+  }
+  if (request.max_tokens > 0) body["max_tokens"] = request.max_tokens;
+
+  const absl::Duration left = request.deadline - absl::Now();
+  if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("deadline already passed");
+  httplib::Client client(origin_);
+  SetTimeouts(&client, absl::ToChronoMicroseconds(std::min(options_.connect_timeout, left)),
+              absl::ToChronoMicroseconds(std::min(options_.read_timeout, left)));
+
+  // Cancellation (client gone, request deadline) closes the connection at once.
+  const int cancel_id = cancel.OnCancel([&client] { client.stop(); });
+
+  int http_status = 0;
+  std::string error_body;
+  std::string text;
+  v1::Usage usage;
+  bool usage_seen = false, done = false, consumer_gone = false;
+  absl::Status stream_error;
+  SseParser parser;
+  auto on_event = [&](absl::string_view data) {
+    if (data == "[DONE]") {
+      done = true;
+      return true;
+    }
+    json chunk = json::parse(data, nullptr, false);
+    if (chunk.is_discarded() || !chunk.is_object()) {
+      stream_error = absl::UnavailableError("upstream sent an event that is not JSON");
+      return false;
+    }
+    if (chunk.contains("error")) {
+      stream_error = StatusFromHttp(500, data);
+      return false;
+    }
+    if (chunk.contains("choices") && chunk["choices"].is_array() && !chunk["choices"].empty()) {
+      const json& choice = chunk["choices"][0];
+      if (choice.contains("delta") && choice["delta"].is_object() &&
+          choice["delta"].contains("content") && choice["delta"]["content"].is_string()) {
+        const std::string piece = choice["delta"]["content"].get<std::string>();
+        if (!piece.empty()) {
+          text += piece;
+          if (!sink(piece)) {
+            consumer_gone = true;
+            return false;
+          }
+        }
+      }
+    }
+    if (chunk.contains("usage") && chunk["usage"].is_object()) {
+      const json& u = chunk["usage"];
+      if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer()) {
+        usage.set_prompt_tokens(u["prompt_tokens"].get<int64_t>());
+      }
+      if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer()) {
+        usage.set_completion_tokens(u["completion_tokens"].get<int64_t>());
+        usage_seen = true;
+      }
+    }
+    return true;
+  };
+
+  httplib::Request req;
+  req.method = "POST";
+  req.path = prefix_ + "/chat/completions";
+  req.headers = AuthHeaders(options_.api_key);
+  req.headers.emplace("Accept", "text/event-stream");
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  req.response_handler = [&](const httplib::Response& response) {
+    http_status = response.status;
+    return true;
+  };
+  req.content_receiver = [&](const char* data, size_t length, uint64_t, uint64_t) {
+    if (cancel.IsCancelled() || absl::Now() > request.deadline) return false;
+    if (http_status != 200) {
+      error_body.append(data, std::min(length, options_.max_error_body - std::min(
+                                                   options_.max_error_body, error_body.size())));
+      return true;
+    }
+    absl::Status s = parser.Feed(absl::string_view(data, length), on_event);
+    if (!s.ok() && stream_error.ok() && !consumer_gone) stream_error = s;
+    return s.ok();
+  };
+  httplib::Result result = client.send(req);
+  cancel.RemoveCallback(cancel_id);
+
+  if (consumer_gone || cancel.IsCancelled()) return absl::CancelledError("cancelled");
+  if (!stream_error.ok()) return stream_error;
+  if (absl::Now() > request.deadline) {
+    return absl::DeadlineExceededError(absl::StrCat("upstream ", origin_, " passed the deadline"));
+  }
+  if (http_status != 0 && http_status != 200) return StatusFromHttp(http_status, error_body);
+  if (!result) {
+    return absl::UnavailableError(absl::StrCat("upstream ", origin_, ": ",
+                                               httplib::to_string(result.error())));
+  }
+  if (!done) {
+    return absl::UnavailableError(
+        absl::StrCat("upstream ", origin_, " ended the stream before [DONE]"));
+  }
+  if (!usage_seen) usage.set_completion_tokens(CountTokens(text));
+  if (usage.prompt_tokens() == 0) {
+    for (const auto& m : request.messages) {
+      usage.set_prompt_tokens(usage.prompt_tokens() + CountTokens(m.content()));
+    }
+  }
+  return usage;
+}
+
+absl::StatusOr<std::vector<std::string>> OpenAIProvider::DiscoverModels(
+    const std::string& base_url, const std::string& api_key, absl::Duration timeout) {
+  std::string origin, prefix;
+  if (auto s = SplitBaseUrl(base_url, &origin, &prefix); !s.ok()) return s;
+  httplib::Client client(origin);
+  SetTimeouts(&client, absl::ToChronoMicroseconds(timeout), absl::ToChronoMicroseconds(timeout));
+  httplib::Result result = client.Get(prefix + "/models", AuthHeaders(api_key));
+  if (!result) {
+    return absl::UnavailableError(absl::StrCat("cannot list models at ", base_url, ": ",
+                                               httplib::to_string(result.error())));
+  }
+  if (result->status != 200) return StatusFromHttp(result->status, result->body);
+  json parsed = json::parse(result->body, nullptr, false);
+  if (parsed.is_discarded() || !parsed.contains("data") || !parsed["data"].is_array()) {
+    return absl::UnavailableError(absl::StrCat(base_url, "/models did not return a model list"));
+  }
+  std::vector<std::string> ids;
+  for (const json& m : parsed["data"]) {
+    if (m.is_object() && m.contains("id") && m["id"].is_string()) ids.push_back(m["id"].get<std::string>());
+  }
+  if (ids.empty()) return absl::NotFoundError(absl::StrCat(base_url, " serves no models"));
+  return ids;
+}
+
+}  // namespace loom

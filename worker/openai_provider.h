@@ -1,0 +1,70 @@
+// File: worker/openai_provider.h
+// An InferenceProvider in front of any OpenAI-compatible server (llama.cpp llama-server,
+// Ollama, vLLM, LM Studio): POST {base_url}/chat/completions with "stream": true, read the
+// Server-Sent Events, pass each delta's text on, and report the usage the server sends (or,
+// when it sends none, the coordinator's token count of the text).
+//
+//   auto provider = OpenAIProvider::Create({.base_url = "http://127.0.0.1:11434/v1",
+//                                           .model = "llama3.1:8b"});
+//
+// Cancellation closes the upstream connection at once (the server stops generating); the
+// deadline bounds the whole call; read_timeout bounds a silent server. Upstream failures map
+// to statuses that drive the coordinator's retry decision (StatusFromHttp): a request the
+// server rejects is INVALID_ARGUMENT (not retried); a busy server RESOURCE_EXHAUSTED; a broken,
+// unreachable, misconfigured or failing server UNAVAILABLE (retried on another device).
+//
+// Thread-safe: each Generate uses its own connection.
+#ifndef LOOM_WORKER_OPENAI_PROVIDER_H_
+#define LOOM_WORKER_OPENAI_PROVIDER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "worker/inference_provider.h"
+
+namespace loom {
+
+struct OpenAIProviderOptions {
+  std::string base_url;   // "http(s)://host:port[/prefix]", e.g. "http://127.0.0.1:8080/v1"
+  std::string model;      // the model name the server knows
+  std::string api_key;    // optional bearer token
+  absl::Duration connect_timeout = absl::Seconds(2);
+  absl::Duration read_timeout = absl::Seconds(60);
+  size_t max_error_body = 4096;  // bytes of an error response kept for the message
+};
+
+class OpenAIProvider : public InferenceProvider {
+ public:
+  // INVALID_ARGUMENT for a malformed base_url or an empty model.
+  static absl::StatusOr<std::unique_ptr<OpenAIProvider>> Create(OpenAIProviderOptions options);
+
+  absl::StatusOr<v1::Usage> Generate(const GenerateRequest& request, const TokenSink& sink,
+                                     const Cancellation& cancel) override;
+  bool simulated() const override { return false; }
+
+  // The model ids the server lists at GET {base_url}/models.
+  static absl::StatusOr<std::vector<std::string>> DiscoverModels(
+      const std::string& base_url, const std::string& api_key,
+      absl::Duration timeout = absl::Seconds(5));
+
+ private:
+  OpenAIProvider(OpenAIProviderOptions options, std::string origin, std::string prefix)
+      : options_(std::move(options)), origin_(std::move(origin)), prefix_(std::move(prefix)) {}
+
+  const OpenAIProviderOptions options_;
+  const std::string origin_;  // scheme://host:port
+  const std::string prefix_;  // path before /chat/completions, without a trailing slash
+};
+
+// The one converter from an upstream HTTP status (and its body) to a Status.
+absl::Status StatusFromHttp(int http_status, absl::string_view body);
+
+// Splits "http://host:port/v1/" into "http://host:port" and "/v1".
+absl::Status SplitBaseUrl(const std::string& base_url, std::string* origin, std::string* prefix);
+
+}  // namespace loom
+
+#endif  // LOOM_WORKER_OPENAI_PROVIDER_H_
