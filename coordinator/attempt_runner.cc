@@ -53,12 +53,14 @@ absl::Duration AttemptLog::device_wait() const {
 }
 
 AttemptRunner::AttemptRunner(AttemptOptions options, DeviceRegistry* registry,
-                             const ModelSelector* selector, DeviceClient* devices, Clock* clock)
+                             const ModelSelector* selector, DeviceClient* devices, Clock* clock,
+                             Metrics* metrics)
     : options_(options),
       registry_(registry),
       selector_(selector),
       devices_(devices),
-      clock_(clock) {}
+      clock_(clock),
+      metrics_(metrics) {}
 
 absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
                                               const CallSpec& spec, absl::Time deadline,
@@ -134,6 +136,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     record.set_started_unix_ms(absl::ToUnixMillis(started));
     record.set_finished_unix_ms(absl::ToUnixMillis(finished));
     record.set_role(spec.role);
+    if (metrics_) metrics_->RecordAttempt(usage.ok());
     if (usage.ok()) {
       record.set_outcome(v1::ATTEMPT_OUTCOME_OK);
       log->Add(std::move(record));

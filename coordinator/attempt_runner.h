@@ -25,6 +25,7 @@
 #include "common/cancellation.h"
 #include "common/clock.h"
 #include "coordinator/device_client.h"
+#include "coordinator/metrics.h"
 #include "coordinator/model_selector.h"
 #include "coordinator/registry.h"
 #include "loom/v1/orchestrator.pb.h"
@@ -88,8 +89,9 @@ struct CallResult {
 
 class AttemptRunner {
  public:
+  // `metrics` may be null.
   AttemptRunner(AttemptOptions options, DeviceRegistry* registry, const ModelSelector* selector,
-                DeviceClient* devices, Clock* clock);
+                DeviceClient* devices, Clock* clock, Metrics* metrics = nullptr);
 
   // UNAVAILABLE naming every failed attempt when no attempt succeeded; the first selection's
   // error (NOT_FOUND for an unknown model) when no device could be chosen at all; CANCELLED or
@@ -107,6 +109,7 @@ class AttemptRunner {
   const ModelSelector* const selector_;
   DeviceClient* const devices_;
   Clock* const clock_;
+  Metrics* const metrics_;
 };
 
 }  // namespace loom

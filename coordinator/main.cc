@@ -15,7 +15,10 @@
 #include "common/logging.h"
 #include "common/ready_file.h"
 #include "common/shutdown.h"
+#include "coordinator/authenticator.h"
 #include "coordinator/grpc_device_client.h"
+#include "coordinator/http_front_door.h"
+#include "coordinator/metrics.h"
 #include "coordinator/orchestrator_service.h"
 #include "coordinator/registry.h"
 #include "coordinator/registry_service.h"
@@ -23,6 +26,11 @@
 #include "ledger/sqlite_ledger.h"
 
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:7070", "Address of the gRPC API (port 0: any).");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
+          "Address of the OpenAI-compatible HTTP API (port 0: any; empty: no HTTP).");
+ABSL_FLAG(std::string, allow_anonymous, "",
+          "Serve requests without an API key, charged to this client account (local demos only).");
+ABSL_FLAG(int64_t, request_timeout_ms, 300000, "Deadline of a request when the client sets none.");
 ABSL_FLAG(std::string, ledger_db, "loom.db", "SQLite ledger file (created if missing).");
 ABSL_FLAG(std::string, ledger_synchronous, "FULL", "SQLite synchronous setting: FULL, NORMAL or OFF.");
 ABSL_FLAG(int32_t, fee_bps, 0, "Coordinator fee on every settlement, basis points (0-10000), paid to 'fee'.");
@@ -33,7 +41,6 @@ ABSL_FLAG(int32_t, missed_heartbeats, 3, "A device silent this many intervals is
 ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per sub-task, each on another device.");
 ABSL_FLAG(int64_t, attempt_timeout_ms, 60000, "Deadline of one attempt on one device.");
 ABSL_FLAG(int32_t, request_threads, 32, "Requests served at once.");
-ABSL_FLAG(std::string, default_client, "anonymous", "Account charged when a request names none.");
 ABSL_FLAG(std::string, decomposer, "auto",
           "auto: ask the smallest real (non-simulated) model for the sub-task graph, else rules; "
           "model: ask a model even if simulated; rules: always rule-based.");
@@ -90,7 +97,6 @@ int main(int argc, char** argv) {
   loom::RunnerOptions options;
   options.attempts.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   options.attempts.attempt_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_attempt_timeout_ms));
-  options.default_client = absl::GetFlag(FLAGS_default_client);
   const std::string decomposer = absl::GetFlag(FLAGS_decomposer);
   if (decomposer == "auto") {
     options.decomposer.mode = loom::DecomposerOptions::Mode::kAuto;
@@ -106,28 +112,47 @@ int main(int argc, char** argv) {
   options.compete.k = absl::GetFlag(FLAGS_compete_k);
   if (options.compete.k < 1 || options.compete.k > 8) return Fail("--compete_k must be 1-8");
 
+  if (absl::GetFlag(FLAGS_request_timeout_ms) < 100) return Fail("--request_timeout_ms must be >= 100");
+  options.request_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_request_timeout_ms));
+
   loom::ModelSelector selector(std::move(affinity), {.load_weight = load_weight});
   loom::GrpcDeviceClient device_client;
+  loom::Metrics metrics;
   loom::RequestRunner runner(options, &registry, &selector, &device_client, ledger->get(),
-                             loom::Clock::Real());
+                             loom::Clock::Real(), &metrics);
+  loom::Authenticator auth(ledger->get(), absl::GetFlag(FLAGS_allow_anonymous));
+  if (!absl::GetFlag(FLAGS_allow_anonymous).empty()) {
+    spdlog::warn("serving requests without an API key, charged to client:{} (--allow_anonymous)",
+                 absl::GetFlag(FLAGS_allow_anonymous));
+  }
   loom::RegistryService registry_service(&registry);
-  loom::OrchestratorService orchestrator_service(&runner, &registry,
+  loom::OrchestratorService orchestrator_service(&runner, &registry, &auth,
                                                  absl::GetFlag(FLAGS_request_threads));
+  loom::HttpFrontDoor http({.request_timeout = options.request_timeout}, &runner, &registry, &auth,
+                           &metrics);
 
   auto started = loom::StartGrpcServer(absl::GetFlag(FLAGS_grpc_listen),
                                        {&registry_service, &orchestrator_service});
   if (!started.ok()) return Fail(std::string(started.status().message()));
+  std::string http_address;
+  if (!absl::GetFlag(FLAGS_http_listen).empty()) {
+    auto bound = http.Start(absl::GetFlag(FLAGS_http_listen));
+    if (!bound.ok()) return Fail(std::string(bound.status().message()));
+    http_address = *bound;
+  }
   const std::string ready_file = absl::GetFlag(FLAGS_ready_file);
   if (!ready_file.empty()) {
     auto s = loom::WriteFileAtomically(
-        ready_file, absl::StrCat("{\"grpc\": \"", started->address, "\", \"pid\": ", getpid(), "}\n"));
+        ready_file, absl::StrCat("{\"grpc\": \"", started->address, "\", \"http\": \"",
+                                 http_address, "\", \"pid\": ", getpid(), "}\n"));
     if (!s.ok()) return Fail(std::string(s.message()));
   }
-  spdlog::info("coordinator serving gRPC on {}, ledger {}", started->address,
-               absl::GetFlag(FLAGS_ledger_db));
+  spdlog::info("coordinator serving gRPC on {}, HTTP on {}, ledger {}", started->address,
+               http_address.empty() ? "(off)" : http_address, absl::GetFlag(FLAGS_ledger_db));
 
   loom::ShutdownWaiter waiter;
   int code = waiter.Wait();
+  http.Stop();
   loom::StopGrpcServer(started->server.get(), absl::Seconds(5));
   spdlog::info("stopped");
   return code;

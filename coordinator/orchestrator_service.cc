@@ -9,15 +9,36 @@
 namespace loom {
 namespace {
 
-// Complete: the request runs on the pool; OnCancel cancels it.
+std::string Authorization(grpc::CallbackServerContext* context) {
+  const auto& md = context->client_metadata();
+  auto it = md.find("authorization");
+  return it == md.end() ? std::string() : std::string(it->second.data(), it->second.size());
+}
+
+// The request as the runner sees it: charged to the authenticated client.
+absl::StatusOr<v1::CompleteRequest> Authenticated(const Authenticator* auth,
+                                                  const std::string& authorization,
+                                                  const v1::CompleteRequest& request) {
+  absl::StatusOr<std::string> client = auth->ClientFor(authorization);
+  if (!client.ok()) return client.status();
+  v1::CompleteRequest copy = request;
+  copy.set_client_id(*client);
+  return copy;
+}
+
+// Complete: authentication and the request run on the pool; OnCancel cancels it.
 class CompleteReactor : public grpc::ServerUnaryReactor {
  public:
   CompleteReactor(grpc::CallbackServerContext* context, const v1::CompleteRequest* request,
-                  v1::CompleteResponse* response, RequestRunner* runner, ThreadPool* pool) {
+                  v1::CompleteResponse* response, RequestRunner* runner, const Authenticator* auth,
+                  ThreadPool* pool) {
     const absl::Time deadline = absl::FromChrono(context->deadline());
-    pool->Schedule([this, request, response, runner, deadline] {
+    pool->Schedule([this, request, response, runner, auth, deadline,
+                    authorization = Authorization(context)] {
+      absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth, authorization, *request);
       absl::StatusOr<v1::CompleteResponse> result =
-          runner->Run(*request, deadline, nullptr, &cancel_);
+          req.ok() ? runner->Run(*req, deadline, nullptr, &cancel_)
+                   : absl::StatusOr<v1::CompleteResponse>(req.status());
       if (result.ok()) *response = *std::move(result);
       Finish(ToGrpcStatus(result.status()));
     });
@@ -33,11 +54,16 @@ class CompleteReactor : public grpc::ServerUnaryReactor {
 class StreamReactor : public QueuedWriteReactor<v1::CompleteEvent> {
  public:
   StreamReactor(grpc::CallbackServerContext* context, const v1::CompleteRequest* request,
-                RequestRunner* runner, ThreadPool* pool) {
+                RequestRunner* runner, const Authenticator* auth, ThreadPool* pool) {
     const absl::Time deadline = absl::FromChrono(context->deadline());
-    pool->Schedule([this, request, runner, deadline] {
+    pool->Schedule([this, request, runner, auth, deadline, authorization = Authorization(context)] {
+      absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth, authorization, *request);
+      if (!req.ok()) {
+        Close(ToGrpcStatus(req.status()));
+        return;
+      }
       absl::StatusOr<v1::CompleteResponse> result = runner->Run(
-          *request, deadline, [this](const v1::CompleteEvent& e) { Push(e); }, &cancellation());
+          *req, deadline, [this](const v1::CompleteEvent& e) { Push(e); }, &cancellation());
       Close(ToGrpcStatus(result.status()));
     });
   }
@@ -46,27 +72,32 @@ class StreamReactor : public QueuedWriteReactor<v1::CompleteEvent> {
 }  // namespace
 
 OrchestratorService::OrchestratorService(RequestRunner* runner, DeviceRegistry* registry,
-                                         int threads)
-    : runner_(runner), registry_(registry), pool_(threads) {}
+                                         const Authenticator* auth, int threads)
+    : runner_(runner), registry_(registry), auth_(auth), pool_(threads) {}
 
 grpc::ServerUnaryReactor* OrchestratorService::Complete(grpc::CallbackServerContext* context,
                                                         const v1::CompleteRequest* request,
                                                         v1::CompleteResponse* response) {
-  return new CompleteReactor(context, request, response, runner_, &pool_);
+  return new CompleteReactor(context, request, response, runner_, auth_, &pool_);
 }
 
 grpc::ServerWriteReactor<v1::CompleteEvent>* OrchestratorService::StreamComplete(
     grpc::CallbackServerContext* context, const v1::CompleteRequest* request) {
-  return new StreamReactor(context, request, runner_, &pool_);
+  return new StreamReactor(context, request, runner_, auth_, &pool_);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::Explain(grpc::CallbackServerContext* context,
                                                        const v1::CompleteRequest* request,
                                                        v1::CompilationPlan* response) {
   auto* reactor = context->DefaultReactor();
-  absl::StatusOr<v1::CompilationPlan> plan = runner_->Explain(*request);
-  if (plan.ok()) *response = *std::move(plan);
-  reactor->Finish(ToGrpcStatus(plan.status()));
+  // Off the reactor thread: authentication reads the ledger.
+  pool_.Schedule([this, reactor, request, response, authorization = Authorization(context)] {
+    absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth_, authorization, *request);
+    absl::StatusOr<v1::CompilationPlan> plan =
+        req.ok() ? runner_->Explain(*req) : absl::StatusOr<v1::CompilationPlan>(req.status());
+    if (plan.ok()) *response = *std::move(plan);
+    reactor->Finish(ToGrpcStatus(plan.status()));
+  });
   return reactor;
 }
 

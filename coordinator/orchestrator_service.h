@@ -7,6 +7,7 @@
 #define LOOM_COORDINATOR_ORCHESTRATOR_SERVICE_H_
 
 #include "common/thread_pool.h"
+#include "coordinator/authenticator.h"
 #include "coordinator/registry.h"
 #include "coordinator/request_runner.h"
 #include "loom/v1/orchestrator.grpc.pb.h"
@@ -15,7 +16,11 @@ namespace loom {
 
 class OrchestratorService final : public v1::Orchestrator::CallbackService {
  public:
-  OrchestratorService(RequestRunner* runner, DeviceRegistry* registry, int threads);
+  // Complete, StreamComplete and Explain need an API key in "authorization: Bearer <key>"
+  // metadata (unless `auth` allows anonymous use); the request's client_id is replaced by the
+  // key's client.
+  OrchestratorService(RequestRunner* runner, DeviceRegistry* registry, const Authenticator* auth,
+                      int threads);
 
   grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
                                      const v1::CompleteRequest* request,
@@ -32,6 +37,7 @@ class OrchestratorService final : public v1::Orchestrator::CallbackService {
  private:
   RequestRunner* const runner_;
   DeviceRegistry* const registry_;
+  const Authenticator* const auth_;
   ThreadPool pool_;
 };
 

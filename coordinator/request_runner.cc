@@ -61,13 +61,14 @@ v1::SubTaskResult Result(const v1::SubTask& task, const std::string& input,
 
 RequestRunner::RequestRunner(RunnerOptions options, DeviceRegistry* registry,
                              const ModelSelector* selector, DeviceClient* devices,
-                             LedgerStore* ledger, Clock* clock)
+                             LedgerStore* ledger, Clock* clock, Metrics* metrics)
     : options_(std::move(options)),
       registry_(registry),
       ledger_(ledger),
       clock_(clock),
+      metrics_(metrics),
       analyzer_(options_.analyzer),
-      attempts_(options_.attempts, registry, selector, devices, clock),
+      attempts_(options_.attempts, registry, selector, devices, clock, metrics),
       decomposer_(options_.decomposer, &attempts_),
       executor_(&attempts_),
       synthesizer_(&attempts_),
@@ -213,13 +214,23 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   const int64_t max_tokens =
       request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
   // Budget first: nothing runs for a client who cannot pay for it.
+  const absl::Time start = clock_->Now();
   const Analysis analysis = analyzer_.Analyze(request, max_tokens);
-  LOOM_RETURN_IF_ERROR(ledger_->Reserve(request_id, client_account,
-                                        CostBound(analysis, max_tokens),
-                                        options_.request_timeout + options_.reservation_margin));
+  const absl::Status reserved =
+      ledger_->Reserve(request_id, client_account, CostBound(analysis, max_tokens),
+                       options_.request_timeout + options_.reservation_margin);
   absl::StatusOr<v1::CompleteResponse> response =
-      Execute(request, analysis, request_id, client_account, deadline, sink, cancel);
-  if (!response.ok()) {
+      reserved.ok() ? Execute(request, analysis, request_id, client_account, deadline, sink, cancel)
+                    : absl::StatusOr<v1::CompleteResponse>(reserved);
+  if (metrics_) {
+    metrics_->RecordRequest(analysis.kind, response.status(), clock_->Now() - start);
+    if (response.ok()) {
+      metrics_->RecordOverhead(absl::Microseconds(response->coordinator_overhead_us()));
+      metrics_->RecordSettlement(response->cost_micro());
+    }
+  }
+  // Only a reservation this call made is released (a refused one may belong to another call).
+  if (reserved.ok() && !response.ok()) {
     if (absl::Status released = ledger_->Release(request_id); !released.ok()) {
       spdlog::error("request {}: releasing its reservation failed ({}); it expires by itself",
                     request_id, released.ToString());

@@ -37,6 +37,7 @@
 #include "coordinator/compete_runner.h"
 #include "coordinator/device_client.h"
 #include "coordinator/fan_out_executor.h"
+#include "coordinator/metrics.h"
 #include "coordinator/model_selector.h"
 #include "coordinator/registry.h"
 #include "coordinator/request_analyzer.h"
@@ -64,8 +65,10 @@ struct RunnerOptions {
 
 class RequestRunner {
  public:
+  // `metrics` may be null.
   RequestRunner(RunnerOptions options, DeviceRegistry* registry, const ModelSelector* selector,
-                DeviceClient* devices, LedgerStore* ledger, Clock* clock);
+                DeviceClient* devices, LedgerStore* ledger, Clock* clock,
+                Metrics* metrics = nullptr);
 
   absl::StatusOr<v1::CompleteResponse> Run(const v1::CompleteRequest& request,
                                            absl::Time deadline, const EventSink& sink,
@@ -95,6 +98,7 @@ class RequestRunner {
   DeviceRegistry* const registry_;
   LedgerStore* const ledger_;
   Clock* const clock_;
+  Metrics* const metrics_;
   const RequestAnalyzer analyzer_;
   const AttemptRunner attempts_;
   const TaskDecomposer decomposer_;

@@ -49,13 +49,15 @@ wait_ready() {
   return 1
 }
 
-"$BIN/loom-coordinator" --grpc_listen=127.0.0.1:0 --ledger_db="$WORK/loom.db" \
-  --ready_file="$WORK/coordinator.json" 2>"$WORK/coordinator.log" &
+"$BIN/loom-coordinator" --grpc_listen=127.0.0.1:0 --http_listen=127.0.0.1:0 \
+  --ledger_db="$WORK/loom.db" --ready_file="$WORK/coordinator.json" 2>"$WORK/coordinator.log" &
 PIDS+=($!)
 COORD=$(wait_ready "$WORK/coordinator.json" $!)
-echo "quickstart: coordinator on $COORD"
-# Requests are charged to client:anonymous: top it up from the mint (idempotent by reference).
-"$BIN/loom-ledger" --db="$WORK/loom.db" grant client:anonymous 10 --reference=quickstart
+HTTP=$(sed -n 's/.*"http": "\([^"]*\)".*/\1/p' "$WORK/coordinator.json")
+echo "quickstart: coordinator on $COORD (gRPC) and http://$HTTP (OpenAI-compatible HTTP)"
+# A client account with an API key and credits from the mint (the grant is idempotent).
+export LOOM_API_KEY=$("$BIN/loom-ledger" --db="$WORK/loom.db" keys create --client=demo 2>/dev/null)
+"$BIN/loom-ledger" --db="$WORK/loom.db" grant client:demo 10 --reference=quickstart
 
 for family in qwen-coder llama mistral; do
   "$BIN/loom-worker" --coordinator="$COORD" --config="deploy/examples/worker-$family.json" \
@@ -82,14 +84,20 @@ echo
 echo "== loom ask --family=qwen-coder \"Write a function that reverses a linked list in C\" =="
 "$BIN/loom" --coordinator="$COORD" ask --family=qwen-coder "Write a function that reverses a linked list in C"
 echo
+echo "== the same mesh through the OpenAI-compatible HTTP API (curl) =="
+curl -s "http://$HTTP/v1/chat/completions" -H "Authorization: Bearer $LOOM_API_KEY" \
+  -H "Content-Type: application/json" \
+  -d '{"model": "loom-auto", "messages": [{"role": "user", "content": "What is the capital of Australia?"}]}'
+echo
+echo
 echo "== devices after the requests =="
 "$BIN/loom" --coordinator="$COORD" devices
 echo
 echo "== ledger: contribution records (loom-ledger records) =="
 "$BIN/loom-ledger" --db="$WORK/loom.db" records
 echo
-echo "== ledger: the client's balance (loom-ledger balance client:anonymous) =="
-"$BIN/loom-ledger" --db="$WORK/loom.db" balance client:anonymous
+echo "== ledger: the client's balance (loom-ledger balance client:demo) =="
+"$BIN/loom-ledger" --db="$WORK/loom.db" balance client:demo
 echo
 echo "== ledger: audit (loom-ledger verify) =="
 "$BIN/loom-ledger" --db="$WORK/loom.db" verify
@@ -99,6 +107,8 @@ echo "== ledger: who gets paid (loom-ledger payouts) =="
 echo
 echo "quickstart: done in $(( $(date +%s) - t0 )) s"
 if [ $KEEP = 1 ]; then
-  echo "quickstart: mesh still running; try: $BIN/loom --coordinator=$COORD ask \"...\"  (Ctrl-C stops it)"
+  echo "quickstart: mesh still running (Ctrl-C stops it); try:"
+  echo "  LOOM_API_KEY=$LOOM_API_KEY $BIN/loom --coordinator=$COORD ask \"...\""
+  echo "  curl http://$HTTP/v1/models -H \"Authorization: Bearer $LOOM_API_KEY\""
   wait
 fi

@@ -41,6 +41,9 @@ constexpr Command kCommands[] = {
     {"payout", "payout PROVIDER AMOUNT --reference=R",
      "cash out a provider's earnings to the payout account; refused beyond its balance. "
      "Idempotent by reference."},
+    {"keys", "keys create --client=NAME | keys list | keys revoke --key=ID",
+     "API keys for the HTTP and gRPC APIs, each bound to a client account (requests with the "
+     "key are charged to it). create prints the key once; only its hash is stored."},
     {"verify", "verify",
      "recompute the hash chain, check every transaction sums to zero and settlements match "
      "their records, run PRAGMA integrity_check; exit 0 when all hold, else name the first bad "
@@ -193,6 +196,27 @@ std::string FormatPayouts(const std::vector<PayoutRow>& payouts, OutputFormat fo
   }
   if (rows.empty()) return "no provider earned or was paid in this period\n";
   return FormatTextTable(header, rows);
+}
+
+std::string FormatKeys(const std::vector<ApiKeyInfo>& keys, OutputFormat format) {
+  auto when = [](int64_t ms) {
+    return ms == 0 ? std::string("") : absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(ms), absl::UTCTimeZone());
+  };
+  if (format == OutputFormat::kJson) {
+    json out = json::array();
+    for (const auto& k : keys) {
+      out.push_back({{"id", k.id}, {"client", k.client_account}, {"created", when(k.created_ms)},
+                     {"revoked", when(k.revoked_ms)}, {"valid", k.revoked_ms == 0}});
+    }
+    return out.dump() + "\n";
+  }
+  std::vector<Row> rows;
+  for (const auto& k : keys) {
+    rows.push_back({k.id, k.client_account, when(k.created_ms),
+                    k.revoked_ms ? "revoked " + when(k.revoked_ms) : "valid"});
+  }
+  Row header = {"key", "client", "created", "state"};
+  return format == OutputFormat::kCsv ? FormatCsv(header, rows) : FormatTextTable(header, rows);
 }
 
 std::string FormatBalance(const std::string& account, int64_t balance, int64_t available,

@@ -19,6 +19,12 @@
 
 namespace loom {
 
+// The payload that marks a FAILED_PRECONDITION as "the client lacks credits" (HTTP 402).
+inline constexpr char kInsufficientCreditsPayload[] = "loom.dev/insufficient-credits";
+inline bool IsInsufficientCredits(const absl::Status& s) {
+  return s.GetPayload(kInsufficientCreditsPayload).has_value();
+}
+
 // Account ids: "client:<name>", "provider:<id>".
 inline std::string ClientAccount(const std::string& name) { return "client:" + name; }
 inline std::string ProviderAccount(const std::string& provider_id) {
@@ -61,6 +67,9 @@ class LedgerStore {
   virtual absl::StatusOr<Settlement> Settle(const SettlementRequest& request) = 0;
   virtual absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(
       const RecordFilter& filter) = 0;
+
+  // The client account an API key is bound to. UNAUTHENTICATED for an unknown or revoked key.
+  virtual absl::StatusOr<std::string> Authenticate(const std::string& api_key) = 0;
 };
 
 }  // namespace loom

@@ -20,6 +20,8 @@ ABSL_FLAG(int64_t, limit, 1000, "records: at most this many rows.");
 ABSL_FLAG(std::string, since, "", "payouts: from this time (inclusive).");
 ABSL_FLAG(std::string, until, "", "payouts: until this time (exclusive).");
 ABSL_FLAG(std::string, reference, "", "grant, payout: idempotency reference (required).");
+ABSL_FLAG(std::string, client, "", "keys create: the client account name the key is charged to.");
+ABSL_FLAG(std::string, key, "", "keys revoke: the key id (key_...).");
 
 namespace {
 
@@ -133,6 +135,34 @@ int main(int argc, char** argv) {
               << (command == "grant" ? rest[0] : "payout from provider:" + rest[0])
               << ": transaction " << *id << "\n";
     return 0;
+  }
+  if (command == "keys") {
+    if (rest.size() != 1) return Fail("keys takes one of create, list, revoke");
+    auto ledger = OpenLedger(rest[0] == "list");
+    if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
+    if (rest[0] == "create") {
+      if (absl::GetFlag(FLAGS_client).empty()) return Fail("keys create: --client=NAME is required");
+      auto key = (*ledger)->CreateKey(absl::GetFlag(FLAGS_client));
+      if (!key.ok()) return Fail(std::string(key.status().message()));
+      std::cerr << "key " << key->first.id << " for " << key->first.client_account
+                << " (shown once; store it now):\n";
+      std::cout << key->second << "\n";
+      return 0;
+    }
+    if (rest[0] == "revoke") {
+      if (absl::GetFlag(FLAGS_key).empty()) return Fail("keys revoke: --key=ID is required");
+      absl::Status s = (*ledger)->RevokeKey(absl::GetFlag(FLAGS_key));
+      if (!s.ok()) return Fail(std::string(s.message()));
+      std::cout << "revoked " << absl::GetFlag(FLAGS_key) << "\n";
+      return 0;
+    }
+    if (rest[0] == "list") {
+      auto keys = (*ledger)->ListKeys();
+      if (!keys.ok()) return Fail(std::string(keys.status().message()));
+      std::cout << loom::FormatKeys(*keys, *format);
+      return 0;
+    }
+    return Fail(absl::StrCat("keys: unknown action '", rest[0], "' (create, list or revoke)"));
   }
   if (command == "verify") {
     if (!expect_args(0)) return Fail("verify takes no arguments");

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <sqlite3.h>
 
 #include "absl/strings/str_cat.h"
@@ -260,6 +261,15 @@ CREATE TABLE balances(
 INSERT INTO balances(account_id, balance_micro)
   SELECT a.id, COALESCE((SELECT SUM(e.amount_micro) FROM entries e WHERE e.account_id = a.id), 0)
   FROM accounts a;
+)sql",
+    // 4: API keys, bound to client accounts, kept as hashes.
+    R"sql(
+CREATE TABLE api_keys(
+  id TEXT PRIMARY KEY,
+  client_account TEXT NOT NULL REFERENCES accounts(id),
+  secret_sha256 TEXT NOT NULL UNIQUE,
+  created_at_ms INTEGER NOT NULL,
+  revoked_at_ms INTEGER NOT NULL DEFAULT 0);
 )sql",
 };
 static_assert(std::size(kMigrations) == SqliteLedger::kSchemaVersion);
@@ -637,9 +647,11 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
   LOOM_ASSIGN_OR_RETURN(int64_t available,
                         AvailableLocked(request.client_account, request.request_id));
   if (available < charge) {
-    return absl::FailedPreconditionError(absl::StrCat(
+    absl::Status status = absl::FailedPreconditionError(absl::StrCat(
         "insufficient credits: ", request.client_account, " has ", FormatCredits(available),
         " available and request ", request.request_id, " costs ", FormatCredits(charge)));
+    status.SetPayload(kInsufficientCreditsPayload, absl::Cord("1"));
+    return status;
   }
   Entries entries;
   entries.emplace_back(request.client_account, -charge);
@@ -716,9 +728,11 @@ absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::str
     LOOM_RETURN_IF_ERROR(EnsureAccountLocked(account));
     LOOM_ASSIGN_OR_RETURN(int64_t available, AvailableLocked(account, request_id));
     if (available < amount_micro) {
-      return absl::FailedPreconditionError(absl::StrCat(
+      absl::Status status = absl::FailedPreconditionError(absl::StrCat(
           "insufficient credits: ", account, " has ", FormatCredits(available),
           " available and the request may cost up to ", FormatCredits(amount_micro)));
+      status.SetPayload(kInsufficientCreditsPayload, absl::Cord("1"));
+      return status;
     }
     Statement insert(db_,
                      "INSERT INTO reservations(request_id, account_id, amount_micro, "
@@ -979,6 +993,75 @@ absl::StatusOr<VerifyReport> SqliteLedger::Verify() {
     }
   }
   return report;
+}
+
+namespace {
+
+std::string RandomHex(int bytes) {
+  std::vector<unsigned char> buf(bytes);
+  if (RAND_bytes(buf.data(), bytes) != 1) return "";
+  std::string hex;
+  for (unsigned char b : buf) absl::StrAppendFormat(&hex, "%02x", b);
+  return hex;
+}
+
+}  // namespace
+
+absl::StatusOr<std::pair<ApiKeyInfo, std::string>> SqliteLedger::CreateKey(
+    const std::string& client_name) {
+  const std::string account = ClientAccount(client_name);
+  const std::string id = "key_" + RandomHex(6);
+  const std::string secret = "loom_" + RandomHex(24);
+  if (id.size() < 5 || secret.size() < 6) {
+    return absl::InternalError("cannot draw random bytes for a key (OpenSSL RAND_bytes failed)");
+  }
+  ApiKeyInfo info{id, account, absl::ToUnixMillis(clock_->Now()), 0};
+  LOOM_RETURN_IF_ERROR(Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    LOOM_RETURN_IF_ERROR(EnsureAccountLocked(account));
+    Statement insert(db_,
+                     "INSERT INTO api_keys(id, client_account, secret_sha256, created_at_ms) "
+                     "VALUES(?1, ?2, ?3, ?4)");
+    return insert.Bind(1, id).Bind(2, account).Bind(3, Sha256Hex(secret)).Bind(4, info.created_ms).Run();
+  }));
+  return std::make_pair(info, secret);
+}
+
+absl::StatusOr<std::vector<ApiKeyInfo>> SqliteLedger::ListKeys() {
+  absl::MutexLock lock(&mu_);
+  Statement q(db_, "SELECT id, client_account, created_at_ms, revoked_at_ms FROM api_keys ORDER BY created_at_ms, id");
+  std::vector<ApiKeyInfo> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.push_back({q.Text(0), q.Text(1), q.Int(2), q.Int(3)});
+  }
+  return out;
+}
+
+absl::Status SqliteLedger::RevokeKey(const std::string& key_id) {
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    Statement u(db_, "UPDATE api_keys SET revoked_at_ms = ?1 WHERE id = ?2 AND revoked_at_ms = 0");
+    LOOM_RETURN_IF_ERROR(u.Bind(1, absl::ToUnixMillis(clock_->Now())).Bind(2, key_id).Run());
+    if (sqlite3_changes(db_) == 0) {
+      return absl::NotFoundError(absl::StrCat("no valid key with id '", key_id, "'"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::string> SqliteLedger::Authenticate(const std::string& api_key) {
+  if (api_key.empty() || api_key.size() > 256) {
+    return absl::UnauthenticatedError("missing or malformed API key");
+  }
+  absl::MutexLock lock(&mu_);
+  Statement q(db_,
+              "SELECT client_account, revoked_at_ms FROM api_keys WHERE secret_sha256 = ?1",
+              cache_.get());
+  q.Bind(1, Sha256Hex(api_key));
+  LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return absl::UnauthenticatedError("unknown API key");
+  if (q.Int(1) != 0) return absl::UnauthenticatedError("this API key was revoked");
+  return q.Text(0);
 }
 
 }  // namespace loom

@@ -87,6 +87,13 @@ struct PayoutFilter {
   std::string provider_id;                    // empty = all
 };
 
+struct ApiKeyInfo {
+  std::string id;              // "key_..." (public; used to list and revoke)
+  std::string client_account;  // "client:NAME"
+  int64_t created_ms = 0;
+  int64_t revoked_ms = 0;      // 0 while valid
+};
+
 struct VerifyReport {
   bool ok = true;
   int64_t transactions = 0;
@@ -96,7 +103,7 @@ struct VerifyReport {
 
 class SqliteLedger : public LedgerStore {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens (creating and migrating unless read_only) the database. INVALID_ARGUMENT for bad
   // options, FAILED_PRECONDITION for a database newer than this build, UNAVAILABLE when the
@@ -125,6 +132,12 @@ class SqliteLedger : public LedgerStore {
   absl::StatusOr<std::vector<AccountInfo>> Accounts();
   absl::StatusOr<std::vector<PayoutRow>> Payouts(const PayoutFilter& filter);
   absl::StatusOr<VerifyReport> Verify();
+
+  // API keys: stored only as SHA-256 hashes. CreateKey returns the secret once ("loom_...").
+  absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKey(const std::string& client_name);
+  absl::StatusOr<std::vector<ApiKeyInfo>> ListKeys();
+  absl::Status RevokeKey(const std::string& key_id);  // NOT_FOUND for an unknown id
+  absl::StatusOr<std::string> Authenticate(const std::string& api_key) override;
   absl::StatusOr<int> SchemaVersion();
 
  private:

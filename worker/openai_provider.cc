@@ -7,7 +7,7 @@
 #include "absl/strings/strip.h"
 #include "common/tokens.h"
 #include "nlohmann/json.hpp"
-#include "worker/sse_parser.h"
+#include "common/sse_parser.h"
 
 namespace loom {
 namespace {

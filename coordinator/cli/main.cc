@@ -1,10 +1,12 @@
 // loom: the client CLI. Speaks the coordinator's gRPC Orchestrator API.
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -13,16 +15,20 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
+#include "common/sse_parser.h"
+#include "nlohmann/json.hpp"
 #include "common/json_config.h"
 #include "coordinator/cli/loom_cli.h"
 #include "loom/v1/orchestrator.grpc.pb.h"
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7070", "Coordinator gRPC address.");
+ABSL_FLAG(std::string, http, "",
+          "ask through the OpenAI-compatible HTTP API at this host:port instead of gRPC.");
 ABSL_FLAG(bool, json, false, "Print the result as JSON (proto3 JSON mapping).");
 ABSL_FLAG(std::string, model, "", "ask/plan: run on this model.");
 ABSL_FLAG(std::string, family, "", "ask/plan: run on a model of this family.");
 ABSL_FLAG(int64_t, max_tokens, 0, "ask: at most this many output tokens (0: coordinator default).");
-ABSL_FLAG(std::string, client, "", "ask: account to charge (default: the coordinator's).");
+ABSL_FLAG(std::string, api_key, "", "API key (default: $LOOM_API_KEY); requests are charged to its client.");
 ABSL_FLAG(std::string, system, "", "ask/plan: a system prompt.");
 ABSL_FLAG(std::string, mode, "", "ask/plan: force the plan: passthrough, compiled or compete.");
 ABSL_FLAG(int64_t, timeout_ms, 120000, "Deadline of the call.");
@@ -33,9 +39,10 @@ constexpr char kUsage[] =
     "loom [--coordinator=HOST:PORT] COMMAND ...\n"
     "\n"
     "Commands:\n"
-    "  ask \"PROMPT\"   run a request; streams the answer (--json: the whole result)\n"
+    "  ask \"PROMPT\"   run a request; streams the answer (--json: the whole result);\n"
+    "                 --http=HOST:PORT goes through the OpenAI-compatible HTTP API\n"
     "                 [--model=NAME | --family=NAME] [--mode=passthrough|compiled|compete]\n"
-    "                 [--max_tokens=N] [--system=TEXT] [--client=ACCOUNT]\n"
+    "                 [--max_tokens=N] [--system=TEXT] [--api_key=KEY | $LOOM_API_KEY]\n"
     "  plan \"PROMPT\"  show the plan the coordinator would follow, without running it\n"
     "  devices        the devices in the mesh with their models and load\n"
     "\n"
@@ -51,8 +58,15 @@ int Failed(const grpc::Status& status) {
   return 1;
 }
 
+std::string ApiKey() {
+  if (!absl::GetFlag(FLAGS_api_key).empty()) return absl::GetFlag(FLAGS_api_key);
+  const char* env = std::getenv("LOOM_API_KEY");
+  return env ? env : "";
+}
+
 std::unique_ptr<grpc::ClientContext> NewContext() {
   auto context = std::make_unique<grpc::ClientContext>();
+  if (!ApiKey().empty()) context->AddMetadata("authorization", "Bearer " + ApiKey());
   context->set_deadline(
       absl::ToChronoTime(absl::Now() + absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms))));
   return context;
@@ -71,7 +85,6 @@ loom::v1::CompleteRequest BuildRequest(const std::string& prompt) {
   request.set_model(absl::GetFlag(FLAGS_model));
   request.set_family(absl::GetFlag(FLAGS_family));
   request.set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
-  request.set_client_id(absl::GetFlag(FLAGS_client));
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (mode == "passthrough") request.set_mode(loom::v1::PLAN_KIND_PASSTHROUGH);
   if (mode == "compiled") request.set_mode(loom::v1::PLAN_KIND_COMPILED);
@@ -123,6 +136,74 @@ int Ask(loom::v1::Orchestrator::Stub* stub, const std::string& prompt) {
   return 0;
 }
 
+// ask over HTTP: POST /v1/chat/completions, streamed unless --json.
+int AskHttp(const std::string& prompt) {
+  nlohmann::json body = {{"model", absl::GetFlag(FLAGS_model).empty() ? "loom-auto" : absl::GetFlag(FLAGS_model)},
+                         {"messages", nlohmann::json::array()}};
+  if (!absl::GetFlag(FLAGS_system).empty()) {
+    body["messages"].push_back({{"role", "system"}, {"content", absl::GetFlag(FLAGS_system)}});
+  }
+  body["messages"].push_back({{"role", "user"}, {"content", prompt}});
+  if (absl::GetFlag(FLAGS_max_tokens) > 0) body["max_tokens"] = absl::GetFlag(FLAGS_max_tokens);
+  if (!absl::GetFlag(FLAGS_mode).empty()) body["loom"] = {{"mode", absl::GetFlag(FLAGS_mode)}};
+  const bool stream = !absl::GetFlag(FLAGS_json);
+  body["stream"] = stream;
+  httplib::Client client(absl::StrCat("http://", absl::GetFlag(FLAGS_http)));
+  client.set_read_timeout(std::chrono::milliseconds(absl::GetFlag(FLAGS_timeout_ms)));
+  httplib::Headers headers;
+  if (!ApiKey().empty()) headers.emplace("Authorization", "Bearer " + ApiKey());
+  int status = 0;
+  std::string error_body;
+  loom::SseParser parser;
+  bool at_line_start = true;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/chat/completions";
+  req.headers = headers;
+  req.set_header("Content-Type", "application/json");
+  req.body = body.dump();
+  req.response_handler = [&](const httplib::Response& r) {
+    status = r.status;
+    return true;
+  };
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    if (status != 200 || !stream) {
+      error_body.append(data, n);
+      return true;
+    }
+    return parser.Feed(absl::string_view(data, n), [&](absl::string_view event) {
+      if (event == "[DONE]") return true;
+      nlohmann::json chunk = nlohmann::json::parse(event, nullptr, false);
+      if (chunk.is_discarded()) return true;
+      if (chunk.contains("error")) {
+        std::cerr << "loom: " << chunk["error"].value("message", "error") << "\n";
+        return true;
+      }
+      if (!chunk["choices"].empty() && chunk["choices"][0]["delta"].contains("content")) {
+        std::cout << chunk["choices"][0]["delta"]["content"].get<std::string>() << std::flush;
+        at_line_start = false;
+      }
+      if (chunk.contains("loom")) std::cerr << "\nrequest " << chunk["loom"].value("request_id", "") << " cost " << chunk["loom"].value("cost_micro", 0) << " micro-credits\n";
+      return true;
+    }).ok();
+  };
+  httplib::Result result = client.send(req);
+  if (!at_line_start) std::cout << std::endl;
+  if (!result) {
+    std::cerr << "loom: cannot reach " << absl::GetFlag(FLAGS_http) << ": "
+              << httplib::to_string(result.error()) << "\n";
+    return 1;
+  }
+  if (status != 200) {
+    nlohmann::json e = nlohmann::json::parse(error_body, nullptr, false);
+    std::cerr << "loom: HTTP " << status << ": "
+              << (e.is_discarded() ? error_body : e["error"].value("message", error_body)) << "\n";
+    return 1;
+  }
+  if (!stream) std::cout << error_body << "\n";
+  return 0;
+}
+
 int Plan(loom::v1::Orchestrator::Stub* stub, const std::string& prompt) {
   loom::v1::CompilationPlan plan;
   auto context = NewContext();
@@ -158,6 +239,7 @@ int main(int argc, char** argv) {
   if (command == "ask" || command == "plan") {
     if (args.size() < 3) return Usage(absl::StrCat(command, ": missing the prompt"));
     std::string prompt = absl::StrJoin(args.begin() + 2, args.end(), " ");
+    if (command == "ask" && !absl::GetFlag(FLAGS_http).empty()) return AskHttp(prompt);
     return command == "ask" ? Ask(stub.get(), prompt) : Plan(stub.get(), prompt);
   }
   if (command == "devices") {

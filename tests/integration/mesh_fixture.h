@@ -44,7 +44,8 @@ class MeshFixture : public ::testing::Test {
                         std::vector<std::string> extra = {}) {
     std::string error;
     std::vector<std::string> args = {"--grpc_listen=" + listen, "--ledger_db=" + db_, kHeartbeatMs,
-                                     "--missed_heartbeats=3", "--attempt_timeout_ms=10000"};
+                                     "--missed_heartbeats=3", "--attempt_timeout_ms=10000",
+                                     "--http_listen=127.0.0.1:0", "--allow_anonymous=anonymous"};
     args.insert(args.end(), extra.begin(), extra.end());
     coordinator_ = StartDaemon("loom-coordinator", dir_, "coordinator", args, &error);
     ASSERT_TRUE(coordinator_.process) << error;

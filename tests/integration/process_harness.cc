@@ -157,6 +157,7 @@ Daemon StartDaemon(const std::string& binary, const std::string& dir, const std:
     return d;
   }
   d.address = json[key].get<std::string>();
+  if (json.contains("http") && json["http"].is_string()) d.http = json["http"].get<std::string>();
   return d;
 }
 

@@ -69,6 +69,7 @@ std::string MakeTempDir();
 struct Daemon {
   std::unique_ptr<Process> process;
   std::string address;  // "grpc" (or, for HTTP servers, "base_url") of the ready file
+  std::string http;     // "http" of the ready file, when the daemon serves HTTP
   std::string ready_file;
 };
 

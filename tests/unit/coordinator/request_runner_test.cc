@@ -321,7 +321,7 @@ namespace {
 TEST_F(RequestRunnerTest, ClientWithoutEnoughCreditsIsRefusedBeforeAnyDeviceWorks) {
   AddDevice("a", "m", "llama");
   auto r = Ask("What is the capital of France?");
-  r.set_client_id("broke");
+  r.set_client_id("broke");  // as the front doors set it from the API key
   auto response = Run(r);
   EXPECT_EQ(response.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(response.status().message(), HasSubstr("insufficient credits"));
@@ -342,6 +342,9 @@ class FailingSettleLedger : public LedgerStore {
   }
   absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(const RecordFilter& f) override {
     return real_->ListRecords(f);
+  }
+  absl::StatusOr<std::string> Authenticate(const std::string& key) override {
+    return real_->Authenticate(key);
   }
 
  private:

@@ -1,4 +1,4 @@
-#include "worker/sse_parser.h"
+#include "common/sse_parser.h"
 
 #include <vector>
 

@@ -1,4 +1,4 @@
-#include "worker/sse_parser.h"
+#include "common/sse_parser.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"

@@ -1,4 +1,4 @@
-// File: worker/sse_parser.h
+// File: common/sse_parser.h
 // Incremental parser of Server-Sent Events (the text/event-stream format OpenAI-compatible
 // servers stream completions in). Bytes arrive in arbitrary pieces; every complete event's
 // data (its "data:" lines joined by "\n") is handed to the callback. Comments (":...") and
@@ -6,8 +6,8 @@
 //
 // Not thread-safe (one parser per stream). Bounded: an event larger than max_event_bytes is an
 // error (a broken or hostile server cannot make the worker buffer without limit).
-#ifndef LOOM_WORKER_SSE_PARSER_H_
-#define LOOM_WORKER_SSE_PARSER_H_
+#ifndef LOOM_COMMON_SSE_PARSER_H_
+#define LOOM_COMMON_SSE_PARSER_H_
 
 #include <functional>
 #include <string>
@@ -40,4 +40,4 @@ class SseParser {
 
 }  // namespace loom
 
-#endif  // LOOM_WORKER_SSE_PARSER_H_
+#endif  // LOOM_COMMON_SSE_PARSER_H_

@@ -1,0 +1,68 @@
+// File: coordinator/http_front_door.h
+// The OpenAI-compatible HTTP API (cpp-httplib), a thin adapter over RequestRunner:
+//   POST /v1/chat/completions   model "loom-auto" (the analyzer decides) or a mesh model
+//                               (passthrough); "stream": true answers in Server-Sent Events
+//                               ending with "data: [DONE]" (stream_options.include_usage adds
+//                               a usage chunk); a "loom" object may force the plan kind
+//                               ({"mode": "compiled"}); responses carry usage, a "loom" object
+//                               (plan kind, sub-tasks, contributions, cost) and the header
+//                               X-Loom-Overhead-Ms.
+//   GET  /v1/models             the mesh's models plus loom-auto
+//   GET  /healthz               200 while serving
+//   GET  /metrics               Prometheus text
+// Errors use OpenAI's error JSON: 400 malformed, 401 key, 402 credits, 404 model, 413 body too
+// large, 429 busy, 503 no device, 504 deadline.
+//
+// Thread-safe; requests run on the server's threads (blocking there is fine).
+#ifndef LOOM_COORDINATOR_HTTP_FRONT_DOOR_H_
+#define LOOM_COORDINATOR_HTTP_FRONT_DOOR_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "coordinator/authenticator.h"
+#include "coordinator/metrics.h"
+#include "coordinator/registry.h"
+#include "coordinator/request_runner.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace loom {
+
+struct HttpOptions {
+  size_t max_body_bytes = 1 << 20;                       // larger bodies get 413
+  absl::Duration request_timeout = absl::Seconds(300);  // deadline of each request
+};
+
+class HttpFrontDoor {
+ public:
+  HttpFrontDoor(HttpOptions options, RequestRunner* runner, DeviceRegistry* registry,
+                const Authenticator* auth, const Metrics* metrics);
+  ~HttpFrontDoor();
+
+  // Binds `listen` ("host:port", port 0 = any) and serves on a thread; returns "host:port".
+  absl::StatusOr<std::string> Start(const std::string& listen);
+  void Stop();
+
+  // The one converter from a Status to an HTTP status code.
+  static int HttpStatusFor(const absl::Status& status);
+
+ private:
+  void Routes();
+
+  const HttpOptions options_;
+  RequestRunner* const runner_;
+  DeviceRegistry* const registry_;
+  const Authenticator* const auth_;
+  const Metrics* const metrics_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+};
+
+}  // namespace loom
+
+#endif  // LOOM_COORDINATOR_HTTP_FRONT_DOOR_H_

@@ -1,0 +1,106 @@
+#include "coordinator/metrics.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+
+namespace loom {
+namespace {
+
+std::string KindLabel(v1::PlanKind kind) {
+  return absl::AsciiStrToLower(absl::StripPrefix(v1::PlanKind_Name(kind), "PLAN_KIND_"));
+}
+
+}  // namespace
+
+void Metrics::Histogram::Observe(double v) {
+  if (counts.size() != bounds.size()) counts.assign(bounds.size(), 0);
+  for (size_t i = 0; i < bounds.size(); ++i) {
+    if (v <= bounds[i]) {
+      ++counts[i];
+      break;
+    }
+  }
+  ++count;
+  sum += v;
+}
+
+Metrics::Histogram Metrics::LatencyHistogram() {
+  return {{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}, {}, 0, 0};
+}
+
+void Metrics::RecordRequest(v1::PlanKind kind, const absl::Status& outcome,
+                            absl::Duration latency) {
+  const std::string k = KindLabel(kind);
+  const std::string o = outcome.ok() ? "ok" : absl::AsciiStrToLower(absl::StatusCodeToString(outcome.code()));
+  absl::MutexLock lock(&mu_);
+  ++requests_[{k, o}];
+  auto it = durations_.find(k);
+  if (it == durations_.end()) it = durations_.emplace(k, LatencyHistogram()).first;
+  it->second.Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::RecordOverhead(absl::Duration overhead) {
+  absl::MutexLock lock(&mu_);
+  overhead_.Observe(absl::ToDoubleSeconds(overhead));
+}
+
+void Metrics::RecordAttempt(bool ok) {
+  absl::MutexLock lock(&mu_);
+  ++(ok ? attempts_ok_ : attempts_failed_);
+}
+
+void Metrics::RecordSettlement(int64_t charged_micro) {
+  absl::MutexLock lock(&mu_);
+  ++settlements_;
+  credits_ += charged_micro;
+}
+
+std::string Metrics::Render(const std::vector<v1::DeviceInfo>& devices) const {
+  std::string out;
+  auto histogram = [&](const std::string& name, const std::string& labels, const Histogram& h) {
+    int64_t cumulative = 0;
+    for (size_t i = 0; i < h.bounds.size(); ++i) {
+      cumulative += i < h.counts.size() ? h.counts[i] : 0;
+      absl::StrAppendFormat(&out, "%s_bucket{%sle=\"%g\"} %d\n", name, labels, h.bounds[i], cumulative);
+    }
+    absl::StrAppendFormat(&out, "%s_bucket{%sle=\"+Inf\"} %d\n", name, labels, h.count);
+    absl::StrAppendFormat(&out, "%s_sum%s %.9f\n", name,
+                          labels.empty() ? "" : absl::StrCat("{", labels.substr(0, labels.size() - 1), "}"),
+                          h.sum);
+    absl::StrAppendFormat(&out, "%s_count%s %d\n", name,
+                          labels.empty() ? "" : absl::StrCat("{", labels.substr(0, labels.size() - 1), "}"),
+                          h.count);
+  };
+  absl::MutexLock lock(&mu_);
+  out += "# HELP loom_requests_total Requests by plan kind and outcome.\n# TYPE loom_requests_total counter\n";
+  for (const auto& [key, n] : requests_) {
+    absl::StrAppendFormat(&out, "loom_requests_total{plan_kind=\"%s\",outcome=\"%s\"} %d\n", key.first,
+                          key.second, n);
+  }
+  out += "# HELP loom_request_duration_seconds Request latency by plan kind.\n# TYPE loom_request_duration_seconds histogram\n";
+  for (const auto& [kind, h] : durations_) {
+    histogram("loom_request_duration_seconds", absl::StrCat("plan_kind=\"", kind, "\","), h);
+  }
+  out += "# HELP loom_coordinator_overhead_seconds The coordinator's own time per request.\n# TYPE loom_coordinator_overhead_seconds histogram\n";
+  histogram("loom_coordinator_overhead_seconds", "", overhead_);
+  out += "# HELP loom_subtask_attempts_total Model-call attempts by outcome (failed ones were retried elsewhere or failed the request).\n# TYPE loom_subtask_attempts_total counter\n";
+  absl::StrAppendFormat(&out, "loom_subtask_attempts_total{outcome=\"ok\"} %d\n", attempts_ok_);
+  absl::StrAppendFormat(&out, "loom_subtask_attempts_total{outcome=\"failed\"} %d\n", attempts_failed_);
+  out += "# HELP loom_settlements_total Requests settled in the ledger.\n# TYPE loom_settlements_total counter\n";
+  absl::StrAppendFormat(&out, "loom_settlements_total %d\n", settlements_);
+  out += "# HELP loom_credits_charged_micro_total Micro-credits charged to clients.\n# TYPE loom_credits_charged_micro_total counter\n";
+  absl::StrAppendFormat(&out, "loom_credits_charged_micro_total %d\n", credits_);
+  std::map<std::string, int> states = {{"healthy", 0}, {"suspect", 0}, {"draining", 0}};
+  for (const auto& d : devices) {
+    states[absl::AsciiStrToLower(absl::StripPrefix(v1::DeviceState_Name(d.state()), "DEVICE_STATE_"))]++;
+  }
+  out += "# HELP loom_devices Devices in the registry by state.\n# TYPE loom_devices gauge\n";
+  for (const auto& [state, n] : states) {
+    absl::StrAppendFormat(&out, "loom_devices{state=\"%s\"} %d\n", state, n);
+  }
+  return out;
+}
+
+}  // namespace loom

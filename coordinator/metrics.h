@@ -1,0 +1,57 @@
+// File: coordinator/metrics.h
+// The coordinator's Prometheus metrics, rendered in the text exposition format at /metrics:
+//   loom_requests_total{plan_kind,outcome}        counter
+//   loom_request_duration_seconds{plan_kind}      histogram
+//   loom_coordinator_overhead_seconds             histogram (the coordinator's own time)
+//   loom_subtask_attempts_total{outcome}          counter; failed attempts are the retries
+//   loom_settlements_total, loom_credits_charged_micro_total   counters
+//   loom_devices{state}                           gauge, from the registry at scrape time
+// Thread-safe.
+#ifndef LOOM_COORDINATOR_METRICS_H_
+#define LOOM_COORDINATOR_METRICS_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "loom/v1/common.pb.h"
+
+namespace loom {
+
+class Metrics {
+ public:
+  void RecordRequest(v1::PlanKind kind, const absl::Status& outcome, absl::Duration latency);
+  void RecordOverhead(absl::Duration overhead);
+  void RecordAttempt(bool ok);
+  void RecordSettlement(int64_t charged_micro);
+
+  std::string Render(const std::vector<v1::DeviceInfo>& devices) const;
+
+ private:
+  struct Histogram {
+    std::vector<double> bounds;
+    std::vector<int64_t> counts;  // per bound, not cumulative
+    int64_t count = 0;
+    double sum = 0;
+    void Observe(double v);
+  };
+  static Histogram LatencyHistogram();
+
+  mutable absl::Mutex mu_;
+  std::map<std::pair<std::string, std::string>, int64_t> requests_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Histogram> durations_ ABSL_GUARDED_BY(mu_);
+  Histogram overhead_ ABSL_GUARDED_BY(mu_) = {
+      {50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3}, {}, 0, 0};
+  int64_t attempts_ok_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t attempts_failed_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t settlements_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t credits_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace loom
+
+#endif  // LOOM_COORDINATOR_METRICS_H_

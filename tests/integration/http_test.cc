@@ -1,0 +1,249 @@
+// The OpenAI-compatible HTTP API with curl as the client: completions (streamed and not),
+// /v1/models, /healthz, /metrics, every error code, API keys charged and revoked, and the same
+// key over gRPC.
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/mesh_fixture.h"
+
+namespace loom::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kCurl[] = "/usr/bin/curl";
+
+class HttpTest : public MeshFixture {
+ protected:
+  // A coordinator that requires keys (no anonymous use).
+  void StartSecured(std::vector<std::string> extra = {}) {
+    extra.push_back("--allow_anonymous=");
+    StartCoordinator("127.0.0.1:0", extra);
+    ASSERT_FALSE(coordinator_.http.empty());
+  }
+
+  std::string NewKey(const std::string& client, const std::string& credits) {
+    CommandResult key = RunCommand("loom-ledger", {"--db=" + db_, "keys", "create", "--client=" + client});
+    EXPECT_EQ(key.exit_code, 0) << key.err;
+    if (!credits.empty()) {
+      CommandResult grant = RunCommand("loom-ledger", {"--db=" + db_, "grant", "client:" + client,
+                                                       credits, "--reference=grant-" + client});
+      EXPECT_EQ(grant.exit_code, 0) << grant.err;
+    }
+    return std::string(absl::StripAsciiWhitespace(key.out));
+  }
+
+  struct HttpResult {
+    int status = 0;
+    std::string headers, body;
+  };
+
+  // curl -s -D headers; the status is parsed from the header block.
+  HttpResult Curl(const std::string& method, const std::string& path, const std::string& body,
+                  const std::string& key = "", std::vector<std::string> extra = {}) {
+    const std::string headers_file = dir_ + "/headers";
+    std::vector<std::string> args = {"-s", "-D", headers_file, "-X", method,
+                                     "http://" + coordinator_.http + path};
+    if (!body.empty()) {
+      const std::string body_file = dir_ + "/body.json";
+      std::ofstream(body_file) << body;
+      args.insert(args.end(), {"-H", "Content-Type: application/json", "--data-binary", "@" + body_file});
+    }
+    if (!key.empty()) args.insert(args.end(), {"-H", "Authorization: Bearer " + key});
+    args.insert(args.end(), extra.begin(), extra.end());
+    CommandResult r = RunCommand(kCurl, args);
+    HttpResult out;
+    out.body = r.out;
+    out.headers = ReadFile(headers_file);
+    // The last status line counts (curl may first get "100 Continue" for a large body).
+    const size_t last = out.headers.rfind("HTTP/");
+    if (last != std::string::npos) {
+      std::vector<std::string> line = absl::StrSplit(
+          out.headers.substr(last, out.headers.find('\r', last) - last), ' ');
+      if (line.size() >= 2) absl::SimpleAtoi(line[1], &out.status);
+    }
+    return out;
+  }
+
+  static std::string Chat(const std::string& model, const std::string& prompt, bool stream = false,
+                          const std::string& extra = "") {
+    return absl::StrCat(R"({"model": ")", model, R"(", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": ")",
+                        prompt, R"("}])", stream ? R"(, "stream": true, "stream_options": {"include_usage": true})" : "",
+                        extra, "}");
+  }
+};
+
+TEST_F(HttpTest, CompletionsStreamedAndNotAreChargedToTheKeysClient) {
+  StartSecured();
+  StartWorker("dev-llama", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-llama"}));
+  const std::string key = NewKey("alice", "5");
+
+  HttpResult r = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "What is the capital of Peru?"), key);
+  ASSERT_EQ(r.status, 200) << r.body;
+  json body = json::parse(r.body);
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_THAT(body["choices"][0]["message"]["content"].get<std::string>(), HasSubstr("[simulated]"));
+  EXPECT_EQ(body["choices"][0]["message"]["role"], "assistant");
+  EXPECT_GT(body["usage"]["completion_tokens"].get<int>(), 0);
+  EXPECT_EQ(body["loom"]["plan_kind"], "passthrough");
+  EXPECT_THAT(r.headers, HasSubstr("X-Loom-Overhead-Ms: "));
+  const int64_t cost = body["loom"]["cost_micro"].get<int64_t>();
+  EXPECT_GT(cost, 0);
+  CommandResult balance = RunCommand("loom-ledger", {"--db=" + db_, "balance", "client:alice", "--format=json"});
+  EXPECT_EQ(json::parse(balance.out)["balance_micro"].get<int64_t>(), 5'000'000 - cost);
+
+  // Streaming: SSE chunks, a usage chunk, [DONE]; the same model pinned by name.
+  HttpResult s = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "Who wrote Hamlet?", true), key, {"-N"});
+  ASSERT_EQ(s.status, 200) << s.body;
+  EXPECT_THAT(s.headers, HasSubstr("text/event-stream"));
+  std::string text;
+  bool usage = false, done = false;
+  for (absl::string_view line : absl::StrSplit(s.body, '\n', absl::SkipEmpty())) {
+    ASSERT_TRUE(absl::ConsumePrefix(&line, "data: ")) << line;
+    if (line == "[DONE]") {
+      done = true;
+      continue;
+    }
+    json chunk = json::parse(line);
+    if (chunk.contains("usage")) usage = true;
+    if (!chunk["choices"].empty() && chunk["choices"][0]["delta"].contains("content")) {
+      text += chunk["choices"][0]["delta"]["content"].get<std::string>();
+    }
+  }
+  EXPECT_TRUE(done);
+  EXPECT_TRUE(usage);
+  EXPECT_THAT(text, HasSubstr("[simulated] llama-3.1-8b on dev-llama re: Who wrote Hamlet?"));
+
+  // A compiled request through HTTP, forced by the loom extension.
+  HttpResult c = Curl("POST", "/v1/chat/completions",
+                      Chat("loom-auto", "Write a poem about rain.", false, R"(, "loom": {"mode": "compete"})"), key);
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(json::parse(c.body)["loom"]["plan_kind"], "compete");
+
+  // loom ask through HTTP, streamed and as JSON.
+  CommandResult via_http = RunCommand("loom", {"--http=" + coordinator_.http, "--api_key=" + key,
+                                               "ask", "What is the capital of Peru?"});
+  ASSERT_EQ(via_http.exit_code, 0) << via_http.err;
+  EXPECT_THAT(via_http.out, HasSubstr("[simulated] llama-3.1-8b"));
+  CommandResult http_json = RunCommand("loom", {"--http=" + coordinator_.http, "--api_key=" + key,
+                                                "ask", "--json", "Who wrote Hamlet?"});
+  ASSERT_EQ(http_json.exit_code, 0) << http_json.err;
+  EXPECT_EQ(json::parse(http_json.out)["object"], "chat.completion");
+  CommandResult http_no_key = RunCommand("loom", {"--http=" + coordinator_.http, "ask", "hi"});
+  EXPECT_EQ(http_no_key.exit_code, 1);
+  EXPECT_THAT(http_no_key.err, HasSubstr("HTTP 401"));
+
+  // The same key works over gRPC; without one the gRPC API refuses.
+  CommandResult grpc = RunCommand("loom", {"--coordinator=" + coordinator_.address, "--api_key=" + key,
+                                           "ask", "--json", "What is the capital of Chile?"});
+  ASSERT_EQ(grpc.exit_code, 0) << grpc.err;
+  CommandResult records = RunCommand("loom-ledger", {"--db=" + db_, "records", "--format=json"});
+  // 2 passthrough + 1 compete candidate (one model on the mesh) + 2 via loom --http + 1 via gRPC
+  EXPECT_EQ(json::parse(records.out).size(), 6u);
+  CommandResult no_key = RunCommand("loom", {"--coordinator=" + coordinator_.address, "ask", "hi"});
+  EXPECT_EQ(no_key.exit_code, 1);
+  EXPECT_THAT(no_key.err, HasSubstr("UNAUTHENTICATED"));
+}
+
+TEST_F(HttpTest, ModelsHealthAndMetrics) {
+  StartSecured();
+  StartWorker("dev-a", "llama-3.1-8b");
+  StartWorker("dev-b", "qwen2.5-coder-7b");
+  ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b"}));
+  const std::string key = NewKey("bob", "5");
+  HttpResult models = Curl("GET", "/v1/models", "", key);
+  ASSERT_EQ(models.status, 200) << models.body;
+  std::set<std::string> ids;
+  const json listed = json::parse(models.body);
+  for (const auto& m : listed["data"]) ids.insert(m["id"].get<std::string>());
+  EXPECT_EQ(ids, (std::set<std::string>{"loom-auto", "llama-3.1-8b", "qwen2.5-coder-7b"}));
+  EXPECT_EQ(Curl("GET", "/healthz", "").status, 200);
+
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(Curl("POST", "/v1/chat/completions", Chat("loom-auto", "What is the capital of Peru?"), key).status, 200);
+  }
+  ASSERT_EQ(Curl("POST", "/v1/chat/completions", Chat("gpt-9", "hi"), key).status, 404);
+  HttpResult metrics = Curl("GET", "/metrics", "");
+  ASSERT_EQ(metrics.status, 200);
+  std::map<std::string, double> samples;
+  for (absl::string_view line : absl::StrSplit(metrics.body, '\n', absl::SkipEmpty())) {
+    if (absl::StartsWith(line, "#")) continue;
+    const size_t space = line.rfind(' ');
+    ASSERT_NE(space, absl::string_view::npos) << line;
+    double value;
+    ASSERT_TRUE(absl::SimpleAtod(line.substr(space + 1), &value)) << line;
+    samples[std::string(line.substr(0, space))] = value;
+  }
+  EXPECT_EQ(samples["loom_requests_total{plan_kind=\"passthrough\",outcome=\"ok\"}"], 2);
+  EXPECT_EQ(samples["loom_requests_total{plan_kind=\"passthrough\",outcome=\"not_found\"}"], 1);
+  EXPECT_EQ(samples["loom_subtask_attempts_total{outcome=\"ok\"}"], 2);
+  EXPECT_EQ(samples["loom_settlements_total"], 2);
+  EXPECT_GT(samples["loom_credits_charged_micro_total"], 0);
+  EXPECT_EQ(samples["loom_devices{state=\"healthy\"}"], 2);
+  EXPECT_EQ(samples["loom_request_duration_seconds_count{plan_kind=\"passthrough\"}"], 3);
+  EXPECT_EQ(samples["loom_coordinator_overhead_seconds_count"], 2);
+}
+
+TEST_F(HttpTest, EveryErrorHasItsCodeAndOpenAIShape) {
+  StartSecured({"--request_timeout_ms=1500"});
+  StartWorker("dev-a", "llama-3.1-8b");
+  StartWorker("dev-hang", "mistral-7b", {"--sim_fault=hang:0"});
+  ASSERT_TRUE(WaitForDevices({"dev-a", "dev-hang"}));
+  const std::string key = NewKey("carol", "5");
+  const std::string poor = NewKey("poor", "");
+  const std::string revoked = NewKey("dave", "5");
+  CommandResult list = RunCommand("loom-ledger", {"--db=" + db_, "keys", "list", "--format=json"});
+  std::string dave_id;
+  const json keys = json::parse(list.out);
+  for (const auto& k : keys) {
+    if (k["client"] == "client:dave") dave_id = k["id"];
+  }
+  ASSERT_EQ(RunCommand("loom-ledger", {"--db=" + db_, "keys", "revoke", "--key=" + dave_id}).exit_code, 0);
+
+  struct Case {
+    const char* what;
+    HttpResult result;
+    int status;
+  };
+  const std::string ok = Chat("loom-auto", "What is the capital of Peru?");
+  std::vector<Case> cases = {
+      {"malformed JSON", Curl("POST", "/v1/chat/completions", "{\"model\": ", key), 400},
+      {"no messages", Curl("POST", "/v1/chat/completions", R"({"model": "loom-auto", "messages": []})", key), 400},
+      {"bad mode", Curl("POST", "/v1/chat/completions", Chat("loom-auto", "hi", false, R"(, "loom": {"mode": "x"})"), key), 400},
+      {"missing key", Curl("POST", "/v1/chat/completions", ok), 401},
+      {"wrong key", Curl("POST", "/v1/chat/completions", ok, "loom_not_a_key"), 401},
+      {"revoked key", Curl("POST", "/v1/chat/completions", ok, revoked), 401},
+      {"no credits", Curl("POST", "/v1/chat/completions", ok, poor), 402},
+      {"unknown model", Curl("POST", "/v1/chat/completions", Chat("gpt-9", "hi"), key), 404},
+      {"body too large", Curl("POST", "/v1/chat/completions", Chat("loom-auto", std::string(2 << 20, 'a')), key), 413},
+      {"deadline", Curl("POST", "/v1/chat/completions", Chat("mistral-7b", "hang please"), key), 504},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(c.result.status, c.status) << c.what << ": " << c.result.body;
+    json body = json::parse(c.result.body, nullptr, false);
+    ASSERT_FALSE(body.is_discarded()) << c.what << ": " << c.result.body;
+    EXPECT_TRUE(body["error"]["message"].is_string()) << c.what;
+    EXPECT_TRUE(body["error"]["type"].is_string()) << c.what;
+  }
+  // Nothing was charged for any of them.
+  CommandResult records = RunCommand("loom-ledger", {"--db=" + db_, "records", "--format=json"});
+  EXPECT_EQ(records.out, "[]\n");
+}
+
+TEST_F(HttpTest, NoDeviceAbleToServeIs503) {
+  StartSecured();
+  const std::string key = NewKey("erin", "5");
+  HttpResult r = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "What is the capital of Peru?"), key);
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(json::parse(r.body)["error"]["type"], "server_error");
+}
+
+}  // namespace
+}  // namespace loom::testing
