@@ -789,38 +789,38 @@ absl::StatusOr<std::string> SqliteLedger::TransferLocked(const std::string& kind
   return absl::StrCat(id);
 }
 
-absl::StatusOr<std::string> SqliteLedger::Grant(const std::string& account, int64_t amount_micro,
-                                                const std::string& reference) {
-  if (amount_micro <= 0) return absl::InvalidArgumentError("grant: the amount must be positive");
-  if (reference.empty()) return absl::InvalidArgumentError("grant: a reference is required");
-  const std::string kind = AccountKind(account);
-  if (kind != "client" && kind != "provider") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "grant: '", account, "' must be a client:NAME or provider:ID account"));
+absl::StatusOr<std::string> SqliteLedger::Transfer(const std::string& kind,
+                                                   const std::string& from, const std::string& to,
+                                                   int64_t amount_micro,
+                                                   const std::string& reference) {
+  if (amount_micro <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(kind, ": the amount must be positive"));
   }
+  if (reference.empty()) return absl::InvalidArgumentError(absl::StrCat(kind, ": a reference is required"));
   absl::StatusOr<std::string> id = absl::InternalError("not run");
   absl::Status status = Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    id = TransferLocked("grant", "mint", account, amount_micro, absl::StrCat("grant:", reference));
+    id = TransferLocked(kind, from, to, amount_micro, absl::StrCat(kind, ":", reference));
     return id.status();
   });
   if (!status.ok()) return status;
   return id;
 }
 
+absl::StatusOr<std::string> SqliteLedger::Grant(const std::string& account, int64_t amount_micro,
+                                                const std::string& reference) {
+  const std::string kind = AccountKind(account);
+  if (kind != "client" && kind != "provider") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grant: '", account, "' must be a client:NAME or provider:ID account"));
+  }
+  return Transfer("grant", "mint", account, amount_micro, reference);
+}
+
 absl::StatusOr<std::string> SqliteLedger::Payout(const std::string& provider_id,
                                                  int64_t amount_micro,
                                                  const std::string& reference) {
-  if (amount_micro <= 0) return absl::InvalidArgumentError("payout: the amount must be positive");
-  if (reference.empty()) return absl::InvalidArgumentError("payout: a reference is required");
   if (provider_id.empty()) return absl::InvalidArgumentError("payout: empty provider id");
-  absl::StatusOr<std::string> id = absl::InternalError("not run");
-  absl::Status status = Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    id = TransferLocked("payout", ProviderAccount(provider_id), "payout", amount_micro,
-                        absl::StrCat("payout:", reference));
-    return id.status();
-  });
-  if (!status.ok()) return status;
-  return id;
+  return Transfer("payout", ProviderAccount(provider_id), "payout", amount_micro, reference);
 }
 
 // ---- Reads ----

@@ -150,6 +150,10 @@ class SqliteLedger : public LedgerStore {
 
   absl::StatusOr<Settlement> SettleLocked(const SettlementRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Grant and Payout: validates, then one write moving `amount_micro` from `from` to `to`.
+  absl::StatusOr<std::string> Transfer(const std::string& kind, const std::string& from,
+                                       const std::string& to, int64_t amount_micro,
+                                       const std::string& reference);
   absl::StatusOr<std::string> TransferLocked(const std::string& kind, const std::string& from,
                                              const std::string& to, int64_t amount,
                                              const std::string& reference)
