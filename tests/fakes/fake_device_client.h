@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "common/clock.h"
 #include "common/tokens.h"
 #include "coordinator/device_client.h"
 
@@ -22,10 +23,14 @@ class FakeDeviceClient : public DeviceClient {
     absl::Status status;         // returned after the chunks
     bool wait_for_cancel = false;  // block until cancelled, then CANCELLED
     bool hang = false;           // block until the call's deadline (or cancel): DEADLINE_EXCEEDED
+    absl::Duration takes;        // advance the clock (set_clock) by this much, as device time
     int rendezvous = 0;          // block until this many calls have arrived (at most 10 s;
                                  // UNAVAILABLE if never reached). A call that waits here is
                                  // still running when the others arrive: proves concurrency
   };
+
+  // With a clock, a script's `takes` moves it forward during the call.
+  void set_clock(SimulatedClock* clock) { clock_ = clock; }
 
   void Set(const std::string& address, Script script) {
     absl::MutexLock lock(&mu_);
@@ -82,6 +87,7 @@ class FakeDeviceClient : public DeviceClient {
         return absl::UnavailableError("rendezvous not reached: calls did not overlap");
       }
     }
+    if (clock_ && script.takes > absl::ZeroDuration()) clock_->Advance(script.takes);
     int64_t tokens = 0;
     for (const auto& c : script.chunks) {
       sink(c);
@@ -104,6 +110,7 @@ class FakeDeviceClient : public DeviceClient {
   }
 
  private:
+  SimulatedClock* clock_ = nullptr;
   absl::Mutex mu_;
   std::map<std::string, Script> scripts_ ABSL_GUARDED_BY(mu_);
   std::vector<DeviceCall> calls_ ABSL_GUARDED_BY(mu_);
