@@ -32,7 +32,9 @@ ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or of
 // Quick flags: one simulated model without a config file.
 ABSL_FLAG(std::string, device_id, "", "Device id (overrides the config's).");
 ABSL_FLAG(std::string, provider_id, "", "Provider (account) paid for this device (overrides the config's).");
-ABSL_FLAG(std::string, model, "", "Quick: serve one simulated model of this name.");
+ABSL_FLAG(std::string, model, "",
+          "Quick: serve one model of this name: simulated, or with --openai_base_url the "
+          "server's model of that name.");
 ABSL_FLAG(std::string, family, "", "Quick: model family (default: guessed from the name).");
 ABSL_FLAG(double, parameters_b, 7, "Quick: billions of parameters.");
 ABSL_FLAG(int64_t, price_per_1k_micro, 0, "Quick: micro-credits per 1k output tokens (0: by size).");

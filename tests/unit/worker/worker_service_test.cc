@@ -114,19 +114,22 @@ TEST_F(WorkerServiceTest, RefusesWorkBeyondMaxConcurrencyAndFreesTheSlotOnCancel
 
 TEST_F(WorkerServiceTest, UnknownModelAndEmptyRequestAreRefused) {
   Start({}, 1);
-  for (auto request : {Request("gpt-9"), v1::InferRequest()}) {
-    if (request.model().empty()) request.set_model("llama-3.1-8b");
+  auto finish = [&](const v1::InferRequest& request) {
     grpc::ClientContext context;
     SetDeadline(&context);
     auto reader = stub_->Infer(&context, request);
     v1::InferChunk chunk;
     while (reader->Read(&chunk)) {
     }
-    grpc::Status status = reader->Finish();
-    EXPECT_TRUE(status.error_code() == grpc::StatusCode::NOT_FOUND ||
-                status.error_code() == grpc::StatusCode::INVALID_ARGUMENT)
-        << status.error_message();
-  }
+    return reader->Finish();
+  };
+  grpc::Status unknown = finish(Request("gpt-9"));
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND) << unknown.error_message();
+  EXPECT_THAT(unknown.error_message(), ::testing::HasSubstr("gpt-9"));
+  v1::InferRequest empty;
+  empty.set_model("llama-3.1-8b");
+  grpc::Status no_messages = finish(empty);
+  EXPECT_EQ(no_messages.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << no_messages.error_message();
   EXPECT_EQ(service_->Load().active(), 0);
 }
 
