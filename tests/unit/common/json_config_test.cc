@@ -12,8 +12,10 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// One file per test: ctest runs the tests of this binary as parallel processes.
 std::string WriteTemp(const std::string& contents) {
-  std::string path = ::testing::TempDir() + "/config_test.json";
+  std::string path = ::testing::TempDir() + "/config_test_" +
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".json";
   std::ofstream(path) << contents;
   return path;
 }
