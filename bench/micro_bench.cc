@@ -1,6 +1,7 @@
-// Micro-benchmarks of the coordinator's per-request work. Each family has a baseline in the
-// same run (copying the registry snapshot beside selecting from it; a raw SQLite insert beside
-// a settlement), so read them as ratios, not absolute times.
+// Micro-benchmarks of the coordinator's per-request work: analyzer, rule-based decomposer,
+// selector (from the registry's index, beside copying a snapshot as the old path did),
+// heartbeats, and a ledger settlement beside a raw SQLite insert. Read them as ratios within
+// one run, not absolute times. loom_bench measures the whole system.
 //
 //   build/bin/loom_micro_bench --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
@@ -16,10 +17,16 @@
 #include "common/tokens.h"
 #include "coordinator/model_selector.h"
 #include "coordinator/registry.h"
+#include "coordinator/request_analyzer.h"
+#include "coordinator/task_decomposer.h"
 #include "ledger/sqlite_ledger.h"
 
 namespace loom {
 namespace {
+
+constexpr char kWorkedExample[] =
+    "Translate this Python code to Rust and explain the key differences between the two "
+    "implementations: def f(xs): return sum(xs)";
 
 void BM_CountTokens(benchmark::State& state) {
   std::string text;
@@ -29,7 +36,8 @@ void BM_CountTokens(benchmark::State& state) {
 }
 BENCHMARK(BM_CountTokens);
 
-DeviceRegistry* RegistryWith(int devices) {
+// `beats`, when given, receives one heartbeat per device (its lease filled in).
+DeviceRegistry* RegistryWith(int devices, std::vector<v1::HeartbeatRequest>* beats = nullptr) {
   static SimulatedClock clock;
   auto* registry = new DeviceRegistry({}, &clock);
   for (int i = 0; i < devices; ++i) {
@@ -43,7 +51,13 @@ DeviceRegistry* RegistryWith(int devices) {
     m->set_family(i % 3 == 0 ? "qwen-coder" : i % 3 == 1 ? "llama" : "mistral");
     r.mutable_load()->set_active(i % 4);
     r.mutable_load()->set_max_concurrency(4);
-    (void)registry->Register(r);
+    auto lease = registry->Register(r);
+    if (beats && lease.ok()) {
+      v1::HeartbeatRequest& h = beats->emplace_back();
+      h.set_device_id(r.device_id());
+      h.set_lease_id(lease->lease_id());
+      *h.mutable_load() = r.load();
+    }
   }
   return registry;
 }
@@ -55,6 +69,62 @@ void BM_RegistrySnapshot(benchmark::State& state) {
   delete registry;
 }
 BENCHMARK(BM_RegistrySnapshot)->Arg(10)->Arg(1000)->Arg(10000);
+
+// The request path: selection straight from the registry's index, no snapshot.
+void BM_SelectForCategoriesIndexed(benchmark::State& state) {
+  DeviceRegistry* registry = RegistryWith(state.range(0));
+  ModelSelector selector;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(selector.SelectForCategories(*registry, {v1::TASK_CATEGORY_CODE}, {}));
+  }
+  delete registry;
+}
+BENCHMARK(BM_SelectForCategoriesIndexed)->Arg(10)->Arg(1000)->Arg(10000);
+
+void BM_SelectPassthroughIndexed(benchmark::State& state) {
+  DeviceRegistry* registry = RegistryWith(state.range(0));
+  ModelSelector selector;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(selector.SelectPassthrough(*registry, {.family = "llama"}, {}));
+  }
+  delete registry;
+}
+BENCHMARK(BM_SelectPassthroughIndexed)->Arg(10)->Arg(1000)->Arg(10000);
+
+// A heartbeat that changes the device's load: lease check, expiry order and index re-keying.
+void BM_HeartbeatIndexed(benchmark::State& state) {
+  std::vector<v1::HeartbeatRequest> beats;
+  DeviceRegistry* registry = RegistryWith(state.range(0), &beats);
+  size_t i = 0;
+  for (auto _ : state) {
+    v1::HeartbeatRequest& h = beats[i++ % beats.size()];
+    h.mutable_load()->set_active((h.load().active() + 1) % 4);
+    benchmark::DoNotOptimize(registry->Heartbeat(h));
+  }
+  delete registry;
+}
+BENCHMARK(BM_HeartbeatIndexed)->Arg(10000);
+
+void BM_AnalyzeWorkedExample(benchmark::State& state) {
+  RequestAnalyzer analyzer(AnalyzerOptions{});
+  v1::CompleteRequest request;
+  auto* m = request.add_messages();
+  m->set_role("user");
+  m->set_content(kWorkedExample);
+  for (auto _ : state) benchmark::DoNotOptimize(analyzer.Analyze(request, 512));
+}
+BENCHMARK(BM_AnalyzeWorkedExample);
+
+void BM_DecomposeByRules(benchmark::State& state) {
+  RequestAnalyzer analyzer(AnalyzerOptions{});
+  v1::CompleteRequest request;
+  auto* m = request.add_messages();
+  m->set_role("user");
+  m->set_content(kWorkedExample);
+  const Analysis analysis = analyzer.Analyze(request, 512);
+  for (auto _ : state) benchmark::DoNotOptimize(TaskDecomposer::FromRules(analysis, 256));
+}
+BENCHMARK(BM_DecomposeByRules);
 
 void BM_SnapshotAndSelectPassthrough(benchmark::State& state) {
   DeviceRegistry* registry = RegistryWith(state.range(0));

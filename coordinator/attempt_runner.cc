@@ -75,8 +75,8 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
   int attempt = 0;
   while (attempt < max_attempts) {
     absl::StatusOr<Selection> selection =
-        pinned ? selector_->SelectPassthrough(registry_->Snapshot(), spec.pinned, excluded)
-               : selector_->SelectForCategories(registry_->Snapshot(), spec.categories, excluded);
+        pinned ? selector_->SelectPassthrough(*registry_, spec.pinned, excluded)
+               : selector_->SelectForCategories(*registry_, spec.categories, excluded);
     if (!selection.ok()) {
       if (failures.empty()) return selection.status();
       failures.push_back(std::string(selection.status().message()));

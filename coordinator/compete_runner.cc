@@ -58,7 +58,7 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const std::string& request_id,
                                                   absl::Time deadline, Cancellation* cancel,
                                                   const EventSink& sink, AttemptLog* log) const {
   std::vector<Selection> picks = runner_->selector().RankDistinctModels(
-      runner_->registry()->Snapshot(), category, options_.k);
+      *runner_->registry(), category, options_.k);
   if (picks.empty()) return absl::UnavailableError("no healthy device can compete");
 
   std::vector<absl::StatusOr<CallResult>> results(picks.size(), absl::UnknownError("not run"));

@@ -232,7 +232,7 @@ void HttpFrontDoor::Stop() {
 void HttpFrontDoor::Routes() {
   server_->set_payload_max_length(options_.max_body_bytes);
   server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(json{{"status", "ok"}, {"devices", registry_->Snapshot().size()}}.dump(),
+    res.set_content(json{{"status", "ok"}, {"devices", registry_->Size()}}.dump(),
                     "application/json");
   });
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {

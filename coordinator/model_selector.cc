@@ -1,7 +1,11 @@
 #include "coordinator/model_selector.h"
 
 #include <algorithm>
+#include <optional>
 #include <tuple>
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -82,24 +86,93 @@ double ModelSelector::LoadOf(const v1::DeviceInfo& device) {
   return static_cast<double>(busy) / std::max(1, l.max_concurrency());
 }
 
-std::vector<ModelSelector::Candidate> ModelSelector::Rank(
-    const std::vector<v1::DeviceInfo>& devices, const std::vector<C>& categories,
-    const std::set<std::string>& excluded) const {
-  std::vector<Candidate> out;
-  for (const v1::DeviceInfo& d : devices) {
-    if (d.state() != v1::DEVICE_STATE_HEALTHY || excluded.count(d.device_id())) continue;
-    const double load = LoadOf(d);
-    for (const v1::ModelInfo& m : d.models()) {
-      double affinity = 0;
-      for (C c : categories) affinity = std::max(affinity, table_.Score(m, c));
-      out.push_back({&d, &m, affinity, load, affinity - options_.load_weight * load});
+std::string ModelKey(const v1::ModelInfo& model) {
+  std::string key;
+  {
+    google::protobuf::io::StringOutputStream stream(&key);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);  // map fields in key order
+    model.SerializeToCodedStream(&coded);
+  }
+  return key;
+}
+
+// ---- DeviceSnapshot ----
+
+class DeviceSnapshot::Group : public ModelGroup {
+ public:
+  explicit Group(const v1::ModelInfo* model) : model_(model) {}
+  const v1::ModelInfo& model() const override { return *model_; }
+  int serving() const override { return static_cast<int>(devices_.size()); }
+  bool simulated_only() const override { return !has_real_; }
+  void ForEachHealthy(
+      absl::FunctionRef<bool(const v1::DeviceInfo&, double)> visit) const override {
+    for (const auto& [load, device] : devices_) {
+      if (device->state() != v1::DEVICE_STATE_HEALTHY) continue;
+      if (!visit(*device, load)) return;
     }
   }
+  void Add(const v1::DeviceInfo* device) {
+    devices_.emplace_back(ModelSelector::LoadOf(*device), device);
+    has_real_ = has_real_ || !device->simulated();
+  }
+  void Sort() {
+    std::sort(devices_.begin(), devices_.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.first, a.second->device_id()) < std::tie(b.first, b.second->device_id());
+    });
+  }
+
+ private:
+  const v1::ModelInfo* model_;
+  bool has_real_ = false;
+  std::vector<std::pair<double, const v1::DeviceInfo*>> devices_;
+};
+
+DeviceSnapshot::DeviceSnapshot(const std::vector<v1::DeviceInfo>& devices)
+    : device_count_(static_cast<int>(devices.size())) {
+  std::map<std::string, Group*> by_key;
+  for (const v1::DeviceInfo& d : devices) {
+    for (const v1::ModelInfo& m : d.models()) {
+      Group*& g = by_key[ModelKey(m)];
+      if (!g) g = groups_.emplace_back(std::make_unique<Group>(&m)).get();
+      g->Add(&d);
+    }
+  }
+  for (auto& g : groups_) {
+    g->Sort();
+    views_.push_back(g.get());
+  }
+}
+
+DeviceSnapshot::~DeviceSnapshot() = default;
+
+void DeviceSnapshot::Read(absl::FunctionRef<void(absl::Span<const ModelGroup* const>, int)> body) {
+  body(views_, device_count_);
+}
+
+// ---- Ranking ----
+
+std::vector<ModelSelector::Candidate> ModelSelector::Rank(absl::Span<const ModelGroup* const> groups,
+                                                          const std::vector<C>& categories,
+                                                          const std::set<std::string>& excluded,
+                                                          int per_group) const {
+  std::vector<Candidate> out;
+  for (const ModelGroup* g : groups) {
+    double affinity = 0;
+    for (C c : categories) affinity = std::max(affinity, table_.Score(g->model(), c));
+    int taken = 0;
+    // Within a group the score falls as load rises, so its first devices are its best.
+    g->ForEachHealthy([&](const v1::DeviceInfo& d, double load) {
+      if (excluded.count(d.device_id())) return true;
+      out.push_back({&d, &g->model(), affinity, load, affinity - options_.load_weight * load});
+      return ++taken < per_group;
+    });
+  }
   std::sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) {
-    return std::make_tuple(-a.score, -a.model->parameters_b(), a.device->device_id(),
-                           a.model->name()) < std::make_tuple(-b.score, -b.model->parameters_b(),
-                                                              b.device->device_id(),
-                                                              b.model->name());
+    return std::make_tuple(-a.score, -a.model->parameters_b(), std::cref(a.device->device_id()),
+                           std::cref(a.model->name())) <
+           std::make_tuple(-b.score, -b.model->parameters_b(), std::cref(b.device->device_id()),
+                           std::cref(b.model->name()));
   });
   return out;
 }
@@ -117,52 +190,61 @@ Selection ModelSelector::ToSelection(const Candidate& c) {
 }
 
 absl::StatusOr<Selection> ModelSelector::SelectForCategories(
-    const std::vector<v1::DeviceInfo>& devices, const std::vector<C>& categories,
+    CandidateSource& source, const std::vector<C>& categories,
     const std::set<std::string>& excluded) const {
-  std::vector<Candidate> ranked = Rank(devices, categories, excluded);
-  std::vector<std::string> names;
-  for (C c : categories) names.push_back(CategoryName(c));
-  if (ranked.empty()) {
-    return absl::UnavailableError(absl::StrCat(
-        "no healthy device available for ", absl::StrJoin(names, "/"), " (", devices.size(),
-        " device(s) in the mesh, ", excluded.size(), " excluded after failures)"));
-  }
-  Selection s = ToSelection(ranked[0]);
-  std::vector<std::string> parts;
-  for (size_t i = 0; i < ranked.size() && i < 3; ++i) {
-    const Candidate& c = ranked[i];
-    parts.push_back(absl::StrFormat("%s%s/%s %.2f (affinity %.2f - load %.2f)", i ? "" : "chose ",
-                                    c.device->device_id(), c.model->name(), c.score, c.affinity,
-                                    options_.load_weight * c.load));
-  }
-  s.reason = absl::StrCat(absl::StrJoin(names, "/"), ": ", absl::StrJoin(parts, "; then "));
-  return s;
+  constexpr int kShown = 3;  // the choice and two runners-up, in the reason
+  absl::StatusOr<Selection> result = absl::UnknownError("not read");
+  source.Read([&](absl::Span<const ModelGroup* const> groups, int devices) {
+    std::vector<Candidate> ranked = Rank(groups, categories, excluded, kShown);
+    std::vector<std::string> names;
+    for (C c : categories) names.push_back(CategoryName(c));
+    if (ranked.empty()) {
+      result = absl::UnavailableError(absl::StrCat(
+          "no healthy device available for ", absl::StrJoin(names, "/"), " (", devices,
+          " device(s) in the mesh, ", excluded.size(), " excluded after failures)"));
+      return;
+    }
+    Selection s = ToSelection(ranked[0]);
+    std::vector<std::string> parts;
+    for (size_t i = 0; i < ranked.size() && i < kShown; ++i) {
+      const Candidate& c = ranked[i];
+      parts.push_back(absl::StrFormat("%s%s/%s %.2f (affinity %.2f - load %.2f)",
+                                      i ? "" : "chose ", c.device->device_id(), c.model->name(),
+                                      c.score, c.affinity, options_.load_weight * c.load));
+    }
+    s.reason = absl::StrCat(absl::StrJoin(names, "/"), ": ", absl::StrJoin(parts, "; then "));
+    result = std::move(s);
+  });
+  return result;
 }
 
-std::vector<Selection> ModelSelector::RankDistinctModels(const std::vector<v1::DeviceInfo>& devices,
-                                                         C category, int k) const {
-  std::vector<Candidate> ranked = Rank(devices, {category}, {});
+std::vector<Selection> ModelSelector::RankDistinctModels(CandidateSource& source, C category,
+                                                         int k) const {
   std::vector<Selection> out;
-  std::set<std::string> models, used_devices;
-  // First pass: distinct models on distinct devices; second: distinct models anywhere.
-  for (int pass = 0; pass < 2; ++pass) {
-    for (const Candidate& c : ranked) {
-      if (static_cast<int>(out.size()) >= k) return out;
-      if (models.count(c.model->name())) continue;
-      if (pass == 0 && used_devices.count(c.device->device_id())) continue;
-      models.insert(c.model->name());
-      used_devices.insert(c.device->device_id());
-      Selection s = ToSelection(c);
-      s.reason = absl::StrFormat("compete candidate %d: %s affinity %.2f, load %.2f",
-                                 out.size() + 1, CategoryName(category), c.affinity, c.load);
-      out.push_back(std::move(s));
+  source.Read([&](absl::Span<const ModelGroup* const> groups, int) {
+    // k devices per model are enough: the first pass wants at most k distinct devices.
+    std::vector<Candidate> ranked = Rank(groups, {category}, {}, std::max(k, 1));
+    std::set<std::string> models, used_devices;
+    // First pass: distinct models on distinct devices; second: distinct models anywhere.
+    for (int pass = 0; pass < 2; ++pass) {
+      for (const Candidate& c : ranked) {
+        if (static_cast<int>(out.size()) >= k) return;
+        if (models.count(c.model->name())) continue;
+        if (pass == 0 && used_devices.count(c.device->device_id())) continue;
+        models.insert(c.model->name());
+        used_devices.insert(c.device->device_id());
+        Selection s = ToSelection(c);
+        s.reason = absl::StrFormat("compete candidate %d: %s affinity %.2f, load %.2f",
+                                   out.size() + 1, CategoryName(category), c.affinity, c.load);
+        out.push_back(std::move(s));
+      }
     }
-  }
+  });
   return out;
 }
 
 absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
-    const std::vector<v1::DeviceInfo>& devices, const PassthroughTarget& target,
+    CandidateSource& source, const PassthroughTarget& target,
     const std::set<std::string>& excluded) const {
   auto matches = [&](const v1::ModelInfo& m) {
     if (!target.model.empty()) return m.name() == target.model;
@@ -172,41 +254,62 @@ absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
   const std::string wanted = !target.model.empty()    ? absl::StrCat("model '", target.model, "'")
                              : !target.family.empty() ? absl::StrCat("family '", target.family, "'")
                                                       : std::string("any model");
-  const v1::DeviceInfo* best_device = nullptr;
-  const v1::ModelInfo* best_model = nullptr;
-  double best_load = 0;
-  int serving = 0, candidates = 0;
-  for (const v1::DeviceInfo& d : devices) {
-    for (const v1::ModelInfo& m : d.models()) {
-      if (!matches(m)) continue;
-      ++serving;
-      if (d.state() != v1::DEVICE_STATE_HEALTHY || excluded.count(d.device_id())) continue;
-      ++candidates;
-      const double load = LoadOf(d);
-      auto key = [](double load, const v1::DeviceInfo& d, const v1::ModelInfo& m) {
-        return std::make_tuple(load, -m.parameters_b(), d.device_id(), m.name());
-      };
-      if (!best_device || key(load, d, m) < key(best_load, *best_device, *best_model)) {
-        best_device = &d;
-        best_model = &m;
-        best_load = load;
-      }
+  absl::StatusOr<Selection> result = absl::UnknownError("not read");
+  source.Read([&](absl::Span<const ModelGroup* const> groups, int devices) {
+    std::optional<Candidate> best;
+    int serving = 0;
+    auto key = [](const Candidate& c) {
+      return std::make_tuple(c.load, -c.model->parameters_b(), std::cref(c.device->device_id()),
+                             std::cref(c.model->name()));
+    };
+    for (const ModelGroup* g : groups) {
+      if (!matches(g->model())) continue;
+      serving += g->serving();
+      g->ForEachHealthy([&](const v1::DeviceInfo& d, double load) {
+        if (excluded.count(d.device_id())) return true;
+        Candidate c{&d, &g->model(), 1.0, load, 1.0 - load};
+        if (!best || key(c) < key(*best)) best = c;
+        return false;  // the group's least loaded eligible device is its only contender
+      });
     }
-  }
-  if (serving == 0) {
-    if (devices.empty()) return absl::UnavailableError("no devices in the mesh");
-    return absl::NotFoundError(absl::StrCat("no device in the mesh serves ", wanted));
-  }
-  if (!best_device) {
-    return absl::UnavailableError(absl::StrCat(
-        "no healthy device left for ", wanted, " (", serving, " serving, ", excluded.size(),
-        " excluded after failures)"));
-  }
-  Candidate c{best_device, best_model, 1.0, best_load, 1.0 - best_load};
-  Selection s = ToSelection(c);
-  s.reason = absl::StrFormat("least loaded of %d healthy candidate(s) for %s (load %.2f)",
-                             candidates, wanted, best_load);
-  return s;
+    if (serving == 0) {
+      result = devices == 0
+                   ? absl::UnavailableError("no devices in the mesh")
+                   : absl::NotFoundError(absl::StrCat("no device in the mesh serves ", wanted));
+      return;
+    }
+    if (!best) {
+      result = absl::UnavailableError(absl::StrCat("no healthy device left for ", wanted, " (",
+                                                   serving, " serving, ", excluded.size(),
+                                                   " excluded after failures)"));
+      return;
+    }
+    Selection s = ToSelection(*best);
+    s.reason = absl::StrFormat("least loaded healthy device of %d serving %s (load %.2f)",
+                               serving, wanted, best->load);
+    result = std::move(s);
+  });
+  return result;
+}
+
+absl::StatusOr<Selection> ModelSelector::SelectForCategories(
+    const std::vector<v1::DeviceInfo>& devices, const std::vector<C>& categories,
+    const std::set<std::string>& excluded) const {
+  DeviceSnapshot snapshot(devices);
+  return SelectForCategories(snapshot, categories, excluded);
+}
+
+std::vector<Selection> ModelSelector::RankDistinctModels(const std::vector<v1::DeviceInfo>& devices,
+                                                         C category, int k) const {
+  DeviceSnapshot snapshot(devices);
+  return RankDistinctModels(snapshot, category, k);
+}
+
+absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
+    const std::vector<v1::DeviceInfo>& devices, const PassthroughTarget& target,
+    const std::set<std::string>& excluded) const {
+  DeviceSnapshot snapshot(devices);
+  return SelectPassthrough(snapshot, target, excluded);
 }
 
 }  // namespace loom

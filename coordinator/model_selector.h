@@ -1,5 +1,10 @@
 // File: coordinator/model_selector.h
-// Chooses a device and model for a piece of work from a snapshot of the registry.
+// Chooses a device and model for a piece of work from a CandidateSource: the live devices
+// grouped by model advertisement, each group least loaded first. DeviceRegistry is the source on
+// the request path and keeps the groups current as devices come, go and report load, so a
+// choice reads a few entries per distinct model however many devices there are (at 10,000
+// devices it takes microseconds; copying a snapshot took milliseconds). DeviceSnapshot groups a
+// plain list the same way, for plans and tests; both feed the one ranking below.
 //
 // Affinity: how well a model family suits a task category, in [0, 1] (AffinityTable; the
 // built-in defaults are in model_selector.cc and the README, a config file may change them, and
@@ -18,11 +23,14 @@
 #define LOOM_COORDINATOR_MODEL_SELECTOR_H_
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "loom/v1/common.pb.h"
 #include "loom/v1/config.pb.h"
 
@@ -44,6 +52,50 @@ class AffinityTable {
  private:
   std::map<std::string, std::map<v1::TaskCategory, double>> families_;
 };
+
+// One distinct model advertisement (every field equal) and the devices advertising it.
+class ModelGroup {
+ public:
+  virtual ~ModelGroup() = default;
+  virtual const v1::ModelInfo& model() const = 0;
+  // Devices advertising the model, in any state.
+  virtual int serving() const = 0;
+  // True when every device advertising the model is a simulated one.
+  virtual bool simulated_only() const = 0;
+  // Calls `visit` with the HEALTHY devices advertising the model, least loaded first (ties by
+  // device id), until it returns false. `load` is ModelSelector::LoadOf(device).
+  virtual void ForEachHealthy(
+      absl::FunctionRef<bool(const v1::DeviceInfo& device, double load)> visit) const = 0;
+};
+
+// What a selector chooses among. Implementations say how they stay consistent.
+class CandidateSource {
+ public:
+  virtual ~CandidateSource() = default;
+  // Runs `body` with every model group and the number of live devices; the groups (and the
+  // devices they yield) are valid only during the call, and must not be used to call back
+  // into the source.
+  virtual void Read(
+      absl::FunctionRef<void(absl::Span<const ModelGroup* const> groups, int devices)> body) = 0;
+};
+
+// Groups a list of devices (as Snapshot returns them, states included) for the selector.
+class DeviceSnapshot : public CandidateSource {
+ public:
+  // `devices` must outlive this.
+  explicit DeviceSnapshot(const std::vector<v1::DeviceInfo>& devices);
+  ~DeviceSnapshot() override;
+  void Read(absl::FunctionRef<void(absl::Span<const ModelGroup* const>, int)> body) override;
+
+ private:
+  class Group;
+  const int device_count_;
+  std::vector<std::unique_ptr<Group>> groups_;
+  std::vector<const ModelGroup*> views_;
+};
+
+// A key equal for two advertisements exactly when every field is (map order ignored).
+std::string ModelKey(const v1::ModelInfo& model);
 
 struct SelectorOptions {
   double load_weight = 0.6;  // score penalty of a fully loaded device
@@ -72,17 +124,27 @@ class ModelSelector {
 
   // The best device+model for work needing any of `categories` (a model's affinity is its best
   // among them). UNAVAILABLE when no healthy, non-excluded device exists.
-  absl::StatusOr<Selection> SelectForCategories(const std::vector<v1::DeviceInfo>& devices,
+  absl::StatusOr<Selection> SelectForCategories(CandidateSource& source,
                                                 const std::vector<v1::TaskCategory>& categories,
                                                 const std::set<std::string>& excluded) const;
 
   // Up to `k` candidates on distinct models (and, where possible, distinct devices), best
   // first, for compete.
-  std::vector<Selection> RankDistinctModels(const std::vector<v1::DeviceInfo>& devices,
-                                            v1::TaskCategory category, int k) const;
+  std::vector<Selection> RankDistinctModels(CandidateSource& source, v1::TaskCategory category,
+                                            int k) const;
 
   // NOT_FOUND when no device in the mesh serves the target at all; UNAVAILABLE when some do
   // but none is healthy and not excluded.
+  absl::StatusOr<Selection> SelectPassthrough(CandidateSource& source,
+                                              const PassthroughTarget& target,
+                                              const std::set<std::string>& excluded) const;
+
+  // The same over a list of devices (grouped first: for plans and tests, not the hot path).
+  absl::StatusOr<Selection> SelectForCategories(const std::vector<v1::DeviceInfo>& devices,
+                                                const std::vector<v1::TaskCategory>& categories,
+                                                const std::set<std::string>& excluded) const;
+  std::vector<Selection> RankDistinctModels(const std::vector<v1::DeviceInfo>& devices,
+                                            v1::TaskCategory category, int k) const;
   absl::StatusOr<Selection> SelectPassthrough(const std::vector<v1::DeviceInfo>& devices,
                                               const PassthroughTarget& target,
                                               const std::set<std::string>& excluded) const;
@@ -96,9 +158,11 @@ class ModelSelector {
     const v1::ModelInfo* model;
     double affinity, load, score;
   };
-  std::vector<Candidate> Rank(const std::vector<v1::DeviceInfo>& devices,
+  // The best `per_group` healthy, non-excluded devices of every group, ranked (by score, then
+  // larger model, device id, model name). The pointers are valid only inside source.Read.
+  std::vector<Candidate> Rank(absl::Span<const ModelGroup* const> groups,
                               const std::vector<v1::TaskCategory>& categories,
-                              const std::set<std::string>& excluded) const;
+                              const std::set<std::string>& excluded, int per_group) const;
   static Selection ToSelection(const Candidate& c);
 
   const AffinityTable table_;

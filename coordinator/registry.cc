@@ -45,8 +45,103 @@ absl::Status ValidateAdvertisement(const v1::RegisterRequest& r, int max_models)
 
 }  // namespace
 
+// The devices advertising one model, least loaded first. Guarded by the registry's mu_.
+class DeviceRegistry::Group : public ModelGroup {
+ public:
+  Group(const DeviceRegistry* registry, v1::ModelInfo model)
+      : registry_(registry), model_(std::move(model)) {}
+  const v1::ModelInfo& model() const override { return model_; }
+  int serving() const override { return static_cast<int>(by_load_.size()); }
+  bool simulated_only() const override { return real_ == 0; }
+  // Only called inside Read, with the registry's lock held.
+  void ForEachHealthy(absl::FunctionRef<bool(const v1::DeviceInfo&, double)> visit) const override
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (const Entry* e : by_load_) {
+      if (registry_->StateAt(*e, registry_->read_now_) != v1::DEVICE_STATE_HEALTHY) continue;
+      if (!visit(e->info, e->load)) return;
+    }
+  }
+  void Insert(const Entry* e) {
+    by_load_.insert(e);
+    if (!e->info.simulated()) ++real_;
+  }
+  void Erase(const Entry* e) {
+    by_load_.erase(e);
+    if (!e->info.simulated()) --real_;
+  }
+  bool empty() const { return by_load_.empty(); }
+
+ private:
+  struct ByLoad {
+    bool operator()(const Entry* a, const Entry* b) const {
+      if (a->load != b->load) return a->load < b->load;
+      return a->info.device_id() < b->info.device_id();
+    }
+  };
+  const DeviceRegistry* const registry_;
+  const v1::ModelInfo model_;
+  std::set<const Entry*, ByLoad> by_load_;
+  int real_ = 0;  // non-simulated devices in by_load_
+};
+
+bool DeviceRegistry::ByHeartbeat::operator()(const Entry* a, const Entry* b) const {
+  if (a->last_heartbeat != b->last_heartbeat) return a->last_heartbeat < b->last_heartbeat;
+  return a->info.device_id() < b->info.device_id();
+}
+
 DeviceRegistry::DeviceRegistry(RegistryOptions options, Clock* clock)
     : options_(options), clock_(clock) {}
+
+DeviceRegistry::~DeviceRegistry() = default;
+
+void DeviceRegistry::IndexLocked(Entry* e) {
+  e->load = ModelSelector::LoadOf(e->info);
+  bool added_group = false;
+  for (const v1::ModelInfo& m : e->info.models()) {
+    std::unique_ptr<Group>& g = groups_[ModelKey(m)];
+    if (!g) {
+      g = std::make_unique<Group>(this, m);
+      added_group = true;
+    }
+    g->Insert(e);
+    e->groups.push_back(g.get());
+  }
+  by_heartbeat_.insert(e);
+  if (added_group) {
+    group_views_.clear();
+    for (const auto& [key, g] : groups_) group_views_.push_back(g.get());
+  }
+}
+
+void DeviceRegistry::UnindexLocked(Entry* e) {
+  bool removed_group = false;
+  for (Group* g : e->groups) {
+    g->Erase(e);
+    if (g->empty()) {
+      groups_.erase(ModelKey(g->model()));
+      removed_group = true;
+    }
+  }
+  e->groups.clear();
+  by_heartbeat_.erase(e);
+  if (removed_group) {
+    group_views_.clear();
+    for (const auto& [key, g] : groups_) group_views_.push_back(g.get());
+  }
+}
+
+void DeviceRegistry::UpdateLoadLocked(Entry* e) {
+  const double load = ModelSelector::LoadOf(e->info);
+  if (load == e->load) return;
+  for (Group* g : e->groups) g->Erase(e);
+  e->load = load;
+  for (Group* g : e->groups) g->Insert(e);
+}
+
+void DeviceRegistry::EraseLocked(std::map<std::string, Entry>::iterator it) {
+  UnindexLocked(&it->second);
+  devices_.erase(it);
+}
 
 absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::RegisterRequest& request) {
   if (request.protocol_version().major() != kProtocolMajor) {
@@ -71,9 +166,10 @@ absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::Register
     return absl::ResourceExhaustedError("the registry is full");
   }
   Entry& e = devices_[request.device_id()];
-  const int inflight = e.inflight;  // attempts already running survive a re-register
+  // Attempts already running survive a re-register.
+  const int inflight = e.info.coordinator_inflight();
+  if (it != devices_.end()) UnindexLocked(&e);
   e = Entry{};
-  e.inflight = inflight;
   e.lease_id = response.lease_id();
   e.last_heartbeat = now;
   e.info.set_device_id(request.device_id());
@@ -84,6 +180,8 @@ absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::Register
   if (e.info.load().max_concurrency() == 0) e.info.mutable_load()->set_max_concurrency(1);
   e.info.set_simulated(request.simulated());
   e.info.set_registered_unix_ms(absl::ToUnixMillis(now));
+  e.info.set_coordinator_inflight(inflight);
+  IndexLocked(&e);
   spdlog::info("device {} registered (provider {}, {} model(s), {}{})", request.device_id(),
                request.provider_id(), request.models_size(), request.address(),
                request.simulated() ? ", simulated" : "");
@@ -101,10 +199,15 @@ v1::HeartbeatResponse DeviceRegistry::Heartbeat(const v1::HeartbeatRequest& requ
     response.set_reregister(true);
     return response;
   }
-  it->second.last_heartbeat = now;
-  v1::DeviceLoad load = request.load();
-  if (load.max_concurrency() <= 0) load.set_max_concurrency(it->second.info.load().max_concurrency());
-  *it->second.info.mutable_load() = load;
+  Entry& e = it->second;
+  by_heartbeat_.erase(&e);
+  e.last_heartbeat = std::max(e.last_heartbeat, now);
+  by_heartbeat_.insert(&e);
+  v1::DeviceLoad* load = e.info.mutable_load();
+  const int max_concurrency = load->max_concurrency();
+  *load = request.load();
+  if (load->max_concurrency() <= 0) load->set_max_concurrency(max_concurrency);
+  UpdateLoadLocked(&e);
   return response;
 }
 
@@ -115,7 +218,7 @@ absl::Status DeviceRegistry::Deregister(const v1::DeregisterRequest& request) {
     return absl::NotFoundError(absl::StrCat("no lease ", request.lease_id(), " for device ",
                                             request.device_id()));
   }
-  devices_.erase(it);
+  EraseLocked(it);
   spdlog::info("device {} deregistered", request.device_id());
   return absl::OkStatus();
 }
@@ -131,14 +234,14 @@ v1::DeviceState DeviceRegistry::StateAt(const Entry& e, absl::Time now) const {
 }
 
 void DeviceRegistry::ExpireLocked(absl::Time now) {
-  for (auto it = devices_.begin(); it != devices_.end();) {
-    if (StateAt(it->second, now) == v1::DEVICE_STATE_UNSPECIFIED) {
-      spdlog::warn("device {} expired (no heartbeat for {})", it->first,
-                   absl::FormatDuration(now - it->second.last_heartbeat));
-      it = devices_.erase(it);
-    } else {
-      ++it;
-    }
+  // Oldest heartbeat first: stop at the first device still alive.
+  while (!by_heartbeat_.empty()) {
+    const Entry* oldest = *by_heartbeat_.begin();
+    if (StateAt(*oldest, now) != v1::DEVICE_STATE_UNSPECIFIED) break;
+    const std::string id = oldest->info.device_id();
+    spdlog::warn("device {} expired (no heartbeat for {})", id,
+                 absl::FormatDuration(now - oldest->last_heartbeat));
+    EraseLocked(devices_.find(id));
   }
 }
 
@@ -152,20 +255,36 @@ std::vector<v1::DeviceInfo> DeviceRegistry::Snapshot() {
     v1::DeviceInfo& info = out.emplace_back(e.info);
     info.set_state(StateAt(e, now));
     info.set_last_heartbeat_unix_ms(absl::ToUnixMillis(e.last_heartbeat));
-    info.set_coordinator_inflight(e.inflight);
   }
   return out;
+}
+
+int DeviceRegistry::Size() {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  ExpireLocked(now);
+  return static_cast<int>(devices_.size());
+}
+
+void DeviceRegistry::Read(absl::FunctionRef<void(absl::Span<const ModelGroup* const>, int)> body) {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  ExpireLocked(now);
+  read_now_ = now;
+  body(group_views_, static_cast<int>(devices_.size()));
 }
 
 void DeviceRegistry::AddInflight(const std::string& device_id, int delta) {
   absl::MutexLock lock(&mu_);
   auto it = devices_.find(device_id);
   if (it == devices_.end()) return;
-  it->second.inflight += delta;
+  Entry& e = it->second;
+  e.info.set_coordinator_inflight(e.info.coordinator_inflight() + delta);
   // The last heartbeat counted our attempts too: keep its figure current until the next one,
   // so a device that just finished our work does not look busy for up to an interval.
-  v1::DeviceLoad* load = it->second.info.mutable_load();
+  v1::DeviceLoad* load = e.info.mutable_load();
   load->set_active(std::max(0, load->active() + delta));
+  UpdateLoadLocked(&e);
 }
 
 }  // namespace loom

@@ -8,11 +8,18 @@
 //   auto lease = registry.Register(request);      // RegisterResponse or an error
 //   std::vector<v1::DeviceInfo> live = registry.Snapshot();
 //
+// It is also the selector's CandidateSource (model_selector.h): devices are indexed by model
+// advertisement and, within one, by load, and every register, heartbeat, in-flight change and
+// expiry updates the index, so choosing a device never copies or scans the registry. Expiry
+// is kept in heartbeat order, so sweeping it costs only the devices that actually expire.
+//
 // Thread-safe. No gRPC here: RegistryService adapts it.
 #ifndef LOOM_COORDINATOR_REGISTRY_H_
 #define LOOM_COORDINATOR_REGISTRY_H_
 
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "coordinator/model_selector.h"
 #include "loom/v1/registry.pb.h"
 
 namespace loom {
@@ -31,9 +39,10 @@ struct RegistryOptions {
   int max_models_per_device = 64;
 };
 
-class DeviceRegistry {
+class DeviceRegistry : public CandidateSource {
  public:
   DeviceRegistry(RegistryOptions options, Clock* clock);
+  ~DeviceRegistry() override;
 
   // Adds or replaces the device (a new lease each time). FAILED_PRECONDITION on a protocol
   // major mismatch, INVALID_ARGUMENT on a malformed advertisement.
@@ -45,6 +54,11 @@ class DeviceRegistry {
 
   // Live devices sorted by id, each with its state as of now; expired ones are dropped.
   std::vector<v1::DeviceInfo> Snapshot();
+  // How many live devices there are (expired ones are dropped first).
+  int Size();
+
+  // CandidateSource: holds the registry's lock while `body` runs, with states as of now.
+  void Read(absl::FunctionRef<void(absl::Span<const ModelGroup* const>, int)> body) override;
 
   // Counts attempts this coordinator has running on a device, and moves the device's last
   // reported active count by the same delta (clamped at 0), so selection between two
@@ -52,15 +66,27 @@ class DeviceRegistry {
   void AddInflight(const std::string& device_id, int delta);
 
  private:
+  class Group;
   struct Entry {
-    v1::DeviceInfo info;
+    v1::DeviceInfo info;  // coordinator_inflight kept current; state set only in snapshots
     std::string lease_id;
     absl::Time last_heartbeat;
-    int inflight = 0;
+    double load = 0;              // ModelSelector::LoadOf(info), the key in its groups
+    std::vector<Group*> groups;   // one per advertised model
   };
+  struct ByHeartbeat {
+    bool operator()(const Entry* a, const Entry* b) const;
+  };
+
   // The state of `e` at `now`; DEVICE_STATE_UNSPECIFIED means expired.
   v1::DeviceState StateAt(const Entry& e, absl::Time now) const;
   void ExpireLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds `e` to the groups of its models and to the expiry order / takes it out of both.
+  void IndexLocked(Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnindexLocked(Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Re-keys `e` in its groups after its load figures changed.
+  void UpdateLoadLocked(Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseLocked(std::map<std::string, Entry>::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const RegistryOptions options_;
@@ -68,6 +94,10 @@ class DeviceRegistry {
 
   absl::Mutex mu_;
   std::map<std::string, Entry> devices_ ABSL_GUARDED_BY(mu_);
+  std::set<const Entry*, ByHeartbeat> by_heartbeat_ ABSL_GUARDED_BY(mu_);  // oldest first
+  std::map<std::string, std::unique_ptr<Group>> groups_ ABSL_GUARDED_BY(mu_);  // by ModelKey
+  std::vector<const ModelGroup*> group_views_ ABSL_GUARDED_BY(mu_);           // groups_, listed
+  absl::Time read_now_ ABSL_GUARDED_BY(mu_);  // "now" for the states a Read sees
 };
 
 }  // namespace loom

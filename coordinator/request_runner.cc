@@ -124,7 +124,7 @@ v1::CompilationPlan RequestRunner::BasePlan(const Analysis& analysis,
 
 void RequestRunner::AddTentativeAssignments(v1::CompilationPlan* plan,
                                             const v1::CompleteRequest& request) const {
-  const std::vector<v1::DeviceInfo> devices = registry_->Snapshot();
+  CandidateSource& devices = *registry_;
   const ModelSelector& selector = attempts_.selector();
   if (plan->kind() == v1::PLAN_KIND_COMPETE) {
     for (const Selection& s :
@@ -186,9 +186,9 @@ absl::StatusOr<v1::CompilationPlan> RequestRunner::Explain(const v1::CompleteReq
 
 int64_t RequestRunner::CostBound(const Analysis& analysis, int64_t max_tokens) const {
   int64_t price = 0;
-  for (const auto& d : registry_->Snapshot()) {
-    for (const auto& m : d.models()) price = std::max(price, PricePer1kMicro(m));
-  }
+  registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
+    for (const ModelGroup* g : groups) price = std::max(price, PricePer1kMicro(g->model()));
+  });
   int64_t tokens = max_tokens;
   if (analysis.kind == v1::PLAN_KIND_COMPETE) {
     tokens = options_.compete.k * max_tokens + 16;  // candidates and a judge

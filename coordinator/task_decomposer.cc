@@ -1,6 +1,7 @@
 #include "coordinator/task_decomposer.h"
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -200,23 +201,29 @@ std::string TaskDecomposer::ModelPrompt(const std::string& request_text, int max
 }
 
 absl::StatusOr<std::string> TaskDecomposer::ChooseModel() const {
-  std::vector<v1::DeviceInfo> devices = runner_->registry()->Snapshot();
   const bool allow_simulated = options_.mode == DecomposerOptions::Mode::kModel;
-  const v1::ModelInfo* smallest = nullptr;
-  for (const auto& d : devices) {
-    if (d.state() != v1::DEVICE_STATE_HEALTHY) continue;
-    if (d.simulated() && !allow_simulated) continue;
-    for (const auto& m : d.models()) {
-      if (!options_.model.empty()) {
-        if (m.name() == options_.model) return m.name();
+  std::optional<v1::ModelInfo> smallest;
+  bool pinned_found = false;
+  runner_->registry()->Read([&](absl::Span<const ModelGroup* const> groups, int) {
+    for (const ModelGroup* g : groups) {
+      const v1::ModelInfo& m = g->model();
+      if (!options_.model.empty() && m.name() != options_.model) continue;
+      if (!allow_simulated && g->simulated_only()) continue;
+      if (smallest && (m.parameters_b() > smallest->parameters_b() ||
+                       (m.parameters_b() == smallest->parameters_b() &&
+                        m.name() >= smallest->name()))) {
         continue;
       }
-      if (!smallest || m.parameters_b() < smallest->parameters_b() ||
-          (m.parameters_b() == smallest->parameters_b() && m.name() < smallest->name())) {
-        smallest = &m;
-      }
+      bool usable = false;  // some healthy device serves it (a real one, unless simulated is allowed)
+      g->ForEachHealthy([&](const v1::DeviceInfo& d, double) {
+        usable = allow_simulated || !d.simulated();
+        return !usable;
+      });
+      if (usable) smallest = m;
     }
-  }
+    pinned_found = !options_.model.empty() && smallest.has_value();
+  });
+  if (pinned_found) return smallest->name();
   if (!options_.model.empty()) {
     return absl::UnavailableError(absl::StrCat("decomposer model ", options_.model,
                                                " is not on a healthy device"));

@@ -1,5 +1,9 @@
 #include "coordinator/registry.h"
 
+#include <random>
+#include <tuple>
+
+#include "common/categories.h"
 #include "common/protocol.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -144,6 +148,123 @@ TEST_F(RegistryTest, InflightSurvivesReregistration) {
   EXPECT_EQ(registry_.Snapshot()[0].coordinator_inflight(), 2);
   registry_.AddInflight("a", -2);
   EXPECT_EQ(registry_.Snapshot()[0].coordinator_inflight(), 0);
+}
+
+// The oracle for the registry's index: every healthy, non-excluded device and model of a
+// snapshot scored directly (affinity - 0.6 x load), best by (score, larger model, device id,
+// model name). Written without the selector's grouping, so a stale index key shows up here.
+std::tuple<std::string, std::string> BruteForceBest(const std::vector<v1::DeviceInfo>& devices,
+                                                    const std::vector<v1::TaskCategory>& categories,
+                                                    const std::set<std::string>& excluded) {
+  const AffinityTable table = AffinityTable::Defaults();
+  std::tuple<double, double, std::string, std::string> best{1e9, 0, "", ""};
+  for (const auto& d : devices) {
+    if (d.state() != v1::DEVICE_STATE_HEALTHY || excluded.count(d.device_id())) continue;
+    const int busy = std::max(d.load().active(), d.coordinator_inflight()) + d.load().queued();
+    const double load = static_cast<double>(busy) / std::max(1, d.load().max_concurrency());
+    for (const auto& m : d.models()) {
+      double affinity = 0;
+      for (auto c : categories) affinity = std::max(affinity, table.Score(m, c));
+      best = std::min(best, std::make_tuple(-(affinity - 0.6 * load), -m.parameters_b(),
+                                            d.device_id(), m.name()));
+    }
+  }
+  return {std::get<2>(best), std::get<3>(best)};
+}
+
+TEST_F(RegistryTest, IndexedSelectionMatchesScoringEverySnapshotDevice) {
+  const ModelSelector selector;
+  std::mt19937 rng(7);
+  const std::vector<std::pair<std::string, std::string>> models = {
+      {"qwen2.5-coder-7b", "qwen-coder"}, {"llama-3.1-8b", "llama"}, {"mistral-7b", "mistral"},
+      {"phi-3", "phi"}, {"gemma-2", "gemma"}};
+  std::map<std::string, std::string> leases;
+  for (int step = 0; step < 3000; ++step) {
+    const std::string id = "d" + std::to_string(rng() % 40);
+    switch (rng() % 6) {
+      case 0: {  // (re)register with one or two models
+        v1::RegisterRequest r = Advert(id);
+        r.clear_models();
+        const size_t first = rng() % models.size();
+        for (size_t k = 0; k < 1 + rng() % 2; ++k) {
+          auto* m = r.add_models();
+          m->set_name(models[(first + k) % models.size()].first);
+          m->set_family(models[(first + k) % models.size()].second);
+          m->set_parameters_b(7 + rng() % 2);
+        }
+        r.mutable_load()->set_max_concurrency(1 + rng() % 4);
+        auto lease = registry_.Register(r);
+        ASSERT_TRUE(lease.ok()) << lease.status();
+        leases[id] = lease->lease_id();
+        break;
+      }
+      case 1:
+      case 2: {  // heartbeat with a new load
+        if (!leases.count(id)) break;
+        v1::HeartbeatRequest h;
+        h.set_device_id(id);
+        h.set_lease_id(leases[id]);
+        h.mutable_load()->set_active(rng() % 4);
+        h.mutable_load()->set_queued(rng() % 2);
+        registry_.Heartbeat(h);
+        break;
+      }
+      case 3:  // an attempt starts or ends
+        registry_.AddInflight(id, rng() % 2 ? 1 : -1);
+        break;
+      case 4:  // time passes: devices turn suspect and expire
+        clock_.Advance(absl::Milliseconds(rng() % 700));
+        break;
+      case 5: {
+        if (!leases.count(id) || rng() % 4) break;
+        v1::DeregisterRequest d;
+        d.set_device_id(id);
+        d.set_lease_id(leases[id]);
+        (void)registry_.Deregister(d);
+        leases.erase(id);
+        break;
+      }
+    }
+    const std::vector<v1::TaskCategory> categories = {
+        kAllCategories[rng() % kAllCategories.size()], kAllCategories[rng() % kAllCategories.size()]};
+    std::set<std::string> excluded;
+    if (rng() % 2) excluded.insert("d" + std::to_string(rng() % 40));
+    const std::vector<v1::DeviceInfo> snapshot = registry_.Snapshot();
+    const auto [want_device, want_model] = BruteForceBest(snapshot, categories, excluded);
+    absl::StatusOr<Selection> got = selector.SelectForCategories(registry_, categories, excluded);
+    if (want_device.empty()) {
+      EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable) << "step " << step;
+    } else {
+      ASSERT_TRUE(got.ok()) << "step " << step << ": " << got.status();
+      ASSERT_EQ(std::make_tuple(got->device_id, got->model.name()),
+                std::make_tuple(want_device, want_model))
+          << "step " << step << ": " << got->reason;
+    }
+    EXPECT_EQ(registry_.Size(), static_cast<int>(snapshot.size()));
+  }
+}
+
+TEST_F(RegistryTest, ExpiryDropsOnlyTheSilentDevicesFromSelection) {
+  ASSERT_TRUE(registry_.Register(Advert("a")).ok());
+  clock_.Advance(absl::Seconds(2));
+  auto b = registry_.Register(Advert("b"));
+  ASSERT_TRUE(b.ok());
+  // a is SUSPECT now: never chosen, though still listed.
+  EXPECT_EQ(ModelSelector().SelectPassthrough(registry_, {.model = "llama-3.1-8b"}, {})->device_id,
+            "b");
+  EXPECT_EQ(registry_.Size(), 2);
+  clock_.Advance(absl::Milliseconds(1500));  // a silent 3.5 s: expired; b 1.5 s: healthy
+  EXPECT_EQ(registry_.Size(), 1);
+  clock_.Advance(absl::Seconds(1));  // b silent 2.5 s: suspect, still serving
+  auto none_healthy = ModelSelector().SelectPassthrough(registry_, {.model = "llama-3.1-8b"}, {});
+  EXPECT_EQ(none_healthy.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(none_healthy.status().message(), HasSubstr("1 serving"));
+  clock_.Advance(absl::Seconds(1));  // b expired too
+  EXPECT_EQ(registry_.Size(), 0);
+  EXPECT_THAT(ModelSelector().SelectPassthrough(registry_, {.model = "llama-3.1-8b"}, {})
+                  .status()
+                  .message(),
+              HasSubstr("no devices in the mesh"));
 }
 
 }  // namespace
