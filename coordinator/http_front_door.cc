@@ -260,6 +260,7 @@ void HttpFrontDoor::Routes() {
     res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
   });
   server_->Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    const absl::Time arrived = runner_->clock()->Now();  // parsing counts as overhead too
     absl::StatusOr<std::string> client = auth_->ClientFor(req.get_header_value("Authorization"));
     if (!client.ok()) return SendError(res, client.status());
     v1::CompleteRequest request;
@@ -275,7 +276,7 @@ void HttpFrontDoor::Routes() {
 
     if (!stream) {
       Cancellation cancel;
-      absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, &cancel);
+      absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, &cancel, arrived);
       if (!r.ok()) return SendError(res, r.status());
       json out = {{"id", absl::StrCat("chatcmpl-", r->request_id())},
                   {"object", "chat.completion"},
@@ -297,7 +298,7 @@ void HttpFrontDoor::Routes() {
     // text arrives nothing is sent, so a request that fails early still gets its HTTP status.
     auto state = std::make_shared<StreamState>();
     StreamState* raw = state.get();  // the thread is joined before the state goes away
-    state->worker = std::thread([this, raw, request, deadline] {
+    state->worker = std::thread([this, raw, request, deadline, arrived] {
       StreamState* state = raw;
       absl::StatusOr<v1::CompleteResponse> r = runner_->Run(
           request, deadline,
@@ -307,7 +308,7 @@ void HttpFrontDoor::Routes() {
             state->pieces.push_back(e.output().text());
             state->output_started = true;
           },
-          &state->cancel);
+          &state->cancel, arrived);
       absl::MutexLock lock(&state->mu);
       state->result = std::move(r);
       state->done = true;

@@ -33,11 +33,12 @@ class CompleteReactor : public grpc::ServerUnaryReactor {
                   v1::CompleteResponse* response, RequestRunner* runner, const Authenticator* auth,
                   ThreadPool* pool) {
     const absl::Time deadline = absl::FromChrono(context->deadline());
-    pool->Schedule([this, request, response, runner, auth, deadline,
+    const absl::Time arrived = runner->clock()->Now();
+    pool->Schedule([this, request, response, runner, auth, deadline, arrived,
                     authorization = Authorization(context)] {
       absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth, authorization, *request);
       absl::StatusOr<v1::CompleteResponse> result =
-          req.ok() ? runner->Run(*req, deadline, nullptr, &cancel_)
+          req.ok() ? runner->Run(*req, deadline, nullptr, &cancel_, arrived)
                    : absl::StatusOr<v1::CompleteResponse>(req.status());
       if (result.ok()) *response = *std::move(result);
       Finish(ToGrpcStatus(result.status()));
@@ -56,14 +57,17 @@ class StreamReactor : public QueuedWriteReactor<v1::CompleteEvent> {
   StreamReactor(grpc::CallbackServerContext* context, const v1::CompleteRequest* request,
                 RequestRunner* runner, const Authenticator* auth, ThreadPool* pool) {
     const absl::Time deadline = absl::FromChrono(context->deadline());
-    pool->Schedule([this, request, runner, auth, deadline, authorization = Authorization(context)] {
+    const absl::Time arrived = runner->clock()->Now();
+    pool->Schedule([this, request, runner, auth, deadline, arrived,
+                    authorization = Authorization(context)] {
       absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth, authorization, *request);
       if (!req.ok()) {
         Close(ToGrpcStatus(req.status()));
         return;
       }
       absl::StatusOr<v1::CompleteResponse> result = runner->Run(
-          *req, deadline, [this](const v1::CompleteEvent& e) { Push(e); }, &cancellation());
+          *req, deadline, [this](const v1::CompleteEvent& e) { Push(e); }, &cancellation(),
+          arrived);
       Close(ToGrpcStatus(result.status()));
     });
   }

@@ -205,7 +205,12 @@ int64_t RequestRunner::CostBound(const Analysis& analysis, int64_t max_tokens) c
 absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteRequest& request,
                                                         absl::Time deadline,
                                                         const EventSink& sink,
-                                                        Cancellation* cancel) {
+                                                        Cancellation* cancel,
+                                                        absl::Time arrived) {
+  const absl::Time start = clock_->Now();
+  if (arrived == absl::InfinitePast() || arrived > start) arrived = start;
+  v1::Timings timings;
+  timings.set_queued_us(absl::ToInt64Microseconds(start - arrived));
   LOOM_RETURN_IF_ERROR(Validate(request));
   const std::string request_id = request.request_id().empty() ? NewUuid() : request.request_id();
   deadline = std::min(deadline, absl::Now() + options_.request_timeout);
@@ -214,16 +219,19 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   const int64_t max_tokens =
       request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
   // Budget first: nothing runs for a client who cannot pay for it.
-  const absl::Time start = clock_->Now();
   const Analysis analysis = analyzer_.Analyze(request, max_tokens);
-  const absl::Status reserved =
-      ledger_->Reserve(request_id, client_account, CostBound(analysis, max_tokens),
-                       options_.request_timeout + options_.reservation_margin);
+  const int64_t bound = CostBound(analysis, max_tokens);
+  const absl::Time reserve_start = clock_->Now();
+  timings.set_analyze_us(absl::ToInt64Microseconds(reserve_start - start));
+  const absl::Status reserved = ledger_->Reserve(
+      request_id, client_account, bound, options_.request_timeout + options_.reservation_margin);
+  timings.set_reserve_us(absl::ToInt64Microseconds(clock_->Now() - reserve_start));
   absl::StatusOr<v1::CompleteResponse> response =
-      reserved.ok() ? Execute(request, analysis, request_id, client_account, deadline, sink, cancel)
+      reserved.ok() ? Execute(request, analysis, request_id, client_account, deadline, sink, cancel,
+                              arrived, timings)
                     : absl::StatusOr<v1::CompleteResponse>(reserved);
   if (metrics_) {
-    metrics_->RecordRequest(analysis.kind, response.status(), clock_->Now() - start);
+    metrics_->RecordRequest(analysis.kind, response.status(), clock_->Now() - arrived);
     if (response.ok()) {
       metrics_->RecordOverhead(absl::Microseconds(response->coordinator_overhead_us()));
       metrics_->RecordSettlement(response->cost_micro());
@@ -245,8 +253,16 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
                                                             const std::string& client_account,
                                                             absl::Time deadline,
                                                             const EventSink& sink,
-                                                            Cancellation* cancel) {
-  const absl::Time wall_start = clock_->Now();
+                                                            Cancellation* cancel,
+                                                            absl::Time arrived,
+                                                            v1::Timings timings) {
+  // Stage clocks: each stage's wall time goes into `timings`.
+  absl::Time stage_start = clock_->Now();
+  auto stage_done = [&](auto set) {
+    const absl::Time now = clock_->Now();
+    set(absl::ToInt64Microseconds(now - stage_start));
+    stage_start = now;
+  };
   const int64_t max_tokens =
       request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
   // Stages may emit from several threads (fan-out, compete); the sink sees one at a time.
@@ -277,6 +293,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       const EventSink quiet = [](const v1::CompleteEvent&) {};
       Decomposition d =
           decomposer_.Decompose(request_id, analysis, text, deadline, cancel, quiet, &log);
+      stage_done([&](int64_t us) { timings.set_decompose_us(us); });
       for (const auto& t : d.sub_tasks) *plan.add_sub_tasks() = t;
       plan.set_synthesis_prompt(d.synthesis_prompt);
       plan.set_decomposer(d.method);
@@ -289,6 +306,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       LOOM_ASSIGN_OR_RETURN(std::vector<SubTaskOutcome> outcomes,
                             executor_.Run(request_id, d.sub_tasks, system, deadline, cancel,
                                           emit, &log));
+      stage_done([&](int64_t us) { timings.set_execute_us(us); });
       for (const auto& o : outcomes) {
         *response.add_results() = Result(o.task, o.input, o.result);
         records.push_back(Record(request_id, o.task.id(), v1::CONTRIBUTION_ROLE_EXECUTE, o.result,
@@ -306,6 +324,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       LOOM_ASSIGN_OR_RETURN(Synthesis s,
                             synthesizer_.Synthesize(request_id, text, d.synthesis_prompt, outcomes,
                                                     system, deadline, cancel, emit, &log));
+      stage_done([&](int64_t us) { timings.set_synthesize_us(us); });
       response.set_output(s.output);
       response.set_synthesis_note(s.note);
       if (s.call) {
@@ -322,6 +341,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
           CompeteOutcome c,
           compete_.Run(request_id, messages, plan.categories(0).category(), max_tokens, deadline,
                        cancel, emit, &log));
+      stage_done([&](int64_t us) { timings.set_execute_us(us); });
       v1::CompeteResult* result = response.mutable_compete();
       for (size_t i = 0; i < c.candidates.size(); ++i) {
         v1::CompeteCandidate* cand = result->add_candidates();
@@ -360,6 +380,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       spec.answer = true;
       LOOM_ASSIGN_OR_RETURN(CallResult call,
                             attempts_.Run(request_id, spec, deadline, cancel, emit, &log));
+      stage_done([&](int64_t us) { timings.set_execute_us(us); });
       *response.add_results() = Result(*task, text, call);
       records.push_back(
           Record(request_id, task->id(), v1::CONTRIBUTION_ROLE_EXECUTE, call, clock_->Now()));
@@ -378,7 +399,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   const absl::Time settle_start = clock_->Now();
   absl::StatusOr<Settlement> settlement = ledger_->Settle(
       {.request_id = request_id, .client_account = client_account, .records = records});
-  const absl::Duration ledger_wait = clock_->Now() - settle_start;
+  timings.set_settle_us(absl::ToInt64Microseconds(clock_->Now() - settle_start));
   if (!settlement.ok()) {
     spdlog::error("request {}: settlement failed, nothing charged or paid: {}", request_id,
                   settlement.status().ToString());
@@ -398,8 +419,12 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   response.mutable_usage()->set_completion_tokens(total_tokens);
   response.set_cost_micro(settlement->charged_micro);
   response.set_settlement_id(settlement->settlement_id);
-  const absl::Duration overhead = clock_->Now() - wall_start - log.device_wait() - ledger_wait;
-  response.set_coordinator_overhead_us(std::max<int64_t>(0, absl::ToInt64Microseconds(overhead)));
+  timings.set_device_wait_us(absl::ToInt64Microseconds(log.device_wait()));
+  timings.set_total_us(absl::ToInt64Microseconds(clock_->Now() - arrived));
+  const int64_t overhead = timings.total_us() - timings.device_wait_us() - timings.reserve_us() -
+                           timings.settle_us();
+  response.set_coordinator_overhead_us(std::max<int64_t>(0, overhead));
+  *response.mutable_timings() = timings;
   spdlog::info("request {} {}: {} record(s), {} tokens, {} micro-credits, overhead {} us",
                request_id, v1::PlanKind_Name(plan.kind()), records.size(), total_tokens,
                settlement->charged_micro, response.coordinator_overhead_us());

@@ -70,9 +70,14 @@ class RequestRunner {
                 DeviceClient* devices, LedgerStore* ledger, Clock* clock,
                 Metrics* metrics = nullptr);
 
+  // `arrived`: when the request reached the coordinator (default: now), so the time it waited
+  // for a request thread counts in the reported overhead.
   absl::StatusOr<v1::CompleteResponse> Run(const v1::CompleteRequest& request,
                                            absl::Time deadline, const EventSink& sink,
-                                           Cancellation* cancel);
+                                           Cancellation* cancel,
+                                           absl::Time arrived = absl::InfinitePast());
+
+  Clock* clock() const { return clock_; }
 
   // The plan Run would follow, without running anything: analysis, the rule-based
   // decomposition (a decomposer model may split differently when run), and the device each
@@ -91,7 +96,8 @@ class RequestRunner {
                                                const std::string& request_id,
                                                const std::string& client_account,
                                                absl::Time deadline, const EventSink& sink,
-                                               Cancellation* cancel);
+                                               Cancellation* cancel, absl::Time arrived,
+                                               v1::Timings timings);
 
   // Constant after construction.
   const RunnerOptions options_;

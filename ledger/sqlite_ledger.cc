@@ -140,6 +140,12 @@ absl::Status Exec(sqlite3* db, const char* sql) {
   return absl::OkStatus();
 }
 
+// One statement with no rows, prepared once per connection.
+absl::Status Run(sqlite3* db, const char* sql, StatementCache* cache) {
+  Statement statement(db, sql, cache);
+  return statement.Run();
+}
+
 std::string Sha256Hex(absl::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
@@ -457,10 +463,11 @@ absl::StatusOr<int> SqliteLedger::SchemaVersion() {
 
 // ---- Group commit ----
 
-absl::Status SqliteLedger::Write(std::function<absl::Status()> fn) {
+absl::Status SqliteLedger::Write(std::function<absl::Status()> fn, bool durable) {
   if (options_.read_only) return absl::FailedPreconditionError("ledger opened read-only");
   WriteOp op;
   op.fn = std::move(fn);
+  op.durable = durable;
   {
     absl::MutexLock lock(&queue_mu_);
     if (stopping_) return absl::UnavailableError("ledger is closing");
@@ -475,35 +482,66 @@ void SqliteLedger::WriterLoop() {
     std::vector<WriteOp*> batch;
     {
       absl::MutexLock lock(&queue_mu_);
+      const size_t expected = std::min(queue_.size() + released_,
+                                       static_cast<size_t>(std::max(1, options_.max_batch)));
       queue_mu_.Await(absl::Condition(
           +[](SqliteLedger* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->queue_mu_) {
             return self->stopping_ || !self->queue_.empty();
           },
           this));
       if (queue_.empty()) return;  // stopping and drained
+      if (queue_.size() < expected && options_.group_commit_wait > absl::ZeroDuration()) {
+        struct Args {
+          SqliteLedger* self;
+          size_t expected;
+        } args{this, expected};
+        queue_mu_.AwaitWithTimeout(
+            absl::Condition(
+                +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                  return a->self->stopping_ || a->self->queue_.size() >= a->expected;
+                },
+                &args),
+            options_.group_commit_wait);
+      }
       while (!queue_.empty() && static_cast<int>(batch.size()) < options_.max_batch) {
         batch.push_back(queue_.front());
         queue_.pop_front();
       }
+      released_ = batch.size();
     }
     absl::Status commit;
     {
       absl::MutexLock lock(&mu_);
-      commit = Exec(db_, "BEGIN IMMEDIATE");
+      const bool durable = std::any_of(batch.begin(), batch.end(),
+                                       [](const WriteOp* op) { return op->durable; });
+      // Only FULL is relaxed: a batch of reservations need not wait for the disk.
+      const bool flush = durable || options_.synchronous != "FULL";
+      if (flush != flushing_) {
+        commit = Exec(db_, flush ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+        if (commit.ok()) flushing_ = flush;
+      }
+      if (commit.ok()) commit = Run(db_, "BEGIN IMMEDIATE", cache_.get());
       if (commit.ok()) {
+        batch_accounts_.clear();
         for (WriteOp* op : batch) {
           // A savepoint per write: one failing write does not undo the others.
-          op->status = Exec(db_, "SAVEPOINT op");
+          op_accounts_.clear();
+          op->status = Run(db_, "SAVEPOINT op", cache_.get());
           if (op->status.ok()) op->status = op->fn();
           if (op->status.ok()) {
-            op->status = Exec(db_, "RELEASE op");
+            op->status = Run(db_, "RELEASE op", cache_.get());
+            batch_accounts_.insert(batch_accounts_.end(), op_accounts_.begin(), op_accounts_.end());
           } else {
-            (void)Exec(db_, "ROLLBACK TO op");
-            (void)Exec(db_, "RELEASE op");
+            (void)Run(db_, "ROLLBACK TO op", cache_.get());
+            (void)Run(db_, "RELEASE op", cache_.get());
           }
         }
-        commit = Exec(db_, "COMMIT");
-        if (!commit.ok()) (void)Exec(db_, "ROLLBACK");
+        commit = Run(db_, "COMMIT", cache_.get());
+        if (commit.ok()) {
+          known_accounts_.insert(batch_accounts_.begin(), batch_accounts_.end());
+        } else {
+          (void)Exec(db_, "ROLLBACK");
+        }
       }
     }
     for (WriteOp* op : batch) {
@@ -524,6 +562,8 @@ absl::Status SqliteLedger::EnsureAccountLocked(const std::string& id) {
   if ((kind == "client" || kind == "provider") && id.size() <= kind.size() + 1) {
     return absl::InvalidArgumentError(absl::StrCat("account '", id, "' has no name"));
   }
+  if (known_accounts_.count(id)) return absl::OkStatus();
+  op_accounts_.push_back(id);
   Statement insert(db_,
                    "INSERT INTO accounts(id, kind, created_at_ms) VALUES(?1, ?2, ?3) "
                    "ON CONFLICT(id) DO NOTHING",
@@ -557,36 +597,60 @@ absl::StatusOr<int64_t> SqliteLedger::AppendLocked(const std::string& kind,
   if (sum != 0) {
     return absl::InternalError(absl::StrCat("ledger: entries of ", reference, " sum to ", sum));
   }
+  // The chain's tip; the write lock is held (BEGIN IMMEDIATE), so no other process appends
+  // between this read and the insert, and the new id is the next one.
   std::string prev;
+  int64_t id = 1;
   {
-    Statement last(db_, "SELECT hash FROM transactions ORDER BY id DESC LIMIT 1", cache_.get());
-    LOOM_ASSIGN_OR_RETURN(bool row, last.Step());
-    if (row) prev = last.Text(0);
-  }
-  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
-  Statement txn(db_,
-                "INSERT INTO transactions(kind, reference, amount_micro, created_at_ms, "
-                "records_digest, prev_hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                cache_.get());
-  LOOM_RETURN_IF_ERROR(
-      txn.Bind(1, kind).Bind(2, reference).Bind(3, amount).Bind(4, now_ms).Bind(5, digest).Bind(6, prev).Run());
-  const int64_t id = sqlite3_last_insert_rowid(db_);
-  for (const auto& [account, value] : entries) {
-    Statement entry(db_, "INSERT INTO entries(txn_id, account_id, amount_micro) VALUES(?1,?2,?3)",
-                    cache_.get());
-    LOOM_RETURN_IF_ERROR(entry.Bind(1, id).Bind(2, account).Bind(3, value).Run());
-    Statement move(db_,
-                   "UPDATE balances SET balance_micro = balance_micro + ?1 WHERE account_id = ?2",
+    Statement last(db_, "SELECT id, hash FROM transactions ORDER BY id DESC LIMIT 1",
                    cache_.get());
-    LOOM_RETURN_IF_ERROR(move.Bind(1, value).Bind(2, account).Run());
-    if (sqlite3_changes(db_) != 1) {
-      return absl::InternalError(absl::StrCat("ledger: no balance row for ", account));
+    LOOM_ASSIGN_OR_RETURN(bool row, last.Step());
+    if (row) {
+      id = last.Int(0) + 1;
+      prev = last.Text(1);
     }
   }
+  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
   const std::string hash =
       Sha256Hex(TxnCanonical(prev, id, kind, reference, amount, now_ms, digest, entries));
-  Statement seal(db_, "UPDATE transactions SET hash = ?1 WHERE id = ?2", cache_.get());
-  LOOM_RETURN_IF_ERROR(seal.Bind(1, hash).Bind(2, id).Run());
+  Statement txn(db_,
+                "INSERT INTO transactions(id, kind, reference, amount_micro, created_at_ms, "
+                "records_digest, prev_hash, hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                cache_.get());
+  LOOM_RETURN_IF_ERROR(txn.Bind(1, id)
+                           .Bind(2, kind)
+                           .Bind(3, reference)
+                           .Bind(4, amount)
+                           .Bind(5, now_ms)
+                           .Bind(6, digest)
+                           .Bind(7, prev)
+                           .Bind(8, hash)
+                           .Run());
+  // All entries in one statement and all balances in another (one prepared statement per
+  // entry count): a settlement is a few statements however many providers it pays.
+  const int n = static_cast<int>(entries.size());
+  std::string insert_sql = "INSERT INTO entries(txn_id, account_id, amount_micro) VALUES";
+  std::string move_sql = "UPDATE balances SET balance_micro = balance_micro + CASE account_id";
+  std::string in_list;
+  for (int i = 0; i < n; ++i) {
+    absl::StrAppend(&insert_sql, i ? "," : "", "(?1,?", 2 * i + 2, ",?", 2 * i + 3, ")");
+    absl::StrAppend(&move_sql, " WHEN ?", 2 * i + 2, " THEN ?", 2 * i + 3);
+    absl::StrAppend(&in_list, i ? "," : "", "?", 2 * i + 2);
+  }
+  absl::StrAppend(&move_sql, " END WHERE account_id IN (", in_list, ")");
+  Statement insert(db_, insert_sql, cache_.get());
+  Statement move(db_, move_sql, cache_.get());
+  insert.Bind(1, id);
+  for (int i = 0; i < n; ++i) {
+    insert.Bind(2 * i + 2, entries[i].first).Bind(2 * i + 3, entries[i].second);
+    move.Bind(2 * i + 2, entries[i].first).Bind(2 * i + 3, entries[i].second);
+  }
+  LOOM_RETURN_IF_ERROR(insert.Run());
+  LOOM_RETURN_IF_ERROR(move.Run());
+  if (sqlite3_changes(db_) != n) {
+    return absl::InternalError(absl::StrCat("ledger: transaction ", reference, " moves ", n,
+                                            " balances but ", sqlite3_changes(db_), " exist"));
+  }
   return id;
 }
 
@@ -667,25 +731,33 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
   LOOM_ASSIGN_OR_RETURN(int64_t txn_id, AppendLocked("settle", reference, charge, digest, entries));
 
   const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
-  for (const auto& r : request.records) {
-    Statement row(db_,
-                  "INSERT INTO contributions(request_id, sub_task_id, attempt, txn_id, device_id, "
-                  "provider_id, model, role, token_count, weight, credits_micro, created_at_ms) "
-                  "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
-                  cache_.get());
-    row.Bind(1, request.request_id)
-        .Bind(2, r.sub_task_id())
-        .Bind(3, int64_t{r.attempt()})
-        .Bind(4, txn_id)
-        .Bind(5, r.device_id())
-        .Bind(6, r.provider_id())
-        .Bind(7, r.model())
-        .Bind(8, int64_t{r.role()})
-        .Bind(9, r.token_count())
-        .BindDouble(10, r.weight())
-        .Bind(11, r.credits_micro())
-        .Bind(12, now_ms);
-    LOOM_RETURN_IF_ERROR(row.Run());
+  // One statement for all the records (?1 request, ?2 transaction, ?3 time, 9 per record).
+  std::string rows_sql =
+      "INSERT INTO contributions(request_id, txn_id, created_at_ms, sub_task_id, attempt, "
+      "device_id, provider_id, model, role, token_count, weight, credits_micro) VALUES";
+  for (size_t i = 0; i < request.records.size(); ++i) {
+    const int b = 4 + 9 * static_cast<int>(i);
+    absl::StrAppend(&rows_sql, i ? "," : "", "(?1,?2,?3");
+    for (int k = 0; k < 9; ++k) absl::StrAppend(&rows_sql, ",?", b + k);
+    absl::StrAppend(&rows_sql, ")");
+  }
+  if (!request.records.empty()) {
+    Statement rows(db_, rows_sql, cache_.get());
+    rows.Bind(1, request.request_id).Bind(2, txn_id).Bind(3, now_ms);
+    for (size_t i = 0; i < request.records.size(); ++i) {
+      const v1::ContributionRecord& r = request.records[i];
+      const int b = 4 + 9 * static_cast<int>(i);
+      rows.Bind(b, r.sub_task_id())
+          .Bind(b + 1, int64_t{r.attempt()})
+          .Bind(b + 2, r.device_id())
+          .Bind(b + 3, r.provider_id())
+          .Bind(b + 4, r.model())
+          .Bind(b + 5, int64_t{r.role()})
+          .Bind(b + 6, r.token_count())
+          .BindDouble(b + 7, r.weight())
+          .Bind(b + 8, r.credits_micro());
+    }
+    LOOM_RETURN_IF_ERROR(rows.Run());
   }
   Statement consume(db_, "DELETE FROM reservations WHERE request_id = ?1", cache_.get());
   LOOM_RETURN_IF_ERROR(consume.Bind(1, request.request_id).Run());
@@ -702,7 +774,7 @@ absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::str
   return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
     const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
     {
-      Statement settled(db_, "SELECT id FROM transactions WHERE reference = ?1");
+      Statement settled(db_, "SELECT id FROM transactions WHERE reference = ?1", cache_.get());
       settled.Bind(1, absl::StrCat("settle:", request_id));
       LOOM_ASSIGN_OR_RETURN(bool found, settled.Step());
       if (found) {
@@ -711,10 +783,10 @@ absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::str
                                                      "(transaction ", settled.Int(0), ")"));
       }
     }
-    Statement expire(db_, "DELETE FROM reservations WHERE expires_at_ms <= ?1");
+    Statement expire(db_, "DELETE FROM reservations WHERE expires_at_ms <= ?1", cache_.get());
     LOOM_RETURN_IF_ERROR(expire.Bind(1, now_ms).Run());
     {
-      Statement held(db_, "SELECT account_id FROM reservations WHERE request_id = ?1");
+      Statement held(db_, "SELECT account_id FROM reservations WHERE request_id = ?1", cache_.get());
       held.Bind(1, request_id);
       LOOM_ASSIGN_OR_RETURN(bool found, held.Step());
       if (found) {
@@ -736,21 +808,22 @@ absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::str
     }
     Statement insert(db_,
                      "INSERT INTO reservations(request_id, account_id, amount_micro, "
-                     "created_at_ms, expires_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)");
+                     "created_at_ms, expires_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
+                     cache_.get());
     return insert.Bind(1, request_id)
         .Bind(2, account)
         .Bind(3, amount_micro)
         .Bind(4, now_ms)
         .Bind(5, now_ms + absl::ToInt64Milliseconds(ttl))
         .Run();
-  });
+  }, /*durable=*/false);
 }
 
 absl::Status SqliteLedger::Release(const std::string& request_id) {
   return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    Statement release(db_, "DELETE FROM reservations WHERE request_id = ?1");
+    Statement release(db_, "DELETE FROM reservations WHERE request_id = ?1", cache_.get());
     return release.Bind(1, request_id).Run();
-  });
+  }, /*durable=*/false);
 }
 
 absl::StatusOr<std::string> SqliteLedger::TransferLocked(const std::string& kind,

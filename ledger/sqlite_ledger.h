@@ -27,7 +27,11 @@
 //  - Tamper evidence: each transaction stores SHA-256(previous hash, its fields, its entries);
 //    Verify recomputes the chain and checks sums, records and PRAGMA integrity_check.
 // Durability: WAL, foreign keys, synchronous=FULL by default, busy timeout, schema versions
-// in PRAGMA user_version migrated forward on Open. Writes are group-committed: a writer
+// in PRAGMA user_version migrated forward on Open. Reserve and Release are the exception:
+// their commits are not flushed to disk on their own (they survive a process crash, and the
+// next durable commit flushes them); losing one with the machine loses only a hold on credits
+// for a request that died with it, so a request pays for at most one disk flush, its
+// settlement. Writes are group-committed: a writer
 // thread runs every queued write in one SQLite transaction (a savepoint each, so one failing
 // write does not undo the others) and one disk flush.
 //
@@ -38,6 +42,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,6 +66,11 @@ struct LedgerOptions {
   bool read_only = false;              // open without creating or migrating
   int fee_bps = 0;                     // coordinator fee on settlements, basis points (0-10000)
   int max_batch = 256;                 // writes per group commit
+  // Callers released by the last group commit are likely to write again: while fewer writes
+  // are queued than those callers plus the writes that queued up during that commit, wait up
+  // to this long for them, so busy callers share disk flushes instead of alternating between
+  // two half-full ones. A lone caller never waits. 0: never wait.
+  absl::Duration group_commit_wait = absl::Microseconds(200);
   Clock* clock = nullptr;              // timestamps; nullptr = Clock::Real()
 };
 
@@ -145,7 +155,10 @@ class SqliteLedger : public LedgerStore {
 
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `fn` in the next group commit and waits for its outcome.
-  absl::Status Write(std::function<absl::Status()> fn);
+  // Runs `fn` in the writer's next group commit and waits for it. A batch of writes that are
+  // all non-durable commits without a disk flush (synchronous=NORMAL in WAL mode: safe from a
+  // process crash, may be lost with the machine); the next durable commit flushes them too.
+  absl::Status Write(std::function<absl::Status()> fn, bool durable = true);
   void WriterLoop();
 
   absl::StatusOr<Settlement> SettleLocked(const SettlementRequest& request)
@@ -174,15 +187,23 @@ class SqliteLedger : public LedgerStore {
   absl::Mutex mu_;  // the connection
   sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
   std::unique_ptr<StatementCache> cache_ ABSL_GUARDED_BY(mu_);
+  // Accounts known to exist (accounts are never deleted, so this never goes stale), and those
+  // created by the running write / the running batch, known only once committed.
+  std::set<std::string> known_accounts_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> op_accounts_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> batch_accounts_ ABSL_GUARDED_BY(mu_);
+  bool flushing_ ABSL_GUARDED_BY(mu_) = true;  // the connection's synchronous is options_'s
 
   struct WriteOp {
     std::function<absl::Status()> fn;
+    bool durable = true;           // false: may share a commit that is not flushed to disk
     absl::Status status;           // set by the writer before `done`
     absl::Notification done;       // each caller waits on its own
   };
   absl::Mutex queue_mu_;
   std::deque<WriteOp*> queue_ ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  size_t released_ = 0;  // writer thread only: callers the last commit released
   std::thread writer_;
 };
 

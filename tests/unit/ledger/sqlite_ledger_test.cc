@@ -153,6 +153,40 @@ TEST_F(SqliteLedgerTest, SettlementNeverOverdraws) {
   EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), 10 * kCredit);
 }
 
+// The ledger remembers which accounts exist; a write that created accounts and then failed
+// (rolled back to its savepoint) must not leave them remembered, or later writes would skip
+// creating them and fail on the foreign keys.
+TEST_F(SqliteLedgerTest, AccountsCreatedByAFailedWriteAreCreatedAgainLater) {
+  auto refused = ledger_->Settle({"r1", ClientAccount("newcomer"), {Record("r1", "p9", 500)}});
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(ledger_->Grant(ClientAccount("newcomer"), kCredit, "first").ok());
+  auto s = ledger_->Settle({"r1", ClientAccount("newcomer"), {Record("r1", "p9", 500)}});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("newcomer")), kCredit - 500);
+  EXPECT_EQ(*ledger_->Balance(ProviderAccount("p9")), 500);
+  EXPECT_TRUE(ledger_->Verify()->ok);
+}
+
+// A settlement paying many providers writes its entries, balances and records in single
+// statements; every one of them must land.
+TEST_F(SqliteLedgerTest, SettlementPayingManyProvidersMovesEveryBalance) {
+  std::vector<v1::ContributionRecord> records;
+  for (int i = 0; i < 40; ++i) {
+    records.push_back(Record("wide", "p" + std::to_string(i % 20), 10 + i, i + 1));
+  }
+  auto s = ledger_->Settle({"wide", ClientAccount("alice"), records});
+  ASSERT_TRUE(s.ok()) << s.status();
+  int64_t total = 0;
+  for (int p = 0; p < 20; ++p) {
+    const int64_t earned = (10 + p) + (10 + p + 20);
+    EXPECT_EQ(*ledger_->Balance(ProviderAccount("p" + std::to_string(p))), earned);
+    total += earned;
+  }
+  EXPECT_EQ(s->charged_micro, total);
+  EXPECT_EQ(ledger_->ListRecords({.request_id = "wide"})->size(), 40u);
+  EXPECT_TRUE(ledger_->Verify()->ok);
+}
+
 TEST_F(SqliteLedgerTest, ReservationsHoldCreditsUntilSettledOrReleased) {
   ASSERT_TRUE(ledger_->Reserve("r1", ClientAccount("alice"), 6 * kCredit, absl::Minutes(5)).ok());
   EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), 4 * kCredit);
