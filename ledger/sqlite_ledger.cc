@@ -482,7 +482,7 @@ void SqliteLedger::WriterLoop() {
     std::vector<WriteOp*> batch;
     {
       absl::MutexLock lock(&queue_mu_);
-      const size_t expected = std::min(queue_.size() + released_,
+      const size_t expected = std::min(backlog_ + released_,
                                        static_cast<size_t>(std::max(1, options_.max_batch)));
       queue_mu_.Await(absl::Condition(
           +[](SqliteLedger* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->queue_mu_) {
@@ -543,6 +543,11 @@ void SqliteLedger::WriterLoop() {
           (void)Exec(db_, "ROLLBACK");
         }
       }
+    }
+    {
+      // Writes that queued up while this batch ran; the callers released below come on top.
+      absl::MutexLock lock(&queue_mu_);
+      backlog_ = queue_.size();
     }
     for (WriteOp* op : batch) {
       if (!commit.ok()) op->status = commit;  // nothing of the batch was written

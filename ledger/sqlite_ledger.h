@@ -204,6 +204,7 @@ class SqliteLedger : public LedgerStore {
   std::deque<WriteOp*> queue_ ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
   size_t released_ = 0;  // writer thread only: callers the last commit released
+  size_t backlog_ = 0;   // writer thread only: writes queued while the last commit ran
   std::thread writer_;
 };
 
