@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -249,7 +250,10 @@ constexpr const char* kBackReferences[] = {
     "you covered", "the two implementations", "the two versions", "the paradox", "the moral",
     "its", "that"};
 
-bool IsWordByte(unsigned char c) { return std::isalnum(c) || c == '_' || c >= 0x80; }
+bool IsWordByte(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c >= 0x80;
+}
 
 // Occurrences of `phrase` in `lower` at word boundaries (for ASCII phrases).
 int CountPhrase(absl::string_view lower, absl::string_view phrase) {
@@ -332,9 +336,50 @@ void SplitInstruction(absl::string_view text, std::string* instruction, std::str
   }
 }
 
+// The runs of word bytes in a text, to skip looking for a phrase whose first word the text
+// lacks: a match of a phrase starting with a word byte begins at a word boundary (CountPhrase),
+// so the text has that first word as a whole run. Turns ~160 substring searches per prompt into
+// a few hash lookups and the searches that can match.
+class WordIndex {
+ public:
+  explicit WordIndex(absl::string_view lower) {
+    for (size_t i = 0; i < lower.size();) {
+      if (!IsWordByte(lower[i])) {
+        ++i;
+        continue;
+      }
+      size_t j = i;
+      while (j < lower.size() && IsWordByte(lower[j])) ++j;
+      words_.insert(lower.substr(i, j - i));
+      i = j;
+    }
+  }
+  // The word a match of `phrase` must have whole in the text; empty when there is no such rule.
+  static absl::string_view Lead(absl::string_view phrase) {
+    const unsigned char front = phrase.empty() ? 0 : static_cast<unsigned char>(phrase.front());
+    if (front == 0 || front >= 0x80 || !IsWordByte(front)) return {};
+    size_t k = 0;
+    while (k < phrase.size() && IsWordByte(phrase[k])) ++k;
+    return phrase.substr(0, k);
+  }
+  bool Contains(absl::string_view word) const { return words_.contains(word); }
+
+ private:
+  absl::flat_hash_set<absl::string_view> words_;
+};
+
 std::array<double, 9> ScoreLower(absl::string_view lower) {
   std::array<double, 9> s{};
-  for (const Cue& cue : kCues) {
+  const WordIndex index(lower);
+  // Each cue's leading word, found once.
+  static const std::vector<absl::string_view> kLeads = [] {
+    std::vector<absl::string_view> leads;
+    for (const Cue& cue : kCues) leads.push_back(WordIndex::Lead(cue.phrase));
+    return leads;
+  }();
+  for (size_t i = 0; i < std::size(kCues); ++i) {
+    const Cue& cue = kCues[i];
+    if (!kLeads[i].empty() && !index.Contains(kLeads[i])) continue;
     const int n = CountPhrase(lower, cue.phrase);
     if (n > 0) s[cue.category] += cue.weight * std::min(n, 2);
   }
