@@ -314,6 +314,26 @@ TEST_F(RequestRunnerTest, OverheadExcludesTheTimeSpentWaitingOnDevices) {
   // The simulated clock moved only while the device worked: none of it is the coordinator's.
   EXPECT_LT(response->coordinator_overhead_us(), 50'000);
   EXPECT_EQ(response->attempts(0).latency_ms(), 50);
+  // The timings say where the time went: all of it on the device, in the one call.
+  const v1::Timings& t = response->timings();
+  EXPECT_EQ(t.device_wait_us(), 50'000);
+  EXPECT_EQ(t.execute_us(), 50'000);
+  EXPECT_EQ(t.total_us(), 50'000);
+  EXPECT_EQ(response->coordinator_overhead_us(),
+            t.total_us() - t.device_wait_us() - t.reserve_us() - t.settle_us());
+}
+
+TEST_F(RequestRunnerTest, OverheadCountsFromArrivalSoQueueingIsTheCoordinatorsTime) {
+  AddDevice("a", "m", "llama");
+  const absl::Time arrived = clock_.Now();
+  clock_.Advance(absl::Milliseconds(7));  // the request waited 7 ms for a request thread
+  Cancellation cancel;
+  auto response = runner_->Run(Ask("What is the capital of France?"), absl::InfiniteFuture(),
+                               [](const v1::CompleteEvent&) {}, &cancel, arrived);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->timings().queued_us(), 7'000);
+  EXPECT_EQ(response->timings().total_us(), 7'000);
+  EXPECT_EQ(response->coordinator_overhead_us(), 7'000);
 }
 
 }  // namespace
