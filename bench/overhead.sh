@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Coordinator overhead per request, as the coordinator reports it (wall time inside the
 # coordinator minus time waiting on devices and on the ledger), for passthrough and compiled
-# requests against zero-latency simulated devices on loopback. Hand-run; issue 7's loom-bench
-# adds hop ratios and throughput.
+# requests against zero-latency simulated devices on loopback. Hand-run; loom_bench
+# (bench/run.sh) measures the same beside a raw gRPC hop, with throughput.
 #
 #   bench/overhead.sh [REQUESTS]      default 100 of each kind
 set -euo pipefail
