@@ -68,7 +68,9 @@ class RegistrarTest : public ::testing::Test {
 TEST_F(RegistrarTest, RegistersRegistersAgainWhenForgottenAndDeregistersOnStop) {
   auto registrar = Make();
   registrar->Start();
+  // The registry holds the device before the registrar has read the reply: wait for both.
   ASSERT_TRUE(WaitFor([&] { return registry_.Snapshot().size() == 1; }, absl::Seconds(10)));
+  ASSERT_TRUE(WaitFor([&] { return registrar->registrations() >= 1; }, absl::Seconds(10)));
   EXPECT_EQ(registrar->registrations(), 1);
   // The coordinator forgets the device (its lease expires): the next heartbeat is told to
   // register again, and the registrar does so by itself.
