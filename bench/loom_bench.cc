@@ -48,6 +48,7 @@
 #include "bench/ledger_measure.h"
 #include "common/categories.h"
 #include "common/clock.h"
+#include "common/join_token.h"
 #include "common/protocol.h"
 #include "coordinator/model_selector.h"
 #include "coordinator/registry.h"
@@ -238,17 +239,22 @@ struct Mesh {
   std::string coordinator_address;
   std::string worker_address;  // the worker serving kPinnedModel
   std::string ledger_db;
+  std::string join_secret;  // the mesh runs plaintext; devices join with tokens from this
 };
 
 Mesh StartMesh(const std::string& bin, const std::string& dir, bool pin) {
   Mesh mesh;
   mesh.ledger_db = dir + "/loom.db";
   const int server_cpu = pin ? 0 : -1;
+  auto secret = LoadOrCreateJoinSecret(dir + "/join.secret");
+  if (!secret.ok()) Die(std::string(secret.status().message()));
+  mesh.join_secret = *secret;
   mesh.coordinator = std::make_unique<Child>(
       bin + "/loom-coordinator",
       std::vector<std::string>{"--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
                                "--ledger_db=" + mesh.ledger_db, "--allow_anonymous=bench",
-                               "--decomposer=rules", "--log_level=warn",
+                               "--decomposer=rules", "--log_level=warn", "--plaintext",
+                               "--join_secret_file=" + dir + "/join.secret",
                                "--ready_file=" + dir + "/coordinator.json"},
       dir + "/coordinator.log", server_cpu);
   mesh.coordinator_address =
@@ -265,7 +271,10 @@ Mesh StartMesh(const std::string& bin, const std::string& dir, bool pin) {
                                  absl::StrCat("--device_id=bench-", model),
                                  absl::StrCat("--model=", model),
                                  absl::StrCat("--sim_output_tokens=", kAnswerTokens),
-                                 "--max_concurrency=256", "--log_level=warn",
+                                 "--max_concurrency=256", "--log_level=warn", "--plaintext",
+                                 "--join_token=" + IssueJoinToken(mesh.join_secret,
+                                                                  absl::StrCat("bench-", model),
+                                                                  absl::StrCat("bench-", model)),
                                  "--ready_file=" + ready},
         absl::StrCat(dir, "/worker-", model, ".log"), server_cpu));
     const std::string address = WaitForReadyFile(ready, model)["grpc"].get<std::string>();
@@ -555,7 +564,11 @@ void MeasureHeartbeatsAndMemory(const Mesh& mesh, Results* r) {
           grpc::ClientContext context;
           context.set_deadline(In(10));
           v1::RegisterResponse response;
-          grpc::Status s = registry->Register(&context, FakeDevice(i), &response);
+          v1::RegisterRequest request = FakeDevice(i);
+          *request.mutable_join() = MakeJoinProof(
+              IssueJoinToken(mesh.join_secret, request.device_id(), request.provider_id()),
+              request.device_id(), request.provider_id(), absl::Now());
+          grpc::Status s = registry->Register(&context, request, &response);
           if (!s.ok()) Die("register: " + s.error_message());
           leases[i] = response.lease_id();
         }

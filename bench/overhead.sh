@@ -14,23 +14,27 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+# Plaintext on loopback, devices joining with tokens, as loom_bench runs.
 "$BIN/loom-coordinator" --grpc_listen=127.0.0.1:0 --ledger_db="$WORK/loom.db" \
+  --plaintext --join_secret_file="$WORK/join.secret" \
   --ready_file="$WORK/c.json" --log_level=warn 2>"$WORK/c.log" & PIDS+=($!)
 for _ in $(seq 1 100); do [ -s "$WORK/c.json" ] && break; sleep 0.1; done
 COORD=$(sed -n 's/.*"grpc": "\([^"]*\)".*/\1/p' "$WORK/c.json")
 for m in qwen2.5-coder-7b llama-3.1-8b mistral-7b; do
-  "$BIN/loom-worker" --coordinator="$COORD" --device_id="dev-$m" --model="$m" \
+  token=$("$BIN/loom-coordinator" --join_secret_file="$WORK/join.secret" --issue_join_token="dev-$m")
+  "$BIN/loom-worker" --coordinator="$COORD" --device_id="dev-$m" --model="$m" --plaintext \
+    --join_token="$token" \
     --sim_output_tokens=32 --log_level=warn 2>>"$WORK/w.log" & PIDS+=($!)
 done
 for _ in $(seq 1 100); do
-  [ "$("$BIN/loom" --coordinator="$COORD" devices --json | grep -c '"deviceId"')" = 3 ] && break
+  [ "$("$BIN/loom" --plaintext --coordinator="$COORD" devices --json | grep -c '"deviceId"')" = 3 ] && break
   sleep 0.1
 done
 
 measure() {  # $1 label, $2 prompt
   : > "$WORK/$1.txt"
   for _ in $(seq 1 "$N"); do
-    "$BIN/loom" --coordinator="$COORD" ask --json "$2" |
+    "$BIN/loom" --plaintext --coordinator="$COORD" ask --json "$2" |
       sed -n 's/.*"coordinatorOverheadUs": "\([0-9]*\)".*/\1/p' >> "$WORK/$1.txt"
   done
   sort -n "$WORK/$1.txt" | awk -v label="$1" '{v[NR]=$1} END {

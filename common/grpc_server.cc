@@ -9,7 +9,8 @@
 namespace loom {
 
 absl::StatusOr<StartedServer> StartGrpcServer(const std::string& listen,
-                                              const std::vector<grpc::Service*>& services) {
+                                              const std::vector<grpc::Service*>& services,
+                                              std::shared_ptr<grpc::ServerCredentials> credentials) {
   static const bool once = [] {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -22,7 +23,7 @@ absl::StatusOr<StartedServer> StartGrpcServer(const std::string& listen,
   }
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, std::move(credentials), &port);
   builder.SetMaxReceiveMessageSize(8 << 20);
   for (grpc::Service* s : services) builder.RegisterService(s);
   StartedServer started;

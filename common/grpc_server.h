@@ -21,8 +21,10 @@ struct StartedServer {
 };
 
 // UNAVAILABLE when the address cannot be bound.
+// `credentials`: ServerCredentialsFor (common/tls.h), or grpc::InsecureServerCredentials().
 absl::StatusOr<StartedServer> StartGrpcServer(const std::string& listen,
-                                              const std::vector<grpc::Service*>& services);
+                                              const std::vector<grpc::Service*>& services,
+                                              std::shared_ptr<grpc::ServerCredentials> credentials);
 
 // Marks the server NOT_SERVING in the health service and stops it, giving in-flight calls
 // up to `grace` to finish.

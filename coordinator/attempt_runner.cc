@@ -89,6 +89,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
                    chosen.reason));
 
     DeviceCall call;
+    call.device_id = chosen.device_id;
     call.address = chosen.address;
     absl::Time attempt_deadline = absl::Now() + options_.attempt_timeout;
     if (chosen.tokens_per_second > 0) {
@@ -125,6 +126,13 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     log->CallFinished();
     registry_->AddInflight(chosen.device_id, -1);
     const absl::Time finished = clock_->Now();
+    // Output for an attempt that was cancelled or ran past its deadline is not used, and so
+    // not paid, even if the worker finished it.
+    if (usage.ok() && cancel && cancel->IsCancelled()) {
+      usage = absl::CancelledError("the attempt finished after it was cancelled; not paid");
+    } else if (usage.ok() && absl::Now() > call.deadline) {
+      usage = absl::DeadlineExceededError("the attempt finished after its deadline; not paid");
+    }
 
     v1::Attempt record;
     record.set_sub_task_id(spec.sub_task_id);
@@ -143,6 +151,15 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
       sink(TaskEvent(v1::SubTaskEvent::KIND_FINISHED, spec.sub_task_id, attempt, chosen, ""));
       // Pay for the tokens received, never more than the worker claims.
       const int64_t counted = CountTokens(output);
+      const int64_t claimed = usage->completion_tokens();
+      if (claimed > counted + options_.overclaim_slack_tokens +
+                        static_cast<int64_t>(static_cast<double>(counted) * options_.overclaim_tolerance)) {
+        spdlog::warn("device {} claimed {} output tokens for request {} sub-task {} but sent {}; "
+                     "paying for {}",
+                     chosen.device_id, claimed, request_id, spec.sub_task_id, counted, counted);
+        registry_->RecordOverclaim(chosen.device_id);
+        if (metrics_) metrics_->RecordOverclaim();
+      }
       result.tokens = usage->completion_tokens() > 0 ? std::min(counted, usage->completion_tokens())
                                                      : counted;
       // Never more than was asked for: the client's reservation is computed from max_tokens.

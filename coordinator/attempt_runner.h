@@ -61,6 +61,10 @@ struct AttemptOptions {
   absl::Duration attempt_timeout = absl::Seconds(60);  // upper bound of one attempt
   absl::Duration first_token_allowance = absl::Seconds(2);
   double slowness_factor = 3;                          // x the time the device's speed implies
+  // A worker claiming more output tokens than the coordinator received, by more than this
+  // fraction plus overclaim_slack_tokens, is flagged (it is paid only for what was received).
+  double overclaim_tolerance = 0.10;
+  int64_t overclaim_slack_tokens = 4;
 };
 
 struct CallSpec {

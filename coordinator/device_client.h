@@ -22,6 +22,7 @@
 namespace loom {
 
 struct DeviceCall {
+  std::string device_id;  // with TLS, the worker's certificate must name this device
   std::string address;
   v1::InferRequest request;
   absl::Time deadline = absl::InfiniteFuture();

@@ -7,11 +7,13 @@
 
 namespace loom {
 
-v1::Worker::Stub* GrpcDeviceClient::StubFor(const std::string& address) {
+v1::Worker::Stub* GrpcDeviceClient::StubFor(const DeviceCall& call) {
   absl::MutexLock lock(&mu_);
-  auto& stub = stubs_[address];
+  auto& stub = stubs_[tls_ ? absl::StrCat(call.address, "|", call.device_id) : call.address];
   if (!stub) {
-    stub = v1::Worker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    grpc::ChannelArguments args;
+    if (tls_) args.SetSslTargetNameOverride(call.device_id);
+    stub = v1::Worker::NewStub(grpc::CreateCustomChannel(call.address, credentials_, args));
   }
   return stub.get();
 }
@@ -22,7 +24,7 @@ absl::StatusOr<v1::Usage> GrpcDeviceClient::Infer(const DeviceCall& call, const 
   context.set_deadline(absl::ToChronoTime(call.deadline));
   const int cancel_id = cancel ? cancel->OnCancel([&context] { context.TryCancel(); }) : -1;
   std::unique_ptr<grpc::ClientReader<v1::InferChunk>> reader =
-      StubFor(call.address)->Infer(&context, call.request);
+      StubFor(call)->Infer(&context, call.request);
   v1::InferChunk chunk;
   v1::Usage usage;
   bool final_seen = false;

@@ -199,7 +199,10 @@ HttpFrontDoor::HttpFrontDoor(HttpOptions options, RequestRunner* runner,
       registry_(registry),
       auth_(auth),
       metrics_(metrics),
-      server_(std::make_unique<httplib::Server>()) {
+      server_(options_.tls_cert.empty()
+                  ? std::make_unique<httplib::Server>()
+                  : std::make_unique<httplib::SSLServer>(options_.tls_cert.c_str(),
+                                                         options_.tls_key.c_str())) {
   Routes();
 }
 
@@ -212,6 +215,10 @@ absl::StatusOr<std::string> HttpFrontDoor::Start(const std::string& listen) {
     return absl::InvalidArgumentError(absl::StrCat("--http_listen '", listen, "' needs host:port"));
   }
   const std::string host = listen.substr(0, colon);
+  if (!server_->is_valid()) {
+    return absl::InvalidArgumentError(absl::StrCat("HTTPS: cannot load ", options_.tls_cert, " / ",
+                                                   options_.tls_key));
+  }
   if (port == 0) {
     port = server_->bind_to_any_port(host);
   } else if (!server_->bind_to_port(host, port)) {

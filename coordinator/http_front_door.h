@@ -36,6 +36,8 @@ namespace loom {
 struct HttpOptions {
   size_t max_body_bytes = 1 << 20;                       // larger bodies get 413
   absl::Duration request_timeout = absl::Seconds(300);  // deadline of each request
+  std::string tls_cert;  // PEM files; both set: serve HTTPS
+  std::string tls_key;
 };
 
 class HttpFrontDoor {
@@ -45,6 +47,7 @@ class HttpFrontDoor {
   ~HttpFrontDoor();
 
   // Binds `listen` ("host:port", port 0 = any) and serves on a thread; returns "host:port".
+  // INVALID_ARGUMENT when the TLS certificate or key cannot be loaded.
   absl::StatusOr<std::string> Start(const std::string& listen);
   void Stop();
 

@@ -14,7 +14,10 @@
 #include "common/json_config.h"
 #include "common/logging.h"
 #include "common/ready_file.h"
+#include "common/join_token.h"
 #include "common/shutdown.h"
+#include "common/tls_flags.h"
+#include "coordinator/device_auth.h"
 #include "coordinator/authenticator.h"
 #include "coordinator/grpc_device_client.h"
 #include "coordinator/http_front_door.h"
@@ -50,6 +53,14 @@ ABSL_FLAG(int32_t, compete_k, 3, "Distinct models that answer a compete request.
 ABSL_FLAG(std::string, affinity_config, "",
           "JSON AffinityConfig overriding the default family x category affinity table.");
 ABSL_FLAG(double, load_weight, 0.6, "How much a fully loaded device's score drops (0-1).");
+ABSL_FLAG(std::string, join_secret_file, "",
+          "Secret behind join tokens (created, mode 0600, if missing). Without "
+          "--tls_client_ca, workers prove their device id with a token derived from it.");
+ABSL_FLAG(std::string, issue_join_token, "",
+          "Print the join token for DEVICE_ID[:PROVIDER] (provider defaults to the device id) "
+          "under --join_secret_file, and exit.");
+ABSL_FLAG(int32_t, max_requests_per_client, 64,
+          "Requests one client may have in flight; more get RESOURCE_EXHAUSTED / HTTP 429.");
 
 namespace {
 
@@ -63,6 +74,8 @@ int Fail(const std::string& message) {
 int main(int argc, char** argv) {
   loom::SetUsage(
       "loom-coordinator --grpc_listen=HOST:PORT --ledger_db=FILE\n"
+      "  (--tls_cert=C --tls_key=K --tls_client_ca=CA | --plaintext --join_secret_file=F)\n"
+      "loom-coordinator --join_secret_file=F --issue_join_token=DEVICE[:PROVIDER]\n"
       "Accepts workers (Registry) and client requests (Orchestrator), settles credits in the "
       "ledger.");
   loom::BlockShutdownSignals();
@@ -74,6 +87,46 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_missed_heartbeats) < 2) return Fail("--missed_heartbeats must be >= 2");
   if (absl::GetFlag(FLAGS_max_attempts) < 1) return Fail("--max_attempts must be >= 1");
   if (absl::GetFlag(FLAGS_request_threads) < 1) return Fail("--request_threads must be >= 1");
+  std::string join_secret;
+  if (!absl::GetFlag(FLAGS_join_secret_file).empty()) {
+    auto secret = loom::LoadOrCreateJoinSecret(absl::GetFlag(FLAGS_join_secret_file));
+    if (!secret.ok()) return Fail(std::string(secret.status().message()));
+    join_secret = *secret;
+  }
+  if (!absl::GetFlag(FLAGS_issue_join_token).empty()) {
+    if (join_secret.empty()) return Fail("--issue_join_token needs --join_secret_file");
+    const std::string spec = absl::GetFlag(FLAGS_issue_join_token);
+    const size_t colon = spec.find(':');
+    const std::string device = spec.substr(0, colon);
+    const std::string provider = colon == std::string::npos ? device : spec.substr(colon + 1);
+    if (!loom::IsValidId(device) || !loom::IsValidId(provider)) {
+      return Fail("--issue_join_token: ids are 1-128 characters of A-Z a-z 0-9 . _ -");
+    }
+    std::cout << loom::IssueJoinToken(join_secret, device, provider) << "\n";
+    return 0;
+  }
+  loom::TlsConfig tls = loom::TlsFromFlags();
+  auto server_credentials = loom::ServerCredentialsFor(tls);
+  if (!server_credentials.ok()) return Fail(std::string(server_credentials.status().message()));
+  // Dialing workers: verify them against --tls_ca (default: the CA of their client certs).
+  loom::TlsConfig dial = tls;
+  if (dial.ca.empty()) dial.ca = dial.client_ca;
+  auto worker_credentials = loom::ChannelCredentialsFor(dial);
+  if (!worker_credentials.ok()) return Fail(std::string(worker_credentials.status().message()));
+  loom::DeviceAuthOptions device_auth_options;
+  if (!tls.client_ca.empty()) {
+    device_auth_options.mode = loom::DeviceAuthOptions::Mode::kMutualTls;
+  } else if (join_secret.empty()) {
+    return Fail("workers must prove who they are: give --tls_client_ca (mutual TLS) or "
+                "--join_secret_file (join tokens)");
+  } else {
+    device_auth_options.mode = loom::DeviceAuthOptions::Mode::kJoinToken;
+    device_auth_options.join_secret = join_secret;
+  }
+  if (tls.plaintext) {
+    spdlog::warn("--plaintext: clients, workers and the HTTP API are served without encryption; "
+                 "devices prove their id with join tokens");
+  }
 
   auto ledger = loom::SqliteLedger::Open({.path = absl::GetFlag(FLAGS_ledger_db),
                                           .synchronous = absl::GetFlag(FLAGS_ledger_synchronous),
@@ -114,9 +167,11 @@ int main(int argc, char** argv) {
 
   if (absl::GetFlag(FLAGS_request_timeout_ms) < 100) return Fail("--request_timeout_ms must be >= 100");
   options.request_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_request_timeout_ms));
+  options.max_requests_per_client = absl::GetFlag(FLAGS_max_requests_per_client);
+  if (options.max_requests_per_client < 0) return Fail("--max_requests_per_client must be >= 0");
 
   loom::ModelSelector selector(std::move(affinity), {.load_weight = load_weight});
-  loom::GrpcDeviceClient device_client;
+  loom::GrpcDeviceClient device_client(*worker_credentials, !tls.plaintext);
   loom::Metrics metrics;
   loom::RequestRunner runner(options, &registry, &selector, &device_client, ledger->get(),
                              loom::Clock::Real(), &metrics);
@@ -125,14 +180,18 @@ int main(int argc, char** argv) {
     spdlog::warn("serving requests without an API key, charged to client:{} (--allow_anonymous)",
                  absl::GetFlag(FLAGS_allow_anonymous));
   }
-  loom::RegistryService registry_service(&registry);
+  loom::DeviceAuth device_auth(device_auth_options, loom::Clock::Real());
+  loom::RegistryService registry_service(&registry, &device_auth);
   loom::OrchestratorService orchestrator_service(&runner, &registry, &auth,
                                                  absl::GetFlag(FLAGS_request_threads));
-  loom::HttpFrontDoor http({.request_timeout = options.request_timeout}, &runner, &registry, &auth,
-                           &metrics);
+  loom::HttpFrontDoor http({.request_timeout = options.request_timeout,
+                            .tls_cert = tls.plaintext ? "" : tls.cert,
+                            .tls_key = tls.plaintext ? "" : tls.key},
+                           &runner, &registry, &auth, &metrics);
 
   auto started = loom::StartGrpcServer(absl::GetFlag(FLAGS_grpc_listen),
-                                       {&registry_service, &orchestrator_service});
+                                       {&registry_service, &orchestrator_service},
+                                       *server_credentials);
   if (!started.ok()) return Fail(std::string(started.status().message()));
   std::string http_address;
   if (!absl::GetFlag(FLAGS_http_listen).empty()) {

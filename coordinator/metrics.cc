@@ -51,6 +51,11 @@ void Metrics::RecordAttempt(bool ok) {
   ++(ok ? attempts_ok_ : attempts_failed_);
 }
 
+void Metrics::RecordOverclaim() {
+  absl::MutexLock lock(&mu_);
+  ++overclaims_;
+}
+
 void Metrics::RecordSettlement(int64_t charged_micro) {
   absl::MutexLock lock(&mu_);
   ++settlements_;
@@ -99,6 +104,14 @@ std::string Metrics::Render(const std::vector<v1::DeviceInfo>& devices) const {
   out += "# HELP loom_devices Devices in the registry by state.\n# TYPE loom_devices gauge\n";
   for (const auto& [state, n] : states) {
     absl::StrAppendFormat(&out, "loom_devices{state=\"%s\"} %d\n", state, n);
+  }
+  out += "# HELP loom_usage_overclaims_total Usage reports claiming more output tokens than were received (only received tokens are paid).\n# TYPE loom_usage_overclaims_total counter\n";
+  absl::StrAppendFormat(&out, "loom_usage_overclaims_total %d\n", overclaims_);
+  out += "# HELP loom_device_usage_overclaims Overclaiming usage reports per registered device.\n# TYPE loom_device_usage_overclaims gauge\n";
+  for (const auto& d : devices) {
+    if (d.usage_overclaims() == 0) continue;
+    absl::StrAppendFormat(&out, "loom_device_usage_overclaims{device=\"%s\"} %d\n", d.device_id(),
+                          d.usage_overclaims());
   }
   return out;
 }

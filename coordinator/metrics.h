@@ -27,6 +27,8 @@ class Metrics {
   void RecordRequest(v1::PlanKind kind, const absl::Status& outcome, absl::Duration latency);
   void RecordOverhead(absl::Duration overhead);
   void RecordAttempt(bool ok);
+  // A worker reported more output tokens than the coordinator received.
+  void RecordOverclaim();
   void RecordSettlement(int64_t charged_micro);
 
   std::string Render(const std::vector<v1::DeviceInfo>& devices) const;
@@ -50,6 +52,7 @@ class Metrics {
   int64_t attempts_failed_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t settlements_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t credits_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t overclaims_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace loom

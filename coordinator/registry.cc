@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "common/protocol.h"
+#include "common/tls.h"
 
 namespace loom {
 namespace {
@@ -19,9 +20,8 @@ absl::Status ValidateAdvertisement(const v1::RegisterRequest& r, int max_models)
   auto bad = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat("register ", r.device_id(), ": ", what));
   };
-  if (r.device_id().empty() || r.device_id().size() > kMaxName) return bad("device_id must be 1-128 chars");
-  if (r.provider_id().empty() || r.provider_id().size() > kMaxName) {
-    return bad("provider_id must be 1-128 chars");
+  if (!IsValidId(r.device_id()) || !IsValidId(r.provider_id())) {
+    return bad("device_id and provider_id must be 1-128 characters of A-Z a-z 0-9 . _ -");
   }
   if (r.address().empty() || r.address().size() > kMaxAddress) return bad("address must be set");
   if (r.models().empty()) return bad("no models advertised");
@@ -168,6 +168,7 @@ absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::Register
   Entry& e = devices_[request.device_id()];
   // Attempts already running survive a re-register.
   const int inflight = e.info.coordinator_inflight();
+  const int64_t overclaims = e.info.usage_overclaims();
   if (it != devices_.end()) UnindexLocked(&e);
   e = Entry{};
   e.lease_id = response.lease_id();
@@ -181,6 +182,7 @@ absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::Register
   e.info.set_simulated(request.simulated());
   e.info.set_registered_unix_ms(absl::ToUnixMillis(now));
   e.info.set_coordinator_inflight(inflight);
+  e.info.set_usage_overclaims(overclaims);
   IndexLocked(&e);
   spdlog::info("device {} registered (provider {}, {} model(s), {}{})", request.device_id(),
                request.provider_id(), request.models_size(), request.address(),
@@ -188,7 +190,8 @@ absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::Register
   return response;
 }
 
-v1::HeartbeatResponse DeviceRegistry::Heartbeat(const v1::HeartbeatRequest& request) {
+absl::StatusOr<v1::HeartbeatResponse> DeviceRegistry::Heartbeat(
+    const v1::HeartbeatRequest& request) {
   v1::HeartbeatResponse response;
   response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
   const absl::Time now = clock_->Now();
@@ -200,6 +203,13 @@ v1::HeartbeatResponse DeviceRegistry::Heartbeat(const v1::HeartbeatRequest& requ
     return response;
   }
   Entry& e = it->second;
+  if (options_.max_heartbeat_rate > 0 &&
+      now - e.last_accepted_heartbeat < options_.heartbeat_interval / options_.max_heartbeat_rate) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "device ", request.device_id(), " heartbeats more often than every ",
+        absl::FormatDuration(options_.heartbeat_interval / options_.max_heartbeat_rate)));
+  }
+  e.last_accepted_heartbeat = now;
   by_heartbeat_.erase(&e);
   e.last_heartbeat = std::max(e.last_heartbeat, now);
   by_heartbeat_.insert(&e);
@@ -272,6 +282,13 @@ void DeviceRegistry::Read(absl::FunctionRef<void(absl::Span<const ModelGroup* co
   ExpireLocked(now);
   read_now_ = now;
   body(group_views_, static_cast<int>(devices_.size()));
+}
+
+void DeviceRegistry::RecordOverclaim(const std::string& device_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = devices_.find(device_id);
+  if (it == devices_.end()) return;
+  it->second.info.set_usage_overclaims(it->second.info.usage_overclaims() + 1);
 }
 
 void DeviceRegistry::AddInflight(const std::string& device_id, int delta) {

@@ -37,6 +37,10 @@ struct RegistryOptions {
   int missed_heartbeats_to_expire = 3;  // silent this many intervals -> removed
   int max_devices = 100'000;            // Register beyond this is RESOURCE_EXHAUSTED
   int max_models_per_device = 64;
+  // A device heartbeating faster than heartbeat_interval / max_heartbeat_rate is refused
+  // (RESOURCE_EXHAUSTED, nothing recorded): one device cannot flood the registry's lock.
+  // 0: no limit.
+  int max_heartbeat_rate = 4;
 };
 
 class DeviceRegistry : public CandidateSource {
@@ -47,8 +51,9 @@ class DeviceRegistry : public CandidateSource {
   // Adds or replaces the device (a new lease each time). FAILED_PRECONDITION on a protocol
   // major mismatch, INVALID_ARGUMENT on a malformed advertisement.
   absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
-  // Records load. A response with reregister=true when the lease is unknown or expired.
-  v1::HeartbeatResponse Heartbeat(const v1::HeartbeatRequest& request);
+  // Records load. A response with reregister=true when the lease is unknown or expired;
+  // RESOURCE_EXHAUSTED (nothing recorded) when the device heartbeats too often.
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
   // Removes the device. NOT_FOUND for an unknown lease.
   absl::Status Deregister(const v1::DeregisterRequest& request);
 
@@ -64,6 +69,9 @@ class DeviceRegistry : public CandidateSource {
   // reported active count by the same delta (clamped at 0), so selection between two
   // heartbeats sees its own assignments start and finish.
   void AddInflight(const std::string& device_id, int delta);
+  // Counts a usage report that claimed more tokens than were received (kept across
+  // re-registration, shown as DeviceInfo.usage_overclaims).
+  void RecordOverclaim(const std::string& device_id);
 
  private:
   class Group;
@@ -71,6 +79,7 @@ class DeviceRegistry : public CandidateSource {
     v1::DeviceInfo info;  // coordinator_inflight kept current; state set only in snapshots
     std::string lease_id;
     absl::Time last_heartbeat;
+    absl::Time last_accepted_heartbeat = absl::InfinitePast();  // for the rate limit
     double load = 0;              // ModelSelector::LoadOf(info), the key in its groups
     std::vector<Group*> groups;   // one per advertised model
   };

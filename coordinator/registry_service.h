@@ -1,9 +1,11 @@
 // File: coordinator/registry_service.h
-// The Registry gRPC service: a thin adapter over DeviceRegistry. Every handler is a short
-// critical section, so it runs inline on the reactor thread. Thread-safe.
+// The Registry gRPC service: checks the caller's device identity (DeviceAuth), then adapts
+// DeviceRegistry. Every handler is a short critical section, so it runs inline on the reactor
+// thread. Thread-safe.
 #ifndef LOOM_COORDINATOR_REGISTRY_SERVICE_H_
 #define LOOM_COORDINATOR_REGISTRY_SERVICE_H_
 
+#include "coordinator/device_auth.h"
 #include "coordinator/registry.h"
 #include "loom/v1/registry.grpc.pb.h"
 
@@ -11,7 +13,7 @@ namespace loom {
 
 class RegistryService final : public v1::Registry::CallbackService {
  public:
-  explicit RegistryService(DeviceRegistry* registry) : registry_(registry) {}
+  RegistryService(DeviceRegistry* registry, DeviceAuth* auth) : registry_(registry), auth_(auth) {}
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
                                      const v1::RegisterRequest* request,
@@ -25,6 +27,7 @@ class RegistryService final : public v1::Registry::CallbackService {
 
  private:
   DeviceRegistry* const registry_;
+  DeviceAuth* const auth_;
 };
 
 }  // namespace loom

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/categories.h"
 #include "common/ids.h"
@@ -216,6 +217,23 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   deadline = std::min(deadline, absl::Now() + options_.request_timeout);
   const std::string client_account = ClientAccount(
       request.client_id().empty() ? options_.default_client : request.client_id());
+  // One client cannot take every request thread: past its limit it is told to back off.
+  if (options_.max_requests_per_client > 0) {
+    absl::MutexLock lock(&clients_mu_);
+    int& inflight = client_inflight_[client_account];
+    if (inflight >= options_.max_requests_per_client) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(client_account, " already has ", inflight,
+                       " requests in flight (the limit per client); retry when one finishes"));
+    }
+    ++inflight;
+  }
+  absl::Cleanup release_slot = [&] {
+    if (options_.max_requests_per_client <= 0) return;
+    absl::MutexLock lock(&clients_mu_);
+    auto it = client_inflight_.find(client_account);
+    if (--it->second == 0) client_inflight_.erase(it);
+  };
   const int64_t max_tokens =
       request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
   // Budget first: nothing runs for a client who cannot pay for it.

@@ -28,9 +28,11 @@
 #ifndef LOOM_COORDINATOR_REQUEST_RUNNER_H_
 #define LOOM_COORDINATOR_REQUEST_RUNNER_H_
 
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/cancellation.h"
 #include "common/clock.h"
 #include "coordinator/attempt_runner.h"
@@ -60,6 +62,7 @@ struct RunnerOptions {
   size_t max_message_bytes = 256 * 1024;
   size_t max_request_bytes = 1 << 20;                  // all message contents together
   std::string default_client = "anonymous";            // charged when the request names none
+  int max_requests_per_client = 64;  // in flight at once per client; beyond: RESOURCE_EXHAUSTED (0: no limit)
   absl::Duration reservation_margin = absl::Minutes(1); // reservations outlive the request by this
 };
 
@@ -111,6 +114,9 @@ class RequestRunner {
   const FanOutExecutor executor_;
   const ResponseSynthesizer synthesizer_;
   const CompeteRunner compete_;
+
+  absl::Mutex clients_mu_;
+  std::map<std::string, int> client_inflight_ ABSL_GUARDED_BY(clients_mu_);  // erased at 0
 };
 
 }  // namespace loom

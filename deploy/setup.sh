@@ -10,7 +10,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev libsqlite3-dev sqlite3 libspdlog-dev libcpp-httplib-dev
-  nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev python3 curl
+  nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev python3 curl openssl
 )
 
 missing=()

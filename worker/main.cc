@@ -17,6 +17,7 @@
 #include "common/protocol.h"
 #include "common/ready_file.h"
 #include "common/shutdown.h"
+#include "common/tls_flags.h"
 #include "worker/openai_provider.h"
 #include "worker/registrar.h"
 #include "worker/worker_config.h"
@@ -48,6 +49,11 @@ ABSL_FLAG(std::string, openai_base_url, "",
           "(llama-server).");
 ABSL_FLAG(std::string, openai_api_key, "", "Quick: bearer token for --openai_base_url.");
 ABSL_FLAG(bool, discover, false, "Quick: advertise every model the server lists at GET /models.");
+ABSL_FLAG(double, sim_usage_claim_factor, 0,
+          "Quick: a lying simulated device that reports this many times the tokens it sent.");
+ABSL_FLAG(std::string, join_token, "",
+          "Token the coordinator issued for this device (loom-coordinator --issue_join_token); "
+          "proves the device id when no TLS client certificate is used.");
 ABSL_FLAG(std::string, sim_fault, "",
           "Quick: inject a fault, KIND:N with KIND fail, hang or exit after N tokens.");
 
@@ -121,6 +127,7 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
     m->mutable_sim()->set_time_to_first_token_ms(absl::GetFlag(FLAGS_sim_ttft_ms));
     m->mutable_sim()->set_tokens_per_second(absl::GetFlag(FLAGS_sim_tokens_per_second));
     m->mutable_sim()->set_output_tokens(absl::GetFlag(FLAGS_sim_output_tokens));
+    m->mutable_sim()->set_usage_claim_factor(absl::GetFlag(FLAGS_sim_usage_claim_factor));
   }
   auto fault = ParseFault(absl::GetFlag(FLAGS_sim_fault));
   if (!fault.ok()) return fault.status();
@@ -134,6 +141,7 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
     config.set_provider_id(absl::GetFlag(FLAGS_provider_id));
   }
   if (config.provider_id().empty()) config.set_provider_id(config.device_id());
+  if (!absl::GetFlag(FLAGS_join_token).empty()) config.set_join_token(absl::GetFlag(FLAGS_join_token));
   if (absl::GetFlag(FLAGS_max_concurrency) != 0) {
     config.set_max_concurrency(absl::GetFlag(FLAGS_max_concurrency));
   }
@@ -145,6 +153,8 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
 int main(int argc, char** argv) {
   loom::SetUsage(
       "loom-worker --coordinator=HOST:PORT (--config=FILE | --model=NAME --device_id=ID)\n"
+      "  TLS: --tls_cert=DEV.crt --tls_key=DEV.key --tls_ca=ca.crt (deploy/dev-certs.sh), or\n"
+      "  --plaintext --join_token=TOKEN.\n"
       "Serves one device's models to the Loom mesh. Examples:\n"
       "  loom-worker --coordinator=127.0.0.1:7070 --device_id=laptop --model=llama-3.1-8b   "
       "(simulated)\n"
@@ -158,14 +168,35 @@ int main(int argc, char** argv) {
   auto config = ConfigFromFlags();
   if (!config.ok()) return Fail(std::string(config.status().message()));
 
+  loom::TlsConfig tls = loom::TlsFromFlags({.cert = config->tls().cert(),
+                                            .key = config->tls().key(),
+                                            .client_ca = config->tls().client_ca(),
+                                            .ca = config->tls().ca(),
+                                            .plaintext = config->tls().plaintext()});
+  // The coordinator calls this worker with its certificate, signed by the same CA by default.
+  if (!tls.plaintext && tls.client_ca.empty()) tls.client_ca = tls.ca;
+  auto server_credentials = loom::ServerCredentialsFor(tls);
+  if (!server_credentials.ok()) return Fail(std::string(server_credentials.status().message()));
+  auto channel_credentials = loom::ChannelCredentialsFor(tls);
+  if (!channel_credentials.ok()) return Fail(std::string(channel_credentials.status().message()));
+  if (tls.plaintext) {
+    spdlog::warn("--plaintext: the coordinator link and this worker's service are unencrypted "
+                 "and the device proves its id only with its join token");
+  }
+  if (tls.plaintext && config->join_token().empty()) {
+    return Fail("--plaintext needs --join_token (loom-coordinator --issue_join_token=DEVICE)");
+  }
+
   auto models = loom::BuildServedModels(*config);
   if (!models.ok()) return Fail(std::string(models.status().message()));
   loom::WorkerService service(
       loom::WorkerServiceOptions{.device_id = config->device_id(),
                                  .provider_id = config->provider_id(),
-                                 .max_concurrency = config->max_concurrency()},
+                                 .max_concurrency = config->max_concurrency(),
+                                 .require_coordinator_peer = !tls.client_ca.empty()},
       *std::move(models));
-  auto started = loom::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service});
+  auto started =
+      loom::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service}, *server_credentials);
   if (!started.ok()) return Fail(std::string(started.status().message()));
   const std::string advertised = absl::GetFlag(FLAGS_advertise_address).empty()
                                      ? started->address
@@ -174,7 +205,9 @@ int main(int argc, char** argv) {
 
   loom::ShutdownWaiter waiter;
   loom::Registrar registrar(
-      loom::RegistrarOptions{.coordinator = absl::GetFlag(FLAGS_coordinator)},
+      loom::RegistrarOptions{.coordinator = absl::GetFlag(FLAGS_coordinator),
+                             .credentials = *channel_credentials,
+                             .join_token = config->join_token()},
       [&] {
         loom::v1::DeviceInfo info = service.Info();
         loom::v1::RegisterRequest request;

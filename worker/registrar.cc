@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/join_token.h"
 
 namespace loom {
 namespace {
@@ -33,8 +34,9 @@ Registrar::Registrar(RegistrarOptions options, std::function<v1::RegisterRequest
       advertisement_(std::move(advertisement)),
       load_(std::move(load)),
       on_fatal_(std::move(on_fatal)),
-      stub_(v1::Registry::NewStub(
-          grpc::CreateChannel(options_.coordinator, grpc::InsecureChannelCredentials()))) {}
+      stub_(v1::Registry::NewStub(grpc::CreateChannel(
+          options_.coordinator, options_.credentials ? options_.credentials
+                                                     : grpc::InsecureChannelCredentials()))) {}
 
 Registrar::~Registrar() { Stop(); }
 
@@ -53,6 +55,10 @@ int Registrar::registrations() const {
 absl::Status Registrar::RegisterOnce() {
   v1::RegisterRequest request = advertisement_();
   *request.mutable_load() = load_();
+  if (!options_.join_token.empty()) {
+    *request.mutable_join() = MakeJoinProof(options_.join_token, request.device_id(),
+                                            request.provider_id(), absl::Now());
+  }
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
   v1::RegisterResponse response;

@@ -16,6 +16,8 @@
 #include <string>
 #include <thread>
 
+#include <grpcpp/security/credentials.h>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -26,6 +28,11 @@ namespace loom {
 
 struct RegistrarOptions {
   std::string coordinator;                         // host:port of the Registry service
+  // How to reach it (ChannelCredentialsFor in common/tls.h); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Without a client certificate: the join token the coordinator issued for this device;
+  // every Register then carries a fresh JoinProof made with it.
+  std::string join_token;
   absl::Duration rpc_timeout = absl::Seconds(2);   // deadline of each call
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(2);   // between failed Register attempts

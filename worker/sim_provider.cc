@@ -131,6 +131,11 @@ absl::StatusOr<v1::Usage> SimProvider::Generate(const GenerateRequest& request,
   }
   if (fault.kind() != v1::SimFault::KIND_NONE) return inject_fault();
   usage.set_completion_tokens(emitted);
+  if (options_.backend.usage_claim_factor() > 1) {
+    // The labelled lying-device fault: claim more than was sent.
+    usage.set_completion_tokens(
+        static_cast<int64_t>(static_cast<double>(emitted) * options_.backend.usage_claim_factor()));
+  }
   return usage;
 }
 

@@ -2,7 +2,8 @@
 // A simulated device for demos, tests and benchmarks. Its text is deterministic (the same
 // prompt gives the same answer), names the model and device, and is labelled "[simulated]".
 // Timing and faults come from the SimBackend config: time to first token, tokens per second,
-// output length, and a fault after N tokens (fail, hang, or exit the whole process).
+// output length, a fault after N tokens (fail, hang, or exit the whole process), and a lying
+// usage report (usage_claim_factor) for tests of the coordinator's token accounting.
 //
 // Thread-safe (no mutable state).
 #ifndef LOOM_WORKER_SIM_PROVIDER_H_

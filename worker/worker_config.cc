@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/categories.h"
+#include "common/tls.h"
 #include "worker/openai_provider.h"
 #include "worker/sim_provider.h"
 
@@ -46,8 +47,16 @@ std::string GuessFamily(const std::string& model_name) {
 
 absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
                                                       const std::string& origin) {
-  if (!ValidName(config.device_id())) return FieldError(origin, "device_id", kNameRule);
-  if (!ValidName(config.provider_id())) return FieldError(origin, "provider_id", kNameRule);
+  // Device and provider ids appear in certificates and join tokens: no ':' or '/'.
+  constexpr char kIdRule[] = "must be 1-128 characters of letters, digits, - _ .";
+  if (!IsValidId(config.device_id())) return FieldError(origin, "device_id", kIdRule);
+  if (!IsValidId(config.provider_id())) return FieldError(origin, "provider_id", kIdRule);
+  if (config.tls().cert().empty() != config.tls().key().empty()) {
+    return FieldError(origin, "tls.key", "tls.cert and tls.key go together");
+  }
+  if (config.tls().plaintext() && !config.tls().cert().empty()) {
+    return FieldError(origin, "tls.plaintext", "contradicts tls.cert");
+  }
   if (config.max_concurrency() == 0) config.set_max_concurrency(4);
   if (config.max_concurrency() < 0 || config.max_concurrency() > kMaxConcurrency) {
     return FieldError(origin, "max_concurrency", absl::StrCat("must be 1-", kMaxConcurrency));
@@ -102,6 +111,9 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
         if (sim.output_tokens() < 0 || sim.output_tokens() > kMaxSimOutputTokens) {
           return FieldError(origin, field + ".sim.output_tokens",
                             absl::StrCat("must be 0-", kMaxSimOutputTokens));
+        }
+        if (sim.usage_claim_factor() < 0 || sim.usage_claim_factor() > 1000) {
+          return FieldError(origin, field + ".sim.usage_claim_factor", "must be 0-1000");
         }
         if (sim.fault().after_tokens() < 0) {
           return FieldError(origin, field + ".sim.fault.after_tokens", "negative");

@@ -9,6 +9,7 @@
 #include "common/cancellation.h"
 #include "common/grpc_status.h"
 #include "common/queued_write_reactor.h"
+#include "common/tls.h"
 
 namespace loom {
 
@@ -78,6 +79,17 @@ WorkerService::~WorkerService() = default;
 
 grpc::ServerWriteReactor<v1::InferChunk>* WorkerService::Infer(
     grpc::CallbackServerContext* context, const v1::InferRequest* request) {
+  if (options_.require_coordinator_peer) {
+    std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+    const PeerIdentity peer = auth ? PeerOf(*auth) : PeerIdentity{};
+    if (!peer.verified || peer.role != kRoleCoordinator) {
+      spdlog::warn("refused Infer from {} ('{}', role '{}'): not a coordinator", context->peer(),
+                   peer.name, peer.role);
+      return new RejectReactor(grpc::Status(
+          grpc::StatusCode::PERMISSION_DENIED,
+          absl::StrCat("device ", options_.device_id, " serves only its coordinator")));
+    }
+  }
   auto it = models_.find(request->model());
   if (it == models_.end()) {
     return new RejectReactor(grpc::Status(

@@ -29,6 +29,9 @@ struct WorkerServiceOptions {
   std::string device_id;
   std::string provider_id;
   int max_concurrency = 4;  // generations at once; more are refused
+  // With TLS client certificates: only a caller whose certificate has the coordinator role
+  // may run Infer (another device cannot use this one for free).
+  bool require_coordinator_peer = false;
 };
 
 class WorkerService final : public v1::Worker::CallbackService {

@@ -35,10 +35,13 @@ std::string FormatDevices(const v1::ListDevicesResponse& devices) {
                     absl::StrFormat("%d/%d", std::max(d.load().active(), d.coordinator_inflight()),
                                     d.load().max_concurrency()),
                     absl::StrFormat("%.0f", d.load().tokens_per_second()),
-                    absl::StrJoin(models, ", "), d.address()});
+                    absl::StrJoin(models, ", "), d.address(),
+                    d.usage_overclaims() > 0
+                        ? absl::StrCat("overclaimed usage ", d.usage_overclaims(), "x")
+                        : ""});
   }
-  return FormatTextTable({"device", "provider", "state", "load", "tok/s", "models", "address"},
-                         rows);
+  return FormatTextTable(
+      {"device", "provider", "state", "load", "tok/s", "models", "address", "flags"}, rows);
 }
 
 std::string FormatPlan(const v1::CompilationPlan& plan) {

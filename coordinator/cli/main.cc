@@ -18,6 +18,7 @@
 #include "common/sse_parser.h"
 #include "nlohmann/json.hpp"
 #include "common/json_config.h"
+#include "common/tls_flags.h"
 #include "coordinator/cli/loom_cli.h"
 #include "loom/v1/orchestrator.grpc.pb.h"
 
@@ -36,7 +37,8 @@ ABSL_FLAG(int64_t, timeout_ms, 120000, "Deadline of the call.");
 namespace {
 
 constexpr char kUsage[] =
-    "loom [--coordinator=HOST:PORT] COMMAND ...\n"
+    "loom [--coordinator=HOST:PORT] [--tls_ca=CA --tls_cert=CRT --tls_key=KEY | --plaintext] "
+    "COMMAND ...\n"
     "\n"
     "Commands:\n"
     "  ask \"PROMPT\"   run a request; streams the answer (--json: the whole result);\n"
@@ -148,7 +150,13 @@ int AskHttp(const std::string& prompt) {
   if (!absl::GetFlag(FLAGS_mode).empty()) body["loom"] = {{"mode", absl::GetFlag(FLAGS_mode)}};
   const bool stream = !absl::GetFlag(FLAGS_json);
   body["stream"] = stream;
-  httplib::Client client(absl::StrCat("http://", absl::GetFlag(FLAGS_http)));
+  const loom::TlsConfig tls = loom::TlsFromFlags();
+  httplib::Client client(absl::StrCat(tls.plaintext ? "http://" : "https://", absl::GetFlag(FLAGS_http)));
+  if (!tls.plaintext) {
+    if (tls.ca.empty()) return Usage("--http over TLS needs --tls_ca (or --plaintext)");
+    client.set_ca_cert_path(tls.ca);
+    client.enable_server_certificate_verification(true);
+  }
   client.set_read_timeout(std::chrono::milliseconds(absl::GetFlag(FLAGS_timeout_ms)));
   httplib::Headers headers;
   if (!ApiKey().empty()) headers.emplace("Authorization", "Bearer " + ApiKey());
@@ -234,8 +242,10 @@ int main(int argc, char** argv) {
     return Usage("--mode must be passthrough, compiled or compete");
   }
   const std::string command = args[1];
+  auto credentials = loom::ChannelCredentialsFor(loom::TlsFromFlags());
+  if (!credentials.ok()) return Usage(std::string(credentials.status().message()));
   auto stub = loom::v1::Orchestrator::NewStub(
-      grpc::CreateChannel(absl::GetFlag(FLAGS_coordinator), grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(absl::GetFlag(FLAGS_coordinator), *credentials));
   if (command == "ask" || command == "plan") {
     if (args.size() < 3) return Usage(absl::StrCat(command, ": missing the prompt"));
     std::string prompt = absl::StrJoin(args.begin() + 2, args.end(), " ");

@@ -128,26 +128,26 @@ TEST_F(HttpTest, CompletionsStreamedAndNotAreChargedToTheKeysClient) {
   EXPECT_EQ(json::parse(c.body)["loom"]["plan_kind"], "compete");
 
   // loom ask through HTTP, streamed and as JSON.
-  CommandResult via_http = RunCommand("loom", {"--http=" + coordinator_.http, "--api_key=" + key,
+  CommandResult via_http = Loom({"--http=" + coordinator_.http, "--api_key=" + key,
                                                "ask", "What is the capital of Peru?"});
   ASSERT_EQ(via_http.exit_code, 0) << via_http.err;
   EXPECT_THAT(via_http.out, HasSubstr("[simulated] llama-3.1-8b"));
-  CommandResult http_json = RunCommand("loom", {"--http=" + coordinator_.http, "--api_key=" + key,
+  CommandResult http_json = Loom({"--http=" + coordinator_.http, "--api_key=" + key,
                                                 "ask", "--json", "Who wrote Hamlet?"});
   ASSERT_EQ(http_json.exit_code, 0) << http_json.err;
   EXPECT_EQ(json::parse(http_json.out)["object"], "chat.completion");
-  CommandResult http_no_key = RunCommand("loom", {"--http=" + coordinator_.http, "ask", "hi"});
+  CommandResult http_no_key = Loom({"--http=" + coordinator_.http, "ask", "hi"});
   EXPECT_EQ(http_no_key.exit_code, 1);
   EXPECT_THAT(http_no_key.err, HasSubstr("HTTP 401"));
 
   // The same key works over gRPC; without one the gRPC API refuses.
-  CommandResult grpc = RunCommand("loom", {"--coordinator=" + coordinator_.address, "--api_key=" + key,
+  CommandResult grpc = Loom({"--coordinator=" + coordinator_.address, "--api_key=" + key,
                                            "ask", "--json", "What is the capital of Chile?"});
   ASSERT_EQ(grpc.exit_code, 0) << grpc.err;
   CommandResult records = RunCommand("loom-ledger", {"--db=" + db_, "records", "--format=json"});
   // 2 passthrough + 1 compete candidate (one model on the mesh) + 2 via loom --http + 1 via gRPC
   EXPECT_EQ(json::parse(records.out).size(), 6u);
-  CommandResult no_key = RunCommand("loom", {"--coordinator=" + coordinator_.address, "ask", "hi"});
+  CommandResult no_key = Loom({"--coordinator=" + coordinator_.address, "ask", "hi"});
   EXPECT_EQ(no_key.exit_code, 1);
   EXPECT_THAT(no_key.err, HasSubstr("UNAUTHENTICATED"));
 }

@@ -2,6 +2,10 @@
 // A test fixture that runs a real mesh on loopback: loom-coordinator and loom-worker processes
 // on port 0 with --ready_file, a fresh ledger in a temp dir, and helpers that drive the loom
 // and loom-ledger CLIs. Logs of every process are printed when a test fails.
+//
+// Security: by default the mesh is plaintext and workers join with join tokens (issued here
+// from the coordinator's secret). A test that sets tls_ = true before StartCoordinator runs
+// everything over mutual TLS with certificates from deploy/dev-certs.sh.
 #ifndef LOOM_TESTS_INTEGRATION_MESH_FIXTURE_H_
 #define LOOM_TESTS_INTEGRATION_MESH_FIXTURE_H_
 
@@ -11,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/join_token.h"
 #include "gtest/gtest.h"
 #include "tests/integration/process_harness.h"
 
@@ -40,12 +45,62 @@ class MeshFixture : public ::testing::Test {
     coordinator_ = {};
   }
 
+  std::string certs() const { return dir_ + "/certs"; }
+  std::string secret_file() const { return dir_ + "/join.secret"; }
+
+  // Makes the dev CA and certificates for these devices (DEVICE[:PROVIDER]) in certs().
+  void MakeCerts(const std::vector<std::string>& devices) {
+    std::vector<std::string> args = {certs()};
+    args.insert(args.end(), devices.begin(), devices.end());
+    CommandResult r = RunCommand(std::string(LOOM_SOURCE_DIR) + "/deploy/dev-certs.sh", args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  // How the coordinator is told to secure itself.
+  std::vector<std::string> CoordinatorSecurityArgs() {
+    if (tls_) {
+      return {"--tls_cert=" + certs() + "/coordinator.crt", "--tls_key=" + certs() + "/coordinator.key",
+              "--tls_client_ca=" + certs() + "/ca.crt"};
+    }
+    return {"--plaintext", "--join_secret_file=" + secret_file()};
+  }
+
+  // A worker's credentials for `device` paid into `provider`.
+  std::vector<std::string> WorkerSecurityArgs(const std::string& device, const std::string& provider) {
+    if (tls_) {
+      MakeCerts({device + ":" + provider});
+      return {"--tls_cert=" + certs() + "/" + device + ".crt",
+              "--tls_key=" + certs() + "/" + device + ".key", "--tls_ca=" + certs() + "/ca.crt"};
+    }
+    auto secret = LoadOrCreateJoinSecret(secret_file());
+    EXPECT_TRUE(secret.ok()) << secret.status();
+    return {"--plaintext", "--join_token=" + IssueJoinToken(secret.value_or(""), device, provider)};
+  }
+
+  // The loom CLI's credentials.
+  std::vector<std::string> ClientSecurityArgs() {
+    if (tls_) {
+      return {"--tls_ca=" + certs() + "/ca.crt", "--tls_cert=" + certs() + "/client.crt",
+              "--tls_key=" + certs() + "/client.key"};
+    }
+    return {"--plaintext"};
+  }
+
+  // Runs the loom CLI with the mesh's client credentials first.
+  CommandResult Loom(std::vector<std::string> args) {
+    std::vector<std::string> all = ClientSecurityArgs();
+    all.insert(all.end(), args.begin(), args.end());
+    return RunCommand("loom", all);
+  }
+
   void StartCoordinator(const std::string& listen = "127.0.0.1:0",
                         std::vector<std::string> extra = {}) {
     std::string error;
+    if (tls_) MakeCerts({});
     std::vector<std::string> args = {"--grpc_listen=" + listen, "--ledger_db=" + db_, kHeartbeatMs,
                                      "--missed_heartbeats=3", "--attempt_timeout_ms=10000",
                                      "--http_listen=127.0.0.1:0", "--allow_anonymous=anonymous"};
+    for (std::string& a : CoordinatorSecurityArgs()) args.push_back(std::move(a));
     args.insert(args.end(), extra.begin(), extra.end());
     coordinator_ = StartDaemon("loom-coordinator", dir_, "coordinator", args, &error);
     ASSERT_TRUE(coordinator_.process) << error;
@@ -60,6 +115,7 @@ class MeshFixture : public ::testing::Test {
     std::vector<std::string> args = {"--coordinator=" + coordinator_.address,
                                      "--device_id=" + device, "--provider_id=prov-" + device,
                                      "--model=" + model, "--sim_output_tokens=24"};
+    for (std::string& a : WorkerSecurityArgs(device, "prov-" + device)) args.push_back(std::move(a));
     args.insert(args.end(), extra.begin(), extra.end());
     std::string error;
     workers_[device] = StartDaemon("loom-worker", dir_, device, args, &error);
@@ -68,7 +124,7 @@ class MeshFixture : public ::testing::Test {
 
   // Every device the coordinator lists, in any state.
   std::set<std::string> Devices() {
-    CommandResult r = RunCommand("loom", {"--coordinator=" + coordinator_.address, "devices", "--json"});
+    CommandResult r = Loom({"--coordinator=" + coordinator_.address, "devices", "--json"});
     std::set<std::string> ids;
     if (r.exit_code != 0) return ids;
     json devices = json::parse(r.out, nullptr, false);
@@ -87,7 +143,7 @@ class MeshFixture : public ::testing::Test {
     std::vector<std::string> args = {"--coordinator=" + coordinator_.address, "ask", prompt,
                                      "--json"};
     args.insert(args.end(), extra.begin(), extra.end());
-    CommandResult r = RunCommand("loom", args);
+    CommandResult r = Loom(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     json parsed = json::parse(r.out, nullptr, false);
     EXPECT_FALSE(parsed.is_discarded()) << r.out;
@@ -101,6 +157,7 @@ class MeshFixture : public ::testing::Test {
     return json::parse(r.out, nullptr, false);
   }
 
+  bool tls_ = false;
   std::string dir_;
   std::string db_;
   Daemon coordinator_;

@@ -30,7 +30,7 @@ TEST_F(MeshTest, CliRequestIsAnsweredAndRecordedInTheLedger) {
 
   // Streaming (default): the answer on stdout, progress and summary on stderr.
   CommandResult streamed =
-      RunCommand("loom", {"--coordinator=" + coordinator_.address, "ask", "Tell me about looms"});
+      Loom({"--coordinator=" + coordinator_.address, "ask", "Tell me about looms"});
   ASSERT_EQ(streamed.exit_code, 0) << streamed.err;
   EXPECT_THAT(streamed.out, HasSubstr("[simulated] llama-3.1-8b on dev-llama re: Tell me about looms"));
   EXPECT_THAT(streamed.err, HasSubstr("served by dev-llama"));
@@ -67,7 +67,7 @@ TEST_F(MeshTest, KilledWorkerExpiresAndRequestsSucceedOnTheOthers) {
   EXPECT_EQ(response["contributions"][0]["deviceId"], "dev-b");
 
   ASSERT_TRUE(WaitForDevices({"dev-b"})) << "dead device never expired";
-  CommandResult listed = RunCommand("loom", {"--coordinator=" + coordinator_.address, "devices"});
+  CommandResult listed = Loom({"--coordinator=" + coordinator_.address, "devices"});
   EXPECT_THAT(listed.out, Not(HasSubstr("dev-a")));
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(AskJson("Who wrote Hamlet?")["contributions"][0]["deviceId"], "dev-b");
@@ -102,7 +102,7 @@ TEST_F(MeshTest, WorkerDyingMidStreamIsRetriedAndTheStreamShowsTheRetry) {
   StartWorker("dev-b-good", "mistral-7b");
   ASSERT_TRUE(WaitForDevices({"dev-a-dies", "dev-b-good"}));
 
-  CommandResult r = RunCommand("loom", {"--coordinator=" + coordinator_.address, "ask", "Who painted the Mona Lisa?"});
+  CommandResult r = Loom({"--coordinator=" + coordinator_.address, "ask", "Who painted the Mona Lisa?"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("[retry]"));
   EXPECT_THAT(r.err, HasSubstr("served by dev-b-good"));
@@ -185,17 +185,17 @@ TEST_F(MeshTest, ClientErrorsAreOneLineWithNonZeroExits) {
   StartWorker("dev-a", "llama-3.1-8b");
   ASSERT_TRUE(WaitForDevices({"dev-a"}));
   CommandResult unknown_model =
-      RunCommand("loom", {"--coordinator=" + coordinator_.address, "ask", "hi", "--model=gpt-9"});
+      Loom({"--coordinator=" + coordinator_.address, "ask", "hi", "--model=gpt-9"});
   EXPECT_EQ(unknown_model.exit_code, 1);
   EXPECT_THAT(unknown_model.err, HasSubstr("NOT_FOUND"));
   EXPECT_THAT(unknown_model.err, HasSubstr("gpt-9"));
 
-  CommandResult no_prompt = RunCommand("loom", {"--coordinator=" + coordinator_.address, "ask"});
+  CommandResult no_prompt = Loom({"--coordinator=" + coordinator_.address, "ask"});
   EXPECT_EQ(no_prompt.exit_code, 2);
-  CommandResult bad_command = RunCommand("loom", {"frobnicate"});
+  CommandResult bad_command = Loom({"frobnicate"});
   EXPECT_EQ(bad_command.exit_code, 2);
   EXPECT_THAT(bad_command.err, HasSubstr("unknown command"));
-  CommandResult no_coordinator = RunCommand("loom", {"--coordinator=127.0.0.1:1", "--timeout_ms=2000", "devices"});
+  CommandResult no_coordinator = Loom({"--coordinator=127.0.0.1:1", "--timeout_ms=2000", "devices"});
   EXPECT_EQ(no_coordinator.exit_code, 1);
   CommandResult no_ledger = RunCommand("loom-ledger", {"--db=" + dir_ + "/missing.db", "records"});
   EXPECT_EQ(no_ledger.exit_code, 1);

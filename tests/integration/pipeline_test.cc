@@ -76,7 +76,7 @@ TEST_F(PipelineTest, WorkedExampleRunsCodeOnQwenCoderThenReasoningOnLlamaWithIts
   EXPECT_EQ(roles, (std::set<std::string>{"CONTRIBUTION_ROLE_EXECUTE", "CONTRIBUTION_ROLE_SYNTHESIZE"}));
 
   // loom plan shows the same graph without running anything.
-  CommandResult plan = RunCommand("loom", {"--coordinator=" + coordinator_.address, "plan", kWorkedExample});
+  CommandResult plan = Loom({"--coordinator=" + coordinator_.address, "plan", kWorkedExample});
   ASSERT_EQ(plan.exit_code, 0) << plan.err;
   EXPECT_THAT(plan.out, HasSubstr("plan compiled"));
   EXPECT_THAT(plan.out, HasSubstr("dev-qwen"));
@@ -88,8 +88,8 @@ TEST_F(PipelineTest, IndependentSubTasksOverlapOnTwoDevices) {
   StartCoordinator();
   // Slow enough (about a second per sub-task) that a sequential run could not interleave.
   StartThreeFamilies({}, {"--sim_tokens_per_second=40", "--sim_output_tokens=40"});
-  CommandResult r = RunCommand(
-      "loom", {"--coordinator=" + coordinator_.address, "ask",
+  CommandResult r = Loom(
+      {"--coordinator=" + coordinator_.address, "ask",
                "Write a poem about the sea. Also, translate 'good morning' into French."});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // From the recorded event order: both sub-tasks started before either finished.
@@ -141,7 +141,7 @@ TEST_F(PipelineTest, HungDeviceHitsTheAttemptDeadlineAndTheSubTaskIsRetried) {
 TEST_F(PipelineTest, EveryDeviceFailingIsAClearErrorAndNoCharge) {
   StartCoordinator();
   StartThreeFamilies({}, {"--sim_fault=fail:0"});
-  CommandResult r = RunCommand("loom", {"--coordinator=" + coordinator_.address, "ask", kWorkedExample});
+  CommandResult r = Loom({"--coordinator=" + coordinator_.address, "ask", kWorkedExample});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("sub-task"));
   EXPECT_THAT(r.err, HasSubstr("failed after 3 attempt(s)"));
@@ -154,10 +154,10 @@ TEST_F(PipelineTest, ClientCancelReachesTheWorkersAndTheirActiveCountDropsToZero
   StartCoordinator();
   // Each sub-task would take about 40 s.
   StartThreeFamilies({}, {"--sim_tokens_per_second=5", "--sim_output_tokens=200"});
-  auto client = Spawn("loom", {"--coordinator=" + coordinator_.address, "ask", kWorkedExample},
+  auto client = Spawn("loom", {"--plaintext", "--coordinator=" + coordinator_.address, "ask", kWorkedExample},
                       dir_ + "/client.log");
   auto busy = [&] {
-    CommandResult d = RunCommand("loom", {"--coordinator=" + coordinator_.address, "devices", "--json"});
+    CommandResult d = Loom({"--coordinator=" + coordinator_.address, "devices", "--json"});
     json devices = json::parse(d.out, nullptr, false);
     if (devices.is_discarded()) return false;
     for (const auto& dev : devices["devices"]) {
@@ -171,7 +171,7 @@ TEST_F(PipelineTest, ClientCancelReachesTheWorkersAndTheirActiveCountDropsToZero
   const int64_t cancelled_at = absl::ToUnixMillis(absl::Now());
   // Idle as reported by the workers themselves, in heartbeats sent after the cancel.
   auto idle_reported_after_cancel = [&] {
-    CommandResult d = RunCommand("loom", {"--coordinator=" + coordinator_.address, "devices", "--json"});
+    CommandResult d = Loom({"--coordinator=" + coordinator_.address, "devices", "--json"});
     json devices = json::parse(d.out, nullptr, false);
     if (devices.is_discarded()) return false;
     for (const auto& dev : devices["devices"]) {
@@ -221,20 +221,20 @@ TEST_F(PipelineTest, WorkersOnTheOpenAIBackendAnswerACompiledRequest) {
     std::vector<std::string> args = {"--coordinator=" + coordinator_.address,
                                      "--device_id=" + device, "--provider_id=prov-" + device,
                                      "--openai_base_url=" + standin.address, "--model=" + model};
+    for (std::string& a : WorkerSecurityArgs(device, "prov-" + device)) args.push_back(std::move(a));
     workers_[device] = StartDaemon("loom-worker", dir_, device, args, &error);
     ASSERT_TRUE(workers_[device].process) << error;
   }
   ASSERT_TRUE(WaitForDevices({"gpu-qwen", "gpu-llama"}));
   // A worker discovering the server's models advertises both, as real (not simulated).
   std::string discover_error;
-  workers_["gpu-both"] = StartDaemon(
-      "loom-worker", dir_, "gpu-both",
-      {"--coordinator=" + coordinator_.address, "--device_id=gpu-both",
-       "--openai_base_url=" + standin.address, "--discover"},
-      &discover_error);
+  std::vector<std::string> both = {"--coordinator=" + coordinator_.address, "--device_id=gpu-both",
+                                   "--openai_base_url=" + standin.address, "--discover"};
+  for (std::string& a : WorkerSecurityArgs("gpu-both", "gpu-both")) both.push_back(std::move(a));
+  workers_["gpu-both"] = StartDaemon("loom-worker", dir_, "gpu-both", both, &discover_error);
   ASSERT_TRUE(workers_["gpu-both"].process) << discover_error;
   ASSERT_TRUE(WaitForDevices({"gpu-qwen", "gpu-llama", "gpu-both"}));
-  CommandResult listed = RunCommand("loom", {"--coordinator=" + coordinator_.address, "devices", "--json"});
+  CommandResult listed = Loom({"--coordinator=" + coordinator_.address, "devices", "--json"});
   json devices = json::parse(listed.out);
   for (const auto& d : devices["devices"]) {
     EXPECT_FALSE(d["simulated"].get<bool>()) << d.dump();

@@ -29,9 +29,52 @@ v1::RegisterRequest Advert(const std::string& device) {
 class RegistryTest : public ::testing::Test {
  protected:
   SimulatedClock clock_;
-  DeviceRegistry registry_{{.heartbeat_interval = absl::Seconds(1), .missed_heartbeats_to_expire = 3},
+  // No heartbeat rate limit here: these tests heartbeat without time passing.
+  DeviceRegistry registry_{{.heartbeat_interval = absl::Seconds(1),
+                            .missed_heartbeats_to_expire = 3,
+                            .max_heartbeat_rate = 0},
                            &clock_};
 };
+
+TEST(RegistryLimitsTest, HeartbeatsFasterThanTheRateAreRefusedAndNotRecorded) {
+  SimulatedClock clock;
+  DeviceRegistry registry({.heartbeat_interval = absl::Seconds(1), .max_heartbeat_rate = 4},
+                          &clock);
+  auto lease = registry.Register(Advert("a"));
+  ASSERT_TRUE(lease.ok());
+  v1::HeartbeatRequest hb;
+  hb.set_device_id("a");
+  hb.set_lease_id(lease->lease_id());
+  hb.mutable_load()->set_active(1);
+  ASSERT_TRUE(registry.Heartbeat(hb).ok());
+  clock.Advance(absl::Milliseconds(100));  // under 1 s / 4
+  hb.mutable_load()->set_active(3);
+  auto flood = registry.Heartbeat(hb);
+  EXPECT_EQ(flood.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(flood.status().message(), HasSubstr("more often than every 250ms"));
+  EXPECT_EQ(registry.Snapshot()[0].load().active(), 1);  // the refused load was not recorded
+  clock.Advance(absl::Milliseconds(200));
+  EXPECT_TRUE(registry.Heartbeat(hb).ok());
+  EXPECT_EQ(registry.Snapshot()[0].load().active(), 3);
+}
+
+TEST(RegistryLimitsTest, AdvertisementLimitsAreRefusedWithoutRegistering) {
+  SimulatedClock clock;
+  DeviceRegistry registry({.max_models_per_device = 2}, &clock);
+  v1::RegisterRequest many = Advert("a");
+  for (const char* name : {"m2", "m3"}) {
+    auto* m = many.add_models();
+    m->set_name(name);
+    m->set_family("llama");
+  }
+  EXPECT_EQ(registry.Register(many).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::RegisterRequest long_name = Advert("a");
+  long_name.mutable_models(0)->set_name(std::string(129, 'x'));
+  EXPECT_EQ(registry.Register(long_name).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::RegisterRequest bad_id = Advert("a,OU=coordinator");
+  EXPECT_EQ(registry.Register(bad_id).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(registry.Snapshot().empty());
+}
 
 TEST_F(RegistryTest, RegisterGivesALeaseAndTheInterval) {
   auto lease = registry_.Register(Advert("a"));
@@ -57,7 +100,7 @@ TEST_F(RegistryTest, SilentDeviceTurnsSuspectThenExpires) {
   v1::HeartbeatRequest hb;
   hb.set_device_id("a");
   hb.set_lease_id(lease->lease_id());
-  EXPECT_TRUE(registry_.Heartbeat(hb).reregister());
+  EXPECT_TRUE(registry_.Heartbeat(hb)->reregister());
 }
 
 TEST_F(RegistryTest, HeartbeatsKeepADeviceAliveAndUpdateLoad) {
@@ -69,7 +112,7 @@ TEST_F(RegistryTest, HeartbeatsKeepADeviceAliveAndUpdateLoad) {
     hb.set_lease_id(lease->lease_id());
     hb.mutable_load()->set_active(i % 4);
     hb.mutable_load()->set_max_concurrency(4);
-    EXPECT_FALSE(registry_.Heartbeat(hb).reregister());
+    EXPECT_FALSE(registry_.Heartbeat(hb)->reregister());
   }
   auto devices = registry_.Snapshot();
   ASSERT_EQ(devices.size(), 1u);
@@ -81,10 +124,10 @@ TEST_F(RegistryTest, UnknownLeaseIsAskedToReregister) {
   v1::HeartbeatRequest hb;
   hb.set_device_id("ghost");
   hb.set_lease_id("nope");
-  EXPECT_TRUE(registry_.Heartbeat(hb).reregister());
+  EXPECT_TRUE(registry_.Heartbeat(hb)->reregister());
   auto lease = registry_.Register(Advert("a"));
   hb.set_device_id("a");  // right device, stale lease
-  EXPECT_TRUE(registry_.Heartbeat(hb).reregister());
+  EXPECT_TRUE(registry_.Heartbeat(hb)->reregister());
 }
 
 TEST_F(RegistryTest, ReregisteringReplacesTheLease) {
@@ -96,7 +139,7 @@ TEST_F(RegistryTest, ReregisteringReplacesTheLease) {
   v1::HeartbeatRequest hb;
   hb.set_device_id("a");
   hb.set_lease_id(first->lease_id());
-  EXPECT_TRUE(registry_.Heartbeat(hb).reregister());
+  EXPECT_TRUE(registry_.Heartbeat(hb)->reregister());
 }
 
 TEST_F(RegistryTest, DeregisterRemovesOnlyWithTheRightLease) {

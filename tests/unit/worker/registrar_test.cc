@@ -2,6 +2,7 @@
 
 #include "common/clock.h"
 #include "common/grpc_server.h"
+#include "common/join_token.h"
 #include "common/protocol.h"
 #include "coordinator/registry.h"
 #include "coordinator/registry_service.h"
@@ -18,16 +19,19 @@ using ::loom::testing::WaitFor;
 class RegistrarTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto started = StartGrpcServer("127.0.0.1:0", {&service_});
+    auto started = StartGrpcServer("127.0.0.1:0", {&service_}, grpc::InsecureServerCredentials());
     ASSERT_TRUE(started.ok()) << started.status();
     server_ = std::move(started->server);
     address_ = started->address;
   }
   void TearDown() override { StopGrpcServer(server_.get(), absl::Seconds(1)); }
 
-  std::unique_ptr<Registrar> Make(unsigned major = kProtocolMajor) {
+  std::unique_ptr<Registrar> Make(unsigned major = kProtocolMajor,
+                                  std::string token = IssueJoinToken(kSecret, "dev-a", "alice")) {
     return std::make_unique<Registrar>(
-        RegistrarOptions{.coordinator = address_, .initial_backoff = absl::Milliseconds(5)},
+        RegistrarOptions{.coordinator = address_,
+                         .join_token = std::move(token),
+                         .initial_backoff = absl::Milliseconds(5)},
         [major] {
           v1::RegisterRequest r;
           r.mutable_protocol_version()->set_major(major);
@@ -57,8 +61,13 @@ class RegistrarTest : public ::testing::Test {
 
   SimulatedClock clock_;
   // 10 ms heartbeats keep the test short; the simulated clock decides expiry.
-  DeviceRegistry registry_{{.heartbeat_interval = absl::Milliseconds(10)}, &clock_};
-  RegistryService service_{&registry_};
+  static constexpr char kSecret[] = "0123456789abcdef0123456789abcdef";
+  DeviceRegistry registry_{{.heartbeat_interval = absl::Milliseconds(10), .max_heartbeat_rate = 0},
+                           &clock_};
+  // Join proofs are stamped with the real time.
+  DeviceAuth auth_{{.mode = DeviceAuthOptions::Mode::kJoinToken, .join_secret = kSecret},
+                   Clock::Real()};
+  RegistryService service_{&registry_, &auth_};
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   absl::Mutex mu_;
@@ -91,6 +100,21 @@ TEST_F(RegistrarTest, PermanentRefusalIsReportedOnceAndStopsTrying) {
   EXPECT_FALSE(registrar->registered());
   EXPECT_TRUE(registry_.Snapshot().empty());
   registrar->Stop();
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST_F(RegistrarTest, AWrongJoinTokenIsAPermanentRefusal) {
+  auto registrar = Make(kProtocolMajor, IssueJoinToken(kSecret, "dev-b", "alice"));
+  registrar->Start();
+  ASSERT_TRUE(WaitFor([&] { return !fatal().ok(); }, absl::Seconds(10)));
+  EXPECT_EQ(fatal().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(std::string(fatal().message()), ::testing::HasSubstr("dev-a"));
+  EXPECT_TRUE(registry_.Snapshot().empty());
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ class WorkerServiceTest : public ::testing::Test {
         WorkerServiceOptions{.device_id = "dev-a", .provider_id = "alice",
                              .max_concurrency = max_concurrency},
         std::move(models));
-    auto started = StartGrpcServer("127.0.0.1:0", {service_.get()});
+    auto started = StartGrpcServer("127.0.0.1:0", {service_.get()}, grpc::InsecureServerCredentials());
     ASSERT_TRUE(started.ok()) << started.status();
     server_ = std::move(started->server);
     service_->set_address(started->address);
