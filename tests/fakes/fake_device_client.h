@@ -24,6 +24,8 @@ class FakeDeviceClient : public DeviceClient {
     bool wait_for_cancel = false;  // block until cancelled, then CANCELLED
     bool hang = false;           // block until the call's deadline (or cancel): DEADLINE_EXCEEDED
     absl::Duration takes;        // advance the clock (set_clock) by this much, as device time
+    int64_t claimed_tokens = -1;  // the usage it reports (-1: the tokens it actually sent)
+    bool finish_after_cancel = false;  // block until cancelled, then answer OK anyway
     int rendezvous = 0;          // block until this many calls have arrived (at most 10 s;
                                  // UNAVAILABLE if never reached). A call that waits here is
                                  // still running when the others arrive: proves concurrency
@@ -93,6 +95,7 @@ class FakeDeviceClient : public DeviceClient {
       sink(c);
       tokens += CountTokens(c);
     }
+    if (script.finish_after_cancel) cancel->WaitFor(absl::InfiniteDuration());
     if (script.wait_for_cancel) {
       cancel->WaitFor(absl::InfiniteDuration());
       return absl::CancelledError("cancelled");
@@ -105,7 +108,7 @@ class FakeDeviceClient : public DeviceClient {
     }
     if (!script.status.ok()) return script.status;
     v1::Usage usage;
-    usage.set_completion_tokens(tokens);
+    usage.set_completion_tokens(script.claimed_tokens >= 0 ? script.claimed_tokens : tokens);
     return usage;
   }
 

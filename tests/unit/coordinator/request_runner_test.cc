@@ -8,6 +8,7 @@
 #include "ledger/pricing.h"
 #include "ledger/sqlite_ledger.h"
 #include "tests/fakes/mesh_fixture.h"
+#include "tests/integration/process_harness.h"
 
 namespace loom {
 namespace {
@@ -389,6 +390,64 @@ TEST_F(RequestRunnerTest, FailedSettlementWithholdsTheAnswerChargesNothingAndRel
   EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted);
   EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), kGranted);
   EXPECT_EQ(*ledger_->Balance(ProviderAccount("prov-a")), 0);
+}
+
+TEST_F(RequestRunnerTest, ALyingDeviceIsPaidOnlyForWhatArrivedAndIsFlagged) {
+  AddDevice("a", "llama-3.1-8b", "llama");
+  devices_.Set("a:1", {.chunks = {" hello", " world"}, .claimed_tokens = 500});
+  auto response = Run(Ask("tell me a story"));
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->contributions_size(), 1);
+  EXPECT_EQ(response->contributions(0).token_count(), 2);  // counted, not claimed
+  EXPECT_EQ(registry_.Snapshot()[0].usage_overclaims(), 1);
+  // Within the tolerance nothing is flagged.
+  devices_.Set("a:1", {.chunks = {" hello", " world"}, .claimed_tokens = 5});
+  ASSERT_TRUE(Run(Ask("tell me a story")).ok());
+  EXPECT_EQ(registry_.Snapshot()[0].usage_overclaims(), 1);
+}
+
+TEST_F(RequestRunnerTest, OutputReturnedAfterTheAttemptWasCancelledIsNotPaid) {
+  AddDevice("a", "llama-3.1-8b", "llama");
+  devices_.Set("a:1", {.chunks = {" late"}, .finish_after_cancel = true});
+  Cancellation cancel;
+  auto response = runner_->Run(Ask("What is the capital of France?"), absl::InfiniteFuture(),
+                               [&](const v1::CompleteEvent& e) {
+                                 if (e.has_output()) cancel.Cancel();
+                               },
+                               &cancel);
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(ledger_->ListRecords({})->empty());
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted);
+}
+
+TEST_F(RequestRunnerTest, AClientPastItsInFlightLimitIsToldToBackOff) {
+  RunnerOptions options;
+  options.max_requests_per_client = 1;
+  RequestRunner runner(options, &registry_, &selector_, &devices_, ledger_.get(), &clock_);
+  AddDevice("a", "llama-3.1-8b", "llama");
+  devices_.Set("a:1", {.chunks = {" hi"}, .wait_for_cancel = true});
+  Cancellation cancel;
+  absl::Status first;
+  std::thread running([&] {
+    first = runner.Run(Ask("What is the capital of France?"), absl::InfiniteFuture(),
+                       [](const v1::CompleteEvent&) {}, &cancel)
+                .status();
+  });
+  ASSERT_TRUE(loom::testing::WaitFor([&] { return devices_.calls().size() == 1; }, absl::Seconds(10)));
+  Cancellation other;
+  auto second = runner.Run(Ask("What is the capital of Spain?"), absl::InfiniteFuture(),
+                           [](const v1::CompleteEvent&) {}, &other);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(second.status().message(), HasSubstr("client:alice already has 1"));
+  EXPECT_EQ(devices_.calls().size(), 1u);  // refused before any device worked
+  cancel.Cancel();
+  running.join();
+  EXPECT_EQ(first.code(), absl::StatusCode::kCancelled);
+  // The slot is free again.
+  devices_.Set("a:1", {});
+  EXPECT_TRUE(runner.Run(Ask("What is the capital of Spain?"), absl::InfiniteFuture(),
+                         [](const v1::CompleteEvent&) {}, &other)
+                  .ok());
 }
 
 }  // namespace

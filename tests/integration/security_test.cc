@@ -1,0 +1,225 @@
+// Identity and transport with real processes: a mesh over mutual TLS, and every way of
+// joining or calling it without the right credentials, each refused with nothing registered.
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/tls.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "loom/v1/registry.grpc.pb.h"
+#include "loom/v1/worker.grpc.pb.h"
+#include "tests/integration/mesh_fixture.h"
+
+namespace loom::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class SecurityTest : public MeshFixture {
+ protected:
+  // Starts a worker that is expected to be refused (it may exit before it is ready, so no
+  // ready file is awaited); its log is dir_/NAME.log.
+  Daemon StartRefusedWorker(const std::string& name, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--coordinator=" + coordinator_.address, "--model=llama-3.1-8b"});
+    Daemon d;
+    d.process = Spawn("loom-worker", args, dir_ + "/" + name + ".log");
+    EXPECT_TRUE(d.process);
+    return d;
+  }
+
+  std::vector<std::string> CertArgs(const std::string& dir, const std::string& name) {
+    return {"--tls_cert=" + dir + "/" + name + ".crt", "--tls_key=" + dir + "/" + name + ".key",
+            "--tls_ca=" + certs() + "/ca.crt"};
+  }
+};
+
+TEST_F(SecurityTest, AMeshOverMutualTlsServesAndPaysTheCertifiedProvider) {
+  tls_ = true;
+  StartCoordinator();
+  StartWorker("dev-a", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-a"}));
+  json r = AskJson("Tell me about looms");
+  ASSERT_EQ(r["contributions"].size(), 1u) << r.dump();
+  EXPECT_EQ(r["contributions"][0]["providerId"], "prov-dev-a");
+  // The HTTPS front door with the same certificate.
+  CommandResult https = Loom({"--http=" + coordinator_.http, "ask", "hi", "--json"});
+  EXPECT_EQ(https.exit_code, 0) << https.err;
+  // Plain HTTP to the HTTPS port gets nothing useful.
+  CommandResult plain_http = RunCommand("loom", {"--plaintext", "--http=" + coordinator_.http, "ask", "hi"});
+  EXPECT_NE(plain_http.exit_code, 0);
+}
+
+TEST_F(SecurityTest, WorkersWithoutTheRightCertificateAreNeverListed) {
+  tls_ = true;
+  StartCoordinator();
+  MakeCerts({"dev-a:prov-dev-a", "dev-b:prov-dev-b"});
+  // Another CA's certificate for the very same device id.
+  const std::string rogue = dir_ + "/rogue";
+  CommandResult made = RunCommand(std::string(LOOM_SOURCE_DIR) + "/deploy/dev-certs.sh", {rogue, "dev-c:prov-dev-c"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+
+  // No client certificate at all (a worker cannot even serve without one; a hand-made
+  // Register): the TLS handshake is refused.
+  {
+    auto ca_only = ChannelCredentialsFor({.ca = certs() + "/ca.crt"});
+    ASSERT_TRUE(ca_only.ok());
+    auto registry = v1::Registry::NewStub(grpc::CreateChannel(coordinator_.address, *ca_only));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::RegisterRequest request;
+    request.set_device_id("dev-c");
+    v1::RegisterResponse response;
+    EXPECT_EQ(registry->Register(&context, request, &response).error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+  }
+  Daemon other_ca = StartRefusedWorker("other-ca", [&] {
+    std::vector<std::string> a = {"--device_id=dev-c", "--provider_id=prov-dev-c"};
+    for (auto& x : CertArgs(rogue, "dev-c")) a.push_back(x);
+    return a;
+  }());
+  // A valid certificate used for another device id, or another provider's account.
+  Daemon wrong_id = StartRefusedWorker("wrong-id", [&] {
+    std::vector<std::string> a = {"--device_id=dev-b", "--provider_id=prov-dev-a"};
+    for (auto& x : CertArgs(certs(), "dev-a")) a.push_back(x);
+    return a;
+  }());
+  Daemon wrong_provider = StartRefusedWorker("wrong-provider", [&] {
+    std::vector<std::string> a = {"--device_id=dev-a", "--provider_id=prov-dev-b"};
+    for (auto& x : CertArgs(certs(), "dev-a")) a.push_back(x);
+    return a;
+  }());
+  // The refused identities are permanent refusals: those workers stop by themselves (exit 3).
+  EXPECT_EQ(WEXITSTATUS(wrong_id.process->Wait(absl::Seconds(20))), 3);
+  EXPECT_EQ(WEXITSTATUS(wrong_provider.process->Wait(absl::Seconds(20))), 3);
+  EXPECT_THAT(wrong_id.process->Log(), HasSubstr("certificate is for device 'dev-a', not 'dev-b'"));
+  EXPECT_THAT(wrong_provider.process->Log(), HasSubstr("certified for provider 'prov-dev-a'"));
+  // The other CA's handshake failure is retried; wait until it has failed at least once.
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(other_ca.process->Log(), "cannot register"); },
+                      absl::Seconds(20)));
+  EXPECT_TRUE(Devices().empty());
+  EXPECT_THAT(coordinator_.process->Log(), HasSubstr("refused Register"));
+}
+
+TEST_F(SecurityTest, ClientsWithoutCredentialsAndPeersCallingWorkersDirectlyAreRefused) {
+  tls_ = true;
+  StartCoordinator();
+  StartWorker("dev-a", "llama-3.1-8b");
+  StartWorker("dev-b", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b"}));
+  // The CLI with the CA but no client certificate, and in plaintext.
+  CommandResult no_cert = RunCommand("loom", {"--coordinator=" + coordinator_.address,
+                                              "--tls_ca=" + certs() + "/ca.crt", "devices"});
+  EXPECT_EQ(no_cert.exit_code, 1) << no_cert.out;
+  CommandResult plaintext = RunCommand("loom", {"--coordinator=" + coordinator_.address, "--plaintext",
+                                                "--timeout_ms=3000", "devices"});
+  EXPECT_EQ(plaintext.exit_code, 1) << plaintext.out;
+  CommandResult nothing = RunCommand("loom", {"--coordinator=" + coordinator_.address, "devices"});
+  EXPECT_EQ(nothing.exit_code, 2);
+  EXPECT_THAT(nothing.err, HasSubstr("--tls_ca"));
+
+  // dev-b, holding a valid device certificate, calls dev-a's Worker service directly (to use it
+  // for free) and heartbeats in dev-a's name: both refused.
+  auto dev_b = ChannelCredentialsFor({.cert = certs() + "/dev-b.crt",
+                                      .key = certs() + "/dev-b.key",
+                                      .ca = certs() + "/ca.crt"});
+  ASSERT_TRUE(dev_b.ok()) << dev_b.status();
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("dev-a");
+  auto worker = v1::Worker::NewStub(grpc::CreateCustomChannel(workers_["dev-a"].address, *dev_b, args));
+  grpc::ClientContext infer_context;
+  infer_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  v1::InferRequest infer;
+  infer.set_model("llama-3.1-8b");
+  infer.add_messages()->set_content("free work please");
+  auto reader = worker->Infer(&infer_context, infer);
+  v1::InferChunk chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  grpc::Status refused = reader->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED) << refused.error_message();
+
+  auto registry = v1::Registry::NewStub(grpc::CreateChannel(coordinator_.address, *dev_b));
+  grpc::ClientContext hb_context;
+  hb_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  v1::HeartbeatRequest hb;
+  hb.set_device_id("dev-a");
+  hb.set_lease_id("guessed");
+  v1::HeartbeatResponse hb_response;
+  grpc::Status hb_status = registry->Heartbeat(&hb_context, hb, &hb_response);
+  EXPECT_EQ(hb_status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << hb_status.error_message();
+  grpc::ClientContext dereg_context;
+  dereg_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  v1::DeregisterRequest dereg;
+  dereg.set_device_id("dev-a");
+  v1::DeregisterResponse dereg_response;
+  EXPECT_EQ(registry->Deregister(&dereg_context, dereg, &dereg_response).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Devices(), (std::set<std::string>{"dev-a", "dev-b"}));
+}
+
+TEST_F(SecurityTest, JoinTokensRefuseWrongAndReplayedRegistrations) {
+  StartCoordinator();  // plaintext with join tokens
+  // A token issued for another device, and a made-up one: the workers stop (exit 3).
+  auto secret = LoadOrCreateJoinSecret(secret_file());
+  ASSERT_TRUE(secret.ok());
+  Daemon other_device = StartRefusedWorker(
+      "other-device", {"--device_id=dev-a", "--provider_id=prov-dev-a", "--plaintext",
+                       "--join_token=" + IssueJoinToken(*secret, "dev-b", "prov-dev-a")});
+  Daemon made_up = StartRefusedWorker(
+      "made-up", {"--device_id=dev-c", "--provider_id=prov-dev-c", "--plaintext",
+                  "--join_token=ljt1.0000"});
+  EXPECT_EQ(WEXITSTATUS(other_device.process->Wait(absl::Seconds(20))), 3);
+  EXPECT_EQ(WEXITSTATUS(made_up.process->Wait(absl::Seconds(20))), 3);
+  EXPECT_THAT(other_device.process->Log(), HasSubstr("UNAUTHENTICATED"));
+
+  // A Register captured off the wire and sent again is refused, even with the right token.
+  auto registry = v1::Registry::NewStub(
+      grpc::CreateChannel(coordinator_.address, grpc::InsecureChannelCredentials()));
+  v1::RegisterRequest request;
+  request.mutable_protocol_version()->set_major(1);
+  request.set_device_id("dev-d");
+  request.set_provider_id("prov-dev-d");
+  request.set_address("127.0.0.1:9");
+  auto* m = request.add_models();
+  m->set_name("llama-3.1-8b");
+  m->set_family("llama");
+  *request.mutable_join() = MakeJoinProof(IssueJoinToken(*secret, "dev-d", "prov-dev-d"),
+                                          "dev-d", "prov-dev-d", absl::Now());
+  auto send = [&] {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::RegisterResponse response;
+    return registry->Register(&context, request, &response);
+  };
+  grpc::Status first = send();
+  ASSERT_TRUE(first.ok()) << first.error_message();
+  grpc::Status replay = send();
+  EXPECT_EQ(replay.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(replay.error_message(), HasSubstr("replayed"));
+  // Without any proof.
+  request.clear_join();
+  EXPECT_EQ(send().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Devices(), (std::set<std::string>{"dev-d"}));
+}
+
+TEST_F(SecurityTest, TheCoordinatorRefusesToStartWithoutAWayToAuthenticateDevices) {
+  CommandResult none = RunCommand("loom-coordinator", {"--ledger_db=" + db_, "--grpc_listen=127.0.0.1:0"});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_THAT(none.err, HasSubstr("--plaintext"));
+  CommandResult plaintext_only = RunCommand(
+      "loom-coordinator", {"--ledger_db=" + db_, "--grpc_listen=127.0.0.1:0", "--plaintext"});
+  EXPECT_EQ(plaintext_only.exit_code, 2);
+  EXPECT_THAT(plaintext_only.err, HasSubstr("--join_secret_file"));
+  CommandResult worker = RunCommand("loom-worker", {"--model=llama-3.1-8b", "--device_id=d", "--plaintext"});
+  EXPECT_EQ(worker.exit_code, 2);
+  EXPECT_THAT(worker.err, HasSubstr("--join_token"));
+  // Issuing a token is a one-shot command.
+  CommandResult token = RunCommand("loom-coordinator", {"--join_secret_file=" + secret_file(),
+                                                        "--issue_join_token=laptop:alice"});
+  ASSERT_EQ(token.exit_code, 0) << token.err;
+  auto secret = LoadOrCreateJoinSecret(secret_file());
+  EXPECT_EQ(absl::StripAsciiWhitespace(token.out), IssueJoinToken(*secret, "laptop", "alice"));
+}
+
+}  // namespace
+}  // namespace loom::testing
