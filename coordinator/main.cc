@@ -59,6 +59,9 @@ ABSL_FLAG(std::string, join_secret_file, "",
 ABSL_FLAG(std::string, issue_join_token, "",
           "Print the join token for DEVICE_ID[:PROVIDER] (provider defaults to the device id) "
           "under --join_secret_file, and exit.");
+ABSL_FLAG(int64_t, reservation_margin_ms, 60000,
+          "A request's credit reservation expires this long after its timeout, so one left by a "
+          "crash frees itself.");
 ABSL_FLAG(int32_t, max_requests_per_client, 64,
           "Requests one client may have in flight; more get RESOURCE_EXHAUSTED / HTTP 429.");
 
@@ -168,6 +171,8 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_request_timeout_ms) < 100) return Fail("--request_timeout_ms must be >= 100");
   options.request_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_request_timeout_ms));
   options.max_requests_per_client = absl::GetFlag(FLAGS_max_requests_per_client);
+  if (absl::GetFlag(FLAGS_reservation_margin_ms) < 0) return Fail("--reservation_margin_ms must be >= 0");
+  options.reservation_margin = absl::Milliseconds(absl::GetFlag(FLAGS_reservation_margin_ms));
   if (options.max_requests_per_client < 0) return Fail("--max_requests_per_client must be >= 0");
 
   loom::ModelSelector selector(std::move(affinity), {.load_weight = load_weight});
