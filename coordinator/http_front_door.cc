@@ -43,9 +43,11 @@ void SendError(httplib::Response& res, const absl::Status& status) {
   SendError(res, HttpFrontDoor::HttpStatusFor(status), std::string(status.message()));
 }
 
+}  // namespace
+
 // Parses an OpenAI chat completion request into a CompleteRequest.
-absl::Status ParseRequest(const std::string& body, v1::CompleteRequest* out, bool* stream,
-                          bool* include_usage, std::string* model) {
+absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out, bool* stream,
+                              bool* include_usage, std::string* model) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("the body is not a JSON object");
   if (!j.contains("model") || !j["model"].is_string() || j["model"].get<std::string>().empty()) {
@@ -109,6 +111,8 @@ absl::Status ParseRequest(const std::string& body, v1::CompleteRequest* out, boo
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 std::string Lower(const std::string& enum_name, absl::string_view prefix) {
   return absl::AsciiStrToLower(absl::StripPrefix(enum_name, prefix));
@@ -273,7 +277,7 @@ void HttpFrontDoor::Routes() {
     v1::CompleteRequest request;
     bool stream = false, include_usage = false;
     std::string model;
-    if (absl::Status s = ParseRequest(req.body, &request, &stream, &include_usage, &model); !s.ok()) {
+    if (absl::Status s = ParseChatRequest(req.body, &request, &stream, &include_usage, &model); !s.ok()) {
       return SendError(res, s);
     }
     request.set_client_id(*client);

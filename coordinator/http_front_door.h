@@ -40,6 +40,12 @@ struct HttpOptions {
   std::string tls_key;
 };
 
+// Parses an OpenAI chat completion request body into a CompleteRequest (messages, max_tokens,
+// model as a pin or loom-auto, loom.mode), with stream and stream_options.include_usage.
+// INVALID_ARGUMENT naming the field for anything malformed. Exposed for tests and fuzzing.
+absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out, bool* stream,
+                              bool* include_usage, std::string* model);
+
 class HttpFrontDoor {
  public:
   HttpFrontDoor(HttpOptions options, RequestRunner* runner, DeviceRegistry* registry,
