@@ -97,7 +97,14 @@ absl::StatusOr<int64_t> ParseCredits(const std::string& text) {
 
 absl::StatusOr<int64_t> ParseTimeMs(const std::string& text) {
   int64_t seconds;
-  if (absl::SimpleAtoi(text, &seconds)) return seconds * 1000;
+  if (absl::SimpleAtoi(text, &seconds)) {
+    // Unix seconds, within the years 0-9999 (found by the fuzzer: larger values overflowed).
+    constexpr int64_t kMaxSeconds = 253'402'300'799;  // 9999-12-31T23:59:59Z
+    if (seconds < -62'167'219'200 || seconds > kMaxSeconds) {
+      return absl::InvalidArgumentError(absl::StrCat("time '", text, "' is out of range"));
+    }
+    return seconds * 1000;
+  }
   absl::Time t;
   std::string err;
   for (const char* format : {absl::RFC3339_full, "%Y-%m-%d"}) {

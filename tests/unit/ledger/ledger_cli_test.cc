@@ -91,6 +91,9 @@ TEST(LedgerCliParseTest, TimesAcceptDatesRfc3339AndUnixSeconds) {
   EXPECT_EQ(*ParseTimeMs("1700000000"), 1'700'000'000'000);
   EXPECT_EQ(*ParseTimeMs("2023-11-14"), 1'699'920'000'000);
   EXPECT_EQ(*ParseTimeMs("2023-11-14T22:13:20Z"), 1'700'000'000'000);
+  // Found by fuzzing: Unix seconds that overflowed when turned into milliseconds.
+  EXPECT_EQ(ParseTimeMs("9999999999999999").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*ParseTimeMs("-62167219200"), -62'167'219'200'000);
   EXPECT_FALSE(ParseTimeMs("last tuesday").ok());
 }
 
