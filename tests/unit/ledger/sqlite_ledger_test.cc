@@ -106,7 +106,10 @@ TEST(SqliteLedgerPropertyTest, RoundingNeverCreatesOrDestroysAMicroCredit) {
       EXPECT_EQ(s->fee_micro, credited * fee_bps / 10000);
     }
     int64_t total = 0;
-    for (const auto& a : *ledger->Accounts()) total += a.balance_micro;
+    // Held by name: ranging over *ledger->Accounts() would read a destroyed temporary (ASan).
+    absl::StatusOr<std::vector<AccountInfo>> accounts = ledger->Accounts();
+    ASSERT_TRUE(accounts.ok()) << accounts.status();
+    for (const auto& a : *accounts) total += a.balance_micro;
     EXPECT_EQ(total, 0);
     EXPECT_TRUE(ledger->Verify()->ok);
   }
