@@ -189,7 +189,7 @@ TEST_F(FaultTest, RequestsWhileDevicesComeAndGoSucceedOrFailClearly) {
     ASSERT_TRUE(WaitFor([&] { return ok >= ok_before + 3; }, absl::Seconds(60)));
     const std::string gone = round % 2 ? "dev-b" : "dev-a";
     const std::string name = absl::StrCat("dev-new-", round);
-    workers_[round % 2 ? "dev-b" : "dev-a"].process->Signal(SIGKILL);
+    workers_[gone].process->Signal(SIGKILL);
     StartWorker(name, "llama-3.1-8b");
     workers_[gone] = std::move(workers_[name]);
     workers_.erase(name);
