@@ -1,5 +1,7 @@
 #include "coordinator/grpc_device_client.h"
 
+#include <map>
+
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
@@ -7,15 +9,31 @@
 
 namespace loom {
 
-v1::Worker::Stub* GrpcDeviceClient::StubFor(const DeviceCall& call) {
+std::shared_ptr<v1::Worker::Stub> GrpcDeviceClient::StubFor(const DeviceCall& call) {
+  const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
-  auto& stub = stubs_[tls_ ? absl::StrCat(call.address, "|", call.device_id) : call.address];
-  if (!stub) {
-    grpc::ChannelArguments args;
-    if (tls_) args.SetSslTargetNameOverride(call.device_id);
-    stub = v1::Worker::NewStub(grpc::CreateCustomChannel(call.address, credentials_, args));
+  CachedStub& cached =
+      stubs_[tls_ ? absl::StrCat(call.address, "|", call.device_id) : call.address];
+  cached.last_used = now;
+  if (cached.stub) return cached.stub;
+  grpc::ChannelArguments args;
+  if (tls_) args.SetSslTargetNameOverride(call.device_id);
+  cached.stub = v1::Worker::NewStub(grpc::CreateCustomChannel(call.address, credentials_, args));
+  std::shared_ptr<v1::Worker::Stub> stub = cached.stub;
+  // A new device: drop channels to devices not used for a while, at most once per idle period,
+  // so the sweep costs O(1) amortized per call.
+  if (now - last_sweep_ >= idle_timeout_) {
+    last_sweep_ = now;
+    std::erase_if(stubs_, [&](const auto& entry) {
+      return now - entry.second.last_used > idle_timeout_;
+    });
   }
-  return stub.get();
+  return stub;
+}
+
+size_t GrpcDeviceClient::CachedChannels() const {
+  absl::MutexLock lock(&mu_);
+  return stubs_.size();
 }
 
 absl::StatusOr<v1::Usage> GrpcDeviceClient::Infer(const DeviceCall& call, const ChunkSink& sink,
@@ -23,8 +41,8 @@ absl::StatusOr<v1::Usage> GrpcDeviceClient::Infer(const DeviceCall& call, const 
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(call.deadline));
   const int cancel_id = cancel ? cancel->OnCancel([&context] { context.TryCancel(); }) : -1;
-  std::unique_ptr<grpc::ClientReader<v1::InferChunk>> reader =
-      StubFor(call)->Infer(&context, call.request);
+  const std::shared_ptr<v1::Worker::Stub> stub = StubFor(call);
+  std::unique_ptr<grpc::ClientReader<v1::InferChunk>> reader = stub->Infer(&context, call.request);
   v1::InferChunk chunk;
   v1::Usage usage;
   bool final_seen = false;

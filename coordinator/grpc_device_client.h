@@ -1,5 +1,7 @@
 // File: coordinator/grpc_device_client.h
-// DeviceClient over gRPC: one channel per worker (address, device id), kept for reuse.
+// DeviceClient over gRPC: one channel per worker (address, device id), kept for reuse while the
+// worker is being used. Devices come and go, so a channel idle for longer than `idle_timeout` is
+// dropped the next time a new one is made; the cache stays the size of the devices in use.
 // With TLS, each channel checks that the worker's certificate names the device the registry
 // holds at that address (the device id as the expected server name), and presents the
 // coordinator's own certificate. Thread-safe.
@@ -14,6 +16,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
 #include "coordinator/device_client.h"
 #include "loom/v1/worker.grpc.pb.h"
 
@@ -23,20 +27,33 @@ class GrpcDeviceClient : public DeviceClient {
  public:
   // `credentials`: ChannelCredentialsFor (common/tls.h). `tls`: whether they are TLS ones, so
   // the device id is checked against the worker's certificate.
-  GrpcDeviceClient(std::shared_ptr<grpc::ChannelCredentials> credentials, bool tls)
-      : credentials_(std::move(credentials)), tls_(tls) {}
+  GrpcDeviceClient(std::shared_ptr<grpc::ChannelCredentials> credentials, bool tls,
+                   absl::Duration idle_timeout = absl::Minutes(10), Clock* clock = Clock::Real())
+      : credentials_(std::move(credentials)), tls_(tls), idle_timeout_(idle_timeout),
+        clock_(clock), last_sweep_(clock->Now()) {}
 
   absl::StatusOr<v1::Usage> Infer(const DeviceCall& call, const ChunkSink& sink,
                                   Cancellation* cancel) override;
 
+  // Channels currently cached.
+  size_t CachedChannels() const;
+
  private:
-  v1::Worker::Stub* StubFor(const DeviceCall& call);
+  struct CachedStub {
+    std::shared_ptr<v1::Worker::Stub> stub;  // shared: a call may outlive its eviction
+    absl::Time last_used;
+  };
+
+  std::shared_ptr<v1::Worker::Stub> StubFor(const DeviceCall& call);
 
   const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   const bool tls_;
+  const absl::Duration idle_timeout_;
+  Clock* const clock_;
 
-  absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<v1::Worker::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Mutex mu_;
+  std::map<std::string, CachedStub> stubs_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_sweep_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace loom
