@@ -16,6 +16,6 @@ cmake --build build-fuzz -j "$(nproc)" --target openai_request_fuzzer decomposer
 built=$(date +%s)
 echo "fuzz: built in $((built - start)) s"
 cd build-fuzz
-ctest -L fuzz --output-on-failure 2>&1 | tee fuzz.log | grep -E "stat::number_of_executed_units|stat::new_units_added|Test +#|tests passed|Failed" || true
+ctest -L fuzz -V 2>&1 | tee fuzz.log | grep -E "stat::number_of_executed_units|stat::new_units_added|Test +#|tests passed|Failed" || true
 grep -q "100% tests passed" fuzz.log
 echo "fuzz: done in $(( $(date +%s) - built )) s"
