@@ -6,6 +6,11 @@
 // producer stops. The object deletes itself when both gRPC (OnDone) and the producer (Close)
 // are finished with it.
 //
+// Fewer, larger writes when the producer is faster than the network: a message pushed while
+// another waits behind the one being written is offered to Merge(), which may fold it into the
+// waiting one (default: never). The last message goes out with the status in one operation
+// (StartWriteAndFinish) when it is still queued at Close, or is given to CloseWith.
+//
 //   class MyReactor : public QueuedWriteReactor<v1::Event> { ... };
 //   pool.Schedule([r] { while (...) if (!r->Push(e)) break; r->Close(grpc::Status::OK); });
 //
@@ -33,6 +38,8 @@ class QueuedWriteReactor : public grpc::ServerWriteReactor<T> {
     {
       absl::MutexLock lock(&mu_);
       if (broken_ || closed_) return false;
+      // pending_.front() is being written and must not change; a later one may take `message`.
+      if (pending_.size() >= 2 && Merge(pending_.back(), message)) return true;
       pending_.push_back(std::move(message));
       if (!writing_) {
         writing_ = true;
@@ -58,11 +65,42 @@ class QueuedWriteReactor : public grpc::ServerWriteReactor<T> {
     Unref();
   }
 
+  // Push(last) then Close(status), with `last` and the status sent together when nothing else
+  // is being written. Returns false (and still closes) when the client is gone.
+  bool CloseWith(T last, grpc::Status status) {
+    const T* write_last = nullptr;
+    bool finish = false;
+    bool pushed = false;
+    grpc::Status to_send;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!broken_ && !closed_) {
+        pending_.push_back(std::move(last));
+        pushed = true;
+      }
+      closed_ = true;
+      status_ = std::move(status);
+      if (!writing_ && pushed) {  // nothing queued before `last`
+        writing_ = true;
+        finished_ = true;
+        write_last = &pending_.back();
+        to_send = status_;
+      } else if (!writing_) {
+        finish = MaybeFinishLocked(&to_send);
+      }
+    }
+    if (write_last) this->StartWriteAndFinish(write_last, grpc::WriteOptions(), to_send);
+    if (finish) this->Finish(to_send);
+    Unref();
+    return pushed;
+  }
+
   // Fires when the client cancels or goes away.
   Cancellation& cancellation() { return cancel_; }
 
   void OnWriteDone(bool ok) override {
     const T* next = nullptr;
+    const T* write_last = nullptr;
     bool finish = false;
     grpc::Status to_send;
     {
@@ -72,7 +110,11 @@ class QueuedWriteReactor : public grpc::ServerWriteReactor<T> {
         broken_ = true;  // the client is gone: nothing more can be written
         pending_.clear();
       }
-      if (!pending_.empty()) {
+      if (pending_.size() == 1 && closed_ && !finished_) {
+        finished_ = true;  // the last message: write it with the status
+        write_last = &pending_.front();
+        to_send = status_;
+      } else if (!pending_.empty()) {
         next = &pending_.front();
       } else {
         writing_ = false;
@@ -81,6 +123,7 @@ class QueuedWriteReactor : public grpc::ServerWriteReactor<T> {
     }
     if (!ok) cancel_.Cancel();
     if (next) this->StartWrite(next);
+    if (write_last) this->StartWriteAndFinish(write_last, grpc::WriteOptions(), to_send);
     if (finish) this->Finish(to_send);
   }
 
@@ -89,6 +132,10 @@ class QueuedWriteReactor : public grpc::ServerWriteReactor<T> {
 
  protected:
   ~QueuedWriteReactor() override = default;
+
+  // Folds `next` into `queued` (a message not yet being written) and returns true, or returns
+  // false to write them separately. Called with the reactor's lock held; must not block.
+  virtual bool Merge(T& queued, const T& next) { return false; }
 
  private:
   bool MaybeFinishLocked(grpc::Status* status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

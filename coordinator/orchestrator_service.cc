@@ -71,6 +71,20 @@ class StreamReactor : public QueuedWriteReactor<v1::CompleteEvent> {
       Close(ToGrpcStatus(result.status()));
     });
   }
+
+ protected:
+  // Output that queues up behind a slow client goes out as one delta per attempt.
+  bool Merge(v1::CompleteEvent& queued, const v1::CompleteEvent& next) override {
+    if (!queued.has_output() || !next.has_output()) return false;
+    v1::OutputDelta& a = *queued.mutable_output();
+    const v1::OutputDelta& b = next.output();
+    if (a.sub_task_id() != b.sub_task_id() || a.attempt() != b.attempt() ||
+        a.answer() != b.answer()) {
+      return false;
+    }
+    a.mutable_text()->append(b.text());
+    return true;
+  }
 };
 
 }  // namespace

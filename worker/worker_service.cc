@@ -14,7 +14,8 @@
 namespace loom {
 
 // One Infer call: generation runs on the service pool and pushes chunks; the base class
-// writes them one at a time and cancels generation when the client goes away.
+// writes them one at a time (merging text that queues up) and cancels generation when the
+// client goes away.
 class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
  public:
   InferReactor(WorkerService* service, grpc::CallbackServerContext* context,
@@ -49,9 +50,17 @@ class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
       v1::InferChunk last;
       last.set_final(true);
       *last.mutable_usage() = *usage;
-      Close(Push(std::move(last)) ? grpc::Status::OK
-                                  : grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      CloseWith(std::move(last), grpc::Status::OK);  // the client may be gone: nothing to tell
     });
+  }
+
+ protected:
+  // Text generated faster than it can be written goes out as one chunk: the same text in fewer
+  // messages, and no change to what the coordinator counts (tokens are counted in the text).
+  bool Merge(v1::InferChunk& queued, const v1::InferChunk& next) override {
+    if (queued.final() || next.final()) return false;
+    queued.mutable_text()->append(next.text());
+    return true;
   }
 };
 

@@ -84,6 +84,50 @@ TEST_F(WorkerServiceTest, StreamsChunksThenAFinalChunkWithUsage) {
   EXPECT_THAT(text, ::testing::HasSubstr("[simulated] llama-3.1-8b on dev-a"));
 }
 
+TEST_F(WorkerServiceTest, FastOutputMayBeMergedButArrivesWholeAndInOrder) {
+  // Zero latency: text queues faster than it is written, and queued chunks are merged. Whatever
+  // the timing, the client must see exactly the generated text, in order, then one final chunk.
+  v1::SimBackend backend;
+  backend.set_output_tokens(2000);
+  Start(backend, 2);
+  SimProvider reference(
+      SimProviderOptions{.model = "llama-3.1-8b", .device_id = "dev-a", .backend = backend});
+  const v1::InferRequest request = Request();
+  GenerateRequest generate;
+  generate.messages.assign(request.messages().begin(), request.messages().end());
+  std::string expected;
+  size_t pieces = 0;
+  for (const std::string& piece : reference.AnswerPieces(generate)) {
+    expected += piece;
+    ++pieces;
+  }
+
+  for (int round = 0; round < 5; ++round) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    auto reader = stub_->Infer(&context, request);
+    v1::InferChunk chunk;
+    std::string text;
+    size_t messages = 0;
+    int finals = 0;
+    while (reader->Read(&chunk)) {
+      ++messages;
+      if (chunk.final()) {
+        ++finals;
+        EXPECT_EQ(chunk.usage().completion_tokens(), 2000);
+        EXPECT_TRUE(chunk.text().empty());
+      } else {
+        EXPECT_EQ(finals, 0) << "text after the final chunk";
+        text += chunk.text();
+      }
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(finals, 1);
+    EXPECT_EQ(text, expected);
+    EXPECT_LE(messages, pieces + 1);
+  }
+}
+
 TEST_F(WorkerServiceTest, RefusesWorkBeyondMaxConcurrencyAndFreesTheSlotOnCancel) {
   v1::SimBackend hang;
   hang.mutable_fault()->set_kind(v1::SimFault::KIND_HANG);
