@@ -20,6 +20,7 @@
 #include <grpcpp/grpcpp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -88,7 +89,8 @@ void PinTo(int cpu) {
   sched_setaffinity(0, sizeof(set), &set);
 }
 
-// A child process, pinned before exec; SIGTERM then SIGKILL on destruction.
+// A child process, pinned before exec; SIGTERM then SIGKILL on destruction, SIGKILL if the
+// bench itself dies.
 class Child {
  public:
   Child(const std::string& binary, const std::vector<std::string>& args, const std::string& log,
@@ -96,6 +98,8 @@ class Child {
     pid_ = fork();
     if (pid_ < 0) Die("fork failed");
     if (pid_ == 0) {
+      // Dies with the bench, so an interrupted run leaves no coordinator or workers behind.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (cpu >= 0) PinTo(cpu);
       FILE* out = std::fopen(log.c_str(), "w");
       if (out) {

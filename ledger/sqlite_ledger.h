@@ -113,7 +113,7 @@ struct VerifyReport {
 
 class SqliteLedger : public LedgerStore {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Opens (creating and migrating unless read_only) the database. INVALID_ARGUMENT for bad
   // options, FAILED_PRECONDITION for a database newer than this build, UNAVAILABLE when the
