@@ -486,17 +486,20 @@ absl::StatusOr<std::unique_ptr<SqliteLedger>> SqliteLedger::Open(const LedgerOpt
         Exec(db, absl::StrCat("PRAGMA synchronous=", options.synchronous).c_str()));
     LOOM_RETURN_IF_ERROR(ledger->Migrate());
   }
-  SqliteLedger* raw = ledger.get();
-  ledger->writer_ = std::thread([raw] { raw->WriterLoop(); });
   return ledger;
 }
 
 SqliteLedger::~SqliteLedger() {
   {
+    // Writes already queued are committed by their callers; new ones are refused.
     absl::MutexLock lock(&queue_mu_);
     stopping_ = true;
+    queue_mu_.Await(absl::Condition(
+        +[](SqliteLedger* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return self->queue_.empty() && !self->leading_;
+        },
+        this));
   }
-  if (writer_.joinable()) writer_.join();
   absl::MutexLock lock(&mu_);
   cache_.reset();  // finalize before closing
   sqlite3_close(db_);
@@ -540,97 +543,100 @@ absl::StatusOr<int> SqliteLedger::SchemaVersion() {
 
 // ---- Group commit ----
 
+// Leader and followers: a caller whose write nobody is committing commits the queue itself
+// (a lone caller never waits for another thread); callers arriving meanwhile queue up, and the
+// leader hands the lead to the first of them, which commits them all next. Only the writes'
+// own callers and the next leader are woken.
 absl::Status SqliteLedger::Write(std::function<absl::Status()> fn, bool durable) {
   if (options_.read_only) return absl::FailedPreconditionError("ledger opened read-only");
   WriteOp op;
   op.fn = std::move(fn);
   op.durable = durable;
-  {
-    absl::MutexLock lock(&queue_mu_);
-    if (stopping_) return absl::UnavailableError("ledger is closing");
-    queue_.push_back(&op);
+  absl::MutexLock lock(&queue_mu_);
+  if (stopping_) return absl::UnavailableError("ledger is closing");
+  queue_.push_back(&op);
+  if (!leading_) {  // then the queue was empty: this write is its front
+    leading_ = true;
+    op.lead = true;
   }
-  op.done.WaitForNotification();
+  queue_mu_.Await(absl::Condition(
+      +[](WriteOp* w) ABSL_NO_THREAD_SAFETY_ANALYSIS { return w->done || w->lead; }, &op));
+  if (op.done) return op.status;
+  // Group commit: when the last commit released callers, or writes queued while it ran, wait
+  // briefly for as many to arrive; a lone caller does not wait.
+  const size_t expected = std::min(backlog_ + released_,
+                                   static_cast<size_t>(std::max(1, options_.max_batch)));
+  if (queue_.size() < expected && options_.group_commit_wait > absl::ZeroDuration()) {
+    struct Args {
+      SqliteLedger* self;
+      size_t expected;
+    } args{this, expected};
+    queue_mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return a->self->queue_.size() >= a->expected;
+            },
+            &args),
+        options_.group_commit_wait);
+  }
+  // The leader is the queue's front, so its own write is in the batch.
+  std::vector<WriteOp*> batch;
+  while (!queue_.empty() && static_cast<int>(batch.size()) < options_.max_batch) {
+    batch.push_back(queue_.front());
+    queue_.pop_front();
+  }
+  queue_mu_.Unlock();
+  const absl::Status commit = CommitBatch(batch);
+  queue_mu_.Lock();
+  released_ = batch.size();
+  backlog_ = queue_.size();  // writes that queued while this batch ran
+  for (WriteOp* w : batch) {
+    if (!commit.ok()) w->status = commit;  // nothing of the batch was written
+    w->done = true;
+  }
+  if (queue_.empty()) {
+    leading_ = false;
+  } else {
+    queue_.front()->lead = true;
+  }
   return op.status;
 }
 
-void SqliteLedger::WriterLoop() {
-  while (true) {
-    std::vector<WriteOp*> batch;
-    {
-      absl::MutexLock lock(&queue_mu_);
-      const size_t expected = std::min(backlog_ + released_,
-                                       static_cast<size_t>(std::max(1, options_.max_batch)));
-      queue_mu_.Await(absl::Condition(
-          +[](SqliteLedger* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->queue_mu_) {
-            return self->stopping_ || !self->queue_.empty();
-          },
-          this));
-      if (queue_.empty()) return;  // stopping and drained
-      if (queue_.size() < expected && options_.group_commit_wait > absl::ZeroDuration()) {
-        struct Args {
-          SqliteLedger* self;
-          size_t expected;
-        } args{this, expected};
-        queue_mu_.AwaitWithTimeout(
-            absl::Condition(
-                +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                  return a->self->stopping_ || a->self->queue_.size() >= a->expected;
-                },
-                &args),
-            options_.group_commit_wait);
-      }
-      while (!queue_.empty() && static_cast<int>(batch.size()) < options_.max_batch) {
-        batch.push_back(queue_.front());
-        queue_.pop_front();
-      }
-      released_ = batch.size();
-    }
-    absl::Status commit;
-    {
-      absl::MutexLock lock(&mu_);
-      const bool durable = std::any_of(batch.begin(), batch.end(),
-                                       [](const WriteOp* op) { return op->durable; });
-      // Only FULL is relaxed: a batch of reservations need not wait for the disk.
-      const bool flush = durable || options_.synchronous != "FULL";
-      if (flush != flushing_) {
-        commit = Exec(db_, flush ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-        if (commit.ok()) flushing_ = flush;
-      }
-      if (commit.ok()) commit = Run(db_, "BEGIN IMMEDIATE", cache_.get());
-      if (commit.ok()) {
-        batch_accounts_.clear();
-        for (WriteOp* op : batch) {
-          // A savepoint per write: one failing write does not undo the others.
-          op_accounts_.clear();
-          op->status = Run(db_, "SAVEPOINT op", cache_.get());
-          if (op->status.ok()) op->status = op->fn();
-          if (op->status.ok()) {
-            op->status = Run(db_, "RELEASE op", cache_.get());
-            batch_accounts_.insert(batch_accounts_.end(), op_accounts_.begin(), op_accounts_.end());
-          } else {
-            (void)Run(db_, "ROLLBACK TO op", cache_.get());
-            (void)Run(db_, "RELEASE op", cache_.get());
-          }
-        }
-        commit = Run(db_, "COMMIT", cache_.get());
-        if (commit.ok()) {
-          known_accounts_.insert(batch_accounts_.begin(), batch_accounts_.end());
-        } else {
-          (void)Exec(db_, "ROLLBACK");
-        }
-      }
-    }
-    {
-      // Writes that queued up while this batch ran; the callers released below come on top.
-      absl::MutexLock lock(&queue_mu_);
-      backlog_ = queue_.size();
-    }
-    for (WriteOp* op : batch) {
-      if (!commit.ok()) op->status = commit;  // nothing of the batch was written
-      op->done.Notify();
+absl::Status SqliteLedger::CommitBatch(const std::vector<WriteOp*>& batch) {
+  absl::MutexLock lock(&mu_);
+  absl::Status commit;
+  const bool durable =
+      std::any_of(batch.begin(), batch.end(), [](const WriteOp* op) { return op->durable; });
+  // Only FULL is relaxed: a batch of reservations need not wait for the disk.
+  const bool flush = durable || options_.synchronous != "FULL";
+  if (flush != flushing_) {
+    commit = Run(db_, flush ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                 cache_.get());
+    if (commit.ok()) flushing_ = flush;
+  }
+  if (commit.ok()) commit = Run(db_, "BEGIN IMMEDIATE", cache_.get());
+  if (!commit.ok()) return commit;
+  batch_accounts_.clear();
+  for (WriteOp* op : batch) {
+    // A savepoint per write: one failing write does not undo the others.
+    op_accounts_.clear();
+    op->status = Run(db_, "SAVEPOINT op", cache_.get());
+    if (op->status.ok()) op->status = op->fn();
+    if (op->status.ok()) {
+      op->status = Run(db_, "RELEASE op", cache_.get());
+      batch_accounts_.insert(batch_accounts_.end(), op_accounts_.begin(), op_accounts_.end());
+    } else {
+      (void)Run(db_, "ROLLBACK TO op", cache_.get());
+      (void)Run(db_, "RELEASE op", cache_.get());
     }
   }
+  commit = Run(db_, "COMMIT", cache_.get());
+  if (commit.ok()) {
+    known_accounts_.insert(batch_accounts_.begin(), batch_accounts_.end());
+  } else {
+    (void)Exec(db_, "ROLLBACK");
+  }
+  return commit;
 }
 
 // ---- Writes ----

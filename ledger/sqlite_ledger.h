@@ -31,9 +31,10 @@
 // their commits are not flushed to disk on their own (they survive a process crash, and the
 // next durable commit flushes them); losing one with the machine loses only a hold on credits
 // for a request that died with it, so a request pays for at most one disk flush, its
-// settlement. Writes are group-committed: a writer
-// thread runs every queued write in one SQLite transaction (a savepoint each, so one failing
-// write does not undo the others) and one disk flush.
+// settlement. Writes are group-committed without a writer thread: a caller whose write nobody
+// is committing commits every queued write in one SQLite transaction (a savepoint each, so one
+// failing write does not undo the others) and one disk flush; callers that arrive meanwhile
+// queue and are committed together next. A lone caller commits at once, on its own thread.
 //
 // Thread-safe; several processes may share the file.
 #ifndef LOOM_LEDGER_SQLITE_LEDGER_H_
@@ -44,12 +45,10 @@
 #include <memory>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "ledger/ledger_store.h"
 
@@ -154,12 +153,15 @@ class SqliteLedger : public LedgerStore {
   SqliteLedger(sqlite3* db, const LedgerOptions& options);
 
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs `fn` in the next group commit and waits for its outcome.
-  // Runs `fn` in the writer's next group commit and waits for it. A batch of writes that are
+  // Runs `fn` in the next group commit and returns its outcome. A batch of writes that are
   // all non-durable commits without a disk flush (synchronous=NORMAL in WAL mode: safe from a
   // process crash, may be lost with the machine); the next durable commit flushes them too.
-  absl::Status Write(std::function<absl::Status()> fn, bool durable = true);
-  void WriterLoop();
+  absl::Status Write(std::function<absl::Status()> fn, bool durable = true)
+      ABSL_LOCKS_EXCLUDED(queue_mu_, mu_);
+  struct WriteOp;
+  // One SQLite transaction for `batch` (a savepoint per write); sets each write's status and
+  // returns the commit's.
+  absl::Status CommitBatch(const std::vector<WriteOp*>& batch) ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::StatusOr<Settlement> SettleLocked(const SettlementRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -196,16 +198,17 @@ class SqliteLedger : public LedgerStore {
 
   struct WriteOp {
     std::function<absl::Status()> fn;
-    bool durable = true;           // false: may share a commit that is not flushed to disk
-    absl::Status status;           // set by the writer before `done`
-    absl::Notification done;       // each caller waits on its own
+    bool durable = true;  // false: may share a commit that is not flushed to disk
+    absl::Status status;  // set by the leader that committed it, before `done`
+    bool done = false;    // under queue_mu_
+    bool lead = false;    // under queue_mu_: this write's caller commits the next batch
   };
   absl::Mutex queue_mu_;
-  std::deque<WriteOp*> queue_ ABSL_GUARDED_BY(queue_mu_);
+  std::deque<WriteOp*> queue_ ABSL_GUARDED_BY(queue_mu_);  // writes not yet taken by a leader
+  bool leading_ ABSL_GUARDED_BY(queue_mu_) = false;  // a caller leads (or is about to)
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
-  size_t released_ = 0;  // writer thread only: callers the last commit released
-  size_t backlog_ = 0;   // writer thread only: writes queued while the last commit ran
-  std::thread writer_;
+  size_t released_ ABSL_GUARDED_BY(queue_mu_) = 0;  // callers the last commit released
+  size_t backlog_ ABSL_GUARDED_BY(queue_mu_) = 0;   // writes queued while the last commit ran
 };
 
 // "provider:bob" -> "bob" style helpers for the CLI.

@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/pricing.h"
@@ -292,6 +293,34 @@ TEST_F(SqliteLedgerTest, ManyThreadsRacingOnOneAccountNeverOverdrawIt) {
   EXPECT_EQ(balance, 10 * kCredit - settled * (4 * kCredit / 10));
   EXPECT_EQ(settled + refused, 64);
   EXPECT_GE(settled, 10) << "reservations of settled requests are released, so more than 10 fit";
+  EXPECT_TRUE(ledger_->Verify()->ok);
+}
+
+TEST_F(SqliteLedgerTest, CallersLeadingSmallGroupCommitsCommitEveryWriteExactlyOnce) {
+  // Batches of at most 3 while 16 callers write: most callers queue behind a leader, the lead
+  // passes on with writes still queued, and some batches mix failing and succeeding writes.
+  Reopen({.max_batch = 3, .group_commit_wait = absl::Microseconds(50)});
+  std::atomic<int> granted{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        // Every fifth write reuses a reference with another amount: refused, nothing written.
+        const std::string reference =
+            i % 5 == 4 ? absl::StrCat("g-", t, "-", i - 1) : absl::StrCat("g-", t, "-", i);
+        auto id = ledger_->Grant(ClientAccount(absl::StrCat("c", t % 4)), 1000 + i, reference);
+        if (id.ok()) ++granted; else ++refused;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(granted, 16 * 16);
+  EXPECT_EQ(refused, 16 * 4);
+  int64_t total = 0;
+  for (int c = 0; c < 4; ++c) total += *ledger_->Balance(ClientAccount(absl::StrCat("c", c)));
+  int64_t expected = 0;
+  for (int i = 0; i < 20; ++i) expected += i % 5 == 4 ? 0 : 16 * (1000 + i);
+  EXPECT_EQ(total, expected);
   EXPECT_TRUE(ledger_->Verify()->ok);
 }
 
