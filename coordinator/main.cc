@@ -7,6 +7,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/synchronization/mutex.h"
 #include "common/flags_usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
@@ -82,6 +83,10 @@ int main(int argc, char** argv) {
       "Accepts workers (Registry) and client requests (Orchestrator), settles credits in the "
       "ledger.");
   loom::BlockShutdownSignals();
+  // Debian's Abseil checks every mutex acquisition against a global lock graph (deadlock
+  // detection, on in its build). The unit and integration tests keep that check; the daemons
+  // skip its cost on every lock of the request path.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::ParseCommandLine(argc, argv);
   if (auto s = loom::InitLogging("loom-coordinator", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     return Fail(std::string(s.message()));

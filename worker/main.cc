@@ -7,6 +7,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/synchronization/mutex.h"
 #include "common/flags_usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -161,6 +162,10 @@ int main(int argc, char** argv) {
       "  loom-worker --coordinator=127.0.0.1:7070 --device_id=laptop "
       "--openai_base_url=http://127.0.0.1:11434/v1 --discover   (Ollama)");
   loom::BlockShutdownSignals();
+  // Debian's Abseil checks every mutex acquisition against a global lock graph (deadlock
+  // detection, on in its build). The unit and integration tests keep that check; the daemons
+  // skip its cost on every lock of the request path.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::ParseCommandLine(argc, argv);
   if (auto s = loom::InitLogging("loom-worker", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     return Fail(std::string(s.message()));
