@@ -45,43 +45,63 @@ absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
     return true;
   };
 
+  // Runs sub-task i with `input`; called without `mu` held.
+  auto run_task = [&](size_t i, const std::string& input) {
+    CallSpec spec;
+    spec.sub_task_id = tasks[i].id();
+    spec.role = v1::CONTRIBUTION_ROLE_EXECUTE;
+    spec.categories = {tasks[i].category()};
+    spec.max_tokens = tasks[i].estimated_tokens();
+    spec.messages = system;
+    v1::ChatMessage user;
+    user.set_role("user");
+    user.set_content(input);
+    spec.messages.push_back(user);
+    absl::StatusOr<CallResult> result = runner_->Run(request_id, spec, deadline, &stop, sink, log);
+    absl::MutexLock lock(&mu);
+    --running;
+    if (result.ok()) {
+      done[i] = SubTaskOutcome{tasks[i], input, *std::move(result)};
+    } else if (failure.ok()) {
+      failure = absl::Status(result.status().code(),
+                             absl::StrCat("sub-task ", tasks[i].id(), " (", SubTaskLabel(tasks[i]),
+                                          ") failed: ", result.status().message()));
+      stop.Cancel();
+    }
+  };
+
   {
     absl::MutexLock lock(&mu);
+    size_t unstarted = tasks.size();
     while (true) {
+      std::vector<std::pair<size_t, std::string>> starting;
       if (failure.ok()) {
         for (size_t i = 0; i < tasks.size(); ++i) {
           if (started[i] || !ready(i)) continue;
           started[i] = true;
+          --unstarted;
           ++running;
           std::vector<const SubTaskOutcome*> deps;
           for (const auto& dep : tasks[i].depends_on()) deps.push_back(&*done[index_of[dep]]);
-          std::string input = BuildInput(tasks[i], deps);
-          threads.emplace_back([&, i, input = std::move(input)] {
-            CallSpec spec;
-            spec.sub_task_id = tasks[i].id();
-            spec.role = v1::CONTRIBUTION_ROLE_EXECUTE;
-            spec.categories = {tasks[i].category()};
-            spec.max_tokens = tasks[i].estimated_tokens();
-            spec.messages = system;
-            v1::ChatMessage user;
-            user.set_role("user");
-            user.set_content(input);
-            spec.messages.push_back(user);
-            absl::StatusOr<CallResult> result =
-                runner_->Run(request_id, spec, deadline, &stop, sink, log);
-            absl::MutexLock lock(&mu);
-            --running;
-            if (result.ok()) {
-              done[i] = SubTaskOutcome{tasks[i], input, *std::move(result)};
-            } else if (failure.ok()) {
-              failure = absl::Status(
-                  result.status().code(),
-                  absl::StrCat("sub-task ", tasks[i].id(), " (", SubTaskLabel(tasks[i]),
-                               ") failed: ", result.status().message()));
-              stop.Cancel();
-            }
-          });
+          starting.emplace_back(i, BuildInput(tasks[i], deps));
         }
+      }
+      // The last sub-task started runs on this thread, saving a thread, when nothing can
+      // become ready while it runs: no sub-task is left to start, or it is the only one
+      // running (sub-tasks become ready only when a running one finishes).
+      std::optional<std::pair<size_t, std::string>> inline_task;
+      if (!starting.empty() && (unstarted == 0 || running == 1)) {
+        inline_task = std::move(starting.back());
+        starting.pop_back();
+      }
+      for (auto& [i, input] : starting) {
+        threads.emplace_back([&run_task, i = i, input = std::move(input)] { run_task(i, input); });
+      }
+      if (inline_task) {
+        mu.Unlock();
+        run_task(inline_task->first, inline_task->second);
+        mu.Lock();
+        continue;  // its dependents may be ready now
       }
       if (running == 0) break;
       // Wait for a sub-task to finish (each attempt is bounded by its deadline).
