@@ -44,7 +44,8 @@ ABSL_FLAG(int64_t, heartbeat_interval_ms, 1000, "Heartbeat interval asked of wor
 ABSL_FLAG(int32_t, missed_heartbeats, 3, "A device silent this many intervals is removed.");
 ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per sub-task, each on another device.");
 ABSL_FLAG(int64_t, attempt_timeout_ms, 60000, "Deadline of one attempt on one device.");
-ABSL_FLAG(int32_t, request_threads, 32, "Requests served at once.");
+ABSL_FLAG(int32_t, request_threads, 32,
+          "Requests served at once: this many unary (Complete) and this many streamed; more wait.");
 ABSL_FLAG(std::string, decomposer, "auto",
           "auto: ask the smallest real (non-simulated) model for the sub-task graph, else rules; "
           "model: ask a model even if simulated; rules: always rule-based.");

@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "absl/cleanup/cleanup.h"
 #include "common/cancellation.h"
 #include "common/grpc_status.h"
 #include "common/queued_write_reactor.h"
@@ -9,7 +10,7 @@
 namespace loom {
 namespace {
 
-std::string Authorization(grpc::CallbackServerContext* context) {
+std::string Authorization(grpc::ServerContextBase* context) {
   const auto& md = context->client_metadata();
   auto it = md.find("authorization");
   return it == md.end() ? std::string() : std::string(it->second.data(), it->second.size());
@@ -25,31 +26,6 @@ absl::StatusOr<v1::CompleteRequest> Authenticated(const Authenticator* auth,
   copy.set_client_id(*client);
   return copy;
 }
-
-// Complete: authentication and the request run on the pool; OnCancel cancels it.
-class CompleteReactor : public grpc::ServerUnaryReactor {
- public:
-  CompleteReactor(grpc::CallbackServerContext* context, const v1::CompleteRequest* request,
-                  v1::CompleteResponse* response, RequestRunner* runner, const Authenticator* auth,
-                  ThreadPool* pool) {
-    const absl::Time deadline = absl::FromChrono(context->deadline());
-    const absl::Time arrived = runner->clock()->Now();
-    pool->Schedule([this, request, response, runner, auth, deadline, arrived,
-                    authorization = Authorization(context)] {
-      absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth, authorization, *request);
-      absl::StatusOr<v1::CompleteResponse> result =
-          req.ok() ? runner->Run(*req, deadline, nullptr, &cancel_, arrived)
-                   : absl::StatusOr<v1::CompleteResponse>(req.status());
-      if (result.ok()) *response = *std::move(result);
-      Finish(ToGrpcStatus(result.status()));
-    });
-  }
-  void OnCancel() override { cancel_.Cancel(); }
-  void OnDone() override { delete this; }
-
- private:
-  Cancellation cancel_;
-};
 
 // StreamComplete: the runner's events are queued and written one at a time.
 class StreamReactor : public QueuedWriteReactor<v1::CompleteEvent> {
@@ -91,12 +67,77 @@ class StreamReactor : public QueuedWriteReactor<v1::CompleteEvent> {
 
 OrchestratorService::OrchestratorService(RequestRunner* runner, DeviceRegistry* registry,
                                          const Authenticator* auth, int threads)
-    : runner_(runner), registry_(registry), auth_(auth), pool_(threads) {}
+    : runner_(runner), registry_(registry), auth_(auth), pool_(threads), complete_slots_(threads) {}
 
-grpc::ServerUnaryReactor* OrchestratorService::Complete(grpc::CallbackServerContext* context,
-                                                        const v1::CompleteRequest* request,
-                                                        v1::CompleteResponse* response) {
-  return new CompleteReactor(context, request, response, runner_, auth_, &pool_);
+ClientGoneWatcher::ClientGoneWatcher(absl::Duration interval)
+    : interval_(interval), thread_([this] { Loop(); }) {}
+
+ClientGoneWatcher::~ClientGoneWatcher() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+int ClientGoneWatcher::Add(grpc::ServerContext* context, Cancellation* cancel) {
+  absl::MutexLock lock(&mu_);
+  const int id = next_id_++;
+  watched_.emplace(id, std::make_pair(context, cancel));
+  return id;
+}
+
+void ClientGoneWatcher::Remove(int id) {
+  absl::MutexLock lock(&mu_);  // not while Loop is checking it
+  watched_.erase(id);
+}
+
+void ClientGoneWatcher::Loop() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    mu_.Await(absl::Condition(
+        +[](ClientGoneWatcher* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return w->stopping_ || !w->watched_.empty();
+        },
+        this));
+    if (stopping_) return;
+    // Returns early only to stop.
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval_)) return;
+    for (auto& [id, watched] : watched_) {
+      if (watched.first->IsCancelled()) watched.second->Cancel();  // idempotent
+    }
+  }
+}
+
+grpc::Status OrchestratorService::Complete(grpc::ServerContext* context,
+                                          const v1::CompleteRequest* request,
+                                          v1::CompleteResponse* response) {
+  const absl::Time arrived = runner_->clock()->Now();
+  {
+    absl::MutexLock lock(&complete_mu_);
+    if (!complete_mu_.AwaitWithDeadline(
+            absl::Condition(+[](int* slots) { return *slots > 0; }, &complete_slots_),
+            absl::FromChrono(context->deadline()))) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          "the deadline passed while the request waited for a free slot "
+                          "(--request_threads are all busy)");
+    }
+    --complete_slots_;
+  }
+  absl::Cleanup free_slot = [this] {
+    absl::MutexLock lock(&complete_mu_);
+    ++complete_slots_;
+  };
+  Cancellation cancel;
+  const int watch = watcher_.Add(context, &cancel);
+  absl::Cleanup unwatch = [&] { watcher_.Remove(watch); };
+  absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth_, Authorization(context), *request);
+  absl::StatusOr<v1::CompleteResponse> result =
+      req.ok() ? runner_->Run(*req, absl::FromChrono(context->deadline()), nullptr, &cancel,
+                              arrived)
+               : absl::StatusOr<v1::CompleteResponse>(req.status());
+  if (result.ok()) *response = *std::move(result);
+  return ToGrpcStatus(result.status());
 }
 
 grpc::ServerWriteReactor<v1::CompleteEvent>* OrchestratorService::StreamComplete(

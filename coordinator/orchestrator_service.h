@@ -1,11 +1,26 @@
 // File: coordinator/orchestrator_service.h
-// The Orchestrator gRPC service: a thin adapter over RequestRunner. Requests run on the
-// service's thread pool (they block on workers and the ledger); reactors only hand results
-// back. Client cancellation and deadlines reach the running request through a Cancellation.
-// Thread-safe.
+// The Orchestrator gRPC service: a thin adapter over RequestRunner. Client cancellation and
+// deadlines reach the running request through a Cancellation. Thread-safe.
+//
+// Complete is a synchronous handler: gRPC's sync server runs it on the thread that received
+// the call, with no hand-off to another thread before the request starts or after it ends
+// (in this gRPC, each callback-API event is a hand-off to a polling thread, and thread
+// switches cost more than the coordinator's own work). Sync handlers hear nothing when their
+// client goes away, so a ClientGoneWatcher asks their contexts every 20 ms. StreamComplete,
+// Explain and ListDevices stay on the callback API; StreamComplete and Explain run on the
+// service's pool.
 #ifndef LOOM_COORDINATOR_ORCHESTRATOR_SERVICE_H_
 #define LOOM_COORDINATOR_ORCHESTRATOR_SERVICE_H_
 
+#include <map>
+#include <thread>
+
+#include <grpcpp/server_context.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/cancellation.h"
 #include "common/thread_pool.h"
 #include "coordinator/authenticator.h"
 #include "coordinator/registry.h"
@@ -14,7 +29,34 @@
 
 namespace loom {
 
-class OrchestratorService final : public v1::Orchestrator::CallbackService {
+// Fires a running sync call's Cancellation once its client cancels or disconnects, checking
+// every `interval` while any call is watched (idle otherwise).
+class ClientGoneWatcher {
+ public:
+  explicit ClientGoneWatcher(absl::Duration interval);
+  ~ClientGoneWatcher();
+  ClientGoneWatcher(const ClientGoneWatcher&) = delete;
+  ClientGoneWatcher& operator=(const ClientGoneWatcher&) = delete;
+
+  // Watches `context` until Remove(returned id); call Remove before the handler returns.
+  int Add(grpc::ServerContext* context, Cancellation* cancel);
+  void Remove(int id);
+
+ private:
+  void Loop();
+
+  const absl::Duration interval_;
+  absl::Mutex mu_;
+  std::map<int, std::pair<grpc::ServerContext*, Cancellation*>> watched_ ABSL_GUARDED_BY(mu_);
+  int next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+class OrchestratorService final
+    : public v1::Orchestrator::WithCallbackMethod_StreamComplete<
+          v1::Orchestrator::WithCallbackMethod_Explain<
+              v1::Orchestrator::WithCallbackMethod_ListDevices<v1::Orchestrator::Service>>> {
  public:
   // Complete, StreamComplete and Explain need an API key in "authorization: Bearer <key>"
   // metadata (unless `auth` allows anonymous use); the request's client_id is replaced by the
@@ -22,9 +64,8 @@ class OrchestratorService final : public v1::Orchestrator::CallbackService {
   OrchestratorService(RequestRunner* runner, DeviceRegistry* registry, const Authenticator* auth,
                       int threads);
 
-  grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
-                                     const v1::CompleteRequest* request,
-                                     v1::CompleteResponse* response) override;
+  grpc::Status Complete(grpc::ServerContext* context, const v1::CompleteRequest* request,
+                        v1::CompleteResponse* response) override;
   grpc::ServerWriteReactor<v1::CompleteEvent>* StreamComplete(
       grpc::CallbackServerContext* context, const v1::CompleteRequest* request) override;
   grpc::ServerUnaryReactor* Explain(grpc::CallbackServerContext* context,
@@ -38,7 +79,12 @@ class OrchestratorService final : public v1::Orchestrator::CallbackService {
   RequestRunner* const runner_;
   DeviceRegistry* const registry_;
   const Authenticator* const auth_;
-  ThreadPool pool_;
+  ThreadPool pool_;  // StreamComplete and Explain
+  ClientGoneWatcher watcher_{absl::Milliseconds(20)};
+  // Complete calls running at once (at most the pool's size); more wait their turn, and the
+  // wait shows as the request's queued time.
+  absl::Mutex complete_mu_;
+  int complete_slots_ ABSL_GUARDED_BY(complete_mu_);
 };
 
 }  // namespace loom

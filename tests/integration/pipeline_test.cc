@@ -33,6 +33,8 @@ class PipelineTest : public MeshFixture {
     ASSERT_TRUE(WaitForDevices({"dev-qwen", "dev-llama", "dev-mistral"}));
   }
 
+  void ExpectClientCancelStopsTheWorkers(bool unary);
+
   json Records(const std::string& request_id) { return LedgerRecords(request_id); }
 };
 
@@ -150,12 +152,16 @@ TEST_F(PipelineTest, EveryDeviceFailingIsAClearErrorAndNoCharge) {
   EXPECT_EQ(records.out, "[]\n") << "nothing is charged or credited for failed work";
 }
 
-TEST_F(PipelineTest, ClientCancelReachesTheWorkersAndTheirActiveCountDropsToZero) {
+// Interrupts a `loom ask` (streamed, or unary with --json) while its sub-tasks run, then
+// checks the workers stop and nothing is charged.
+void PipelineTest::ExpectClientCancelStopsTheWorkers(bool unary) {
   StartCoordinator();
   // Each sub-task would take about 40 s.
   StartThreeFamilies({}, {"--sim_tokens_per_second=5", "--sim_output_tokens=200"});
-  auto client = Spawn("loom", {"--plaintext", "--coordinator=" + coordinator_.address, "ask", kWorkedExample},
-                      dir_ + "/client.log");
+  std::vector<std::string> args = {"--plaintext", "--coordinator=" + coordinator_.address, "ask"};
+  if (unary) args.push_back("--json");
+  args.push_back(kWorkedExample);
+  auto client = Spawn("loom", args, dir_ + "/client.log");
   auto busy = [&] {
     CommandResult d = Loom({"--coordinator=" + coordinator_.address, "devices", "--json"});
     json devices = json::parse(d.out, nullptr, false);
@@ -184,6 +190,15 @@ TEST_F(PipelineTest, ClientCancelReachesTheWorkersAndTheirActiveCountDropsToZero
       << "workers kept generating after the client went away";
   CommandResult records = RunCommand("loom-ledger", {"--db=" + db_, "records", "--format=json"});
   EXPECT_EQ(records.out, "[]\n") << "a cancelled request is not charged";
+}
+
+TEST_F(PipelineTest, ClientCancelReachesTheWorkersAndTheirActiveCountDropsToZero) {
+  ExpectClientCancelStopsTheWorkers(/*unary=*/false);
+}
+
+// Complete (unary) runs as a sync handler, which hears of the cancel only by asking.
+TEST_F(PipelineTest, UnaryClientCancelAlsoReachesTheWorkers) {
+  ExpectClientCancelStopsTheWorkers(/*unary=*/true);
 }
 
 TEST_F(PipelineTest, CompetePicksOneAnswerWithAReason) {
