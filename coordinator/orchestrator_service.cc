@@ -114,10 +114,11 @@ grpc::Status OrchestratorService::Complete(grpc::ServerContext* context,
                                           v1::CompleteResponse* response) {
   const absl::Time arrived = runner_->clock()->Now();
   {
+    // Gives up a little before the client's deadline, so the client hears why.
+    const absl::Time give_up = absl::FromChrono(context->deadline()) - absl::Milliseconds(100);
     absl::MutexLock lock(&complete_mu_);
     if (!complete_mu_.AwaitWithDeadline(
-            absl::Condition(+[](int* slots) { return *slots > 0; }, &complete_slots_),
-            absl::FromChrono(context->deadline()))) {
+            absl::Condition(+[](int* slots) { return *slots > 0; }, &complete_slots_), give_up)) {
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                           "the deadline passed while the request waited for a free slot "
                           "(--request_threads are all busy)");

@@ -35,6 +35,17 @@ class PipelineTest : public MeshFixture {
 
   void ExpectClientCancelStopsTheWorkers(bool unary);
 
+  // Whether any device reports work in progress.
+  bool AnyDeviceBusy() {
+    CommandResult d = Loom({"--coordinator=" + coordinator_.address, "devices", "--json"});
+    json devices = json::parse(d.out, nullptr, false);
+    if (devices.is_discarded()) return false;
+    for (const auto& dev : devices["devices"]) {
+      if (dev["load"]["active"].get<int>() > 0) return true;
+    }
+    return false;
+  }
+
   json Records(const std::string& request_id) { return LedgerRecords(request_id); }
 };
 
@@ -162,16 +173,8 @@ void PipelineTest::ExpectClientCancelStopsTheWorkers(bool unary) {
   if (unary) args.push_back("--json");
   args.push_back(kWorkedExample);
   auto client = Spawn("loom", args, dir_ + "/client.log");
-  auto busy = [&] {
-    CommandResult d = Loom({"--coordinator=" + coordinator_.address, "devices", "--json"});
-    json devices = json::parse(d.out, nullptr, false);
-    if (devices.is_discarded()) return false;
-    for (const auto& dev : devices["devices"]) {
-      if (dev["load"]["active"].get<int>() > 0) return true;
-    }
-    return false;
-  };
-  ASSERT_TRUE(WaitFor(busy, absl::Seconds(20))) << "no device ever got the work";
+  ASSERT_TRUE(WaitFor([&] { return AnyDeviceBusy(); }, absl::Seconds(20)))
+      << "no device ever got the work";
   client->Signal(SIGINT);
   ASSERT_NE(client->Wait(absl::Seconds(10)), -1);
   const int64_t cancelled_at = absl::ToUnixMillis(absl::Now());
@@ -199,6 +202,25 @@ TEST_F(PipelineTest, ClientCancelReachesTheWorkersAndTheirActiveCountDropsToZero
 // Complete (unary) runs as a sync handler, which hears of the cancel only by asking.
 TEST_F(PipelineTest, UnaryClientCancelAlsoReachesTheWorkers) {
   ExpectClientCancelStopsTheWorkers(/*unary=*/true);
+}
+
+TEST_F(PipelineTest, UnaryRequestsBeyondRequestThreadsWaitAndTimeOutWithTheReason) {
+  StartCoordinator("127.0.0.1:0", {"--request_threads=1"});
+  StartThreeFamilies({}, {"--sim_tokens_per_second=5", "--sim_output_tokens=200"});
+  // Holds the only request slot for about 40 s.
+  std::vector<std::string> args = ClientSecurityArgs();
+  for (const char* a : {"ask", "--json"}) args.push_back(a);
+  args.push_back("--coordinator=" + coordinator_.address);
+  args.push_back(kWorkedExample);
+  auto holder = Spawn("loom", args, dir_ + "/holder.log");
+  ASSERT_TRUE(WaitFor([&] { return AnyDeviceBusy(); }, absl::Seconds(20)));
+  CommandResult waited = Loom({"--coordinator=" + coordinator_.address, "--timeout_ms=1500", "ask",
+                               "--json", "What is a loom?"});
+  EXPECT_EQ(waited.exit_code, 1);
+  EXPECT_THAT(waited.err, HasSubstr("DEADLINE_EXCEEDED"));
+  EXPECT_THAT(waited.err, HasSubstr("waited for a free slot"));
+  holder->Signal(SIGINT);
+  EXPECT_NE(holder->Wait(absl::Seconds(10)), -1);
 }
 
 TEST_F(PipelineTest, CompetePicksOneAnswerWithAReason) {
