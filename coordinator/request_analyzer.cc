@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -362,24 +363,55 @@ class WordIndex {
     while (k < phrase.size() && IsWordByte(phrase[k])) ++k;
     return phrase.substr(0, k);
   }
-  bool Contains(absl::string_view word) const { return words_.contains(word); }
+  // The distinct words of the text.
+  const absl::flat_hash_set<absl::string_view>& words() const { return words_; }
 
  private:
   absl::flat_hash_set<absl::string_view> words_;
 };
 
+// The cues that can match `index`'s text, in kCues order: those whose leading word the text has
+// (looked up once per word of the text, not once per cue), and those without a leading word.
+std::vector<uint16_t> CandidateCues(const WordIndex& index) {
+  struct ByLead {
+    std::vector<absl::string_view> lead;  // of each cue
+    absl::flat_hash_map<absl::string_view, std::vector<uint16_t>> cues;
+    std::vector<uint16_t> without_lead;
+  };
+  static_assert(std::size(kCues) <= 65535, "cue indices are uint16_t");
+  static const ByLead* const kByLead = [] {
+    auto* by = new ByLead;
+    for (size_t i = 0; i < std::size(kCues); ++i) {
+      const absl::string_view lead = WordIndex::Lead(kCues[i].phrase);
+      by->lead.push_back(lead);
+      (lead.empty() ? by->without_lead : by->cues[lead]).push_back(static_cast<uint16_t>(i));
+    }
+    return by;
+  }();
+  std::vector<uint16_t> out;
+  if (index.words().size() >= kByLead->cues.size()) {
+    // A long text: one lookup per distinct lead word is cheaper than one per word of the text.
+    for (size_t i = 0; i < std::size(kCues); ++i) {
+      const absl::string_view lead = kByLead->lead[i];
+      if (lead.empty() || index.words().contains(lead)) out.push_back(static_cast<uint16_t>(i));
+    }
+    return out;
+  }
+  out = kByLead->without_lead;
+  for (absl::string_view word : index.words()) {
+    auto it = kByLead->cues.find(word);
+    if (it != kByLead->cues.end()) out.insert(out.end(), it->second.begin(), it->second.end());
+  }
+  // kCues order, so the scores add up in the same order as a scan of every cue.
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::array<double, 9> ScoreLower(absl::string_view lower) {
   std::array<double, 9> s{};
   const WordIndex index(lower);
-  // Each cue's leading word, found once.
-  static const std::vector<absl::string_view> kLeads = [] {
-    std::vector<absl::string_view> leads;
-    for (const Cue& cue : kCues) leads.push_back(WordIndex::Lead(cue.phrase));
-    return leads;
-  }();
-  for (size_t i = 0; i < std::size(kCues); ++i) {
+  for (uint16_t i : CandidateCues(index)) {
     const Cue& cue = kCues[i];
-    if (!kLeads[i].empty() && !index.Contains(kLeads[i])) continue;
     const int n = CountPhrase(lower, cue.phrase);
     if (n > 0) s[cue.category] += cue.weight * std::min(n, 2);
   }
