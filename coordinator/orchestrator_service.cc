@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
 #include "common/cancellation.h"
 #include "common/grpc_status.h"
 #include "common/queued_write_reactor.h"
@@ -67,7 +68,8 @@ class StreamReactor : public QueuedWriteReactor<v1::CompleteEvent> {
 
 OrchestratorService::OrchestratorService(RequestRunner* runner, DeviceRegistry* registry,
                                          const Authenticator* auth, int threads)
-    : runner_(runner), registry_(registry), auth_(auth), pool_(threads), complete_slots_(threads) {}
+    : runner_(runner), registry_(registry), auth_(auth), pool_(threads), max_waiting_(threads),
+      complete_slots_(threads) {}
 
 ClientGoneWatcher::ClientGoneWatcher(absl::Duration interval)
     : interval_(interval), thread_([this] { Loop(); }) {}
@@ -117,8 +119,17 @@ grpc::Status OrchestratorService::Complete(grpc::ServerContext* context,
     // Gives up a little before the client's deadline, so the client hears why.
     const absl::Time give_up = absl::FromChrono(context->deadline()) - absl::Milliseconds(100);
     absl::MutexLock lock(&complete_mu_);
-    if (!complete_mu_.AwaitWithDeadline(
-            absl::Condition(+[](int* slots) { return *slots > 0; }, &complete_slots_), give_up)) {
+    if (complete_slots_ == 0 && complete_waiting_ >= max_waiting_) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrCat("the coordinator is busy: ", max_waiting_,
+                                       " requests are running and as many are waiting "
+                                       "(--request_threads); retry later"));
+    }
+    ++complete_waiting_;
+    const bool got_slot = complete_mu_.AwaitWithDeadline(
+        absl::Condition(+[](int* slots) { return *slots > 0; }, &complete_slots_), give_up);
+    --complete_waiting_;
+    if (!got_slot) {
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                           "the deadline passed while the request waited for a free slot "
                           "(--request_threads are all busy)");

@@ -81,10 +81,13 @@ class OrchestratorService final
   const Authenticator* const auth_;
   ThreadPool pool_;  // StreamComplete and Explain
   ClientGoneWatcher watcher_{absl::Milliseconds(20)};
-  // Complete calls running at once (at most the pool's size); more wait their turn, and the
-  // wait shows as the request's queued time.
+  // Complete calls running at once (at most the pool's size); as many more wait their turn
+  // (the wait shows as the request's queued time), and beyond that a call is refused at once
+  // with RESOURCE_EXHAUSTED: each waiting call holds one of gRPC's threads.
+  const int max_waiting_;
   absl::Mutex complete_mu_;
   int complete_slots_ ABSL_GUARDED_BY(complete_mu_);
+  int complete_waiting_ ABSL_GUARDED_BY(complete_mu_) = 0;
 };
 
 }  // namespace loom

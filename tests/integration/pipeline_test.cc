@@ -2,6 +2,7 @@
 // DESIGN.md, fan-out overlap, retries after a device dies or hangs mid-sub-task, total
 // failure, client cancellation reaching the workers, and compete.
 #include <signal.h>
+#include <sys/wait.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -204,7 +205,7 @@ TEST_F(PipelineTest, UnaryClientCancelAlsoReachesTheWorkers) {
   ExpectClientCancelStopsTheWorkers(/*unary=*/true);
 }
 
-TEST_F(PipelineTest, UnaryRequestsBeyondRequestThreadsWaitAndTimeOutWithTheReason) {
+TEST_F(PipelineTest, UnaryRequestsBeyondRequestThreadsWaitThenAreRefusedWithTheReason) {
   StartCoordinator("127.0.0.1:0", {"--request_threads=1"});
   StartThreeFamilies({}, {"--sim_tokens_per_second=5", "--sim_output_tokens=200"});
   // Holds the only request slot for about 40 s.
@@ -219,6 +220,34 @@ TEST_F(PipelineTest, UnaryRequestsBeyondRequestThreadsWaitAndTimeOutWithTheReaso
   EXPECT_EQ(waited.exit_code, 1);
   EXPECT_THAT(waited.err, HasSubstr("DEADLINE_EXCEEDED"));
   EXPECT_THAT(waited.err, HasSubstr("waited for a free slot"));
+
+  // One request may wait per slot; of two more, whichever comes second is refused at once
+  // (each waiting call holds a gRPC thread, so the wait is bounded).
+  std::vector<std::unique_ptr<Process>> extra;
+  for (int i = 0; i < 2; ++i) {
+    std::vector<std::string> more = ClientSecurityArgs();
+    for (std::string a : {"--coordinator=" + coordinator_.address, std::string("--timeout_ms=60000"),
+                          std::string("ask"), std::string("--json"), std::string("What is a loom?")}) {
+      more.push_back(a);
+    }
+    extra.push_back(Spawn("loom", more, absl::StrCat(dir_, "/extra-", i, ".log")));
+  }
+  auto ended = [&]() -> Process* {
+    for (auto& p : extra) {
+      if (p->Wait(absl::ZeroDuration()) != -1) return p.get();
+    }
+    return nullptr;
+  };
+  ASSERT_TRUE(WaitFor([&] { return ended() != nullptr; }, absl::Seconds(20)))
+      << "neither extra request was refused";
+  Process* refused = ended();
+  EXPECT_EQ(WEXITSTATUS(refused->Wait(absl::ZeroDuration())), 1);
+  EXPECT_THAT(refused->Log(), HasSubstr("RESOURCE_EXHAUSTED"));
+  EXPECT_THAT(refused->Log(), HasSubstr("the coordinator is busy"));
+  for (auto& p : extra) {
+    if (p.get() != refused) EXPECT_TRUE(p->running()) << "the other one waits for the slot";
+  }
+  for (auto& p : extra) p->Signal(SIGINT);
   holder->Signal(SIGINT);
   EXPECT_NE(holder->Wait(absl::Seconds(10)), -1);
 }
