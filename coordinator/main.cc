@@ -45,7 +45,8 @@ ABSL_FLAG(int32_t, missed_heartbeats, 3, "A device silent this many intervals is
 ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per sub-task, each on another device.");
 ABSL_FLAG(int64_t, attempt_timeout_ms, 60000, "Deadline of one attempt on one device.");
 ABSL_FLAG(int32_t, request_threads, 32,
-          "Requests served at once: this many unary (Complete) and this many streamed; more wait.");
+          "Requests served at once: this many unary (Complete) and this many streamed. Up to as "
+          "many more unary requests wait for a slot; beyond that they get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, decomposer, "auto",
           "auto: ask the smallest real (non-simulated) model for the sub-task graph, else rules; "
           "model: ask a model even if simulated; rules: always rule-based.");
