@@ -67,6 +67,9 @@ ABSL_FLAG(int, devices, 10000, "Registered devices for the selector, heartbeat a
 ABSL_FLAG(double, heartbeat_seconds, 5, "Length of the heartbeat CPU run.");
 ABSL_FLAG(int, ledger_settlements, 5000, "Settlements per ledger measurement.");
 ABSL_FLAG(bool, pin, true, "Pin the coordinator and workers to CPU 0 and the client to CPU 1.");
+ABSL_FLAG(std::vector<std::string>, coordinator_flags, {},
+          "Extra flags for the coordinator, comma-separated (e.g. --ledger_synchronous=OFF to "
+          "see the disk's share).");
 ABSL_FLAG(std::string, dir, "", "Work directory (default: a fresh one under /tmp, removed after).");
 
 namespace loom::bench {
@@ -242,6 +245,10 @@ struct Mesh {
   std::vector<std::unique_ptr<Child>> workers;
   std::string coordinator_address;
   std::string worker_address;  // the worker serving kPinnedModel
+  pid_t worker_pid = 0;        // its process
+  // Forwarding proxies in front of that worker (bench/bare_proxy.cc), by server style.
+  std::vector<std::pair<std::string, std::unique_ptr<Child>>> proxies;
+  std::vector<std::string> proxy_addresses;
   std::string ledger_db;
   std::string join_secret;  // the mesh runs plaintext; devices join with tokens from this
 };
@@ -253,14 +260,15 @@ Mesh StartMesh(const std::string& bin, const std::string& dir, bool pin) {
   auto secret = LoadOrCreateJoinSecret(dir + "/join.secret");
   if (!secret.ok()) Die(std::string(secret.status().message()));
   mesh.join_secret = *secret;
-  mesh.coordinator = std::make_unique<Child>(
-      bin + "/loom-coordinator",
-      std::vector<std::string>{"--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-                               "--ledger_db=" + mesh.ledger_db, "--allow_anonymous=bench",
-                               "--decomposer=rules", "--log_level=warn", "--plaintext",
-                               "--join_secret_file=" + dir + "/join.secret",
-                               "--ready_file=" + dir + "/coordinator.json"},
-      dir + "/coordinator.log", server_cpu);
+  std::vector<std::string> coordinator_args{
+      "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0", "--ledger_db=" + mesh.ledger_db,
+      "--allow_anonymous=bench", "--decomposer=rules", "--log_level=warn", "--plaintext",
+      "--join_secret_file=" + dir + "/join.secret", "--ready_file=" + dir + "/coordinator.json"};
+  for (const std::string& flag : absl::GetFlag(FLAGS_coordinator_flags)) {
+    coordinator_args.push_back(flag);
+  }
+  mesh.coordinator = std::make_unique<Child>(bin + "/loom-coordinator", coordinator_args,
+                                             dir + "/coordinator.log", server_cpu);
   mesh.coordinator_address =
       WaitForReadyFile(dir + "/coordinator.json", "the coordinator")["grpc"].get<std::string>();
   Child grant(bin + "/loom-ledger",
@@ -282,7 +290,21 @@ Mesh StartMesh(const std::string& bin, const std::string& dir, bool pin) {
                                  "--ready_file=" + ready},
         absl::StrCat(dir, "/worker-", model, ".log"), server_cpu));
     const std::string address = WaitForReadyFile(ready, model)["grpc"].get<std::string>();
-    if (std::string(model) == kPinnedModel) mesh.worker_address = address;
+    if (std::string(model) == kPinnedModel) {
+      mesh.worker_address = address;
+      mesh.worker_pid = mesh.workers.back()->pid();
+    }
+  }
+  for (const char* mode : {"sync", "callback"}) {
+    const std::string ready = absl::StrCat(dir, "/proxy-", mode, ".json");
+    mesh.proxies.emplace_back(
+        mode, std::make_unique<Child>(bin + "/loom_bare_proxy",
+                                      std::vector<std::string>{"--target=" + mesh.worker_address,
+                                                               absl::StrCat("--mode=", mode),
+                                                               "--ready_file=" + ready},
+                                      absl::StrCat(dir, "/proxy-", mode, ".log"), server_cpu));
+    mesh.proxy_addresses.push_back(
+        WaitForReadyFile(ready, absl::StrCat("the ", mode, " proxy"))["grpc"].get<std::string>());
   }
   // Bounded wait until the coordinator lists all four.
   auto stub = v1::Orchestrator::NewStub(
@@ -307,7 +329,11 @@ struct Results {
   std::vector<std::string> lines;  // the table
 };
 
-void Line(Results* r, const std::string& text) { r->lines.push_back(text); }
+// A table line, printed at once (the run takes a while) unless the output is --json.
+void Line(Results* r, const std::string& text) {
+  r->lines.push_back(text);
+  if (!absl::GetFlag(FLAGS_json)) std::cout << text << std::endl;
+}
 
 std::string Verdict(bool met) { return met ? "met" : "MISSED"; }
 
@@ -327,16 +353,17 @@ void MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
   infer.set_model(kPinnedModel);
   *infer.add_messages() = User(kPassthroughPrompt);
   infer.set_max_tokens(kAnswerTokens);
-  auto raw_call = [&] {
+  auto infer_call = [&](v1::Worker::Stub* stub) {
     grpc::ClientContext context;
     context.set_deadline(In(10));
-    auto reader = worker->Infer(&context, infer);
+    auto reader = stub->Infer(&context, infer);
     v1::InferChunk chunk;
     while (reader->Read(&chunk)) {
     }
     grpc::Status status = reader->Finish();
-    if (!status.ok()) Die("raw Infer failed: " + status.error_message());
+    if (!status.ok()) Die(absl::StrCat("Infer via ", context.peer(), " failed: ", status.error_message()));
   };
+  auto raw_call = [&] { infer_call(worker.get()); };
 
   v1::CompleteRequest request;
   *request.add_messages() = User(kPassthroughPrompt);
@@ -356,7 +383,49 @@ void MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
     timings.push_back(response.timings());
   };
 
+  // CPU per request of the coordinator and the worker during each saturation run.
+  struct Cpu {
+    double coordinator_us = 0, worker_us = 0;
+  };
+  auto saturate = [&](const std::function<void()>& call, Cpu* cpu) {
+    const pid_t c = mesh.coordinator->pid(), w = mesh.worker_pid;
+    const double c0 = CpuSeconds(c), w0 = CpuSeconds(w);
+    const auto start = SteadyClock::now();
+    const double rps = Saturation(inflight, seconds, call);
+    const double calls = rps * std::chrono::duration<double>(SteadyClock::now() - start).count();
+    cpu->coordinator_us = 1e6 * (CpuSeconds(c) - c0) / calls;
+    cpu->worker_us = 1e6 * (CpuSeconds(w) - w0) / calls;
+    return rps;
+  };
+  Cpu raw_cpu, pass_cpu;
   const Percentiles raw = Of(Sequential(n, raw_call));
+  const double raw_rps = saturate(raw_call, &raw_cpu);
+  r->j["raw_hop"] = {{"p50_us", raw.p50}, {"p99_us", raw.p99}, {"rps", raw_rps},
+                     {"worker_cpu_us", raw_cpu.worker_us}};
+  Line(r, absl::StrFormat("raw hop (client -> worker Infer)      p50 %7.0f  p99 %7.0f  %7.0f req/s",
+                          raw.p50, raw.p99, raw_rps));
+
+  // The floor for any hop in between: a proxy that only forwards (bench/bare_proxy.cc).
+  for (size_t i = 0; i < mesh.proxies.size(); ++i) {
+    auto proxy = v1::Worker::NewStub(
+        grpc::CreateChannel(mesh.proxy_addresses[i], grpc::InsecureChannelCredentials()));
+    const std::string& mode = mesh.proxies[i].first;
+    auto call = [&] { infer_call(proxy.get()); };
+    const Percentiles p = Of(Sequential(n, call));
+    const pid_t pid = mesh.proxies[i].second->pid();
+    const double cpu0 = CpuSeconds(pid);
+    const auto start = SteadyClock::now();
+    const double rps = Saturation(inflight, seconds, call);
+    const double cpu_us = 1e6 * (CpuSeconds(pid) - cpu0) /
+                          (rps * std::chrono::duration<double>(SteadyClock::now() - start).count());
+    r->j["bare_proxy"][mode] = {{"p50_us", p.p50}, {"p99_us", p.p99}, {"rps", rps},
+                                {"cpu_us", cpu_us}, {"p50_ratio", p.p50 / raw.p50},
+                                {"rps_ratio", rps / raw_rps}};
+    Line(r, absl::StrFormat("bare proxy, %-8s (forwards only)    p50 %7.0f  p99 %7.0f  %7.0f "
+                            "req/s  (%.2fx raw p50, %.2fx raw req/s; CPU %.0f per request)",
+                            mode, p.p50, p.p99, rps, p.p50 / raw.p50, rps / raw_rps, cpu_us));
+  }
+
   self_us.clear();
   const Percentiles pass = Of(Sequential(n, passthrough_call));
   self_us.erase(self_us.begin(), self_us.end() - n);  // the warm-up calls recorded theirs too
@@ -371,10 +440,8 @@ void MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
                reserve = p50_of(&v1::Timings::reserve_us), execute = p50_of(&v1::Timings::execute_us),
                device = p50_of(&v1::Timings::device_wait_us), settle = p50_of(&v1::Timings::settle_us),
                total = p50_of(&v1::Timings::total_us);
-  const double raw_rps = Saturation(inflight, seconds, raw_call);
-  const double pass_rps = Saturation(inflight, seconds, passthrough_call);
+  const double pass_rps = saturate(passthrough_call, &pass_cpu);
 
-  r->j["raw_hop"] = {{"p50_us", raw.p50}, {"p99_us", raw.p99}, {"rps", raw_rps}};
   r->j["passthrough"] = {{"p50_us", pass.p50},
                          {"p99_us", pass.p99},
                          {"rps", pass_rps},
@@ -383,8 +450,6 @@ void MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
                          {"p50_ratio", pass.p50 / raw.p50},
                          {"p99_ratio", pass.p99 / raw.p99},
                          {"rps_ratio", pass_rps / raw_rps}};
-  Line(r, absl::StrFormat("raw hop (client -> worker Infer)      p50 %7.0f  p99 %7.0f  %7.0f req/s",
-                          raw.p50, raw.p99, raw_rps));
   Line(r, absl::StrFormat("passthrough (client -> coordinator)   p50 %7.0f  p99 %7.0f  %7.0f req/s",
                           pass.p50, pass.p99, pass_rps));
   Line(r, absl::StrFormat("  ratio to the raw hop                p50 %6.2fx  p99 %6.2fx  %6.2fx",
@@ -394,6 +459,11 @@ void MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
   Line(r, absl::StrFormat("  inside the coordinator, p50 of each: total %.0f = queued %.0f, "
                           "analyze %.0f, reserve %.0f, call %.0f (device wait %.0f), settle %.0f",
                           total, queued, analyze, reserve, execute, device, settle));
+  Line(r, absl::StrFormat("  CPU per request at saturation: worker %.0f (raw hop: %.0f), "
+                          "coordinator %.0f",
+                          pass_cpu.worker_us, raw_cpu.worker_us, pass_cpu.coordinator_us));
+  r->j["passthrough"]["worker_cpu_us"] = pass_cpu.worker_us;
+  r->j["passthrough"]["coordinator_cpu_us"] = pass_cpu.coordinator_us;
   r->j["passthrough"]["inside_p50_us"] = {{"total", total},     {"queued", queued},
                                           {"analyze", analyze}, {"reserve", reserve},
                                           {"execute", execute}, {"device_wait", device},
@@ -519,7 +589,7 @@ void MeasureSelector(Results* r) {
     for (long k = 0; !stop.load(); ++k) {
       v1::HeartbeatRequest& h = beats[k % beats.size()];
       h.mutable_load()->set_active(static_cast<int>(k % 4));
-      registry.Heartbeat(h);
+      (void)registry.Heartbeat(h);  // the load it reports is all the selector needs
       std::this_thread::sleep_until(start + std::chrono::microseconds(k * 1'000'000 / devices));
     }
   });
@@ -657,7 +727,7 @@ int Main() {
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << r.j.dump(2) << "\n";
   } else {
-    for (const auto& line : r.lines) std::cout << line << "\n";
+    // The table went out line by line.
   }
   if (own_dir) std::filesystem::remove_all(dir);
   return 0;
