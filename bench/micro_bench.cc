@@ -115,6 +115,18 @@ void BM_AnalyzeWorkedExample(benchmark::State& state) {
 }
 BENCHMARK(BM_AnalyzeWorkedExample);
 
+// loom_bench's passthrough prompt: one short question.
+void BM_AnalyzeShortQuestion(benchmark::State& state) {
+  RequestAnalyzer analyzer(AnalyzerOptions{});
+  v1::CompleteRequest request;
+  auto* m = request.add_messages();
+  m->set_role("user");
+  m->set_content("What is the capital of Australia?");
+  request.set_model("llama-3.1-8b");
+  for (auto _ : state) benchmark::DoNotOptimize(analyzer.Analyze(request, 16));
+}
+BENCHMARK(BM_AnalyzeShortQuestion);
+
 void BM_DecomposeByRules(benchmark::State& state) {
   RequestAnalyzer analyzer(AnalyzerOptions{});
   v1::CompleteRequest request;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -670,6 +671,9 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
   // 1. Pieces: sentences, then connectors; mark instructions and context.
   std::vector<std::string> context;
   bool in_payload = false;
+  // Score(text), when an ask turns out to be the whole text (one short question): the
+  // single-ask verdict below scores the whole text and need not do it twice.
+  std::optional<std::array<double, 9>> whole_scores;
   for (const std::string& sentence : Sentences(text)) {
     if (CodeSyntax(sentence, /*symbols_only=*/true) > 0 && !a.asks.empty()) {
       // A line of pasted code: material for the asks, never an ask itself.
@@ -699,6 +703,7 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
       }
       // An ask is scored on its own instruction; what it carries after a colon counts 0.3.
       ask.scores = Score(instr);
+      if (payload.empty() && instr == text) whole_scores = ask.scores;
       if (!payload.empty()) {
         std::array<double, 9> p = Score(payload);
         for (C c : kAllCategories) ask.scores[c] += 0.3 * p[c];
@@ -713,6 +718,7 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     Ask whole;
     whole.text = text;
     whole.scores = Score(text);
+    whole_scores = whole.scores;
     a.asks.push_back(whole);
   }
   // 2. Categories; asks without a signal lean on their neighbour.
@@ -777,7 +783,7 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     return a;
   }
   // A single ask is the whole request: score all of it (pasted code says what it is about).
-  a.asks.front().scores = Score(text);
+  a.asks.front().scores = whole_scores ? *whole_scores : Score(text);
   a.asks.front().category = TopCategory(a.asks.front().scores, options_.min_signal, &top, &second);
   const Ask& only = a.asks.front();
   const C best = TopCategory(only.scores, options_.min_signal, &top, &second);
