@@ -3,24 +3,33 @@
 #include <cstdint>
 
 #include "absl/random/random.h"
-#include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 
 namespace loom {
 
 std::string NewUuid() {
-  static absl::Mutex mu(absl::kConstInit);
-  static absl::BitGen* gen = new absl::BitGen();
-  uint64_t hi, lo;
-  {
-    absl::MutexLock lock(&mu);
-    hi = absl::Uniform<uint64_t>(*gen);
-    lo = absl::Uniform<uint64_t>(*gen);
-  }
+  // One generator per thread: no lock on the request path.
+  thread_local absl::BitGen gen;
+  uint64_t hi = absl::Uniform<uint64_t>(gen);
+  uint64_t lo = absl::Uniform<uint64_t>(gen);
   hi = (hi & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
   lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // RFC 4122 variant
-  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", hi >> 32, (hi >> 16) & 0xFFFF, hi & 0xFFFF,
-                         lo >> 48, lo & 0xFFFFFFFFFFFFULL);
+  // 8-4-4-4-12 hex digits, most significant first.
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(36, '-');
+  int pos = 35;
+  auto put = [&](uint64_t v, int digits) {
+    for (int i = 0; i < digits; ++i, v >>= 4) out[pos--] = kHex[v & 0xF];
+  };
+  put(lo, 12);
+  --pos;
+  put(lo >> 48, 4);
+  --pos;
+  put(hi, 4);
+  --pos;
+  put(hi >> 16, 4);
+  --pos;
+  put(hi >> 32, 8);
+  return out;
 }
 
 }  // namespace loom

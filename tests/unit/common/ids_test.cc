@@ -2,6 +2,9 @@
 
 #include <regex>
 #include <set>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -17,6 +20,21 @@ TEST(IdsTest, UuidsAreVersion4AndDistinct) {
     seen.insert(id);
   }
   EXPECT_EQ(seen.size(), 1000u);
+}
+
+TEST(IdsTest, ThreadsDrawDistinctUuids) {
+  // Each thread has its own generator; they must not repeat one another.
+  std::vector<std::vector<std::string>> drawn(4);
+  std::vector<std::thread> threads;
+  for (auto& ids : drawn) {
+    threads.emplace_back([&ids] {
+      for (int i = 0; i < 500; ++i) ids.push_back(NewUuid());
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> seen;
+  for (const auto& ids : drawn) seen.insert(ids.begin(), ids.end());
+  EXPECT_EQ(seen.size(), 2000u);
 }
 
 }  // namespace
