@@ -85,8 +85,10 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     result.chosen = *std::move(selection);
     ++attempt;
     const Selection& chosen = result.chosen;
-    sink(TaskEvent(v1::SubTaskEvent::KIND_STARTED, spec.sub_task_id, attempt, chosen,
-                   chosen.reason));
+    if (sink) {
+      sink(TaskEvent(v1::SubTaskEvent::KIND_STARTED, spec.sub_task_id, attempt, chosen,
+                     chosen.reason));
+    }
 
     DeviceCall call;
     call.device_id = chosen.device_id;
@@ -114,7 +116,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
         call,
         [&](std::string_view text) {
           output.append(text);
-          if (!spec.stream) return;
+          if (!spec.stream || !sink) return;
           v1::CompleteEvent e;
           e.mutable_output()->set_sub_task_id(spec.sub_task_id);
           e.mutable_output()->set_attempt(attempt);
@@ -148,7 +150,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     if (usage.ok()) {
       record.set_outcome(v1::ATTEMPT_OUTCOME_OK);
       log->Add(std::move(record));
-      sink(TaskEvent(v1::SubTaskEvent::KIND_FINISHED, spec.sub_task_id, attempt, chosen, ""));
+      if (sink) sink(TaskEvent(v1::SubTaskEvent::KIND_FINISHED, spec.sub_task_id, attempt, chosen, ""));
       // Pay for the tokens received, never more than the worker claims.
       const int64_t counted = CountTokens(output);
       const int64_t claimed = usage->completion_tokens();
@@ -184,10 +186,12 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     }
     if (!IsRetryableOnAnotherDevice(last)) return last;
     excluded.insert(chosen.device_id);
-    sink(TaskEvent(v1::SubTaskEvent::KIND_RETRIED, spec.sub_task_id, attempt, chosen,
-                   last.ToString()));
+    if (sink) {
+      sink(TaskEvent(v1::SubTaskEvent::KIND_RETRIED, spec.sub_task_id, attempt, chosen,
+                     last.ToString()));
+    }
   }
-  sink(TaskEvent(v1::SubTaskEvent::KIND_FAILED, spec.sub_task_id, attempt, result.chosen, ""));
+  if (sink) sink(TaskEvent(v1::SubTaskEvent::KIND_FAILED, spec.sub_task_id, attempt, result.chosen, ""));
   return absl::UnavailableError(absl::StrCat("sub-task ", spec.sub_task_id, " failed after ",
                                              attempt, " attempt(s): ",
                                              absl::StrJoin(failures, "; ")));

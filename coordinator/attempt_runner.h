@@ -33,6 +33,7 @@
 namespace loom {
 
 // Receives progress events. Callers serialise calls (RequestRunner wraps it in a mutex).
+// Empty when nobody listens (a unary request): stages then build no events at all.
 using EventSink = std::function<void(const v1::CompleteEvent&)>;
 
 // The attempts of one request, and how long the request waited on devices. Thread-safe.

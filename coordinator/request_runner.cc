@@ -284,11 +284,13 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   const int64_t max_tokens =
       request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
   // Stages may emit from several threads (fan-out, compete); the sink sees one at a time.
+  // Without a sink (a unary request) the stages build no events.
   absl::Mutex sink_mu;
-  const EventSink emit = [&](const v1::CompleteEvent& e) {
+  const EventSink emit = sink ? EventSink([&](const v1::CompleteEvent& e) {
     absl::MutexLock lock(&sink_mu);
-    if (sink) sink(e);
-  };
+    sink(e);
+  })
+                              : EventSink();
   AttemptLog log(clock_);
   const std::string text = LastUserMessage(request);
   const std::vector<v1::ChatMessage> system = SystemMessages(request);
@@ -299,6 +301,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   std::vector<v1::ContributionRecord> records;
   auto emit_plan = [&] {
     AddTentativeAssignments(&plan, request);
+    if (!emit) return;
     v1::CompleteEvent e;
     *e.mutable_plan() = plan;
     emit(e);
@@ -308,7 +311,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
     case v1::PLAN_KIND_COMPILED: {
       // Decomposition happens before there is a plan to show; its attempts are in the log,
       // and the stream starts with the plan, as StreamComplete promises.
-      const EventSink quiet = [](const v1::CompleteEvent&) {};
+      const EventSink quiet;  // empty: no events
       Decomposition d =
           decomposer_.Decompose(request_id, analysis, text, deadline, cancel, quiet, &log);
       stage_done([&](int64_t us) { timings.set_decompose_us(us); });
@@ -332,11 +335,13 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       }
       if (outcomes.size() == 1) {
         response.set_output(outcomes[0].result.output);
-        v1::CompleteEvent e;
-        e.mutable_output()->set_sub_task_id(outcomes[0].task.id());
-        e.mutable_output()->set_text(outcomes[0].result.output);
-        e.mutable_output()->set_answer(true);
-        emit(e);
+        if (emit) {
+          v1::CompleteEvent e;
+          e.mutable_output()->set_sub_task_id(outcomes[0].task.id());
+          e.mutable_output()->set_text(outcomes[0].result.output);
+          e.mutable_output()->set_answer(true);
+          emit(e);
+        }
         break;
       }
       LOOM_ASSIGN_OR_RETURN(Synthesis s,
@@ -446,9 +451,11 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   spdlog::info("request {} {}: {} record(s), {} tokens, {} micro-credits, overhead {} us",
                request_id, v1::PlanKind_Name(plan.kind()), records.size(), total_tokens,
                settlement->charged_micro, response.coordinator_overhead_us());
-  v1::CompleteEvent final_event;
-  *final_event.mutable_final() = response;
-  emit(final_event);
+  if (emit) {
+    v1::CompleteEvent final_event;
+    *final_event.mutable_final() = response;
+    emit(final_event);
+  }
   return response;
 }
 

@@ -59,11 +59,13 @@ absl::StatusOr<Synthesis> ResponseSynthesizer::Synthesize(
   s.output = Assemble(parts);
   s.note = absl::StrCat("assembled the parts without a synthesis model: ",
                         call.status().message());
-  v1::CompleteEvent e;
-  e.mutable_output()->set_sub_task_id("synthesis");
-  e.mutable_output()->set_text(s.output);
-  e.mutable_output()->set_answer(true);
-  sink(e);
+  if (sink) {
+    v1::CompleteEvent e;
+    e.mutable_output()->set_sub_task_id("synthesis");
+    e.mutable_output()->set_text(s.output);
+    e.mutable_output()->set_answer(true);
+    sink(e);
+  }
   return s;
 }
 
