@@ -2,10 +2,10 @@
 
 #include <cctype>
 #include <set>
-#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/strings/str_format.h"
 #include "common/categories.h"
 
@@ -62,20 +62,26 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const std::string& request_id,
   if (picks.empty()) return absl::UnavailableError("no healthy device can compete");
 
   std::vector<absl::StatusOr<CallResult>> results(picks.size(), absl::UnknownError("not run"));
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < picks.size(); ++i) {
-    threads.emplace_back([&, i] {
-      CallSpec spec;
-      spec.sub_task_id = absl::StrCat("compete-", i + 1);
-      spec.role = v1::CONTRIBUTION_ROLE_COMPETE;
-      spec.pinned.model = picks[i].model.name();
-      spec.messages = messages;
-      spec.max_tokens = max_tokens;
-      spec.stream = false;
-      results[i] = runner_->Run(request_id, spec, deadline, cancel, sink, log);
+  auto candidate = [&](size_t i) {
+    CallSpec spec;
+    spec.sub_task_id = absl::StrCat("compete-", i + 1);
+    spec.role = v1::CONTRIBUTION_ROLE_COMPETE;
+    spec.pinned.model = picks[i].model.name();
+    spec.messages = messages;
+    spec.max_tokens = max_tokens;
+    spec.stream = false;
+    results[i] = runner_->Run(request_id, spec, deadline, cancel, sink, log);
+  };
+  // All but the last candidate on other threads; the last on this one.
+  absl::BlockingCounter others(static_cast<int>(picks.size()) - 1);
+  for (size_t i = 0; i + 1 < picks.size(); ++i) {
+    threads_.Run([&, i] {
+      candidate(i);
+      others.DecrementCount();
     });
   }
-  for (auto& t : threads) t.join();
+  candidate(picks.size() - 1);
+  others.Wait();  // the counter may be destroyed once Wait returns
 
   CompeteOutcome out;
   absl::Status first_error;
@@ -148,11 +154,13 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const std::string& request_id,
                                           judge_problem, best + 1, out.agreement[best],
                                           CategoryName(category));
   }
-  v1::CompleteEvent e;
-  e.mutable_output()->set_sub_task_id(out.sub_task_ids[out.winner]);
-  e.mutable_output()->set_text(out.candidates[out.winner].output);
-  e.mutable_output()->set_answer(true);
-  sink(e);
+  if (sink) {
+    v1::CompleteEvent e;
+    e.mutable_output()->set_sub_task_id(out.sub_task_ids[out.winner]);
+    e.mutable_output()->set_text(out.candidates[out.winner].output);
+    e.mutable_output()->set_answer(true);
+    sink(e);
+  }
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/thread_cache.h"
 #include "coordinator/attempt_runner.h"
 
 namespace loom {
@@ -52,6 +53,7 @@ class CompeteRunner {
  private:
   const CompeteOptions options_;
   const AttemptRunner* const runner_;
+  mutable ThreadCache threads_;  // candidates block on devices; threads are reused
 };
 
 }  // namespace loom

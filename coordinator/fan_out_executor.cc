@@ -1,8 +1,8 @@
 #include "coordinator/fan_out_executor.h"
 
 #include <map>
+#include <memory>
 #include <optional>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/task_decomposer.h"
@@ -28,12 +28,15 @@ absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
   Cancellation stop;
   const int parent_id = cancel ? cancel->OnCancel([&stop] { stop.Cancel(); }) : -1;
 
-  absl::Mutex mu;
+  // Sub-tasks on other threads end by updating the state below under `mu`, and this call
+  // returns once none is running; the mutex itself lives as long as any of those threads
+  // still holds it (it is shared with them), so they may unlock it after this call returned.
+  const auto shared_mu = std::make_shared<absl::Mutex>();
+  absl::Mutex& mu = *shared_mu;
   std::vector<std::optional<SubTaskOutcome>> done(tasks.size());
   std::vector<bool> started(tasks.size(), false);
   int running = 0;
   absl::Status failure;
-  std::vector<std::thread> threads;
   std::map<std::string, size_t> index_of;
   for (size_t i = 0; i < tasks.size(); ++i) index_of[tasks[i].id()] = i;
 
@@ -95,7 +98,9 @@ absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
         starting.pop_back();
       }
       for (auto& [i, input] : starting) {
-        threads.emplace_back([&run_task, i = i, input = std::move(input)] { run_task(i, input); });
+        threads_.Run([shared_mu, &run_task, i = i, input = std::move(input)] {
+          run_task(i, input);  // touches nothing of this call after its last unlock
+        });
       }
       if (inline_task) {
         mu.Unlock();
@@ -110,7 +115,6 @@ absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
           +[](std::pair<int*, int>* s) { return *s->first != s->second; }, &state));
     }
   }
-  for (auto& t : threads) t.join();
   if (cancel && parent_id >= 0) cancel->RemoveCallback(parent_id);
 
   if (!failure.ok()) return failure;

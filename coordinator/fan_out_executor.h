@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/thread_cache.h"
 #include "coordinator/attempt_runner.h"
 
 namespace loom {
@@ -42,6 +43,8 @@ class FanOutExecutor {
 
  private:
   const AttemptRunner* const runner_;
+  // Sub-tasks block on devices; each runs on a thread of its own, reused across requests.
+  mutable ThreadCache threads_;
 };
 
 }  // namespace loom
