@@ -4,7 +4,7 @@
 // Debian's Abseil is built without TSan, so TSan cannot see absl::Mutex: its lock word and
 // futex waits are invisible, and every access guarded by one looks like a data race. This file
 // makes the locks visible without rebuilding Abseil. It defines the library's exported Mutex,
-// CondVar and Notification entry points in the executable; the dynamic linker binds every call to them to
+// CondVar, Notification and BlockingCounter entry points in the executable; the dynamic linker binds every call to them to
 // these definitions, including the library's own calls (absl::Notification calls Mutex::Lock
 // through its PLT). Each forwards to the real function (dlsym RTLD_NEXT) and tells TSan about
 // the happens-before edge: a release on the mutex before it is given up, an acquire after it is
@@ -22,6 +22,7 @@
 #include <string>
 
 #include "absl/base/options.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -224,6 +225,17 @@ bool Notification::WaitForNotificationWithDeadline(Time t) const {
     return REAL_CONST(bool (*)(const Notification*, Time),
                       "12Notification31WaitForNotificationWithDeadlineENS0_4TimeE")(this, t);
   });
+}
+
+// BlockingCounter: every DecrementCount but the last only touches an atomic inside the
+// library, so each releases on the counter and Wait acquires on it.
+bool BlockingCounter::DecrementCount() {
+  __tsan_release(this);
+  return REAL(bool (*)(BlockingCounter*), "15BlockingCounter14DecrementCountEv")(this);
+}
+
+void BlockingCounter::Wait() {
+  Taking(this, [&] { REAL(void (*)(BlockingCounter*), "15BlockingCounter4WaitEv")(this); });
 }
 
 ABSL_NAMESPACE_END
