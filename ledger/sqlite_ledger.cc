@@ -148,12 +148,21 @@ absl::Status Run(sqlite3* db, const char* sql, StatementCache* cache) {
 }
 
 std::string Sha256Hex(absl::string_view data) {
+  // Fetched once: EVP_sha256() looks the algorithm up again on every call in OpenSSL 3.
+  static const EVP_MD* const sha256 = [] {
+    const EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return md != nullptr ? md : EVP_sha256();
+  }();
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   // SHA-256 of an in-memory buffer cannot fail short of memory exhaustion.
-  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) absl::StrAppendFormat(&hex, "%02x", digest[i]);
+  EVP_Digest(data.data(), data.size(), digest, &length, sha256, nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex(2 * length, '0');
+  for (unsigned int i = 0; i < length; ++i) {
+    hex[2 * i] = kHex[digest[i] >> 4];
+    hex[2 * i + 1] = kHex[digest[i] & 0xF];
+  }
   return hex;
 }
 
@@ -194,15 +203,19 @@ v1::ContributionRecord RecordFromRow(const Statement& q) {
 
 // A digest of a settlement's records, independent of their order (weights left out: they are
 // derived and floating point).
-std::string RecordsDigest(std::vector<v1::ContributionRecord> records) {
-  std::sort(records.begin(), records.end(), [](const auto& a, const auto& b) {
-    return std::make_tuple(a.sub_task_id(), a.attempt()) < std::make_tuple(b.sub_task_id(), b.attempt());
+std::string RecordsDigest(const std::vector<v1::ContributionRecord>& records) {
+  std::vector<const v1::ContributionRecord*> sorted;
+  sorted.reserve(records.size());
+  for (const auto& r : records) sorted.push_back(&r);
+  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) {
+    return std::make_tuple(a->sub_task_id(), a->attempt()) <
+           std::make_tuple(b->sub_task_id(), b->attempt());
   });
   std::string canonical;
-  for (const auto& r : records) {
-    absl::StrAppend(&canonical, r.sub_task_id(), "|", r.attempt(), "|", r.device_id(), "|",
-                    r.provider_id(), "|", r.model(), "|", static_cast<int>(r.role()), "|",
-                    r.token_count(), "|", r.credits_micro(), "\n");
+  for (const v1::ContributionRecord* r : sorted) {
+    absl::StrAppend(&canonical, r->sub_task_id(), "|", r->attempt(), "|", r->device_id(), "|",
+                    r->provider_id(), "|", r->model(), "|", static_cast<int>(r->role()), "|",
+                    r->token_count(), "|", r->credits_micro(), "\n");
   }
   return Sha256Hex(canonical);
 }
@@ -714,30 +727,28 @@ absl::StatusOr<int64_t> SqliteLedger::AppendLocked(const std::string& kind,
                            .Bind(7, prev)
                            .Bind(8, hash)
                            .Run());
-  // All entries in one statement and all balances in another (one prepared statement per
-  // entry count): a settlement is a few statements however many providers it pays.
+  // All entries in one statement (one prepared statement per entry count); each balance moves
+  // by its primary key.
   const int n = static_cast<int>(entries.size());
   std::string insert_sql = "INSERT INTO entries(txn_id, account_id, amount_micro) VALUES";
-  std::string move_sql = "UPDATE balances SET balance_micro = balance_micro + CASE account_id";
-  std::string in_list;
   for (int i = 0; i < n; ++i) {
     absl::StrAppend(&insert_sql, i ? "," : "", "(?1,?", 2 * i + 2, ",?", 2 * i + 3, ")");
-    absl::StrAppend(&move_sql, " WHEN ?", 2 * i + 2, " THEN ?", 2 * i + 3);
-    absl::StrAppend(&in_list, i ? "," : "", "?", 2 * i + 2);
   }
-  absl::StrAppend(&move_sql, " END WHERE account_id IN (", in_list, ")");
   Statement insert(db_, insert_sql, cache_.get());
-  Statement move(db_, move_sql, cache_.get());
   insert.Bind(1, id);
   for (int i = 0; i < n; ++i) {
     insert.Bind(2 * i + 2, entries[i].first).Bind(2 * i + 3, entries[i].second);
-    move.Bind(2 * i + 2, entries[i].first).Bind(2 * i + 3, entries[i].second);
   }
   LOOM_RETURN_IF_ERROR(insert.Run());
-  LOOM_RETURN_IF_ERROR(move.Run());
-  if (sqlite3_changes(db_) != n) {
-    return absl::InternalError(absl::StrCat("ledger: transaction ", reference, " moves ", n,
-                                            " balances but ", sqlite3_changes(db_), " exist"));
+  for (const auto& [account, amount] : entries) {
+    Statement move(db_,
+                   "UPDATE balances SET balance_micro = balance_micro + ?2 WHERE account_id = ?1",
+                   cache_.get());
+    LOOM_RETURN_IF_ERROR(move.Bind(1, account).Bind(2, amount).Run());
+    if (sqlite3_changes(db_) != 1) {
+      return absl::InternalError(absl::StrCat("ledger: transaction ", reference, " moves ",
+                                              account, "'s balance, which does not exist"));
+    }
   }
   return id;
 }
