@@ -882,11 +882,19 @@ absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::str
                                                      "(transaction ", settled.Int(0), ")"));
       }
     }
-    Statement expire(db_, "DELETE FROM reservations WHERE expires_at_ms <= ?1", cache_.get());
-    LOOM_RETURN_IF_ERROR(expire.Bind(1, now_ms).Run());
+    // Expired reservations count for nothing (every read skips them); deleting them only keeps
+    // the table small, and is a scan, so it runs at most once a second.
+    if (now_ms - last_expiry_sweep_ms_ >= 1000) {
+      Statement expire(db_, "DELETE FROM reservations WHERE expires_at_ms <= ?1", cache_.get());
+      LOOM_RETURN_IF_ERROR(expire.Bind(1, now_ms).Run());
+      last_expiry_sweep_ms_ = now_ms;
+    }
     {
-      Statement held(db_, "SELECT account_id FROM reservations WHERE request_id = ?1", cache_.get());
-      held.Bind(1, request_id);
+      Statement held(db_,
+                     "SELECT account_id FROM reservations WHERE request_id = ?1 AND "
+                     "expires_at_ms > ?2",
+                     cache_.get());
+      held.Bind(1, request_id).Bind(2, now_ms);
       LOOM_ASSIGN_OR_RETURN(bool found, held.Step());
       if (found) {
         if (held.Text(0) != account) {
@@ -906,7 +914,8 @@ absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::str
       return status;
     }
     Statement insert(db_,
-                     "INSERT INTO reservations(request_id, account_id, amount_micro, "
+                     // REPLACE: an expired reservation of this request may not be swept yet.
+                     "INSERT OR REPLACE INTO reservations(request_id, account_id, amount_micro, "
                      "created_at_ms, expires_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
                      cache_.get());
     return insert.Bind(1, request_id)

@@ -195,6 +195,7 @@ class SqliteLedger : public LedgerStore {
   std::vector<std::string> op_accounts_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> batch_accounts_ ABSL_GUARDED_BY(mu_);
   bool flushing_ ABSL_GUARDED_BY(mu_) = true;  // the connection's synchronous is options_'s
+  int64_t last_expiry_sweep_ms_ ABSL_GUARDED_BY(mu_) = 0;  // expired reservations deleted
 
   struct WriteOp {
     std::function<absl::Status()> fn;

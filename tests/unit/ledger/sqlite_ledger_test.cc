@@ -219,6 +219,29 @@ TEST_F(SqliteLedgerTest, ReservationsExpireSoACrashNeverHoldsCreditsForever) {
   EXPECT_TRUE(ledger_->Reserve("r2", ClientAccount("alice"), 9 * kCredit, absl::Minutes(5)).ok());
 }
 
+TEST_F(SqliteLedgerTest, AnExpiredReservationIsNotAHoldAndCanBeMadeAgain) {
+  // Expired rows are swept at most once a second; until then they must count for nothing.
+  ASSERT_TRUE(ledger_->Reserve("r1", ClientAccount("alice"), 6 * kCredit, absl::Seconds(10)).ok());
+  clock_.Advance(absl::Seconds(11));
+  // Swept now (more than a second since the last sweep); "r0" is only here to trigger it.
+  ASSERT_TRUE(ledger_->Reserve("r0", ClientAccount("alice"), 1, absl::Seconds(1)).ok());
+  clock_.Advance(absl::Milliseconds(1500));  // r0 expired; the next sweep is due
+  ASSERT_TRUE(ledger_->Reserve("r2", ClientAccount("alice"), 2 * kCredit, absl::Seconds(30)).ok());
+  clock_.Advance(absl::Milliseconds(100));  // within a second of that sweep: no sweeps now
+  ASSERT_TRUE(
+      ledger_->Reserve("r3", ClientAccount("alice"), 2 * kCredit, absl::Milliseconds(200)).ok());
+  clock_.Advance(absl::Milliseconds(300));  // r3 expired, not swept
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), 8 * kCredit) << "only r2 holds";
+  // The same request reserves again over its unswept expired row, and holds again.
+  ASSERT_TRUE(ledger_->Reserve("r3", ClientAccount("alice"), 3 * kCredit, absl::Seconds(30)).ok());
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), 5 * kCredit);
+  auto accounts = ledger_->Accounts();
+  ASSERT_TRUE(accounts.ok());
+  for (const auto& a : *accounts) {
+    if (a.id == ClientAccount("alice")) EXPECT_EQ(a.reserved_micro, 5 * kCredit);
+  }
+}
+
 TEST_F(SqliteLedgerTest, GrantsAndPayoutsAreIdempotentByReference) {
   auto g1 = ledger_->Grant(ClientAccount("bob"), 3 * kCredit, "inv-1");
   auto g2 = ledger_->Grant(ClientAccount("bob"), 3 * kCredit, "inv-1");
