@@ -286,11 +286,13 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   // Stages may emit from several threads (fan-out, compete); the sink sees one at a time.
   // Without a sink (a unary request) the stages build no events.
   absl::Mutex sink_mu;
-  const EventSink emit = sink ? EventSink([&](const v1::CompleteEvent& e) {
-    absl::MutexLock lock(&sink_mu);
-    sink(e);
-  })
-                              : EventSink();
+  EventSink emit;
+  if (sink) {
+    emit = [&](const v1::CompleteEvent& e) {
+      absl::MutexLock lock(&sink_mu);
+      sink(e);
+    };
+  }
   AttemptLog log(clock_);
   const std::string text = LastUserMessage(request);
   const std::vector<v1::ChatMessage> system = SystemMessages(request);
