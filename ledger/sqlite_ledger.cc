@@ -565,52 +565,68 @@ absl::Status SqliteLedger::Write(std::function<absl::Status()> fn, bool durable)
   WriteOp op;
   op.fn = std::move(fn);
   op.durable = durable;
-  absl::MutexLock lock(&queue_mu_);
-  if (stopping_) return absl::UnavailableError("ledger is closing");
-  queue_.push_back(&op);
-  if (!leading_) {  // then the queue was empty: this write is its front
-    leading_ = true;
-    op.lead = true;
+  bool leads = false;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (stopping_) return absl::UnavailableError("ledger is closing");
+    queue_.push_back(&op);
+    if (!leading_) {  // then the queue was empty: this write is its front
+      leading_ = true;
+      leads = true;
+    }
   }
-  queue_mu_.Await(absl::Condition(
-      +[](WriteOp* w) ABSL_NO_THREAD_SAFETY_ANALYSIS { return w->done || w->lead; }, &op));
-  if (op.done) return op.status;
-  // Group commit: when the last commit released callers, or writes queued while it ran, wait
-  // briefly for as many to arrive; a lone caller does not wait.
-  const size_t expected = std::min(backlog_ + released_,
-                                   static_cast<size_t>(std::max(1, options_.max_batch)));
-  if (queue_.size() < expected && options_.group_commit_wait > absl::ZeroDuration()) {
-    struct Args {
-      SqliteLedger* self;
-      size_t expected;
-    } args{this, expected};
-    queue_mu_.AwaitWithTimeout(
-        absl::Condition(
-            +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-              return a->self->queue_.size() >= a->expected;
-            },
-            &args),
-        options_.group_commit_wait);
+  // Woken once: either its write was committed by a leader (done), or it leads next. Each
+  // caller waits on its own notification, so a leader wakes its batch's callers at once
+  // rather than one after another through a shared mutex.
+  if (!leads) {
+    op.woken.WaitForNotification();
+    if (op.done) return op.status;
   }
-  // The leader is the queue's front, so its own write is in the batch.
+
   std::vector<WriteOp*> batch;
-  while (!queue_.empty() && static_cast<int>(batch.size()) < options_.max_batch) {
-    batch.push_back(queue_.front());
-    queue_.pop_front();
+  {
+    absl::MutexLock lock(&queue_mu_);
+    // Group commit: when the last commit released callers, or writes queued while it ran,
+    // wait briefly for as many to arrive; a lone caller does not wait.
+    const size_t expected = std::min(backlog_ + released_,
+                                     static_cast<size_t>(std::max(1, options_.max_batch)));
+    if (queue_.size() < expected && options_.group_commit_wait > absl::ZeroDuration()) {
+      struct Args {
+        SqliteLedger* self;
+        size_t expected;
+      } args{this, expected};
+      queue_mu_.AwaitWithTimeout(
+          absl::Condition(
+              +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                return a->self->queue_.size() >= a->expected;
+              },
+              &args),
+          options_.group_commit_wait);
+    }
+    // The leader is the queue's front, so its own write is in the batch.
+    while (!queue_.empty() && static_cast<int>(batch.size()) < options_.max_batch) {
+      batch.push_back(queue_.front());
+      queue_.pop_front();
+    }
   }
-  queue_mu_.Unlock();
   const absl::Status commit = CommitBatch(batch);
-  queue_mu_.Lock();
-  released_ = batch.size();
-  backlog_ = queue_.size();  // writes that queued while this batch ran
+  WriteOp* next = nullptr;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    released_ = batch.size();
+    backlog_ = queue_.size();  // writes that queued while this batch ran
+    if (queue_.empty()) {
+      leading_ = false;
+    } else {
+      next = queue_.front();  // woken below with done unset: it leads
+    }
+  }
+  // Each op's fields are set before its notification, which orders them for its caller.
+  if (next != nullptr) next->woken.Notify();
   for (WriteOp* w : batch) {
     if (!commit.ok()) w->status = commit;  // nothing of the batch was written
     w->done = true;
-  }
-  if (queue_.empty()) {
-    leading_ = false;
-  } else {
-    queue_.front()->lead = true;
+    if (w != &op) w->woken.Notify();
   }
   return op.status;
 }

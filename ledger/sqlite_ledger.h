@@ -49,6 +49,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "ledger/ledger_store.h"
 
@@ -200,9 +201,12 @@ class SqliteLedger : public LedgerStore {
   struct WriteOp {
     std::function<absl::Status()> fn;
     bool durable = true;  // false: may share a commit that is not flushed to disk
-    absl::Status status;  // set by the leader that committed it, before `done`
-    bool done = false;    // under queue_mu_
-    bool lead = false;    // under queue_mu_: this write's caller commits the next batch
+    // Set by the leader that committed it, before `woken` is notified.
+    absl::Status status;
+    bool done = false;
+    // Notified once: when committed (done), or when this write's caller is to lead the next
+    // batch (not done).
+    absl::Notification woken;
   };
   absl::Mutex queue_mu_;
   std::deque<WriteOp*> queue_ ABSL_GUARDED_BY(queue_mu_);  // writes not yet taken by a leader
