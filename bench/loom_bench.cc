@@ -224,6 +224,25 @@ double Saturation(int inflight, double seconds, const std::function<void()>& cal
   return done.load() / std::chrono::duration<double>(SteadyClock::now() - start).count();
 }
 
+// Saturation, and the CPU each of `pids` spent per call meanwhile (microseconds).
+struct Saturated {
+  double rps = 0;
+  std::vector<double> cpu_us;  // per call, one per pid
+};
+Saturated SaturationWithCpu(int inflight, double seconds, const std::function<void()>& call,
+                            const std::vector<pid_t>& pids) {
+  std::vector<double> before;
+  for (pid_t pid : pids) before.push_back(CpuSeconds(pid));
+  const auto start = SteadyClock::now();
+  Saturated out;
+  out.rps = Saturation(inflight, seconds, call);
+  const double calls = out.rps * std::chrono::duration<double>(SteadyClock::now() - start).count();
+  for (size_t i = 0; i < pids.size(); ++i) {
+    out.cpu_us.push_back(1e6 * (CpuSeconds(pids[i]) - before[i]) / calls);
+  }
+  return out;
+}
+
 v1::ChatMessage User(const std::string& text) {
   v1::ChatMessage m;
   m.set_role("user");
@@ -383,25 +402,12 @@ void MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
     timings.push_back(response.timings());
   };
 
-  // CPU per request of the coordinator and the worker during each saturation run.
-  struct Cpu {
-    double coordinator_us = 0, worker_us = 0;
-  };
-  auto saturate = [&](const std::function<void()>& call, Cpu* cpu) {
-    const pid_t c = mesh.coordinator->pid(), w = mesh.worker_pid;
-    const double c0 = CpuSeconds(c), w0 = CpuSeconds(w);
-    const auto start = SteadyClock::now();
-    const double rps = Saturation(inflight, seconds, call);
-    const double calls = rps * std::chrono::duration<double>(SteadyClock::now() - start).count();
-    cpu->coordinator_us = 1e6 * (CpuSeconds(c) - c0) / calls;
-    cpu->worker_us = 1e6 * (CpuSeconds(w) - w0) / calls;
-    return rps;
-  };
-  Cpu raw_cpu, pass_cpu;
+  const std::vector<pid_t> servers = {mesh.coordinator->pid(), mesh.worker_pid};
   const Percentiles raw = Of(Sequential(n, raw_call));
-  const double raw_rps = saturate(raw_call, &raw_cpu);
+  const Saturated raw_sat = SaturationWithCpu(inflight, seconds, raw_call, servers);
+  const double raw_rps = raw_sat.rps;
   r->j["raw_hop"] = {{"p50_us", raw.p50}, {"p99_us", raw.p99}, {"rps", raw_rps},
-                     {"worker_cpu_us", raw_cpu.worker_us}};
+                     {"worker_cpu_us", raw_sat.cpu_us[1]}};
   Line(r, absl::StrFormat("raw hop (client -> worker Infer)      p50 %7.0f  p99 %7.0f  %7.0f req/s",
                           raw.p50, raw.p99, raw_rps));
 
@@ -412,12 +418,9 @@ void MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
     const std::string& mode = mesh.proxies[i].first;
     auto call = [&] { infer_call(proxy.get()); };
     const Percentiles p = Of(Sequential(n, call));
-    const pid_t pid = mesh.proxies[i].second->pid();
-    const double cpu0 = CpuSeconds(pid);
-    const auto start = SteadyClock::now();
-    const double rps = Saturation(inflight, seconds, call);
-    const double cpu_us = 1e6 * (CpuSeconds(pid) - cpu0) /
-                          (rps * std::chrono::duration<double>(SteadyClock::now() - start).count());
+    const Saturated sat =
+        SaturationWithCpu(inflight, seconds, call, {mesh.proxies[i].second->pid()});
+    const double rps = sat.rps, cpu_us = sat.cpu_us[0];
     r->j["bare_proxy"][mode] = {{"p50_us", p.p50}, {"p99_us", p.p99}, {"rps", rps},
                                 {"cpu_us", cpu_us}, {"p50_ratio", p.p50 / raw.p50},
                                 {"rps_ratio", rps / raw_rps}};
@@ -440,7 +443,8 @@ void MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
                reserve = p50_of(&v1::Timings::reserve_us), execute = p50_of(&v1::Timings::execute_us),
                device = p50_of(&v1::Timings::device_wait_us), settle = p50_of(&v1::Timings::settle_us),
                total = p50_of(&v1::Timings::total_us);
-  const double pass_rps = saturate(passthrough_call, &pass_cpu);
+  const Saturated pass_sat = SaturationWithCpu(inflight, seconds, passthrough_call, servers);
+  const double pass_rps = pass_sat.rps;
 
   r->j["passthrough"] = {{"p50_us", pass.p50},
                          {"p99_us", pass.p99},
@@ -461,9 +465,9 @@ void MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
                           total, queued, analyze, reserve, execute, device, settle));
   Line(r, absl::StrFormat("  CPU per request at saturation: worker %.0f (raw hop: %.0f), "
                           "coordinator %.0f",
-                          pass_cpu.worker_us, raw_cpu.worker_us, pass_cpu.coordinator_us));
-  r->j["passthrough"]["worker_cpu_us"] = pass_cpu.worker_us;
-  r->j["passthrough"]["coordinator_cpu_us"] = pass_cpu.coordinator_us;
+                          pass_sat.cpu_us[1], raw_sat.cpu_us[1], pass_sat.cpu_us[0]));
+  r->j["passthrough"]["worker_cpu_us"] = pass_sat.cpu_us[1];
+  r->j["passthrough"]["coordinator_cpu_us"] = pass_sat.cpu_us[0];
   r->j["passthrough"]["inside_p50_us"] = {{"total", total},     {"queued", queued},
                                           {"analyze", analyze}, {"reserve", reserve},
                                           {"execute", execute}, {"device_wait", device},
