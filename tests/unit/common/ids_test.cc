@@ -23,7 +23,7 @@ TEST(IdsTest, UuidsAreVersion4AndDistinct) {
 }
 
 TEST(IdsTest, ThreadsDrawDistinctUuids) {
-  // Each thread has its own generator; they must not repeat one another.
+  // Ids drawn on several threads at once (one shared generator) never repeat.
   std::vector<std::vector<std::string>> drawn(4);
   std::vector<std::thread> threads;
   for (auto& ids : drawn) {
