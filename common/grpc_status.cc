@@ -2,18 +2,21 @@
 
 #include <string>
 
+#include "common/utf8.h"
+
 namespace loom {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+                      ToValidUtf8(status.message()));
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
+  // A peer's message is foreign text: it may reach JSON and prompts, so it is made valid here.
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
+                      ToValidUtf8(status.error_message()));
 }
 
 bool IsRetryableOnAnotherDevice(const absl::Status& status) {

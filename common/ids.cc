@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 
 namespace loom {
@@ -35,6 +36,20 @@ std::string NewUuid() {
   --pos;
   put(hi >> 32, 8);
   return out;
+}
+
+absl::Status ValidRequestId(absl::string_view id) {
+  if (id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("request id is ", id.size(),
+                                                   " bytes; the limit is ", kMaxRequestIdBytes));
+  }
+  for (unsigned char c : id) {
+    if (c < 0x21 || c > 0x7E) {
+      return absl::InvalidArgumentError(
+          "request id must be printable ASCII without spaces (0x21-0x7E)");
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace loom

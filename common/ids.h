@@ -4,11 +4,22 @@
 #define LOOM_COMMON_IDS_H_
 
 #include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
 
 namespace loom {
 
+inline constexpr size_t kMaxRequestIdBytes = 128;
+
 // A random (version 4) UUID in canonical lowercase form.
 std::string NewUuid();
+
+// OK for an empty id (one is assigned) and for 1-128 printable ASCII characters (0x21-0x7E:
+// what X-Request-Id and Idempotency-Key headers carry); INVALID_ARGUMENT naming the rule
+// otherwise. Ids reach the ledger's hash chain, logs and headers, so no control byte, space or
+// non-ASCII byte may pass.
+absl::Status ValidRequestId(absl::string_view id);
 
 }  // namespace loom
 

@@ -29,6 +29,8 @@
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }
 
 namespace loom {
@@ -36,6 +38,12 @@ namespace loom {
 struct HttpOptions {
   size_t max_body_bytes = 1 << 20;                       // larger bodies get 413
   absl::Duration request_timeout = absl::Seconds(300);  // deadline of each request
+  // Connections served at once, each on its own thread; more wait for one to close.
+  int max_connections = 1024;
+  // An idle keep-alive connection is closed after this (SDK agents reuse theirs within it).
+  absl::Duration keep_alive_timeout = absl::Seconds(15);
+  int keep_alive_max_requests = 10000;                    // requests on one connection
+  absl::Duration read_timeout = absl::Seconds(10);       // a client silent this long is dropped
   std::string tls_cert;  // PEM files; both set: serve HTTPS
   std::string tls_key;
 };
@@ -62,6 +70,7 @@ class HttpFrontDoor {
 
  private:
   void Routes();
+  void Chat(const httplib::Request& req, httplib::Response& res);
 
   const HttpOptions options_;
   RequestRunner* const runner_;

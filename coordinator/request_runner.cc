@@ -105,7 +105,7 @@ absl::Status RequestRunner::Validate(const v1::CompleteRequest& request) const {
     return absl::InvalidArgumentError(absl::StrCat("max_tokens must be 0-",
                                                    options_.max_output_tokens));
   }
-  if (request.request_id().size() > 128) return absl::InvalidArgumentError("request_id too long");
+  LOOM_RETURN_IF_ERROR(ValidRequestId(request.request_id()));
   if (!v1::PlanKind_IsValid(request.mode())) {
     return absl::InvalidArgumentError("unknown plan kind");
   }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "common/categories.h"
 #include "common/ids.h"
+#include "common/utf8.h"
 #include "nlohmann/json.hpp"
 
 namespace loom {
@@ -29,9 +30,9 @@ absl::Status Invalid(const std::string& why) {
 }  // namespace
 
 std::string SubTaskLabel(const v1::SubTask& task) {
-  std::string prompt = task.prompt().substr(0, task.prompt().find('\n'));
-  if (prompt.size() > 60) prompt = prompt.substr(0, 57) + "...";
-  return absl::StrCat(CategoryName(task.category()), ": ", prompt);
+  const absl::string_view first_line = absl::string_view(task.prompt()).substr(0, task.prompt().find('\n'));
+  return absl::StrCat(CategoryName(task.category()), ": ",
+                      first_line.size() > 60 ? TruncateUtf8(first_line, 57, "...") : first_line);
 }
 
 TaskDecomposer::TaskDecomposer(DecomposerOptions options, const AttemptRunner* runner)

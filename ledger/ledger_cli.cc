@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/json_dump.h"
 #include "common/json_config.h"
 #include "common/table.h"
 #include "ledger/pricing.h"
@@ -154,7 +155,7 @@ std::string FormatAccounts(const std::vector<AccountInfo>& accounts, OutputForma
                      {"balance_micro", a.balance_micro}, {"reserved_micro", a.reserved_micro},
                      {"available_micro", a.balance_micro - a.reserved_micro}});
     }
-    return out.dump() + "\n";
+    return DumpJson(out) + "\n";
   }
   std::vector<Row> rows;
   for (const auto& a : accounts) {
@@ -184,7 +185,7 @@ std::string FormatPayouts(const std::vector<PayoutRow>& payouts, OutputFormat fo
                      {"requests", p.requests}, {"devices", p.devices},
                      {"paid_out_micro", p.paid_out_micro}, {"unpaid_micro", p.unpaid_micro}});
     }
-    return out.dump() + "\n";
+    return DumpJson(out) + "\n";
   }
   std::vector<Row> rows;
   for (const auto& p : payouts) {
@@ -215,7 +216,7 @@ std::string FormatKeys(const std::vector<ApiKeyInfo>& keys, OutputFormat format)
       out.push_back({{"id", k.id}, {"client", k.client_account}, {"created", when(k.created_ms)},
                      {"revoked", when(k.revoked_ms)}, {"valid", k.revoked_ms == 0}});
     }
-    return out.dump() + "\n";
+    return DumpJson(out) + "\n";
   }
   std::vector<Row> rows;
   for (const auto& k : keys) {
@@ -229,9 +230,8 @@ std::string FormatKeys(const std::vector<ApiKeyInfo>& keys, OutputFormat format)
 std::string FormatBalance(const std::string& account, int64_t balance, int64_t available,
                           OutputFormat format) {
   if (format == OutputFormat::kJson) {
-    return json{{"account", account}, {"balance", FormatCredits(balance)},
-                {"balance_micro", balance}, {"available_micro", available}}
-               .dump() +
+    return DumpJson(json{{"account", account}, {"balance", FormatCredits(balance)},
+                         {"balance_micro", balance}, {"available_micro", available}}) +
            "\n";
   }
   Row row = {account, FormatCredits(balance), FormatCredits(available)};

@@ -5,7 +5,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/json_dump.h"
 #include "common/tokens.h"
+#include "common/utf8.h"
 #include "nlohmann/json.hpp"
 #include "common/sse_parser.h"
 
@@ -52,14 +54,16 @@ absl::Status SplitBaseUrl(const std::string& base_url, std::string* origin, std:
 }
 
 absl::Status StatusFromHttp(int http_status, absl::string_view body) {
-  std::string message = std::string(body.substr(0, 300));
+  // The server's bytes are foreign: cut at a character and made valid UTF-8 before they reach a
+  // status message (and from there JSON and prompts on the coordinator).
+  std::string message = ToValidUtf8(TruncateUtf8(body, 300, "..."));
   json parsed = json::parse(body, nullptr, false);
   if (!parsed.is_discarded() && parsed.is_object() && parsed.contains("error")) {
     const json& e = parsed["error"];
     if (e.is_object() && e.contains("message") && e["message"].is_string()) {
-      message = e["message"].get<std::string>();
+      message = TruncateUtf8(e["message"].get<std::string>(), 1000, "...");
     } else if (e.is_string()) {
-      message = e.get<std::string>();
+      message = TruncateUtf8(e.get<std::string>(), 1000, "...");
     }
   }
   const std::string text = absl::StrCat("upstream HTTP ", http_status, ": ", message);
@@ -163,7 +167,7 @@ absl::StatusOr<v1::Usage> OpenAIProvider::Generate(const GenerateRequest& reques
   req.path = prefix_ + "/chat/completions";
   req.headers = AuthHeaders(options_.api_key);
   req.headers.emplace("Accept", "text/event-stream");
-  req.body = body.dump();
+  req.body = DumpJson(body);
   req.set_header("Content-Type", "application/json");
   req.response_handler = [&](const httplib::Response& response) {
     http_status = response.status;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/table.h"
+#include "common/utf8.h"
 #include "ledger/pricing.h"
 
 namespace loom {
@@ -69,7 +70,7 @@ std::string FormatPlan(const v1::CompilationPlan& plan) {
     std::vector<std::string> deps;
     for (const auto& d : t.depends_on()) deps.push_back(Short(d));
     std::string prompt = t.prompt().substr(0, t.prompt().find('\n'));
-    if (prompt.size() > 48) prompt = prompt.substr(0, 45) + "...";
+    if (prompt.size() > 48) prompt = TruncateUtf8(prompt, 45, "...");
     rows.push_back({Short(t.id()), EnumSuffix(v1::TaskCategory_Name(t.category()), "TASK_CATEGORY_"),
                     absl::StrCat(t.order_index()), absl::StrJoin(deps, ","),
                     absl::StrCat(t.estimated_tokens()), device, model, prompt});

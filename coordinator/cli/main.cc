@@ -10,6 +10,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "common/json_dump.h"
 #include "common/flags_usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -138,6 +139,15 @@ int Ask(loom::v1::Orchestrator::Stub* stub, const std::string& prompt) {
   return 0;
 }
 
+// The message of an OpenAI error object ({"error": {"message": ...}}), else `fallback`.
+std::string ErrorMessage(const nlohmann::json& body, absl::string_view fallback) {
+  if (body.is_object() && body.contains("error") && body["error"].is_object() &&
+      body["error"].contains("message") && body["error"]["message"].is_string()) {
+    return body["error"]["message"].get<std::string>();
+  }
+  return std::string(fallback);
+}
+
 // ask over HTTP: POST /v1/chat/completions, streamed unless --json.
 int AskHttp(const std::string& prompt) {
   nlohmann::json body = {{"model", absl::GetFlag(FLAGS_model).empty() ? "loom-auto" : absl::GetFlag(FLAGS_model)},
@@ -169,7 +179,7 @@ int AskHttp(const std::string& prompt) {
   req.path = "/v1/chat/completions";
   req.headers = headers;
   req.set_header("Content-Type", "application/json");
-  req.body = body.dump();
+  req.body = loom::DumpJson(body);
   req.response_handler = [&](const httplib::Response& r) {
     status = r.status;
     return true;
@@ -184,14 +194,22 @@ int AskHttp(const std::string& prompt) {
       nlohmann::json chunk = nlohmann::json::parse(event, nullptr, false);
       if (chunk.is_discarded()) return true;
       if (chunk.contains("error")) {
-        std::cerr << "loom: " << chunk["error"].value("message", "error") << "\n";
+        std::cerr << "loom: " << ErrorMessage(chunk, event) << "\n";
         return true;
       }
-      if (!chunk["choices"].empty() && chunk["choices"][0]["delta"].contains("content")) {
-        std::cout << chunk["choices"][0]["delta"]["content"].get<std::string>() << std::flush;
+      // A delta's content may be absent or null (role-only, tool-call and finish chunks).
+      const nlohmann::json* content = nullptr;
+      if (chunk.contains("choices") && chunk["choices"].is_array() && !chunk["choices"].empty() &&
+          chunk["choices"][0].is_object() && chunk["choices"][0].contains("delta") &&
+          chunk["choices"][0]["delta"].is_object() &&
+          chunk["choices"][0]["delta"].contains("content")) {
+        content = &chunk["choices"][0]["delta"]["content"];
+      }
+      if (content != nullptr && content->is_string()) {
+        std::cout << content->get<std::string>() << std::flush;
         at_line_start = false;
       }
-      if (chunk.contains("loom")) std::cerr << "\nrequest " << chunk["loom"].value("request_id", "") << " cost " << chunk["loom"].value("cost_micro", 0) << " micro-credits\n";
+      if (chunk.contains("loom") && chunk["loom"].is_object()) std::cerr << "\nrequest " << chunk["loom"].value("request_id", "") << " cost " << chunk["loom"].value("cost_micro", 0) << " micro-credits\n";
       return true;
     }).ok();
   };
@@ -203,9 +221,8 @@ int AskHttp(const std::string& prompt) {
     return 1;
   }
   if (status != 200) {
-    nlohmann::json e = nlohmann::json::parse(error_body, nullptr, false);
     std::cerr << "loom: HTTP " << status << ": "
-              << (e.is_discarded() ? error_body : e["error"].value("message", error_body)) << "\n";
+              << ErrorMessage(nlohmann::json::parse(error_body, nullptr, false), error_body) << "\n";
     return 1;
   }
   if (!stream) std::cout << error_body << "\n";

@@ -237,6 +237,39 @@ TEST_F(HttpTest, EveryErrorHasItsCodeAndOpenAIShape) {
   EXPECT_EQ(records.out, "[]\n");
 }
 
+// The hostile-input report's prompt: a compiled request whose first sub-task has "é" across
+// byte 57, where sub-task labels are cut. It used to put invalid UTF-8 into the synthesis
+// prompt and the answer, and the SSE writer's json::dump() threw and ended the coordinator.
+TEST_F(HttpTest, AnAccentAtTheLabelCutServesEveryDoorAndKeepsTheCoordinatorUp) {
+  StartCoordinator();
+  StartWorker("dev-a", "llama-3.1-8b");
+  StartWorker("dev-b", "qwen2.5-coder-7b");
+  ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b"}));
+  const std::string prompt =
+      "Write a short poem about the old cafexxxxxx in Z\xC3\xBCrich o\xC3\xB9 nous \xC3\xA9tions "
+      "d\xC3\xA9j\xC3\xA0 heureux. Also write a haiku about the sea.";
+  const std::string mode = R"(, "loom": {"mode": "compiled"})";
+  for (int pad = 0; pad < 3; ++pad) {  // the accent at bytes 56, 57 and 58
+    const std::string p = std::string(pad, 'x') + prompt;
+    HttpResult unary = Curl("POST", "/v1/chat/completions", Chat("loom-auto", p, false, mode));
+    ASSERT_EQ(unary.status, 200) << unary.body;
+    json body = json::parse(unary.body, nullptr, false);
+    ASSERT_FALSE(body.is_discarded()) << unary.body;
+    EXPECT_EQ(body["loom"]["plan_kind"], "compiled");
+    EXPECT_FALSE(body["choices"][0]["message"]["content"].get<std::string>().empty());
+
+    HttpResult streamed = Curl("POST", "/v1/chat/completions", Chat("loom-auto", p, true, mode), "", {"-N"});
+    ASSERT_EQ(streamed.status, 200) << streamed.body;
+    EXPECT_THAT(streamed.body, HasSubstr("data: [DONE]"));
+    EXPECT_THAT(streamed.body, ::testing::Not(HasSubstr("\"error\"")));
+
+    json grpc = AskJson(p, {"--mode=compiled"});
+    EXPECT_FALSE(grpc.value("output", "").empty()) << grpc.dump();
+  }
+  EXPECT_EQ(Curl("GET", "/healthz", "").status, 200);
+  EXPECT_TRUE(coordinator_.process->running());
+}
+
 TEST_F(HttpTest, NoDeviceAbleToServeIs503) {
   StartSecured();
   const std::string key = NewKey("erin", "5");

@@ -37,5 +37,16 @@ TEST(IdsTest, ThreadsDrawDistinctUuids) {
   EXPECT_EQ(seen.size(), 2000u);
 }
 
+TEST(IdsTest, RequestIdsArePrintableAndBounded) {
+  EXPECT_TRUE(ValidRequestId("").ok());
+  EXPECT_TRUE(ValidRequestId("req_0123-abc:XYZ.9").ok());
+  EXPECT_TRUE(ValidRequestId(std::string(kMaxRequestIdBytes, 'a')).ok());
+  EXPECT_FALSE(ValidRequestId(std::string(kMaxRequestIdBytes + 1, 'a')).ok());
+  EXPECT_FALSE(ValidRequestId(std::string("a\0b", 3)).ok());  // NUL broke the hash chain
+  EXPECT_FALSE(ValidRequestId("two words").ok());
+  EXPECT_FALSE(ValidRequestId("tab\there").ok());
+  EXPECT_FALSE(ValidRequestId("caf\xC3\xA9").ok());
+}
+
 }  // namespace
 }  // namespace loom

@@ -1,5 +1,6 @@
 #include "coordinator/task_decomposer.h"
 
+#include "common/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/mesh_fixture.h"
@@ -50,6 +51,20 @@ TEST(TaskDecomposerRulesTest, IndependentAsksShareOrderZeroAndCarryTheMaterial) 
     EXPECT_EQ(t.order_index(), 0);
     EXPECT_TRUE(t.depends_on().empty());
     EXPECT_EQ(t.estimated_tokens(), 256);
+  }
+}
+
+TEST(TaskDecomposerRulesTest, LabelsCutAtACharacterBoundary) {
+  // The prompt from the hostile-input report: "é" straddles byte 57, where the label is cut.
+  v1::SubTask task;
+  task.set_category(v1::TASK_CATEGORY_CREATIVE);
+  task.set_prompt("Write a short poem about the old cafexxxxxx in Z\xC3\xBCrich o\xC3\xB9 nous "
+                  "\xC3\xA9tions d\xC3\xA9j\xC3\xA0 heureux.");
+  for (size_t pad = 0; pad < 4; ++pad) {
+    task.set_prompt(std::string(pad, 'x') + task.prompt());
+    const std::string label = SubTaskLabel(task);
+    EXPECT_TRUE(IsValidUtf8(label)) << pad << ": " << label;
+    EXPECT_THAT(label, ::testing::EndsWith("..."));
   }
 }
 

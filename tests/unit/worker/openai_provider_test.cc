@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "common/tokens.h"
+#include "common/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/openai_standin.h"
@@ -158,6 +159,17 @@ TEST(OpenAIProviderConfigTest, BaseUrlsAreCheckedAndSplit) {
   EXPECT_FALSE(SplitBaseUrl("127.0.0.1:8080", &origin, &prefix).ok());
   EXPECT_FALSE(SplitBaseUrl("http:///v1", &origin, &prefix).ok());
   EXPECT_FALSE(OpenAIProvider::Create({.base_url = "http://h:1", .model = ""}).ok());
+}
+
+TEST(StatusFromHttpTest, AHostileBodyBecomesAShortValidMessage) {
+  // 300 bytes cut inside a character, and bytes that are not UTF-8 at all: the message must
+  // still be valid UTF-8, since it reaches JSON on the coordinator.
+  std::string body(299, 'x');
+  body += "\xC3\xA9 \xFF\xFE tail";
+  absl::Status s = StatusFromHttp(500, body);
+  EXPECT_TRUE(IsValidUtf8(s.message())) << s.message();
+  EXPECT_LT(s.message().size(), 340u);
+  EXPECT_TRUE(IsValidUtf8(StatusFromHttp(502, "\xFF\xFE\xC3").message()));
 }
 
 TEST(StatusFromHttpTest, UsesTheOpenAIErrorMessage) {

@@ -1,0 +1,100 @@
+// ParseChatRequest: what the OpenAI-compatible door accepts and how it refuses the rest. Every
+// refusal is a 400 naming the field; no input may throw (type confusion used to reach
+// nlohmann's value() and end as a 500 with the exception's text in a header).
+#include "coordinator/http_front_door.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace loom {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Parsed {
+  absl::Status status;
+  v1::CompleteRequest request;
+  bool stream = false, include_usage = false;
+  std::string model;
+};
+
+Parsed Parse(const std::string& body) {
+  Parsed p;
+  p.status = ParseChatRequest(body, &p.request, &p.stream, &p.include_usage, &p.model);
+  return p;
+}
+
+TEST(ParseChatRequestTest, ReadsAnOrdinaryRequest) {
+  Parsed p = Parse(R"({"model": "loom-auto", "stream": true, "stream_options": {"include_usage": true},
+                      "max_tokens": 40, "loom": {"mode": "compiled", "request_id": "r-1"},
+                      "messages": [{"role": "system", "content": "Be brief."},
+                                   {"role": "user", "content": [{"type": "text", "text": "Hi "},
+                                                                {"type": "text", "text": "there"}]}]})");
+  ASSERT_TRUE(p.status.ok()) << p.status;
+  EXPECT_TRUE(p.stream);
+  EXPECT_TRUE(p.include_usage);
+  EXPECT_EQ(p.model, "loom-auto");
+  EXPECT_TRUE(p.request.model().empty());  // loom-auto is no pin
+  EXPECT_EQ(p.request.max_tokens(), 40);
+  EXPECT_EQ(p.request.mode(), v1::PLAN_KIND_COMPILED);
+  EXPECT_EQ(p.request.request_id(), "r-1");
+  ASSERT_EQ(p.request.messages_size(), 2);
+  EXPECT_EQ(p.request.messages(1).content(), "Hi there");
+}
+
+TEST(ParseChatRequestTest, NullsMeanAbsent) {
+  Parsed p = Parse(R"({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                      "stream": null, "max_tokens": null, "stream_options": null})");
+  ASSERT_TRUE(p.status.ok()) << p.status;
+  EXPECT_FALSE(p.stream);
+  EXPECT_EQ(p.request.model(), "m");
+}
+
+TEST(ParseChatRequestTest, WrongTypesAreRefusedByName) {
+  const std::string user = R"("messages": [{"role": "user", "content": "x"}])";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"not json", "not a JSON object"},
+      {"[1, 2]", "not a JSON object"},
+      {R"({"messages": []})", "'model'"},
+      {R"({"model": 5, )" + user + "}", "'model'"},
+      {R"({"model": "m", "messages": {}})", "'messages'"},
+      {R"({"model": "m", "messages": [{"content": "x"}]})", "messages[0].role"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": 5}]})", "messages[0].content"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": 5}]}]})",
+       "messages[0].content[0].type"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]})",
+       "messages[0].content[0].text"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:"}}]}]})",
+       "'image_url' part"},
+      {R"({"model": "m", "stream": "yes", )" + user + "}", "'stream'"},
+      {R"({"model": "m", "stream_options": {"include_usage": "yes"}, )" + user + "}",
+       "stream_options.include_usage"},
+      {R"({"model": "m", "stream_options": 1, )" + user + "}", "'stream_options'"},
+      {R"({"model": "m", "max_tokens": -1, )" + user + "}", "'max_tokens'"},
+      {R"({"model": "m", "max_tokens": 1.5, )" + user + "}", "'max_tokens'"},
+      {R"({"model": "m", "loom": {"mode": 5}, )" + user + "}", "loom.mode"},
+      {R"({"model": "m", "loom": {"mode": "fastest"}, )" + user + "}", "loom.mode"},
+      {R"({"model": "m", "loom": {"request_id": 7}, )" + user + "}", "loom.request_id"},
+      {R"({"model": "m", "loom": [], )" + user + "}", "'loom'"},
+      {"{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"caf\xC3\"}]}",
+       "not valid UTF-8"},
+  };
+  for (const auto& [body, field] : cases) {
+    Parsed p = Parse(body);
+    EXPECT_EQ(p.status.code(), absl::StatusCode::kInvalidArgument) << body;
+    EXPECT_THAT(p.status.message(), HasSubstr(field)) << body;
+  }
+}
+
+TEST(HttpStatusForTest, StatusesMapAsDocumented) {
+  EXPECT_EQ(HttpFrontDoor::HttpStatusFor(absl::InvalidArgumentError("")), 400);
+  EXPECT_EQ(HttpFrontDoor::HttpStatusFor(absl::UnauthenticatedError("")), 401);
+  EXPECT_EQ(HttpFrontDoor::HttpStatusFor(absl::NotFoundError("")), 404);
+  EXPECT_EQ(HttpFrontDoor::HttpStatusFor(absl::AlreadyExistsError("")), 409);
+  EXPECT_EQ(HttpFrontDoor::HttpStatusFor(absl::ResourceExhaustedError("")), 429);
+  EXPECT_EQ(HttpFrontDoor::HttpStatusFor(absl::UnavailableError("")), 503);
+  EXPECT_EQ(HttpFrontDoor::HttpStatusFor(absl::DeadlineExceededError("")), 504);
+}
+
+}  // namespace
+}  // namespace loom
