@@ -73,6 +73,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
   CallResult result;
   absl::Status last = absl::UnavailableError("no attempt ran");
   int attempt = 0;
+  int busy = 0;  // attempts refused with RESOURCE_EXHAUSTED
   while (attempt < max_attempts) {
     absl::StatusOr<Selection> selection =
         pinned ? selector_->SelectPassthrough(*registry_, spec.pinned, excluded)
@@ -172,6 +173,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
       return result;
     }
     last = usage.status();
+    if (last.code() == absl::StatusCode::kResourceExhausted) ++busy;
     record.set_outcome(v1::ATTEMPT_OUTCOME_FAILED);
     record.set_reason(last.ToString());
     log->Add(std::move(record));
@@ -192,6 +194,12 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     }
   }
   if (sink) sink(TaskEvent(v1::SubTaskEvent::KIND_FAILED, spec.sub_task_id, attempt, result.chosen, ""));
+  // Every device tried was busy: the client should come back later (429), not give up (503).
+  if (busy == attempt && attempt > 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "every device able to serve this is busy (", attempt, " tried); retry shortly: ",
+        absl::StrJoin(failures, "; ")));
+  }
   return absl::UnavailableError(absl::StrCat("sub-task ", spec.sub_task_id, " failed after ",
                                              attempt, " attempt(s): ",
                                              absl::StrJoin(failures, "; ")));

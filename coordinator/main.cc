@@ -34,6 +34,9 @@ ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
           "Address of the OpenAI-compatible HTTP API (port 0: any; empty: no HTTP).");
 ABSL_FLAG(std::string, allow_anonymous, "",
           "Serve requests without an API key, charged to this client account (local demos only).");
+ABSL_FLAG(int32_t, http_max_connections, 1024,
+          "HTTP connections served at once, each on its own thread; more wait for one to close.");
+ABSL_FLAG(int32_t, http_keep_alive_s, 15, "An idle HTTP keep-alive connection is closed after this.");
 ABSL_FLAG(int64_t, request_timeout_ms, 300000, "Deadline of a request when the client sets none.");
 ABSL_FLAG(std::string, ledger_db, "loom.db", "SQLite ledger file (created if missing).");
 ABSL_FLAG(std::string, ledger_synchronous, "FULL", "SQLite synchronous setting: FULL, NORMAL or OFF.");
@@ -97,6 +100,8 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_missed_heartbeats) < 2) return Fail("--missed_heartbeats must be >= 2");
   if (absl::GetFlag(FLAGS_max_attempts) < 1) return Fail("--max_attempts must be >= 1");
   if (absl::GetFlag(FLAGS_request_threads) < 1) return Fail("--request_threads must be >= 1");
+  if (absl::GetFlag(FLAGS_http_max_connections) < 1) return Fail("--http_max_connections must be >= 1");
+  if (absl::GetFlag(FLAGS_http_keep_alive_s) < 1) return Fail("--http_keep_alive_s must be >= 1");
   std::string join_secret;
   if (!absl::GetFlag(FLAGS_join_secret_file).empty()) {
     auto secret = loom::LoadOrCreateJoinSecret(absl::GetFlag(FLAGS_join_secret_file));
@@ -197,6 +202,8 @@ int main(int argc, char** argv) {
   loom::OrchestratorService orchestrator_service(&runner, &registry, &auth,
                                                  absl::GetFlag(FLAGS_request_threads));
   loom::HttpFrontDoor http({.request_timeout = options.request_timeout,
+                            .max_connections = absl::GetFlag(FLAGS_http_max_connections),
+                            .keep_alive_timeout = absl::Seconds(absl::GetFlag(FLAGS_http_keep_alive_s)),
                             .tls_cert = tls.plaintext ? "" : tls.cert,
                             .tls_key = tls.plaintext ? "" : tls.key},
                            &runner, &registry, &auth, &metrics);

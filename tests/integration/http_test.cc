@@ -3,6 +3,7 @@
 // key over gRPC.
 #include <fstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
@@ -268,6 +269,73 @@ TEST_F(HttpTest, AnAccentAtTheLabelCutServesEveryDoorAndKeepsTheCoordinatorUp) {
   }
   EXPECT_EQ(Curl("GET", "/healthz", "").status, 200);
   EXPECT_TRUE(coordinator_.process->running());
+}
+
+TEST_F(HttpTest, EveryResponseNamesItsRequestAndAClientsIdIsServedOnce) {
+  StartSecured();
+  StartWorker("dev-a", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-a"}));
+  const std::string key = NewKey("frank", "5");
+  const std::string ask = Chat("loom-auto", "What is the capital of Peru?");
+  HttpResult first = Curl("POST", "/v1/chat/completions", ask, key, {"-H", "X-Request-Id: frank-001"});
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_THAT(absl::AsciiStrToLower(first.headers), HasSubstr("x-request-id: frank-001"));
+  EXPECT_EQ(json::parse(first.body)["id"], "chatcmpl-frank-001");
+  // An SDK retry of the same logical request: refused, told not to retry, charged once.
+  HttpResult again = Curl("POST", "/v1/chat/completions", ask, key, {"-H", "Idempotency-Key: frank-001"});
+  EXPECT_EQ(again.status, 409) << again.body;
+  EXPECT_THAT(absl::AsciiStrToLower(again.headers), HasSubstr("x-should-retry: false"));
+  EXPECT_EQ(json::parse(again.body)["error"]["code"], "request_already_served");
+  EXPECT_EQ(LedgerRecords("frank-001").size(), 1u);
+  // Errors and streams carry an id too; an id that could break logs or the ledger is refused.
+  HttpResult unauthorized = Curl("POST", "/v1/chat/completions", ask);
+  EXPECT_EQ(unauthorized.status, 401);
+  EXPECT_THAT(absl::AsciiStrToLower(unauthorized.headers), HasSubstr("x-request-id: "));
+  EXPECT_EQ(json::parse(unauthorized.body)["error"]["code"], "invalid_api_key");
+  HttpResult streamed = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "Who wrote Hamlet?", true),
+                             key, {"-N", "-H", "X-Request-Id: frank-002"});
+  EXPECT_EQ(streamed.status, 200);
+  EXPECT_THAT(absl::AsciiStrToLower(streamed.headers), HasSubstr("x-request-id: frank-002"));
+  HttpResult bad_id = Curl("POST", "/v1/chat/completions", ask, key, {"-H", "X-Request-Id: two words"});
+  EXPECT_EQ(bad_id.status, 400) << bad_id.body;
+  // A model by id, as SDKs look one up.
+  HttpResult model = Curl("GET", "/v1/models/llama-3.1-8b", "", key);
+  EXPECT_EQ(model.status, 200) << model.body;
+  EXPECT_EQ(json::parse(model.body)["id"], "llama-3.1-8b");
+  EXPECT_EQ(Curl("GET", "/v1/models/gpt-9", "", key).status, 404);
+}
+
+// httplib's default pool had 8 threads and a keep-alive connection held one while idle: eight
+// open streams took /healthz and /metrics away for as long as they lasted.
+TEST_F(HttpTest, ProbesAnswerWhileManyStreamsAreOpen) {
+  StartCoordinator();
+  StartWorker("dev-slow", "llama-3.1-8b",
+              {"--sim_tokens_per_second=4", "--sim_output_tokens=400", "--max_concurrency=64"});
+  ASSERT_TRUE(WaitForDevices({"dev-slow"}));
+  constexpr int kStreams = 16;
+  std::vector<std::unique_ptr<Process>> clients;
+  std::vector<std::string> outputs;
+  for (int i = 0; i < kStreams; ++i) {
+    const std::string body_file = absl::StrCat(dir_, "/stream", i, ".json");
+    std::ofstream(body_file) << Chat("llama-3.1-8b", absl::StrCat("Tell me a long story number ", i), true);
+    outputs.push_back(absl::StrCat(dir_, "/stream", i, ".out"));
+    clients.push_back(Spawn(kCurl, {"-s", "-N", "-o", outputs.back(), "-H", "Content-Type: application/json",
+                                    "--data-binary", "@" + body_file,
+                                    "http://" + coordinator_.http + "/v1/chat/completions"},
+                            absl::StrCat(dir_, "/stream", i, ".log")));
+  }
+  // Every stream has sent its first text, so every one holds a connection now.
+  ASSERT_TRUE(WaitFor([&] {
+    for (const std::string& o : outputs) {
+      if (!absl::StrContains(ReadFile(o), "[simulated]")) return false;
+    }
+    return true;
+  }, absl::Seconds(30)));
+  CommandResult health = RunCommand(kCurl, {"-s", "--max-time", "10", "http://" + coordinator_.http + "/healthz"});
+  EXPECT_EQ(health.exit_code, 0) << "healthz did not answer with " << kStreams << " streams open";
+  CommandResult metrics = RunCommand(kCurl, {"-s", "--max-time", "10", "http://" + coordinator_.http + "/metrics"});
+  EXPECT_THAT(metrics.out, HasSubstr("loom_devices"));
+  for (auto& c : clients) EXPECT_TRUE(c->running()) << "a stream ended before the probes";
 }
 
 TEST_F(HttpTest, NoDeviceAbleToServeIs503) {

@@ -130,6 +130,18 @@ TEST_F(RequestRunnerTest, EveryDeviceFailingIsAClearErrorAndChargesNothing) {
   EXPECT_TRUE(ledger_->ListRecords({})->empty());
 }
 
+TEST_F(RequestRunnerTest, EveryDeviceBusyIsResourceExhaustedSoClientsComeBack) {
+  // 429 over HTTP (with Retry-After), not 503: nothing is broken, the mesh is full.
+  AddDevice("a", "m", "llama");
+  AddDevice("b", "m", "llama");
+  devices_.Set("a:1", {.status = absl::ResourceExhaustedError("busy")});
+  devices_.Set("b:1", {.status = absl::ResourceExhaustedError("busy")});
+  auto response = Run(Ask("What is the capital of France?"));
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(response.status().message(), HasSubstr("busy (2 tried)"));
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), kGranted) << "reservation released";
+}
+
 TEST_F(RequestRunnerTest, NonRetryableErrorStopsAtOnce) {
   AddDevice("a", "m", "llama");
   AddDevice("b", "m", "llama", 1);
