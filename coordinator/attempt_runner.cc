@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
+#include "common/openai_wire.h"
 #include "common/tokens.h"
 
 namespace loom {
@@ -99,7 +100,9 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
       attempt_deadline = std::min(
           attempt_deadline,
           absl::Now() + options_.first_token_allowance +
-              absl::Seconds(options_.slowness_factor * spec.max_tokens / chosen.tokens_per_second));
+              absl::Seconds(options_.slowness_factor *
+                            (spec.max_tokens > 0 ? spec.max_tokens : spec.credit_cap) /
+                            chosen.tokens_per_second));
     }
     call.deadline = std::min(deadline, attempt_deadline);
     call.request.set_request_id(request_id);
@@ -108,12 +111,13 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     call.request.set_model(chosen.model.name());
     for (const auto& m : spec.messages) *call.request.add_messages() = m;
     call.request.set_max_tokens(spec.max_tokens);
+    *call.request.mutable_sampling() = spec.sampling;
 
     std::string output;
     const absl::Time started = clock_->Now();
     registry_->AddInflight(chosen.device_id, +1);
     log->CallStarted();
-    absl::StatusOr<v1::Usage> usage = devices_->Infer(
+    absl::StatusOr<v1::InferChunk> final_chunk = devices_->Infer(
         call,
         [&](std::string_view text) {
           output.append(text);
@@ -126,6 +130,9 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
           sink(e);
         },
         cancel);
+    absl::StatusOr<v1::Usage> usage =
+        final_chunk.ok() ? absl::StatusOr<v1::Usage>(final_chunk->usage())
+                         : absl::StatusOr<v1::Usage>(final_chunk.status());
     log->CallFinished();
     registry_->AddInflight(chosen.device_id, -1);
     const absl::Time finished = clock_->Now();
@@ -165,9 +172,16 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
       }
       result.tokens = usage->completion_tokens() > 0 ? std::min(counted, usage->completion_tokens())
                                                      : counted;
-      // Never more than was asked for: the client's reservation is computed from max_tokens.
-      if (spec.max_tokens > 0) result.tokens = std::min(result.tokens, spec.max_tokens);
+      // Never more than the client's reservation was computed from.
+      const int64_t cap = spec.max_tokens > 0 ? spec.max_tokens : spec.credit_cap;
+      if (cap > 0) result.tokens = std::min(result.tokens, cap);
       result.prompt_tokens = usage->prompt_tokens();
+      // Why it stopped: as the device said; from a worker that does not say, "length" when
+      // the limit was reached.
+      result.finish_reason =
+          !final_chunk->finish_reason().empty() ? NormalizeFinishReason(final_chunk->finish_reason())
+          : spec.max_tokens > 0 && counted >= spec.max_tokens ? "length"
+                                                              : "stop";
       result.output = std::move(output);
       result.attempt = attempt;
       return result;

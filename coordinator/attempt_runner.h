@@ -72,7 +72,11 @@ struct CallSpec {
   std::string sub_task_id;
   v1::ContributionRole role = v1::CONTRIBUTION_ROLE_EXECUTE;
   std::vector<v1::ChatMessage> messages;
+  // The most output tokens the device may produce; 0 = the device's own limit (the cost bound
+  // then assumes the model's advertised maximum). Credited tokens never exceed it.
   int64_t max_tokens = 512;
+  int64_t credit_cap = 0;  // with max_tokens 0: the most tokens credited (the cost bound's)
+  v1::Sampling sampling;  // passed to the device as it is
   // Device choice: a pinned model or family (passthrough target), else by affinity for these
   // categories and load.
   PassthroughTarget pinned;
@@ -90,6 +94,7 @@ struct CallResult {
   int64_t tokens = 0;         // output tokens credited: what the coordinator counted, capped
                               // by what the worker claimed and by the call's max_tokens
   int64_t prompt_tokens = 0;
+  std::string finish_reason = "stop";  // "stop", "length", "content_filter" or "tool_calls"
 };
 
 class AttemptRunner {

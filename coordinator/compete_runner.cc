@@ -55,8 +55,9 @@ std::optional<int> CompeteRunner::ParseJudgeChoice(const std::string& reply, int
 absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const std::string& request_id,
                                                   const std::vector<v1::ChatMessage>& messages,
                                                   v1::TaskCategory category, int64_t max_tokens,
-                                                  absl::Time deadline, Cancellation* cancel,
-                                                  const EventSink& sink, AttemptLog* log) const {
+                                                  int64_t credit_cap, absl::Time deadline, Cancellation* cancel,
+                                                  const EventSink& sink, AttemptLog* log,
+                                                  const v1::Sampling& sampling) const {
   std::vector<Selection> picks = runner_->selector().RankDistinctModels(
       *runner_->registry(), category, options_.k);
   if (picks.empty()) return absl::UnavailableError("no healthy device can compete");
@@ -69,6 +70,8 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const std::string& request_id,
     spec.pinned.model = picks[i].model.name();
     spec.messages = messages;
     spec.max_tokens = max_tokens;
+    spec.credit_cap = credit_cap;
+    spec.sampling = sampling;  // each candidate answers as the client asked
     spec.stream = false;
     results[i] = runner_->Run(request_id, spec, deadline, cancel, sink, log);
   };

@@ -42,8 +42,10 @@ class CompeteRunner {
   absl::StatusOr<CompeteOutcome> Run(const std::string& request_id,
                                      const std::vector<v1::ChatMessage>& messages,
                                      v1::TaskCategory category, int64_t max_tokens,
+                                     int64_t credit_cap,
                                      absl::Time deadline, Cancellation* cancel,
-                                     const EventSink& sink, AttemptLog* log) const;
+                                     const EventSink& sink, AttemptLog* log,
+      const v1::Sampling& sampling = v1::Sampling::default_instance()) const;
 
   // Jaccard similarity of the lowercase word sets of `a` and `b`, in [0, 1].
   static double Similarity(const std::string& a, const std::string& b);

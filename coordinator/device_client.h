@@ -33,8 +33,9 @@ using ChunkSink = std::function<void(std::string_view text)>;
 class DeviceClient {
  public:
   virtual ~DeviceClient() = default;
-  // Streams the attempt's text to `sink` and returns the usage the worker reported.
-  virtual absl::StatusOr<v1::Usage> Infer(const DeviceCall& call, const ChunkSink& sink,
+  // Streams the attempt's text to `sink` and returns the worker's final chunk (usage and
+  // finish_reason).
+  virtual absl::StatusOr<v1::InferChunk> Infer(const DeviceCall& call, const ChunkSink& sink,
                                           Cancellation* cancel) = 0;
 };
 

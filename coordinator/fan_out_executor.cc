@@ -23,7 +23,9 @@ std::string FanOutExecutor::BuildInput(const v1::SubTask& task,
 absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
     const std::string& request_id, const std::vector<v1::SubTask>& tasks,
     const std::vector<v1::ChatMessage>& system, absl::Time deadline, Cancellation* cancel,
-    const EventSink& sink, AttemptLog* log) const {
+    const EventSink& sink, AttemptLog* log, const v1::Sampling& sampling) const {
+  v1::Sampling part_sampling = sampling;
+  part_sampling.clear_stop();
   // Sub-tasks stop together when the request is cancelled or one of them finally fails.
   Cancellation stop;
   const int parent_id = cancel ? cancel->OnCancel([&stop] { stop.Cancel(); }) : -1;
@@ -55,6 +57,7 @@ absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
     spec.role = v1::CONTRIBUTION_ROLE_EXECUTE;
     spec.categories = {tasks[i].category()};
     spec.max_tokens = tasks[i].estimated_tokens();
+    spec.sampling = part_sampling;
     spec.messages = system;
     v1::ChatMessage user;
     user.set_role("user");

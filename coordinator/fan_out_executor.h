@@ -29,13 +29,15 @@ class FanOutExecutor {
  public:
   explicit FanOutExecutor(const AttemptRunner* runner) : runner_(runner) {}
 
-  // `system` messages of the request are given to every sub-task. Outcomes come back in the
-  // order of `tasks`.
+  // `system` messages of the request are given to every sub-task, and so are the client's
+  // sampling settings except `stop` (a stop sequence is about the answer, not its parts).
+  // Outcomes come back in the order of `tasks`.
   absl::StatusOr<std::vector<SubTaskOutcome>> Run(const std::string& request_id,
                                                   const std::vector<v1::SubTask>& tasks,
                                                   const std::vector<v1::ChatMessage>& system,
                                                   absl::Time deadline, Cancellation* cancel,
-                                                  const EventSink& sink, AttemptLog* log) const;
+                                                  const EventSink& sink, AttemptLog* log,
+      const v1::Sampling& sampling = v1::Sampling::default_instance()) const;
 
   // The user message for `task`, given its dependencies' outcomes.
   static std::string BuildInput(const v1::SubTask& task,

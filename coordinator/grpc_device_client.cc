@@ -36,7 +36,7 @@ size_t GrpcDeviceClient::CachedChannels() const {
   return stubs_.size();
 }
 
-absl::StatusOr<v1::Usage> GrpcDeviceClient::Infer(const DeviceCall& call, const ChunkSink& sink,
+absl::StatusOr<v1::InferChunk> GrpcDeviceClient::Infer(const DeviceCall& call, const ChunkSink& sink,
                                                   Cancellation* cancel) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(call.deadline));
@@ -44,11 +44,11 @@ absl::StatusOr<v1::Usage> GrpcDeviceClient::Infer(const DeviceCall& call, const 
   const std::shared_ptr<v1::Worker::Stub> stub = StubFor(call);
   std::unique_ptr<grpc::ClientReader<v1::InferChunk>> reader = stub->Infer(&context, call.request);
   v1::InferChunk chunk;
-  v1::Usage usage;
+  v1::InferChunk last;
   bool final_seen = false;
   while (reader->Read(&chunk)) {
     if (chunk.final()) {
-      usage = chunk.usage();
+      last = chunk;
       final_seen = true;
     } else if (!chunk.text().empty()) {
       sink(chunk.text());
@@ -61,7 +61,7 @@ absl::StatusOr<v1::Usage> GrpcDeviceClient::Infer(const DeviceCall& call, const 
     return absl::UnavailableError(absl::StrCat("worker at ", call.address,
                                                " ended the stream without a final chunk"));
   }
-  return usage;
+  return last;
 }
 
 }  // namespace loom

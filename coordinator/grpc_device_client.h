@@ -32,7 +32,7 @@ class GrpcDeviceClient : public DeviceClient {
       : credentials_(std::move(credentials)), tls_(tls), idle_timeout_(idle_timeout),
         clock_(clock), last_sweep_(clock->Now()) {}
 
-  absl::StatusOr<v1::Usage> Infer(const DeviceCall& call, const ChunkSink& sink,
+  absl::StatusOr<v1::InferChunk> Infer(const DeviceCall& call, const ChunkSink& sink,
                                   Cancellation* cancel) override;
 
   // Channels currently cached.

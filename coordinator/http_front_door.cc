@@ -11,10 +11,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "coordinator/http_connections.h"
 #include "common/json_dump.h"
+#include "common/openai_wire.h"
 #include "common/categories.h"
 #include "common/ids.h"
 #include "nlohmann/json.hpp"
@@ -86,10 +88,45 @@ std::string ClientRequestId(const httplib::Request& req) {
 
 }  // namespace
 
+namespace {
+
+// OpenAI request fields that Loom's devices cannot honour yet, each with whether this request
+// uses it in a way that is honoured anyway (n: 1, response_format text, logprobs false, ...).
+std::vector<std::pair<std::string, bool>> UnsupportedFields(const json& j) {
+  std::vector<std::pair<std::string, bool>> out;
+  auto present = [&](const char* field) { return j.contains(field) && !j[field].is_null(); };
+  if (present("n")) out.emplace_back("n", j["n"].is_number_integer() && j["n"].get<int64_t>() == 1);
+  for (const char* field : {"tools", "functions"}) {
+    if (present(field)) out.emplace_back(field, j[field].is_array() && j[field].empty());
+  }
+  for (const char* field : {"tool_choice", "function_call"}) {
+    if (present(field)) out.emplace_back(field, j[field] == "none");
+  }
+  if (present("response_format")) {
+    const json& f = j["response_format"];
+    out.emplace_back("response_format", f.is_object() && f.contains("type") && f["type"] == "text");
+  }
+  if (present("logprobs")) out.emplace_back("logprobs", j["logprobs"] == false);
+  if (present("top_logprobs")) out.emplace_back("top_logprobs", j["top_logprobs"] == 0);
+  if (present("logit_bias")) {
+    out.emplace_back("logit_bias", j["logit_bias"].is_object() && j["logit_bias"].empty());
+  }
+  if (present("modalities")) {
+    out.emplace_back("modalities", j["modalities"] == json::array({"text"}));
+  }
+  for (const char* field : {"audio", "prediction"}) {
+    if (present(field)) out.emplace_back(field, false);
+  }
+  return out;
+}
+
+}  // namespace
+
 // Parses an OpenAI chat completion request into a CompleteRequest. Every field is checked
 // for its type (a wrong type is a 400 naming the field, never an exception).
 absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out, bool* stream,
-                              bool* include_usage, std::string* model) {
+                              bool* include_usage, std::string* model, bool drop_unsupported,
+                              std::vector<std::string>* dropped) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError("the body is not a JSON object (or not valid UTF-8)");
@@ -162,6 +199,18 @@ absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out,
       *include_usage = o["include_usage"].get<bool>();
     }
   }
+  if (absl::Status s = ParseSampling(j, out->mutable_sampling()); !s.ok()) return s;
+  // Fields whose loss would change the answer: refused by name (or, with --drop_params,
+  // dropped and listed in x-loom-dropped-params), never dropped silently.
+  for (const auto& [field, honoured] : UnsupportedFields(j)) {
+    if (honoured) continue;
+    if (!drop_unsupported) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", field, "' is not supported by the devices on this mesh yet; remove it, or ask "
+          "the operator to start the coordinator with --drop_params to have it ignored"));
+    }
+    if (dropped) dropped->push_back(field);
+  }
   if (j.contains("loom")) {
     const json& l = j["loom"];
     if (!l.is_object()) return bad("loom", "an object");
@@ -224,6 +273,10 @@ json LoomObject(const v1::CompleteResponse& r) {
                       {"reason", r.compete().reason()}};
   }
   return out;
+}
+
+std::string FinishReason(const v1::CompleteResponse& r) {
+  return r.finish_reason().empty() ? "stop" : r.finish_reason();
 }
 
 json Usage(const v1::CompleteResponse& r) {
@@ -299,7 +352,7 @@ bool WriteStream(StreamState& state, const std::string& id, int64_t created,
     const int http = HttpFrontDoor::HttpStatusFor(result.status());
     send(ErrorBody(http, std::string(result.status().message())));
   } else {
-    json last = chunk(json::object(), "stop");
+    json last = chunk(json::object(), FinishReason(*result));
     last["loom"] = LoomObject(*result);
     send(last);
     if (include_usage) {
@@ -462,9 +515,13 @@ void HttpFrontDoor::Chat(const httplib::Request& req, httplib::Response& res) {
   v1::CompleteRequest request;
   bool stream = false, include_usage = false;
   std::string model;
-  if (absl::Status s = ParseChatRequest(req.body, &request, &stream, &include_usage, &model); !s.ok()) {
+  std::vector<std::string> dropped;
+  if (absl::Status s = ParseChatRequest(req.body, &request, &stream, &include_usage, &model,
+                                        options_.drop_params, &dropped);
+      !s.ok()) {
     return SendError(res, s);
   }
+  if (!dropped.empty()) res.set_header("x-loom-dropped-params", absl::StrJoin(dropped, ","));
   request.set_client_id(*client);
   if (request.request_id().empty()) request.set_request_id(ClientRequestId(req));
   if (absl::Status s = ValidRequestId(request.request_id()); !s.ok()) return SendError(res, s);
@@ -484,7 +541,7 @@ void HttpFrontDoor::Chat(const httplib::Request& req, httplib::Response& res) {
                 {"choices", {{{"index", 0},
                               {"message", {{"role", "assistant"}, {"content", r->output()}}},
                               {"logprobs", nullptr},
-                              {"finish_reason", "stop"}}}},
+                              {"finish_reason", FinishReason(*r)}}}},
                 {"usage", Usage(*r)},
                 {"loom", LoomObject(*r)}};
     res.set_header("X-Loom-Overhead-Ms",

@@ -44,15 +44,22 @@ struct HttpOptions {
   absl::Duration keep_alive_timeout = absl::Seconds(15);
   int keep_alive_max_requests = 10000;                    // requests on one connection
   absl::Duration read_timeout = absl::Seconds(10);       // a client silent this long is dropped
+  // Fields no device honours yet (tools, response_format json, n > 1, ...) are dropped and
+  // named in x-loom-dropped-params instead of refused with 400 (LiteLLM's drop_params).
+  bool drop_params = false;
   std::string tls_cert;  // PEM files; both set: serve HTTPS
   std::string tls_key;
 };
 
 // Parses an OpenAI chat completion request body into a CompleteRequest (messages, max_tokens,
-// model as a pin or loom-auto, loom.mode), with stream and stream_options.include_usage.
-// INVALID_ARGUMENT naming the field for anything malformed. Exposed for tests and fuzzing.
+// sampling, model as a pin or loom-auto, loom.mode), with stream and
+// stream_options.include_usage. INVALID_ARGUMENT naming the field for anything malformed, and
+// for fields no device honours yet (tools, response_format json, n > 1, logprobs, ...) unless
+// `drop_unsupported`, when their names go to `dropped`. Exposed for tests and fuzzing.
 absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out, bool* stream,
-                              bool* include_usage, std::string* model);
+                              bool* include_usage, std::string* model,
+                              bool drop_unsupported = false,
+                              std::vector<std::string>* dropped = nullptr);
 
 class HttpFrontDoor {
  public:

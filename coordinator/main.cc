@@ -36,6 +36,9 @@ ABSL_FLAG(std::string, allow_anonymous, "",
           "Serve requests without an API key, charged to this client account (local demos only).");
 ABSL_FLAG(int32_t, http_max_connections, 1024,
           "HTTP connections served at once, each on its own thread; more wait for one to close.");
+ABSL_FLAG(bool, drop_params, false,
+          "Drop OpenAI request fields no device honours yet (tools, response_format json, n > 1, "
+          "logprobs, ...) and name them in x-loom-dropped-params, instead of refusing with 400.");
 ABSL_FLAG(int32_t, http_keep_alive_s, 15, "An idle HTTP keep-alive connection is closed after this.");
 ABSL_FLAG(int64_t, request_timeout_ms, 300000, "Deadline of a request when the client sets none.");
 ABSL_FLAG(std::string, ledger_db, "loom.db", "SQLite ledger file (created if missing).");
@@ -204,6 +207,7 @@ int main(int argc, char** argv) {
   loom::HttpFrontDoor http({.request_timeout = options.request_timeout,
                             .max_connections = absl::GetFlag(FLAGS_http_max_connections),
                             .keep_alive_timeout = absl::Seconds(absl::GetFlag(FLAGS_http_keep_alive_s)),
+                            .drop_params = absl::GetFlag(FLAGS_drop_params),
                             .tls_cert = tls.plaintext ? "" : tls.cert,
                             .tls_key = tls.plaintext ? "" : tls.key},
                            &runner, &registry, &auth, &metrics);

@@ -160,8 +160,7 @@ void RequestRunner::AddTentativeAssignments(v1::CompilationPlan* plan,
 
 absl::StatusOr<v1::CompilationPlan> RequestRunner::Explain(const v1::CompleteRequest& request) {
   LOOM_RETURN_IF_ERROR(Validate(request));
-  const int64_t max_tokens =
-      request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
+  const int64_t max_tokens = AnswerTokenBound(request);
   Analysis analysis = analyzer_.Analyze(request, max_tokens);
   v1::CompilationPlan plan =
       BasePlan(analysis, request.request_id().empty() ? NewUuid() : request.request_id());
@@ -183,6 +182,21 @@ absl::StatusOr<v1::CompilationPlan> RequestRunner::Explain(const v1::CompleteReq
   }
   AddTentativeAssignments(&plan, request);
   return plan;
+}
+
+int64_t RequestRunner::AnswerTokenBound(const v1::CompleteRequest& request) const {
+  if (request.max_tokens() > 0) return request.max_tokens();
+  int64_t bound = 0;
+  registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
+    for (const ModelGroup* g : groups) {
+      const int64_t limit = g->model().max_output_tokens() > 0
+                                ? g->model().max_output_tokens()
+                                : options_.unadvertised_max_output_tokens;
+      bound = std::max(bound, limit);
+    }
+  });
+  return std::min(bound > 0 ? bound : options_.unadvertised_max_output_tokens,
+                  options_.max_output_tokens);
 }
 
 int64_t RequestRunner::CostBound(const Analysis& analysis, int64_t max_tokens) const {
@@ -234,8 +248,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
     auto it = client_inflight_.find(client_account);
     if (--it->second == 0) client_inflight_.erase(it);
   };
-  const int64_t max_tokens =
-      request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
+  const int64_t max_tokens = AnswerTokenBound(request);
   // Budget first: nothing runs for a client who cannot pay for it.
   const Analysis analysis = analyzer_.Analyze(request, max_tokens);
   const int64_t bound = CostBound(analysis, max_tokens);
@@ -281,8 +294,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
     set(absl::ToInt64Microseconds(now - stage_start));
     stage_start = now;
   };
-  const int64_t max_tokens =
-      request.max_tokens() > 0 ? request.max_tokens() : options_.default_max_tokens;
+  const int64_t max_tokens = AnswerTokenBound(request);
   // Stages may emit from several threads (fan-out, compete); the sink sees one at a time.
   // Without a sink (a unary request) the stages build no events.
   absl::Mutex sink_mu;
@@ -328,7 +340,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       }
       LOOM_ASSIGN_OR_RETURN(std::vector<SubTaskOutcome> outcomes,
                             executor_.Run(request_id, d.sub_tasks, system, deadline, cancel,
-                                          emit, &log));
+                                          emit, &log, request.sampling()));
       stage_done([&](int64_t us) { timings.set_execute_us(us); });
       for (const auto& o : outcomes) {
         *response.add_results() = Result(o.task, o.input, o.result);
@@ -337,6 +349,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       }
       if (outcomes.size() == 1) {
         response.set_output(outcomes[0].result.output);
+        response.set_finish_reason(outcomes[0].result.finish_reason);
         if (emit) {
           v1::CompleteEvent e;
           e.mutable_output()->set_sub_task_id(outcomes[0].task.id());
@@ -348,10 +361,12 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       }
       LOOM_ASSIGN_OR_RETURN(Synthesis s,
                             synthesizer_.Synthesize(request_id, text, d.synthesis_prompt, outcomes,
-                                                    system, deadline, cancel, emit, &log));
+                                                    system, deadline, cancel, emit, &log,
+                                                    request.sampling()));
       stage_done([&](int64_t us) { timings.set_synthesize_us(us); });
       response.set_output(s.output);
       response.set_synthesis_note(s.note);
+      response.set_finish_reason(s.call ? s.call->finish_reason : "stop");
       if (s.call) {
         records.push_back(Record(request_id, "synthesis", v1::CONTRIBUTION_ROLE_SYNTHESIZE,
                                  *s.call, clock_->Now()));
@@ -364,8 +379,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
                                                   request.messages().end());
       LOOM_ASSIGN_OR_RETURN(
           CompeteOutcome c,
-          compete_.Run(request_id, messages, plan.categories(0).category(), max_tokens, deadline,
-                       cancel, emit, &log));
+          compete_.Run(request_id, messages, plan.categories(0).category(), request.max_tokens(),
+                       max_tokens, deadline, cancel, emit, &log, request.sampling()));
       stage_done([&](int64_t us) { timings.set_execute_us(us); });
       v1::CompeteResult* result = response.mutable_compete();
       for (size_t i = 0; i < c.candidates.size(); ++i) {
@@ -387,6 +402,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
             Record(request_id, "judge", v1::CONTRIBUTION_ROLE_JUDGE, *c.judge, clock_->Now()));
       }
       response.set_output(c.candidates[c.winner].output);
+      response.set_finish_reason(c.candidates[c.winner].finish_reason);
       break;
     }
     default: {
@@ -401,7 +417,9 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       spec.pinned = {request.model(), request.family()};
       spec.categories = {task->category()};
       spec.messages.assign(request.messages().begin(), request.messages().end());
-      spec.max_tokens = max_tokens;
+      spec.max_tokens = request.max_tokens();  // 0: the device's own limit
+      spec.credit_cap = max_tokens;
+      spec.sampling = request.sampling();
       spec.answer = true;
       LOOM_ASSIGN_OR_RETURN(CallResult call,
                             attempts_.Run(request_id, spec, deadline, cancel, emit, &log));
@@ -410,6 +428,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       records.push_back(
           Record(request_id, task->id(), v1::CONTRIBUTION_ROLE_EXECUTE, call, clock_->Now()));
       response.set_output(call.output);
+      response.set_finish_reason(call.finish_reason);
       break;
     }
   }

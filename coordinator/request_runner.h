@@ -56,7 +56,10 @@ struct RunnerOptions {
   DecomposerOptions decomposer;
   CompeteOptions compete;
   absl::Duration request_timeout = absl::Seconds(300); // when the client sets no deadline
-  int64_t default_max_tokens = 512;                    // when the request sets none
+  // When a request sets no max_tokens, devices apply their own limit and the reservation
+  // assumes the largest max_output_tokens a model on the mesh advertises (this value for a
+  // model that advertises none).
+  int64_t unadvertised_max_output_tokens = 4096;
   int64_t max_output_tokens = 16'384;                  // larger max_tokens is refused
   int max_messages = 256;
   size_t max_message_bytes = 256 * 1024;
@@ -94,6 +97,9 @@ class RequestRunner {
   // An upper bound of what the request can cost: the most output tokens its plan can credit,
   // at the highest price on the mesh.
   int64_t CostBound(const Analysis& analysis, int64_t max_tokens) const;
+  // The most tokens one answer may have: the request's max_tokens, else the largest limit a
+  // model on the mesh advertises.
+  int64_t AnswerTokenBound(const v1::CompleteRequest& request) const;
   absl::StatusOr<v1::CompleteResponse> Execute(const v1::CompleteRequest& request,
                                                const Analysis& analysis,
                                                const std::string& request_id,

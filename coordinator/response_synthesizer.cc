@@ -31,8 +31,9 @@ absl::StatusOr<Synthesis> ResponseSynthesizer::Synthesize(
     const std::string& request_id, const std::string& request_text,
     const std::string& synthesis_prompt, const std::vector<SubTaskOutcome>& parts,
     const std::vector<v1::ChatMessage>& system, absl::Time deadline, Cancellation* cancel,
-    const EventSink& sink, AttemptLog* log) const {
+    const EventSink& sink, AttemptLog* log, const v1::Sampling& sampling) const {
   CallSpec spec;
+  spec.sampling = sampling;  // its output is the answer
   spec.sub_task_id = "synthesis";
   spec.role = v1::CONTRIBUTION_ROLE_SYNTHESIZE;
   spec.categories = {v1::TASK_CATEGORY_GENERAL, v1::TASK_CATEGORY_REASONING};

@@ -35,7 +35,8 @@ class ResponseSynthesizer {
                                        const std::vector<SubTaskOutcome>& parts,
                                        const std::vector<v1::ChatMessage>& system,
                                        absl::Time deadline, Cancellation* cancel,
-                                       const EventSink& sink, AttemptLog* log) const;
+                                       const EventSink& sink, AttemptLog* log,
+      const v1::Sampling& sampling = v1::Sampling::default_instance()) const;
 
   // The parts in order under headings.
   static std::string Assemble(const std::vector<SubTaskOutcome>& parts);

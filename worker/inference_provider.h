@@ -1,7 +1,7 @@
 // File: worker/inference_provider.h
 // The worker's one seam: something that generates a completion for a conversation.
-// Implementations: SimProvider (simulated device, sim_provider.h); the OpenAI-compatible HTTP
-// backend comes in a later issue.
+// Implementations: SimProvider (simulated device, sim_provider.h) and OpenAIProvider (any
+// OpenAI-compatible server, openai_provider.h).
 //
 // Ownership: the Worker service owns one provider per advertised model.
 // Thread safety: Generate may be called from several threads at once.
@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "common/cancellation.h"
 #include "loom/v1/common.pb.h"
+#include "loom/v1/worker.pb.h"
 
 namespace loom {
 
@@ -27,6 +28,7 @@ struct GenerateRequest {
   std::string request_id;
   std::vector<v1::ChatMessage> messages;
   int64_t max_tokens = 0;  // 0 = the backend's default
+  v1::Sampling sampling;    // passed to the backend as it is
   absl::Time deadline = absl::InfiniteFuture();
 };
 
@@ -37,8 +39,9 @@ class InferenceProvider {
  public:
   virtual ~InferenceProvider() = default;
 
-  // Streams the completion through `sink` and returns the usage.
-  virtual absl::StatusOr<v1::Usage> Generate(const GenerateRequest& request,
+  // Streams the completion through `sink` and returns the final chunk: usage, and why the
+  // model stopped (finish_reason "stop" or "length", or what the backend said).
+  virtual absl::StatusOr<v1::InferChunk> Generate(const GenerateRequest& request,
                                              const TokenSink& sink,
                                              const Cancellation& cancel) = 0;
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/json_dump.h"
+#include "common/openai_wire.h"
 #include "common/tokens.h"
 #include "common/utf8.h"
 #include "nlohmann/json.hpp"
@@ -94,9 +95,9 @@ absl::StatusOr<std::unique_ptr<OpenAIProvider>> OpenAIProvider::Create(
       new OpenAIProvider(std::move(options), std::move(origin), std::move(prefix)));
 }
 
-absl::StatusOr<v1::Usage> OpenAIProvider::Generate(const GenerateRequest& request,
-                                                   const TokenSink& sink,
-                                                   const Cancellation& cancel) {
+absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& request,
+                                                        const TokenSink& sink,
+                                                        const Cancellation& cancel) {
   json body = {{"model", options_.model}, {"stream", true},
                {"stream_options", {{"include_usage", true}}}};
   body["messages"] = json::array();
@@ -104,10 +105,12 @@ absl::StatusOr<v1::Usage> OpenAIProvider::Generate(const GenerateRequest& reques
     body["messages"].push_back({{"role", m.role()}, {"content", m.content()}});
   }
   if (request.max_tokens > 0) body["max_tokens"] = request.max_tokens;
+  AddSampling(request.sampling, &body);
 
   const absl::Duration left = request.deadline - absl::Now();
   if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("deadline already passed");
   httplib::Client client(origin_);
+  client.set_tcp_nodelay(true);  // the request's headers and body must not wait for an ACK
   SetTimeouts(&client, absl::ToChronoMicroseconds(std::min(options_.connect_timeout, left)),
               absl::ToChronoMicroseconds(std::min(options_.read_timeout, left)));
 
@@ -117,7 +120,8 @@ absl::StatusOr<v1::Usage> OpenAIProvider::Generate(const GenerateRequest& reques
   int http_status = 0;
   std::string error_body;
   std::string text;
-  v1::Usage usage;
+  v1::InferChunk last;
+  v1::Usage& usage = *last.mutable_usage();
   bool usage_seen = false, done = false, consumer_gone = false;
   absl::Status stream_error;
   SseParser parser;
@@ -126,38 +130,30 @@ absl::StatusOr<v1::Usage> OpenAIProvider::Generate(const GenerateRequest& reques
       done = true;
       return true;
     }
-    json chunk = json::parse(data, nullptr, false);
-    if (chunk.is_discarded() || !chunk.is_object()) {
+    std::optional<ChatChunk> chunk = ParseChatChunk(data);
+    if (!chunk) {
       stream_error = absl::UnavailableError("upstream sent an event that is not JSON");
       return false;
     }
-    if (chunk.contains("error")) {
-      stream_error = StatusFromHttp(500, data);
+    if (chunk->error) {
+      stream_error = absl::UnavailableError(
+          absl::StrCat("upstream error in the stream: ", TruncateUtf8(*chunk->error, 1000, "...")));
       return false;
     }
-    if (chunk.contains("choices") && chunk["choices"].is_array() && !chunk["choices"].empty()) {
-      const json& choice = chunk["choices"][0];
-      if (choice.contains("delta") && choice["delta"].is_object() &&
-          choice["delta"].contains("content") && choice["delta"]["content"].is_string()) {
-        const std::string piece = choice["delta"]["content"].get<std::string>();
-        if (!piece.empty()) {
-          text += piece;
-          if (!sink(piece)) {
-            consumer_gone = true;
-            return false;
-          }
-        }
+    if (!chunk->content.empty()) {
+      text += chunk->content;
+      if (!sink(chunk->content)) {
+        consumer_gone = true;
+        return false;
       }
     }
-    if (chunk.contains("usage") && chunk["usage"].is_object()) {
-      const json& u = chunk["usage"];
-      if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer()) {
-        usage.set_prompt_tokens(u["prompt_tokens"].get<int64_t>());
-      }
-      if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer()) {
-        usage.set_completion_tokens(u["completion_tokens"].get<int64_t>());
-        usage_seen = true;
-      }
+    if (!chunk->finish_reason.empty()) {
+      last.set_finish_reason(NormalizeFinishReason(chunk->finish_reason));
+    }
+    if (chunk->prompt_tokens) usage.set_prompt_tokens(*chunk->prompt_tokens);
+    if (chunk->completion_tokens) {
+      usage.set_completion_tokens(*chunk->completion_tokens);
+      usage_seen = true;
     }
     return true;
   };
@@ -207,7 +203,8 @@ absl::StatusOr<v1::Usage> OpenAIProvider::Generate(const GenerateRequest& reques
       usage.set_prompt_tokens(usage.prompt_tokens() + CountTokens(m.content()));
     }
   }
-  return usage;
+  if (last.finish_reason().empty()) last.set_finish_reason("stop");
+  return last;
 }
 
 absl::StatusOr<std::vector<std::string>> OpenAIProvider::DiscoverModels(

@@ -41,7 +41,7 @@ class OpenAIProvider : public InferenceProvider {
   // INVALID_ARGUMENT for a malformed base_url or an empty model.
   static absl::StatusOr<std::unique_ptr<OpenAIProvider>> Create(OpenAIProviderOptions options);
 
-  absl::StatusOr<v1::Usage> Generate(const GenerateRequest& request, const TokenSink& sink,
+  absl::StatusOr<v1::InferChunk> Generate(const GenerateRequest& request, const TokenSink& sink,
                                      const Cancellation& cancel) override;
   bool simulated() const override { return false; }
 

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/tokens.h"
 
@@ -38,10 +39,15 @@ SimProvider::SimProvider(SimProviderOptions options) : options_(std::move(option
   if (!options_.exit_process) options_.exit_process = [] { std::_Exit(75); };
 }
 
-std::vector<std::string> SimProvider::AnswerPieces(const GenerateRequest& request) const {
+std::vector<std::string> SimProvider::AnswerPieces(const GenerateRequest& request,
+                                                   std::string* finish_reason) const {
   int64_t target = options_.backend.output_tokens() > 0 ? options_.backend.output_tokens()
                                                         : kDefaultOutputTokens;
-  if (request.max_tokens > 0 && request.max_tokens < target) target = request.max_tokens;
+  *finish_reason = "stop";
+  if (request.max_tokens > 0 && request.max_tokens < target) {
+    target = request.max_tokens;
+    *finish_reason = "length";  // cut by the client's limit, as a real model would be
+  }
 
   std::vector<std::string> pieces = {" [simulated]", absl::StrCat(" ", options_.model),
                                      " on", absl::StrCat(" ", options_.device_id), " re:"};
@@ -69,10 +75,30 @@ std::vector<std::string> SimProvider::AnswerPieces(const GenerateRequest& reques
     count += t;
     out.push_back(std::move(p));
   }
+  // Honour stop sequences as a real server does: the answer ends before the earliest one.
+  const std::string joined = absl::StrJoin(out, "");
+  size_t cut = std::string::npos;
+  for (const std::string& stop : request.sampling.stop()) {
+    if (!stop.empty()) cut = std::min(cut, joined.find(stop));
+  }
+  if (cut != std::string::npos) {
+    *finish_reason = "stop";
+    std::vector<std::string> kept;
+    size_t at = 0;
+    for (std::string& p : out) {
+      if (at + p.size() > cut) {
+        if (cut > at) kept.push_back(p.substr(0, cut - at));
+        break;
+      }
+      at += p.size();
+      kept.push_back(std::move(p));
+    }
+    out = std::move(kept);
+  }
   return out;
 }
 
-absl::StatusOr<v1::Usage> SimProvider::Generate(const GenerateRequest& request,
+absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& request,
                                                 const TokenSink& sink,
                                                 const Cancellation& cancel) {
   if (request.messages.empty()) return absl::InvalidArgumentError("no messages");
@@ -115,7 +141,8 @@ absl::StatusOr<v1::Usage> SimProvider::Generate(const GenerateRequest& request,
     }
   };
 
-  for (const std::string& piece : AnswerPieces(request)) {
+  std::string finish_reason = "stop";
+  for (const std::string& piece : AnswerPieces(request, &finish_reason)) {
     if (fault.kind() != v1::SimFault::KIND_NONE && emitted >= fault.after_tokens()) {
       return inject_fault();
     }
@@ -136,7 +163,10 @@ absl::StatusOr<v1::Usage> SimProvider::Generate(const GenerateRequest& request,
     usage.set_completion_tokens(
         static_cast<int64_t>(static_cast<double>(emitted) * options_.backend.usage_claim_factor()));
   }
-  return usage;
+  v1::InferChunk last;
+  *last.mutable_usage() = usage;
+  last.set_finish_reason(finish_reason);
+  return last;
 }
 
 }  // namespace loom

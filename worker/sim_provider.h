@@ -4,6 +4,9 @@
 // Timing and faults come from the SimBackend config: time to first token, tokens per second,
 // output length, a fault after N tokens (fail, hang, or exit the whole process), and a lying
 // usage report (usage_claim_factor) for tests of the coordinator's token accounting.
+// Of the sampling settings it honours `stop` (the answer ends before the first stop sequence,
+// finish_reason "stop") and max_tokens (finish_reason "length" when it cuts the answer short);
+// temperature, top_p, seed and penalties change nothing, since its text is deterministic.
 //
 // Thread-safe (no mutable state).
 #ifndef LOOM_WORKER_SIM_PROVIDER_H_
@@ -32,12 +35,14 @@ class SimProvider : public InferenceProvider {
 
   explicit SimProvider(SimProviderOptions options);
 
-  absl::StatusOr<v1::Usage> Generate(const GenerateRequest& request, const TokenSink& sink,
+  absl::StatusOr<v1::InferChunk> Generate(const GenerateRequest& request, const TokenSink& sink,
                                      const Cancellation& cancel) override;
   bool simulated() const override { return true; }
 
-  // The pieces of the answer to `request`, each starting with a space so token counts add up.
-  std::vector<std::string> AnswerPieces(const GenerateRequest& request) const;
+  // The pieces of the answer to `request`, each starting with a space so token counts add up,
+  // and why it ends ("length" when max_tokens cut it, else "stop").
+  std::vector<std::string> AnswerPieces(const GenerateRequest& request,
+                                        std::string* finish_reason) const;
 
  private:
   SimProviderOptions options_;

@@ -85,6 +85,14 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
       return FieldError(origin, field + ".info.context_length", "negative");
     }
     if (m->info().context_length() == 0) m->mutable_info()->set_context_length(8192);
+    if (m->info().max_output_tokens() < 0) {
+      return FieldError(origin, field + ".info.max_output_tokens", "negative");
+    }
+    // A simulated device never writes more than its configured answer length.
+    if (m->info().max_output_tokens() == 0 && m->has_sim()) {
+      m->mutable_info()->set_max_output_tokens(
+          m->sim().output_tokens() > 0 ? m->sim().output_tokens() : 64);
+    }
     if (m->info().price_per_1k_micro() < 0) {
       return FieldError(origin, field + ".info.price_per_1k_micro", "negative");
     }

@@ -24,11 +24,12 @@ class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
     generate.request_id = request->request_id();
     generate.messages.assign(request->messages().begin(), request->messages().end());
     generate.max_tokens = request->max_tokens();
+    generate.sampling = request->sampling();
     generate.deadline = absl::FromChrono(context->deadline());
     const std::string model = request->model();
     service->pool_.Schedule([this, service, provider, generate = std::move(generate), model] {
       const absl::Time start = absl::Now();
-      absl::StatusOr<v1::Usage> usage = provider->Generate(
+      absl::StatusOr<v1::InferChunk> last = provider->Generate(
           generate,
           [this](std::string_view text) {
             v1::InferChunk chunk;
@@ -36,21 +37,20 @@ class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
             return Push(std::move(chunk));
           },
           cancellation());
-      if (usage.ok()) {
-        service->RecordSpeed(usage->completion_tokens(),
+      if (last.ok()) {
+        service->RecordSpeed(last->usage().completion_tokens(),
                              absl::ToDoubleSeconds(absl::Now() - start));
       } else {
-        spdlog::info("request {} on {}: {}", generate.request_id, model, usage.status().ToString());
+        spdlog::info("request {} on {}: {}", generate.request_id, model, last.status().ToString());
       }
       service->Release();
-      if (!usage.ok()) {
-        Close(ToGrpcStatus(usage.status()));
+      if (!last.ok()) {
+        Close(ToGrpcStatus(last.status()));
         return;
       }
-      v1::InferChunk last;
-      last.set_final(true);
-      *last.mutable_usage() = *usage;
-      CloseWith(std::move(last), grpc::Status::OK);  // the client may be gone: nothing to tell
+      last->clear_text();
+      last->set_final(true);
+      CloseWith(*std::move(last), grpc::Status::OK);  // the client may be gone: nothing to tell
     });
   }
 

@@ -21,6 +21,7 @@ class FakeDeviceClient : public DeviceClient {
   struct Script {
     std::vector<std::string> chunks = {" hello", " world"};
     absl::Status status;         // returned after the chunks
+    std::string finish_reason;   // in the final chunk ("" as from an older worker)
     bool wait_for_cancel = false;  // block until cancelled, then CANCELLED
     bool hang = false;           // block until the call's deadline (or cancel): DEADLINE_EXCEEDED
     absl::Duration takes;        // advance the clock (set_clock) by this much, as device time
@@ -59,7 +60,7 @@ class FakeDeviceClient : public DeviceClient {
     return input;
   }
 
-  absl::StatusOr<v1::Usage> Infer(const DeviceCall& call, const ChunkSink& sink,
+  absl::StatusOr<v1::InferChunk> Infer(const DeviceCall& call, const ChunkSink& sink,
                                   Cancellation* cancel) override {
     Script script;
     {
@@ -107,9 +108,12 @@ class FakeDeviceClient : public DeviceClient {
       return absl::DeadlineExceededError("fake device hung past the deadline");
     }
     if (!script.status.ok()) return script.status;
-    v1::Usage usage;
-    usage.set_completion_tokens(script.claimed_tokens >= 0 ? script.claimed_tokens : tokens);
-    return usage;
+    v1::InferChunk last;
+    last.set_final(true);
+    last.mutable_usage()->set_completion_tokens(script.claimed_tokens >= 0 ? script.claimed_tokens
+                                                                           : tokens);
+    last.set_finish_reason(script.finish_reason);
+    return last;
   }
 
  private:

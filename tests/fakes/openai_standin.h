@@ -7,8 +7,10 @@
 //   "...error-NNN..."  HTTP NNN with an OpenAI error body     "...drop..."   closes mid-stream
 //   "...slow..."       20 ms between chunks                   "...hang..."   keep-alive comments
 //   "...nousage..."    no usage chunk                                         until the client goes
-// What a real server (llama-server, Ollama, vLLM) does that this one does not: real tokens
-// and tokenization, sampling parameters, tool calls, logprobs, n > 1, queueing under load,
+// Like real servers it ends a stream with a finish chunk ("length" when max_tokens cut the
+// answer, else "stop") and sets TCP_NODELAY. What a real server (llama-server, Ollama, vLLM)
+// does that this one does not: real tokens and tokenization, sampling parameters (it records
+// them in last_request() but they change nothing), tool calls, logprobs, n > 1, queueing under load,
 // chunked prompt processing delays, the non-streamed "usage" of every variant, authentication
 // (it records the Authorization header but accepts any), and HTTP/2 or TLS.
 //
@@ -35,6 +37,7 @@ namespace loom {
 class OpenAIStandIn {
  public:
   explicit OpenAIStandIn(std::vector<std::string> models) : models_(std::move(models)) {
+    server_.set_tcp_nodelay(true);  // as real servers do: no delayed-ACK stall on keep-alive
     server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       nlohmann::json list = {{"object", "list"}, {"data", nlohmann::json::array()}};
       for (const auto& m : models_) list["data"].push_back({{"id", m}, {"object", "model"}});
@@ -108,7 +111,11 @@ class OpenAIStandIn {
       words.push_back(absl::StrCat(" ", w));
     }
     int64_t max_tokens = body.value("max_tokens", int64_t{0});
-    if (max_tokens > 0 && static_cast<int64_t>(words.size()) > max_tokens) words.resize(max_tokens);
+    std::string finish_reason = "stop";
+    if (max_tokens > 0 && static_cast<int64_t>(words.size()) > max_tokens) {
+      words.resize(max_tokens);
+      finish_reason = "length";
+    }
     const int64_t prompt_tokens = static_cast<int64_t>(prompt.size() / 4 + 1);
     if (!body.value("stream", false)) {
       std::string text;
@@ -116,14 +123,14 @@ class OpenAIStandIn {
       nlohmann::json out = {
           {"id", "cmpl-standin"}, {"object", "chat.completion"}, {"model", model},
           {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}},
-                        {"finish_reason", "stop"}}}},
+                        {"finish_reason", finish_reason}}}},
           {"usage", {{"prompt_tokens", prompt_tokens}, {"completion_tokens", words.size()}}}};
       res.set_content(out.dump(), "application/json");
       return;
     }
     res.set_chunked_content_provider(
         "text/event-stream",
-        [model, words, prompt_tokens](size_t, httplib::DataSink& sink) {
+        [model, words, prompt_tokens, finish_reason](size_t, httplib::DataSink& sink) {
           auto send = [&](const std::string& data) {
             const std::string event = absl::StrCat("data: ", data, "\n\n");
             return sink.write(event.data(), event.size());
@@ -144,6 +151,11 @@ class OpenAIStandIn {
             if (!send(chunk.dump())) return false;
             if (absl::StrContains(model, "slow")) std::this_thread::sleep_for(std::chrono::milliseconds(20));
           }
+          // As OpenAI, llama-server and vLLM do: an empty delta carrying why it stopped.
+          nlohmann::json finish = {
+              {"id", "cmpl-standin"}, {"object", "chat.completion.chunk"}, {"model", model},
+              {"choices", {{{"index", 0}, {"delta", nlohmann::json::object()}, {"finish_reason", finish_reason}}}}};
+          if (!send(finish.dump())) return false;
           if (!absl::StrContains(model, "nousage")) {
             nlohmann::json usage = {{"id", "cmpl-standin"}, {"object", "chat.completion.chunk"},
                                     {"choices", nlohmann::json::array()},

@@ -338,6 +338,35 @@ TEST_F(HttpTest, ProbesAnswerWhileManyStreamsAreOpen) {
   for (auto& c : clients) EXPECT_TRUE(c->running()) << "a stream ended before the probes";
 }
 
+TEST_F(HttpTest, FinishReasonsStopSequencesAndUnsupportedFieldsAreHonest) {
+  StartCoordinator();
+  StartWorker("dev-a", "llama-3.1-8b");  // 24-token answers
+  ASSERT_TRUE(WaitForDevices({"dev-a"}));
+  // Cut by max_tokens: "length", in both shapes.
+  HttpResult cut = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "Who wrote Hamlet?", false, R"(, "max_tokens": 5)"));
+  ASSERT_EQ(cut.status, 200) << cut.body;
+  EXPECT_EQ(json::parse(cut.body)["choices"][0]["finish_reason"], "length");
+  HttpResult cut_stream = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "Who wrote Hamlet?", true, R"(, "max_tokens": 5)"), "", {"-N"});
+  EXPECT_THAT(cut_stream.body, HasSubstr(R"("finish_reason":"length")"));
+  // No max_tokens: the whole answer, "stop" (it used to be cut at 512 and called "stop").
+  HttpResult whole = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "Who wrote Hamlet?"));
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  json w = json::parse(whole.body);
+  EXPECT_EQ(w["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(w["usage"]["completion_tokens"], 24);
+  // A stop sequence reaches the device and ends the answer before it.
+  HttpResult stopped = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "Who wrote Hamlet?", false, R"(, "stop": [" re:"], "temperature": 0.2)"));
+  ASSERT_EQ(stopped.status, 200) << stopped.body;
+  const std::string content = json::parse(stopped.body)["choices"][0]["message"]["content"];
+  EXPECT_EQ(content, " [simulated] llama-3.1-8b on dev-a");
+  // Fields no device honours are refused by name, and nothing is charged for them.
+  HttpResult tools = Curl("POST", "/v1/chat/completions",
+                          Chat("llama-3.1-8b", "What is the weather?", false,
+                               R"(, "tools": [{"type": "function", "function": {"name": "weather", "parameters": {}}}])"));
+  EXPECT_EQ(tools.status, 400) << tools.body;
+  EXPECT_THAT(json::parse(tools.body)["error"]["message"].get<std::string>(), HasSubstr("'tools'"));
+}
+
 TEST_F(HttpTest, NoDeviceAbleToServeIs503) {
   StartSecured();
   const std::string key = NewKey("erin", "5");

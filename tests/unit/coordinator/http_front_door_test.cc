@@ -86,6 +86,67 @@ TEST(ParseChatRequestTest, WrongTypesAreRefusedByName) {
   }
 }
 
+TEST(ParseChatRequestTest, SamplingFieldsAreReadAndChecked) {
+  Parsed p = Parse(R"({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                      "temperature": 0.3, "top_p": 1, "seed": 42, "stop": ["END", "\n\n"],
+                      "presence_penalty": -1.5, "user": "u-9", "n": 1, "logprobs": false,
+                      "response_format": {"type": "text"}, "tools": []})");
+  ASSERT_TRUE(p.status.ok()) << p.status;
+  const v1::Sampling& s = p.request.sampling();
+  EXPECT_DOUBLE_EQ(s.temperature(), 0.3);
+  EXPECT_DOUBLE_EQ(s.top_p(), 1);
+  EXPECT_EQ(s.seed(), 42);
+  ASSERT_EQ(s.stop_size(), 2);
+  EXPECT_EQ(s.stop(1), "\n\n");
+  EXPECT_DOUBLE_EQ(s.presence_penalty(), -1.5);
+  EXPECT_FALSE(s.has_frequency_penalty());
+  EXPECT_EQ(s.user(), "u-9");
+  EXPECT_EQ(Parse(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": "X"})")
+                .request.sampling().stop(0), "X");
+
+  const std::string user = R"("messages": [{"role": "user", "content": "x"}])";
+  for (const auto& [extra, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"("temperature": 3)", "'temperature'"},
+           {R"("temperature": "hot")", "'temperature'"},
+           {R"("top_p": -0.1)", "'top_p'"},
+           {R"("seed": 1.5)", "'seed'"},
+           {R"("stop": ["a", "b", "c", "d", "e"])", "'stop'"},
+           {R"("stop": [1])", "'stop'"},
+           {R"("user": 5)", "'user'"},
+       }) {
+    Parsed bad = Parse(R"({"model": "m", )" + user + ", " + extra + "}");
+    EXPECT_EQ(bad.status.code(), absl::StatusCode::kInvalidArgument) << extra;
+    EXPECT_THAT(bad.status.message(), HasSubstr(field)) << extra;
+  }
+}
+
+TEST(ParseChatRequestTest, FieldsNoDeviceHonoursAreRefusedByNameOrDroppedWhenAsked) {
+  const std::string user = R"("messages": [{"role": "user", "content": "x"}])";
+  for (const auto& [extra, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"("n": 2)", "'n'"},
+           {R"("tools": [{"type": "function", "function": {"name": "f"}}])", "'tools'"},
+           {R"("tool_choice": "required")", "'tool_choice'"},
+           {R"("response_format": {"type": "json_object"})", "'response_format'"},
+           {R"("response_format": {"type": "json_schema", "json_schema": {"name": "x"}})", "'response_format'"},
+           {R"("logprobs": true)", "'logprobs'"},
+           {R"("top_logprobs": 3)", "'top_logprobs'"},
+           {R"("logit_bias": {"50256": -100})", "'logit_bias'"},
+           {R"("functions": [{"name": "f"}])", "'functions'"},
+       }) {
+    const std::string body = R"({"model": "m", )" + user + ", " + extra + "}";
+    Parsed refused = Parse(body);
+    EXPECT_EQ(refused.status.code(), absl::StatusCode::kInvalidArgument) << extra;
+    EXPECT_THAT(refused.status.message(), HasSubstr(field)) << extra;
+    v1::CompleteRequest out;
+    bool stream, usage;
+    std::string model;
+    std::vector<std::string> dropped;
+    EXPECT_TRUE(ParseChatRequest(body, &out, &stream, &usage, &model, /*drop_unsupported=*/true, &dropped).ok());
+    ASSERT_EQ(dropped.size(), 1u) << extra;
+    EXPECT_EQ("'" + dropped[0] + "'", field);
+  }
+}
+
 TEST(HttpStatusForTest, StatusesMapAsDocumented) {
   EXPECT_EQ(HttpFrontDoor::HttpStatusFor(absl::InvalidArgumentError("")), 400);
   EXPECT_EQ(HttpFrontDoor::HttpStatusFor(absl::UnauthenticatedError("")), 401);

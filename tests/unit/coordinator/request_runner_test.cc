@@ -79,6 +79,37 @@ TEST_F(RequestRunnerTest, PassthroughAnswersRecordsAndSettles) {
   EXPECT_EQ(registry_.Snapshot()[0].coordinator_inflight(), 0);
 }
 
+TEST_F(RequestRunnerTest, SamplingReachesTheDeviceAndItsFinishReasonComesBack) {
+  AddDevice("a", "llama-3.1-8b", "llama");
+  devices_.Set("a:1", {.chunks = {" cut", " short"}, .finish_reason = "length"});
+  v1::CompleteRequest r = Ask("tell me a story");
+  r.set_max_tokens(2);
+  r.mutable_sampling()->set_temperature(0.1);
+  r.mutable_sampling()->add_stop("END");
+  auto response = Run(r);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->finish_reason(), "length");
+  ASSERT_EQ(devices_.calls().size(), 1u);
+  const v1::InferRequest& sent = devices_.calls()[0].request;
+  EXPECT_EQ(sent.max_tokens(), 2);
+  EXPECT_DOUBLE_EQ(sent.sampling().temperature(), 0.1);
+  ASSERT_EQ(sent.sampling().stop_size(), 1);
+}
+
+TEST_F(RequestRunnerTest, WithoutMaxTokensTheDeviceLimitAppliesAndTheReservationCoversIt) {
+  // No silent 512: the device gets max_tokens 0 (its own limit), a device that says nothing
+  // about why it stopped gets "stop", and what is credited stays within what was reserved.
+  AddDevice("a", "llama-3.1-8b", "llama");
+  std::vector<std::string> many(600, " w");
+  devices_.Set("a:1", {.chunks = many});
+  auto response = Run(Ask("tell me a story"));
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(devices_.calls().size(), 1u);
+  EXPECT_EQ(devices_.calls()[0].request.max_tokens(), 0);
+  EXPECT_EQ(response->finish_reason(), "stop");
+  EXPECT_EQ(response->usage().completion_tokens(), 600) << "not cut at 512";
+}
+
 TEST_F(RequestRunnerTest, RequestedModelAndFamilyAreHonoured) {
   AddDevice("a", "llama-3.1-8b", "llama");
   AddDevice("b", "qwen2.5-coder-7b", "qwen-coder", /*active=*/3);

@@ -37,7 +37,7 @@ class OpenAIProviderTest : public ::testing::Test {
     return r;
   }
 
-  absl::StatusOr<v1::Usage> Run(OpenAIProvider& p, const GenerateRequest& r, std::string* text,
+  absl::StatusOr<v1::InferChunk> Run(OpenAIProvider& p, const GenerateRequest& r, std::string* text,
                                 const Cancellation& cancel) {
     return p.Generate(r, [&](std::string_view piece) { text->append(piece); return true; }, cancel);
   }
@@ -54,7 +54,7 @@ TEST_F(OpenAIProviderTest, StreamsTextAndReportsTheServersUsage) {
   auto usage = Run(*p, Ask("explain rust ownership please"), &text, cancel_);
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_EQ(text, " standin llama-standin answers: explain rust ownership please");
-  EXPECT_EQ(usage->completion_tokens(), 7);  // what the server said it generated
+  EXPECT_EQ(usage->usage().completion_tokens(), 7);  // what the server said it generated
   nlohmann::json sent = server_.last_request();
   EXPECT_EQ(sent["model"], "llama-standin");
   EXPECT_EQ(sent["stream"], true);
@@ -63,6 +63,32 @@ TEST_F(OpenAIProviderTest, StreamsTextAndReportsTheServersUsage) {
   ASSERT_EQ(sent["messages"].size(), 2u);
   EXPECT_EQ(sent["messages"][0]["role"], "system");
   EXPECT_EQ(server_.last_authorization(), "Bearer secret");
+  EXPECT_EQ(usage->finish_reason(), "stop");
+  EXPECT_FALSE(sent.contains("temperature")) << "unset sampling fields are not sent";
+}
+
+TEST_F(OpenAIProviderTest, SamplingGoesUpstreamAndTheFinishReasonComesBack) {
+  auto p = Provider("llama-standin");
+  GenerateRequest r = Ask("one two three four five six");
+  r.max_tokens = 4;
+  r.sampling.set_temperature(0.2);
+  r.sampling.set_top_p(0.9);
+  r.sampling.set_seed(7);
+  r.sampling.add_stop("\n\n");
+  r.sampling.set_frequency_penalty(0.5);
+  r.sampling.set_user("end-user-1");
+  std::string text;
+  auto last = Run(*p, r, &text, cancel_);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->finish_reason(), "length");  // the server cut it at max_tokens
+  nlohmann::json sent = server_.last_request();
+  EXPECT_DOUBLE_EQ(sent["temperature"].get<double>(), 0.2);
+  EXPECT_DOUBLE_EQ(sent["top_p"].get<double>(), 0.9);
+  EXPECT_EQ(sent["seed"], 7);
+  EXPECT_EQ(sent["stop"], nlohmann::json::array({"\n\n"}));
+  EXPECT_DOUBLE_EQ(sent["frequency_penalty"].get<double>(), 0.5);
+  EXPECT_EQ(sent["user"], "end-user-1");
+  EXPECT_FALSE(sent.contains("presence_penalty"));
 }
 
 TEST_F(OpenAIProviderTest, WithoutUsageTheTextIsCounted) {
@@ -70,7 +96,7 @@ TEST_F(OpenAIProviderTest, WithoutUsageTheTextIsCounted) {
   std::string text;
   auto usage = Run(*p, Ask("hi"), &text, cancel_);
   ASSERT_TRUE(usage.ok()) << usage.status();
-  EXPECT_EQ(usage->completion_tokens(), CountTokens(text));
+  EXPECT_EQ(usage->usage().completion_tokens(), CountTokens(text));
 }
 
 TEST_F(OpenAIProviderTest, UpstreamErrorsMapToRetryDecisions) {

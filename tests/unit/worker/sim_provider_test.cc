@@ -27,7 +27,7 @@ SimProvider Sim(v1::SimBackend backend, std::function<void()> exit_process = nul
                       .exit_process = std::move(exit_process)});
 }
 
-std::string Collect(SimProvider& sim, const GenerateRequest& r, absl::StatusOr<v1::Usage>* usage,
+std::string Collect(SimProvider& sim, const GenerateRequest& r, absl::StatusOr<v1::InferChunk>* usage,
                     Cancellation* cancel = nullptr) {
   Cancellation local;
   std::string text;
@@ -40,13 +40,13 @@ TEST(SimProviderTest, DeterministicLabelledTextOfTheConfiguredLength) {
   v1::SimBackend b;
   b.set_output_tokens(40);
   SimProvider sim = Sim(b);
-  absl::StatusOr<v1::Usage> usage;
+  absl::StatusOr<v1::InferChunk> usage;
   std::string a = Collect(sim, Prompt("explain rust ownership"), &usage);
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_THAT(a, StartsWith(" [simulated] llama-3.1-8b on dev-a re: explain rust ownership"));
-  EXPECT_EQ(usage->completion_tokens(), 40);
+  EXPECT_EQ(usage->usage().completion_tokens(), 40);
   EXPECT_EQ(CountTokens(a), 40);
-  EXPECT_EQ(usage->prompt_tokens(), 4);  // "ownership" is two pieces
+  EXPECT_EQ(usage->usage().prompt_tokens(), 4);  // "ownership" is two pieces
   std::string b2 = Collect(sim, Prompt("explain rust ownership"), &usage);
   EXPECT_EQ(a, b2);
   std::string other = Collect(sim, Prompt("something else entirely"), &usage);
@@ -55,11 +55,29 @@ TEST(SimProviderTest, DeterministicLabelledTextOfTheConfiguredLength) {
 
 TEST(SimProviderTest, MaxTokensCapsTheAnswer) {
   SimProvider sim = Sim({});
-  absl::StatusOr<v1::Usage> usage;
+  absl::StatusOr<v1::InferChunk> usage;
   std::string text = Collect(sim, Prompt("hi", 5), &usage);
   ASSERT_TRUE(usage.ok());
-  EXPECT_LE(usage->completion_tokens(), 5);
-  EXPECT_EQ(CountTokens(text), usage->completion_tokens());
+  EXPECT_LE(usage->usage().completion_tokens(), 5);
+  EXPECT_EQ(CountTokens(text), usage->usage().completion_tokens());
+  EXPECT_EQ(usage->finish_reason(), "length");
+  Collect(sim, Prompt("hi", 0), &usage);
+  EXPECT_EQ(usage->finish_reason(), "stop");
+}
+
+TEST(SimProviderTest, StopSequencesEndTheAnswerBeforeThem) {
+  SimProvider sim = Sim({});
+  absl::StatusOr<v1::InferChunk> usage;
+  GenerateRequest r = Prompt("tell me about the ocean", 0);
+  const std::string full = Collect(sim, r, &usage);
+  ASSERT_THAT(full, ::testing::HasSubstr(" re:"));
+  r.sampling.add_stop("never appears");
+  r.sampling.add_stop(" re:");
+  const std::string cut = Collect(sim, r, &usage);
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(cut, full.substr(0, full.find(" re:")));
+  EXPECT_EQ(usage->finish_reason(), "stop");
+  EXPECT_EQ(usage->usage().completion_tokens(), CountTokens(cut));
 }
 
 TEST(SimProviderTest, FailFaultReturnsUnavailableAfterSomeTokens) {
@@ -67,7 +85,7 @@ TEST(SimProviderTest, FailFaultReturnsUnavailableAfterSomeTokens) {
   b.mutable_fault()->set_kind(v1::SimFault::KIND_FAIL);
   b.mutable_fault()->set_after_tokens(5);
   SimProvider sim = Sim(b);
-  absl::StatusOr<v1::Usage> usage;
+  absl::StatusOr<v1::InferChunk> usage;
   std::string text = Collect(sim, Prompt("hello there"), &usage);
   EXPECT_EQ(usage.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_GE(CountTokens(text), 5);
@@ -80,7 +98,7 @@ TEST(SimProviderTest, HangFaultEndsAtTheDeadline) {
   SimProvider sim = Sim(b);
   GenerateRequest r = Prompt("hello");
   r.deadline = absl::Now();  // already due: the hang returns at once
-  absl::StatusOr<v1::Usage> usage;
+  absl::StatusOr<v1::InferChunk> usage;
   Collect(sim, r, &usage);
   EXPECT_EQ(usage.status().code(), absl::StatusCode::kDeadlineExceeded);
 }
@@ -91,7 +109,7 @@ TEST(SimProviderTest, HangFaultEndsOnCancellation) {
   SimProvider sim = Sim(b);
   Cancellation cancel;
   std::thread canceller([&] { cancel.Cancel(); });
-  absl::StatusOr<v1::Usage> usage;
+  absl::StatusOr<v1::InferChunk> usage;
   Collect(sim, Prompt("hello"), &usage, &cancel);
   canceller.join();
   EXPECT_EQ(usage.status().code(), absl::StatusCode::kCancelled);
@@ -103,7 +121,7 @@ TEST(SimProviderTest, ExitFaultCallsTheExitHook) {
   b.mutable_fault()->set_after_tokens(2);
   bool exited = false;
   SimProvider sim = Sim(b, [&] { exited = true; });
-  absl::StatusOr<v1::Usage> usage;
+  absl::StatusOr<v1::InferChunk> usage;
   Collect(sim, Prompt("hello"), &usage);
   EXPECT_TRUE(exited);
   EXPECT_FALSE(usage.ok());

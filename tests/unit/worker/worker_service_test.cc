@@ -97,7 +97,8 @@ TEST_F(WorkerServiceTest, FastOutputMayBeMergedButArrivesWholeAndInOrder) {
   generate.messages.assign(request.messages().begin(), request.messages().end());
   std::string expected;
   size_t pieces = 0;
-  for (const std::string& piece : reference.AnswerPieces(generate)) {
+  std::string finish_reason;
+  for (const std::string& piece : reference.AnswerPieces(generate, &finish_reason)) {
     expected += piece;
     ++pieces;
   }

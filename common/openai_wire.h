@@ -1,0 +1,48 @@
+// File: common/openai_wire.h
+// The OpenAI chat-completions wire format, in one place for every side of Loom that speaks
+// it: the coordinator's HTTP front door (parsing what clients send), the worker's `openai`
+// backend (rendering what it sends upstream, parsing the chunks that come back) and the `loom`
+// CLI (parsing streamed chunks). Field types are checked; nothing here throws.
+//
+//   v1::Sampling s;
+//   absl::Status ok = ParseSampling(request_json, &s);   // 400-worthy message naming the field
+//   AddSampling(s, &upstream_body);                      // the same fields, for a backend
+//   ChatChunk c = ParseChatChunk(event_json);            // delta text, finish_reason, usage
+#ifndef LOOM_COMMON_OPENAI_WIRE_H_
+#define LOOM_COMMON_OPENAI_WIRE_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "loom/v1/common.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace loom {
+
+// Reads temperature, top_p, stop (a string or up to 4 strings), seed, presence_penalty,
+// frequency_penalty and user from a request object into `out`. Null means absent. Values out
+// of OpenAI's documented ranges are INVALID_ARGUMENT naming the field.
+absl::Status ParseSampling(const nlohmann::json& request, v1::Sampling* out);
+
+// Writes the fields set in `sampling` into a request object.
+void AddSampling(const v1::Sampling& sampling, nlohmann::json* request);
+
+// The finish reasons Loom passes on; anything else a backend says becomes "stop".
+std::string NormalizeFinishReason(const std::string& reason);
+
+// One streamed chat.completion.chunk, as much of it as Loom uses.
+struct ChatChunk {
+  std::string content;                 // choices[0].delta.content; empty when absent or null
+  std::string finish_reason;           // choices[0].finish_reason; empty when null
+  std::optional<int64_t> prompt_tokens, completion_tokens;  // from "usage", when sent
+  std::optional<std::string> error;    // an in-band {"error": ...}: its message
+};
+
+// Parses one SSE data payload; std::nullopt when it is not a JSON object.
+std::optional<ChatChunk> ParseChatChunk(absl::string_view data);
+
+}  // namespace loom
+
+#endif  // LOOM_COMMON_OPENAI_WIRE_H_
