@@ -27,6 +27,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# JavaScript clients that the integration tests drive the coordinator with (tests/clients,
+# versions pinned in its package-lock.json). A plain Debian machine has no Node: take Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup: installing nodejs npm"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if ! cmp -s tests/clients/package-lock.json tests/clients/node_modules/.loom-installed-lock 2>/dev/null; then
+  echo "setup: installing the pinned JavaScript clients (npm ci in tests/clients)"
+  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error &&
+   cp package-lock.json node_modules/.loom-installed-lock)
+fi
+
 BUILD_DIR="${1:-build}"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" >/dev/null
 echo "setup: packages present, build configured in $BUILD_DIR"

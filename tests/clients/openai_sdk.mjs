@@ -1,0 +1,127 @@
+// Drives a running Loom coordinator with the official `openai` npm SDK (the versions pinned in
+// package-lock.json: "openai" is v6, "openai4" is v4), as an application would. Started by
+// tests/integration/client_sdk_test.cc, which gives it the mesh through the environment:
+//   LOOM_BASE_URL  http://127.0.0.1:PORT/v1     LOOM_KEY  a funded key   LOOM_POOR_KEY  unfunded
+//   LOOM_MODEL     a model served on the mesh   LOOM_SDK  "openai" or "openai4"
+// Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
+const sdkName = process.env.LOOM_SDK || "openai";
+const { default: OpenAI } = await import(sdkName);
+const baseURL = process.env.LOOM_BASE_URL;
+const model = process.env.LOOM_MODEL;
+let passed = 0, failed = 0;
+
+async function check(name, fn) {
+  try {
+    await fn();
+    passed++;
+    console.log(`ok   ${sdkName} ${name}`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${sdkName} ${name}: ${e && e.stack ? e.stack : e}`);
+  }
+}
+function expect(cond, what) { if (!cond) throw new Error(what); }
+
+// Counts the HTTP requests the SDK really sends, to see its retries.
+let sent = 0;
+const countingFetch = (url, init) => { sent++; return fetch(url, init); };
+const client = new OpenAI({ baseURL, apiKey: process.env.LOOM_KEY, maxRetries: 2, fetch: countingFetch });
+
+await check("models.list and models.retrieve", async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  expect(ids.includes("loom-auto") && ids.includes(model), `models: ${ids}`);
+  const one = await client.models.retrieve(model);
+  expect(one.id === model, `retrieve gave ${JSON.stringify(one)}`);
+});
+
+await check("chat completion with usage, finish_reason and x-request-id", async () => {
+  const { data, response } = await client.chat.completions
+      .create({ model, messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "Who wrote Hamlet?" }] })
+      .withResponse();
+  expect(data.choices[0].message.content.length > 0, "empty answer");
+  expect(data.choices[0].finish_reason === "stop", `finish_reason ${data.choices[0].finish_reason}`);
+  expect(data.usage.completion_tokens > 0, "no usage");
+  expect(response.headers.get("x-request-id"), "no x-request-id");
+});
+
+await check("streamed chat with include_usage", async () => {
+  const stream = await client.chat.completions.create({
+    model, stream: true, stream_options: { include_usage: true },
+    messages: [{ role: "user", content: "Tell me about the sea." }],
+  });
+  let text = "", finish = null, usage = null;
+  for await (const chunk of stream) {
+    if (chunk.choices.length > 0) {
+      text += chunk.choices[0].delta.content ?? "";
+      if (chunk.choices[0].finish_reason) finish = chunk.choices[0].finish_reason;
+    }
+    if (chunk.usage) usage = chunk.usage;
+  }
+  expect(text.includes("[simulated]"), `text: ${text}`);
+  expect(finish === "stop", `finish_reason ${finish}`);
+  expect(usage && usage.completion_tokens > 0, "no usage chunk");
+});
+
+await check("max_tokens cut says length; stop sequences apply", async () => {
+  const cut = await client.chat.completions.create({ model, max_tokens: 3, messages: [{ role: "user", content: "Count to ten." }] });
+  expect(cut.choices[0].finish_reason === "length", `finish_reason ${cut.choices[0].finish_reason}`);
+  const stopped = await client.chat.completions.create({ model, stop: [" re:"], temperature: 0, seed: 1,
+                                                          messages: [{ role: "user", content: "Count to ten." }] });
+  expect(!stopped.choices[0].message.content.includes(" re:"), `not stopped: ${stopped.choices[0].message.content}`);
+});
+
+await check("compiled request through loom-auto", async () => {
+  const r = await client.chat.completions.create({
+    model: "loom-auto",
+    messages: [{ role: "user", content: "Translate this Python code to Rust and explain the key differences between the two implementations." }],
+    loom: { mode: "compiled" },
+  });
+  expect(r.loom && r.loom.plan_kind === "compiled", `plan ${JSON.stringify(r.loom)}`);
+  expect(r.choices[0].message.content.length > 0, "empty");
+});
+
+await check("errors arrive as the SDK's typed errors", async () => {
+  const bad = new OpenAI({ baseURL, apiKey: "loom_not_a_key", maxRetries: 0 });
+  await bad.models.list().then(() => { throw new Error("401 expected"); },
+                               (e) => expect(e instanceof OpenAI.AuthenticationError, `got ${e}`));
+  await client.chat.completions.create({ model: "gpt-9", messages: [{ role: "user", content: "hi" }] })
+      .then(() => { throw new Error("404 expected"); }, (e) => expect(e instanceof OpenAI.NotFoundError, `got ${e}`));
+  await client.chat.completions.create({ model, messages: [{ role: "user", content: "hi" }],
+                                         tools: [{ type: "function", function: { name: "f", parameters: {} } }] })
+      .then(() => { throw new Error("400 expected"); },
+            (e) => expect(e instanceof OpenAI.BadRequestError && /'tools'/.test(e.message), `got ${e}`));
+  const poor = new OpenAI({ baseURL, apiKey: process.env.LOOM_POOR_KEY, maxRetries: 0 });
+  await poor.chat.completions.create({ model, messages: [{ role: "user", content: "hi" }] })
+      .then(() => { throw new Error("402 expected"); },
+            (e) => expect(e.status === 402 && e.code === "insufficient_quota", `got ${e.status} ${e.code}`));
+});
+
+await check("a served request id is not retried and not charged twice", async () => {
+  const id = `sdk-${sdkName}-${Date.now()}`;
+  const ask = { model, messages: [{ role: "user", content: "What is the capital of Peru?" }] };
+  await client.chat.completions.create(ask, { headers: { "X-Request-Id": id } });
+  const before = sent;
+  await client.chat.completions.create(ask, { headers: { "X-Request-Id": id } })
+      .then(() => { throw new Error("409 expected"); },
+            (e) => expect(e instanceof OpenAI.ConflictError, `got ${e}`));
+  expect(sent - before === 1, `the SDK sent ${sent - before} requests for a 409 (x-should-retry: false ignored?)`);
+});
+
+await check("aborting a stream part way leaves the server serving", async () => {
+  const controller = new AbortController();
+  const stream = await client.chat.completions.create(
+      { model, stream: true, messages: [{ role: "user", content: "Tell me a long story." }] },
+      { signal: controller.signal });
+  let chunks = 0;
+  try {
+    for await (const _ of stream) { if (++chunks === 2) controller.abort(); }
+  } catch (e) {
+    expect(e.name === "AbortError" || e instanceof OpenAI.APIUserAbortError, `got ${e}`);
+  }
+  const after = await client.chat.completions.create({ model, messages: [{ role: "user", content: "Still there?" }] });
+  expect(after.choices[0].message.content.length > 0, "no answer after the abort");
+});
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);

@@ -1,0 +1,56 @@
+// Clients nobody in the project wrote: the official `openai` npm SDK, v6 and v4 (pinned in
+// tests/clients/package-lock.json, installed by deploy/setup.sh), driving a real mesh through
+// the coordinator's HTTP API: models, plain and streamed chat, finish reasons, stop sequences,
+// a compiled request, every error class as the SDK's typed error, a served request id that the
+// SDK must not retry, and an abort mid-stream. The checks are in tests/clients/openai_sdk.mjs;
+// this test starts the mesh, runs them, and checks the ledger afterwards.
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
+#include "tests/integration/mesh_fixture.h"
+
+namespace loom::testing {
+namespace {
+
+class ClientSdkTest : public MeshFixture, public ::testing::WithParamInterface<const char*> {
+ protected:
+  std::string NewKey(const std::string& client) {
+    CommandResult key = RunCommand("loom-ledger", {"--db=" + db_, "keys", "create", "--client=" + client});
+    EXPECT_EQ(key.exit_code, 0) << key.err;
+    return std::string(absl::StripAsciiWhitespace(key.out));
+  }
+};
+
+TEST_P(ClientSdkTest, TheOfficialSdkWorksAgainstTheMesh) {
+  const std::string clients = std::string(LOOM_SOURCE_DIR) + "/tests/clients";
+  ASSERT_FALSE(ReadFile(clients + "/node_modules/" + GetParam() + "/package.json").empty())
+      << "the pinned JavaScript clients are not installed: run deploy/setup.sh";
+  StartCoordinator("127.0.0.1:0", {"--allow_anonymous="});
+  StartWorker("dev-a", "llama-3.1-8b");
+  StartWorker("dev-b", "qwen2.5-coder-7b");
+  ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b"}));
+  const std::string key = NewKey("sdk");
+  ASSERT_EQ(RunCommand("loom-ledger", {"--db=" + db_, "grant", "client:sdk", "100", "--reference=sdk"}).exit_code, 0);
+  const std::string poor = NewKey("poor");
+
+  CommandResult run = RunCommand(
+      "/usr/bin/env",
+      {"LOOM_SDK=" + std::string(GetParam()), "LOOM_BASE_URL=http://" + coordinator_.http + "/v1",
+       "LOOM_KEY=" + key, "LOOM_POOR_KEY=" + poor, "LOOM_MODEL=llama-3.1-8b", "node",
+       clients + "/openai_sdk.mjs"},
+      absl::Seconds(120));
+  std::cout << run.out << run.err;
+  EXPECT_EQ(run.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(run.out, " 0 failed")) << run.out;
+
+  // The books after everything the SDK did: balanced, and nothing charged to the poor client.
+  CommandResult verify = RunCommand("loom-ledger", {"--db=" + db_, "verify"});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+  CommandResult poor_balance = RunCommand("loom-ledger", {"--db=" + db_, "balance", "client:poor", "--format=json"});
+  EXPECT_EQ(json::parse(poor_balance.out, nullptr, false).value("balance_micro", -1), 0) << poor_balance.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Sdks, ClientSdkTest, ::testing::Values("openai", "openai4"));
+
+}  // namespace
+}  // namespace loom::testing
