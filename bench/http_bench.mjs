@@ -1,0 +1,84 @@
+// The HTTP path as SDKs use it, measured in one run beside its baseline (bench/http_bench.sh
+// starts the processes): the coordinator -> a worker on the `openai` backend -> an instant
+// OpenAI-compatible stand-in, against the same stand-in called directly.
+//   node bench/http_bench.mjs DIRECT_BASE COORDINATOR_BASE MODEL [--json]
+// Prints p50/p99 per scenario and the ratios; plain Node http, no SDK overhead.
+import http from "node:http";
+
+const [direct, coordinator, model] = process.argv.slice(2, 5);
+const json = process.argv.includes("--json");
+const N = 400, CONCURRENT = 16, PER_CLIENT = 100;
+
+function post(base, agent, body, onFirstData) {
+  return new Promise((resolve, reject) => {
+    const url = new URL(base + "/chat/completions");
+    const start = process.hrtime.bigint();
+    let first = null;
+    const req = http.request(url, { method: "POST", agent, headers: { "content-type": "application/json" } }, (res) => {
+      res.on("data", () => { if (first === null) first = process.hrtime.bigint(); });
+      res.on("end", () => {
+        if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}`));
+        const end = process.hrtime.bigint();
+        resolve({ total: Number(end - start) / 1e3, first: Number((first ?? end) - start) / 1e3 });
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+const chat = (stream) => JSON.stringify({ model, stream, max_tokens: 16,
+  messages: [{ role: "user", content: "What is the capital of Peru?" }] });
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
+
+async function sequential(base, keepAlive, stream) {
+  const agent = new http.Agent({ keepAlive, maxSockets: 1 });
+  for (let i = 0; i < 20; i++) await post(base, agent, chat(stream));  // warm up
+  const total = [], first = [];
+  for (let i = 0; i < N; i++) {
+    const r = await post(base, agent, chat(stream));
+    total.push(r.total); first.push(r.first);
+  }
+  agent.destroy();
+  return { p50: pct(total, 0.5), p99: pct(total, 0.99), ttft_p50: pct(first, 0.5) };
+}
+
+async function concurrent(base) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENT });
+  const start = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: CONCURRENT }, async () => {
+    for (let i = 0; i < PER_CLIENT; i++) await post(base, agent, chat(false));
+  }));
+  agent.destroy();
+  return (CONCURRENT * PER_CLIENT) / (Number(process.hrtime.bigint() - start) / 1e9);
+}
+
+const out = {};
+for (const [name, base] of [["direct", direct], ["coordinator", coordinator]]) {
+  out[name] = {
+    keepalive: await sequential(base, true, false),
+    new_connection: await sequential(base, false, false),
+    stream_keepalive: await sequential(base, true, true),
+    concurrent16_rps: await concurrent(base),
+  };
+}
+const d = out.direct, c = out.coordinator;
+out.ratios = {
+  keepalive_p50: c.keepalive.p50 / d.keepalive.p50,
+  new_connection_p50: c.new_connection.p50 / d.new_connection.p50,
+  concurrent16_throughput: c.concurrent16_rps / d.concurrent16_rps,
+  stream_ttft_added_us: c.stream_keepalive.ttft_p50 - d.stream_keepalive.ttft_p50,
+};
+if (json) {
+  console.log(JSON.stringify(out, null, 2));
+} else {
+  const f = (x) => x.toFixed(0);
+  for (const name of ["direct", "coordinator"]) {
+    const o = out[name];
+    console.log(`${name.padEnd(12)} keep-alive p50 ${f(o.keepalive.p50)} us p99 ${f(o.keepalive.p99)} | new connection p50 ${f(o.new_connection.p50)} us | ` +
+                `stream first byte p50 ${f(o.stream_keepalive.ttft_p50)} us | 16 clients ${f(o.concurrent16_rps)} req/s`);
+  }
+  const r = out.ratios;
+  console.log(`ratios: keep-alive p50 ${r.keepalive_p50.toFixed(2)}x (target <= 3x), new connection ${r.new_connection_p50.toFixed(2)}x, ` +
+              `16-client throughput ${r.concurrent16_throughput.toFixed(2)}x (target >= 0.3x), stream first byte +${f(r.stream_ttft_added_us)} us`);
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The HTTP front door as SDK clients use it (keep-alive, new connections, streams, 16
+# concurrent clients), through a coordinator and a worker on the `openai` backend to an
+# instant OpenAI-compatible stand-in, beside the same stand-in called directly, in one run.
+#
+#   bench/http_bench.sh [--json]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR="${BUILD_DIR:-build}"
+deploy/setup.sh "$BUILD_DIR" >/dev/null
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target loom-coordinator loom-worker openai_standin >/dev/null
+BIN="$BUILD_DIR/bin"
+dir=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+
+wait_for() {  # a ready file, at most 10 s
+  for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done
+  echo "http_bench: $1 never appeared" >&2; exit 1
+}
+field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+
+"$BIN/openai_standin" --models=bench-model --ready_file="$dir/standin.json" 2>"$dir/standin.log" & pids+=($!)
+wait_for "$dir/standin.json"
+base=$(field "$dir/standin.json" base_url)
+"$BIN/loom-coordinator" --grpc_listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --ledger_db="$dir/loom.db" \
+  --plaintext --join_secret_file="$dir/join.secret" --allow_anonymous=anonymous --log_level=warn \
+  --ready_file="$dir/coordinator.json" 2>"$dir/coordinator.log" & pids+=($!)
+wait_for "$dir/coordinator.json"
+token=$("$BIN/loom-coordinator" --join_secret_file="$dir/join.secret" --issue_join_token=bench-dev:bench-prov)
+"$BIN/loom-ledger" --db="$dir/loom.db" grant client:anonymous 1000000 --reference=bench >/dev/null
+"$BIN/loom-worker" --coordinator="$(field "$dir/coordinator.json" grpc)" --device_id=bench-dev \
+  --provider_id=bench-prov --plaintext --join_token="$token" --listen=127.0.0.1:0 \
+  --openai_base_url="$base" --model=bench-model --family=llama --max_concurrency=64 --log_level=warn \
+  --ready_file="$dir/worker.json" 2>"$dir/worker.log" & pids+=($!)
+wait_for "$dir/worker.json"
+http=$(field "$dir/coordinator.json" http)
+for _ in $(seq 100); do
+  curl -s "http://$http/v1/models" | grep -q bench-model && break
+  sleep 0.1
+done
+node bench/http_bench.mjs "$base" "http://$http/v1" bench-model "$@"
