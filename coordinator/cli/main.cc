@@ -11,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "common/json_dump.h"
+#include "common/openai_wire.h"
 #include "common/flags_usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -139,13 +140,10 @@ int Ask(loom::v1::Orchestrator::Stub* stub, const std::string& prompt) {
   return 0;
 }
 
-// The message of an OpenAI error object ({"error": {"message": ...}}), else `fallback`.
-std::string ErrorMessage(const nlohmann::json& body, absl::string_view fallback) {
-  if (body.is_object() && body.contains("error") && body["error"].is_object() &&
-      body["error"].contains("message") && body["error"]["message"].is_string()) {
-    return body["error"]["message"].get<std::string>();
-  }
-  return std::string(fallback);
+// The message of an OpenAI error body, else the body itself.
+std::string ErrorMessage(const std::string& body) {
+  std::optional<loom::ChatChunk> parsed = loom::ParseChatChunk(body);
+  return parsed && parsed->error ? *parsed->error : body;
 }
 
 // ask over HTTP: POST /v1/chat/completions, streamed unless --json.
@@ -191,24 +189,18 @@ int AskHttp(const std::string& prompt) {
     }
     return parser.Feed(absl::string_view(data, n), [&](absl::string_view event) {
       if (event == "[DONE]") return true;
-      nlohmann::json chunk = nlohmann::json::parse(event, nullptr, false);
-      if (chunk.is_discarded()) return true;
-      if (chunk.contains("error")) {
-        std::cerr << "loom: " << ErrorMessage(chunk, event) << "\n";
+      // The one chunk parser (common/openai_wire): a null or absent delta content is no text.
+      std::optional<loom::ChatChunk> parsed = loom::ParseChatChunk(event);
+      if (!parsed) return true;
+      if (parsed->error) {
+        std::cerr << "loom: " << *parsed->error << "\n";
         return true;
       }
-      // A delta's content may be absent or null (role-only, tool-call and finish chunks).
-      const nlohmann::json* content = nullptr;
-      if (chunk.contains("choices") && chunk["choices"].is_array() && !chunk["choices"].empty() &&
-          chunk["choices"][0].is_object() && chunk["choices"][0].contains("delta") &&
-          chunk["choices"][0]["delta"].is_object() &&
-          chunk["choices"][0]["delta"].contains("content")) {
-        content = &chunk["choices"][0]["delta"]["content"];
-      }
-      if (content != nullptr && content->is_string()) {
-        std::cout << content->get<std::string>() << std::flush;
+      if (!parsed->content.empty()) {
+        std::cout << parsed->content << std::flush;
         at_line_start = false;
       }
+      nlohmann::json chunk = nlohmann::json::parse(event, nullptr, false);
       if (chunk.contains("loom") && chunk["loom"].is_object()) std::cerr << "\nrequest " << chunk["loom"].value("request_id", "") << " cost " << chunk["loom"].value("cost_micro", 0) << " micro-credits\n";
       return true;
     }).ok();
@@ -222,7 +214,7 @@ int AskHttp(const std::string& prompt) {
   }
   if (status != 200) {
     std::cerr << "loom: HTTP " << status << ": "
-              << ErrorMessage(nlohmann::json::parse(error_body, nullptr, false), error_body) << "\n";
+              << ErrorMessage(error_body) << "\n";
     return 1;
   }
   if (!stream) std::cout << error_body << "\n";
