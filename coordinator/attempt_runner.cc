@@ -48,6 +48,16 @@ void AttemptLog::CallFinished() {
   if (--in_flight_ == 0) busy_ += clock_->Now() - busy_since_;
 }
 
+void AttemptLog::AddDelivered(Delivered delivered) {
+  absl::MutexLock lock(&mu_);
+  delivered_.push_back(std::move(delivered));
+}
+
+std::vector<AttemptLog::Delivered> AttemptLog::delivered() const {
+  absl::MutexLock lock(&mu_);
+  return delivered_;
+}
+
 absl::Duration AttemptLog::device_wait() const {
   absl::MutexLock lock(&mu_);
   return in_flight_ > 0 ? busy_ + (clock_->Now() - busy_since_) : busy_;
@@ -136,13 +146,15 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     log->CallFinished();
     registry_->AddInflight(chosen.device_id, -1);
     const absl::Time finished = clock_->Now();
-    // Output for an attempt that was cancelled or ran past its deadline is not used, and so
-    // not paid, even if the worker finished it.
-    if (usage.ok() && cancel && cancel->IsCancelled()) {
-      usage = absl::CancelledError("the attempt finished after it was cancelled; not paid");
-    } else if (usage.ok() && absl::Now() > call.deadline) {
+    const bool cancelled = cancel && cancel->IsCancelled();
+    // Output for an attempt that ran past its deadline is not used, and so not paid, even if
+    // the worker finished it.
+    if (usage.ok() && !cancelled && absl::Now() > call.deadline) {
       usage = absl::DeadlineExceededError("the attempt finished after its deadline; not paid");
     }
+    const int64_t counted = CountTokens(output);
+    // Credited tokens never exceed what the client's reservation was computed from.
+    const int64_t cap = spec.max_tokens > 0 ? spec.max_tokens : spec.credit_cap;
 
     v1::Attempt record;
     record.set_sub_task_id(spec.sub_task_id);
@@ -150,17 +162,41 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     record.set_device_id(chosen.device_id);
     record.set_model(chosen.model.name());
     record.set_latency_ms(absl::ToInt64Milliseconds(finished - started));
-    record.set_tokens(CountTokens(output));
+    record.set_tokens(counted);
     record.set_started_unix_ms(absl::ToUnixMillis(started));
     record.set_finished_unix_ms(absl::ToUnixMillis(finished));
     record.set_role(spec.role);
-    if (metrics_) metrics_->RecordAttempt(usage.ok());
+    if (cancelled) {
+      // The request was cancelled (its client went away): the attempt stops here, and what
+      // the device produced until then is delivered work, paid if the request is settled as
+      // abandoned. A claim is believed only as far as the coordinator received text.
+      record.set_outcome(v1::ATTEMPT_OUTCOME_CANCELLED);
+      record.set_reason(usage.ok() ? "finished as the request was cancelled"
+                                   : "stopped: the request was cancelled");
+      log->Add(std::move(record));
+      if (metrics_) metrics_->RecordAttempt(v1::ATTEMPT_OUTCOME_CANCELLED);
+      int64_t tokens = usage.ok() && usage->completion_tokens() > 0
+                           ? std::min(counted, usage->completion_tokens())
+                           : counted;
+      if (cap > 0) tokens = std::min(tokens, cap);
+      if (tokens > 0) {
+        CallResult partial = result;
+        partial.output = std::move(output);
+        partial.tokens = tokens;
+        partial.attempt = attempt;
+        partial.finish_reason = usage.ok() ? "stop" : "cancelled";
+        log->AddDelivered({spec.sub_task_id, spec.role, std::move(partial), !usage.ok()});
+      }
+      return absl::CancelledError("the request was cancelled");
+    }
+    if (metrics_) {
+      metrics_->RecordAttempt(usage.ok() ? v1::ATTEMPT_OUTCOME_OK : v1::ATTEMPT_OUTCOME_FAILED);
+    }
     if (usage.ok()) {
       record.set_outcome(v1::ATTEMPT_OUTCOME_OK);
       log->Add(std::move(record));
       if (sink) sink(TaskEvent(v1::SubTaskEvent::KIND_FINISHED, spec.sub_task_id, attempt, chosen, ""));
       // Pay for the tokens received, never more than the worker claims.
-      const int64_t counted = CountTokens(output);
       const int64_t claimed = usage->completion_tokens();
       if (claimed > counted + options_.overclaim_slack_tokens +
                         static_cast<int64_t>(static_cast<double>(counted) * options_.overclaim_tolerance)) {
@@ -172,8 +208,6 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
       }
       result.tokens = usage->completion_tokens() > 0 ? std::min(counted, usage->completion_tokens())
                                                      : counted;
-      // Never more than the client's reservation was computed from.
-      const int64_t cap = spec.max_tokens > 0 ? spec.max_tokens : spec.credit_cap;
       if (cap > 0) result.tokens = std::min(result.tokens, cap);
       result.prompt_tokens = usage->prompt_tokens();
       // Why it stopped: as the device said; from a worker that does not say, "length" when
@@ -184,6 +218,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
                                                               : "stop";
       result.output = std::move(output);
       result.attempt = attempt;
+      log->AddDelivered({spec.sub_task_id, spec.role, result, false});
       return result;
     }
     last = usage.status();

@@ -36,27 +36,6 @@ namespace loom {
 // Empty when nobody listens (a unary request): stages then build no events at all.
 using EventSink = std::function<void(const v1::CompleteEvent&)>;
 
-// The attempts of one request, and how long the request waited on devices. Thread-safe.
-class AttemptLog {
- public:
-  explicit AttemptLog(Clock* clock) : clock_(clock) {}
-  void Add(v1::Attempt attempt);
-  std::vector<v1::Attempt> attempts() const;
-  // Marks a device call in flight / finished; the time during which at least one call was in
-  // flight is the request's time waiting on devices.
-  void CallStarted();
-  void CallFinished();
-  absl::Duration device_wait() const;
-
- private:
-  Clock* const clock_;
-  mutable absl::Mutex mu_;
-  std::vector<v1::Attempt> attempts_ ABSL_GUARDED_BY(mu_);
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time busy_since_ ABSL_GUARDED_BY(mu_);
-  absl::Duration busy_ ABSL_GUARDED_BY(mu_);
-};
-
 struct AttemptOptions {
   int max_attempts = 3;                                // per call, each on another device
   absl::Duration attempt_timeout = absl::Seconds(60);  // upper bound of one attempt
@@ -97,6 +76,40 @@ struct CallResult {
   std::string finish_reason = "stop";  // "stop", "length", "content_filter" or "tool_calls"
 };
 
+// The attempts of one request, and how long the request waited on devices. Thread-safe.
+class AttemptLog {
+ public:
+  explicit AttemptLog(Clock* clock) : clock_(clock) {}
+  void Add(v1::Attempt attempt);
+  std::vector<v1::Attempt> attempts() const;
+  // Marks a device call in flight / finished; the time during which at least one call was in
+  // flight is the request's time waiting on devices.
+  void CallStarted();
+  void CallFinished();
+  absl::Duration device_wait() const;
+
+  // Output a device produced for the request and the coordinator received: every call that
+  // succeeded, and what a call stopped by cancellation had sent until then (partial). What a
+  // request that its client abandoned is settled for.
+  struct Delivered {
+    std::string sub_task_id;
+    v1::ContributionRole role = v1::CONTRIBUTION_ROLE_EXECUTE;
+    CallResult call;  // tokens: credited as for a finished call, capped the same way
+    bool partial = false;
+  };
+  void AddDelivered(Delivered delivered);
+  std::vector<Delivered> delivered() const;
+
+ private:
+  Clock* const clock_;
+  mutable absl::Mutex mu_;
+  std::vector<v1::Attempt> attempts_ ABSL_GUARDED_BY(mu_);
+  std::vector<Delivered> delivered_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time busy_since_ ABSL_GUARDED_BY(mu_);
+  absl::Duration busy_ ABSL_GUARDED_BY(mu_);
+};
+
 class AttemptRunner {
  public:
   // `metrics` may be null.
@@ -105,7 +118,9 @@ class AttemptRunner {
 
   // UNAVAILABLE naming every failed attempt when no attempt succeeded; the first selection's
   // error (NOT_FOUND for an unknown model) when no device could be chosen at all; CANCELLED or
-  // DEADLINE_EXCEEDED from the request; a non-retryable worker error as it came.
+  // DEADLINE_EXCEEDED from the request; a non-retryable worker error as it came. When `cancel`
+// fires, the attempt in flight stops at once (outcome CANCELLED) and what it produced until
+// then is added to the log as delivered work.
   absl::StatusOr<CallResult> Run(const std::string& request_id, const CallSpec& spec,
                                  absl::Time deadline, Cancellation* cancel,
                                  const EventSink& sink, AttemptLog* log) const;

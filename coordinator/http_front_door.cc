@@ -1,8 +1,6 @@
 #include "coordinator/http_front_door.h"
 
-#include <httplib.h>
-
-#include <deque>
+#include <map>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -14,8 +12,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
-#include "coordinator/http_connections.h"
 #include "common/json_dump.h"
+#include "common/status_macros.h"
 #include "common/openai_wire.h"
 #include "common/categories.h"
 #include "common/ids.h"
@@ -30,7 +28,7 @@ constexpr char kAutoModel[] = "loom-auto";
 
 const char* ErrorType(int http) {
   switch (http) {
-    case 400: case 404: case 409: case 413: return "invalid_request_error";
+    case 400: case 404: case 405: case 409: case 413: case 431: return "invalid_request_error";
     case 401: return "authentication_error";
     case 402: return "insufficient_quota";
     case 403: return "permission_error";
@@ -47,8 +45,10 @@ const char* ErrorCode(int http) {
     case 402: return "insufficient_quota";
     case 403: return "permission_denied";
     case 404: return "not_found";
+    case 405: return "method_not_allowed";
     case 409: return "request_already_served";
     case 413: return "request_too_large";
+    case 431: return "request_header_too_large";
     case 429: return "rate_limit_exceeded";
     case 499: return "cancelled";
     case 503: return "no_device_available";
@@ -62,26 +62,42 @@ json ErrorBody(int http, const std::string& message) {
                          {"param", nullptr}, {"code", ErrorCode(http)}}}};
 }
 
-void SendError(httplib::Response& res, int http, const std::string& message) {
+// An OpenAI error response. SDKs retry 409 and 5xx unless told not to: a request that was
+// already served or that can never succeed as sent must not be retried (nor charged) again.
+HttpResponse ErrorResponse(int http, const std::string& message) {
+  HttpResponse res;
   res.status = http;
-  // OpenAI SDKs retry 409 and 5xx unless told not to: a request that was already served or
-  // that can never succeed as sent must not be retried (nor charged) again.
   if (http == 409 || (http >= 400 && http < 500 && http != 429 && http != 408)) {
-    res.set_header("x-should-retry", "false");
+    res.SetHeader("x-should-retry", "false");
   }
-  if (http == 429) res.set_header("Retry-After", "1");
-  res.set_content(DumpJson(ErrorBody(http, message)), "application/json");
+  if (http == 429) res.SetHeader("Retry-After", "1");
+  res.body = DumpJson(ErrorBody(http, message));
+  return res;
 }
 
-void SendError(httplib::Response& res, const absl::Status& status) {
-  SendError(res, HttpFrontDoor::HttpStatusFor(status), std::string(status.message()));
+HttpResponse ErrorResponse(const absl::Status& status) {
+  return ErrorResponse(HttpFrontDoor::HttpStatusFor(status), std::string(status.message()));
+}
+
+// An error that keeps the headers already chosen for the response (x-request-id, ...).
+HttpResponse ErrorResponse(HttpResponse base, const absl::Status& status) {
+  HttpResponse error = ErrorResponse(status);
+  for (auto& [name, value] : error.headers) base.SetHeader(name, value);
+  error.headers = std::move(base.headers);
+  return error;
+}
+
+HttpResponse JsonResponse(const json& body) {
+  HttpResponse res;
+  res.body = DumpJson(body);
+  return res;
 }
 
 // A client's own id for the request: X-Request-Id, else Idempotency-Key (what the OpenAI SDKs
 // and Stripe-style clients send so that a retry can be recognised). Empty when neither is set.
-std::string ClientRequestId(const httplib::Request& req) {
+std::string ClientRequestId(const HttpRequest& req) {
   for (const char* header : {"X-Request-Id", "Idempotency-Key"}) {
-    if (req.has_header(header)) return req.get_header_value(header);
+    if (req.HasHeader(header)) return req.Header(header);
   }
   return "";
 }
@@ -285,86 +301,73 @@ json Usage(const v1::CompleteResponse& r) {
           {"total_tokens", r.usage().prompt_tokens() + r.usage().completion_tokens()}};
 }
 
-// What a streamed request shares between the thread running it and the HTTP writer. Owned
-// by the handler and the writer; the last owner cancels the request (if still running) and
-// joins its thread, so no request outlives the response it belongs to.
-struct StreamState {
-  ~StreamState() {
-    cancel.Cancel();
-    if (worker.joinable()) worker.join();
-  }
-  std::thread worker;
-  absl::Mutex mu;
-  std::deque<std::string> pieces ABSL_GUARDED_BY(mu);  // answer text not yet written
-  bool done ABSL_GUARDED_BY(mu) = false;
-  bool output_started ABSL_GUARDED_BY(mu) = false;
-  absl::StatusOr<v1::CompleteResponse> result ABSL_GUARDED_BY(mu) = absl::UnknownError("running");
-  Cancellation cancel;
-};
+// Writes a streamed answer as Server-Sent Events as its text arrives: a role chunk first, then
+// the text, then (Finish) a final chunk with the loom object, an optional usage chunk and
+// [DONE]; a failure after text was sent is reported in-band. Headers go out with the first
+// text, so a request that fails before any gets a plain HTTP error status.
+class SseWriter {
+ public:
+  SseWriter(HttpExchange* exchange, HttpResponse head, std::string id, int64_t created,
+            std::string model)
+      : exchange_(exchange), head_(std::move(head)), id_(std::move(id)), created_(created),
+        model_(std::move(model)) {}
 
-// Writes a streamed response as Server-Sent Events: a role chunk, the answer's text as it
-// arrives, then a final chunk (with the loom object), an optional usage chunk and [DONE]; a
-// failure after text was sent is reported in-band. Returns false when the client went away
-// (the request is then cancelled).
-bool WriteStream(StreamState& state, const std::string& id, int64_t created,
-                 const std::string& model, bool include_usage, httplib::DataSink& sink) {
-  auto send = [&](const json& chunk) {
-    const std::string event = absl::StrCat("data: ", DumpJson(chunk), "\n\n");
-    return sink.write(event.data(), event.size());
-  };
-  auto chunk = [&](const json& delta, const json& finish) {
-    return json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created},
-                {"model", model},
-                {"choices", {{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}}}};
-  };
-  if (!send(chunk({{"role", "assistant"}, {"content", ""}}, nullptr))) {
-    state.cancel.Cancel();
-    return false;
+  bool started() const { return started_; }
+
+  // False once the client is gone (the request is then cancelled).
+  bool Text(const std::string& text) {
+    if (!Start()) return false;
+    return Send(Chunk({{"content", text}}, nullptr));
   }
-  while (true) {
-    std::deque<std::string> pieces;
-    bool done;
-    {
-      absl::MutexLock lock(&state.mu);
-      state.mu.Await(absl::Condition(
-          +[](StreamState* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-            return s->done || !s->pieces.empty();
-          },
-          &state));
-      pieces.swap(state.pieces);
-      done = state.done;
-    }
-    for (const std::string& p : pieces) {
-      if (!send(chunk({{"content", p}}, nullptr))) {
-        state.cancel.Cancel();  // the client went away
-        return false;
+
+  void Finish(const absl::StatusOr<v1::CompleteResponse>& result, bool include_usage) {
+    if (!Start()) return;
+    if (!result.ok()) {
+      // Text was already sent: report the failure in-band, as OpenAI-compatible servers do.
+      const int http = HttpFrontDoor::HttpStatusFor(result.status());
+      Send(ErrorBody(http, std::string(result.status().message())));
+    } else {
+      json last = Chunk(json::object(), FinishReason(*result));
+      last["loom"] = LoomObject(*result);
+      Send(last);
+      if (include_usage) {
+        Send({{"id", id_}, {"object", "chat.completion.chunk"}, {"created", created_},
+              {"model", model_}, {"choices", json::array()}, {"usage", Usage(*result)}});
       }
     }
-    if (done) break;
+    if (ok_) ok_ = exchange_->Write("data: [DONE]\n\n");
   }
-  absl::StatusOr<v1::CompleteResponse> result = absl::UnknownError("");
-  {
-    absl::MutexLock lock(&state.mu);
-    result = state.result;
+
+ private:
+  bool Start() {
+    if (started_) return ok_;
+    started_ = true;
+    head_.content_type = "text/event-stream";
+    head_.SetHeader("Cache-Control", "no-cache");
+    ok_ = exchange_->StartStream(head_) && Send(Chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
+    return ok_;
   }
-  if (!result.ok()) {
-    // Text was already sent: report the failure in-band, as OpenAI-compatible servers do.
-    const int http = HttpFrontDoor::HttpStatusFor(result.status());
-    send(ErrorBody(http, std::string(result.status().message())));
-  } else {
-    json last = chunk(json::object(), FinishReason(*result));
-    last["loom"] = LoomObject(*result);
-    send(last);
-    if (include_usage) {
-      send({{"id", id}, {"object", "chat.completion.chunk"}, {"created", created},
-            {"model", model}, {"choices", json::array()}, {"usage", Usage(*result)}});
-    }
+
+  json Chunk(const json& delta, const json& finish) const {
+    return json{{"id", id_}, {"object", "chat.completion.chunk"}, {"created", created_},
+                {"model", model_},
+                {"choices", {{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}}}};
   }
-  const std::string done_event = "data: [DONE]\n\n";
-  sink.write(done_event.data(), done_event.size());
-  sink.done();
-  return true;
-}
+
+  bool Send(const json& chunk) {
+    if (ok_) ok_ = exchange_->Write(absl::StrCat("data: ", DumpJson(chunk), "\n\n"));
+    if (!ok_) exchange_->client_gone()->Cancel();  // the client went away: stop the work
+    return ok_;
+  }
+
+  HttpExchange* const exchange_;
+  HttpResponse head_;
+  const std::string id_;
+  const int64_t created_;
+  const std::string model_;
+  bool started_ = false;
+  bool ok_ = true;
+};
 
 }  // namespace
 
@@ -387,6 +390,24 @@ int HttpFrontDoor::HttpStatusFor(const absl::Status& status) {
   }
 }
 
+namespace {
+
+HttpServerOptions ServerOptions(const HttpOptions& o) {
+  HttpServerOptions s;
+  s.max_connections = o.max_connections;
+  s.max_connections_per_peer = o.max_connections_per_peer;
+  s.keep_alive_timeout = o.keep_alive_timeout;
+  s.keep_alive_max_requests = o.keep_alive_max_requests;
+  s.request_read_timeout = o.read_timeout;
+  s.write_timeout = o.write_timeout;
+  s.max_body_bytes = o.max_body_bytes;
+  s.tls_cert = o.tls_cert;
+  s.tls_key = o.tls_key;
+  return s;
+}
+
+}  // namespace
+
 HttpFrontDoor::HttpFrontDoor(HttpOptions options, RequestRunner* runner,
                              DeviceRegistry* registry, const Authenticator* auth,
                              const Metrics* metrics)
@@ -395,10 +416,16 @@ HttpFrontDoor::HttpFrontDoor(HttpOptions options, RequestRunner* runner,
       registry_(registry),
       auth_(auth),
       metrics_(metrics),
-      server_(options_.tls_cert.empty()
-                  ? std::make_unique<httplib::Server>()
-                  : std::make_unique<httplib::SSLServer>(options_.tls_cert.c_str(),
-                                                         options_.tls_key.c_str())) {
+      server_(ServerOptions(options_),
+              [](int status, const std::string& message) { return ErrorResponse(status, message); },
+              // Every response names its request, so a client can quote it; a client's own
+              // id is echoed.
+              [](const HttpRequest& req, HttpResponse& res) {
+                if (res.HasHeader("x-request-id")) return;
+                const std::string id = ClientRequestId(req);
+                res.SetHeader("x-request-id",
+                              ValidRequestId(id).ok() && !id.empty() ? id : NewUuid());
+              }) {
   Routes();
 }
 
@@ -407,111 +434,75 @@ HttpFrontDoor::~HttpFrontDoor() { Stop(); }
 absl::StatusOr<std::string> HttpFrontDoor::Start(const std::string& listen) {
   const size_t colon = listen.rfind(':');
   int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port)) {
+  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("--http_listen '", listen, "' needs host:port"));
   }
   const std::string host = listen.substr(0, colon);
-  if (!server_->is_valid()) {
-    return absl::InvalidArgumentError(absl::StrCat("HTTPS: cannot load ", options_.tls_cert, " / ",
-                                                   options_.tls_key));
-  }
-  if (port == 0) {
-    port = server_->bind_to_any_port(host);
-  } else if (!server_->bind_to_port(host, port)) {
-    port = -1;
-  }
-  if (port <= 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  return absl::StrCat(host, ":", port);
+  LOOM_ASSIGN_OR_RETURN(const int bound, server_.Start(host, port));
+  return absl::StrCat(host, ":", bound);
 }
 
-void HttpFrontDoor::Stop() {
-  if (thread_.joinable()) {
-    server_->stop();
-    thread_.join();
-  }
-}
+void HttpFrontDoor::Stop() { server_.Stop(); }
 
 void HttpFrontDoor::Routes() {
-  server_->set_payload_max_length(options_.max_body_bytes);
-  // Every request after the first on a keep-alive connection otherwise waits ~40 ms for the
-  // client's delayed ACK (Nagle): the accepted sockets inherit this from the listener.
-  server_->set_tcp_nodelay(true);
-  const int max_connections = options_.max_connections;
-  server_->new_task_queue = [max_connections] { return new ConnectionQueue(max_connections); };
-  server_->set_keep_alive_max_count(options_.keep_alive_max_requests);
-  server_->set_keep_alive_timeout(absl::ToInt64Seconds(options_.keep_alive_timeout));
-  server_->set_read_timeout(absl::ToChronoSeconds(options_.read_timeout));
-  // Every response names its request, so a client can quote it; a client's own id is echoed.
-  server_->set_post_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.has_header("x-request-id")) {
-      const std::string id = ClientRequestId(req);
-      res.set_header("x-request-id", ValidRequestId(id).ok() && !id.empty() ? id : NewUuid());
-    }
-  });
-  // A handler that throws answers OpenAI error JSON, never the exception's text in a header.
-  server_->set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                                    std::exception_ptr error) {
-    std::string what = "unknown";
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    spdlog::error("HTTP handler failed: {}", what);
-    SendError(res, 500, "internal error while handling the request");
-  });
-  server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(DumpJson(json{{"status", "ok"}, {"devices", registry_->Size()}}),
-                    "application/json");
-  });
-  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_->Render(registry_->Snapshot()), "text/plain; version=0.0.4");
-  });
-  server_->Get(R"(/v1/models(?:/(.+))?)", [this](const httplib::Request& req, httplib::Response& res) {
-    absl::StatusOr<std::string> client = auth_->ClientFor(req.get_header_value("Authorization"));
-    if (!client.ok()) return SendError(res, client.status());
-    std::map<std::string, std::set<std::string>> models;  // name -> devices
-    std::map<std::string, std::string> family;
-    for (const auto& d : registry_->Snapshot()) {
-      if (d.state() != v1::DEVICE_STATE_HEALTHY) continue;
-      for (const auto& m : d.models()) {
-        models[m.name()].insert(d.device_id());
-        family[m.name()] = m.family();
-      }
-    }
-    std::vector<json> data;
-    data.push_back({{"id", kAutoModel}, {"object", "model"}, {"created", 0}, {"owned_by", "loom"},
-                    {"loom", {{"description", "the analyzer decides: passthrough, compiled or compete"}}}});
-    for (const auto& [name, devices] : models) {
-      data.push_back({{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "loom-mesh"},
-                      {"loom", {{"family", family[name]}, {"devices", devices.size()}}}});
-    }
-    const std::string wanted = req.matches.size() > 1 ? req.matches[1].str() : "";
-    if (wanted.empty()) {
-      res.set_content(DumpJson(json{{"object", "list"}, {"data", data}}), "application/json");
-      return;
-    }
-    for (const json& m : data) {
-      if (m["id"] == wanted) return res.set_content(DumpJson(m), "application/json");
-    }
-    SendError(res, 404, absl::StrCat("the model '", wanted, "' is not served on this mesh now"));
-  });
-  server_->Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    Chat(req, res);
-  });
-  // Bodies over the limit never reach the handlers.
-  server_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.status == 413) return SendError(res, 413, "request body too large");
-    if (res.status == 404 && res.body.empty()) return SendError(res, 404, "no such endpoint");
-  });
+  server_.Handle(
+      "GET", "/healthz",
+      [this](HttpExchange&) {
+        return JsonResponse(json{{"status", "ok"}, {"devices", registry_->Size()}});
+      },
+      {.on_io_thread = true});
+  server_.Handle(
+      "GET", "/metrics",
+      [this](HttpExchange&) {
+        HttpResponse res;
+        res.content_type = "text/plain; version=0.0.4";
+        res.body = metrics_->Render(registry_->Snapshot());
+        return res;
+      },
+      {.on_io_thread = true});
+  // The key is checked from the head, before a body is read (a body needs memory).
+  HttpHeadFilter authenticate = [this](HttpRequest& req) -> std::optional<HttpResponse> {
+    absl::StatusOr<std::string> client = auth_->ClientFor(req.Header("Authorization"));
+    if (!client.ok()) return ErrorResponse(client.status());
+    req.principal = *client;
+    return std::nullopt;
+  };
+  auto models = [this](HttpExchange& ex) { return Models(ex); };
+  server_.Handle("GET", "/v1/models", models, {.head_filter = authenticate});
+  server_.Handle("GET", "/v1/models/*", models, {.head_filter = authenticate});
+  server_.Handle("POST", "/v1/chat/completions", [this](HttpExchange& ex) { return Chat(ex); },
+                 {.head_filter = authenticate});
 }
 
-void HttpFrontDoor::Chat(const httplib::Request& req, httplib::Response& res) {
+HttpResponse HttpFrontDoor::Models(HttpExchange& exchange) {
+  std::map<std::string, std::set<std::string>> models;  // name -> devices
+  std::map<std::string, std::string> family;
+  for (const auto& d : registry_->Snapshot()) {
+    if (d.state() != v1::DEVICE_STATE_HEALTHY) continue;
+    for (const auto& m : d.models()) {
+      models[m.name()].insert(d.device_id());
+      family[m.name()] = m.family();
+    }
+  }
+  std::vector<json> data;
+  data.push_back({{"id", kAutoModel}, {"object", "model"}, {"created", 0}, {"owned_by", "loom"},
+                  {"loom", {{"description", "the analyzer decides: passthrough, compiled or compete"}}}});
+  for (const auto& [name, devices] : models) {
+    data.push_back({{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "loom-mesh"},
+                    {"loom", {{"family", family[name]}, {"devices", devices.size()}}}});
+  }
+  const std::string& wanted = exchange.request().suffix;
+  if (wanted.empty()) return JsonResponse(json{{"object", "list"}, {"data", data}});
+  for (const json& m : data) {
+    if (m["id"] == wanted) return JsonResponse(m);
+  }
+  return ErrorResponse(404, absl::StrCat("the model '", wanted, "' is not served on this mesh now"));
+}
+
+HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
+  const HttpRequest& req = exchange.request();
   const absl::Time arrived = runner_->clock()->Now();  // parsing counts as overhead too
-  absl::StatusOr<std::string> client = auth_->ClientFor(req.get_header_value("Authorization"));
-  if (!client.ok()) return SendError(res, client.status());
   v1::CompleteRequest request;
   bool stream = false, include_usage = false;
   std::string model;
@@ -519,21 +510,23 @@ void HttpFrontDoor::Chat(const httplib::Request& req, httplib::Response& res) {
   if (absl::Status s = ParseChatRequest(req.body, &request, &stream, &include_usage, &model,
                                         options_.drop_params, &dropped);
       !s.ok()) {
-    return SendError(res, s);
+    return ErrorResponse(s);
   }
-  if (!dropped.empty()) res.set_header("x-loom-dropped-params", absl::StrJoin(dropped, ","));
-  request.set_client_id(*client);
+  HttpResponse res;
+  if (!dropped.empty()) res.SetHeader("x-loom-dropped-params", absl::StrJoin(dropped, ","));
+  request.set_client_id(req.principal);
   if (request.request_id().empty()) request.set_request_id(ClientRequestId(req));
-  if (absl::Status s = ValidRequestId(request.request_id()); !s.ok()) return SendError(res, s);
+  if (absl::Status s = ValidRequestId(request.request_id()); !s.ok()) return ErrorResponse(s);
   if (request.request_id().empty()) request.set_request_id(NewUuid());
-  res.set_header("x-request-id", request.request_id());
+  res.SetHeader("x-request-id", request.request_id());
   const absl::Time deadline = absl::Now() + options_.request_timeout;
   const int64_t created = absl::ToUnixSeconds(absl::Now());
+  // The client leaving (the server sees the connection close) cancels the request.
+  Cancellation* cancel = exchange.client_gone();
 
   if (!stream) {
-    Cancellation cancel;
-    absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, &cancel, arrived);
-    if (!r.ok()) return SendError(res, r.status());
+    absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, cancel, arrived);
+    if (!r.ok()) return ErrorResponse(std::move(res), r.status());
     json out = {{"id", absl::StrCat("chatcmpl-", r->request_id())},
                 {"object", "chat.completion"},
                 {"created", created},
@@ -544,56 +537,25 @@ void HttpFrontDoor::Chat(const httplib::Request& req, httplib::Response& res) {
                               {"finish_reason", FinishReason(*r)}}}},
                 {"usage", Usage(*r)},
                 {"loom", LoomObject(*r)}};
-    res.set_header("X-Loom-Overhead-Ms",
-                   absl::StrFormat("%.3f", r->coordinator_overhead_us() / 1000.0));
-    res.set_header("X-Loom-Request-Id", r->request_id());
-    res.set_content(DumpJson(out), "application/json");
-    return;
+    res.SetHeader("X-Loom-Overhead-Ms",
+                  absl::StrFormat("%.3f", r->coordinator_overhead_us() / 1000.0));
+    res.SetHeader("X-Loom-Request-Id", r->request_id());
+    res.body = DumpJson(out);
+    return res;
   }
 
-  // Streaming: run on a thread; answer text is queued for the writer below. Until the first
-  // text arrives nothing is sent, so a request that fails early still gets its HTTP status.
-  auto state = std::make_shared<StreamState>();
-  StreamState* raw = state.get();  // the thread is joined before the state goes away
-  state->worker = std::thread([this, raw, request, deadline, arrived] {
-    StreamState* state = raw;
-    absl::StatusOr<v1::CompleteResponse> r = runner_->Run(
-        request, deadline,
-        [state](const v1::CompleteEvent& e) {
-          if (!e.has_output() || !e.output().answer()) return;
-          absl::MutexLock lock(&state->mu);
-          state->pieces.push_back(e.output().text());
-          state->output_started = true;
-        },
-        &state->cancel, arrived);
-    absl::MutexLock lock(&state->mu);
-    state->result = std::move(r);
-    state->done = true;
-  });
-  {
-    absl::MutexLock lock(&state->mu);
-    state->mu.Await(absl::Condition(
-        +[](StreamState* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->done || s->output_started; },
-        state.get()));
-    if (state->done && !state->result.ok() && !state->output_started) {
-      return SendError(res, state->result.status());
-    }
-  }
-  const std::string id = absl::StrCat("chatcmpl-", request.request_id());
-  res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [state, id, created, model, include_usage](size_t, httplib::DataSink& sink) {
-        // Nothing may escape a content provider (httplib does not catch there: the process
-        // would end). The client sees an in-band error and the request is cancelled.
-        try {
-          return WriteStream(*state, id, created, model, include_usage, sink);
-        } catch (const std::exception& e) {
-          spdlog::error("stream {}: {}", id, e.what());
-          state->cancel.Cancel();
-          return false;
-        }
-      });
+  // Streamed: the request runs on this thread and its answer text is written to the client
+  // as the devices produce it (the runner calls the sink one event at a time).
+  SseWriter writer(&exchange, res, absl::StrCat("chatcmpl-", request.request_id()), created, model);
+  absl::StatusOr<v1::CompleteResponse> r = runner_->Run(
+      request, deadline,
+      [&writer](const v1::CompleteEvent& e) {
+        if (e.has_output() && e.output().answer()) writer.Text(e.output().text());
+      },
+      cancel, arrived);
+  if (!r.ok() && !writer.started()) return ErrorResponse(std::move(res), r.status());
+  writer.Finish(r, include_usage);
+  return HttpResponse{};
 }
 
 }  // namespace loom

@@ -1,5 +1,5 @@
 // File: coordinator/http_front_door.h
-// The OpenAI-compatible HTTP API (cpp-httplib), a thin adapter over RequestRunner:
+// The OpenAI-compatible HTTP API, a thin adapter over RequestRunner on HttpServer (Beast):
 //   POST /v1/chat/completions   model "loom-auto" (the analyzer decides) or a mesh model
 //                               (passthrough); "stream": true answers in Server-Sent Events
 //                               ending with "data: [DONE]" (stream_options.include_usage adds
@@ -13,7 +13,11 @@
 // Errors use OpenAI's error JSON: 400 malformed, 401 key, 402 credits, 404 model, 413 body too
 // large, 429 busy, 503 no device, 504 deadline.
 //
-// Thread-safe; requests run on the server's threads (blocking there is fine).
+// When the client goes away (it closes the connection, streamed or not), the request is
+// cancelled at once and settled for the output produced until then (RequestRunner's rule).
+//
+// Thread-safe; requests run on the server's handler threads (blocking there is fine); probes
+// and scrapes on its I/O threads.
 #ifndef LOOM_COORDINATOR_HTTP_FRONT_DOOR_H_
 #define LOOM_COORDINATOR_HTTP_FRONT_DOOR_H_
 
@@ -23,27 +27,25 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/authenticator.h"
+#include "coordinator/http_server.h"
 #include "coordinator/metrics.h"
 #include "coordinator/registry.h"
 #include "coordinator/request_runner.h"
-
-namespace httplib {
-class Server;
-struct Request;
-struct Response;
-}
 
 namespace loom {
 
 struct HttpOptions {
   size_t max_body_bytes = 1 << 20;                       // larger bodies get 413
   absl::Duration request_timeout = absl::Seconds(300);  // deadline of each request
-  // Connections served at once, each on its own thread; more wait for one to close.
-  int max_connections = 1024;
+  // Connections open at once, and from one address; more are closed at once.
+  int max_connections = 4096;
+  int max_connections_per_peer = 512;
   // An idle keep-alive connection is closed after this (SDK agents reuse theirs within it).
   absl::Duration keep_alive_timeout = absl::Seconds(15);
   int keep_alive_max_requests = 10000;                    // requests on one connection
-  absl::Duration read_timeout = absl::Seconds(10);       // a client silent this long is dropped
+  // A request's head and body must arrive within this of its first byte.
+  absl::Duration read_timeout = absl::Seconds(10);
+  absl::Duration write_timeout = absl::Seconds(30);      // a client not reading is dropped
   // Fields no device honours yet (tools, response_format json, n > 1, ...) are dropped and
   // named in x-loom-dropped-params instead of refused with 400 (LiteLLM's drop_params).
   bool drop_params = false;
@@ -77,15 +79,15 @@ class HttpFrontDoor {
 
  private:
   void Routes();
-  void Chat(const httplib::Request& req, httplib::Response& res);
+  HttpResponse Models(HttpExchange& exchange);
+  HttpResponse Chat(HttpExchange& exchange);
 
   const HttpOptions options_;
   RequestRunner* const runner_;
   DeviceRegistry* const registry_;
   const Authenticator* const auth_;
   const Metrics* const metrics_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  HttpServer server_;
 };
 
 }  // namespace loom

@@ -1,5 +1,8 @@
 // loom-coordinator: the mesh's front door. Parses flags, wires registry, device client, ledger
 // and request runner behind the Registry and Orchestrator services, serves until SIGINT/SIGTERM.
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <iostream>
 #include <string>
 
@@ -34,8 +37,13 @@ ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
           "Address of the OpenAI-compatible HTTP API (port 0: any; empty: no HTTP).");
 ABSL_FLAG(std::string, allow_anonymous, "",
           "Serve requests without an API key, charged to this client account (local demos only).");
-ABSL_FLAG(int32_t, http_max_connections, 1024,
-          "HTTP connections served at once, each on its own thread; more wait for one to close.");
+ABSL_FLAG(int32_t, http_max_connections, 4096,
+          "HTTP connections open at once (idle ones cost memory, not threads); more are closed at "
+          "accept. Raised to fit the descriptor limit.");
+ABSL_FLAG(int32_t, http_max_connections_per_peer, 512,
+          "HTTP connections open at once from one client address (0: no limit).");
+ABSL_FLAG(int32_t, http_read_timeout_s, 10,
+          "A request's whole head and body must arrive within this of its first byte.");
 ABSL_FLAG(bool, drop_params, false,
           "Drop OpenAI request fields no device honours yet (tools, response_format json, n > 1, "
           "logprobs, ...) and name them in x-loom-dropped-params, instead of refusing with 400.");
@@ -76,6 +84,27 @@ ABSL_FLAG(int32_t, max_requests_per_client, 64,
 
 namespace {
 
+// Open connections need descriptors: the soft limit is raised to the hard one (often 1024 ->
+// 524288), and the HTTP connection limit is kept below what is left for devices, the
+// ledger and gRPC.
+int MaxConnections(int wanted) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return wanted;
+  const int64_t room = static_cast<int64_t>(limit.rlim_cur) - 256;
+  if (room < wanted) {
+    spdlog::warn("--http_max_connections={} lowered to {}: the descriptor limit is {}", wanted,
+                 std::max<int64_t>(room, 16), limit.rlim_cur);
+    return static_cast<int>(std::max<int64_t>(room, 16));
+  }
+  return wanted;
+}
+
 int Fail(const std::string& message) {
   std::cerr << "loom-coordinator: " << message << "\n";
   return 2;
@@ -105,6 +134,10 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_request_threads) < 1) return Fail("--request_threads must be >= 1");
   if (absl::GetFlag(FLAGS_http_max_connections) < 1) return Fail("--http_max_connections must be >= 1");
   if (absl::GetFlag(FLAGS_http_keep_alive_s) < 1) return Fail("--http_keep_alive_s must be >= 1");
+  if (absl::GetFlag(FLAGS_http_read_timeout_s) < 1) return Fail("--http_read_timeout_s must be >= 1");
+  if (absl::GetFlag(FLAGS_http_max_connections_per_peer) < 0) {
+    return Fail("--http_max_connections_per_peer must be >= 0");
+  }
   std::string join_secret;
   if (!absl::GetFlag(FLAGS_join_secret_file).empty()) {
     auto secret = loom::LoadOrCreateJoinSecret(absl::GetFlag(FLAGS_join_secret_file));
@@ -205,8 +238,10 @@ int main(int argc, char** argv) {
   loom::OrchestratorService orchestrator_service(&runner, &registry, &auth,
                                                  absl::GetFlag(FLAGS_request_threads));
   loom::HttpFrontDoor http({.request_timeout = options.request_timeout,
-                            .max_connections = absl::GetFlag(FLAGS_http_max_connections),
+                            .max_connections = MaxConnections(absl::GetFlag(FLAGS_http_max_connections)),
+                            .max_connections_per_peer = absl::GetFlag(FLAGS_http_max_connections_per_peer),
                             .keep_alive_timeout = absl::Seconds(absl::GetFlag(FLAGS_http_keep_alive_s)),
+                            .read_timeout = absl::Seconds(absl::GetFlag(FLAGS_http_read_timeout_s)),
                             .drop_params = absl::GetFlag(FLAGS_drop_params),
                             .tls_cert = tls.plaintext ? "" : tls.cert,
                             .tls_key = tls.plaintext ? "" : tls.key},

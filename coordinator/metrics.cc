@@ -46,9 +46,15 @@ void Metrics::RecordOverhead(absl::Duration overhead) {
   overhead_.Observe(absl::ToDoubleSeconds(overhead));
 }
 
-void Metrics::RecordAttempt(bool ok) {
+void Metrics::RecordAttempt(v1::AttemptOutcome outcome) {
   absl::MutexLock lock(&mu_);
-  ++(ok ? attempts_ok_ : attempts_failed_);
+  if (outcome == v1::ATTEMPT_OUTCOME_OK) {
+    ++attempts_ok_;
+  } else if (outcome == v1::ATTEMPT_OUTCOME_CANCELLED) {
+    ++attempts_cancelled_;
+  } else {
+    ++attempts_failed_;
+  }
 }
 
 void Metrics::RecordOverclaim() {
@@ -93,6 +99,7 @@ std::string Metrics::Render(const std::vector<v1::DeviceInfo>& devices) const {
   out += "# HELP loom_subtask_attempts_total Model-call attempts by outcome (failed ones were retried elsewhere or failed the request).\n# TYPE loom_subtask_attempts_total counter\n";
   absl::StrAppendFormat(&out, "loom_subtask_attempts_total{outcome=\"ok\"} %d\n", attempts_ok_);
   absl::StrAppendFormat(&out, "loom_subtask_attempts_total{outcome=\"failed\"} %d\n", attempts_failed_);
+  absl::StrAppendFormat(&out, "loom_subtask_attempts_total{outcome=\"cancelled\"} %d\n", attempts_cancelled_);
   out += "# HELP loom_settlements_total Requests settled in the ledger.\n# TYPE loom_settlements_total counter\n";
   absl::StrAppendFormat(&out, "loom_settlements_total %d\n", settlements_);
   out += "# HELP loom_credits_charged_micro_total Micro-credits charged to clients.\n# TYPE loom_credits_charged_micro_total counter\n";

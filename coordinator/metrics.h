@@ -3,7 +3,8 @@
 //   loom_requests_total{plan_kind,outcome}        counter
 //   loom_request_duration_seconds{plan_kind}      histogram
 //   loom_coordinator_overhead_seconds             histogram (the coordinator's own time)
-//   loom_subtask_attempts_total{outcome}          counter; failed attempts are the retries
+//   loom_subtask_attempts_total{outcome}          counter: ok, failed (retried elsewhere or
+//                                                 failing the request), cancelled (client gone)
 //   loom_settlements_total, loom_credits_charged_micro_total   counters
 //   loom_devices{state}                           gauge, from the registry at scrape time
 // Thread-safe.
@@ -19,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "loom/v1/common.pb.h"
+#include "loom/v1/orchestrator.pb.h"
 
 namespace loom {
 
@@ -26,7 +28,7 @@ class Metrics {
  public:
   void RecordRequest(v1::PlanKind kind, const absl::Status& outcome, absl::Duration latency);
   void RecordOverhead(absl::Duration overhead);
-  void RecordAttempt(bool ok);
+  void RecordAttempt(v1::AttemptOutcome outcome);
   // A worker reported more output tokens than the coordinator received.
   void RecordOverclaim();
   void RecordSettlement(int64_t charged_micro);
@@ -50,6 +52,7 @@ class Metrics {
       {50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3}, {}, 0, 0};
   int64_t attempts_ok_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t attempts_failed_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t attempts_cancelled_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t settlements_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t credits_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t overclaims_ ABSL_GUARDED_BY(mu_) = 0;

@@ -46,6 +46,17 @@ v1::ContributionRecord Record(const std::string& request_id, const std::string& 
   return r;
 }
 
+// Weights: each record's share of the request's tokens. Returns the total.
+int64_t SetWeights(std::vector<v1::ContributionRecord>* records) {
+  int64_t total_tokens = 0;
+  for (const auto& r : *records) total_tokens += r.token_count();
+  for (auto& r : *records) {
+    r.set_weight(total_tokens > 0 ? static_cast<double>(r.token_count()) / total_tokens
+                                  : 1.0 / records->size());
+  }
+  return total_tokens;
+}
+
 v1::SubTaskResult Result(const v1::SubTask& task, const std::string& input,
                          const CallResult& call) {
   v1::SubTaskResult r;
@@ -257,10 +268,18 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   const absl::Status reserved = ledger_->Reserve(
       request_id, client_account, bound, options_.request_timeout + options_.reservation_margin);
   timings.set_reserve_us(absl::ToInt64Microseconds(clock_->Now() - reserve_start));
+  AttemptLog log(clock_);
   absl::StatusOr<v1::CompleteResponse> response =
       reserved.ok() ? Execute(request, analysis, request_id, client_account, deadline, sink, cancel,
-                              arrived, timings)
+                              arrived, timings, &log)
                     : absl::StatusOr<v1::CompleteResponse>(reserved);
+  // The client went away: settle for what was produced until then (this consumes or
+  // releases the reservation).
+  bool settled = false;
+  if (reserved.ok() && absl::IsCancelled(response.status()) && cancel && cancel->IsCancelled()) {
+    response = SettleAbandoned(request_id, client_account, log);
+    settled = true;
+  }
   if (metrics_) {
     metrics_->RecordRequest(analysis.kind, response.status(), clock_->Now() - arrived);
     if (response.ok()) {
@@ -269,7 +288,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
     }
   }
   // Only a reservation this call made is released (a refused one may belong to another call).
-  if (reserved.ok() && !response.ok()) {
+  if (reserved.ok() && !response.ok() && !settled) {
     if (absl::Status released = ledger_->Release(request_id); !released.ok()) {
       spdlog::error("request {}: releasing its reservation failed ({}); it expires by itself",
                     request_id, released.ToString());
@@ -286,7 +305,9 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
                                                             const EventSink& sink,
                                                             Cancellation* cancel,
                                                             absl::Time arrived,
-                                                            v1::Timings timings) {
+                                                            v1::Timings timings,
+                                                            AttemptLog* log_ptr) {
+  AttemptLog& log = *log_ptr;
   // Stage clocks: each stage's wall time goes into `timings`.
   absl::Time stage_start = clock_->Now();
   auto stage_done = [&](auto set) {
@@ -305,7 +326,6 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       sink(e);
     };
   }
-  AttemptLog log(clock_);
   const std::string text = LastUserMessage(request);
   const std::vector<v1::ChatMessage> system = SystemMessages(request);
 
@@ -433,13 +453,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
     }
   }
 
-  // Weights: each record's share of the request's tokens.
-  int64_t total_tokens = 0;
-  for (const auto& r : records) total_tokens += r.token_count();
-  for (auto& r : records) {
-    r.set_weight(total_tokens > 0 ? static_cast<double>(r.token_count()) / total_tokens
-                                  : 1.0 / records.size());
-  }
+  const int64_t total_tokens = SetWeights(&records);
   const absl::Time settle_start = clock_->Now();
   absl::StatusOr<Settlement> settlement = ledger_->Settle(
       {.request_id = request_id, .client_account = client_account, .records = records});
@@ -478,6 +492,52 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
     emit(final_event);
   }
   return response;
+}
+
+absl::Status RequestRunner::SettleAbandoned(const std::string& request_id,
+                                             const std::string& client_account,
+                                             const AttemptLog& log) {
+  std::vector<v1::ContributionRecord> records;
+  for (const AttemptLog::Delivered& d : log.delivered()) {
+    const std::string sub_task = d.role == v1::CONTRIBUTION_ROLE_DECOMPOSE    ? "decompose"
+                                 : d.role == v1::CONTRIBUTION_ROLE_SYNTHESIZE ? "synthesis"
+                                 : d.role == v1::CONTRIBUTION_ROLE_JUDGE      ? "judge"
+                                                                              : d.sub_task_id;
+    records.push_back(Record(request_id, sub_task, d.role, d.call, clock_->Now()));
+  }
+  const int64_t tokens = SetWeights(&records);
+  if (records.empty() || tokens == 0) {
+    if (absl::Status released = ledger_->Release(request_id); !released.ok()) {
+      spdlog::error("request {}: releasing its reservation failed ({}); it expires by itself",
+                    request_id, released.ToString());
+    }
+    spdlog::info("request {} abandoned by its client before any output: nothing charged",
+                 request_id);
+    return absl::CancelledError(absl::StrCat(
+        "request ", request_id, " was cancelled before any output; nothing was charged"));
+  }
+  absl::StatusOr<Settlement> settlement = ledger_->Settle(
+      {.request_id = request_id, .client_account = client_account, .records = records});
+  if (!settlement.ok()) {
+    spdlog::error("request {}: settling it as abandoned failed, nothing charged or paid: {}",
+                  request_id, settlement.status().ToString());
+    if (absl::Status released = ledger_->Release(request_id); !released.ok()) {
+      spdlog::error("request {}: releasing its reservation failed ({}); it expires by itself",
+                    request_id, released.ToString());
+    }
+    return absl::CancelledError(absl::StrCat("request ", request_id,
+                                             " was cancelled; settling its partial work failed: ",
+                                             settlement.status().message()));
+  }
+  if (metrics_) metrics_->RecordSettlement(settlement->charged_micro);
+  spdlog::info("request {} abandoned by its client: settled for {} tokens produced until then "
+               "({} record(s), {} micro-credits, settlement {})",
+               request_id, tokens, records.size(), settlement->charged_micro,
+               settlement->settlement_id);
+  return absl::CancelledError(absl::StrCat(
+      "request ", request_id, " was cancelled by its client; charged ", settlement->charged_micro,
+      " micro-credits for the ", tokens, " output tokens produced until then (settlement ",
+      settlement->settlement_id, ")"));
 }
 
 }  // namespace loom

@@ -17,8 +17,16 @@
 // the request is done, so gRPC adapters call it from a pool, never from a reactor.
 // Failure: INVALID_ARGUMENT for bad requests (nothing runs), NOT_FOUND for an unknown model,
 // UNAVAILABLE when no device could serve a part (naming it and every failed attempt),
-// DEADLINE_EXCEEDED / CANCELLED from the client. Nothing is charged unless the request
-// succeeds; failed attempts are never credited.
+// DEADLINE_EXCEEDED / CANCELLED from the client. A request that fails is never charged;
+// failed attempts are never credited.
+// Abandoned requests (the rule on both doors, streamed or not): when the client goes away —
+// `cancel` fires because it closed its connection or cancelled its call — every attempt in
+// flight stops at once, and the request is settled for the output tokens the coordinator had
+// received from devices until then: whole calls that finished and the part of each call that
+// was cut off, counted as for any call (never more than the device claimed or the request's
+// token bound). The client pays for those tokens and each provider earns exactly its own;
+// with none, nothing is charged. The call still returns CANCELLED (its message names the
+// settlement), since no answer is delivered.
 // Budgets: before any device works, an upper bound of the cost is reserved on the client's
 // account (refused with FAILED_PRECONDITION "insufficient credits" when too low); settlement
 // charges the actual cost and consumes the reservation; any failure releases it. A reservation
@@ -106,7 +114,11 @@ class RequestRunner {
                                                const std::string& client_account,
                                                absl::Time deadline, const EventSink& sink,
                                                Cancellation* cancel, absl::Time arrived,
-                                               v1::Timings timings);
+                                               v1::Timings timings, AttemptLog* log);
+  // Settles an abandoned request for the work delivered until it was cancelled (the rule
+  // above); returns the CANCELLED status to report.
+  absl::Status SettleAbandoned(const std::string& request_id, const std::string& client_account,
+                               const AttemptLog& log);
 
   // Constant after construction.
   const RunnerOptions options_;

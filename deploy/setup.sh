@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libssl-dev libsqlite3-dev sqlite3 libspdlog-dev libcpp-httplib-dev
+  libabsl-dev libssl-dev libsqlite3-dev sqlite3 libspdlog-dev libcpp-httplib-dev libboost-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev python3 curl openssl
   clang libclang-rt-14-dev
 )

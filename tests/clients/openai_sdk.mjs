@@ -3,6 +3,8 @@
 // tests/integration/client_sdk_test.cc, which gives it the mesh through the environment:
 //   LOOM_BASE_URL  http://127.0.0.1:PORT/v1     LOOM_KEY  a funded key   LOOM_POOR_KEY  unfunded
 //   LOOM_MODEL     a model served on the mesh   LOOM_SDK  "openai" or "openai4"
+//   LOOM_SLOW_MODEL  a model on a slow device (a stream that is still running when aborted)
+//   LOOM_ABORT_ID    the request id of the aborted stream (the test checks its billing)
 // Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
 const sdkName = process.env.LOOM_SDK || "openai";
 const { default: OpenAI } = await import(sdkName);
@@ -111,8 +113,9 @@ await check("a served request id is not retried and not charged twice", async ()
 await check("aborting a stream part way leaves the server serving", async () => {
   const controller = new AbortController();
   const stream = await client.chat.completions.create(
-      { model, stream: true, messages: [{ role: "user", content: "Tell me a long story." }] },
-      { signal: controller.signal });
+      { model: process.env.LOOM_SLOW_MODEL || model, stream: true,
+        messages: [{ role: "user", content: "Tell me a long story." }] },
+      { signal: controller.signal, headers: { "X-Request-Id": process.env.LOOM_ABORT_ID || "" } });
   let chunks = 0;
   try {
     for await (const _ of stream) { if (++chunks === 2) controller.abort(); }

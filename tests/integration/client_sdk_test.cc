@@ -5,6 +5,7 @@
 // SDK must not retry, and an abort mid-stream. The checks are in tests/clients/openai_sdk.mjs;
 // this test starts the mesh, runs them, and checks the ledger afterwards.
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "tests/integration/mesh_fixture.h"
@@ -28,20 +29,40 @@ TEST_P(ClientSdkTest, TheOfficialSdkWorksAgainstTheMesh) {
   StartCoordinator("127.0.0.1:0", {"--allow_anonymous="});
   StartWorker("dev-a", "llama-3.1-8b");
   StartWorker("dev-b", "qwen2.5-coder-7b");
-  ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b"}));
+  // A slow device with a long answer (400 tokens at 100/s): the stream the SDK aborts is still
+  // running then, so the abort must stop it and bill only what was produced.
+  StartWorker("dev-slow", "mistral-7b", {"--sim_tokens_per_second=100", "--sim_output_tokens=400"});
+  ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b", "dev-slow"}));
   const std::string key = NewKey("sdk");
   ASSERT_EQ(RunCommand("loom-ledger", {"--db=" + db_, "grant", "client:sdk", "100", "--reference=sdk"}).exit_code, 0);
   const std::string poor = NewKey("poor");
+  const std::string abort_id = std::string("sdk-abort-") + GetParam();
 
   CommandResult run = RunCommand(
       "/usr/bin/env",
       {"LOOM_SDK=" + std::string(GetParam()), "LOOM_BASE_URL=http://" + coordinator_.http + "/v1",
-       "LOOM_KEY=" + key, "LOOM_POOR_KEY=" + poor, "LOOM_MODEL=llama-3.1-8b", "node",
+       "LOOM_KEY=" + key, "LOOM_POOR_KEY=" + poor, "LOOM_MODEL=llama-3.1-8b",
+       "LOOM_SLOW_MODEL=mistral-7b", "LOOM_ABORT_ID=" + abort_id, "node",
        clients + "/openai_sdk.mjs"},
       absl::Seconds(120));
   std::cout << run.out << run.err;
   EXPECT_EQ(run.exit_code, 0);
   EXPECT_TRUE(absl::StrContains(run.out, " 0 failed")) << run.out;
+
+  // The aborted stream was stopped and billed for the part produced before the abort: some
+  // tokens, far fewer than the 400 it would have had (the rule in RequestRunner's header).
+  // (Settled as soon as the coordinator sees the connection close; waited for, bounded.)
+  json records;
+  EXPECT_TRUE(WaitFor([&] {
+    records = LedgerRecords(abort_id);
+    return records.is_array() && records.size() == 1;
+  }, absl::Seconds(20))) << records.dump();
+  ASSERT_TRUE(records.is_array() && records.size() == 1) << records.dump();
+  EXPECT_EQ(records[0].value("deviceId", ""), "dev-slow");
+  int64_t tokens = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(records[0].value("tokenCount", "0"), &tokens)) << records.dump();
+  EXPECT_GT(tokens, 0) << records.dump();
+  EXPECT_LT(tokens, 300) << records.dump();
 
   // The books after everything the SDK did: balanced, and nothing charged to the poor client.
   CommandResult verify = RunCommand("loom-ledger", {"--db=" + db_, "verify"});

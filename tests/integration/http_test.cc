@@ -377,3 +377,40 @@ TEST_F(HttpTest, NoDeviceAbleToServeIs503) {
 
 }  // namespace
 }  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// The billing rule when the client goes away (RequestRunner's header), on the HTTP door for a
+// response that is not streamed: curl gives up after 1.5 s on a 4 s answer and closes its
+// connection; the coordinator sees the close while it waits, stops the device at once, and
+// bills only the tokens produced until then, paying the provider exactly those.
+TEST_F(HttpTest, AnUnstreamedRequestWhoseClientLeavesIsStoppedAndBilledForWhatWasProduced) {
+  StartSecured();
+  StartWorker("dev-slow", "mistral-7b", {"--sim_tokens_per_second=100", "--sim_output_tokens=400"});
+  ASSERT_TRUE(WaitForDevices({"dev-slow"}));
+  const std::string key = NewKey("alice", "5");
+  HttpResult r = Curl("POST", "/v1/chat/completions", Chat("mistral-7b", "Tell me a long story."),
+                      key, {"-H", "X-Request-Id: left-early", "--max-time", "1.5"});
+  EXPECT_EQ(r.status, 0) << "curl gave up before any response";
+  json records;
+  EXPECT_TRUE(WaitFor([&] {
+    records = LedgerRecords("left-early");
+    return records.is_array() && records.size() == 1;
+  }, absl::Seconds(20))) << records.dump();
+  ASSERT_TRUE(records.is_array() && records.size() == 1) << records.dump();
+  int64_t tokens = 0, credits = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(records[0].value("tokenCount", "0"), &tokens)) << records.dump();
+  ASSERT_TRUE(absl::SimpleAtoi(records[0].value("creditsMicro", "0"), &credits)) << records.dump();
+  EXPECT_GT(tokens, 0);
+  EXPECT_LT(tokens, 390) << "the device ran on after its client left";
+  // The client paid exactly what the provider earned (no fee configured), and the books hold.
+  CommandResult balance = RunCommand("loom-ledger", {"--db=" + db_, "balance", "client:alice", "--format=json"});
+  EXPECT_EQ(json::parse(balance.out, nullptr, false).value("balance_micro", int64_t{-1}),
+            5 * 1000000 - credits) << balance.out;
+  CommandResult verify = RunCommand("loom-ledger", {"--db=" + db_, "verify"});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+}
+
+}  // namespace
+}  // namespace loom::testing

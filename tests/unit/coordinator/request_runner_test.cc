@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "common/protocol.h"
+#include "common/tokens.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/pricing.h"
@@ -191,11 +192,10 @@ TEST_F(RequestRunnerTest, AttemptsAreBounded) {
   EXPECT_EQ(devices_.calls().size(), 3u);
 }
 
-TEST_F(RequestRunnerTest, CancellationReachesTheAttemptAndChargesNothing) {
+TEST_F(RequestRunnerTest, AnAbandonedRequestStopsAndIsChargedForTheOutputProducedUntilThen) {
   AddDevice("a", "m", "llama");
-  devices_.Set("a:1", {.chunks = {" hi"}, .wait_for_cancel = true});
+  devices_.Set("a:1", {.chunks = {" Paris is", " the capital"}, .wait_for_cancel = true});
   Cancellation cancel;
-  std::vector<v1::CompleteEvent> events;
   // Cancel as soon as output arrives, from the event sink, as a disconnecting client would.
   auto response = runner_->Run(Ask("What is the capital of France?"), absl::InfiniteFuture(),
                                [&](const v1::CompleteEvent& e) {
@@ -203,7 +203,38 @@ TEST_F(RequestRunnerTest, CancellationReachesTheAttemptAndChargesNothing) {
                                },
                                &cancel);
   EXPECT_EQ(response.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(response.status().message(), HasSubstr("produced until then"));
+  // The device had sent both chunks when the attempt stopped: it is paid for them, and the
+  // client pays exactly that.
+  auto records = ledger_->ListRecords({});
+  ASSERT_EQ(records->size(), 1u);
+  const v1::ContributionRecord& r = (*records)[0];
+  EXPECT_EQ(r.device_id(), "a");
+  EXPECT_EQ(r.token_count(), CountTokens(" Paris is the capital"));
+  EXPECT_GT(r.credits_micro(), 0);
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted - r.credits_micro());
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), kGranted - r.credits_micro())
+      << "the reservation is consumed, not left behind";
+  EXPECT_TRUE(ledger_->Verify()->ok);
+}
+
+TEST_F(RequestRunnerTest, ARequestAbandonedBeforeAnyOutputChargesNothingAndReleasesItsHold) {
+  AddDevice("a", "m", "llama");
+  devices_.Set("a:1", {.chunks = {}, .wait_for_cancel = true});
+  Cancellation cancel;
+  absl::Status status;
+  std::thread client([&] {
+    status = runner_->Run(Ask("What is the capital of France?"), absl::InfiniteFuture(),
+                          nullptr, &cancel)
+                 .status();
+  });
+  ASSERT_TRUE(loom::testing::WaitFor([&] { return devices_.calls().size() == 1; }, absl::Seconds(10)));
+  cancel.Cancel();
+  client.join();
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(status.message(), HasSubstr("nothing was charged"));
   EXPECT_TRUE(ledger_->ListRecords({})->empty());
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), kGranted);
 }
 
 TEST_F(RequestRunnerTest, BadRequestsAreRefusedBeforeAnyDeviceWorks) {
@@ -449,9 +480,9 @@ TEST_F(RequestRunnerTest, ALyingDeviceIsPaidOnlyForWhatArrivedAndIsFlagged) {
   EXPECT_EQ(registry_.Snapshot()[0].usage_overclaims(), 1);
 }
 
-TEST_F(RequestRunnerTest, OutputReturnedAfterTheAttemptWasCancelledIsNotPaid) {
+TEST_F(RequestRunnerTest, ACallThatFinishesAsItsClientLeavesIsPaidForWhatItSent) {
   AddDevice("a", "llama-3.1-8b", "llama");
-  devices_.Set("a:1", {.chunks = {" late"}, .finish_after_cancel = true});
+  devices_.Set("a:1", {.chunks = {" late"}, .claimed_tokens = 500, .finish_after_cancel = true});
   Cancellation cancel;
   auto response = runner_->Run(Ask("What is the capital of France?"), absl::InfiniteFuture(),
                                [&](const v1::CompleteEvent& e) {
@@ -459,8 +490,11 @@ TEST_F(RequestRunnerTest, OutputReturnedAfterTheAttemptWasCancelledIsNotPaid) {
                                },
                                &cancel);
   EXPECT_EQ(response.status().code(), absl::StatusCode::kCancelled);
-  EXPECT_TRUE(ledger_->ListRecords({})->empty());
-  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted);
+  auto records = ledger_->ListRecords({});
+  ASSERT_EQ(records->size(), 1u);
+  // Paid for what the coordinator received, not for the 500 tokens claimed.
+  EXPECT_EQ((*records)[0].token_count(), CountTokens(" late"));
+  EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted - (*records)[0].credits_micro());
 }
 
 TEST_F(RequestRunnerTest, AClientPastItsInFlightLimitIsToldToBackOff) {
