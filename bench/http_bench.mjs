@@ -4,6 +4,7 @@
 //   node bench/http_bench.mjs DIRECT_BASE COORDINATOR_BASE MODEL [--json]
 // Prints p50/p99 per scenario and the ratios; plain Node http, no SDK overhead.
 import http from "node:http";
+import net from "node:net";
 
 const [direct, coordinator, model] = process.argv.slice(2, 5);
 const json = process.argv.includes("--json");
@@ -53,6 +54,52 @@ async function concurrent(base) {
   return (CONCURRENT * PER_CLIENT) / (Number(process.hrtime.bigint() - start) / 1e9);
 }
 
+// /healthz while the door is loaded: 256 idle keep-alive connections (each served one request
+// and kept open) and 64 streams running on the slow device (their requests hold threads).
+async function probesUnderLoad(base) {
+  const url = new URL(base);
+  const idle = [];
+  for (let i = 0; i < 256; i++) {
+    idle.push(await new Promise((resolve, reject) => {
+      const s = net.connect(Number(url.port), url.hostname, () => {
+        s.write(`GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
+        s.once("data", () => resolve(s));
+      });
+      s.on("error", reject);
+    }));
+  }
+  const streams = [];
+  let open = 0;
+  await new Promise((resolve, reject) => {
+    for (let i = 0; i < 64; i++) {
+      const req = http.request(new URL(base + "/chat/completions"),
+                               { method: "POST", headers: { "content-type": "application/json" } }, (res) => {
+        res.once("data", () => { if (++open === 64) resolve(); });
+        res.on("error", () => {});
+      });
+      req.on("error", () => {});
+      req.end(JSON.stringify({ model: "slow-sim", stream: true,
+                               messages: [{ role: "user", content: "Tell me a long story." }] }));
+      streams.push(req);
+    }
+    setTimeout(() => reject(new Error(`only ${open} of 64 streams started`)), 30000).unref();
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const times = [];
+  for (let i = 0; i < 500; i++) {
+    const start = process.hrtime.bigint();
+    await new Promise((resolve, reject) => {
+      http.get(new URL(url.origin + "/healthz"), { agent }, (res) => { res.resume(); res.on("end", resolve); })
+          .on("error", reject);
+    });
+    times.push(Number(process.hrtime.bigint() - start) / 1e3);
+  }
+  agent.destroy();
+  for (const r of streams) r.destroy();
+  for (const s of idle) s.destroy();
+  return { p50_us: pct(times, 0.5), p99_us: pct(times, 0.99), idle_connections: 256, open_streams: 64 };
+}
+
 const out = {};
 for (const [name, base] of [["direct", direct], ["coordinator", coordinator]]) {
   out[name] = {
@@ -62,6 +109,7 @@ for (const [name, base] of [["direct", direct], ["coordinator", coordinator]]) {
     concurrent16_rps: await concurrent(base),
   };
 }
+out.coordinator.healthz_under_load = await probesUnderLoad(coordinator);
 const d = out.direct, c = out.coordinator;
 out.ratios = {
   keepalive_p50: c.keepalive.p50 / d.keepalive.p50,
@@ -78,6 +126,8 @@ if (json) {
     console.log(`${name.padEnd(12)} keep-alive p50 ${f(o.keepalive.p50)} us p99 ${f(o.keepalive.p99)} | new connection p50 ${f(o.new_connection.p50)} us | ` +
                 `stream first byte p50 ${f(o.stream_keepalive.ttft_p50)} us | 16 clients ${f(o.concurrent16_rps)} req/s`);
   }
+  const h = c.healthz_under_load;
+  console.log(`/healthz with 256 idle keep-alive connections and 64 open streams: p50 ${f(h.p50_us)} us, p99 ${f(h.p99_us)} us (target p99 <= 10 ms)`);
   const r = out.ratios;
   console.log(`ratios: keep-alive p50 ${r.keepalive_p50.toFixed(2)}x (target <= 3x), new connection ${r.new_connection_p50.toFixed(2)}x, ` +
               `16-client throughput ${r.concurrent16_throughput.toFixed(2)}x (target >= 0.3x), stream first byte +${f(r.stream_ttft_added_us)} us`);

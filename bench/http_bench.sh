@@ -4,6 +4,7 @@
 # instant OpenAI-compatible stand-in, beside the same stand-in called directly, in one run.
 #
 #   bench/http_bench.sh [--json]
+#   LOOM_COORDINATOR_FLAGS=--ledger_synchronous=OFF bench/http_bench.sh   # without the fsync
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
@@ -25,7 +26,7 @@ wait_for "$dir/standin.json"
 base=$(field "$dir/standin.json" base_url)
 "$BIN/loom-coordinator" --grpc_listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --ledger_db="$dir/loom.db" \
   --plaintext --join_secret_file="$dir/join.secret" --allow_anonymous=anonymous --log_level=warn \
-  --ready_file="$dir/coordinator.json" 2>"$dir/coordinator.log" & pids+=($!)
+  --ready_file="$dir/coordinator.json" ${LOOM_COORDINATOR_FLAGS:-} 2>"$dir/coordinator.log" & pids+=($!)
 wait_for "$dir/coordinator.json"
 token=$("$BIN/loom-coordinator" --join_secret_file="$dir/join.secret" --issue_join_token=bench-dev:bench-prov)
 "$BIN/loom-ledger" --db="$dir/loom.db" grant client:anonymous 1000000 --reference=bench >/dev/null
@@ -34,9 +35,17 @@ token=$("$BIN/loom-coordinator" --join_secret_file="$dir/join.secret" --issue_jo
   --openai_base_url="$base" --model=bench-model --family=llama --max_concurrency=64 --log_level=warn \
   --ready_file="$dir/worker.json" 2>"$dir/worker.log" & pids+=($!)
 wait_for "$dir/worker.json"
+# A slow simulated device for the probes-under-load phase: its streams stay open (2,000 tokens
+# at 20/s), holding their connections and request threads while /healthz is timed.
+slow_token=$("$BIN/loom-coordinator" --join_secret_file="$dir/join.secret" --issue_join_token=slow-dev:bench-prov)
+"$BIN/loom-worker" --coordinator="$(field "$dir/coordinator.json" grpc)" --device_id=slow-dev \
+  --provider_id=bench-prov --plaintext --join_token="$slow_token" --listen=127.0.0.1:0 \
+  --model=slow-sim --family=llama --max_concurrency=128 --sim_tokens_per_second=20 \
+  --sim_output_tokens=2000 --log_level=warn --ready_file="$dir/slow.json" 2>"$dir/slow.log" & pids+=($!)
+wait_for "$dir/slow.json"
 http=$(field "$dir/coordinator.json" http)
 for _ in $(seq 100); do
-  curl -s "http://$http/v1/models" | grep -q bench-model && break
+  curl -s "http://$http/v1/models" | grep -q slow-sim && curl -s "http://$http/v1/models" | grep -q bench-model && break
   sleep 0.1
 done
 node bench/http_bench.mjs "$base" "http://$http/v1" bench-model "$@"
