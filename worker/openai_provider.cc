@@ -95,6 +95,40 @@ absl::StatusOr<std::unique_ptr<OpenAIProvider>> OpenAIProvider::Create(
       new OpenAIProvider(std::move(options), std::move(origin), std::move(prefix)));
 }
 
+OpenAIProvider::OpenAIProvider(OpenAIProviderOptions options, std::string origin,
+                               std::string prefix)
+    : options_(std::move(options)), origin_(std::move(origin)), prefix_(std::move(prefix)) {}
+
+OpenAIProvider::~OpenAIProvider() = default;
+
+std::unique_ptr<httplib::Client> OpenAIProvider::TakeClient(bool* reused) {
+  {
+    absl::MutexLock lock(&pool_mu_);
+    const absl::Time now = absl::Now();
+    while (!idle_.empty()) {
+      auto [client, since] = std::move(idle_.back());
+      idle_.pop_back();
+      if (now - since <= options_.idle_connection_timeout) {
+        *reused = true;
+        return std::move(client);
+      }
+      // Idle too long: the server may have closed it; so may every older one.
+      idle_.clear();
+    }
+  }
+  *reused = false;
+  auto client = std::make_unique<httplib::Client>(origin_);
+  client->set_tcp_nodelay(true);  // the request's headers and body must not wait for an ACK
+  client->set_keep_alive(true);
+  return client;
+}
+
+void OpenAIProvider::ReturnClient(std::unique_ptr<httplib::Client> client) {
+  absl::MutexLock lock(&pool_mu_);
+  if (static_cast<int>(idle_.size()) >= options_.max_idle_connections) return;
+  idle_.emplace_back(std::move(client), absl::Now());
+}
+
 absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& request,
                                                         const TokenSink& sink,
                                                         const Cancellation& cancel) {
@@ -109,13 +143,14 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
 
   const absl::Duration left = request.deadline - absl::Now();
   if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("deadline already passed");
-  httplib::Client client(origin_);
-  client.set_tcp_nodelay(true);  // the request's headers and body must not wait for an ACK
-  SetTimeouts(&client, absl::ToChronoMicroseconds(std::min(options_.connect_timeout, left)),
+  bool reused = false;
+  std::unique_ptr<httplib::Client> client_owner = TakeClient(&reused);
+  httplib::Client* client = client_owner.get();
+  SetTimeouts(client, absl::ToChronoMicroseconds(std::min(options_.connect_timeout, left)),
               absl::ToChronoMicroseconds(std::min(options_.read_timeout, left)));
 
   // Cancellation (client gone, request deadline) closes the connection at once.
-  const int cancel_id = cancel.OnCancel([&client] { client.stop(); });
+  const int cancel_id = cancel.OnCancel([client] { client->stop(); });
 
   int http_status = 0;
   std::string error_body;
@@ -180,8 +215,26 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
     if (!s.ok() && stream_error.ok() && !consumer_gone) stream_error = s;
     return s.ok();
   };
-  httplib::Result result = client.send(req);
+  httplib::Result result = client->send(req);
   cancel.RemoveCallback(cancel_id);
+  // A kept-alive connection the server closed while it was idle fails before any answer:
+  // the call is made again once on a new connection (nothing reached the model).
+  if (!result && reused && http_status == 0 && text.empty() && !cancel.IsCancelled() &&
+      absl::Now() < request.deadline) {
+    bool again = false;
+    {
+      absl::MutexLock lock(&pool_mu_);
+      idle_.clear();  // opened as long ago as this one, or longer
+    }
+    client_owner = TakeClient(&again);
+    client = client_owner.get();
+    const absl::Duration remaining = request.deadline - absl::Now();
+    SetTimeouts(client, absl::ToChronoMicroseconds(std::min(options_.connect_timeout, remaining)),
+                absl::ToChronoMicroseconds(std::min(options_.read_timeout, remaining)));
+    const int retry_cancel_id = cancel.OnCancel([client] { client->stop(); });
+    result = client->send(req);
+    cancel.RemoveCallback(retry_cancel_id);
+  }
 
   if (consumer_gone || cancel.IsCancelled()) return absl::CancelledError("cancelled");
   if (!stream_error.ok()) return stream_error;
@@ -204,6 +257,8 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
     }
   }
   if (last.finish_reason().empty()) last.set_finish_reason("stop");
+  // The response was read to its end: the connection can carry the next call.
+  ReturnClient(std::move(client_owner));
   return last;
 }
 

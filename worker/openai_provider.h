@@ -22,8 +22,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "worker/inference_provider.h"
+
+namespace httplib {
+class Client;
+}
 
 namespace loom {
 
@@ -34,6 +40,10 @@ struct OpenAIProviderOptions {
   absl::Duration connect_timeout = absl::Seconds(2);
   absl::Duration read_timeout = absl::Seconds(60);
   size_t max_error_body = 4096;  // bytes of an error response kept for the message
+  // Keep-alive connections to the server are reused across calls; one idle longer than this
+  // is closed instead (servers close theirs after a few seconds: llama-server and uvicorn 5 s).
+  absl::Duration idle_connection_timeout = absl::Seconds(2);
+  int max_idle_connections = 64;
 };
 
 class OpenAIProvider : public InferenceProvider {
@@ -51,12 +61,24 @@ class OpenAIProvider : public InferenceProvider {
       absl::Duration timeout = absl::Seconds(5));
 
  private:
-  OpenAIProvider(OpenAIProviderOptions options, std::string origin, std::string prefix)
-      : options_(std::move(options)), origin_(std::move(origin)), prefix_(std::move(prefix)) {}
+  OpenAIProvider(OpenAIProviderOptions options, std::string origin, std::string prefix);
+
+  // A connection for one call: an idle one from the pool (*reused), else a new one.
+  std::unique_ptr<httplib::Client> TakeClient(bool* reused);
+  // Back to the pool after a call that ended cleanly (its connection is in a known state).
+  void ReturnClient(std::unique_ptr<httplib::Client> client);
 
   const OpenAIProviderOptions options_;
   const std::string origin_;  // scheme://host:port
   const std::string prefix_;  // path before /chat/completions, without a trailing slash
+
+  absl::Mutex pool_mu_;
+  // Idle clients and when each became idle, most recent last.
+  std::vector<std::pair<std::unique_ptr<httplib::Client>, absl::Time>> idle_
+      ABSL_GUARDED_BY(pool_mu_);
+
+ public:
+  ~OpenAIProvider() override;
 };
 
 // The one converter from an upstream HTTP status (and its body) to a Status.

@@ -27,6 +27,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -72,6 +74,11 @@ class OpenAIStandIn {
     absl::MutexLock lock(&mu_);
     return last_request_;
   }
+  // How many connections chat requests arrived on (distinct client ports).
+  int chat_connections() {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(client_ports_.size());
+  }
   std::string last_authorization() {
     absl::MutexLock lock(&mu_);
     return last_authorization_;
@@ -83,6 +90,7 @@ class OpenAIStandIn {
     {
       absl::MutexLock lock(&mu_);
       last_request_ = body;
+      client_ports_.insert(req.remote_port);
       last_authorization_ = req.get_header_value("Authorization");
     }
     if (body.is_discarded() || !body.contains("model") || !body.contains("messages")) {
@@ -181,6 +189,7 @@ class OpenAIStandIn {
   int port_ = 0;
   absl::Mutex mu_;
   nlohmann::json last_request_ ABSL_GUARDED_BY(mu_);
+  std::set<int> client_ports_ ABSL_GUARDED_BY(mu_);  // one per connection a chat came on
   std::string last_authorization_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -91,6 +91,26 @@ TEST_F(OpenAIProviderTest, SamplingGoesUpstreamAndTheFinishReasonComesBack) {
   EXPECT_FALSE(sent.contains("presence_penalty"));
 }
 
+TEST_F(OpenAIProviderTest, ConsecutiveCallsReuseOneKeptAliveConnection) {
+  auto p = Provider("llama-standin");
+  for (int i = 0; i < 5; ++i) {
+    std::string text;
+    ASSERT_TRUE(Run(*p, Ask("hello"), &text, cancel_).ok()) << i;
+    EXPECT_FALSE(text.empty());
+  }
+  EXPECT_EQ(server_.chat_connections(), 1);
+}
+
+TEST_F(OpenAIProviderTest, AFailedCallsConnectionIsNotReused) {
+  auto p = Provider("llama-standin");
+  std::string text;
+  ASSERT_TRUE(Run(*p, Ask("hello"), &text, cancel_).ok());
+  auto drop = Provider("x-drop");  // its own pool
+  EXPECT_FALSE(Run(*drop, Ask("hello"), &text, cancel_).ok());
+  EXPECT_FALSE(Run(*drop, Ask("hello"), &text, cancel_).ok());
+  EXPECT_EQ(server_.chat_connections(), 3) << "each dropped call came on a new connection";
+}
+
 TEST_F(OpenAIProviderTest, WithoutUsageTheTextIsCounted) {
   auto p = Provider("qwen-nousage");
   std::string text;
