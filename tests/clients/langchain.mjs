@@ -1,0 +1,80 @@
+// Drives a running Loom coordinator with LangChain's ChatOpenAI (@langchain/openai, pinned in
+// package-lock.json), as a LangChain application would: invoke, stream, batch, a max-tokens
+// cut, a loom-auto compiled request, a bad key, and an aborted stream. Started by
+// tests/integration/client_sdk_test.cc with the mesh in the environment (see openai_sdk.mjs).
+// Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
+import { ChatOpenAI } from "@langchain/openai";
+import { HumanMessage, SystemMessage } from "@langchain/core/messages";
+
+const baseURL = process.env.LOOM_BASE_URL;
+const model = process.env.LOOM_MODEL;
+let passed = 0, failed = 0;
+async function check(name, fn) {
+  try {
+    await fn();
+    passed++;
+    console.log(`ok   langchain ${name}`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL langchain ${name}: ${e && e.stack ? e.stack : e}`);
+  }
+}
+function expect(cond, what) { if (!cond) throw new Error(what); }
+const chat = (options = {}) => new ChatOpenAI({
+  model, apiKey: process.env.LOOM_KEY, configuration: { baseURL }, maxRetries: 0, ...options });
+
+await check("invoke returns the answer with usage and finish reason", async () => {
+  const m = await chat().invoke([new SystemMessage("Be brief."), new HumanMessage("What is the capital of Peru?")]);
+  expect(typeof m.content === "string" && m.content.length > 0, `content ${JSON.stringify(m.content)}`);
+  expect(m.response_metadata.finish_reason === "stop", `finish_reason ${m.response_metadata.finish_reason}`);
+  expect(m.usage_metadata && m.usage_metadata.output_tokens > 0, `usage ${JSON.stringify(m.usage_metadata)}`);
+});
+
+await check("stream yields the answer in chunks", async () => {
+  let text = "", chunks = 0;
+  for await (const c of await chat({ streamUsage: true }).stream("Who wrote Hamlet?")) {
+    text += c.content;
+    chunks++;
+  }
+  expect(chunks > 1 && text.length > 0, `${chunks} chunks, text ${JSON.stringify(text)}`);
+});
+
+await check("batch runs several requests", async () => {
+  const out = await chat().batch(["What is 2+2?", "Name a colour.", "Name a fruit."]);
+  expect(out.length === 3 && out.every((m) => m.content.length > 0), "an empty answer in the batch");
+});
+
+await check("maxTokens cuts the answer and says length", async () => {
+  const m = await chat({ maxTokens: 2 }).invoke("Tell me a long story.");
+  expect(m.response_metadata.finish_reason === "length", `finish_reason ${m.response_metadata.finish_reason}`);
+});
+
+await check("loom-auto runs a compiled request", async () => {
+  const m = await chat({ model: "loom-auto" }).invoke(
+      "Write a haiku about the sea. Also write a Python function that reverses a string.");
+  expect(m.content.length > 0, "empty answer");
+});
+
+await check("a bad key is a 401 error", async () => {
+  const bad = new ChatOpenAI({ model, apiKey: "loom_wrong", configuration: { baseURL }, maxRetries: 0 });
+  await bad.invoke("hi").then(() => { throw new Error("401 expected"); },
+                              (e) => expect(e.status === 401 || /401/.test(String(e)), `got ${e}`));
+});
+
+await check("an aborted stream leaves the server serving", async () => {
+  const controller = new AbortController();
+  try {
+    let n = 0;
+    for await (const _ of await chat({ model: process.env.LOOM_SLOW_MODEL || model })
+                   .stream("Tell me a long story.", { signal: controller.signal })) {
+      if (++n === 2) controller.abort();
+    }
+  } catch (e) {
+    expect(/abort/i.test(String(e && (e.name + e.message))), `got ${e}`);
+  }
+  const m = await chat().invoke("Still there?");
+  expect(m.content.length > 0, "no answer after the abort");
+});
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);

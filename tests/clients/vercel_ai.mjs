@@ -1,0 +1,79 @@
+// Drives a running Loom coordinator with the Vercel AI SDK (`ai` and `@ai-sdk/openai`, pinned
+// in package-lock.json) through its OpenAI chat-completions provider, `openai.chat(model)`:
+// generateText, streamText, a max-output cut, a loom-auto compiled request, a bad key, and an
+// aborted stream. (The provider's default `openai(model)` uses the Responses API, which Loom
+// does not serve yet.) Started by tests/integration/client_sdk_test.cc; see openai_sdk.mjs.
+// Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
+import { generateText, streamText, APICallError } from "ai";
+import { createOpenAI } from "@ai-sdk/openai";
+
+const model = process.env.LOOM_MODEL;
+const openai = createOpenAI({ baseURL: process.env.LOOM_BASE_URL, apiKey: process.env.LOOM_KEY });
+let passed = 0, failed = 0;
+async function check(name, fn) {
+  try {
+    await fn();
+    passed++;
+    console.log(`ok   vercel-ai ${name}`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL vercel-ai ${name}: ${e && e.stack ? e.stack : e}`);
+  }
+}
+function expect(cond, what) { if (!cond) throw new Error(what); }
+
+await check("generateText returns the answer with usage and finish reason", async () => {
+  const r = await generateText({ model: openai.chat(model), system: "Be brief.",
+                                 prompt: "What is the capital of Peru?", maxRetries: 0 });
+  expect(r.text.length > 0, "empty text");
+  expect(r.finishReason === "stop", `finishReason ${r.finishReason}`);
+  expect(r.usage.outputTokens > 0, `usage ${JSON.stringify(r.usage)}`);
+});
+
+await check("streamText streams the answer and its usage", async () => {
+  const r = streamText({ model: openai.chat(model), prompt: "Who wrote Hamlet?", maxRetries: 0 });
+  let text = "", parts = 0;
+  for await (const t of r.textStream) { text += t; parts++; }
+  expect(parts > 1 && text.length > 0, `${parts} parts, text ${JSON.stringify(text)}`);
+  expect((await r.finishReason) === "stop", `finishReason ${await r.finishReason}`);
+  expect((await r.usage).outputTokens > 0, "no usage");
+});
+
+await check("maxOutputTokens cuts the answer and says length", async () => {
+  const r = await generateText({ model: openai.chat(model), prompt: "Tell me a long story.",
+                                 maxOutputTokens: 2, maxRetries: 0 });
+  expect(r.finishReason === "length", `finishReason ${r.finishReason}`);
+});
+
+await check("loom-auto runs a compiled request", async () => {
+  const r = await generateText({ model: openai.chat("loom-auto"), maxRetries: 0,
+      prompt: "Write a haiku about the sea. Also write a Python function that reverses a string." });
+  expect(r.text.length > 0, "empty text");
+});
+
+await check("a bad key is an APICallError with status 401", async () => {
+  const bad = createOpenAI({ baseURL: process.env.LOOM_BASE_URL, apiKey: "loom_wrong" });
+  await generateText({ model: bad.chat(model), prompt: "hi", maxRetries: 0 }).then(
+      () => { throw new Error("401 expected"); },
+      (e) => expect(APICallError.isInstance(e) && e.statusCode === 401 && e.isRetryable === false,
+                    `got ${e} (status ${e.statusCode}, retryable ${e.isRetryable})`));
+});
+
+await check("an aborted stream leaves the server serving", async () => {
+  const controller = new AbortController();
+  const r = streamText({ model: openai.chat(process.env.LOOM_SLOW_MODEL || model),
+                         prompt: "Tell me a long story.", abortSignal: controller.signal,
+                         headers: { "X-Request-Id": process.env.LOOM_ABORT_ID || "" },
+                         maxRetries: 0, onError: () => {} });
+  let n = 0;
+  try {
+    for await (const _ of r.textStream) { if (++n === 2) controller.abort(); }
+  } catch (e) {
+    expect(/abort/i.test(String(e && (e.name + e.message))), `got ${e}`);
+  }
+  const after = await generateText({ model: openai.chat(model), prompt: "Still there?", maxRetries: 0 });
+  expect(after.text.length > 0, "no answer after the abort");
+});
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
