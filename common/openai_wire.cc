@@ -53,6 +53,31 @@ absl::Status ParseSampling(const json& j, v1::Sampling* out) {
   return absl::OkStatus();
 }
 
+absl::Status ParseLoomExtension(const json& j, v1::CompleteRequest* out) {
+  if (!j.contains("loom")) return absl::OkStatus();
+  const json& l = j["loom"];
+  if (!l.is_object()) return Bad("loom", "an object");
+  std::string mode;
+  if (l.contains("mode")) {
+    if (!l["mode"].is_string()) return Bad("loom.mode", "passthrough, compiled or compete");
+    mode = l["mode"].get<std::string>();
+  }
+  if (mode == "passthrough") {
+    out->set_mode(v1::PLAN_KIND_PASSTHROUGH);
+  } else if (mode == "compiled") {
+    out->set_mode(v1::PLAN_KIND_COMPILED);
+  } else if (mode == "compete") {
+    out->set_mode(v1::PLAN_KIND_COMPETE);
+  } else if (!mode.empty()) {
+    return Bad("loom.mode", "passthrough, compiled or compete");
+  }
+  if (l.contains("request_id")) {
+    if (!l["request_id"].is_string()) return Bad("loom.request_id", "a string");
+    out->set_request_id(l["request_id"].get<std::string>());
+  }
+  return absl::OkStatus();
+}
+
 void AddSampling(const v1::Sampling& s, json* request) {
   json& r = *request;
   if (s.has_temperature()) r["temperature"] = s.temperature();

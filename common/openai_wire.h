@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "loom/v1/common.pb.h"
+#include "loom/v1/orchestrator.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace loom {
@@ -25,6 +26,10 @@ namespace loom {
 // frequency_penalty and user from a request object into `out`. Null means absent. Values out
 // of OpenAI's documented ranges are INVALID_ARGUMENT naming the field.
 absl::Status ParseSampling(const nlohmann::json& request, v1::Sampling* out);
+
+// Reads Loom's extension of a request, the "loom" object: "mode" (passthrough, compiled or
+// compete) and "request_id". Absent is fine; a wrong type is INVALID_ARGUMENT naming the field.
+absl::Status ParseLoomExtension(const nlohmann::json& request, v1::CompleteRequest* out);
 
 // Writes the fields set in `sampling` into a request object.
 void AddSampling(const v1::Sampling& sampling, nlohmann::json* request);

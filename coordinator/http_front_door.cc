@@ -1,5 +1,7 @@
 #include "coordinator/http_front_door.h"
 
+#include "coordinator/responses_api.h"
+
 #include <map>
 #include <set>
 
@@ -227,29 +229,7 @@ absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out,
     }
     if (dropped) dropped->push_back(field);
   }
-  if (j.contains("loom")) {
-    const json& l = j["loom"];
-    if (!l.is_object()) return bad("loom", "an object");
-    std::string mode;
-    if (l.contains("mode")) {
-      if (!l["mode"].is_string()) return bad("loom.mode", "passthrough, compiled or compete");
-      mode = l["mode"].get<std::string>();
-    }
-    if (mode == "passthrough") {
-      out->set_mode(v1::PLAN_KIND_PASSTHROUGH);
-    } else if (mode == "compiled") {
-      out->set_mode(v1::PLAN_KIND_COMPILED);
-    } else if (mode == "compete") {
-      out->set_mode(v1::PLAN_KIND_COMPETE);
-    } else if (!mode.empty()) {
-      return bad("loom.mode", "passthrough, compiled or compete");
-    }
-    if (l.contains("request_id")) {
-      if (!l["request_id"].is_string()) return bad("loom.request_id", "a string");
-      out->set_request_id(l["request_id"].get<std::string>());
-    }
-  }
-  return absl::OkStatus();
+  return ParseLoomExtension(j, out);
 }
 
 namespace {
@@ -473,6 +453,8 @@ void HttpFrontDoor::Routes() {
   server_.Handle("GET", "/v1/models/*", models, {.head_filter = authenticate});
   server_.Handle("POST", "/v1/chat/completions", [this](HttpExchange& ex) { return Chat(ex); },
                  {.head_filter = authenticate});
+  server_.Handle("POST", "/v1/responses", [this](HttpExchange& ex) { return Responses(ex); },
+                 {.head_filter = authenticate});
 }
 
 HttpResponse HttpFrontDoor::Models(HttpExchange& exchange) {
@@ -500,6 +482,82 @@ HttpResponse HttpFrontDoor::Models(HttpExchange& exchange) {
   return ErrorResponse(404, absl::StrCat("the model '", wanted, "' is not served on this mesh now"));
 }
 
+absl::Status HttpFrontDoor::Identify(const HttpRequest& req, v1::CompleteRequest* request,
+                                     HttpResponse* res) const {
+  request->set_client_id(req.principal);
+  if (request->request_id().empty()) request->set_request_id(ClientRequestId(req));
+  LOOM_RETURN_IF_ERROR(ValidRequestId(request->request_id()));
+  if (request->request_id().empty()) request->set_request_id(NewUuid());
+  res->SetHeader("x-request-id", request->request_id());
+  return absl::OkStatus();
+}
+
+HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
+  const HttpRequest& req = exchange.request();
+  const absl::Time arrived = runner_->clock()->Now();
+  ResponsesRequest parsed;
+  if (absl::Status s = ParseResponsesRequest(req.body, options_.drop_params, &parsed); !s.ok()) {
+    return ErrorResponse(s);
+  }
+  HttpResponse res;
+  if (!parsed.dropped.empty()) {
+    res.SetHeader("x-loom-dropped-params", absl::StrJoin(parsed.dropped, ","));
+  }
+  v1::CompleteRequest& request = parsed.request;
+  if (absl::Status s = Identify(req, &request, &res); !s.ok()) return ErrorResponse(s);
+  const absl::Time deadline = absl::Now() + options_.request_timeout;
+  const int64_t created = absl::ToUnixSeconds(absl::Now());
+  const std::string id = absl::StrCat("resp_", request.request_id());
+  Cancellation* cancel = exchange.client_gone();
+
+  if (!parsed.stream) {
+    absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, cancel, arrived);
+    if (!r.ok()) return ErrorResponse(std::move(res), r.status());
+    json out = ResponseJson(id, created, parsed.model,
+                            FinishReason(*r) == "length" ? "incomplete" : "completed", r->output(),
+                            r->usage().prompt_tokens(), r->usage().completion_tokens());
+    out["loom"] = LoomObject(*r);
+    res.SetHeader("X-Loom-Overhead-Ms",
+                  absl::StrFormat("%.3f", r->coordinator_overhead_us() / 1000.0));
+    res.body = DumpJson(out);
+    return res;
+  }
+
+  // Streamed: the events start with the first text, so an early failure is a plain HTTP error.
+  ResponsesStream events(id, created, parsed.model);
+  bool started = false, ok = true;
+  auto send = [&](const std::string& bytes) {
+    if (ok) ok = exchange.Write(bytes);
+    if (!ok) cancel->Cancel();  // the client went away: stop the work
+  };
+  auto start = [&] {
+    if (started) return;
+    started = true;
+    HttpResponse head = res;
+    head.content_type = "text/event-stream";
+    head.SetHeader("Cache-Control", "no-cache");
+    ok = exchange.StartStream(head);
+    send(events.Start());
+  };
+  absl::StatusOr<v1::CompleteResponse> r = runner_->Run(
+      request, deadline,
+      [&](const v1::CompleteEvent& e) {
+        if (!e.has_output() || !e.output().answer()) return;
+        start();
+        send(events.Delta(e.output().text()));
+      },
+      cancel, arrived);
+  if (!r.ok() && !started) return ErrorResponse(std::move(res), r.status());
+  start();
+  if (!r.ok()) {
+    send(events.Fail(ErrorCode(HttpStatusFor(r.status())), std::string(r.status().message())));
+  } else {
+    send(events.Finish(FinishReason(*r), r->usage().prompt_tokens(), r->usage().completion_tokens(),
+                       LoomObject(*r)));
+  }
+  return HttpResponse{};
+}
+
 HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
   const HttpRequest& req = exchange.request();
   const absl::Time arrived = runner_->clock()->Now();  // parsing counts as overhead too
@@ -514,11 +572,7 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
   }
   HttpResponse res;
   if (!dropped.empty()) res.SetHeader("x-loom-dropped-params", absl::StrJoin(dropped, ","));
-  request.set_client_id(req.principal);
-  if (request.request_id().empty()) request.set_request_id(ClientRequestId(req));
-  if (absl::Status s = ValidRequestId(request.request_id()); !s.ok()) return ErrorResponse(s);
-  if (request.request_id().empty()) request.set_request_id(NewUuid());
-  res.SetHeader("x-request-id", request.request_id());
+  if (absl::Status s = Identify(req, &request, &res); !s.ok()) return ErrorResponse(s);
   const absl::Time deadline = absl::Now() + options_.request_timeout;
   const int64_t created = absl::ToUnixSeconds(absl::Now());
   // The client leaving (the server sees the connection close) cancels the request.

@@ -7,6 +7,8 @@
 //                               ({"mode": "compiled"}); responses carry usage, a "loom" object
 //                               (plan kind, sub-tasks, contributions, cost) and the header
 //                               X-Loom-Overhead-Ms.
+//   POST /v1/responses          the Responses API's stateless text subset, streamed or not
+//                               (responses_api.h)
 //   GET  /v1/models             the mesh's models plus loom-auto
 //   GET  /healthz               200 while serving
 //   GET  /metrics               Prometheus text
@@ -81,6 +83,10 @@ class HttpFrontDoor {
   void Routes();
   HttpResponse Models(HttpExchange& exchange);
   HttpResponse Chat(HttpExchange& exchange);
+  HttpResponse Responses(HttpExchange& exchange);  // /v1/responses (responses_api.h)
+  // Who pays and under which id: the head filter's client, the loom/X-Request-Id/
+  // Idempotency-Key id (validated) or a new one; names it in `res`.
+  absl::Status Identify(const HttpRequest& req, v1::CompleteRequest* request, HttpResponse* res) const;
 
   const HttpOptions options_;
   RequestRunner* const runner_;

@@ -73,6 +73,25 @@ await check("max_tokens cut says length; stop sequences apply", async () => {
   expect(!stopped.choices[0].message.content.includes(" re:"), `not stopped: ${stopped.choices[0].message.content}`);
 });
 
+await check("responses.create, plain and streamed", async () => {
+  const r = await client.responses.create({ model, instructions: "Be brief.",
+                                            input: "What is the capital of Peru?" });
+  expect(r.status === "completed", `status ${r.status}`);
+  expect(r.output_text.length > 0, "empty output_text");
+  expect(r.usage.output_tokens > 0, `usage ${JSON.stringify(r.usage)}`);
+  const stream = await client.responses.create({ model, stream: true,
+      input: [{ role: "user", content: [{ type: "input_text", text: "Who wrote Hamlet?" }] }] });
+  let text = "", done = null;
+  for await (const e of stream) {
+    if (e.type === "response.output_text.delta") text += e.delta;
+    if (e.type === "response.completed") done = e.response;
+  }
+  expect(text.length > 0 && done && done.output_text === text, `streamed ${JSON.stringify(text)}`);
+  await client.responses.create({ model, input: "hi", previous_response_id: "resp_x" }).then(
+      () => { throw new Error("400 expected"); },
+      (e) => expect(e instanceof OpenAI.BadRequestError && /previous_response_id/.test(e.message), `got ${e}`));
+});
+
 await check("compiled request through loom-auto", async () => {
   const r = await client.chat.completions.create({
     model: "loom-auto",

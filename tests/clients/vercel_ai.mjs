@@ -1,8 +1,8 @@
 // Drives a running Loom coordinator with the Vercel AI SDK (`ai` and `@ai-sdk/openai`, pinned
-// in package-lock.json) through its OpenAI chat-completions provider, `openai.chat(model)`:
-// generateText, streamText, a max-output cut, a loom-auto compiled request, a bad key, and an
-// aborted stream. (The provider's default `openai(model)` uses the Responses API, which Loom
-// does not serve yet.) Started by tests/integration/client_sdk_test.cc; see openai_sdk.mjs.
+// in package-lock.json) through both of its OpenAI paths: the default `openai(model)` (the
+// Responses API) and `openai.chat(model)` (chat completions): generateText, streamText, a
+// max-output cut, a loom-auto compiled request, a bad key, and an aborted stream. Started by
+// tests/integration/client_sdk_test.cc; see openai_sdk.mjs.
 // Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
 import { generateText, streamText, APICallError } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
@@ -43,6 +43,22 @@ await check("maxOutputTokens cuts the answer and says length", async () => {
   const r = await generateText({ model: openai.chat(model), prompt: "Tell me a long story.",
                                  maxOutputTokens: 2, maxRetries: 0 });
   expect(r.finishReason === "length", `finishReason ${r.finishReason}`);
+});
+
+await check("the default openai(model) path (Responses API): generateText and streamText", async () => {
+  const r = await generateText({ model: openai(model), system: "Be brief.",
+                                 prompt: "What is the capital of Peru?", maxRetries: 0 });
+  expect(r.text.length > 0, "empty text");
+  expect(r.finishReason === "stop", `finishReason ${r.finishReason}`);
+  expect(r.usage.outputTokens > 0, `usage ${JSON.stringify(r.usage)}`);
+  const s = streamText({ model: openai(model), prompt: "Who wrote Hamlet?", maxRetries: 0 });
+  let text = "", parts = 0;
+  for await (const t of s.textStream) { text += t; parts++; }
+  expect(parts > 1 && text.length > 0, `${parts} parts, text ${JSON.stringify(text)}`);
+  expect((await s.finishReason) === "stop", `finishReason ${await s.finishReason}`);
+  const cut = await generateText({ model: openai(model), prompt: "Tell me a long story.",
+                                   maxOutputTokens: 2, maxRetries: 0 });
+  expect(cut.finishReason === "length", `a cut answer's finishReason ${cut.finishReason}`);
 });
 
 await check("loom-auto runs a compiled request", async () => {
