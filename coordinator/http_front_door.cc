@@ -2,6 +2,7 @@
 
 #include "coordinator/responses_api.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -87,6 +88,29 @@ HttpResponse ErrorResponse(HttpResponse base, const absl::Status& status) {
   for (auto& [name, value] : error.headers) base.SetHeader(name, value);
   error.headers = std::move(base.headers);
   return error;
+}
+
+// CORS for browser clients: an allowed Origin is echoed (or "*" when any is allowed), with the
+// headers a page may read; a preflight (OPTIONS with Access-Control-Request-Method) also gets
+// the methods and the request headers it asked for (SDKs send their own x-stainless-* ones).
+void AddCorsHeaders(const std::vector<std::string>& allowed, const HttpRequest& req,
+                    HttpResponse& res) {
+  const std::string origin = req.Header("Origin");
+  if (allowed.empty() || origin.empty()) return;
+  const bool any = std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
+  if (!any && std::find(allowed.begin(), allowed.end(), origin) == allowed.end()) return;
+  res.SetHeader("Access-Control-Allow-Origin", any ? "*" : origin);
+  if (!any) res.SetHeader("Vary", "Origin");
+  res.SetHeader("Access-Control-Expose-Headers",
+                "x-request-id, x-loom-overhead-ms, x-loom-request-id, x-loom-dropped-params, "
+                "x-should-retry, retry-after");
+  if (req.method == "OPTIONS") {
+    res.SetHeader("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    const std::string asked = req.Header("Access-Control-Request-Headers");
+    res.SetHeader("Access-Control-Allow-Headers",
+                  asked.empty() ? "Authorization, Content-Type, X-Request-Id, Idempotency-Key" : asked);
+    res.SetHeader("Access-Control-Max-Age", "600");
+  }
 }
 
 HttpResponse JsonResponse(const json& body) {
@@ -399,8 +423,9 @@ HttpFrontDoor::HttpFrontDoor(HttpOptions options, RequestRunner* runner,
       server_(ServerOptions(options_),
               [](int status, const std::string& message) { return ErrorResponse(status, message); },
               // Every response names its request, so a client can quote it; a client's own
-              // id is echoed.
-              [](const HttpRequest& req, HttpResponse& res) {
+              // id is echoed. Allowed browser origins get CORS headers.
+              [this](const HttpRequest& req, HttpResponse& res) {
+                AddCorsHeaders(options_.cors_origins, req, res);
                 if (res.HasHeader("x-request-id")) return;
                 const std::string id = ClientRequestId(req);
                 res.SetHeader("x-request-id",
@@ -448,6 +473,19 @@ void HttpFrontDoor::Routes() {
     req.principal = *client;
     return std::nullopt;
   };
+  if (!options_.cors_origins.empty()) {
+    // Preflights carry no key: answered for any path, on the I/O threads; the finisher adds
+    // the CORS headers when the origin is allowed (else the browser refuses the call).
+    server_.Handle(
+        "OPTIONS", "/*",
+        [](HttpExchange&) {
+          HttpResponse res;
+          res.status = 204;
+          res.content_type = "text/plain";
+          return res;
+        },
+        {.on_io_thread = true});
+  }
   auto models = [this](HttpExchange& ex) { return Models(ex); };
   server_.Handle("GET", "/v1/models", models, {.head_filter = authenticate});
   server_.Handle("GET", "/v1/models/*", models, {.head_filter = authenticate});

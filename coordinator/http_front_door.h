@@ -51,6 +51,9 @@ struct HttpOptions {
   // Fields no device honours yet (tools, response_format json, n > 1, ...) are dropped and
   // named in x-loom-dropped-params instead of refused with 400 (LiteLLM's drop_params).
   bool drop_params = false;
+  // Browser origins allowed to call the API (CORS): exact origins, or "*" for any. Empty: no
+  // CORS headers, and preflights are refused like any unknown method.
+  std::vector<std::string> cors_origins;
   std::string tls_cert;  // PEM files; both set: serve HTTPS
   std::string tls_key;
 };

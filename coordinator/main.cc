@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -44,6 +45,9 @@ ABSL_FLAG(int32_t, http_max_connections_per_peer, 512,
           "HTTP connections open at once from one client address (0: no limit).");
 ABSL_FLAG(int32_t, http_read_timeout_s, 10,
           "A request's whole head and body must arrive within this of its first byte.");
+ABSL_FLAG(std::vector<std::string>, cors_origins, {},
+          "Browser origins allowed to call the HTTP API (CORS), comma-separated, e.g. "
+          "https://app.example.com; '*' allows any. Empty (the default): no CORS headers.");
 ABSL_FLAG(bool, drop_params, false,
           "Drop OpenAI request fields no device honours yet (tools, response_format json, n > 1, "
           "logprobs, ...) and name them in x-loom-dropped-params, instead of refusing with 400.");
@@ -243,6 +247,7 @@ int main(int argc, char** argv) {
                             .keep_alive_timeout = absl::Seconds(absl::GetFlag(FLAGS_http_keep_alive_s)),
                             .read_timeout = absl::Seconds(absl::GetFlag(FLAGS_http_read_timeout_s)),
                             .drop_params = absl::GetFlag(FLAGS_drop_params),
+                            .cors_origins = absl::GetFlag(FLAGS_cors_origins),
                             .tls_cert = tls.plaintext ? "" : tls.cert,
                             .tls_key = tls.plaintext ? "" : tls.key},
                            &runner, &registry, &auth, &metrics);

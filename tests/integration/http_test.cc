@@ -17,6 +17,7 @@ namespace loom::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kCurl[] = "/usr/bin/curl";
 
@@ -410,6 +411,48 @@ TEST_F(HttpTest, AnUnstreamedRequestWhoseClientLeavesIsStoppedAndBilledForWhatWa
             5 * 1000000 - credits) << balance.out;
   CommandResult verify = RunCommand("loom-ledger", {"--db=" + db_, "verify"});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+}
+
+}  // namespace
+}  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// CORS for browser clients: off by default; with --cors_origins, an allowed origin's preflight
+// is answered (with the headers the SDK asked to send) and its calls carry the headers a page
+// needs to read the answer; another origin gets none of them.
+TEST_F(HttpTest, CorsIsOffByDefaultAndAnswersOnlyTheAllowedOrigins) {
+  StartSecured({"--cors_origins=https://app.example"});
+  StartWorker("dev-llama", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-llama"}));
+  const std::string key = NewKey("alice", "5");
+  HttpResult preflight = Curl("OPTIONS", "/v1/chat/completions", "", "",
+                              {"-H", "Origin: https://app.example", "-H",
+                               "Access-Control-Request-Method: POST", "-H",
+                               "Access-Control-Request-Headers: authorization, content-type, x-stainless-os"});
+  EXPECT_EQ(preflight.status, 204) << preflight.headers;
+  EXPECT_THAT(preflight.headers, HasSubstr("Access-Control-Allow-Origin: https://app.example"));
+  EXPECT_THAT(preflight.headers, HasSubstr("Access-Control-Allow-Headers: authorization, content-type, x-stainless-os"));
+  EXPECT_THAT(preflight.headers, HasSubstr("Access-Control-Allow-Methods: GET, POST, OPTIONS"));
+  HttpResult call = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "Who wrote Hamlet?"),
+                         key, {"-H", "Origin: https://app.example"});
+  EXPECT_EQ(call.status, 200);
+  EXPECT_THAT(call.headers, HasSubstr("Access-Control-Allow-Origin: https://app.example"));
+  EXPECT_THAT(call.headers, HasSubstr("Access-Control-Expose-Headers: x-request-id"));
+  HttpResult other = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "Who wrote Hamlet?"),
+                          key, {"-H", "Origin: https://evil.example"});
+  EXPECT_EQ(other.status, 200) << "CORS is the browser's check; the server only withholds the headers";
+  EXPECT_THAT(other.headers, Not(HasSubstr("Access-Control-Allow-Origin")));
+}
+
+TEST_F(HttpTest, WithoutCorsOriginsNoCorsHeadersAreSentAndPreflightsAreRefused) {
+  StartSecured();
+  HttpResult preflight = Curl("OPTIONS", "/v1/chat/completions", "", "",
+                              {"-H", "Origin: https://app.example", "-H",
+                               "Access-Control-Request-Method: POST"});
+  EXPECT_EQ(preflight.status, 405);
+  EXPECT_THAT(preflight.headers, Not(HasSubstr("Access-Control-Allow-Origin")));
 }
 
 }  // namespace
