@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -111,6 +112,16 @@ void AddCorsHeaders(const std::vector<std::string>& allowed, const HttpRequest& 
                   asked.empty() ? "Authorization, Content-Type, X-Request-Id, Idempotency-Key" : asked);
     res.SetHeader("Access-Control-Max-Age", "600");
   }
+}
+
+// The route a request went to, as a metric label (raw paths would be unbounded).
+std::string Endpoint(const HttpRequest& req) {
+  if (req.method == "OPTIONS") return "preflight";
+  for (const char* route : {"/v1/chat/completions", "/v1/responses", "/healthz", "/metrics"}) {
+    if (req.path == route) return route;
+  }
+  if (req.path == "/v1/models" || absl::StartsWith(req.path, "/v1/models/")) return "/v1/models";
+  return "other";
 }
 
 HttpResponse JsonResponse(const json& body) {
@@ -414,7 +425,7 @@ HttpServerOptions ServerOptions(const HttpOptions& o) {
 
 HttpFrontDoor::HttpFrontDoor(HttpOptions options, RequestRunner* runner,
                              DeviceRegistry* registry, const Authenticator* auth,
-                             const Metrics* metrics)
+                             Metrics* metrics)
     : options_(options),
       runner_(runner),
       registry_(registry),
@@ -426,6 +437,7 @@ HttpFrontDoor::HttpFrontDoor(HttpOptions options, RequestRunner* runner,
               // id is echoed. Allowed browser origins get CORS headers.
               [this](const HttpRequest& req, HttpResponse& res) {
                 AddCorsHeaders(options_.cors_origins, req, res);
+                if (metrics_) metrics_->RecordHttpResponse(Endpoint(req), res.status);
                 if (res.HasHeader("x-request-id")) return;
                 const std::string id = ClientRequestId(req);
                 res.SetHeader("x-request-id",

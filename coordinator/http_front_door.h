@@ -71,7 +71,7 @@ absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out,
 class HttpFrontDoor {
  public:
   HttpFrontDoor(HttpOptions options, RequestRunner* runner, DeviceRegistry* registry,
-                const Authenticator* auth, const Metrics* metrics);
+                const Authenticator* auth, Metrics* metrics);
   ~HttpFrontDoor();
 
   // Binds `listen` ("host:port", port 0 = any) and serves on a thread; returns "host:port".
@@ -95,7 +95,7 @@ class HttpFrontDoor {
   RequestRunner* const runner_;
   DeviceRegistry* const registry_;
   const Authenticator* const auth_;
-  const Metrics* const metrics_;
+  Metrics* const metrics_;
   HttpServer server_;
 };
 

@@ -306,13 +306,7 @@ class Session final : public Connection,
   void OnHead(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     auto& msg = parser_->get();
-    request_.method = std::string(msg.method_string());
-    request_.target = std::string(msg.target());
-    request_.path = request_.target.substr(0, request_.target.find('?'));
-    for (const auto& field : msg) {
-      request_.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    }
-    request_.peer = peer_;
+    FillHead();
     version_ = msg.version();
     chunked_ = version_ >= 11;
     keep_alive_ = msg.keep_alive() &&
@@ -346,6 +340,19 @@ class Session final : public Connection,
     ReadBody();
   }
 
+  // The request line and headers parsed so far (all of them once the head is done).
+  void FillHead() {
+    auto& msg = parser_->get();
+    request_.method = std::string(msg.method_string());
+    request_.target = std::string(msg.target());
+    request_.path = request_.target.substr(0, request_.target.find('?'));
+    request_.headers.clear();
+    for (const auto& field : msg) {
+      request_.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
+    request_.peer = peer_;
+  }
+
   void ReadBody() {
     http::async_read(stream_, buffer_, *parser_,
                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
@@ -365,6 +372,7 @@ class Session final : public Connection,
       return Refuse(server_->Error(431, "request header fields too large"));
     }
     if (ec == http::error::body_limit) {  // a Content-Length over the limit, seen in the head
+      FillHead();  // for the finisher: the refusal is counted under its route
       return Refuse(server_->Error(413, "request body too large"));
     }
     if (ec == beast::error::timeout) {

@@ -30,6 +30,24 @@ Metrics::Histogram Metrics::LatencyHistogram() {
   return {{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}, {}, 0, 0};
 }
 
+namespace {
+
+// A Prometheus label value: backslash, quote and newline escaped.
+std::string EscapeLabel(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
 void Metrics::RecordRequest(v1::PlanKind kind, const absl::Status& outcome,
                             absl::Duration latency) {
   const std::string k = KindLabel(kind);
@@ -39,6 +57,20 @@ void Metrics::RecordRequest(v1::PlanKind kind, const absl::Status& outcome,
   auto it = durations_.find(k);
   if (it == durations_.end()) it = durations_.emplace(k, LatencyHistogram()).first;
   it->second.Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::RecordHttpResponse(const std::string& endpoint, int status) {
+  absl::MutexLock lock(&mu_);
+  ++http_[{endpoint, status}];
+}
+
+void Metrics::RecordModel(const std::string& model) {
+  constexpr size_t kMaxModels = 256;  // names come from clients: the label set stays bounded
+  absl::MutexLock lock(&mu_);
+  auto it = models_.find(model);
+  if (it == models_.end() && models_.size() >= kMaxModels) it = models_.emplace("(other)", 0).first;
+  if (it == models_.end()) it = models_.emplace(model, 0).first;
+  ++it->second;
 }
 
 void Metrics::RecordOverhead(absl::Duration overhead) {
@@ -104,6 +136,16 @@ std::string Metrics::Render(const std::vector<v1::DeviceInfo>& devices) const {
   absl::StrAppendFormat(&out, "loom_settlements_total %d\n", settlements_);
   out += "# HELP loom_credits_charged_micro_total Micro-credits charged to clients.\n# TYPE loom_credits_charged_micro_total counter\n";
   absl::StrAppendFormat(&out, "loom_credits_charged_micro_total %d\n", credits_);
+  out += "# HELP loom_http_responses_total HTTP responses by route and status (refusals included).\n# TYPE loom_http_responses_total counter\n";
+  for (const auto& [key, n] : http_) {
+    absl::StrAppendFormat(&out, "loom_http_responses_total{endpoint=\"%s\",status=\"%d\"} %d\n",
+                          key.first, key.second, n);
+  }
+  out += "# HELP loom_requests_by_model_total Requests by the model they named (loom-auto or a pin).\n# TYPE loom_requests_by_model_total counter\n";
+  for (const auto& [model, n] : models_) {
+    absl::StrAppendFormat(&out, "loom_requests_by_model_total{model=\"%s\"} %d\n",
+                          EscapeLabel(model), n);
+  }
   std::map<std::string, int> states = {{"healthy", 0}, {"suspect", 0}, {"draining", 0}};
   for (const auto& d : devices) {
     states[absl::AsciiStrToLower(absl::StripPrefix(v1::DeviceState_Name(d.state()), "DEVICE_STATE_"))]++;

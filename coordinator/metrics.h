@@ -6,6 +6,10 @@
 //   loom_subtask_attempts_total{outcome}          counter: ok, failed (retried elsewhere or
 //                                                 failing the request), cancelled (client gone)
 //   loom_settlements_total, loom_credits_charged_micro_total   counters
+//   loom_http_responses_total{endpoint,status}    counter: every HTTP answer, refusals too
+//                                                 (400, 401, 402, 413, 429, ...), by route
+//   loom_requests_by_model_total{model}           counter: the model a request named
+//                                                 (loom-auto or a pin), at most 256 names
 //   loom_devices{state}                           gauge, from the registry at scrape time
 // Thread-safe.
 #ifndef LOOM_COORDINATOR_METRICS_H_
@@ -32,6 +36,9 @@ class Metrics {
   // A worker reported more output tokens than the coordinator received.
   void RecordOverclaim();
   void RecordSettlement(int64_t charged_micro);
+  // `endpoint` is a route ("/v1/chat/completions"), never a raw path: labels stay bounded.
+  void RecordHttpResponse(const std::string& endpoint, int status);
+  void RecordModel(const std::string& model);
 
   std::string Render(const std::vector<v1::DeviceInfo>& devices) const;
 
@@ -56,6 +63,8 @@ class Metrics {
   int64_t settlements_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t credits_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t overclaims_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::pair<std::string, int>, int64_t> http_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> models_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace loom

@@ -238,6 +238,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   v1::Timings timings;
   timings.set_queued_us(absl::ToInt64Microseconds(start - arrived));
   LOOM_RETURN_IF_ERROR(Validate(request));
+  if (metrics_) metrics_->RecordModel(request.model().empty() ? "loom-auto" : request.model());
   const std::string request_id = request.request_id().empty() ? NewUuid() : request.request_id();
   deadline = std::min(deadline, absl::Now() + options_.request_timeout);
   const std::string client_account = ClientAccount(

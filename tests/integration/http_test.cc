@@ -237,6 +237,19 @@ TEST_F(HttpTest, EveryErrorHasItsCodeAndOpenAIShape) {
   // Nothing was charged for any of them.
   CommandResult records = RunCommand("loom-ledger", {"--db=" + db_, "records", "--format=json"});
   EXPECT_EQ(records.out, "[]\n");
+  // Each refusal is counted by route and status on /metrics, and requests by model.
+  const std::string metrics = Curl("GET", "/metrics", "").body;
+  for (const char* line : {
+           R"(loom_http_responses_total{endpoint="/v1/chat/completions",status="400"} 3)",
+           R"(loom_http_responses_total{endpoint="/v1/chat/completions",status="401"} 3)",
+           R"(loom_http_responses_total{endpoint="/v1/chat/completions",status="402"} 1)",
+           R"(loom_http_responses_total{endpoint="/v1/chat/completions",status="404"} 1)",
+           R"(loom_http_responses_total{endpoint="/v1/chat/completions",status="413"} 1)",
+           R"(loom_http_responses_total{endpoint="/v1/chat/completions",status="504"} 1)",
+           R"(loom_requests_by_model_total{model="mistral-7b"} 1)",
+           R"(loom_requests_by_model_total{model="gpt-9"} 1)"}) {
+    EXPECT_THAT(metrics, HasSubstr(line)) << metrics;
+  }
 }
 
 // The hostile-input report's prompt: a compiled request whose first sub-task has "é" across
