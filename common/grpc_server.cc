@@ -13,7 +13,8 @@ constexpr int kIdleSyncThreads = 64;
 
 absl::StatusOr<StartedServer> StartGrpcServer(const std::string& listen,
                                               const std::vector<grpc::Service*>& services,
-                                              std::shared_ptr<grpc::ServerCredentials> credentials) {
+                                              std::shared_ptr<grpc::ServerCredentials> credentials,
+                                              const std::vector<std::string>& health_names) {
   static const bool once = [] {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -40,6 +41,9 @@ absl::StatusOr<StartedServer> StartGrpcServer(const std::string& listen,
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
   }
   started.address = absl::StrCat(listen.substr(0, colon), ":", port);
+  if (auto* health = started.server->GetHealthCheckService()) {
+    for (const std::string& name : health_names) health->SetServingStatus(name, true);
+  }
   return started;
 }
 

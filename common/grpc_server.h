@@ -22,9 +22,12 @@ struct StartedServer {
 
 // UNAVAILABLE when the address cannot be bound.
 // `credentials`: ServerCredentialsFor (common/tls.h), or grpc::InsecureServerCredentials().
+// `health_names`: the services' full names ("loom.v1.Orchestrator"), each reported SERVING to
+// grpc.health.v1 probes that name it (the empty name, the whole server, is SERVING too).
 absl::StatusOr<StartedServer> StartGrpcServer(const std::string& listen,
                                               const std::vector<grpc::Service*>& services,
-                                              std::shared_ptr<grpc::ServerCredentials> credentials);
+                                              std::shared_ptr<grpc::ServerCredentials> credentials,
+                                              const std::vector<std::string>& health_names = {});
 
 // Marks the server NOT_SERVING in the health service and stops it, giving in-flight calls
 // up to `grace` to finish.

@@ -254,7 +254,9 @@ int main(int argc, char** argv) {
 
   auto started = loom::StartGrpcServer(absl::GetFlag(FLAGS_grpc_listen),
                                        {&registry_service, &orchestrator_service},
-                                       *server_credentials);
+                                       *server_credentials,
+                                       {loom::v1::Registry::service_full_name(),
+                                        loom::v1::Orchestrator::service_full_name()});
   if (!started.ok()) return Fail(std::string(started.status().message()));
   std::string http_address;
   if (!absl::GetFlag(FLAGS_http_listen).empty()) {

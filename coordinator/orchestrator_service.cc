@@ -176,6 +176,13 @@ grpc::ServerUnaryReactor* OrchestratorService::ListDevices(grpc::CallbackServerC
                                                            const v1::ListDevicesRequest* request,
                                                            v1::ListDevicesResponse* response) {
   auto* reactor = context->DefaultReactor();
+  // The mesh's devices (addresses, providers, load) are for the mesh's clients: a key, as for
+  // every other call.
+  absl::StatusOr<std::string> client = auth_->ClientFor(Authorization(context));
+  if (!client.ok()) {
+    reactor->Finish(ToGrpcStatus(client.status()));
+    return reactor;
+  }
   for (v1::DeviceInfo& d : registry_->Snapshot()) *response->add_devices() = std::move(d);
   reactor->Finish(grpc::Status::OK);
   return reactor;

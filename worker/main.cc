@@ -201,7 +201,8 @@ int main(int argc, char** argv) {
                                  .require_coordinator_peer = !tls.client_ca.empty()},
       *std::move(models));
   auto started =
-      loom::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service}, *server_credentials);
+      loom::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service}, *server_credentials,
+                            {loom::v1::Worker::service_full_name()});
   if (!started.ok()) return Fail(std::string(started.status().message()));
   const std::string advertised = absl::GetFlag(FLAGS_advertise_address).empty()
                                      ? started->address

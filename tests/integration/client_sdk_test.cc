@@ -25,6 +25,8 @@ struct Client {
   bool names_abort;     // the script sends LOOM_ABORT_ID as the aborted stream's request id
 };
 
+void PrintTo(const Client& c, std::ostream* os) { *os << c.name; }
+
 class ClientSdkTest : public MeshFixture, public ::testing::WithParamInterface<Client> {
  protected:
   std::string NewKey(const std::string& client) {

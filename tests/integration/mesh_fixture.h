@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "common/join_token.h"
 #include "gtest/gtest.h"
 #include "tests/integration/process_harness.h"
@@ -108,6 +109,13 @@ class MeshFixture : public ::testing::Test {
     CommandResult grant = RunCommand(
         "loom-ledger", {"--db=" + db_, "grant", "client:anonymous", "1000", "--reference=test-setup"});
     ASSERT_EQ(grant.exit_code, 0) << grant.err;
+    // ListDevices needs a key like every call: an unfunded one for the fixture's own looks
+    // (a coordinator started without anonymous use would refuse Devices() otherwise).
+    if (observer_key_.empty()) {
+      CommandResult key = RunCommand("loom-ledger", {"--db=" + db_, "keys", "create", "--client=observer"});
+      ASSERT_EQ(key.exit_code, 0) << key.err;
+      observer_key_ = std::string(absl::StripAsciiWhitespace(key.out));
+    }
   }
 
   void StartWorker(const std::string& device, const std::string& model,
@@ -124,7 +132,8 @@ class MeshFixture : public ::testing::Test {
 
   // Every device the coordinator lists, in any state.
   std::set<std::string> Devices() {
-    CommandResult r = Loom({"--coordinator=" + coordinator_.address, "devices", "--json"});
+    CommandResult r = Loom({"--coordinator=" + coordinator_.address, "--api_key=" + observer_key_,
+                            "devices", "--json"});
     std::set<std::string> ids;
     if (r.exit_code != 0) return ids;
     json devices = json::parse(r.out, nullptr, false);
@@ -160,6 +169,7 @@ class MeshFixture : public ::testing::Test {
   bool tls_ = false;
   std::string dir_;
   std::string db_;
+  std::string observer_key_;  // an unfunded key for the fixture's ListDevices calls
   Daemon coordinator_;
   std::map<std::string, Daemon> workers_;
 };

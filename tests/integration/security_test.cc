@@ -1,8 +1,10 @@
 // Identity and transport with real processes: a mesh over mutual TLS, and every way of
 // joining or calling it without the right credentials, each refused with nothing registered.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/strings/strip.h"
 #include "common/tls.h"
 #include "gmock/gmock.h"
@@ -219,6 +221,48 @@ TEST_F(SecurityTest, TheCoordinatorRefusesToStartWithoutAWayToAuthenticateDevice
   ASSERT_EQ(token.exit_code, 0) << token.err;
   auto secret = LoadOrCreateJoinSecret(secret_file());
   EXPECT_EQ(absl::StripAsciiWhitespace(token.out), IssueJoinToken(*secret, "laptop", "alice"));
+}
+
+// grpc.health.v1 Check for one service name, as grpc_health_probe sends it: the request
+// and response are encoded by hand (field 1: the service name; field 1: the status enum), so
+// the test needs no generated health stubs. Returns the status (1 SERVING) or -code on error.
+int HealthOf(const std::string& address, const std::string& service) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  std::string request = std::string("\x0a") + static_cast<char>(service.size()) + service;
+  grpc::Slice slice(request);
+  grpc::ByteBuffer in(&slice, 1), out;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &in, &out,
+                 [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  if (!done.WaitForNotificationWithTimeout(absl::Seconds(20))) return -100;
+  if (!status.ok()) return -static_cast<int>(status.error_code());
+  std::vector<grpc::Slice> slices;
+  if (!out.Dump(&slices).ok()) return -101;
+  std::string bytes;
+  for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : 0;  // an empty message is UNKNOWN (0)
+}
+
+TEST_F(SecurityTest, ListingDevicesNeedsAKeyAndHealthAnswersPerService) {
+  StartCoordinator("127.0.0.1:0", {"--allow_anonymous="});
+  StartWorker("dev-a", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-a"}));  // the fixture's own key
+  CommandResult keyless = Loom({"--coordinator=" + coordinator_.address, "devices"});
+  EXPECT_NE(keyless.exit_code, 0) << keyless.out;
+  EXPECT_THAT(keyless.err, HasSubstr("API key")) << keyless.err;
+
+  EXPECT_EQ(HealthOf(coordinator_.address, ""), 1);
+  EXPECT_EQ(HealthOf(coordinator_.address, "loom.v1.Orchestrator"), 1);
+  EXPECT_EQ(HealthOf(coordinator_.address, "loom.v1.Registry"), 1);
+  EXPECT_EQ(HealthOf(coordinator_.address, "loom.v1.Nothing"), -static_cast<int>(grpc::StatusCode::NOT_FOUND));
+  EXPECT_EQ(HealthOf(workers_["dev-a"].address, "loom.v1.Worker"), 1);
 }
 
 }  // namespace
