@@ -1,6 +1,7 @@
 #include "common/openai_wire.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/json_dump.h"
 
 namespace loom {
 namespace {
@@ -78,6 +79,114 @@ absl::Status ParseLoomExtension(const json& j, v1::CompleteRequest* out) {
   return absl::OkStatus();
 }
 
+absl::Status ParseStructure(const json& j, v1::Structure* out) {
+  auto present = [&](const char* f) { return j.contains(f) && !j[f].is_null(); };
+  if (present("tools")) {
+    const json& tools = j["tools"];
+    if (!tools.is_array()) return Bad("tools", "an array of function tools");
+    for (size_t i = 0; i < tools.size(); ++i) {
+      const json& t = tools[i];
+      const std::string at = absl::StrCat("tools[", i, "]");
+      if (!t.is_object() || t.value("type", "") != "function") {
+        return Bad(at + ".type", "\"function\" (the only tool type devices call)");
+      }
+      if (!t.contains("function") || !t["function"].is_object() ||
+          !t["function"].contains("name") || !t["function"]["name"].is_string() ||
+          t["function"]["name"].get<std::string>().empty()) {
+        return Bad(at + ".function.name", "a non-empty string");
+      }
+      if (t["function"].contains("parameters") && !t["function"]["parameters"].is_null() &&
+          !t["function"]["parameters"].is_object()) {
+        return Bad(at + ".function.parameters", "a JSON Schema object");
+      }
+    }
+    if (!tools.empty()) out->set_tools_json(DumpJson(tools));
+  }
+  if (present("tool_choice")) {
+    const json& c = j["tool_choice"];
+    const bool word = c.is_string() && (c == "auto" || c == "none" || c == "required");
+    const bool named = c.is_object() && c.value("type", "") == "function" && c.contains("function") &&
+                       c["function"].is_object() && c["function"].contains("name") &&
+                       c["function"]["name"].is_string();
+    if (!word && !named) {
+      return Bad("tool_choice", "\"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+    }
+    out->set_tool_choice_json(DumpJson(c));
+  }
+  if (present("parallel_tool_calls")) {
+    if (!j["parallel_tool_calls"].is_boolean()) return Bad("parallel_tool_calls", "true or false");
+    out->set_parallel_tool_calls(j["parallel_tool_calls"].get<bool>());
+  }
+  if (present("response_format")) {
+    const json& f = j["response_format"];
+    const std::string type = f.is_object() && f.contains("type") && f["type"].is_string()
+                                 ? f["type"].get<std::string>()
+                                 : "";
+    if (type == "json_schema") {
+      if (!f.contains("json_schema") || !f["json_schema"].is_object() ||
+          !f["json_schema"].contains("schema") || !f["json_schema"]["schema"].is_object()) {
+        return Bad("response_format.json_schema.schema", "a JSON Schema object");
+      }
+    } else if (type != "text" && type != "json_object") {
+      return Bad("response_format.type", "text, json_object or json_schema");
+    }
+    if (type != "text") out->set_response_format_json(DumpJson(f));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::pair<std::string, std::string>> NeededCapabilities(
+    const v1::Structure& s, const std::vector<v1::ChatMessage>& messages) {
+  std::vector<std::pair<std::string, std::string>> out;
+  bool tool_turns = false;
+  for (const auto& m : messages) tool_turns |= !m.tool_calls_json().empty() || m.role() == "tool";
+  if (!s.tools_json().empty() || tool_turns) out.emplace_back(kCapabilityTools, "tools");
+  if (!s.response_format_json().empty()) out.emplace_back(kCapabilityJsonSchema, "response_format");
+  return out;
+}
+
+void AddStructure(const v1::Structure& s, json* request) {
+  json& r = *request;
+  auto parsed = [](const std::string& text) { return json::parse(text, nullptr, false); };
+  if (!s.tools_json().empty()) r["tools"] = parsed(s.tools_json());
+  if (!s.tool_choice_json().empty()) r["tool_choice"] = parsed(s.tool_choice_json());
+  if (s.has_parallel_tool_calls()) r["parallel_tool_calls"] = s.parallel_tool_calls();
+  if (!s.response_format_json().empty()) r["response_format"] = parsed(s.response_format_json());
+}
+
+json MessageJson(const v1::ChatMessage& m) {
+  json out = {{"role", m.role()}};
+  if (!m.tool_calls_json().empty()) {
+    out["tool_calls"] = json::parse(m.tool_calls_json(), nullptr, false);
+    out["content"] = m.content().empty() ? json(nullptr) : json(m.content());
+  } else {
+    out["content"] = m.content();
+  }
+  if (!m.tool_call_id().empty()) out["tool_call_id"] = m.tool_call_id();
+  if (!m.name().empty()) out["name"] = m.name();
+  return out;
+}
+
+void ToolCallAssembler::Add(const ToolCallDelta& d) {
+  if (d.index < 0 || d.index > 128) return;  // a hostile index: nothing sane to assemble
+  if (static_cast<size_t>(d.index) >= calls_.size()) calls_.resize(d.index + 1);
+  ToolCallDelta& call = calls_[d.index];
+  call.index = d.index;
+  if (!d.id.empty()) call.id = d.id;
+  call.name += d.name;
+  call.arguments += d.arguments;
+}
+
+std::string ToolCallAssembler::Json() const {
+  if (calls_.empty()) return "";
+  json out = json::array();
+  for (const ToolCallDelta& c : calls_) {
+    out.push_back({{"id", c.id}, {"type", "function"},
+                   {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  }
+  return DumpJson(out);
+}
+
 void AddSampling(const v1::Sampling& s, json* request) {
   json& r = *request;
   if (s.has_temperature()) r["temperature"] = s.temperature();
@@ -118,6 +227,22 @@ std::optional<ChatChunk> ParseChatChunk(absl::string_view data) {
       const json& delta = choice["delta"];
       if (delta.contains("content") && delta["content"].is_string()) {
         c.content = delta["content"].get<std::string>();
+      }
+      if (delta.contains("tool_calls") && delta["tool_calls"].is_array()) {
+        for (const json& t : delta["tool_calls"]) {
+          if (!t.is_object()) continue;
+          ToolCallDelta d;
+          if (t.contains("index") && t["index"].is_number_integer()) d.index = t["index"].get<int>();
+          if (t.contains("id") && t["id"].is_string()) d.id = t["id"].get<std::string>();
+          if (t.contains("function") && t["function"].is_object()) {
+            const json& f = t["function"];
+            if (f.contains("name") && f["name"].is_string()) d.name = f["name"].get<std::string>();
+            if (f.contains("arguments") && f["arguments"].is_string()) {
+              d.arguments = f["arguments"].get<std::string>();
+            }
+          }
+          c.tool_calls.push_back(std::move(d));
+        }
       }
     }
     if (choice.contains("finish_reason") && choice["finish_reason"].is_string()) {

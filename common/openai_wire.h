@@ -13,6 +13,8 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -31,11 +33,51 @@ absl::Status ParseSampling(const nlohmann::json& request, v1::Sampling* out);
 // compete) and "request_id". Absent is fine; a wrong type is INVALID_ARGUMENT naming the field.
 absl::Status ParseLoomExtension(const nlohmann::json& request, v1::CompleteRequest* out);
 
+// Capability names a model advertises (ModelInfo.capabilities) and a request may need.
+inline constexpr char kCapabilityTools[] = "tools";
+inline constexpr char kCapabilityJsonSchema[] = "json_schema";
+
+// Reads "tools" (function tools: {"type": "function", "function": {"name", ...}}),
+// "tool_choice", "parallel_tool_calls" and "response_format" (text, json_object or
+// json_schema with a schema object) into `out`, as JSON. INVALID_ARGUMENT naming the field.
+absl::Status ParseStructure(const nlohmann::json& request, v1::Structure* out);
+
+// The capabilities a request needs from its model, each with the request field that needs it:
+// {"tools", "tools"} when tools are offered (or messages carry tool calls or results),
+// {"json_schema", "response_format"} for JSON output.
+std::vector<std::pair<std::string, std::string>> NeededCapabilities(
+    const v1::Structure& structure, const std::vector<v1::ChatMessage>& messages);
+
+// Writes a Structure's fields into an upstream request object.
+void AddStructure(const v1::Structure& structure, nlohmann::json* request);
+
+// One message as OpenAI's wire has it: content (null for an assistant turn that only calls
+// tools), tool_calls, tool_call_id, name.
+nlohmann::json MessageJson(const v1::ChatMessage& message);
+
 // Writes the fields set in `sampling` into a request object.
 void AddSampling(const v1::Sampling& sampling, nlohmann::json* request);
 
 // The finish reasons Loom passes on; anything else a backend says becomes "stop".
 std::string NormalizeFinishReason(const std::string& reason);
+
+// A piece of a streamed tool call (choices[0].delta.tool_calls[i]): the first piece of a call
+// has its id and name, later ones more of its arguments.
+struct ToolCallDelta {
+  int index = 0;
+  std::string id, name, arguments;
+};
+
+// Assembles streamed tool-call pieces into OpenAI's message.tool_calls array.
+class ToolCallAssembler {
+ public:
+  void Add(const ToolCallDelta& delta);
+  bool empty() const { return calls_.empty(); }
+  std::string Json() const;  // "" when empty
+
+ private:
+  std::vector<ToolCallDelta> calls_;  // by index
+};
 
 // One streamed chat.completion.chunk, as much of it as Loom uses.
 struct ChatChunk {
@@ -43,6 +85,7 @@ struct ChatChunk {
   std::string finish_reason;           // choices[0].finish_reason; empty when null
   std::optional<int64_t> prompt_tokens, completion_tokens;  // from "usage", when sent
   std::optional<std::string> error;    // an in-band {"error": ...}: its message
+  std::vector<ToolCallDelta> tool_calls;  // choices[0].delta.tool_calls
 };
 
 // Parses one SSE data payload; std::nullopt when it is not a JSON object.

@@ -7,8 +7,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/grpc_status.h"
+#include "common/json_dump.h"
 #include "common/openai_wire.h"
 #include "common/tokens.h"
+#include "nlohmann/json.hpp"
 
 namespace loom {
 namespace {
@@ -77,7 +79,8 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
                                               const CallSpec& spec, absl::Time deadline,
                                               Cancellation* cancel, const EventSink& sink,
                                               AttemptLog* log) const {
-  const bool pinned = !spec.pinned.model.empty() || !spec.pinned.family.empty();
+  const bool pinned = !spec.pinned.model.empty() || !spec.pinned.family.empty() ||
+                      !spec.pinned.capabilities.empty();
   const int max_attempts = spec.max_attempts > 0 ? spec.max_attempts : options_.max_attempts;
   std::set<std::string> excluded = spec.excluded;
   std::vector<std::string> failures;
@@ -122,6 +125,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     for (const auto& m : spec.messages) *call.request.add_messages() = m;
     call.request.set_max_tokens(spec.max_tokens);
     *call.request.mutable_sampling() = spec.sampling;
+    *call.request.mutable_structure() = spec.structure;
 
     std::string output;
     const absl::Time started = clock_->Now();
@@ -152,7 +156,19 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     if (usage.ok() && !cancelled && absl::Now() > call.deadline) {
       usage = absl::DeadlineExceededError("the attempt finished after its deadline; not paid");
     }
-    const int64_t counted = CountTokens(output);
+    // Tool calls are output the model wrote (counted and paid like text); malformed ones are
+    // a failed attempt, never passed on to the client.
+    std::string tool_calls;
+    if (usage.ok() && !final_chunk->tool_calls_json().empty()) {
+      const nlohmann::json parsed =
+          nlohmann::json::parse(final_chunk->tool_calls_json(), nullptr, /*allow_exceptions=*/false);
+      if (parsed.is_array() && !parsed.empty()) {
+        tool_calls = DumpJson(parsed);
+      } else {
+        usage = absl::UnavailableError("the device returned malformed tool calls");
+      }
+    }
+    const int64_t counted = CountTokens(output) + CountTokens(tool_calls);
     // Credited tokens never exceed what the client's reservation was computed from.
     const int64_t cap = spec.max_tokens > 0 ? spec.max_tokens : spec.credit_cap;
 
@@ -216,6 +232,8 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
           !final_chunk->finish_reason().empty() ? NormalizeFinishReason(final_chunk->finish_reason())
           : spec.max_tokens > 0 && counted >= spec.max_tokens ? "length"
                                                               : "stop";
+      if (!tool_calls.empty()) result.finish_reason = "tool_calls";
+      result.tool_calls_json = std::move(tool_calls);
       result.output = std::move(output);
       result.attempt = attempt;
       log->AddDelivered({spec.sub_task_id, spec.role, result, false});

@@ -56,6 +56,7 @@ struct CallSpec {
   int64_t max_tokens = 512;
   int64_t credit_cap = 0;  // with max_tokens 0: the most tokens credited (the cost bound's)
   v1::Sampling sampling;  // passed to the device as it is
+  v1::Structure structure;  // tools and response_format, passed to the device as they are
   // Device choice: a pinned model or family (passthrough target), else by affinity for these
   // categories and load.
   PassthroughTarget pinned;
@@ -74,6 +75,7 @@ struct CallResult {
                               // by what the worker claimed and by the call's max_tokens
   int64_t prompt_tokens = 0;
   std::string finish_reason = "stop";  // "stop", "length", "content_filter" or "tool_calls"
+  std::string tool_calls_json;  // the model's tool calls (a JSON array), if it made any
 };
 
 // The attempts of one request, and how long the request waited on devices. Thread-safe.

@@ -149,16 +149,9 @@ std::vector<std::pair<std::string, bool>> UnsupportedFields(const json& j) {
   std::vector<std::pair<std::string, bool>> out;
   auto present = [&](const char* field) { return j.contains(field) && !j[field].is_null(); };
   if (present("n")) out.emplace_back("n", j["n"].is_number_integer() && j["n"].get<int64_t>() == 1);
-  for (const char* field : {"tools", "functions"}) {
-    if (present(field)) out.emplace_back(field, j[field].is_array() && j[field].empty());
-  }
-  for (const char* field : {"tool_choice", "function_call"}) {
-    if (present(field)) out.emplace_back(field, j[field] == "none");
-  }
-  if (present("response_format")) {
-    const json& f = j["response_format"];
-    out.emplace_back("response_format", f.is_object() && f.contains("type") && f["type"] == "text");
-  }
+  // The legacy function-calling fields (tools replaced them; SDKs send tools).
+  if (present("functions")) out.emplace_back("functions", j["functions"].is_array() && j["functions"].empty());
+  if (present("function_call")) out.emplace_back("function_call", j["function_call"] == "none");
   if (present("logprobs")) out.emplace_back("logprobs", j["logprobs"] == false);
   if (present("top_logprobs")) out.emplace_back("top_logprobs", j["top_logprobs"] == 0);
   if (present("logit_bias")) {
@@ -201,8 +194,41 @@ absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out,
     if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
       return bad(absl::StrCat(at, ".role"), "a string");
     }
+    const std::string role = m["role"].get<std::string>();
+    v1::ChatMessage* msg = out->add_messages();
+    // An assistant turn that called tools (sent back in the next request) may have no text.
+    if (m.contains("tool_calls") && !m["tool_calls"].is_null()) {
+      const json& calls = m["tool_calls"];
+      if (role != "assistant" || !calls.is_array()) {
+        return bad(absl::StrCat(at, ".tool_calls"), "an array, on an assistant message");
+      }
+      for (size_t k = 0; k < calls.size(); ++k) {
+        const json& c = calls[k];
+        const std::string call_at = absl::StrCat(at, ".tool_calls[", k, "]");
+        if (!c.is_object() || !c.contains("id") || !c["id"].is_string() || !c.contains("function") ||
+            !c["function"].is_object() || !c["function"].contains("name") ||
+            !c["function"]["name"].is_string() || !c["function"].contains("arguments") ||
+            !c["function"]["arguments"].is_string()) {
+          return bad(call_at, "{\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}");
+        }
+      }
+      if (!calls.empty()) msg->set_tool_calls_json(DumpJson(calls));
+    }
+    if (role == "tool") {
+      if (!m.contains("tool_call_id") || !m["tool_call_id"].is_string()) {
+        return bad(absl::StrCat(at, ".tool_call_id"), "a string (the call this result answers)");
+      }
+      msg->set_tool_call_id(m["tool_call_id"].get<std::string>());
+    }
+    if (m.contains("name") && !m["name"].is_null()) {
+      if (!m["name"].is_string()) return bad(absl::StrCat(at, ".name"), "a string");
+      msg->set_name(m["name"].get<std::string>());
+    }
     std::string content;
-    if (m.contains("content") && m["content"].is_string()) {
+    const bool no_content = !m.contains("content") || m["content"].is_null();
+    if (no_content && !msg->tool_calls_json().empty()) {
+      // an assistant turn with only tool calls
+    } else if (m.contains("content") && m["content"].is_string()) {
       content = m["content"].get<std::string>();
     } else if (m.contains("content") && m["content"].is_array()) {
       // The "parts" form: text parts are joined; any other part is refused by name, since
@@ -226,8 +252,7 @@ absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out,
     } else {
       return bad(absl::StrCat(at, ".content"), "a string or an array of text parts");
     }
-    v1::ChatMessage* msg = out->add_messages();
-    msg->set_role(m["role"].get<std::string>());
+    msg->set_role(role);
     msg->set_content(content);
   }
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
@@ -253,6 +278,7 @@ absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out,
     }
   }
   if (absl::Status s = ParseSampling(j, out->mutable_sampling()); !s.ok()) return s;
+  if (absl::Status s = ParseStructure(j, out->mutable_structure()); !s.ok()) return s;
   // Fields whose loss would change the answer: refused by name (or, with --drop_params,
   // dropped and listed in x-loom-dropped-params), never dropped silently.
   for (const auto& [field, honoured] : UnsupportedFields(j)) {
@@ -310,6 +336,25 @@ std::string FinishReason(const v1::CompleteResponse& r) {
   return r.finish_reason().empty() ? "stop" : r.finish_reason();
 }
 
+// The answer as OpenAI's assistant message: its text (null when the model only called tools)
+// and its tool calls.
+json AssistantMessage(const v1::CompleteResponse& r) {
+  json m = {{"role", "assistant"}, {"content", r.output()}};
+  if (!r.tool_calls_json().empty()) {
+    m["tool_calls"] = json::parse(r.tool_calls_json(), nullptr, false);
+    if (r.output().empty()) m["content"] = nullptr;
+  }
+  return m;
+}
+
+// The tool calls as one streamed delta (each call whole, with its index).
+json ToolCallsDelta(const v1::CompleteResponse& r) {
+  json calls = json::parse(r.tool_calls_json(), nullptr, false);
+  if (!calls.is_array()) return json::array();
+  for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
+  return calls;
+}
+
 json Usage(const v1::CompleteResponse& r) {
   return {{"prompt_tokens", r.usage().prompt_tokens()},
           {"completion_tokens", r.usage().completion_tokens()},
@@ -342,6 +387,7 @@ class SseWriter {
       const int http = HttpFrontDoor::HttpStatusFor(result.status());
       Send(ErrorBody(http, std::string(result.status().message())));
     } else {
+      if (!result->tool_calls_json().empty()) Send(Chunk({{"tool_calls", ToolCallsDelta(*result)}}, nullptr));
       json last = Chunk(json::object(), FinishReason(*result));
       last["loom"] = LoomObject(*result);
       Send(last);
@@ -532,6 +578,25 @@ HttpResponse HttpFrontDoor::Models(HttpExchange& exchange) {
   return ErrorResponse(404, absl::StrCat("the model '", wanted, "' is not served on this mesh now"));
 }
 
+void HttpFrontDoor::DropUnservedStructure(v1::CompleteRequest* request,
+                                          std::vector<std::string>* dropped) const {
+  std::set<std::string> served;
+  for (const auto& d : registry_->Snapshot()) {
+    for (const auto& m : d.models()) served.insert(m.capabilities().begin(), m.capabilities().end());
+  }
+  v1::Structure* s = request->mutable_structure();
+  if (!served.count(kCapabilityTools) && !s->tools_json().empty()) {
+    s->clear_tools_json();
+    s->clear_tool_choice_json();
+    s->clear_parallel_tool_calls();
+    dropped->push_back("tools");
+  }
+  if (!served.count(kCapabilityJsonSchema) && !s->response_format_json().empty()) {
+    s->clear_response_format_json();
+    dropped->push_back("response_format");
+  }
+}
+
 absl::Status HttpFrontDoor::Identify(const HttpRequest& req, v1::CompleteRequest* request,
                                      HttpResponse* res) const {
   request->set_client_id(req.principal);
@@ -620,6 +685,7 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
       !s.ok()) {
     return ErrorResponse(s);
   }
+  if (options_.drop_params) DropUnservedStructure(&request, &dropped);
   HttpResponse res;
   if (!dropped.empty()) res.SetHeader("x-loom-dropped-params", absl::StrJoin(dropped, ","));
   if (absl::Status s = Identify(req, &request, &res); !s.ok()) return ErrorResponse(s);
@@ -636,7 +702,7 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
                 {"created", created},
                 {"model", model},
                 {"choices", {{{"index", 0},
-                              {"message", {{"role", "assistant"}, {"content", r->output()}}},
+                              {"message", AssistantMessage(*r)},
                               {"logprobs", nullptr},
                               {"finish_reason", FinishReason(*r)}}}},
                 {"usage", Usage(*r)},

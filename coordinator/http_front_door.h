@@ -90,6 +90,9 @@ class HttpFrontDoor {
   // Who pays and under which id: the head filter's client, the loom/X-Request-Id/
   // Idempotency-Key id (validated) or a new one; names it in `res`.
   absl::Status Identify(const HttpRequest& req, v1::CompleteRequest* request, HttpResponse* res) const;
+  // With --drop_params: tools or response_format that no model on the mesh honours are
+  // dropped (and named) instead of refused.
+  void DropUnservedStructure(v1::CompleteRequest* request, std::vector<std::string>* dropped) const;
 
   const HttpOptions options_;
   RequestRunner* const runner_;

@@ -247,13 +247,21 @@ absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
     CandidateSource& source, const PassthroughTarget& target,
     const std::set<std::string>& excluded) const {
   auto matches = [&](const v1::ModelInfo& m) {
+    for (const std::string& c : target.capabilities) {
+      if (std::find(m.capabilities().begin(), m.capabilities().end(), c) == m.capabilities().end()) {
+        return false;
+      }
+    }
     if (!target.model.empty()) return m.name() == target.model;
     if (!target.family.empty()) return m.family() == target.family;
     return true;
   };
-  const std::string wanted = !target.model.empty()    ? absl::StrCat("model '", target.model, "'")
-                             : !target.family.empty() ? absl::StrCat("family '", target.family, "'")
-                                                      : std::string("any model");
+  std::string wanted = !target.model.empty()    ? absl::StrCat("model '", target.model, "'")
+                       : !target.family.empty() ? absl::StrCat("family '", target.family, "'")
+                                                : std::string("any model");
+  if (!target.capabilities.empty()) {
+    absl::StrAppend(&wanted, " with ", absl::StrJoin(target.capabilities, " and "));
+  }
   absl::StatusOr<Selection> result = absl::UnknownError("not read");
   source.Read([&](absl::Span<const ModelGroup* const> groups, int devices) {
     std::optional<Candidate> best;

@@ -104,6 +104,8 @@ struct SelectorOptions {
 struct PassthroughTarget {
   std::string model;   // exact model name, or empty
   std::string family;  // model family, or empty
+  // What the model must advertise (ModelInfo.capabilities: "tools", "json_schema").
+  std::vector<std::string> capabilities;
 };
 
 struct Selection {

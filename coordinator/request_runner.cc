@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/categories.h"
 #include "common/ids.h"
+#include "common/openai_wire.h"
 #include "common/status_macros.h"
 #include "common/tokens.h"
 #include "ledger/pricing.h"
@@ -44,6 +45,10 @@ v1::ContributionRecord Record(const std::string& request_id, const std::string& 
   r.set_attempt(call.attempt);
   r.set_created_unix_ms(absl::ToUnixMillis(now));
   return r;
+}
+
+std::vector<v1::ChatMessage> MessagesOf(const v1::CompleteRequest& request) {
+  return {request.messages().begin(), request.messages().end()};
 }
 
 // Weights: each record's share of the request's tokens. Returns the total.
@@ -96,16 +101,21 @@ absl::Status RequestRunner::Validate(const v1::CompleteRequest& request) const {
   size_t total = 0;
   for (int i = 0; i < request.messages_size(); ++i) {
     const auto& m = request.messages(i);
-    if (m.role() != "system" && m.role() != "user" && m.role() != "assistant") {
+    if (m.role() != "system" && m.role() != "user" && m.role() != "assistant" &&
+        m.role() != "tool") {
       return absl::InvalidArgumentError(absl::StrCat(
-          "messages[", i, "].role must be system, user or assistant, not '", m.role(), "'"));
+          "messages[", i, "].role must be system, user, assistant or tool, not '", m.role(), "'"));
+    }
+    if (m.role() == "tool" && m.tool_call_id().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("messages[", i, "] is a tool result without tool_call_id"));
     }
     if (m.content().size() > options_.max_message_bytes) {
       return absl::InvalidArgumentError(absl::StrCat("messages[", i, "] is ", m.content().size(),
                                                      " bytes; the limit is ",
                                                      options_.max_message_bytes));
     }
-    total += m.content().size();
+    total += m.content().size() + m.tool_calls_json().size();
   }
   if (total > options_.max_request_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("request is ", total, " bytes; the limit is ",
@@ -238,6 +248,33 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   v1::Timings timings;
   timings.set_queued_us(absl::ToInt64Microseconds(start - arrived));
   LOOM_RETURN_IF_ERROR(Validate(request));
+  // Tools and JSON output go to one model that advertises them: no decomposition, no compete.
+  const std::vector<v1::ChatMessage> messages(request.messages().begin(), request.messages().end());
+  const auto needs = NeededCapabilities(request.structure(), messages);
+  if (!needs.empty()) {
+    if (request.mode() == v1::PLAN_KIND_COMPILED || request.mode() == v1::PLAN_KIND_COMPETE) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", needs[0].second, "' needs one model to answer: it cannot be used with loom.mode ",
+          request.mode() == v1::PLAN_KIND_COMPILED ? "compiled" : "compete"));
+    }
+    for (const auto& [capability, field] : needs) {
+      bool served = false;
+      registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
+        for (const ModelGroup* g : groups) {
+          const auto& caps = g->model().capabilities();
+          served |= std::find(caps.begin(), caps.end(), capability) != caps.end() &&
+                    (request.model().empty() || g->model().name() == request.model());
+        }
+      });
+      if (!served) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "'", field, "' needs a model that supports ", capability, ", and ",
+            request.model().empty() ? std::string("no model on this mesh")
+                                    : absl::StrCat("the model '", request.model(), "'"),
+            " advertises it"));
+      }
+    }
+  }
   if (metrics_) metrics_->RecordModel(request.model().empty() ? "loom-auto" : request.model());
   const std::string request_id = request.request_id().empty() ? NewUuid() : request.request_id();
   deadline = std::min(deadline, absl::Now() + options_.request_timeout);
@@ -262,7 +299,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   };
   const int64_t max_tokens = AnswerTokenBound(request);
   // Budget first: nothing runs for a client who cannot pay for it.
-  const Analysis analysis = analyzer_.Analyze(request, max_tokens);
+  Analysis analysis = analyzer_.Analyze(request, max_tokens);
+  if (!needs.empty()) analysis.kind = v1::PLAN_KIND_PASSTHROUGH;
   const int64_t bound = CostBound(analysis, max_tokens);
   const absl::Time reserve_start = clock_->Now();
   timings.set_analyze_us(absl::ToInt64Microseconds(reserve_start - start));
@@ -435,7 +473,11 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       emit_plan();
       CallSpec spec;
       spec.sub_task_id = task->id();
-      spec.pinned = {request.model(), request.family()};
+      spec.pinned = {request.model(), request.family(), {}};
+      for (const auto& need : NeededCapabilities(request.structure(), MessagesOf(request))) {
+        spec.pinned.capabilities.push_back(need.first);
+      }
+      spec.structure = request.structure();
       spec.categories = {task->category()};
       spec.messages.assign(request.messages().begin(), request.messages().end());
       spec.max_tokens = request.max_tokens();  // 0: the device's own limit
@@ -450,6 +492,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
           Record(request_id, task->id(), v1::CONTRIBUTION_ROLE_EXECUTE, call, clock_->Now()));
       response.set_output(call.output);
       response.set_finish_reason(call.finish_reason);
+      response.set_tool_calls_json(call.tool_calls_json);
       break;
     }
   }

@@ -29,6 +29,7 @@ struct GenerateRequest {
   std::vector<v1::ChatMessage> messages;
   int64_t max_tokens = 0;  // 0 = the backend's default
   v1::Sampling sampling;    // passed to the backend as it is
+  v1::Structure structure;  // tools and response_format, passed to the backend as they are
   absl::Time deadline = absl::InfiniteFuture();
 };
 

@@ -2,6 +2,7 @@
 // registrar, serves until SIGINT/SIGTERM, then deregisters.
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -49,6 +50,10 @@ ABSL_FLAG(std::string, openai_base_url, "",
           "server, e.g. http://127.0.0.1:11434/v1 (Ollama) or http://127.0.0.1:8080/v1 "
           "(llama-server).");
 ABSL_FLAG(std::string, openai_api_key, "", "Quick: bearer token for --openai_base_url.");
+ABSL_FLAG(std::vector<std::string>, capabilities, {},
+          "Quick: what the --openai_base_url server honours beyond text for these models: "
+          "tools, json_schema, vision (comma-separated). Requests needing one go only to models "
+          "that advertise it. Simulated devices honour tools and json_schema.");
 ABSL_FLAG(bool, discover, false, "Quick: advertise every model the server lists at GET /models.");
 ABSL_FLAG(double, sim_usage_claim_factor, 0,
           "Quick: a lying simulated device that reports this many times the tokens it sent.");
@@ -113,6 +118,7 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
       m->mutable_info()->set_family(names.size() == 1 ? absl::GetFlag(FLAGS_family) : "");
       m->mutable_info()->set_parameters_b(absl::GetFlag(FLAGS_parameters_b));
       m->mutable_info()->set_price_per_1k_micro(absl::GetFlag(FLAGS_price_per_1k_micro));
+      for (const std::string& c : absl::GetFlag(FLAGS_capabilities)) m->mutable_info()->add_capabilities(c);
       m->mutable_openai()->set_base_url(absl::GetFlag(FLAGS_openai_base_url));
       m->mutable_openai()->set_api_key(absl::GetFlag(FLAGS_openai_api_key));
     }

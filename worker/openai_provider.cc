@@ -135,11 +135,10 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
   json body = {{"model", options_.model}, {"stream", true},
                {"stream_options", {{"include_usage", true}}}};
   body["messages"] = json::array();
-  for (const auto& m : request.messages) {
-    body["messages"].push_back({{"role", m.role()}, {"content", m.content()}});
-  }
+  for (const auto& m : request.messages) body["messages"].push_back(MessageJson(m));
   if (request.max_tokens > 0) body["max_tokens"] = request.max_tokens;
   AddSampling(request.sampling, &body);
+  AddStructure(request.structure, &body);
 
   const absl::Duration left = request.deadline - absl::Now();
   if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("deadline already passed");
@@ -158,6 +157,7 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
   v1::InferChunk last;
   v1::Usage& usage = *last.mutable_usage();
   bool usage_seen = false, done = false, consumer_gone = false;
+  ToolCallAssembler tool_calls;  // streamed in pieces, reported whole in the final chunk
   absl::Status stream_error;
   SseParser parser;
   auto on_event = [&](absl::string_view data) {
@@ -182,6 +182,7 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
         return false;
       }
     }
+    for (const ToolCallDelta& d : chunk->tool_calls) tool_calls.Add(d);
     if (!chunk->finish_reason.empty()) {
       last.set_finish_reason(NormalizeFinishReason(chunk->finish_reason));
     }
@@ -250,7 +251,8 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
     return absl::UnavailableError(
         absl::StrCat("upstream ", origin_, " ended the stream before [DONE]"));
   }
-  if (!usage_seen) usage.set_completion_tokens(CountTokens(text));
+  last.set_tool_calls_json(ToValidUtf8(tool_calls.Json()));
+  if (!usage_seen) usage.set_completion_tokens(CountTokens(text) + CountTokens(last.tool_calls_json()));
   if (usage.prompt_tokens() == 0) {
     for (const auto& m : request.messages) {
       usage.set_prompt_tokens(usage.prompt_tokens() + CountTokens(m.content()));

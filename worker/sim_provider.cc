@@ -6,7 +6,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_replace.h"
+#include "common/json_dump.h"
 #include "common/tokens.h"
+#include "common/utf8.h"
+#include "nlohmann/json.hpp"
 
 namespace loom {
 namespace {
@@ -33,7 +39,127 @@ std::string LastUserMessage(const GenerateRequest& request) {
   return request.messages.empty() ? "" : request.messages.back().content();
 }
 
+using json = nlohmann::json;
+
+// An example instance of a JSON Schema: what a model honouring the schema could return.
+json Example(const json& schema, const json& root, const std::string& name, int depth) {
+  if (depth > 8 || !schema.is_object()) return nullptr;
+  if (schema.contains("$ref") && schema["$ref"].is_string()) {
+    const std::string ref = schema["$ref"].get<std::string>();
+    for (const char* prefix : {"#/$defs/", "#/definitions/"}) {
+      const std::string key = std::string(prefix).substr(2, std::string(prefix).size() - 3);
+      if (absl::StartsWith(ref, prefix) && root.contains(key) && root[key].is_object()) {
+        const std::string target = ref.substr(std::string(prefix).size());
+        if (root[key].contains(target)) return Example(root[key][target], root, name, depth + 1);
+      }
+    }
+    if (ref == "#") return Example(root, root, name, depth + 1);
+    return nullptr;
+  }
+  if (schema.contains("const")) return schema["const"];
+  if (schema.contains("enum") && schema["enum"].is_array() && !schema["enum"].empty()) {
+    return schema["enum"][0];
+  }
+  for (const char* any : {"anyOf", "oneOf", "allOf"}) {
+    if (schema.contains(any) && schema[any].is_array() && !schema[any].empty()) {
+      for (const json& option : schema[any]) {  // the first option that is not just null
+        if (option.value("type", "") != "null") return Example(option, root, name, depth + 1);
+      }
+      return nullptr;
+    }
+  }
+  std::string type = "object";
+  if (schema.contains("type") && schema["type"].is_string()) {
+    type = schema["type"].get<std::string>();
+  } else if (schema.contains("type") && schema["type"].is_array()) {
+    for (const json& t : schema["type"]) {
+      if (t.is_string() && t != "null") {
+        type = t.get<std::string>();
+        break;
+      }
+    }
+  } else if (!schema.contains("properties")) {
+    type = "string";
+  }
+  if (type == "object") {
+    json out = json::object();
+    if (!schema.contains("properties") || !schema["properties"].is_object()) return out;
+    const bool all = !schema.contains("required") || !schema["required"].is_array();
+    for (const auto& [key, property] : schema["properties"].items()) {
+      bool wanted = all;
+      if (!all) {
+        for (const json& r : schema["required"]) wanted |= r == key;
+      }
+      if (wanted) out[key] = Example(property, root, key, depth + 1);
+    }
+    return out;
+  }
+  if (type == "array") {
+    json out = json::array();
+    const int64_t n = std::clamp<int64_t>(schema.value("minItems", int64_t{1}), 1, 3);
+    const json items = schema.contains("items") ? schema["items"] : json::object();
+    for (int64_t i = 0; i < n; ++i) out.push_back(Example(items, root, name, depth + 1));
+    return out;
+  }
+  if (type == "integer") {
+    return schema.contains("minimum") && schema["minimum"].is_number() ? schema["minimum"] : json(1);
+  }
+  if (type == "number") {
+    return schema.contains("minimum") && schema["minimum"].is_number() ? schema["minimum"] : json(1.5);
+  }
+  if (type == "boolean") return true;
+  if (type == "null") return nullptr;
+  const std::string format = schema.value("format", "");
+  if (format == "date") return "2026-01-01";
+  if (format == "date-time") return "2026-01-01T00:00:00Z";
+  if (format == "email") return "user@example.com";
+  if (format == "uri") return "https://example.com";
+  std::string text = absl::StrCat("example ", name.empty() ? "text" : name);
+  const int64_t min_length = schema.value("minLength", int64_t{0});
+  if (static_cast<int64_t>(text.size()) < min_length) text.append(min_length - text.size(), 'x');
+  return text;
+}
+
 }  // namespace
+
+std::string SimProvider::ToolCalls(const GenerateRequest& request) const {
+  const v1::Structure& s = request.structure;
+  if (s.tools_json().empty()) return "";
+  if (!request.messages.empty() && request.messages.back().role() == "tool") return "";
+  const json tools = json::parse(s.tools_json(), nullptr, false);
+  const json choice = s.tool_choice_json().empty() ? json("auto")
+                                                   : json::parse(s.tool_choice_json(), nullptr, false);
+  if (!tools.is_array() || tools.empty() || choice == "none") return "";
+  const json* chosen = nullptr;
+  if (choice.is_object()) {
+    const std::string wanted = choice["function"].value("name", "");
+    for (const json& t : tools) {
+      if (t["function"].value("name", "") == wanted) chosen = &t;
+    }
+  } else {
+    const std::string prompt = absl::AsciiStrToLower(LastUserMessage(request));
+    for (const json& t : tools) {
+      const std::string name = absl::AsciiStrToLower(t["function"].value("name", ""));
+      if (absl::StrContains(prompt, name) ||
+          absl::StrContains(prompt, absl::StrReplaceAll(name, {{"_", " "}}))) {
+        chosen = &t;
+        break;
+      }
+    }
+    if (chosen == nullptr && choice == "required") chosen = &tools[0];
+  }
+  if (chosen == nullptr) return "";
+  const json& function = (*chosen)["function"];
+  const json parameters = function.contains("parameters") ? function["parameters"] : json::object();
+  json arguments = Example(parameters, parameters, "", 0);
+  if (!arguments.is_object()) arguments = json::object();
+  const std::string name = function.value("name", "");
+  const json calls = json::array(
+      {{{"id", absl::StrCat("call_", absl::Hex(Fnv1a(LastUserMessage(request) + name)))},
+        {"type", "function"},
+        {"function", {{"name", name}, {"arguments", DumpJson(arguments)}}}}});
+  return DumpJson(calls);
+}
 
 SimProvider::SimProvider(SimProviderOptions options) : options_(std::move(options)) {
   if (!options_.exit_process) options_.exit_process = [] { std::_Exit(75); };
@@ -51,6 +177,11 @@ std::vector<std::string> SimProvider::AnswerPieces(const GenerateRequest& reques
 
   std::vector<std::string> pieces = {" [simulated]", absl::StrCat(" ", options_.model),
                                      " on", absl::StrCat(" ", options_.device_id), " re:"};
+  if (!request.messages.empty() && request.messages.back().role() == "tool") {
+    // The turn after a tool call: the answer starts with what the tool returned.
+    pieces = {" [simulated]", " the tool returned:",
+              absl::StrCat(" ", TruncateUtf8(request.messages.back().content(), 200, "..."))};
+  }
   const std::string prompt = LastUserMessage(request);
   int echoed = 0;
   for (absl::string_view word : absl::StrSplit(prompt, absl::ByAnyChar(" \n\t"), absl::SkipEmpty())) {
@@ -94,6 +225,30 @@ std::vector<std::string> SimProvider::AnswerPieces(const GenerateRequest& reques
       kept.push_back(std::move(p));
     }
     out = std::move(kept);
+  }
+  // JSON output: valid whatever the length (a model constrained by a grammar closes it).
+  const json format = request.structure.response_format_json().empty()
+                          ? json(nullptr)
+                          : json::parse(request.structure.response_format_json(), nullptr, false);
+  if (format.is_object() && (format.value("type", "") == "json_schema" ||
+                             format.value("type", "") == "json_object")) {
+    const std::string text = absl::StrJoin(out, "");
+    json value;
+    if (format["type"] == "json_schema") {
+      const json schema = format["json_schema"]["schema"];
+      value = Example(schema, schema, "", 0);
+    } else {
+      value = {{"answer", std::string(absl::StripLeadingAsciiWhitespace(text))}};
+    }
+    const std::string dumped = DumpJson(value);
+    std::vector<std::string> json_pieces;
+    for (size_t at = 0; at < dumped.size();) {
+      const size_t n = Utf8PrefixLength(absl::string_view(dumped).substr(at), 16);
+      json_pieces.push_back(dumped.substr(at, n > 0 ? n : dumped.size() - at));
+      at += n > 0 ? n : dumped.size() - at;
+    }
+    *finish_reason = "stop";
+    return json_pieces;
   }
   return out;
 }
@@ -141,7 +296,20 @@ absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& requ
     }
   };
 
+  if (std::string calls = ToolCalls(request); !calls.empty()) {
+    if (per_token > absl::ZeroDuration()) {
+      if (auto s = wait(per_token * CountTokens(calls)); !s.ok()) return s;
+    }
+    if (fault.kind() != v1::SimFault::KIND_NONE) return inject_fault();
+    v1::InferChunk last;
+    usage.set_completion_tokens(CountTokens(calls));
+    *last.mutable_usage() = usage;
+    last.set_finish_reason("tool_calls");
+    last.set_tool_calls_json(std::move(calls));
+    return last;
+  }
   std::string finish_reason = "stop";
+  std::string sent;  // the usage reported is the count of the whole text, as a server counts
   for (const std::string& piece : AnswerPieces(request, &finish_reason)) {
     if (fault.kind() != v1::SimFault::KIND_NONE && emitted >= fault.after_tokens()) {
       return inject_fault();
@@ -155,8 +323,10 @@ absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& requ
     }
     if (!sink(piece)) return absl::CancelledError("consumer went away");
     emitted += CountTokens(piece);
+    sent += piece;
   }
   if (fault.kind() != v1::SimFault::KIND_NONE) return inject_fault();
+  emitted = CountTokens(sent);
   usage.set_completion_tokens(emitted);
   if (options_.backend.usage_claim_factor() > 1) {
     // The labelled lying-device fault: claim more than was sent.

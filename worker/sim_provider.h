@@ -7,6 +7,14 @@
 // Of the sampling settings it honours `stop` (the answer ends before the first stop sequence,
 // finish_reason "stop") and max_tokens (finish_reason "length" when it cuts the answer short);
 // temperature, top_p, seed and penalties change nothing, since its text is deterministic.
+// Structure (tools and response_format), deterministically, so tests prove the round trip:
+//   - tools: it calls a tool when tool_choice is "required" or names one, or (with "auto")
+//     when the last user message mentions a tool by name ("get_weather" or "get weather");
+//     the arguments are an example of the tool's parameters schema; finish_reason
+//     "tool_calls". After a "tool" message it answers from the tool's result.
+//   - response_format: json_schema gives an example instance of the schema (required
+//     properties, enums' first values, $ref to $defs/definitions followed), json_object gives
+//     {"answer": text}; both are valid JSON, whatever max_tokens says.
 //
 // Thread-safe (no mutable state).
 #ifndef LOOM_WORKER_SIM_PROVIDER_H_
@@ -43,6 +51,9 @@ class SimProvider : public InferenceProvider {
   // and why it ends ("length" when max_tokens cut it, else "stop").
   std::vector<std::string> AnswerPieces(const GenerateRequest& request,
                                         std::string* finish_reason) const;
+
+  // The tool calls (OpenAI's message.tool_calls JSON array) the request gets, or "" for text.
+  std::string ToolCalls(const GenerateRequest& request) const;
 
  private:
   SimProviderOptions options_;

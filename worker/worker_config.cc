@@ -93,6 +93,19 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
       m->mutable_info()->set_max_output_tokens(
           m->sim().output_tokens() > 0 ? m->sim().output_tokens() : 64);
     }
+    // A simulated device honours tools and JSON output (SimProvider); a real backend
+    // advertises what its operator lists, since servers differ (llama-server needs --jinja
+    // for tools, Ollama only some models).
+    for (const std::string& c : m->info().capabilities()) {
+      if (c != "tools" && c != "json_schema" && c != "vision") {
+        return FieldError(origin, field + ".info.capabilities",
+                          absl::StrCat("'", c, "' is not tools, json_schema or vision"));
+      }
+    }
+    if (m->info().capabilities().empty() && m->has_sim()) {
+      m->mutable_info()->add_capabilities("tools");
+      m->mutable_info()->add_capabilities("json_schema");
+    }
     if (m->info().price_per_1k_micro() < 0) {
       return FieldError(origin, field + ".info.price_per_1k_micro", "negative");
     }

@@ -25,6 +25,7 @@ class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
     generate.messages.assign(request->messages().begin(), request->messages().end());
     generate.max_tokens = request->max_tokens();
     generate.sampling = request->sampling();
+    generate.structure = request->structure();
     generate.deadline = absl::FromChrono(context->deadline());
     const std::string model = request->model();
     service->pool_.Schedule([this, service, provider, generate = std::move(generate), model] {

@@ -49,6 +49,21 @@ await check("maxTokens cuts the answer and says length", async () => {
   expect(m.response_metadata.finish_reason === "length", `finish_reason ${m.response_metadata.finish_reason}`);
 });
 
+await check("bindTools calls the tool; withStructuredOutput returns the schema's shape", async () => {
+  const tool = { type: "function", function: { name: "get_weather", description: "Weather in a city",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } };
+  const m = await chat().bindTools([tool]).invoke("What is the weather in Lima? Use get_weather.");
+  expect(m.tool_calls && m.tool_calls[0] && m.tool_calls[0].name === "get_weather", `tool_calls ${JSON.stringify(m.tool_calls)}`);
+  expect(typeof m.tool_calls[0].args.city === "string", `args ${JSON.stringify(m.tool_calls[0].args)}`);
+  const schema = { type: "object", title: "city", description: "A city",
+                   properties: { name: { type: "string" }, population: { type: "integer" } },
+                   required: ["name", "population"] };
+  for (const method of ["jsonSchema", "functionCalling"]) {
+    const city = await chat().withStructuredOutput(schema, { method }).invoke("Name a city.");
+    expect(typeof city.name === "string" && Number.isInteger(city.population), `${method}: ${JSON.stringify(city)}`);
+  }
+});
+
 await check("loom-auto runs a compiled request", async () => {
   const m = await chat({ model: "loom-auto" }).invoke(
       "Write a haiku about the sea. Also write a Python function that reverses a string.");

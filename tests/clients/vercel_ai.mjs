@@ -4,7 +4,7 @@
 // max-output cut, a loom-auto compiled request, a bad key, and an aborted stream. Started by
 // tests/integration/client_sdk_test.cc; see openai_sdk.mjs.
 // Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
-import { generateText, streamText, APICallError } from "ai";
+import { generateText, streamText, generateObject, tool, jsonSchema, APICallError } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 
 const model = process.env.LOOM_MODEL;
@@ -59,6 +59,22 @@ await check("the default openai(model) path (Responses API): generateText and st
   const cut = await generateText({ model: openai(model), prompt: "Tell me a long story.",
                                    maxOutputTokens: 2, maxRetries: 0 });
   expect(cut.finishReason === "length", `a cut answer's finishReason ${cut.finishReason}`);
+});
+
+await check("tools run through the SDK's loop; generateObject returns the schema's shape", async () => {
+  let called = null;
+  const r = await generateText({ model: openai.chat(model), maxRetries: 0,
+      prompt: "What is the weather in Lima? Use get_weather.",
+      tools: { get_weather: tool({ description: "Weather in a city",
+        inputSchema: jsonSchema({ type: "object", properties: { city: { type: "string" } }, required: ["city"] }),
+        execute: async ({ city }) => { called = city; return "18 C, cloudy"; } }) },
+      stopWhen: ({ steps }) => steps.length >= 2 });
+  expect(typeof called === "string", "the tool was not called");
+  expect(r.steps.length === 2 && r.text.includes("18 C, cloudy"), `steps ${r.steps.length}, text ${r.text}`);
+  const o = await generateObject({ model: openai.chat(model), maxRetries: 0, prompt: "Name a city.",
+      schema: jsonSchema({ type: "object", properties: { name: { type: "string" }, population: { type: "integer" } },
+                           required: ["name", "population"], additionalProperties: false }) });
+  expect(typeof o.object.name === "string" && Number.isInteger(o.object.population), JSON.stringify(o.object));
 });
 
 await check("loom-auto runs a compiled request", async () => {

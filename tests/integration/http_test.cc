@@ -374,11 +374,79 @@ TEST_F(HttpTest, FinishReasonsStopSequencesAndUnsupportedFieldsAreHonest) {
   const std::string content = json::parse(stopped.body)["choices"][0]["message"]["content"];
   EXPECT_EQ(content, " [simulated] llama-3.1-8b on dev-a");
   // Fields no device honours are refused by name, and nothing is charged for them.
-  HttpResult tools = Curl("POST", "/v1/chat/completions",
-                          Chat("llama-3.1-8b", "What is the weather?", false,
-                               R"(, "tools": [{"type": "function", "function": {"name": "weather", "parameters": {}}}])"));
-  EXPECT_EQ(tools.status, 400) << tools.body;
-  EXPECT_THAT(json::parse(tools.body)["error"]["message"].get<std::string>(), HasSubstr("'tools'"));
+  HttpResult n = Curl("POST", "/v1/chat/completions",
+                      Chat("llama-3.1-8b", "What is the weather?", false, R"(, "n": 3)"));
+  EXPECT_EQ(n.status, 400) << n.body;
+  EXPECT_THAT(json::parse(n.body)["error"]["message"].get<std::string>(), HasSubstr("'n'"));
+}
+
+// Tools on a mesh whose models advertise them (simulated devices do): the call comes back as
+// OpenAI's tool_calls with finish_reason tool_calls, streamed and not; the result turn
+// (content null with tool_calls, then a tool message) is answered from the tool's result;
+// a model that does not advertise tools is never chosen for them, and a mesh without one
+// refuses 'tools' by name.
+TEST_F(HttpTest, ToolCallsRoundTripOnlyOnModelsThatAdvertiseThem) {
+  StartCoordinator();
+  StartWorker("dev-a", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-a"}));
+  const std::string tools =
+      R"(, "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city", "unit"]}}}])";
+  HttpResult call = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "What is the weather in Lima? Use get_weather.", false, tools));
+  ASSERT_EQ(call.status, 200) << call.body;
+  json r = json::parse(call.body);
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "tool_calls");
+  EXPECT_TRUE(r["choices"][0]["message"]["content"].is_null());
+  json calls = r["choices"][0]["message"]["tool_calls"];
+  ASSERT_TRUE(calls.is_array() && calls.size() == 1) << call.body;
+  EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
+  json args = json::parse(calls[0]["function"]["arguments"].get<std::string>());
+  EXPECT_TRUE(args["city"].is_string());
+  EXPECT_EQ(args["unit"], "c");
+  EXPECT_EQ(r["loom"]["plan_kind"], "passthrough");
+  EXPECT_GT(r["usage"]["completion_tokens"].get<int>(), 0) << "tool calls are output, and paid";
+
+  // Streamed: the call arrives as a tool_calls delta, then finish_reason tool_calls.
+  HttpResult streamed = Curl("POST", "/v1/chat/completions",
+                             Chat("loom-auto", "What is the weather in Lima? Use get_weather.", true, tools));
+  ASSERT_EQ(streamed.status, 200);
+  EXPECT_THAT(streamed.body, HasSubstr(R"("tool_calls":[{)"));
+  EXPECT_THAT(streamed.body, HasSubstr(R"("finish_reason":"tool_calls")"));
+
+  // The result turn.
+  const std::string id = calls[0]["id"];
+  const std::string turn = absl::StrCat(
+      R"({"model": "loom-auto", "messages": [{"role": "user", "content": "What is the weather in Lima?"},)",
+      R"({"role": "assistant", "content": null, "tool_calls": )", calls.dump(), "},",
+      R"({"role": "tool", "tool_call_id": ")", id, R"(", "content": "18 C and cloudy"}])", tools, "}");
+  HttpResult answer = Curl("POST", "/v1/chat/completions", turn);
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  json a = json::parse(answer.body);
+  EXPECT_EQ(a["choices"][0]["finish_reason"], "stop");
+  EXPECT_THAT(a["choices"][0]["message"]["content"].get<std::string>(), HasSubstr("18 C and cloudy"));
+
+  // JSON output from a schema: valid and of the schema's shape.
+  HttpResult structured = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "Give me a city.", false,
+      R"(, "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object", "properties": {"name": {"type": "string"}, "population": {"type": "integer"}}, "required": ["name", "population"]}}})"));
+  ASSERT_EQ(structured.status, 200) << structured.body;
+  json value = json::parse(json::parse(structured.body)["choices"][0]["message"]["content"].get<std::string>());
+  EXPECT_TRUE(value["name"].is_string());
+  EXPECT_TRUE(value["population"].is_number_integer());
+}
+
+TEST_F(HttpTest, ToolsAreRefusedByNameWhenNoModelAdvertisesThem) {
+  // A worker whose config advertises no capabilities (as an openai backend without
+  // --capabilities does): it is never given tools.
+  const std::string config = dir_ + "/plain.json";
+  std::ofstream(config) << R"({"device_id": "dev-plain", "provider_id": "prov-plain", "models": [{"info": {"name": "plain-7b", "family": "llama", "capabilities": ["vision"]}, "sim": {"output_tokens": 24}}]})";
+  StartCoordinator();
+  StartWorker("dev-plain", "", {"--config=" + config});
+  ASSERT_TRUE(WaitForDevices({"dev-plain"}));
+  const std::string tools = R"(, "tools": [{"type": "function", "function": {"name": "get_weather"}}])";
+  HttpResult refused = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "Use get_weather.", false, tools));
+  EXPECT_EQ(refused.status, 400) << refused.body;
+  EXPECT_THAT(refused.body, HasSubstr("'tools' needs a model that supports tools"));
+  CommandResult records = RunCommand("loom-ledger", {"--db=" + db_, "records", "--format=json"});
+  EXPECT_EQ(records.out, "[]\n");
 }
 
 TEST_F(HttpTest, NoDeviceAbleToServeIs503) {

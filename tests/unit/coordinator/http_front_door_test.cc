@@ -124,10 +124,6 @@ TEST(ParseChatRequestTest, FieldsNoDeviceHonoursAreRefusedByNameOrDroppedWhenAsk
   const std::string user = R"("messages": [{"role": "user", "content": "x"}])";
   for (const auto& [extra, field] : std::vector<std::pair<std::string, std::string>>{
            {R"("n": 2)", "'n'"},
-           {R"("tools": [{"type": "function", "function": {"name": "f"}}])", "'tools'"},
-           {R"("tool_choice": "required")", "'tool_choice'"},
-           {R"("response_format": {"type": "json_object"})", "'response_format'"},
-           {R"("response_format": {"type": "json_schema", "json_schema": {"name": "x"}})", "'response_format'"},
            {R"("logprobs": true)", "'logprobs'"},
            {R"("top_logprobs": 3)", "'top_logprobs'"},
            {R"("logit_bias": {"50256": -100})", "'logit_bias'"},
@@ -145,6 +141,46 @@ TEST(ParseChatRequestTest, FieldsNoDeviceHonoursAreRefusedByNameOrDroppedWhenAsk
     ASSERT_EQ(dropped.size(), 1u) << extra;
     EXPECT_EQ("'" + dropped[0] + "'", field);
   }
+}
+
+TEST(ParseChatRequestTest, ToolsToolTurnsAndResponseFormatsAreCarriedForTheDevice) {
+  Parsed p = Parse(R"({"model": "m", "parallel_tool_calls": false, "tool_choice": "auto",
+      "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+      "response_format": {"type": "json_object"},
+      "messages": [{"role": "user", "content": "weather?"},
+                   {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                      "function": {"name": "get_weather", "arguments": "{\"city\":\"Lima\"}"}}]},
+                   {"role": "tool", "tool_call_id": "call_1", "content": "18 C"}]})");
+  ASSERT_TRUE(p.status.ok()) << p.status;
+  const v1::Structure& s = p.request.structure();
+  EXPECT_THAT(s.tools_json(), HasSubstr("get_weather"));
+  EXPECT_EQ(s.tool_choice_json(), "\"auto\"");
+  EXPECT_FALSE(s.parallel_tool_calls());
+  EXPECT_THAT(s.response_format_json(), HasSubstr("json_object"));
+  ASSERT_EQ(p.request.messages_size(), 3);
+  EXPECT_TRUE(p.request.messages(1).content().empty());
+  EXPECT_THAT(p.request.messages(1).tool_calls_json(), HasSubstr("call_1"));
+  EXPECT_EQ(p.request.messages(2).tool_call_id(), "call_1");
+}
+
+TEST(ParseChatRequestTest, MalformedToolsAndFormatsAreRefusedByField) {
+  const std::string user = R"("messages": [{"role": "user", "content": "x"}])";
+  for (const auto& [extra, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"("tools": {"type": "function"})", "'tools'"},
+           {R"("tools": [{"type": "retrieval"}])", "'tools[0].type'"},
+           {R"("tools": [{"type": "function", "function": {}}])", "'tools[0].function.name'"},
+           {R"("tool_choice": "sometimes")", "'tool_choice'"},
+           {R"("parallel_tool_calls": "yes")", "'parallel_tool_calls'"},
+           {R"("response_format": {"type": "json_schema", "json_schema": {"name": "x"}})", "'response_format.json_schema.schema'"},
+           {R"("response_format": {"type": "yaml"})", "'response_format.type'"}}) {
+    Parsed refused = Parse(R"({"model": "m", )" + user + ", " + extra + "}");
+    EXPECT_EQ(refused.status.code(), absl::StatusCode::kInvalidArgument) << extra;
+    EXPECT_THAT(refused.status.message(), HasSubstr(field)) << extra;
+  }
+  Parsed no_id = Parse(R"({"model": "m", "messages": [{"role": "tool", "content": "18 C"}]})");
+  EXPECT_THAT(no_id.status.message(), HasSubstr("tool_call_id"));
+  Parsed user_calls = Parse(R"({"model": "m", "messages": [{"role": "user", "content": "x", "tool_calls": []}]})");
+  EXPECT_THAT(user_calls.status.message(), HasSubstr("tool_calls"));
 }
 
 TEST(HttpStatusForTest, StatusesMapAsDocumented) {

@@ -153,3 +153,25 @@ TEST(ModelSelectorTest, CoordinatorInflightCountsAsLoad) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST(ModelSelectorCapabilityTest, OnlyModelsAdvertisingWhatTheRequestNeedsAreChosen) {
+  ModelSelector selector;
+  std::vector<v1::DeviceInfo> devices = {Device("idle-plain", "llama-8b", "llama", 0, 4),
+                                         Device("busy-tools", "qwen-7b", "qwen", 3, 4)};
+  devices[1].mutable_models(0)->add_capabilities("tools");
+  // Without needs the idle device wins; needing tools, only the capable (busy) one can.
+  EXPECT_EQ(selector.SelectPassthrough(devices, {}, {})->device_id, "idle-plain");
+  EXPECT_EQ(selector.SelectPassthrough(devices, {.capabilities = {"tools"}}, {})->device_id, "busy-tools");
+  auto none = selector.SelectPassthrough(devices, {.capabilities = {"tools", "json_schema"}}, {});
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(none.status().message(), ::testing::HasSubstr("with tools and json_schema"));
+  EXPECT_EQ(selector.SelectPassthrough(devices, {.model = "llama-8b", .capabilities = {"tools"}}, {})
+                .status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace loom

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "common/tokens.h"
+#include "nlohmann/json.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -141,6 +142,89 @@ TEST(SimProviderTest, EmptyConversationIsInvalid) {
   Cancellation cancel;
   auto usage = sim.Generate({}, [](std::string_view) { return true; }, cancel);
   EXPECT_EQ(usage.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+using json = nlohmann::json;
+
+const char kWeatherTools[] =
+    R"([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1},
+                       "unit": {"enum": ["c", "f"]}, "note": {"type": "string"}},
+        "required": ["city", "days", "unit"]}}}])";
+
+TEST(SimProviderToolsTest, CallsAToolThePromptNamesWithArgumentsOfItsSchema) {
+  SimProvider sim = Sim({});
+  GenerateRequest r = Prompt("What is the weather in Lima? use get weather");
+  r.structure.set_tools_json(kWeatherTools);
+  absl::StatusOr<v1::InferChunk> last;
+  EXPECT_EQ(Collect(sim, r, &last), "");
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->finish_reason(), "tool_calls");
+  json calls = json::parse(last->tool_calls_json());
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
+  json args = json::parse(calls[0]["function"]["arguments"].get<std::string>());
+  EXPECT_TRUE(args["city"].is_string());
+  EXPECT_EQ(args["days"], 1);
+  EXPECT_EQ(args["unit"], "c");
+  EXPECT_FALSE(args.contains("note")) << "only required properties";
+  EXPECT_EQ(last->usage().completion_tokens(), CountTokens(last->tool_calls_json()));
+}
+
+TEST(SimProviderToolsTest, AutoWithoutAMentionAnswersInTextAndNoneNeverCalls) {
+  SimProvider sim = Sim({});
+  GenerateRequest r = Prompt("Tell me a joke.");
+  r.structure.set_tools_json(kWeatherTools);
+  absl::StatusOr<v1::InferChunk> last;
+  EXPECT_FALSE(Collect(sim, r, &last).empty());
+  EXPECT_TRUE(last->tool_calls_json().empty());
+  r = Prompt("get_weather for Lima");
+  r.structure.set_tools_json(kWeatherTools);
+  r.structure.set_tool_choice_json(R"("none")");
+  EXPECT_FALSE(Collect(sim, r, &last).empty());
+  EXPECT_TRUE(last->tool_calls_json().empty());
+  r.structure.set_tool_choice_json(R"({"type": "function", "function": {"name": "get_weather"}})");
+  Collect(sim, r, &last);
+  EXPECT_EQ(last->finish_reason(), "tool_calls");
+}
+
+TEST(SimProviderToolsTest, TheTurnAfterAToolCallAnswersFromItsResult) {
+  SimProvider sim = Sim({});
+  GenerateRequest r = Prompt("What is the weather in Lima?");
+  r.structure.set_tools_json(kWeatherTools);
+  v1::ChatMessage result;
+  result.set_role("tool");
+  result.set_tool_call_id("call_1");
+  result.set_content("18 C and cloudy");
+  r.messages.push_back(result);
+  absl::StatusOr<v1::InferChunk> last;
+  EXPECT_THAT(Collect(sim, r, &last), HasSubstr("18 C and cloudy"));
+  EXPECT_EQ(last->finish_reason(), "stop");
+}
+
+TEST(SimProviderToolsTest, JsonOutputIsValidAndOfTheSchemasShapeWhateverTheLimit) {
+  SimProvider sim = Sim({});
+  GenerateRequest r = Prompt("Name a city.", /*max_tokens=*/3);
+  r.structure.set_response_format_json(R"({"type": "json_schema", "json_schema": {"name": "c",
+      "schema": {"type": "object", "properties": {"city": {"$ref": "#/$defs/city"}},
+                 "required": ["city"],
+                 "$defs": {"city": {"type": "object", "properties": {
+                     "name": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+                     "founded": {"type": "string", "format": "date"}}}}}}})");
+  absl::StatusOr<v1::InferChunk> last;
+  json value = json::parse(Collect(sim, r, &last));
+  EXPECT_TRUE(value["city"]["name"].is_string());
+  EXPECT_TRUE(value["city"]["tags"].is_array());
+  EXPECT_EQ(value["city"]["founded"], "2026-01-01");
+  r.structure.set_response_format_json(R"({"type": "json_object"})");
+  json object = json::parse(Collect(sim, r, &last));
+  EXPECT_TRUE(object["answer"].is_string());
 }
 
 }  // namespace
