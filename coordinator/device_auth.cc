@@ -51,21 +51,24 @@ absl::Status DeviceAuth::CheckJoinProof(const v1::RegisterRequest& request) {
                                                    request.provider_id(), "'"));
   }
   absl::MutexLock lock(&mu_);
-  while (!nonce_expiry_.empty() && nonce_expiry_.front().first < now) {
-    nonces_.erase(nonce_expiry_.front().second);
-    nonce_expiry_.pop_front();
+  NonceWindow& window = nonces_[request.device_id()];
+  while (!window.expiry.empty() && window.expiry.front().first < now) {
+    window.seen.erase(window.expiry.front().second);
+    window.expiry.pop_front();
   }
-  if (nonces_.count(proof.nonce())) {
+  if (window.seen.count(proof.nonce())) {
     return absl::PermissionDeniedError(
         absl::StrCat("device ", request.device_id(), ": replayed join proof"));
   }
-  if (nonces_.size() >= options_.max_remembered_nonces) {
-    return absl::ResourceExhaustedError("too many registrations; try again later");
+  if (window.seen.size() >= options_.max_nonces_per_device) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "device ", request.device_id(), " registered ", window.seen.size(),
+        " times within the join window; try again later"));
   }
   // A proof stamped `stamped` is refused by the skew check after stamped + skew, so the nonce
   // need only be remembered until then.
-  nonces_.insert(proof.nonce());
-  nonce_expiry_.emplace_back(std::max(now, stamped) + options_.max_clock_skew * 2, proof.nonce());
+  window.seen.insert(proof.nonce());
+  window.expiry.emplace_back(std::max(now, stamped) + options_.max_clock_skew * 2, proof.nonce());
   return absl::OkStatus();
 }
 

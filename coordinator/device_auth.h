@@ -20,6 +20,7 @@
 
 #include <deque>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -37,7 +38,10 @@ struct DeviceAuthOptions {
   Mode mode = Mode::kJoinToken;
   std::string join_secret;  // kJoinToken
   absl::Duration max_clock_skew = absl::Minutes(5);
-  size_t max_remembered_nonces = 1'000'000;  // beyond this, Register is refused until some expire
+  // Nonces remembered per device (each device has its own window, so one token cannot close
+  // registration to the others); beyond this, that device's Register is refused until some
+  // expire. A worker registers once per start or lost lease, far fewer than this per window.
+  size_t max_nonces_per_device = 1000;
 };
 
 class DeviceAuth {
@@ -57,8 +61,12 @@ class DeviceAuth {
   Clock* const clock_;
 
   absl::Mutex mu_;
-  std::unordered_set<std::string> nonces_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::pair<absl::Time, std::string>> nonce_expiry_ ABSL_GUARDED_BY(mu_);  // oldest first
+  struct NonceWindow {
+    std::unordered_set<std::string> seen;
+    std::deque<std::pair<absl::Time, std::string>> expiry;  // oldest first
+  };
+  // By device id; only devices with a valid join proof get a window.
+  std::unordered_map<std::string, NonceWindow> nonces_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace loom

@@ -515,15 +515,6 @@ void HttpFrontDoor::Routes() {
         return JsonResponse(json{{"status", "ok"}, {"devices", registry_->Size()}});
       },
       {.on_io_thread = true});
-  server_.Handle(
-      "GET", "/metrics",
-      [this](HttpExchange&) {
-        HttpResponse res;
-        res.content_type = "text/plain; version=0.0.4";
-        res.body = metrics_->Render(registry_->Snapshot());
-        return res;
-      },
-      {.on_io_thread = true});
   // The key is checked from the head, before a body is read (a body needs memory).
   HttpHeadFilter authenticate = [this](HttpRequest& req) -> std::optional<HttpResponse> {
     absl::StatusOr<std::string> client = auth_->ClientFor(req.Header("Authorization"));
@@ -544,6 +535,16 @@ void HttpFrontDoor::Routes() {
         },
         {.on_io_thread = true});
   }
+  server_.Handle(
+      "GET", "/metrics",
+      [this](HttpExchange&) {
+        HttpResponse res;
+        res.content_type = "text/plain; version=0.0.4";
+        res.body = metrics_->Render(registry_->Snapshot());
+        return res;
+      },
+      {.on_io_thread = true,
+       .head_filter = options_.metrics_require_key ? authenticate : HttpHeadFilter()});
   auto models = [this](HttpExchange& ex) { return Models(ex); };
   server_.Handle("GET", "/v1/models", models, {.head_filter = authenticate});
   server_.Handle("GET", "/v1/models/*", models, {.head_filter = authenticate});

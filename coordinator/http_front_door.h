@@ -54,6 +54,8 @@ struct HttpOptions {
   // Browser origins allowed to call the API (CORS): exact origins, or "*" for any. Empty: no
   // CORS headers, and preflights are refused like any unknown method.
   std::vector<std::string> cors_origins;
+  // /metrics answers only a request with an API key (Prometheus: authorization.credentials).
+  bool metrics_require_key = false;
   std::string tls_cert;  // PEM files; both set: serve HTTPS
   std::string tls_key;
 };

@@ -48,6 +48,9 @@ ABSL_FLAG(int32_t, http_read_timeout_s, 10,
 ABSL_FLAG(std::vector<std::string>, cors_origins, {},
           "Browser origins allowed to call the HTTP API (CORS), comma-separated, e.g. "
           "https://app.example.com; '*' allows any. Empty (the default): no CORS headers.");
+ABSL_FLAG(bool, metrics_require_key, false,
+          "/metrics answers only requests with an API key (give Prometheus one as its "
+          "authorization credentials).");
 ABSL_FLAG(bool, drop_params, false,
           "Drop OpenAI request fields no device honours yet (tools, response_format json, n > 1, "
           "logprobs, ...) and name them in x-loom-dropped-params, instead of refusing with 400.");
@@ -248,6 +251,7 @@ int main(int argc, char** argv) {
                             .read_timeout = absl::Seconds(absl::GetFlag(FLAGS_http_read_timeout_s)),
                             .drop_params = absl::GetFlag(FLAGS_drop_params),
                             .cors_origins = absl::GetFlag(FLAGS_cors_origins),
+                            .metrics_require_key = absl::GetFlag(FLAGS_metrics_require_key),
                             .tls_cert = tls.plaintext ? "" : tls.cert,
                             .tls_key = tls.plaintext ? "" : tls.key},
                            &runner, &registry, &auth, &metrics);

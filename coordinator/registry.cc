@@ -1,6 +1,7 @@
 #include "coordinator/registry.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -37,8 +38,9 @@ absl::Status ValidateAdvertisement(const v1::RegisterRequest& r, int max_models)
       return bad(absl::StrCat("model ", m.name(), " has a negative size, context or price"));
     }
   }
-  if (r.load().max_concurrency() < 0 || r.load().active() < 0 || r.load().queued() < 0) {
-    return bad("negative load");
+  if (r.load().max_concurrency() < 0 || r.load().active() < 0 || r.load().queued() < 0 ||
+      !std::isfinite(r.load().tokens_per_second()) || r.load().tokens_per_second() < 0) {
+    return bad("negative or non-finite load");
   }
   return absl::OkStatus();
 }
@@ -202,6 +204,17 @@ absl::StatusOr<v1::HeartbeatResponse> DeviceRegistry::Heartbeat(
     response.set_reregister(true);
     return response;
   }
+  // A load report is believed only as far as it is possible: a negative count (which would
+  // make the device look idle and win every selection) or a speed that is not a finite,
+  // non-negative number is refused; more running than it accepts is counted as full.
+  const v1::DeviceLoad& reported = request.load();
+  if (reported.active() < 0 || reported.queued() < 0 || reported.max_concurrency() < 0 ||
+      !std::isfinite(reported.tokens_per_second()) || reported.tokens_per_second() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device ", request.device_id(), ": heartbeat load must be non-negative (active ",
+        reported.active(), ", queued ", reported.queued(), ", max ", reported.max_concurrency(),
+        ", tokens/s ", reported.tokens_per_second(), ")"));
+  }
   Entry& e = it->second;
   if (options_.max_heartbeat_rate > 0 &&
       now - e.last_accepted_heartbeat < options_.heartbeat_interval / options_.max_heartbeat_rate) {
@@ -217,6 +230,7 @@ absl::StatusOr<v1::HeartbeatResponse> DeviceRegistry::Heartbeat(
   const int max_concurrency = load->max_concurrency();
   *load = request.load();
   if (load->max_concurrency() <= 0) load->set_max_concurrency(max_concurrency);
+  if (load->active() > load->max_concurrency()) load->set_active(load->max_concurrency());
   UpdateLoadLocked(&e);
   return response;
 }

@@ -538,3 +538,19 @@ TEST_F(HttpTest, WithoutCorsOriginsNoCorsHeadersAreSentAndPreflightsAreRefused) 
 
 }  // namespace
 }  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+TEST_F(HttpTest, MetricsCanRequireAKeyWhileHealthNeverDoes) {
+  StartSecured({"--metrics_require_key"});
+  const std::string key = NewKey("prometheus", "");
+  EXPECT_EQ(Curl("GET", "/metrics", "").status, 401);
+  HttpResult scraped = Curl("GET", "/metrics", "", key);
+  EXPECT_EQ(scraped.status, 200);
+  EXPECT_THAT(scraped.body, HasSubstr("loom_devices"));
+  EXPECT_EQ(Curl("GET", "/healthz", "").status, 200);
+}
+
+}  // namespace
+}  // namespace loom::testing

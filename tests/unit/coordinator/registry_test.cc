@@ -1,5 +1,8 @@
 #include "coordinator/registry.h"
 
+#include <cmath>
+#include <functional>
+
 #include <random>
 #include <tuple>
 
@@ -118,6 +121,30 @@ TEST_F(RegistryTest, HeartbeatsKeepADeviceAliveAndUpdateLoad) {
   ASSERT_EQ(devices.size(), 1u);
   EXPECT_EQ(devices[0].state(), v1::DEVICE_STATE_HEALTHY);
   EXPECT_EQ(devices[0].load().active(), 1);
+}
+
+// The hostile-device report: heartbeats with negative load won every selection (20 of 20).
+TEST_F(RegistryTest, ImpossibleLoadReportsAreRefusedAndOverfullOnesCountAsFull) {
+  auto lease = registry_.Register(Advert("a"));
+  v1::HeartbeatRequest hb;
+  hb.set_device_id("a");
+  hb.set_lease_id(lease->lease_id());
+  hb.mutable_load()->set_max_concurrency(4);
+  for (auto bad : std::vector<std::function<void(v1::DeviceLoad*)>>{
+           [](v1::DeviceLoad* l) { l->set_active(-5); },
+           [](v1::DeviceLoad* l) { l->set_queued(-1); },
+           [](v1::DeviceLoad* l) { l->set_tokens_per_second(-3); },
+           [](v1::DeviceLoad* l) { l->set_tokens_per_second(std::nan("")); }}) {
+    clock_.Advance(absl::Milliseconds(300));
+    v1::HeartbeatRequest lying = hb;
+    bad(lying.mutable_load());
+    EXPECT_EQ(registry_.Heartbeat(lying).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(registry_.Snapshot()[0].load().active(), 0) << "nothing recorded from them";
+  clock_.Advance(absl::Milliseconds(300));
+  hb.mutable_load()->set_active(40);
+  ASSERT_TRUE(registry_.Heartbeat(hb).ok());
+  EXPECT_EQ(registry_.Snapshot()[0].load().active(), 4);
 }
 
 TEST_F(RegistryTest, UnknownLeaseIsAskedToReregister) {
