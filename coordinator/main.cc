@@ -31,6 +31,7 @@
 #include "coordinator/registry.h"
 #include "coordinator/registry_service.h"
 #include "coordinator/request_runner.h"
+#include "ledger/pricing.h"
 #include "ledger/sqlite_ledger.h"
 
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:7070", "Address of the gRPC API (port 0: any).");
@@ -58,6 +59,9 @@ ABSL_FLAG(int32_t, http_keep_alive_s, 15, "An idle HTTP keep-alive connection is
 ABSL_FLAG(int64_t, request_timeout_ms, 300000, "Deadline of a request when the client sets none.");
 ABSL_FLAG(std::string, ledger_db, "loom.db", "SQLite ledger file (created if missing).");
 ABSL_FLAG(std::string, ledger_synchronous, "FULL", "SQLite synchronous setting: FULL, NORMAL or OFF.");
+ABSL_FLAG(int64_t, max_price_per_1k, 100,
+          "The most a device may charge per 1,000 output tokens, in credits (1-1000000); "
+          "devices asking more are refused at registration.");
 ABSL_FLAG(int32_t, fee_bps, 0, "Coordinator fee on every settlement, basis points (0-10000), paid to 'fee'.");
 ABSL_FLAG(std::string, ready_file, "", "Write {\"grpc\": ADDRESS, ...} here once serving.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
@@ -141,6 +145,9 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_request_threads) < 1) return Fail("--request_threads must be >= 1");
   if (absl::GetFlag(FLAGS_http_max_connections) < 1) return Fail("--http_max_connections must be >= 1");
   if (absl::GetFlag(FLAGS_http_keep_alive_s) < 1) return Fail("--http_keep_alive_s must be >= 1");
+  if (absl::GetFlag(FLAGS_max_price_per_1k) < 1 || absl::GetFlag(FLAGS_max_price_per_1k) > 1'000'000) {
+    return Fail("--max_price_per_1k must be 1-1000000 credits");
+  }
   if (absl::GetFlag(FLAGS_http_read_timeout_s) < 1) return Fail("--http_read_timeout_s must be >= 1");
   if (absl::GetFlag(FLAGS_http_max_connections_per_peer) < 0) {
     return Fail("--http_max_connections_per_peer must be >= 0");
@@ -193,7 +200,8 @@ int main(int argc, char** argv) {
 
   loom::DeviceRegistry registry(
       {.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_interval_ms)),
-       .missed_heartbeats_to_expire = absl::GetFlag(FLAGS_missed_heartbeats)},
+       .missed_heartbeats_to_expire = absl::GetFlag(FLAGS_missed_heartbeats),
+       .max_price_per_1k_micro = absl::GetFlag(FLAGS_max_price_per_1k) * loom::kMicroPerCredit},
       loom::Clock::Real());
   loom::AffinityTable affinity = loom::AffinityTable::Defaults();
   if (!absl::GetFlag(FLAGS_affinity_config).empty()) {

@@ -10,6 +10,7 @@
 #include "common/ids.h"
 #include "common/protocol.h"
 #include "common/tls.h"
+#include "ledger/pricing.h"
 
 namespace loom {
 namespace {
@@ -17,7 +18,8 @@ namespace {
 constexpr size_t kMaxName = 128;
 constexpr size_t kMaxAddress = 256;
 
-absl::Status ValidateAdvertisement(const v1::RegisterRequest& r, int max_models) {
+absl::Status ValidateAdvertisement(const v1::RegisterRequest& r, int max_models,
+                                   int64_t max_price) {
   auto bad = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat("register ", r.device_id(), ": ", what));
   };
@@ -36,6 +38,11 @@ absl::Status ValidateAdvertisement(const v1::RegisterRequest& r, int max_models)
     if (!names.insert(m.name()).second) return bad(absl::StrCat("model ", m.name(), " twice"));
     if (m.price_per_1k_micro() < 0 || m.parameters_b() < 0 || m.context_length() < 0) {
       return bad(absl::StrCat("model ", m.name(), " has a negative size, context or price"));
+    }
+    if (PricePer1kMicro(m) > max_price) {
+      return bad(absl::StrCat("model ", m.name(), " asks ", FormatCredits(PricePer1kMicro(m)),
+                              " credits per 1k tokens; this coordinator allows at most ",
+                              FormatCredits(max_price), " (--max_price_per_1k)"));
     }
   }
   if (r.load().max_concurrency() < 0 || r.load().active() < 0 || r.load().queued() < 0 ||
@@ -152,7 +159,11 @@ absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::Register
         request.protocol_version().minor(), " is not supported by this coordinator (speaks ",
         kProtocolMajor, ".", kProtocolMinor, "); upgrade the worker or the coordinator"));
   }
-  if (auto s = ValidateAdvertisement(request, options_.max_models_per_device); !s.ok()) return s;
+  if (auto s = ValidateAdvertisement(request, options_.max_models_per_device,
+                                     options_.max_price_per_1k_micro);
+      !s.ok()) {
+    return s;
+  }
 
   const absl::Time now = clock_->Now();
   v1::RegisterResponse response;

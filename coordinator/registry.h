@@ -41,6 +41,10 @@ struct RegistryOptions {
   // (RESOURCE_EXHAUSTED, nothing recorded): one device cannot flood the registry's lock.
   // 0: no limit.
   int max_heartbeat_rate = 4;
+  // The most a model may charge per 1,000 output tokens (micro-credits); a device advertising
+  // more is refused at Register, so no price can overflow a cost bound or price the whole
+  // mesh out of every client's budget. (--max_price_per_1k, in credits.)
+  int64_t max_price_per_1k_micro = 100 * 1'000'000;
 };
 
 class DeviceRegistry : public CandidateSource {

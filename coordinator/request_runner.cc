@@ -220,7 +220,8 @@ int64_t RequestRunner::AnswerTokenBound(const v1::CompleteRequest& request) cons
                   options_.max_output_tokens);
 }
 
-int64_t RequestRunner::CostBound(const Analysis& analysis, int64_t max_tokens) const {
+absl::StatusOr<int64_t> RequestRunner::CostBound(const Analysis& analysis,
+                                                 int64_t max_tokens) const {
   int64_t price = 0;
   registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
     for (const ModelGroup* g : groups) price = std::max(price, PricePer1kMicro(g->model()));
@@ -234,8 +235,17 @@ int64_t RequestRunner::CostBound(const Analysis& analysis, int64_t max_tokens) c
         options_.decomposer.max_sub_tasks * 4 * options_.decomposer.sub_task_tokens;
     tokens = 1024 + graph + (graph + 128);
   }
-  // Rounded up, so the bound is never below what CreditsForTokens can charge.
-  return (tokens * price + 999) / 1000;
+  // Rounded up, so the bound is never below what CreditsForTokens can charge; the fee on top,
+  // so that a request admitted is a request that can settle. Checked: prices are bounded at
+  // registration, and a bound that still overflows is refused, never wrapped.
+  int64_t product = 0, bound = 0;
+  if (__builtin_mul_overflow(tokens, price, &product) || product > INT64_MAX - 999 ||
+      __builtin_add_overflow((product + 999) / 1000, ledger_->FeeFor((product + 999) / 1000), &bound)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the cost bound of ", tokens, " tokens at ", price,
+        " micro-credits per 1k overflows; ask for fewer max_tokens"));
+  }
+  return bound;
 }
 
 absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteRequest& request,
@@ -301,7 +311,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   // Budget first: nothing runs for a client who cannot pay for it.
   Analysis analysis = analyzer_.Analyze(request, max_tokens);
   if (!needs.empty()) analysis.kind = v1::PLAN_KIND_PASSTHROUGH;
-  const int64_t bound = CostBound(analysis, max_tokens);
+  LOOM_ASSIGN_OR_RETURN(const int64_t bound, CostBound(analysis, max_tokens));
   const absl::Time reserve_start = clock_->Now();
   timings.set_analyze_us(absl::ToInt64Microseconds(reserve_start - start));
   const absl::Status reserved = ledger_->Reserve(

@@ -104,7 +104,8 @@ class RequestRunner {
   void AddTentativeAssignments(v1::CompilationPlan* plan, const v1::CompleteRequest& request) const;
   // An upper bound of what the request can cost: the most output tokens its plan can credit,
   // at the highest price on the mesh.
-  int64_t CostBound(const Analysis& analysis, int64_t max_tokens) const;
+  // Includes the ledger's fee. INVALID_ARGUMENT if it would overflow.
+  absl::StatusOr<int64_t> CostBound(const Analysis& analysis, int64_t max_tokens) const;
   // The most tokens one answer may have: the request's max_tokens, else the largest limit a
   // model on the mesh advertises.
   int64_t AnswerTokenBound(const v1::CompleteRequest& request) const;

@@ -62,6 +62,9 @@ class LedgerStore {
                                int64_t amount_micro, absl::Duration ttl) = 0;
   // Drops the reservation of `request_id` (none: OK).
   virtual absl::Status Release(const std::string& request_id) = 0;
+  // The fee Settle adds to `credits_micro` of records (0 without a fee). Monotone, so the fee
+  // of a cost bound bounds the fee of any settlement under it.
+  virtual int64_t FeeFor(int64_t credits_micro) const { return 0; }
   // Charges the client and credits providers, consuming the request's reservation.
   // FAILED_PRECONDITION when the client cannot pay (nothing is written).
   virtual absl::StatusOr<Settlement> Settle(const SettlementRequest& request) = 0;

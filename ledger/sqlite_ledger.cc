@@ -769,6 +769,13 @@ absl::StatusOr<int64_t> SqliteLedger::AppendLocked(const std::string& kind,
   return id;
 }
 
+int64_t SqliteLedger::FeeFor(int64_t credits_micro) const {
+  // Split so that no product overflows: credits up to INT64_MAX / 10000 exactly, beyond in
+  // whole units of 10000.
+  const int64_t bps = options_.fee_bps;
+  return credits_micro / 10000 * bps + credits_micro % 10000 * bps / 10000;
+}
+
 absl::StatusOr<Settlement> SqliteLedger::Settle(const SettlementRequest& request) {
   if (request.request_id.empty()) return absl::InvalidArgumentError("settle: empty request id");
   if (AccountKind(request.client_account) != "client") {
@@ -820,7 +827,7 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
     total += r.credits_micro();
     by_provider[ProviderAccount(r.provider_id())] += r.credits_micro();
   }
-  const int64_t fee = total * options_.fee_bps / 10000;
+  const int64_t fee = FeeFor(total);
   const int64_t charge = total + fee;
   LOOM_RETURN_IF_ERROR(EnsureAccountLocked(request.client_account));
   LOOM_ASSIGN_OR_RETURN(int64_t available,

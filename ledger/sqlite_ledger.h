@@ -124,6 +124,7 @@ class SqliteLedger : public LedgerStore {
   absl::StatusOr<Settlement> Settle(const SettlementRequest& request) override;
   absl::Status Reserve(const std::string& request_id, const std::string& account,
                        int64_t amount_micro, absl::Duration ttl) override;
+  int64_t FeeFor(int64_t credits_micro) const override;
   absl::Status Release(const std::string& request_id) override;
   absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(
       const RecordFilter& filter) override;

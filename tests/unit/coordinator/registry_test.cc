@@ -147,6 +147,22 @@ TEST_F(RegistryTest, ImpossibleLoadReportsAreRefusedAndOverfullOnesCountAsFull) 
   EXPECT_EQ(registry_.Snapshot()[0].load().active(), 4);
 }
 
+// The report: one device at 10^9 micro-credits per 1k made every client get 402, and one at
+// INT64_MAX overflowed the reservation to 0. Prices above the operator's cap are refused.
+TEST_F(RegistryTest, PricesAboveTheOperatorsCapAreRefusedAtRegister) {
+  for (int64_t price : {int64_t{1'000'000'000}, INT64_MAX}) {
+    v1::RegisterRequest r = Advert("greedy");
+    r.mutable_models(0)->set_price_per_1k_micro(price);
+    auto refused = registry_.Register(r);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << price;
+    EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("--max_price_per_1k")) << price;
+  }
+  v1::RegisterRequest fair = Advert("fair");
+  fair.mutable_models(0)->set_price_per_1k_micro(100 * 1'000'000);  // exactly the default cap
+  EXPECT_TRUE(registry_.Register(fair).ok());
+  EXPECT_EQ(registry_.Size(), 1u);
+}
+
 TEST_F(RegistryTest, UnknownLeaseIsAskedToReregister) {
   v1::HeartbeatRequest hb;
   hb.set_device_id("ghost");

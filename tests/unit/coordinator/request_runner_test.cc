@@ -529,3 +529,39 @@ TEST_F(RequestRunnerTest, AClientPastItsInFlightLimitIsToldToBackOff) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// The report: at 250 bps, 10 of 89 admitted requests ran and were then refused at settlement
+// (work done, nobody paid), because the reservation left the fee out. It includes it now.
+TEST_F(RequestRunnerTest, TheReservationIncludesTheFeeSoAnAdmittedRequestCanSettle) {
+  auto ledger = *SqliteLedger::Open({.path = ":memory:", .fee_bps = 10000, .clock = &clock_});
+  RequestRunner runner(RunnerOptions{}, &registry_, &selector_, &devices_, ledger.get(), &clock_);
+  AddDevice("a", "llama-3.1-8b", "llama");  // 8B: 8,000 micro-credits per 1k tokens
+  devices_.Set("a:1", {.chunks = std::vector<std::string>(1000, " w")});  // the whole bound
+  auto ask = Ask("Tell me a long story.");
+  ask.set_max_tokens(1000);  // bound 8,000; with the 100% fee 16,000
+  ASSERT_TRUE(ledger->Grant(ClientAccount("bob"), 12000, "setup-bob").ok());
+  ask.set_client_id("bob");
+  Cancellation cancel;
+  auto refused = runner.Run(ask, absl::InfiniteFuture(), nullptr, &cancel);
+  EXPECT_TRUE(IsInsufficientCredits(refused.status())) << refused.status();
+  EXPECT_TRUE(devices_.calls().empty()) << "refused before any device worked";
+  ASSERT_TRUE(ledger->Grant(ClientAccount("carol"), 16000, "setup-carol").ok());
+  ask.set_client_id("carol");
+  auto paid = runner.Run(ask, absl::InfiniteFuture(), nullptr, &cancel);
+  ASSERT_TRUE(paid.ok()) << paid.status();
+  EXPECT_EQ(paid->cost_micro(), 16000);
+  EXPECT_EQ(*ledger->Balance(ClientAccount("carol")), 0);
+}
+
+TEST(SqliteLedgerFeeTest, TheFeeNeverOverflows) {
+  auto ledger = *SqliteLedger::Open({.path = ":memory:", .fee_bps = 250});
+  EXPECT_EQ(ledger->FeeFor(10000), 250);
+  EXPECT_EQ(ledger->FeeFor(399), 9);
+  EXPECT_EQ(ledger->FeeFor(INT64_MAX), INT64_MAX / 10000 * 250 + INT64_MAX % 10000 * 250 / 10000);
+}
+
+}  // namespace
+}  // namespace loom
