@@ -5,21 +5,12 @@
 // Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
 import { ChatOpenAI } from "@langchain/openai";
 import { HumanMessage, SystemMessage } from "@langchain/core/messages";
+import { checks } from "./checks.mjs";
+
+const { check, expect, finish } = checks("langchain");
 
 const baseURL = process.env.LOOM_BASE_URL;
 const model = process.env.LOOM_MODEL;
-let passed = 0, failed = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    passed++;
-    console.log(`ok   langchain ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL langchain ${name}: ${e && e.stack ? e.stack : e}`);
-  }
-}
-function expect(cond, what) { if (!cond) throw new Error(what); }
 const chat = (options = {}) => new ChatOpenAI({
   model, apiKey: process.env.LOOM_KEY, configuration: { baseURL }, maxRetries: 0, ...options });
 
@@ -91,5 +82,4 @@ await check("an aborted stream leaves the server serving", async () => {
   expect(m.content.length > 0, "no answer after the abort");
 });
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();

@@ -6,23 +6,13 @@
 //   LOOM_SLOW_MODEL  a model on a slow device (a stream that is still running when aborted)
 //   LOOM_ABORT_ID    the request id of the aborted stream (the test checks its billing)
 // Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
+import { checks } from "./checks.mjs";
+
 const sdkName = process.env.LOOM_SDK || "openai";
+const { check, expect, finish } = checks(sdkName);
 const { default: OpenAI } = await import(sdkName);
 const baseURL = process.env.LOOM_BASE_URL;
 const model = process.env.LOOM_MODEL;
-let passed = 0, failed = 0;
-
-async function check(name, fn) {
-  try {
-    await fn();
-    passed++;
-    console.log(`ok   ${sdkName} ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${sdkName} ${name}: ${e && e.stack ? e.stack : e}`);
-  }
-}
-function expect(cond, what) { if (!cond) throw new Error(what); }
 
 // Counts the HTTP requests the SDK really sends, to see its retries.
 let sent = 0;
@@ -179,5 +169,4 @@ await check("aborting a stream part way leaves the server serving", async () => 
   expect(after.choices[0].message.content.length > 0, "no answer after the abort");
 });
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();

@@ -6,21 +6,12 @@
 // Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
 import { generateText, streamText, generateObject, tool, jsonSchema, APICallError } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
+import { checks } from "./checks.mjs";
+
+const { check, expect, finish } = checks("vercel-ai");
 
 const model = process.env.LOOM_MODEL;
 const openai = createOpenAI({ baseURL: process.env.LOOM_BASE_URL, apiKey: process.env.LOOM_KEY });
-let passed = 0, failed = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    passed++;
-    console.log(`ok   vercel-ai ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL vercel-ai ${name}: ${e && e.stack ? e.stack : e}`);
-  }
-}
-function expect(cond, what) { if (!cond) throw new Error(what); }
 
 await check("generateText returns the answer with usage and finish reason", async () => {
   const r = await generateText({ model: openai.chat(model), system: "Be brief.",
@@ -107,5 +98,4 @@ await check("an aborted stream leaves the server serving", async () => {
   expect(after.text.length > 0, "no answer after the abort");
 });
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();
