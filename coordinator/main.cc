@@ -62,6 +62,9 @@ ABSL_FLAG(std::string, ledger_synchronous, "FULL", "SQLite synchronous setting: 
 ABSL_FLAG(int64_t, max_price_per_1k, 100,
           "The most a device may charge per 1,000 output tokens, in credits (1-1000000); "
           "devices asking more are refused at registration.");
+ABSL_FLAG(std::string, instance_id, "coordinator",
+          "This coordinator's name on its ledger's reservations; at start it releases those an "
+          "earlier run left. Give each coordinator sharing a ledger its own.");
 ABSL_FLAG(int32_t, fee_bps, 0, "Coordinator fee on every settlement, basis points (0-10000), paid to 'fee'.");
 ABSL_FLAG(std::string, ready_file, "", "Write {\"grpc\": ADDRESS, ...} here once serving.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
@@ -195,8 +198,16 @@ int main(int argc, char** argv) {
 
   auto ledger = loom::SqliteLedger::Open({.path = absl::GetFlag(FLAGS_ledger_db),
                                           .synchronous = absl::GetFlag(FLAGS_ledger_synchronous),
-                                          .fee_bps = absl::GetFlag(FLAGS_fee_bps)});
+                                          .fee_bps = absl::GetFlag(FLAGS_fee_bps),
+                                          .holder = absl::GetFlag(FLAGS_instance_id)});
   if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
+  // Holds a crashed predecessor left would keep its clients' credits for minutes.
+  absl::StatusOr<int64_t> orphans = (*ledger)->ReleaseOrphans();
+  if (!orphans.ok()) return Fail(std::string(orphans.status().message()));
+  if (*orphans > 0) {
+    spdlog::warn("released {} reservation(s) left by an earlier run of {} (it stopped without "
+                 "settling them)", *orphans, absl::GetFlag(FLAGS_instance_id));
+  }
 
   loom::DeviceRegistry registry(
       {.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_interval_ms)),

@@ -363,6 +363,11 @@ ALTER TABLE reservations_v5 RENAME TO reservations;
 CREATE INDEX transactions_by_kind ON transactions(kind, created_at_ms);
 CREATE INDEX contributions_by_provider ON contributions(provider_id, created_at_ms);
 )sql",
+    // 6: reservations name their holder (the coordinator instance), so a restarted
+    // coordinator releases its own orphans at start.
+    R"sql(
+ALTER TABLE reservations ADD COLUMN holder TEXT NOT NULL DEFAULT '';
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteLedger::kSchemaVersion);
 
@@ -939,13 +944,14 @@ absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::str
     Statement insert(db_,
                      // REPLACE: an expired reservation of this request may not be swept yet.
                      "INSERT OR REPLACE INTO reservations(request_id, account_id, amount_micro, "
-                     "created_at_ms, expires_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
+                     "created_at_ms, expires_at_ms, holder) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                      cache_.get());
     return insert.Bind(1, request_id)
         .Bind(2, account)
         .Bind(3, amount_micro)
         .Bind(4, now_ms)
         .Bind(5, now_ms + absl::ToInt64Milliseconds(ttl))
+        .Bind(6, options_.holder)
         .Run();
   }, /*durable=*/false);
 }
@@ -955,6 +961,17 @@ absl::Status SqliteLedger::Release(const std::string& request_id) {
     Statement release(db_, "DELETE FROM reservations WHERE request_id = ?1", cache_.get());
     return release.Bind(1, request_id).Run();
   }, /*durable=*/false);
+}
+
+absl::StatusOr<int64_t> SqliteLedger::ReleaseOrphans() {
+  int64_t released = 0;
+  LOOM_RETURN_IF_ERROR(Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    Statement release(db_, "DELETE FROM reservations WHERE holder = ?1", cache_.get());
+    LOOM_RETURN_IF_ERROR(release.Bind(1, options_.holder).Run());
+    released = sqlite3_changes(db_);
+    return absl::OkStatus();
+  }, /*durable=*/true));
+  return released;
 }
 
 absl::StatusOr<std::string> SqliteLedger::TransferLocked(const std::string& kind,

@@ -72,6 +72,10 @@ struct LedgerOptions {
   // two half-full ones. A lone caller never waits. 0: never wait.
   absl::Duration group_commit_wait = absl::Microseconds(200);
   Clock* clock = nullptr;              // timestamps; nullptr = Clock::Real()
+  // Who makes this process's reservations (the coordinator's --instance_id), so that a
+  // restarted coordinator can release what its crashed predecessor held (ReleaseOrphans),
+  // and with several coordinators on one ledger only its own.
+  std::string holder = "coordinator";
 };
 
 struct AccountInfo {
@@ -113,7 +117,7 @@ struct VerifyReport {
 
 class SqliteLedger : public LedgerStore {
  public:
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
 
   // Opens (creating and migrating unless read_only) the database. INVALID_ARGUMENT for bad
   // options, FAILED_PRECONDITION for a database newer than this build, UNAVAILABLE when the
@@ -126,6 +130,10 @@ class SqliteLedger : public LedgerStore {
                        int64_t amount_micro, absl::Duration ttl) override;
   int64_t FeeFor(int64_t credits_micro) const override;
   absl::Status Release(const std::string& request_id) override;
+  // Releases every reservation made by this ledger's holder: called once at start, before any
+  // request, they are a crashed predecessor's (otherwise they would hold the clients' credits
+  // until they expire). Returns how many.
+  absl::StatusOr<int64_t> ReleaseOrphans();
   absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(
       const RecordFilter& filter) override;
 

@@ -160,6 +160,38 @@ TEST_F(FaultTest, CoordinatorKilledWhileSettlingUnderLoadRestartsWithASoundLedge
   EXPECT_TRUE(WaitFor(available_is_balance, absl::Seconds(20)));
 }
 
+// The report: after a coordinator crash a client's credits stayed reserved for 6 minutes (402
+// for 364 s with its balance intact). With the default request timeout (300 s), a request is
+// in flight on a slow device when the coordinator is SIGKILLed; the restarted coordinator
+// releases what its predecessor held before it serves, so the credits are available at once.
+TEST_F(FaultTest, ARestartedCoordinatorReleasesTheHoldsItsCrashedRunLeft) {
+  StartCoordinator();
+  const std::string address = coordinator_.address;
+  StartWorker("dev-slow", "llama-3.1-8b", {"--sim_tokens_per_second=5", "--sim_output_tokens=400"});
+  ASSERT_TRUE(WaitForDevices({"dev-slow"}));
+  auto client = Spawn("loom", [&] {
+    std::vector<std::string> args = ClientSecurityArgs();
+    for (const char* a : {"ask", "--json", "--model=llama-3.1-8b", "Tell me a long story."}) args.push_back(a);
+    args.push_back("--coordinator=" + address);
+    return args;
+  }(), dir_ + "/client.log");
+  auto held = [&] {
+    CommandResult b = RunCommand("loom-ledger", {"--db=" + db_, "balance", "client:anonymous", "--format=json"});
+    json j = json::parse(b.out, nullptr, false);
+    return !j.is_discarded() && j["available_micro"] != j["balance_micro"];
+  };
+  ASSERT_TRUE(WaitFor(held, absl::Seconds(20))) << "the request never reserved";
+  coordinator_.process->Signal(SIGKILL);
+  coordinator_.process->Wait(absl::Seconds(10));
+  StartCoordinator(address);  // same port, same ledger; ready means orphans were released
+  EXPECT_FALSE(held()) << "the crashed run's reservation still holds the client's credits";
+  EXPECT_THAT(ReadFile(dir_ + "/coordinator.log"),
+              HasSubstr("released 1 reservation(s) left by an earlier run"));
+  client->Signal(SIGKILL);
+  client->Wait(absl::Seconds(10));
+  ExpectLedgerVerifies();
+}
+
 TEST_F(FaultTest, RequestsWhileDevicesComeAndGoSucceedOrFailClearly) {
   StartCoordinator();
   for (const char* d : {"dev-a", "dev-b", "dev-c"}) StartWorker(d, "llama-3.1-8b");

@@ -458,3 +458,31 @@ TEST(SqliteLedgerFileTest, RefusesANewerSchemaAndBadOptions) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// The report: after a coordinator crash a client's credits stayed reserved for 6 minutes.
+// Reservations name their holder; a restarted holder releases its own, and only its own.
+TEST(SqliteLedgerOrphanTest, ARestartedHolderReleasesItsOwnReservationsOnly) {
+  const std::string path = TempDb("ledger_orphans.db");
+  {
+    auto a = *SqliteLedger::Open({.path = path, .holder = "coordinator-a"});
+    ASSERT_TRUE(a->Grant(ClientAccount("alice"), 10 * kMicroPerCredit, "setup").ok());
+    ASSERT_TRUE(a->Reserve("r-a", ClientAccount("alice"), 3 * kMicroPerCredit, absl::Hours(1)).ok());
+  }  // coordinator-a "crashes" with its hold in place
+  {
+    auto b = *SqliteLedger::Open({.path = path, .holder = "coordinator-b"});
+    ASSERT_TRUE(b->Reserve("r-b", ClientAccount("alice"), 2 * kMicroPerCredit, absl::Hours(1)).ok());
+  }
+  auto restarted = *SqliteLedger::Open({.path = path, .holder = "coordinator-a"});
+  EXPECT_EQ(*restarted->Available(ClientAccount("alice")), 5 * kMicroPerCredit);
+  EXPECT_EQ(*restarted->ReleaseOrphans(), 1);
+  EXPECT_EQ(*restarted->Available(ClientAccount("alice")), 8 * kMicroPerCredit)
+      << "coordinator-b's hold is not coordinator-a's to release";
+  EXPECT_EQ(*restarted->ReleaseOrphans(), 0);
+  EXPECT_TRUE(restarted->Verify()->ok);
+}
+
+}  // namespace
+}  // namespace loom
