@@ -136,7 +136,7 @@ absl::Status ParseStructure(const json& j, v1::Structure* out) {
 }
 
 std::vector<std::pair<std::string, std::string>> NeededCapabilities(
-    const v1::Structure& s, const std::vector<v1::ChatMessage>& messages) {
+    const v1::Structure& s, const google::protobuf::RepeatedPtrField<v1::ChatMessage>& messages) {
   std::vector<std::pair<std::string, std::string>> out;
   bool tool_turns = false;
   for (const auto& m : messages) tool_turns |= !m.tool_calls_json().empty() || m.role() == "tool";

@@ -46,7 +46,8 @@ absl::Status ParseStructure(const nlohmann::json& request, v1::Structure* out);
 // {"tools", "tools"} when tools are offered (or messages carry tool calls or results),
 // {"json_schema", "response_format"} for JSON output.
 std::vector<std::pair<std::string, std::string>> NeededCapabilities(
-    const v1::Structure& structure, const std::vector<v1::ChatMessage>& messages);
+    const v1::Structure& structure,
+    const google::protobuf::RepeatedPtrField<v1::ChatMessage>& messages);
 
 // Writes a Structure's fields into an upstream request object.
 void AddStructure(const v1::Structure& structure, nlohmann::json* request);

@@ -47,10 +47,6 @@ v1::ContributionRecord Record(const std::string& request_id, const std::string& 
   return r;
 }
 
-std::vector<v1::ChatMessage> MessagesOf(const v1::CompleteRequest& request) {
-  return {request.messages().begin(), request.messages().end()};
-}
-
 // Weights: each record's share of the request's tokens. Returns the total.
 int64_t SetWeights(std::vector<v1::ContributionRecord>* records) {
   int64_t total_tokens = 0;
@@ -259,8 +255,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   timings.set_queued_us(absl::ToInt64Microseconds(start - arrived));
   LOOM_RETURN_IF_ERROR(Validate(request));
   // Tools and JSON output go to one model that advertises them: no decomposition, no compete.
-  const std::vector<v1::ChatMessage> messages(request.messages().begin(), request.messages().end());
-  const auto needs = NeededCapabilities(request.structure(), messages);
+  const auto needs = NeededCapabilities(request.structure(), request.messages());
   if (!needs.empty()) {
     if (request.mode() == v1::PLAN_KIND_COMPILED || request.mode() == v1::PLAN_KIND_COMPETE) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -484,7 +479,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       CallSpec spec;
       spec.sub_task_id = task->id();
       spec.pinned = {request.model(), request.family(), {}};
-      for (const auto& need : NeededCapabilities(request.structure(), MessagesOf(request))) {
+      for (const auto& need : NeededCapabilities(request.structure(), request.messages())) {
         spec.pinned.capabilities.push_back(need.first);
       }
       spec.structure = request.structure();
