@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/random/random.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 
@@ -50,6 +51,23 @@ absl::Status ValidRequestId(absl::string_view id) {
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidClientName(absl::string_view name) {
+  if (name.empty() || name.size() > 64) {
+    return absl::InvalidArgumentError("a client name has 1-64 characters");
+  }
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-' && c != '@' && c != '+') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "client name '", name, "' may hold only letters, digits and . _ - @ +"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string ScopedRequestId(absl::string_view client_account, absl::string_view id) {
+  return absl::StrCat(client_account, "/", id);
 }
 
 }  // namespace loom

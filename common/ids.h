@@ -21,6 +21,14 @@ std::string NewUuid();
 // non-ASCII byte may pass.
 absl::Status ValidRequestId(absl::string_view id);
 
+// A client's name (the NAME of account "client:NAME"): 1-64 of letters, digits and . _ - @ +.
+// No '/', so a scoped request id below is unambiguous.
+absl::Status ValidClientName(absl::string_view name);
+
+// The ledger's id for a request a client named itself: "<account>/<id>". Two clients' ids
+// never collide, and one client cannot reach another's.
+std::string ScopedRequestId(absl::string_view client_account, absl::string_view id);
+
 }  // namespace loom
 
 #endif  // LOOM_COMMON_IDS_H_

@@ -80,6 +80,19 @@ HttpResponse ErrorResponse(int http, const std::string& message) {
 }
 
 HttpResponse ErrorResponse(const absl::Status& status) {
+  if (absl::IsAborted(status)) {
+    // The same request id is running (on another coordinator): worth retrying shortly, when
+    // the retry gets the answer.
+    HttpResponse res;
+    res.status = 409;
+    res.SetHeader("x-should-retry", "true");
+    res.SetHeader("Retry-After", "1");
+    res.body = DumpJson(json{{"error", {{"message", std::string(status.message())},
+                                        {"type", ErrorType(409)},
+                                        {"param", nullptr},
+                                        {"code", "request_in_progress"}}}});
+    return res;
+  }
   return ErrorResponse(HttpFrontDoor::HttpStatusFor(status), std::string(status.message()));
 }
 
@@ -441,6 +454,7 @@ int HttpFrontDoor::HttpStatusFor(const absl::Status& status) {
     case absl::StatusCode::kPermissionDenied: return 403;
     case absl::StatusCode::kNotFound: return 404;
     case absl::StatusCode::kAlreadyExists: return 409;
+    case absl::StatusCode::kAborted: return 409;
     case absl::StatusCode::kFailedPrecondition: return 409;
     case absl::StatusCode::kResourceExhausted: return 429;
     case absl::StatusCode::kCancelled: return 499;
@@ -603,7 +617,10 @@ absl::Status HttpFrontDoor::Identify(const HttpRequest& req, v1::CompleteRequest
   request->set_client_id(req.principal);
   if (request->request_id().empty()) request->set_request_id(ClientRequestId(req));
   LOOM_RETURN_IF_ERROR(ValidRequestId(request->request_id()));
-  if (request->request_id().empty()) request->set_request_id(NewUuid());
+  if (request->request_id().empty()) {
+    request->set_request_id(NewUuid());
+    request->set_request_id_assigned(true);
+  }
   res->SetHeader("x-request-id", request->request_id());
   return absl::OkStatus();
 }
@@ -711,6 +728,7 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
     res.SetHeader("X-Loom-Overhead-Ms",
                   absl::StrFormat("%.3f", r->coordinator_overhead_us() / 1000.0));
     res.SetHeader("X-Loom-Request-Id", r->request_id());
+    if (r->replayed()) res.SetHeader("Idempotent-Replayed", "true");
     res.body = DumpJson(out);
     return res;
   }

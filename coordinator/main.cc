@@ -65,6 +65,10 @@ ABSL_FLAG(int64_t, max_price_per_1k, 100,
 ABSL_FLAG(std::string, instance_id, "coordinator",
           "This coordinator's name on its ledger's reservations; at start it releases those an "
           "earlier run left. Give each coordinator sharing a ledger its own.");
+ABSL_FLAG(absl::Duration, answer_retention, absl::Hours(24),
+          "How long the answer of a request that named its own id (X-Request-Id, "
+          "Idempotency-Key, request_id) is kept, so that a retry with that id gets it again "
+          "instead of running twice (0: keep none; the id is still never run twice).");
 ABSL_FLAG(int32_t, fee_bps, 0, "Coordinator fee on every settlement, basis points (0-10000), paid to 'fee'.");
 ABSL_FLAG(std::string, ready_file, "", "Write {\"grpc\": ADDRESS, ...} here once serving.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
@@ -199,7 +203,8 @@ int main(int argc, char** argv) {
   auto ledger = loom::SqliteLedger::Open({.path = absl::GetFlag(FLAGS_ledger_db),
                                           .synchronous = absl::GetFlag(FLAGS_ledger_synchronous),
                                           .fee_bps = absl::GetFlag(FLAGS_fee_bps),
-                                          .holder = absl::GetFlag(FLAGS_instance_id)});
+                                          .holder = absl::GetFlag(FLAGS_instance_id),
+                                          .answer_retention = absl::GetFlag(FLAGS_answer_retention)});
   if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
   // Holds a crashed predecessor left would keep its clients' credits for minutes.
   absl::StatusOr<int64_t> orphans = (*ledger)->ReleaseOrphans();

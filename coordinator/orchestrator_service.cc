@@ -25,6 +25,7 @@ absl::StatusOr<v1::CompleteRequest> Authenticated(const Authenticator* auth,
   if (!client.ok()) return client.status();
   v1::CompleteRequest copy = request;
   copy.set_client_id(*client);
+  copy.clear_request_id_assigned();
   return copy;
 }
 

@@ -281,10 +281,16 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
     }
   }
   if (metrics_) metrics_->RecordModel(request.model().empty() ? "loom-auto" : request.model());
-  const std::string request_id = request.request_id().empty() ? NewUuid() : request.request_id();
   deadline = std::min(deadline, absl::Now() + options_.request_timeout);
   const std::string client_account = ClientAccount(
       request.client_id().empty() ? options_.default_client : request.client_id());
+  // A client's own id is scoped to its account in the ledger, so clients cannot see or take
+  // each other's ids; the client is answered with the id it sent.
+  const bool client_named = !request.request_id().empty() && !request.request_id_assigned();
+  const std::string request_id =
+      request.request_id().empty() ? NewUuid()
+      : client_named               ? ScopedRequestId(client_account, request.request_id())
+                                   : request.request_id();
   // One client cannot take every request thread: past its limit it is told to back off.
   if (options_.max_requests_per_client > 0) {
     absl::MutexLock lock(&clients_mu_);
@@ -302,6 +308,10 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
     auto it = client_inflight_.find(client_account);
     if (--it->second == 0) client_inflight_.erase(it);
   };
+  // One request per id at a time on this coordinator (the ledger's reservation does the same
+  // across coordinators): a duplicate waits for the first, then gets its answer below.
+  LOOM_RETURN_IF_ERROR(ClaimId(request_id, deadline, cancel));
+  absl::Cleanup unclaim = [&] { UnclaimId(request_id); };
   const int64_t max_tokens = AnswerTokenBound(request);
   // Budget first: nothing runs for a client who cannot pay for it.
   Analysis analysis = analyzer_.Analyze(request, max_tokens);
@@ -312,6 +322,10 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   const absl::Status reserved = ledger_->Reserve(
       request_id, client_account, bound, options_.request_timeout + options_.reservation_margin);
   timings.set_reserve_us(absl::ToInt64Microseconds(clock_->Now() - reserve_start));
+  if (absl::IsAlreadyExists(reserved)) {
+    // Settled before: hand back the answer it paid for, if it is still kept; never run again.
+    return Replay(request, request_id, reserved, sink);
+  }
   AttemptLog log(clock_);
   absl::StatusOr<v1::CompleteResponse> response =
       reserved.ok() ? Execute(request, analysis, request_id, client_account, deadline, sink, cancel,
@@ -373,9 +387,11 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   const std::string text = LastUserMessage(request);
   const std::vector<v1::ChatMessage> system = SystemMessages(request);
 
-  v1::CompilationPlan plan = BasePlan(analysis, request_id);
+  // The client is told the id it knows (its own, not the ledger's scoped form).
+  const std::string& client_id = request.request_id().empty() ? request_id : request.request_id();
+  v1::CompilationPlan plan = BasePlan(analysis, client_id);
   v1::CompleteResponse response;
-  response.set_request_id(request_id);
+  response.set_request_id(client_id);
   std::vector<v1::ContributionRecord> records;
   auto emit_plan = [&] {
     AddTentativeAssignments(&plan, request);
@@ -503,9 +519,25 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   }
 
   const int64_t total_tokens = SetWeights(&records);
+  int64_t prompt_tokens = 0;
+  for (const auto& m : request.messages()) prompt_tokens += CountTokens(m.content());
+  response.mutable_usage()->set_prompt_tokens(prompt_tokens);
+  response.mutable_usage()->set_completion_tokens(total_tokens);
+  // A client that named the request may send it again (a retry after a lost answer): keep
+  // what a replay needs, in the settlement's own transaction.
+  std::string answer;
+  if (!request.request_id().empty() && !request.request_id_assigned()) {
+    v1::CompleteResponse kept = response;
+    kept.mutable_plan()->set_kind(plan.kind());
+    *kept.mutable_plan()->mutable_categories() = plan.categories();
+    for (const auto& r : records) *kept.add_contributions() = r;
+    answer = kept.SerializeAsString();
+  }
   const absl::Time settle_start = clock_->Now();
-  absl::StatusOr<Settlement> settlement = ledger_->Settle(
-      {.request_id = request_id, .client_account = client_account, .records = records});
+  absl::StatusOr<Settlement> settlement = ledger_->Settle({.request_id = request_id,
+                                                          .client_account = client_account,
+                                                          .records = records,
+                                                          .answer = std::move(answer)});
   timings.set_settle_us(absl::ToInt64Microseconds(clock_->Now() - settle_start));
   if (!settlement.ok()) {
     spdlog::error("request {}: settlement failed, nothing charged or paid: {}", request_id,
@@ -520,10 +552,6 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   *response.mutable_plan() = plan;
   for (const v1::Attempt& a : log.attempts()) *response.add_attempts() = a;
   for (const auto& r : records) *response.add_contributions() = r;
-  int64_t prompt_tokens = 0;
-  for (const auto& m : request.messages()) prompt_tokens += CountTokens(m.content());
-  response.mutable_usage()->set_prompt_tokens(prompt_tokens);
-  response.mutable_usage()->set_completion_tokens(total_tokens);
   response.set_cost_micro(settlement->charged_micro);
   response.set_settlement_id(settlement->settlement_id);
   timings.set_device_wait_us(absl::ToInt64Microseconds(log.device_wait()));
@@ -539,6 +567,87 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
     v1::CompleteEvent final_event;
     *final_event.mutable_final() = response;
     emit(final_event);
+  }
+  return response;
+}
+
+absl::Status RequestRunner::ClaimId(const std::string& request_id, absl::Time deadline,
+                                    Cancellation* cancel) {
+  // Bounded: each pass either claims the id or waits for the holder to finish, and every
+  // wait ends by the deadline or the client's cancellation.
+  while (true) {
+    std::shared_ptr<Cancellation> running;
+    {
+      absl::MutexLock lock(&flights_mu_);
+      auto [it, inserted] = flights_.try_emplace(request_id);
+      if (inserted) {
+        it->second = std::make_shared<Cancellation>();
+        return absl::OkStatus();
+      }
+      running = it->second;
+      ++duplicates_waiting_;
+    }
+    absl::Cleanup count = [this] {
+      absl::MutexLock lock(&flights_mu_);
+      --duplicates_waiting_;
+    };
+    Cancellation wake;
+    const int on_done = running->OnCancel([&wake] { wake.Cancel(); });
+    const int on_cancel = cancel ? cancel->OnCancel([&wake] { wake.Cancel(); }) : -1;
+    wake.WaitFor(deadline - absl::Now());
+    running->RemoveCallback(on_done);
+    if (cancel) cancel->RemoveCallback(on_cancel);
+    if (running->IsCancelled()) continue;  // finished: claim it, or find it settled
+    if (cancel && cancel->IsCancelled()) {
+      return absl::CancelledError("the client went away while the same request id was running");
+    }
+    return absl::DeadlineExceededError(absl::StrCat(
+        "a request with the same id was still running when this one's deadline passed"));
+  }
+}
+
+int RequestRunner::DuplicatesWaiting() const {
+  absl::MutexLock lock(&flights_mu_);
+  return duplicates_waiting_;
+}
+
+void RequestRunner::UnclaimId(const std::string& request_id) {
+  std::shared_ptr<Cancellation> done;
+  {
+    absl::MutexLock lock(&flights_mu_);
+    auto it = flights_.find(request_id);
+    done = std::move(it->second);
+    flights_.erase(it);
+  }
+  done->Cancel();  // wakes the duplicates waiting for it
+}
+
+absl::StatusOr<v1::CompleteResponse> RequestRunner::Replay(const v1::CompleteRequest& request,
+                                                           const std::string& request_id,
+                                                           const absl::Status& settled,
+                                                           const EventSink& sink) {
+  absl::StatusOr<StoredAnswer> kept = ledger_->Answer(request_id);
+  v1::CompleteResponse response;
+  if (!kept.ok() || !response.ParseFromString(kept->answer)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "request ", request.request_id(), " was already served and charged, and no answer is "
+        "kept for it: it was cancelled by its client before it finished (and charged for the "
+        "part produced), or its answer is no longer kept; send a new id to ask again"));
+  }
+  response.set_request_id(request.request_id());
+  response.set_cost_micro(kept->charged_micro);
+  response.set_settlement_id(kept->settlement_id);
+  response.set_replayed(true);
+  spdlog::info("request {}: replayed the answer of settlement {}", request_id,
+               kept->settlement_id);
+  if (sink) {
+    v1::CompleteEvent delta;
+    delta.mutable_output()->set_text(response.output());
+    delta.mutable_output()->set_answer(true);
+    sink(delta);
+    v1::CompleteEvent final_event;
+    *final_event.mutable_final() = response;
+    sink(final_event);
   }
   return response;
 }

@@ -27,6 +27,14 @@
 // token bound). The client pays for those tokens and each provider earns exactly its own;
 // with none, nothing is charged. The call still returns CANCELLED (its message names the
 // settlement), since no answer is delivered.
+// Request ids: a client may name its request (CompleteRequest.request_id, X-Request-Id,
+// Idempotency-Key); the id is scoped to its account ("client:NAME/ID" in the ledger), so no
+// client sees or blocks another's. One request per id runs at a time: a duplicate sent while
+// the first runs waits for it (here; on another coordinator the ledger refuses it with
+// ABORTED); once the first is settled, the same id gets its answer again (replayed=true,
+// from the ledger, for its answer retention) and is never run or charged again. A request that
+// failed was not charged, so its id may be sent again and runs. One abandoned by its client
+// (below) was charged for its part but has no answer: its id is spent (ALREADY_EXISTS).
 // Budgets: before any device works, an upper bound of the cost is reserved on the client's
 // account (refused with FAILED_PRECONDITION "insufficient credits" when too low); settlement
 // charges the actual cost and consumes the reservation; any failure releases it. A reservation
@@ -37,6 +45,7 @@
 #define LOOM_COORDINATOR_REQUEST_RUNNER_H_
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -93,6 +102,9 @@ class RequestRunner {
 
   Clock* clock() const { return clock_; }
 
+  // Calls waiting now for another call with the same request id to finish.
+  int DuplicatesWaiting() const;
+
   // The plan Run would follow, without running anything: analysis, the rule-based
   // decomposition (a decomposer model may split differently when run), and the device each
   // sub-task would get now.
@@ -116,6 +128,15 @@ class RequestRunner {
                                                absl::Time deadline, const EventSink& sink,
                                                Cancellation* cancel, absl::Time arrived,
                                                v1::Timings timings, AttemptLog* log);
+  // Claims `request_id` on this coordinator, waiting (until `deadline` or `cancel`) while
+  // another call holds it. UnclaimId releases it and wakes the waiters.
+  absl::Status ClaimId(const std::string& request_id, absl::Time deadline, Cancellation* cancel);
+  void UnclaimId(const std::string& request_id);
+  // The answer of a request settled before (`settled` is the ledger's ALREADY_EXISTS), from
+  // the ledger; ALREADY_EXISTS when it is no longer kept.
+  absl::StatusOr<v1::CompleteResponse> Replay(const v1::CompleteRequest& request,
+                                              const std::string& request_id,
+                                              const absl::Status& settled, const EventSink& sink);
   // Settles an abandoned request for the work delivered until it was cancelled (the rule
   // above); returns the CANCELLED status to report.
   absl::Status SettleAbandoned(const std::string& request_id, const std::string& client_account,
@@ -134,6 +155,10 @@ class RequestRunner {
   const ResponseSynthesizer synthesizer_;
   const CompeteRunner compete_;
 
+  mutable absl::Mutex flights_mu_;
+  // Request ids running now, each with the signal its duplicates wait for.
+  std::map<std::string, std::shared_ptr<Cancellation>> flights_ ABSL_GUARDED_BY(flights_mu_);
+  int duplicates_waiting_ ABSL_GUARDED_BY(flights_mu_) = 0;
   absl::Mutex clients_mu_;
   std::map<std::string, int> client_inflight_ ABSL_GUARDED_BY(clients_mu_);  // erased at 0
 };

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "loom/v1/common.pb.h"
 
@@ -35,6 +36,18 @@ struct SettlementRequest {
   std::string request_id;
   std::string client_account;  // charged the sum of the records' credits
   std::vector<v1::ContributionRecord> records;  // successful model calls only
+  // Optional: the answer to hand back when the same request id is sent again (a serialized
+  // CompleteResponse), kept in the same transaction as the settlement, for the ledger's answer
+  // retention. Empty: none is kept.
+  std::string answer;
+};
+
+// The answer a settled request left for its replays.
+struct StoredAnswer {
+  std::string account;         // the client account that was charged
+  std::string answer;          // as given to Settle
+  std::string settlement_id;
+  int64_t charged_micro = 0;
 };
 
 struct Settlement {
@@ -57,7 +70,8 @@ class LedgerStore {
   // Holds `amount_micro` of `account` for `request_id` until Settle or Release, or until `ttl`
   // passes. FAILED_PRECONDITION ("insufficient credits ...") when the account's available
   // balance is lower; ALREADY_EXISTS for a request id that was already settled (a replay: it
-  // must not run again). Idempotent for a live reservation of the same request.
+  // must not run again); ABORTED while a live reservation holds the id (the request is running,
+  // here or on another coordinator: a duplicate must not run beside it).
   virtual absl::Status Reserve(const std::string& request_id, const std::string& account,
                                int64_t amount_micro, absl::Duration ttl) = 0;
   // Drops the reservation of `request_id` (none: OK).
@@ -68,6 +82,11 @@ class LedgerStore {
   // Charges the client and credits providers, consuming the request's reservation.
   // FAILED_PRECONDITION when the client cannot pay (nothing is written).
   virtual absl::StatusOr<Settlement> Settle(const SettlementRequest& request) = 0;
+  // The answer kept by the settlement of `request_id`. NOT_FOUND when the request was not
+  // settled, was settled without an answer, or its answer is past the retention window.
+  virtual absl::StatusOr<StoredAnswer> Answer(const std::string& request_id) {
+    return absl::NotFoundError(absl::StrCat("no answer is kept for request ", request_id));
+  }
   virtual absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(
       const RecordFilter& filter) = 0;
 

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
+#include "common/ids.h"
 #include "common/status_macros.h"
 #include "ledger/pricing.h"
 
@@ -118,9 +119,20 @@ class Statement {
   }
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   double Double(int col) const { return sqlite3_column_double(stmt_, col); }
+  // Every byte of the value, NULs included (the length comes from SQLite, not strlen).
   std::string Text(int col) const {
     const unsigned char* t = sqlite3_column_text(stmt_, col);
-    return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+    return t ? std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(stmt_, col))
+             : std::string();
+  }
+  Statement& BindBlob(int i, absl::string_view v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  std::string Blob(int col) const {
+    const void* b = sqlite3_column_blob(stmt_, col);
+    return b ? std::string(static_cast<const char*>(b), sqlite3_column_bytes(stmt_, col))
+             : std::string();
   }
 
  private:
@@ -170,13 +182,37 @@ using Entries = std::vector<std::pair<std::string, int64_t>>;
 
 // What a transaction's hash covers. Entries are sorted by account so the order they were
 // written in does not matter.
-std::string TxnCanonical(const std::string& prev_hash, int64_t id, const std::string& kind,
-                         const std::string& reference, int64_t amount, int64_t created_ms,
-                         const std::string& digest, Entries entries) {
+// Chain version 1 (rows written before schema 7) joins the fields with '|'; a reference or
+// account holding '|' or '=' could make two different rows hash alike.
+// Chain version 2 writes every field as its decimal length, ':', and its bytes, so the form is
+// unambiguous for any bytes; the version itself is hashed first.
+constexpr int kChainVersion = 2;
+
+std::string TxnCanonical(int version, const std::string& prev_hash, int64_t id,
+                         const std::string& kind, const std::string& reference, int64_t amount,
+                         int64_t created_ms, const std::string& digest, Entries entries) {
   std::sort(entries.begin(), entries.end());
-  std::string out = absl::StrCat(prev_hash, "|", id, "|", kind, "|", reference, "|", amount, "|",
-                                 created_ms, "|", digest);
-  for (const auto& [account, value] : entries) absl::StrAppend(&out, "|", account, "=", value);
+  if (version == 1) {
+    std::string out = absl::StrCat(prev_hash, "|", id, "|", kind, "|", reference, "|", amount,
+                                   "|", created_ms, "|", digest);
+    for (const auto& [account, value] : entries) absl::StrAppend(&out, "|", account, "=", value);
+    return out;
+  }
+  std::string out;
+  auto field = [&out](absl::string_view bytes) { absl::StrAppend(&out, bytes.size(), ":", bytes); };
+  field(absl::StrCat("v", version));
+  field(prev_hash);
+  field(absl::StrCat(id));
+  field(kind);
+  field(reference);
+  field(absl::StrCat(amount));
+  field(absl::StrCat(created_ms));
+  field(digest);
+  field(absl::StrCat(entries.size()));
+  for (const auto& [account, value] : entries) {
+    field(account);
+    field(absl::StrCat(value));
+  }
   return out;
 }
 
@@ -368,6 +404,18 @@ CREATE INDEX contributions_by_provider ON contributions(provider_id, created_at_
     R"sql(
 ALTER TABLE reservations ADD COLUMN holder TEXT NOT NULL DEFAULT '';
 )sql",
+    // 7: an unambiguous (length-prefixed) hash form for new transactions, and the answers
+    // settlements keep for replays of their request ids.
+    R"sql(
+ALTER TABLE transactions ADD COLUMN chain_version INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE answers(
+  request_id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id),
+  txn_id INTEGER NOT NULL REFERENCES transactions(id),
+  response BLOB NOT NULL,
+  created_at_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX answers_by_age ON answers(created_at_ms);
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteLedger::kSchemaVersion);
 
@@ -431,7 +479,7 @@ absl::Status HashExistingTransactions(sqlite3* db) {
     Entries entries = LoadEntries(db, r.id, &status);
     LOOM_RETURN_IF_ERROR(status);
     const std::string hash = Sha256Hex(
-        TxnCanonical(prev, r.id, r.kind, r.reference, r.amount, r.created, r.digest, entries));
+        TxnCanonical(1, prev, r.id, r.kind, r.reference, r.amount, r.created, r.digest, entries));
     Statement u(db, "UPDATE transactions SET prev_hash = ?1, hash = ?2 WHERE id = ?3");
     LOOM_RETURN_IF_ERROR(u.Bind(1, prev).Bind(2, hash).Bind(3, r.id).Run());
     prev = hash;
@@ -734,10 +782,12 @@ absl::StatusOr<int64_t> SqliteLedger::AppendLocked(const std::string& kind,
   }
   const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
   const std::string hash =
-      Sha256Hex(TxnCanonical(prev, id, kind, reference, amount, now_ms, digest, entries));
+      Sha256Hex(TxnCanonical(kChainVersion, prev, id, kind, reference, amount, now_ms, digest,
+                             entries));
   Statement txn(db_,
                 "INSERT INTO transactions(id, kind, reference, amount_micro, created_at_ms, "
-                "records_digest, prev_hash, hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "records_digest, prev_hash, hash, chain_version) "
+                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 cache_.get());
   LOOM_RETURN_IF_ERROR(txn.Bind(1, id)
                            .Bind(2, kind)
@@ -747,6 +797,7 @@ absl::StatusOr<int64_t> SqliteLedger::AppendLocked(const std::string& kind,
                            .Bind(6, digest)
                            .Bind(7, prev)
                            .Bind(8, hash)
+                           .Bind(9, int64_t{kChainVersion})
                            .Run());
   // All entries in one statement (one prepared statement per entry count); each balance moves
   // by its primary key.
@@ -888,6 +939,26 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
   }
   Statement consume(db_, "DELETE FROM reservations WHERE request_id = ?1", cache_.get());
   LOOM_RETURN_IF_ERROR(consume.Bind(1, request.request_id).Run());
+  // Answers past retention go as settlements pass, at most once a minute (the delete is an
+  // index range scan).
+  const int64_t retention_ms = absl::ToInt64Milliseconds(options_.answer_retention);
+  if (now_ms - last_answer_sweep_ms_ >= 60'000) {
+    Statement prune(db_, "DELETE FROM answers WHERE created_at_ms < ?1", cache_.get());
+    LOOM_RETURN_IF_ERROR(prune.Bind(1, now_ms - retention_ms).Run());
+    last_answer_sweep_ms_ = now_ms;
+  }
+  if (!request.answer.empty() && retention_ms > 0) {
+    Statement keep(db_,
+                   "INSERT OR REPLACE INTO answers(request_id, account_id, txn_id, response, "
+                   "created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
+                   cache_.get());
+    LOOM_RETURN_IF_ERROR(keep.Bind(1, request.request_id)
+                             .Bind(2, request.client_account)
+                             .Bind(3, txn_id)
+                             .BindBlob(4, request.answer)
+                             .Bind(5, now_ms)
+                             .Run());
+  }
   return Settlement{absl::StrCat(txn_id), charge, fee, false};
 }
 
@@ -925,11 +996,10 @@ absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::str
       held.Bind(1, request_id).Bind(2, now_ms);
       LOOM_ASSIGN_OR_RETURN(bool found, held.Step());
       if (found) {
-        if (held.Text(0) != account) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "request ", request_id, " is already reserved on another account"));
-        }
-        return absl::OkStatus();
+        // Running now (here or on another coordinator): the id is claimed, a duplicate waits.
+        return absl::AbortedError(
+            absl::StrCat("request ", request_id,
+                         " is in progress; send it again once it has finished to get its answer"));
       }
     }
     LOOM_RETURN_IF_ERROR(EnsureAccountLocked(account));
@@ -954,6 +1024,21 @@ absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::str
         .Bind(6, options_.holder)
         .Run();
   }, /*durable=*/false);
+}
+
+absl::StatusOr<StoredAnswer> SqliteLedger::Answer(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  Statement q(db_,
+              "SELECT a.account_id, a.response, a.txn_id, t.amount_micro FROM answers a "
+              "JOIN transactions t ON t.id = a.txn_id WHERE a.request_id = ?1 AND "
+              "a.created_at_ms >= ?2",
+              cache_.get());
+  q.Bind(1, request_id)
+      .Bind(2, absl::ToUnixMillis(clock_->Now()) -
+                   absl::ToInt64Milliseconds(options_.answer_retention));
+  LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("no answer is kept for request ", request_id));
+  return StoredAnswer{q.Text(0), q.Blob(1), absl::StrCat(q.Int(2)), q.Int(3)};
 }
 
 absl::Status SqliteLedger::Release(const std::string& request_id) {
@@ -1162,7 +1247,7 @@ absl::StatusOr<VerifyReport> SqliteLedger::Verify() {
   }
   Statement all(db_,
                 "SELECT id, kind, reference, amount_micro, created_at_ms, records_digest, "
-                "prev_hash, hash FROM transactions ORDER BY id");
+                "prev_hash, hash, chain_version FROM transactions ORDER BY id");
   std::string prev;
   while (true) {
     LOOM_ASSIGN_OR_RETURN(bool row, all.Step());
@@ -1179,8 +1264,12 @@ absl::StatusOr<VerifyReport> SqliteLedger::Verify() {
     for (const auto& [account, value] : entries) sum += value;
     if (sum != 0) return fail(id, absl::StrCat("entries sum to ", sum, ", not zero"));
     if (all.Text(6) != prev) return fail(id, "previous-hash link broken (a transaction before it was removed or changed)");
-    const std::string expected = Sha256Hex(TxnCanonical(prev, id, kind, all.Text(2), amount,
-                                                        all.Int(4), all.Text(5), entries));
+    const int version = static_cast<int>(all.Int(8));
+    if (version != 1 && version != kChainVersion) {
+      return fail(id, absl::StrCat("unknown chain version ", version));
+    }
+    const std::string expected = Sha256Hex(TxnCanonical(version, prev, id, kind, all.Text(2),
+                                                        amount, all.Int(4), all.Text(5), entries));
     if (all.Text(7) != expected) return fail(id, "hash does not match its contents (edited)");
     prev = expected;
     if (kind == "settle") {
@@ -1235,6 +1324,7 @@ std::string RandomHex(int bytes) {
 
 absl::StatusOr<std::pair<ApiKeyInfo, std::string>> SqliteLedger::CreateKey(
     const std::string& client_name) {
+  LOOM_RETURN_IF_ERROR(ValidClientName(client_name));
   const std::string account = ClientAccount(client_name);
   const std::string id = "key_" + RandomHex(6);
   const std::string secret = "loom_" + RandomHex(24);

@@ -25,7 +25,11 @@
 //    timeout plus a minute), so a crash never holds credits forever.
 //  - Grant (mint -> account) and Payout (provider -> payout) are idempotent by reference.
 //  - Tamper evidence: each transaction stores SHA-256(previous hash, its fields, its entries);
-//    Verify recomputes the chain and checks sums, records and PRAGMA integrity_check.
+//    Verify recomputes the chain and checks sums, records and PRAGMA integrity_check. Since
+//    schema 7 the hashed form is length-prefixed (chain_version 2), so it is unambiguous for
+//    any bytes in any field; older rows keep the '|'-joined form they were hashed with.
+//  - Replays: a settlement may keep the request's answer (answers table, answer_retention),
+//    which Answer() hands back to a retry of the same id.
 // Durability: WAL, foreign keys, synchronous=FULL by default, busy timeout, schema versions
 // in PRAGMA user_version migrated forward on Open. Reserve and Release are the exception:
 // their commits are not flushed to disk on their own (they survive a process crash, and the
@@ -76,6 +80,9 @@ struct LedgerOptions {
   // restarted coordinator can release what its crashed predecessor held (ReleaseOrphans),
   // and with several coordinators on one ledger only its own.
   std::string holder = "coordinator";
+  // How long the answer a settlement keeps (SettlementRequest::answer) is handed back to
+  // replays of its request id; older answers are deleted as settlements go by.
+  absl::Duration answer_retention = absl::Hours(24);
 };
 
 struct AccountInfo {
@@ -117,7 +124,7 @@ struct VerifyReport {
 
 class SqliteLedger : public LedgerStore {
  public:
-  static constexpr int kSchemaVersion = 6;
+  static constexpr int kSchemaVersion = 7;
 
   // Opens (creating and migrating unless read_only) the database. INVALID_ARGUMENT for bad
   // options, FAILED_PRECONDITION for a database newer than this build, UNAVAILABLE when the
@@ -130,6 +137,7 @@ class SqliteLedger : public LedgerStore {
                        int64_t amount_micro, absl::Duration ttl) override;
   int64_t FeeFor(int64_t credits_micro) const override;
   absl::Status Release(const std::string& request_id) override;
+  absl::StatusOr<StoredAnswer> Answer(const std::string& request_id) override;
   // Releases every reservation made by this ledger's holder: called once at start, before any
   // request, they are a crashed predecessor's (otherwise they would hold the clients' credits
   // until they expire). Returns how many.
@@ -205,6 +213,7 @@ class SqliteLedger : public LedgerStore {
   std::vector<std::string> op_accounts_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> batch_accounts_ ABSL_GUARDED_BY(mu_);
   bool flushing_ ABSL_GUARDED_BY(mu_) = true;  // the connection's synchronous is options_'s
+  int64_t last_answer_sweep_ms_ ABSL_GUARDED_BY(mu_) = 0;  // answers past retention deleted
   int64_t last_expiry_sweep_ms_ ABSL_GUARDED_BY(mu_) = 0;  // expired reservations deleted
 
   struct WriteOp {

@@ -5,6 +5,7 @@
 //   LOOM_MODEL     a model served on the mesh   LOOM_SDK  "openai" or "openai4"
 //   LOOM_SLOW_MODEL  a model on a slow device (a stream that is still running when aborted)
 //   LOOM_ABORT_ID    the request id of the aborted stream (the test checks its billing)
+//   LOOM_TIMEOUT_ID  the request id of a call that times out and is retried (billing too)
 // Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
 import { checks } from "./checks.mjs";
 
@@ -142,15 +143,32 @@ await check("errors arrive as the SDK's typed errors", async () => {
             (e) => expect(e.status === 402 && e.code === "insufficient_quota", `got ${e.status} ${e.code}`));
 });
 
-await check("a served request id is not retried and not charged twice", async () => {
+await check("a request id sent again gets the first answer, charged once", async () => {
   const id = `sdk-${sdkName}-${Date.now()}`;
   const ask = { model, messages: [{ role: "user", content: "What is the capital of Peru?" }] };
-  await client.chat.completions.create(ask, { headers: { "X-Request-Id": id } });
+  const first = await client.chat.completions.create(ask, { headers: { "X-Request-Id": id } });
   const before = sent;
-  await client.chat.completions.create(ask, { headers: { "X-Request-Id": id } })
-      .then(() => { throw new Error("409 expected"); },
+  const { data: again, response } = await client.chat.completions
+      .create(ask, { headers: { "Idempotency-Key": id } }).withResponse();
+  expect(sent - before === 1, `the SDK sent ${sent - before} requests`);
+  expect(response.headers.get("idempotent-replayed") === "true", "not marked as a replay");
+  expect(again.choices[0].message.content === first.choices[0].message.content, "a different answer");
+  expect(again.loom.cost_micro === first.loom.cost_micro, "a different charge");
+});
+
+await check("a timeout with retries is charged once, and the retry is told why", async () => {
+  // 400 tokens at 100/s take 4 s; the SDK gives up after 1 s and retries with the same id.
+  const timing = new OpenAI({ baseURL, apiKey: process.env.LOOM_KEY, maxRetries: 2, timeout: 1000,
+                              fetch: countingFetch });
+  const before = sent;
+  await timing.chat.completions.create(
+      { model: process.env.LOOM_SLOW_MODEL, messages: [{ role: "user", content: "Tell me a long story." }] },
+      { headers: { "X-Request-Id": process.env.LOOM_TIMEOUT_ID } })
+      .then(() => { throw new Error("a 4 s answer arrived within a 1 s timeout"); },
             (e) => expect(e instanceof OpenAI.ConflictError, `got ${e}`));
-  expect(sent - before === 1, `the SDK sent ${sent - before} requests for a 409 (x-should-retry: false ignored?)`);
+  // The first attempt timed out; its retry found the id spent (charged for the part produced)
+  // and was told not to retry again.
+  expect(sent - before === 2, `the SDK sent ${sent - before} requests`);
 });
 
 await check("aborting a stream part way leaves the server serving", async () => {

@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/tokens.h"
+#include "absl/synchronization/notification.h"
 #include "coordinator/device_client.h"
 
 namespace loom {
@@ -30,6 +31,7 @@ class FakeDeviceClient : public DeviceClient {
     int rendezvous = 0;          // block until this many calls have arrived (at most 10 s;
                                  // UNAVAILABLE if never reached). A call that waits here is
                                  // still running when the others arrive: proves concurrency
+    absl::Notification* gate = nullptr;  // block until notified (at most 10 s: UNAVAILABLE)
   };
 
   // With a clock, a script's `takes` moves it forward during the call.
@@ -89,6 +91,9 @@ class FakeDeviceClient : public DeviceClient {
       if (!mu_.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(10))) {
         return absl::UnavailableError("rendezvous not reached: calls did not overlap");
       }
+    }
+    if (script.gate && !script.gate->WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      return absl::UnavailableError("the test never opened the gate");
     }
     if (clock_ && script.takes > absl::ZeroDuration()) clock_->Advance(script.takes);
     int64_t tokens = 0;

@@ -295,12 +295,25 @@ TEST_F(HttpTest, EveryResponseNamesItsRequestAndAClientsIdIsServedOnce) {
   ASSERT_EQ(first.status, 200) << first.body;
   EXPECT_THAT(absl::AsciiStrToLower(first.headers), HasSubstr("x-request-id: frank-001"));
   EXPECT_EQ(json::parse(first.body)["id"], "chatcmpl-frank-001");
-  // An SDK retry of the same logical request: refused, told not to retry, charged once.
+  // An SDK retry of the same logical request gets the first answer again, charged once.
   HttpResult again = Curl("POST", "/v1/chat/completions", ask, key, {"-H", "Idempotency-Key: frank-001"});
-  EXPECT_EQ(again.status, 409) << again.body;
-  EXPECT_THAT(absl::AsciiStrToLower(again.headers), HasSubstr("x-should-retry: false"));
-  EXPECT_EQ(json::parse(again.body)["error"]["code"], "request_already_served");
-  EXPECT_EQ(LedgerRecords("frank-001").size(), 1u);
+  EXPECT_EQ(again.status, 200) << again.body;
+  EXPECT_THAT(absl::AsciiStrToLower(again.headers), HasSubstr("idempotent-replayed: true"));
+  EXPECT_EQ(json::parse(again.body)["choices"][0]["message"]["content"],
+            json::parse(first.body)["choices"][0]["message"]["content"]);
+  EXPECT_EQ(json::parse(again.body)["loom"]["cost_micro"], json::parse(first.body)["loom"]["cost_micro"]);
+  // The ledger keys a client's own ids by its account: one settlement, under client:frank.
+  EXPECT_EQ(LedgerRecords("client:frank/frank-001").size(), 1u);
+  EXPECT_EQ(LedgerRecords("frank-001").size(), 0u);
+  // Another client may use the same id: it is its own request, and learns nothing of frank's.
+  const std::string gina = NewKey("gina", "5");
+  HttpResult other = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "Who painted the Mona Lisa?"),
+                          gina, {"-H", "X-Request-Id: frank-001"});
+  EXPECT_EQ(other.status, 200) << other.body;
+  EXPECT_THAT(absl::AsciiStrToLower(other.headers), Not(HasSubstr("idempotent-replayed")));
+  EXPECT_NE(json::parse(other.body)["choices"][0]["message"]["content"],
+            json::parse(first.body)["choices"][0]["message"]["content"]);
+  EXPECT_EQ(LedgerRecords("client:gina/frank-001").size(), 1u);
   // Errors and streams carry an id too; an id that could break logs or the ledger is refused.
   HttpResult unauthorized = Curl("POST", "/v1/chat/completions", ask);
   EXPECT_EQ(unauthorized.status, 401);
@@ -477,7 +490,7 @@ TEST_F(HttpTest, AnUnstreamedRequestWhoseClientLeavesIsStoppedAndBilledForWhatWa
   EXPECT_EQ(r.status, 0) << "curl gave up before any response";
   json records;
   EXPECT_TRUE(WaitFor([&] {
-    records = LedgerRecords("left-early");
+    records = LedgerRecords("client:alice/left-early");
     return records.is_array() && records.size() == 1;
   }, absl::Seconds(20))) << records.dump();
   ASSERT_TRUE(records.is_array() && records.size() == 1) << records.dump();

@@ -1,6 +1,8 @@
 // ledger_stress: a test helper that settles requests PREFIX-0 .. PREFIX-(COUNT-1) through the
 // real SqliteLedger, as the coordinator does (reserve, then settle two records), printing one
 // line per request ("settled ID", "already ID" or "refused ID") as soon as it is durable.
+// Like a restarted coordinator, it first releases the reservations a killed run of the same
+// prefix left behind.
 // Integration tests SIGKILL it at random points and run several at once on one file.
 //
 //   ledger_stress --db=PATH --client=NAME --prefix=req --count=200 [--cost_micro=300000]
@@ -20,9 +22,16 @@ ABSL_FLAG(int64_t, cost_micro, 300'000, "Cost of each request (two records).");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  auto ledger = loom::SqliteLedger::Open({.path = absl::GetFlag(FLAGS_db)});
+  // One holder per prefix, so that a run killed part way releases its own reservations when
+  // it runs again, as a restarted coordinator does (ReleaseOrphans), and only those.
+  auto ledger = loom::SqliteLedger::Open(
+      {.path = absl::GetFlag(FLAGS_db), .holder = "stress-" + absl::GetFlag(FLAGS_prefix)});
   if (!ledger.ok()) {
     std::cerr << ledger.status() << "\n";
+    return 2;
+  }
+  if (auto released = (*ledger)->ReleaseOrphans(); !released.ok()) {
+    std::cerr << released.status() << "\n";
     return 2;
   }
   const std::string client = loom::ClientAccount(absl::GetFlag(FLAGS_client));

@@ -48,5 +48,17 @@ TEST(IdsTest, RequestIdsArePrintableAndBounded) {
   EXPECT_FALSE(ValidRequestId("caf\xC3\xA9").ok());
 }
 
+TEST(IdsTest, ClientNamesCannotMakeTwoScopedIdsAlike) {
+  EXPECT_TRUE(ValidClientName("alice").ok());
+  EXPECT_TRUE(ValidClientName("team-7.ops+ci@example").ok());
+  EXPECT_FALSE(ValidClientName("").ok());
+  EXPECT_FALSE(ValidClientName(std::string(65, 'a')).ok());
+  // "a/b" + "/c" would be the scoped id of client "a" with id "b/c".
+  EXPECT_FALSE(ValidClientName("a/b").ok());
+  EXPECT_FALSE(ValidClientName("two words").ok());
+  EXPECT_EQ(ScopedRequestId("client:a", "b/c"), "client:a/b/c");
+  EXPECT_NE(ScopedRequestId("client:a", "x"), ScopedRequestId("client:b", "x"));
+}
+
 }  // namespace
 }  // namespace loom

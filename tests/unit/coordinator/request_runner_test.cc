@@ -255,19 +255,89 @@ TEST_F(RequestRunnerTest, BadRequestsAreRefusedBeforeAnyDeviceWorks) {
   EXPECT_TRUE(devices_.calls().empty());
 }
 
-TEST_F(RequestRunnerTest, ReplayedRequestIdIsRefusedBeforeRunningAgain) {
+TEST_F(RequestRunnerTest, ARequestIdSentAgainGetsItsFirstAnswerWithoutRunningOrChargingAgain) {
   AddDevice("a", "m", "llama");
   auto r = Ask("What is the capital of France?");
   r.set_request_id("req-fixed");
   auto first = Run(r);
   ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->replayed());
   const size_t calls = devices_.calls().size();
   auto second = Run(r);
-  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_THAT(second.status().message(), HasSubstr("already served"));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->replayed());
+  EXPECT_EQ(second->request_id(), "req-fixed");
+  EXPECT_EQ(second->output(), first->output());
+  EXPECT_EQ(second->cost_micro(), first->cost_micro());
+  EXPECT_EQ(second->settlement_id(), first->settlement_id());
   EXPECT_EQ(devices_.calls().size(), calls) << "nothing ran twice";
-  EXPECT_EQ(ledger_->ListRecords({})->size(), 1u);
+  auto records = ledger_->ListRecords({});
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].request_id(), "client:alice/req-fixed") << "scoped to its client";
   EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted - first->cost_micro());
+}
+
+TEST_F(RequestRunnerTest, AnswersPastTheirRetentionAreGoneButTheIdStaysSpent) {
+  AddDevice("a", "m", "llama");
+  ledger_ = *SqliteLedger::Open({.path = ":memory:", .clock = &clock_,
+                                 .answer_retention = absl::Minutes(10)});
+  ASSERT_TRUE(ledger_->Grant(ClientAccount("alice"), kGranted, "g").ok());
+  RequestRunner runner({}, &registry_, &selector_, &devices_, ledger_.get(), &clock_);
+  auto r = Ask("What is the capital of France?");
+  r.set_client_id("alice");
+  r.set_request_id("req-old");
+  ASSERT_TRUE(runner.Run(r, absl::InfiniteFuture(), nullptr, nullptr).ok());
+  clock_.Advance(absl::Minutes(11));
+  auto again = runner.Run(r, absl::InfiniteFuture(), nullptr, nullptr);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(again.status().message(), HasSubstr("no longer kept"));
+  EXPECT_EQ(ledger_->ListRecords({})->size(), 1u) << "never run again";
+}
+
+TEST_F(RequestRunnerTest, ConcurrentDuplicatesRunOnceAndAllGetTheAnswer) {
+  AddDevice("a", "m", "llama");
+  // The device holds the first call until every duplicate has arrived and is waiting.
+  absl::Notification gate;
+  FakeDeviceClient::Script held;
+  held.chunks = {"Lima."};
+  held.gate = &gate;
+  devices_.Set("a:1", held);
+  auto r = Ask("What is the capital of Peru?");
+  r.set_request_id("dup-1");
+  constexpr int kDuplicates = 8;
+  std::vector<absl::StatusOr<v1::CompleteResponse>> results(kDuplicates, absl::UnknownError(""));
+  {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kDuplicates; ++i) {
+      threads.emplace_back([&, i] { results[i] = Run(r); });
+    }
+    EXPECT_TRUE(loom::testing::WaitFor([&] { return runner_->DuplicatesWaiting() == kDuplicates - 1; },
+                                 absl::Seconds(10)));
+    gate.Notify();
+    for (auto& t : threads) t.join();
+  }
+  int replayed = 0;
+  for (const auto& result : results) {
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->output(), results[0]->output());
+    replayed += result->replayed();
+  }
+  EXPECT_EQ(replayed, kDuplicates - 1);
+  EXPECT_EQ(devices_.calls().size(), 1u) << "the device ran once";
+  EXPECT_EQ(ledger_->ListRecords({})->size(), 1u);
+}
+
+TEST_F(RequestRunnerTest, ADuplicateWhileTheFirstRunsElsewhereIsToldToRetry) {
+  AddDevice("a", "m", "llama");
+  // Another coordinator on the same ledger holds the id (its reservation is live).
+  ASSERT_TRUE(ledger_->Reserve("client:alice/elsewhere", ClientAccount("alice"), 1,
+                               absl::Minutes(5)).ok());
+  auto r = Ask("What is the capital of Peru?");
+  r.set_request_id("elsewhere");
+  auto response = Run(r);
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(response.status().message(), HasSubstr("in progress"));
+  EXPECT_TRUE(devices_.calls().empty());
 }
 
 }  // namespace

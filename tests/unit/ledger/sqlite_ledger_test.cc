@@ -198,8 +198,10 @@ TEST_F(SqliteLedgerTest, ReservationsHoldCreditsUntilSettledOrReleased) {
   auto refused = ledger_->Reserve("r2", ClientAccount("alice"), 5 * kCredit, absl::Minutes(5));
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.message(), HasSubstr("insufficient credits"));
-  // Reserving again for the same request is idempotent.
-  EXPECT_TRUE(ledger_->Reserve("r1", ClientAccount("alice"), 6 * kCredit, absl::Minutes(5)).ok());
+  // The id is claimed while its reservation lives: a duplicate must not run beside it.
+  EXPECT_EQ(ledger_->Reserve("r1", ClientAccount("alice"), 6 * kCredit, absl::Minutes(5)).code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), 4 * kCredit);
   // Settling charges the actual cost and drops the hold atomically.
   ASSERT_TRUE(ledger_->Settle({"r1", ClientAccount("alice"), {Record("r1", "p1", 2 * kCredit)}}).ok());
   EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), 8 * kCredit);
@@ -361,6 +363,21 @@ void Sql(const std::string& path, const std::string& sql) {
   sqlite3_close(db);
 }
 
+// The first column of the first row, as text ("" when there is none).
+std::string SqlValue(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  std::string out;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) return "open failed";
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0)) {
+    out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
+}
+
 TEST(SqliteLedgerFileTest, VerifyNamesTheFirstEditedTransaction) {
   const std::string path = TempDb("ledger_tamper.db");
   {
@@ -440,6 +457,45 @@ PRAGMA user_version = 1;
                                   }()}});
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(again->already_settled);
+  // New transactions chain on with the length-prefixed form; old and new verify together.
+  ASSERT_TRUE((*ledger)->Grant(ClientAccount("anonymous"), 1000, "after-upgrade").ok());
+  EXPECT_TRUE((*ledger)->Verify()->ok) << (*ledger)->Verify()->problem;
+  EXPECT_EQ(SqlValue(path, "SELECT group_concat(chain_version) FROM (SELECT chain_version FROM "
+                           "transactions ORDER BY id)"),
+            "1,2");
+}
+
+TEST_F(SqliteLedgerTest, AnyBytesInReferencesAndIdsKeepTheChainVerifiable) {
+  // NUL, separators of the old hashed form, non-ASCII: the chain holds for all of them (the
+  // coordinator refuses such request ids anyway; the ledger must not depend on it).
+  const std::string odd = std::string("a\0b|c=d\xff", 10);
+  ASSERT_TRUE(ledger_->Grant(ClientAccount("alice"), 5, odd).ok());
+  ASSERT_TRUE(ledger_->Grant(ClientAccount("alice"), 5, "a").ok()) << "a prefix is another reference";
+  ASSERT_TRUE(ledger_->Settle({odd, ClientAccount("alice"), {Record(odd, "p1", kCredit)}}).ok());
+  VerifyReport report = *ledger_->Verify();
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(ledger_->ListRecords({.request_id = odd})->size(), 1u);
+  EXPECT_TRUE(ledger_->ListRecords({.request_id = "a"})->empty());
+}
+
+TEST_F(SqliteLedgerTest, ASettlementKeepsItsAnswerForRepliesWithinTheRetention) {
+  ASSERT_TRUE(ledger_->Reserve("r1", ClientAccount("alice"), kCredit, absl::Minutes(5)).ok());
+  ASSERT_TRUE(ledger_->Settle({.request_id = "r1", .client_account = ClientAccount("alice"),
+                               .records = {Record("r1", "p1", kCredit / 2)},
+                               .answer = std::string("the answer\0bytes", 16)}).ok());
+  auto kept = ledger_->Answer("r1");
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(kept->answer, std::string("the answer\0bytes", 16));
+  EXPECT_EQ(kept->account, ClientAccount("alice"));
+  EXPECT_EQ(kept->charged_micro, kCredit / 2);
+  EXPECT_EQ(ledger_->Answer("r2").status().code(), absl::StatusCode::kNotFound);
+  // Past retention (24 h by default) it is gone, and deleted as later settlements go by.
+  clock_.Advance(absl::Hours(25));
+  EXPECT_EQ(ledger_->Answer("r1").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(ledger_->Settle({"r3", ClientAccount("alice"), {Record("r3", "p1", 1)}}).ok());
+  EXPECT_EQ(ledger_->Reserve("r1", ClientAccount("alice"), 1, absl::Minutes(5)).code(),
+            absl::StatusCode::kAlreadyExists) << "the id stays spent";
+  EXPECT_TRUE(ledger_->Verify()->ok);
 }
 
 TEST(SqliteLedgerFileTest, RefusesANewerSchemaAndBadOptions) {
