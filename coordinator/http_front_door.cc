@@ -485,11 +485,12 @@ HttpServerOptions ServerOptions(const HttpOptions& o) {
 
 HttpFrontDoor::HttpFrontDoor(HttpOptions options, RequestRunner* runner,
                              DeviceRegistry* registry, const Authenticator* auth,
-                             Metrics* metrics)
+                             Admission* admission, Metrics* metrics)
     : options_(options),
       runner_(runner),
       registry_(registry),
       auth_(auth),
+      admission_(admission),
       metrics_(metrics),
       server_(ServerOptions(options_),
               [](int status, const std::string& message) { return ErrorResponse(status, message); },
@@ -554,7 +555,8 @@ void HttpFrontDoor::Routes() {
       [this](HttpExchange&) {
         HttpResponse res;
         res.content_type = "text/plain; version=0.0.4";
-        res.body = metrics_->Render(registry_->Snapshot());
+        res.body = metrics_->Render(registry_->Snapshot(), admission_->running(),
+                                    admission_->waiting());
         return res;
       },
       {.on_io_thread = true,
@@ -642,6 +644,9 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
   const int64_t created = absl::ToUnixSeconds(absl::Now());
   const std::string id = absl::StrCat("resp_", request.request_id());
   Cancellation* cancel = exchange.client_gone();
+  absl::StatusOr<Admission::Ticket> ticket =
+      admission_->Acquire(request.client_id(), deadline, cancel);
+  if (!ticket.ok()) return ErrorResponse(std::move(res), ticket.status());
 
   if (!parsed.stream) {
     absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, cancel, arrived);
@@ -711,6 +716,9 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
   const int64_t created = absl::ToUnixSeconds(absl::Now());
   // The client leaving (the server sees the connection close) cancels the request.
   Cancellation* cancel = exchange.client_gone();
+  absl::StatusOr<Admission::Ticket> ticket =
+      admission_->Acquire(request.client_id(), deadline, cancel);
+  if (!ticket.ok()) return ErrorResponse(std::move(res), ticket.status());
 
   if (!stream) {
     absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, cancel, arrived);

@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "coordinator/admission.h"
 #include "coordinator/authenticator.h"
 #include "coordinator/http_server.h"
 #include "coordinator/metrics.h"
@@ -72,8 +73,10 @@ absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out,
 
 class HttpFrontDoor {
  public:
+  // `admission` is shared with the gRPC door (every request is admitted by it after its key is
+  // checked: 429 with Retry-After when the client is past its limit or share).
   HttpFrontDoor(HttpOptions options, RequestRunner* runner, DeviceRegistry* registry,
-                const Authenticator* auth, Metrics* metrics);
+                const Authenticator* auth, Admission* admission, Metrics* metrics);
   ~HttpFrontDoor();
 
   // Binds `listen` ("host:port", port 0 = any) and serves on a thread; returns "host:port".
@@ -100,6 +103,7 @@ class HttpFrontDoor {
   RequestRunner* const runner_;
   DeviceRegistry* const registry_;
   const Authenticator* const auth_;
+  Admission* const admission_;
   Metrics* const metrics_;
   HttpServer server_;
 };

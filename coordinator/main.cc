@@ -76,9 +76,10 @@ ABSL_FLAG(int64_t, heartbeat_interval_ms, 1000, "Heartbeat interval asked of wor
 ABSL_FLAG(int32_t, missed_heartbeats, 3, "A device silent this many intervals is removed.");
 ABSL_FLAG(int32_t, max_attempts, 3, "Attempts per sub-task, each on another device.");
 ABSL_FLAG(int64_t, attempt_timeout_ms, 60000, "Deadline of one attempt on one device.");
-ABSL_FLAG(int32_t, request_threads, 32,
-          "Requests served at once: this many unary (Complete) and this many streamed. Up to as "
-          "many more unary requests wait for a slot; beyond that they get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int32_t, request_threads, 64,
+          "Requests running at once, gRPC and HTTP together. Up to as many more wait for a slot, "
+          "the waiting room shared out equally among the clients waiting, and freed slots go to "
+          "those clients in turn; past its share a request gets RESOURCE_EXHAUSTED / HTTP 429.");
 ABSL_FLAG(std::string, decomposer, "auto",
           "auto: ask the smallest real (non-simulated) model for the sub-task graph, else rules; "
           "model: ask a model even if simulated; rules: always rule-based.");
@@ -97,8 +98,9 @@ ABSL_FLAG(std::string, issue_join_token, "",
 ABSL_FLAG(int64_t, reservation_margin_ms, 60000,
           "A request's credit reservation expires this long after its timeout, so one left by a "
           "crash frees itself.");
-ABSL_FLAG(int32_t, max_requests_per_client, 64,
-          "Requests one client may have in flight; more get RESOURCE_EXHAUSTED / HTTP 429.");
+ABSL_FLAG(int32_t, max_requests_per_client, 32,
+          "Requests one client may have running at once (0: no limit but --request_threads); "
+          "more get RESOURCE_EXHAUSTED / HTTP 429.");
 
 namespace {
 
@@ -249,10 +251,11 @@ int main(int argc, char** argv) {
 
   if (absl::GetFlag(FLAGS_request_timeout_ms) < 100) return Fail("--request_timeout_ms must be >= 100");
   options.request_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_request_timeout_ms));
-  options.max_requests_per_client = absl::GetFlag(FLAGS_max_requests_per_client);
   if (absl::GetFlag(FLAGS_reservation_margin_ms) < 0) return Fail("--reservation_margin_ms must be >= 0");
   options.reservation_margin = absl::Milliseconds(absl::GetFlag(FLAGS_reservation_margin_ms));
-  if (options.max_requests_per_client < 0) return Fail("--max_requests_per_client must be >= 0");
+  if (absl::GetFlag(FLAGS_max_requests_per_client) < 0) {
+    return Fail("--max_requests_per_client must be >= 0");
+  }
 
   loom::ModelSelector selector(std::move(affinity), {.load_weight = load_weight});
   loom::GrpcDeviceClient device_client(*worker_credentials, !tls.plaintext);
@@ -266,8 +269,11 @@ int main(int argc, char** argv) {
   }
   loom::DeviceAuth device_auth(device_auth_options, loom::Clock::Real());
   loom::RegistryService registry_service(&registry, &device_auth);
-  loom::OrchestratorService orchestrator_service(&runner, &registry, &auth,
-                                                 absl::GetFlag(FLAGS_request_threads));
+  // One admission for both doors: a client's requests count the same on gRPC and HTTP.
+  loom::Admission admission({.slots = absl::GetFlag(FLAGS_request_threads),
+                             .max_waiting = absl::GetFlag(FLAGS_request_threads),
+                             .max_running_per_client = absl::GetFlag(FLAGS_max_requests_per_client)});
+  loom::OrchestratorService orchestrator_service(&runner, &registry, &auth, &admission);
   loom::HttpFrontDoor http({.request_timeout = options.request_timeout,
                             .max_connections = MaxConnections(absl::GetFlag(FLAGS_http_max_connections)),
                             .max_connections_per_peer = absl::GetFlag(FLAGS_http_max_connections_per_peer),
@@ -278,7 +284,7 @@ int main(int argc, char** argv) {
                             .metrics_require_key = absl::GetFlag(FLAGS_metrics_require_key),
                             .tls_cert = tls.plaintext ? "" : tls.cert,
                             .tls_key = tls.plaintext ? "" : tls.key},
-                           &runner, &registry, &auth, &metrics);
+                           &runner, &registry, &auth, &admission, &metrics);
 
   auto started = loom::StartGrpcServer(absl::GetFlag(FLAGS_grpc_listen),
                                        {&registry_service, &orchestrator_service},

@@ -100,7 +100,8 @@ void Metrics::RecordSettlement(int64_t charged_micro) {
   credits_ += charged_micro;
 }
 
-std::string Metrics::Render(const std::vector<v1::DeviceInfo>& devices) const {
+std::string Metrics::Render(const std::vector<v1::DeviceInfo>& devices, int running,
+                            int waiting) const {
   std::string out;
   auto histogram = [&](const std::string& name, const std::string& labels, const Histogram& h) {
     int64_t cumulative = 0;
@@ -154,6 +155,12 @@ std::string Metrics::Render(const std::vector<v1::DeviceInfo>& devices) const {
   for (const auto& [state, n] : states) {
     absl::StrAppendFormat(&out, "loom_devices{state=\"%s\"} %d\n", state, n);
   }
+  absl::StrAppendFormat(&out,
+                        "# HELP loom_requests_running Requests running now (both doors).\n"
+                        "# TYPE loom_requests_running gauge\nloom_requests_running %d\n"
+                        "# HELP loom_requests_waiting Requests waiting for a slot now.\n"
+                        "# TYPE loom_requests_waiting gauge\nloom_requests_waiting %d\n",
+                        running, waiting);
   out += "# HELP loom_usage_overclaims_total Usage reports claiming more output tokens than were received (only received tokens are paid).\n# TYPE loom_usage_overclaims_total counter\n";
   absl::StrAppendFormat(&out, "loom_usage_overclaims_total %d\n", overclaims_);
   out += "# HELP loom_device_usage_overclaims Overclaiming usage reports per registered device.\n# TYPE loom_device_usage_overclaims gauge\n";

@@ -11,6 +11,7 @@
 //   loom_requests_by_model_total{model}           counter: the model a request named
 //                                                 (loom-auto or a pin), at most 256 names
 //   loom_devices{state}                           gauge, from the registry at scrape time
+//   loom_requests_running, loom_requests_waiting  gauges, from Admission at scrape time
 // Thread-safe.
 #ifndef LOOM_COORDINATOR_METRICS_H_
 #define LOOM_COORDINATOR_METRICS_H_
@@ -40,7 +41,9 @@ class Metrics {
   void RecordHttpResponse(const std::string& endpoint, int status);
   void RecordModel(const std::string& model);
 
-  std::string Render(const std::vector<v1::DeviceInfo>& devices) const;
+  // `running` and `waiting`: the requests admitted and waiting now (Admission).
+  std::string Render(const std::vector<v1::DeviceInfo>& devices, int running = 0,
+                     int waiting = 0) const;
 
  private:
   struct Histogram {

@@ -33,14 +33,21 @@ absl::StatusOr<v1::CompleteRequest> Authenticated(const Authenticator* auth,
 class StreamReactor : public QueuedWriteReactor<v1::CompleteEvent> {
  public:
   StreamReactor(grpc::CallbackServerContext* context, const v1::CompleteRequest* request,
-                RequestRunner* runner, const Authenticator* auth, ThreadPool* pool) {
+                RequestRunner* runner, const Authenticator* auth, Admission* admission,
+                ThreadCache* threads) {
     const absl::Time deadline = absl::FromChrono(context->deadline());
     const absl::Time arrived = runner->clock()->Now();
-    pool->Schedule([this, request, runner, auth, deadline, arrived,
-                    authorization = Authorization(context)] {
+    threads->Run([this, request, runner, auth, admission, deadline, arrived,
+                  authorization = Authorization(context)] {
       absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth, authorization, *request);
       if (!req.ok()) {
         Close(ToGrpcStatus(req.status()));
+        return;
+      }
+      absl::StatusOr<Admission::Ticket> ticket =
+          admission->Acquire(req->client_id(), deadline, &cancellation());
+      if (!ticket.ok()) {
+        Close(ToGrpcStatus(ticket.status()));
         return;
       }
       absl::StatusOr<v1::CompleteResponse> result = runner->Run(
@@ -68,9 +75,8 @@ class StreamReactor : public QueuedWriteReactor<v1::CompleteEvent> {
 }  // namespace
 
 OrchestratorService::OrchestratorService(RequestRunner* runner, DeviceRegistry* registry,
-                                         const Authenticator* auth, int threads)
-    : runner_(runner), registry_(registry), auth_(auth), pool_(threads), max_waiting_(threads),
-      complete_slots_(threads) {}
+                                         const Authenticator* auth, Admission* admission)
+    : runner_(runner), registry_(registry), auth_(auth), admission_(admission) {}
 
 ClientGoneWatcher::ClientGoneWatcher(absl::Duration interval)
     : interval_(interval), thread_([this] { Loop(); }) {}
@@ -116,46 +122,25 @@ grpc::Status OrchestratorService::Complete(grpc::ServerContext* context,
                                           const v1::CompleteRequest* request,
                                           v1::CompleteResponse* response) {
   const absl::Time arrived = runner_->clock()->Now();
-  {
-    // Gives up a little before the client's deadline, so the client hears why.
-    const absl::Time give_up = absl::FromChrono(context->deadline()) - absl::Milliseconds(100);
-    absl::MutexLock lock(&complete_mu_);
-    if (complete_slots_ == 0 && complete_waiting_ >= max_waiting_) {
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          absl::StrCat("the coordinator is busy: ", max_waiting_,
-                                       " requests are running and as many are waiting "
-                                       "(--request_threads); retry later"));
-    }
-    ++complete_waiting_;
-    const bool got_slot = complete_mu_.AwaitWithDeadline(
-        absl::Condition(+[](int* slots) { return *slots > 0; }, &complete_slots_), give_up);
-    --complete_waiting_;
-    if (!got_slot) {
-      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                          "the deadline passed while the request waited for a free slot "
-                          "(--request_threads are all busy)");
-    }
-    --complete_slots_;
-  }
-  absl::Cleanup free_slot = [this] {
-    absl::MutexLock lock(&complete_mu_);
-    ++complete_slots_;
-  };
+  absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth_, Authorization(context), *request);
+  if (!req.ok()) return ToGrpcStatus(req.status());
   Cancellation cancel;
   const int watch = watcher_.Add(context, &cancel);
   absl::Cleanup unwatch = [&] { watcher_.Remove(watch); };
-  absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth_, Authorization(context), *request);
+  // Gives up waiting a little before the client's deadline, so the client hears why.
+  const absl::Time deadline = absl::FromChrono(context->deadline());
+  absl::StatusOr<Admission::Ticket> ticket =
+      admission_->Acquire(req->client_id(), deadline - absl::Milliseconds(100), &cancel);
+  if (!ticket.ok()) return ToGrpcStatus(ticket.status());
   absl::StatusOr<v1::CompleteResponse> result =
-      req.ok() ? runner_->Run(*req, absl::FromChrono(context->deadline()), nullptr, &cancel,
-                              arrived)
-               : absl::StatusOr<v1::CompleteResponse>(req.status());
+      runner_->Run(*req, deadline, nullptr, &cancel, arrived);
   if (result.ok()) *response = *std::move(result);
   return ToGrpcStatus(result.status());
 }
 
 grpc::ServerWriteReactor<v1::CompleteEvent>* OrchestratorService::StreamComplete(
     grpc::CallbackServerContext* context, const v1::CompleteRequest* request) {
-  return new StreamReactor(context, request, runner_, auth_, &pool_);
+  return new StreamReactor(context, request, runner_, auth_, admission_, &threads_);
 }
 
 grpc::ServerUnaryReactor* OrchestratorService::Explain(grpc::CallbackServerContext* context,
@@ -163,7 +148,7 @@ grpc::ServerUnaryReactor* OrchestratorService::Explain(grpc::CallbackServerConte
                                                        v1::CompilationPlan* response) {
   auto* reactor = context->DefaultReactor();
   // Off the reactor thread: authentication reads the ledger.
-  pool_.Schedule([this, reactor, request, response, authorization = Authorization(context)] {
+  threads_.Run([this, reactor, request, response, authorization = Authorization(context)] {
     absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth_, authorization, *request);
     absl::StatusOr<v1::CompilationPlan> plan =
         req.ok() ? runner_->Explain(*req) : absl::StatusOr<v1::CompilationPlan>(req.status());

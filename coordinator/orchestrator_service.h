@@ -7,8 +7,10 @@
 // (in this gRPC, each callback-API event is a hand-off to a polling thread, and thread
 // switches cost more than the coordinator's own work). Sync handlers hear nothing when their
 // client goes away, so a ClientGoneWatcher asks their contexts every 20 ms. StreamComplete,
-// Explain and ListDevices stay on the callback API; StreamComplete and Explain run on the
-// service's pool.
+// Explain and ListDevices stay on the callback API; StreamComplete and Explain run on threads
+// of the service's ThreadCache. Every Complete and StreamComplete is authenticated first and
+// then admitted (Admission, shared with the HTTP door: slots, a waiting room shared out per
+// client, a per-client limit); its wait shows as the request's queued time.
 #ifndef LOOM_COORDINATOR_ORCHESTRATOR_SERVICE_H_
 #define LOOM_COORDINATOR_ORCHESTRATOR_SERVICE_H_
 
@@ -21,7 +23,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/cancellation.h"
-#include "common/thread_pool.h"
+#include "common/thread_cache.h"
+#include "coordinator/admission.h"
 #include "coordinator/authenticator.h"
 #include "coordinator/registry.h"
 #include "coordinator/request_runner.h"
@@ -62,7 +65,7 @@ class OrchestratorService final
   // metadata (unless `auth` allows anonymous use); the request's client_id is replaced by the
   // key's client.
   OrchestratorService(RequestRunner* runner, DeviceRegistry* registry, const Authenticator* auth,
-                      int threads);
+                      Admission* admission);
 
   grpc::Status Complete(grpc::ServerContext* context, const v1::CompleteRequest* request,
                         v1::CompleteResponse* response) override;
@@ -79,15 +82,10 @@ class OrchestratorService final
   RequestRunner* const runner_;
   DeviceRegistry* const registry_;
   const Authenticator* const auth_;
-  ThreadPool pool_;  // StreamComplete and Explain
+  Admission* const admission_;
   ClientGoneWatcher watcher_{absl::Milliseconds(20)};
-  // Complete calls running at once (at most the pool's size); as many more wait their turn
-  // (the wait shows as the request's queued time), and beyond that a call is refused at once
-  // with RESOURCE_EXHAUSTED: each waiting call holds one of gRPC's threads.
-  const int max_waiting_;
-  absl::Mutex complete_mu_;
-  int complete_slots_ ABSL_GUARDED_BY(complete_mu_);
-  int complete_waiting_ ABSL_GUARDED_BY(complete_mu_) = 0;
+  // Last member: destroyed first, so running streams and explains finish before the rest.
+  ThreadCache threads_;  // StreamComplete and Explain
 };
 
 }  // namespace loom

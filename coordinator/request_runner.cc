@@ -291,23 +291,6 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
       request.request_id().empty() ? NewUuid()
       : client_named               ? ScopedRequestId(client_account, request.request_id())
                                    : request.request_id();
-  // One client cannot take every request thread: past its limit it is told to back off.
-  if (options_.max_requests_per_client > 0) {
-    absl::MutexLock lock(&clients_mu_);
-    int& inflight = client_inflight_[client_account];
-    if (inflight >= options_.max_requests_per_client) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat(client_account, " already has ", inflight,
-                       " requests in flight (the limit per client); retry when one finishes"));
-    }
-    ++inflight;
-  }
-  absl::Cleanup release_slot = [&] {
-    if (options_.max_requests_per_client <= 0) return;
-    absl::MutexLock lock(&clients_mu_);
-    auto it = client_inflight_.find(client_account);
-    if (--it->second == 0) client_inflight_.erase(it);
-  };
   // One request per id at a time on this coordinator (the ledger's reservation does the same
   // across coordinators): a duplicate waits for the first, then gets its answer below.
   LOOM_RETURN_IF_ERROR(ClaimId(request_id, deadline, cancel));

@@ -82,7 +82,6 @@ struct RunnerOptions {
   size_t max_message_bytes = 256 * 1024;
   size_t max_request_bytes = 1 << 20;                  // all message contents together
   std::string default_client = "anonymous";            // charged when the request names none
-  int max_requests_per_client = 64;  // in flight at once per client; beyond: RESOURCE_EXHAUSTED (0: no limit)
   absl::Duration reservation_margin = absl::Minutes(1); // reservations outlive the request by this
 };
 
@@ -159,8 +158,6 @@ class RequestRunner {
   // Request ids running now, each with the signal its duplicates wait for.
   std::map<std::string, std::shared_ptr<Cancellation>> flights_ ABSL_GUARDED_BY(flights_mu_);
   int duplicates_waiting_ ABSL_GUARDED_BY(flights_mu_) = 0;
-  absl::Mutex clients_mu_;
-  std::map<std::string, int> client_inflight_ ABSL_GUARDED_BY(clients_mu_);  // erased at 0
 };
 
 }  // namespace loom

@@ -567,3 +567,60 @@ TEST_F(HttpTest, MetricsCanRequireAKeyWhileHealthNeverDoes) {
 
 }  // namespace
 }  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// The report: one key's slow requests locked every other client out (RESOURCE_EXHAUSTED for
+// everyone else; 13.8 s behind 400 queued streams). Now, with two slots: the flooding client
+// runs two, waits with its share of the waiting room, and past that is told 429; another
+// client still gets a place and the next free slot, before the flood's older waiters.
+TEST_F(HttpTest, OneClientsFloodCannotLockAnotherClientOut) {
+  StartSecured({"--request_threads=2", "--max_requests_per_client=0"});
+  StartWorker("dev-slow", "mistral-7b",
+              {"--sim_tokens_per_second=100", "--sim_output_tokens=150", "--max_concurrency=8"});
+  ASSERT_TRUE(WaitForDevices({"dev-slow"}));
+  const std::string flood = NewKey("flood", "50");
+  const std::string other = NewKey("other", "5");
+  const std::string body_file = dir_ + "/flood.json";
+  std::ofstream(body_file) << Chat("mistral-7b", "Tell me a long story.");
+  std::vector<std::unique_ptr<Process>> floods;
+  for (int i = 0; i < 4; ++i) {
+    floods.push_back(Spawn(kCurl, {"-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}\n",
+                                   "-H", "Content-Type: application/json", "-H",
+                                   "Authorization: Bearer " + flood, "--data-binary",
+                                   "@" + body_file, "http://" + coordinator_.http + "/v1/chat/completions"},
+                           absl::StrCat(dir_, "/flood-", i, ".log")));
+  }
+  auto gauge = [&](const std::string& name) {
+    const std::string text = Curl("GET", "/metrics", "").body;
+    const size_t at = text.find("\n" + name + " ");
+    return at == std::string::npos ? -1 : std::atoi(text.c_str() + at + name.size() + 2);
+  };
+  ASSERT_TRUE(WaitFor([&] { return gauge("loom_requests_running") == 2 && gauge("loom_requests_waiting") == 2; },
+                      absl::Seconds(20)));
+  // A fifth request of the same client is past its share of the waiting room.
+  HttpResult refused = Curl("POST", "/v1/chat/completions", Chat("mistral-7b", "And another."), flood);
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_THAT(refused.body, HasSubstr("share of the waiting room"));
+  EXPECT_THAT(refused.headers, HasSubstr("Retry-After"));
+  // The other client is served: it waits for the next free slot, which it gets before the
+  // flood's two waiters (it has had no slot yet; they have).
+  HttpResult served = Curl("POST", "/v1/chat/completions", Chat("mistral-7b", "What is a loom?"),
+                           other, {"-H", "X-Request-Id: other-1"});
+  EXPECT_EQ(served.status, 200) << served.body;
+  for (auto& p : floods) p->Wait(absl::Seconds(30));
+  for (auto& p : floods) EXPECT_THAT(p->Log(), HasSubstr("200 ")) << p->Log();
+  // In the order the five requests finished, the other client's is not behind both of the
+  // flood's waiters (first come, first served would put it last: it came after them).
+  std::vector<std::string> finished;
+  for (absl::string_view line : absl::StrSplit(coordinator_.process->Log(), '\n')) {
+    if (absl::StrContains(line, "PLAN_KIND_PASSTHROUGH: 1 record")) finished.emplace_back(line);
+  }
+  ASSERT_EQ(finished.size(), 5u) << coordinator_.process->Log();
+  EXPECT_FALSE(absl::StrContains(finished.back(), "client:other/other-1"))
+      << "the other client was served after every request of the flood";
+}
+
+}  // namespace
+}  // namespace loom::testing

@@ -567,36 +567,6 @@ TEST_F(RequestRunnerTest, ACallThatFinishesAsItsClientLeavesIsPaidForWhatItSent)
   EXPECT_EQ(*ledger_->Balance(ClientAccount("alice")), kGranted - (*records)[0].credits_micro());
 }
 
-TEST_F(RequestRunnerTest, AClientPastItsInFlightLimitIsToldToBackOff) {
-  RunnerOptions options;
-  options.max_requests_per_client = 1;
-  RequestRunner runner(options, &registry_, &selector_, &devices_, ledger_.get(), &clock_);
-  AddDevice("a", "llama-3.1-8b", "llama");
-  devices_.Set("a:1", {.chunks = {" hi"}, .wait_for_cancel = true});
-  Cancellation cancel;
-  absl::Status first;
-  std::thread running([&] {
-    first = runner.Run(Ask("What is the capital of France?"), absl::InfiniteFuture(),
-                       [](const v1::CompleteEvent&) {}, &cancel)
-                .status();
-  });
-  ASSERT_TRUE(loom::testing::WaitFor([&] { return devices_.calls().size() == 1; }, absl::Seconds(10)));
-  Cancellation other;
-  auto second = runner.Run(Ask("What is the capital of Spain?"), absl::InfiniteFuture(),
-                           [](const v1::CompleteEvent&) {}, &other);
-  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(second.status().message(), HasSubstr("client:alice already has 1"));
-  EXPECT_EQ(devices_.calls().size(), 1u);  // refused before any device worked
-  cancel.Cancel();
-  running.join();
-  EXPECT_EQ(first.code(), absl::StatusCode::kCancelled);
-  // The slot is free again.
-  devices_.Set("a:1", {});
-  EXPECT_TRUE(runner.Run(Ask("What is the capital of Spain?"), absl::InfiniteFuture(),
-                         [](const v1::CompleteEvent&) {}, &other)
-                  .ok());
-}
-
 }  // namespace
 }  // namespace loom
 
