@@ -15,6 +15,11 @@
 namespace loom {
 namespace {
 
+// Streamed to the client when a failed attempt's text cannot be continued by the next device.
+constexpr char kRestartNotice[] =
+    "\n\n[Loom: the device writing this answer failed; the answer starts again on another "
+    "device]\n\n";
+
 v1::CompleteEvent TaskEvent(v1::SubTaskEvent::Kind kind, const std::string& sub_task_id,
                             int attempt, const Selection& s, const std::string& reason) {
   v1::CompleteEvent event;
@@ -75,6 +80,22 @@ AttemptRunner::AttemptRunner(AttemptOptions options, DeviceRegistry* registry,
       clock_(clock),
       metrics_(metrics) {}
 
+namespace {
+
+// The streamed parts of failed attempts, as delivered work (what an abandoned request is
+// settled for).
+void AddEarlier(const CallSpec& spec, const CallResult& result, bool partial, AttemptLog* log) {
+  for (const CallResult::Part& part : result.earlier) {
+    CallResult paid;
+    paid.chosen = part.chosen;
+    paid.attempt = part.attempt;
+    paid.tokens = part.tokens;
+    log->AddDelivered({spec.sub_task_id, spec.role, std::move(paid), partial});
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
                                               const CallSpec& spec, absl::Time deadline,
                                               Cancellation* cancel, const EventSink& sink,
@@ -88,6 +109,10 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
   absl::Status last = absl::UnavailableError("no attempt ran");
   int attempt = 0;
   int busy = 0;  // attempts refused with RESOURCE_EXHAUSTED
+  // Text failed attempts streamed that the next attempt continues from.
+  std::string prefix;
+  int64_t paid_earlier = 0;  // tokens of result.earlier
+  const int64_t cap = spec.max_tokens > 0 ? spec.max_tokens : spec.credit_cap;
   while (attempt < max_attempts) {
     absl::StatusOr<Selection> selection =
         pinned ? selector_->SelectPassthrough(*registry_, spec.pinned, excluded)
@@ -103,6 +128,23 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     if (sink) {
       sink(TaskEvent(v1::SubTaskEvent::KIND_STARTED, spec.sub_task_id, attempt, chosen,
                      chosen.reason));
+    }
+
+    const auto& caps = chosen.model.capabilities();
+    const bool continuing =
+        !prefix.empty() &&
+        std::find(caps.begin(), caps.end(), kCapabilityContinue) != caps.end();
+    if (!prefix.empty() && !continuing) {
+      // This model cannot continue another's text: the client hears that the answer restarts.
+      if (spec.stream && sink) {
+        v1::CompleteEvent e;
+        e.mutable_output()->set_sub_task_id(spec.sub_task_id);
+        e.mutable_output()->set_attempt(attempt);
+        e.mutable_output()->set_text(kRestartNotice);
+        e.mutable_output()->set_answer(spec.answer);
+        sink(e);
+      }
+      prefix.clear();
     }
 
     DeviceCall call;
@@ -123,7 +165,14 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     call.request.set_attempt(attempt);
     call.request.set_model(chosen.model.name());
     for (const auto& m : spec.messages) *call.request.add_messages() = m;
-    call.request.set_max_tokens(spec.max_tokens);
+    if (continuing) {
+      v1::ChatMessage* unfinished = call.request.add_messages();
+      unfinished->set_role("assistant");
+      unfinished->set_content(prefix);
+    }
+    // What the whole answer may have, less what earlier attempts are paid for.
+    call.request.set_max_tokens(
+        spec.max_tokens > 0 ? std::max<int64_t>(1, spec.max_tokens - paid_earlier) : 0);
     *call.request.mutable_sampling() = spec.sampling;
     *call.request.mutable_structure() = spec.structure;
 
@@ -169,8 +218,9 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
       }
     }
     const int64_t counted = CountTokens(output) + CountTokens(tool_calls);
-    // Credited tokens never exceed what the client's reservation was computed from.
-    const int64_t cap = spec.max_tokens > 0 ? spec.max_tokens : spec.credit_cap;
+    // Credited tokens never exceed what the client's reservation was computed from (less what
+    // earlier attempts of this call are paid).
+    const int64_t left = cap > 0 ? std::max<int64_t>(0, cap - paid_earlier) : 0;
 
     v1::Attempt record;
     record.set_sub_task_id(spec.sub_task_id);
@@ -194,9 +244,11 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
       int64_t tokens = usage.ok() && usage->completion_tokens() > 0
                            ? std::min(counted, usage->completion_tokens())
                            : counted;
-      if (cap > 0) tokens = std::min(tokens, cap);
+      if (cap > 0) tokens = std::min(tokens, left);
+      AddEarlier(spec, result, /*partial=*/true, log);
       if (tokens > 0) {
         CallResult partial = result;
+        partial.earlier.clear();
         partial.output = std::move(output);
         partial.tokens = tokens;
         partial.attempt = attempt;
@@ -224,7 +276,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
       }
       result.tokens = usage->completion_tokens() > 0 ? std::min(counted, usage->completion_tokens())
                                                      : counted;
-      if (cap > 0) result.tokens = std::min(result.tokens, cap);
+      if (cap > 0) result.tokens = std::min(result.tokens, left);
       result.prompt_tokens = usage->prompt_tokens();
       // Why it stopped: as the device said; from a worker that does not say, "length" when
       // the limit was reached.
@@ -234,13 +286,26 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
                                                               : "stop";
       if (!tool_calls.empty()) result.finish_reason = "tool_calls";
       result.tool_calls_json = std::move(tool_calls);
-      result.output = std::move(output);
+      result.output = continuing ? absl::StrCat(prefix, output) : std::move(output);
       result.attempt = attempt;
-      log->AddDelivered({spec.sub_task_id, spec.role, result, false});
+      AddEarlier(spec, result, /*partial=*/false, log);
+      CallResult last_part = result;
+      last_part.earlier.clear();
+      log->AddDelivered({spec.sub_task_id, spec.role, std::move(last_part), false});
       return result;
     }
     last = usage.status();
     if (last.code() == absl::StatusCode::kResourceExhausted) ++busy;
+    // Text it streamed is kept: the next attempt continues from it, and this one is paid for
+    // it (the client received it, or the answer keeps it).
+    if (spec.stream && sink && !output.empty() && tool_calls.empty()) {
+      const int64_t part = cap > 0 ? std::min(CountTokens(output), left) : CountTokens(output);
+      if (part > 0) {
+        result.earlier.push_back({chosen, attempt, part});
+        paid_earlier += part;
+      }
+      prefix.append(output);
+    }
     record.set_outcome(v1::ATTEMPT_OUTCOME_FAILED);
     record.set_reason(last.ToString());
     log->Add(std::move(record));

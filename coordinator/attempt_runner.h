@@ -6,6 +6,13 @@
 // number of attempts. Every attempt is recorded in the AttemptLog with device, model, outcome,
 // reason, latency and tokens.
 //
+// Streams never garble: when an attempt fails after it streamed text, the next attempt
+// continues from that text if its model can ("continue" capability: the text goes as the
+// start of the assistant's turn, and max_tokens and the credit cap shrink by its tokens), so
+// the client sees one answer; otherwise the client is told in the stream that the answer
+// restarts, and the next attempt answers anew. The failed attempt is paid for the streamed
+// part the answer keeps or the client received (CallResult::earlier).
+//
 // Attempt deadline: the request's deadline, or sooner: when the device reports its speed,
 // 2 s + 3 x max_tokens / tokens_per_second (a device far slower than it claims is given up
 // on); always at most attempt_timeout.
@@ -68,6 +75,14 @@ struct CallSpec {
 };
 
 struct CallResult {
+  // A failed attempt whose streamed text the client had already received (the answer) or that
+  // the answer continues from: paid for that part.
+  struct Part {
+    Selection chosen;
+    int attempt = 0;
+    int64_t tokens = 0;
+  };
+  std::vector<Part> earlier;
   Selection chosen;
   std::string output;
   int attempt = 0;

@@ -47,6 +47,21 @@ v1::ContributionRecord Record(const std::string& request_id, const std::string& 
   return r;
 }
 
+// The records of one call: the streamed parts of its failed attempts that were kept or seen
+// (CallResult::earlier), then the attempt that finished.
+void AddRecords(std::vector<v1::ContributionRecord>* records, const std::string& request_id,
+                const std::string& sub_task_id, v1::ContributionRole role, const CallResult& call,
+                absl::Time now) {
+  for (const CallResult::Part& part : call.earlier) {
+    CallResult paid;
+    paid.chosen = part.chosen;
+    paid.attempt = part.attempt;
+    paid.tokens = part.tokens;
+    records->push_back(Record(request_id, sub_task_id, role, paid, now));
+  }
+  records->push_back(Record(request_id, sub_task_id, role, call, now));
+}
+
 // Weights: each record's share of the request's tokens. Returns the total.
 int64_t SetWeights(std::vector<v1::ContributionRecord>* records) {
   int64_t total_tokens = 0;
@@ -398,8 +413,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       if (!d.note.empty()) plan.add_reasons(d.note);
       emit_plan();
       if (d.model_call) {
-        records.push_back(Record(request_id, "decompose", v1::CONTRIBUTION_ROLE_DECOMPOSE,
-                                 *d.model_call, clock_->Now()));
+        AddRecords(&records, request_id, "decompose", v1::CONTRIBUTION_ROLE_DECOMPOSE,
+                                 *d.model_call, clock_->Now());
       }
       LOOM_ASSIGN_OR_RETURN(std::vector<SubTaskOutcome> outcomes,
                             executor_.Run(request_id, d.sub_tasks, system, deadline, cancel,
@@ -407,8 +422,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       stage_done([&](int64_t us) { timings.set_execute_us(us); });
       for (const auto& o : outcomes) {
         *response.add_results() = Result(o.task, o.input, o.result);
-        records.push_back(Record(request_id, o.task.id(), v1::CONTRIBUTION_ROLE_EXECUTE, o.result,
-                                 clock_->Now()));
+        AddRecords(&records, request_id, o.task.id(), v1::CONTRIBUTION_ROLE_EXECUTE, o.result,
+                                 clock_->Now());
       }
       if (outcomes.size() == 1) {
         response.set_output(outcomes[0].result.output);
@@ -431,8 +446,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       response.set_synthesis_note(s.note);
       response.set_finish_reason(s.call ? s.call->finish_reason : "stop");
       if (s.call) {
-        records.push_back(Record(request_id, "synthesis", v1::CONTRIBUTION_ROLE_SYNTHESIZE,
-                                 *s.call, clock_->Now()));
+        AddRecords(&records, request_id, "synthesis", v1::CONTRIBUTION_ROLE_SYNTHESIZE,
+                                 *s.call, clock_->Now());
       }
       break;
     }
@@ -454,15 +469,15 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
         cand->set_output(c.candidates[i].output);
         cand->set_agreement(c.agreement[i]);
         cand->set_winner(static_cast<int>(i) == c.winner);
-        records.push_back(Record(request_id, c.sub_task_ids[i], v1::CONTRIBUTION_ROLE_COMPETE,
-                                 c.candidates[i], clock_->Now()));
+        AddRecords(&records, request_id, c.sub_task_ids[i], v1::CONTRIBUTION_ROLE_COMPETE,
+                                 c.candidates[i], clock_->Now());
       }
       result->set_winner_sub_task_id(c.sub_task_ids[c.winner]);
       result->set_method(c.method);
       result->set_reason(c.reason);
       if (c.judge) {
-        records.push_back(
-            Record(request_id, "judge", v1::CONTRIBUTION_ROLE_JUDGE, *c.judge, clock_->Now()));
+        AddRecords(&records,
+            request_id, "judge", v1::CONTRIBUTION_ROLE_JUDGE, *c.judge, clock_->Now());
       }
       response.set_output(c.candidates[c.winner].output);
       response.set_finish_reason(c.candidates[c.winner].finish_reason);
@@ -492,8 +507,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
                             attempts_.Run(request_id, spec, deadline, cancel, emit, &log));
       stage_done([&](int64_t us) { timings.set_execute_us(us); });
       *response.add_results() = Result(*task, text, call);
-      records.push_back(
-          Record(request_id, task->id(), v1::CONTRIBUTION_ROLE_EXECUTE, call, clock_->Now()));
+      AddRecords(&records,
+          request_id, task->id(), v1::CONTRIBUTION_ROLE_EXECUTE, call, clock_->Now());
       response.set_output(call.output);
       response.set_finish_reason(call.finish_reason);
       response.set_tool_calls_json(call.tool_calls_json);
@@ -644,7 +659,7 @@ absl::Status RequestRunner::SettleAbandoned(const std::string& request_id,
                                  : d.role == v1::CONTRIBUTION_ROLE_SYNTHESIZE ? "synthesis"
                                  : d.role == v1::CONTRIBUTION_ROLE_JUDGE      ? "judge"
                                                                               : d.sub_task_id;
-    records.push_back(Record(request_id, sub_task, d.role, d.call, clock_->Now()));
+    AddRecords(&records, request_id, sub_task, d.role, d.call, clock_->Now());
   }
   const int64_t tokens = SetWeights(&records);
   if (records.empty() || tokens == 0) {

@@ -170,6 +170,24 @@ std::vector<std::string> SimProvider::AnswerPieces(const GenerateRequest& reques
   int64_t target = options_.backend.output_tokens() > 0 ? options_.backend.output_tokens()
                                                         : kDefaultOutputTokens;
   *finish_reason = "stop";
+  // Continuing an unfinished answer (the conversation ends with the assistant's own text, as
+  // Loom sends when another device failed mid-answer): the rest of an answer of the usual
+  // length, in the same deterministic vocabulary, with no new header.
+  if (!request.messages.empty() && request.messages.back().role() == "assistant") {
+    const std::string& unfinished = request.messages.back().content();
+    target = std::max<int64_t>(1, target - CountTokens(unfinished));
+    if (request.max_tokens > 0 && request.max_tokens < target) {
+      target = request.max_tokens;
+      *finish_reason = "length";
+    }
+    std::vector<std::string> rest;
+    uint64_t h = Fnv1a(unfinished) ^ Fnv1a(options_.model);
+    for (int64_t i = 0; i < target; ++i) {
+      h = h * 6364136223846793005ULL + 1442695040888963407ULL;
+      rest.push_back(absl::StrCat(" ", kVocabulary[(h >> 33) % std::size(kVocabulary)]));
+    }
+    return rest;
+  }
   if (request.max_tokens > 0 && request.max_tokens < target) {
     target = request.max_tokens;
     *finish_reason = "length";  // cut by the client's limit, as a real model would be

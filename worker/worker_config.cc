@@ -97,14 +97,15 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
     // advertises what its operator lists, since servers differ (llama-server needs --jinja
     // for tools, Ollama only some models).
     for (const std::string& c : m->info().capabilities()) {
-      if (c != "tools" && c != "json_schema" && c != "vision") {
+      if (c != "tools" && c != "json_schema" && c != "vision" && c != "continue") {
         return FieldError(origin, field + ".info.capabilities",
-                          absl::StrCat("'", c, "' is not tools, json_schema or vision"));
+                          absl::StrCat("'", c, "' is not tools, json_schema, vision or continue"));
       }
     }
     if (m->info().capabilities().empty() && m->has_sim()) {
       m->mutable_info()->add_capabilities("tools");
       m->mutable_info()->add_capabilities("json_schema");
+      m->mutable_info()->add_capabilities("continue");
     }
     if (m->info().price_per_1k_micro() < 0) {
       return FieldError(origin, field + ".info.price_per_1k_micro", "negative");

@@ -116,7 +116,9 @@ int Ask(loom::v1::Orchestrator::Stub* stub, const std::string& prompt) {
         std::cerr << loom::FormatPlan(event.plan());
         break;
       case loom::v1::CompleteEvent::kSubTask:
-        if (!at_line_start) std::cout << std::endl;
+        // Progress starts on a line of its own on the terminal; the newline goes to stderr so
+        // that the answer on stdout stays exactly what the model wrote.
+        if (!at_line_start) std::cerr << std::endl;
         at_line_start = true;
         std::cerr << loom::FormatEvent(event.sub_task());
         break;

@@ -19,7 +19,8 @@ class MeshFixture : public ::testing::Test {
   // Registers device `id` (address "<id>:1") serving `model` of `family`; it answers " hello
   // world" until Set() says otherwise.
   void AddDevice(const std::string& id, const std::string& model, const std::string& family,
-                 int active = 0, double parameters_b = 8, bool simulated = true) {
+                 int active = 0, double parameters_b = 8, bool simulated = true,
+                 const std::vector<std::string>& capabilities = {}) {
     v1::RegisterRequest r;
     r.mutable_protocol_version()->set_major(kProtocolMajor);
     r.set_device_id(id);
@@ -29,6 +30,7 @@ class MeshFixture : public ::testing::Test {
     m->set_name(model);
     m->set_family(family);
     m->set_parameters_b(parameters_b);
+    for (const std::string& c : capabilities) m->add_capabilities(c);
     r.mutable_load()->set_active(active);
     r.mutable_load()->set_max_concurrency(4);
     r.set_simulated(simulated);

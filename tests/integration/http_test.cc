@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/tokens.h"
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -620,6 +621,64 @@ TEST_F(HttpTest, OneClientsFloodCannotLockAnotherClientOut) {
   ASSERT_EQ(finished.size(), 5u) << coordinator_.process->Log();
   EXPECT_FALSE(absl::StrContains(finished.back(), "client:other/other-1"))
       << "the other client was served after every request of the flood";
+}
+
+}  // namespace
+}  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// The report: a stream retried after its device died handed the client the dead device's
+// partial text followed by the survivor's whole answer (3 of 3). The survivor now continues
+// the text the client already has, and each device is paid for its own part.
+TEST_F(HttpTest, AStreamWhoseDeviceDiesReadsAsOneAnswerAndBothDevicesArePaid) {
+  StartSecured();
+  StartWorker("dev-dies", "mistral-7b", {"--sim_fault=exit:6", "--sim_output_tokens=40"});
+  ASSERT_TRUE(WaitForDevices({"dev-dies"}));
+  StartWorker("dev-lives", "mistral-7b", {"--sim_output_tokens=40"});
+  ASSERT_TRUE(WaitForDevices({"dev-dies", "dev-lives"}));
+  const std::string key = NewKey("alice", "5");
+  // Both are equally good, so which serves first is the selector's choice: ask until a
+  // request's first attempt lands on dev-dies (it exits 6 tokens into that answer).
+  HttpResult s;
+  json records;
+  std::string id;
+  for (int i = 0; i < 8; ++i) {
+    id = absl::StrCat("resume-", i);
+    s = Curl("POST", "/v1/chat/completions", Chat("mistral-7b", "Tell me about looms.", true), key,
+             {"-N", "-H", "X-Request-Id: " + id});
+    ASSERT_EQ(s.status, 200) << s.body;
+    records = LedgerRecords("client:alice/" + id);
+    if (records.is_array() && records.size() == 2) break;
+  }
+  ASSERT_TRUE(records.is_array() && records.size() == 2) << "no request landed on dev-dies: " << records.dump();
+  std::string text;
+  for (absl::string_view line : absl::StrSplit(s.body, '\n', absl::SkipEmpty())) {
+    if (!absl::ConsumePrefix(&line, "data: ") || line == "[DONE]") continue;
+    json chunk = json::parse(line);
+    if (!chunk["choices"].empty() && chunk["choices"][0]["delta"].contains("content") &&
+        chunk["choices"][0]["delta"]["content"].is_string()) {
+      text += chunk["choices"][0]["delta"]["content"].get<std::string>();
+    }
+  }
+  // One answer: dev-dies's start (the header), continued by dev-lives with no second header
+  // and no restart notice, at about the usual length (token counts of parts and whole differ
+  // by a token at the seam).
+  EXPECT_TRUE(absl::StartsWith(text, " [simulated]")) << text;
+  EXPECT_EQ(text.find("[simulated]"), text.rfind("[simulated]")) << text;
+  EXPECT_THAT(text, Not(HasSubstr("starts again")));
+  EXPECT_NEAR(CountTokens(text), 40, 1) << text;
+  // Both devices paid, each for its part, and the books hold.
+  int64_t total = 0;
+  for (const auto& r : records) {
+    int64_t tokens = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(r.value("tokenCount", "0"), &tokens));
+    EXPECT_GT(tokens, 0) << r.dump();
+    total += tokens;
+  }
+  EXPECT_NEAR(total, 40, 1);
+  EXPECT_EQ(RunCommand("loom-ledger", {"--db=" + db_, "verify"}).exit_code, 0);
 }
 
 }  // namespace

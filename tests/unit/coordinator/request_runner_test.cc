@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "common/protocol.h"
 #include "common/tokens.h"
 #include "gmock/gmock.h"
@@ -124,12 +125,13 @@ TEST_F(RequestRunnerTest, RequestedModelAndFamilyAreHonoured) {
   EXPECT_THAT(missing.status().message(), HasSubstr("gpt-9"));
 }
 
+// Unary: nobody saw the failed attempt's text, so it is discarded and not paid.
 TEST_F(RequestRunnerTest, FailedAttemptIsRetriedOnAnotherDeviceAndNotPaid) {
   AddDevice("a", "m", "llama");
   AddDevice("b", "m", "llama", /*active=*/1);
   devices_.Set("a:1", {.chunks = {" partial"}, .status = absl::UnavailableError("stream broke")});
-  std::vector<v1::CompleteEvent> events;
-  auto response = Run(Ask("What is the capital of France?"), &events);
+  auto response = runner_->Run(Ask("What is the capital of France?"), absl::InfiniteFuture(),
+                               nullptr, nullptr);
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->output(), " hello world");  // the failed attempt's text is discarded
   ASSERT_EQ(response->attempts_size(), 2);
@@ -141,6 +143,67 @@ TEST_F(RequestRunnerTest, FailedAttemptIsRetriedOnAnotherDeviceAndNotPaid) {
   EXPECT_EQ(response->contributions(0).device_id(), "b");
   EXPECT_EQ(response->contributions(0).attempt(), 2);
   EXPECT_EQ(*ledger_->Balance(ProviderAccount("prov-a")), 0);
+}
+
+// The streamed text of all events with answer set, in order: what an HTTP client reads.
+std::string StreamedAnswer(const std::vector<v1::CompleteEvent>& events) {
+  std::string text;
+  for (const auto& e : events) {
+    if (e.has_output() && e.output().answer()) text += e.output().text();
+  }
+  return text;
+}
+
+// The report: a stream retried after its device died handed the client the dead device's
+// partial text followed by the survivor's whole answer. Now the survivor continues the text.
+TEST_F(RequestRunnerTest, AStreamWhoseDeviceDiesIsContinuedByTheNextDeviceAsOneAnswer) {
+  AddDevice("a", "m", "llama");
+  AddDevice("b", "m", "llama", /*active=*/1, 8, true, {"continue"});
+  devices_.Set("a:1", {.chunks = {" The capital", " of France"},
+                       .status = absl::UnavailableError("device died")});
+  devices_.Set("b:1", {.chunks = {" is Paris."}});
+  auto ask = Ask("What is the capital of France?");
+  ask.set_max_tokens(100);
+  std::vector<v1::CompleteEvent> events;
+  auto response = Run(ask, &events);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->output(), " The capital of France is Paris.");
+  EXPECT_EQ(StreamedAnswer(events), response->output()) << "the client read one answer";
+  // b was asked to continue a's text, within what is left of the limit.
+  const std::vector<DeviceCall> calls = devices_.calls();
+  ASSERT_EQ(calls.size(), 2u);
+  const v1::InferRequest& resumed = calls[1].request;
+  ASSERT_GE(resumed.messages_size(), 2);
+  EXPECT_EQ(resumed.messages(resumed.messages_size() - 1).role(), "assistant");
+  EXPECT_EQ(resumed.messages(resumed.messages_size() - 1).content(), " The capital of France");
+  const int64_t a_tokens = CountTokens(" The capital of France");
+  EXPECT_EQ(resumed.max_tokens(), 100 - a_tokens);
+  // Each device is paid for its own part.
+  ASSERT_EQ(response->contributions_size(), 2);
+  EXPECT_EQ(response->contributions(0).device_id(), "a");
+  EXPECT_EQ(response->contributions(0).token_count(), a_tokens);
+  EXPECT_EQ(response->contributions(1).device_id(), "b");
+  EXPECT_EQ(response->contributions(1).token_count(), CountTokens(" is Paris."));
+  EXPECT_GT(*ledger_->Balance(ProviderAccount("prov-a")), 0);
+  EXPECT_TRUE(ledger_->Verify()->ok);
+}
+
+TEST_F(RequestRunnerTest, AStreamTheNextDeviceCannotContinueSaysItRestarts) {
+  AddDevice("a", "m", "llama");
+  AddDevice("b", "m", "llama", /*active=*/1);  // no "continue" capability
+  devices_.Set("a:1", {.chunks = {" partial"}, .status = absl::UnavailableError("stream broke")});
+  std::vector<v1::CompleteEvent> events;
+  auto response = Run(Ask("What is the capital of France?"), &events);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->output(), " hello world") << "the answer is b's own";
+  const std::string streamed = StreamedAnswer(events);
+  EXPECT_THAT(streamed, HasSubstr("the answer starts again on another device"));
+  EXPECT_TRUE(absl::StartsWith(streamed, " partial"));
+  EXPECT_TRUE(absl::EndsWith(streamed, " hello world"));
+  // a is paid for the part the client read; b for its answer.
+  ASSERT_EQ(response->contributions_size(), 2);
+  EXPECT_EQ(response->contributions(0).device_id(), "a");
+  EXPECT_EQ(response->contributions(0).token_count(), CountTokens(" partial"));
   bool retried = false;
   for (const auto& e : events) {
     retried |= e.has_sub_task() && e.sub_task().kind() == v1::SubTaskEvent::KIND_RETRIED;
