@@ -7,6 +7,7 @@
 #include "common/cancellation.h"
 #include "common/grpc_status.h"
 #include "common/queued_write_reactor.h"
+#include "common/tls.h"
 
 namespace loom {
 namespace {
@@ -15,6 +16,18 @@ std::string Authorization(grpc::ServerContextBase* context) {
   const auto& md = context->client_metadata();
   auto it = md.find("authorization");
   return it == md.end() ? std::string() : std::string(it->second.data(), it->second.size());
+}
+
+// Under mutual TLS every caller has a verified certificate; only a client's may call the
+// Orchestrator (a device's certificate proves a device, not a client: it must not read the
+// mesh or spend). Without client certificates there is nothing to check here.
+absl::Status CheckClientRole(grpc::ServerContextBase* context) {
+  std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+  const PeerIdentity peer = auth ? PeerOf(*auth) : PeerIdentity{};
+  if (!peer.verified || peer.role == kRoleClient) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      "the certificate of '", peer.name, "' has role '", peer.role,
+      "'; the Orchestrator serves client certificates (OU=", kRoleClient, ") only"));
 }
 
 // The request as the runner sees it: charged to the authenticated client.
@@ -38,8 +51,10 @@ class StreamReactor : public QueuedWriteReactor<v1::CompleteEvent> {
     const absl::Time deadline = absl::FromChrono(context->deadline());
     const absl::Time arrived = runner->clock()->Now();
     threads->Run([this, request, runner, auth, admission, deadline, arrived,
-                  authorization = Authorization(context)] {
-      absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth, authorization, *request);
+                  authorization = Authorization(context), role = CheckClientRole(context)] {
+      absl::StatusOr<v1::CompleteRequest> req =
+          role.ok() ? Authenticated(auth, authorization, *request)
+                    : absl::StatusOr<v1::CompleteRequest>(role);
       if (!req.ok()) {
         Close(ToGrpcStatus(req.status()));
         return;
@@ -122,6 +137,7 @@ grpc::Status OrchestratorService::Complete(grpc::ServerContext* context,
                                           const v1::CompleteRequest* request,
                                           v1::CompleteResponse* response) {
   const absl::Time arrived = runner_->clock()->Now();
+  if (absl::Status role = CheckClientRole(context); !role.ok()) return ToGrpcStatus(role);
   absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth_, Authorization(context), *request);
   if (!req.ok()) return ToGrpcStatus(req.status());
   Cancellation cancel;
@@ -148,8 +164,11 @@ grpc::ServerUnaryReactor* OrchestratorService::Explain(grpc::CallbackServerConte
                                                        v1::CompilationPlan* response) {
   auto* reactor = context->DefaultReactor();
   // Off the reactor thread: authentication reads the ledger.
-  threads_.Run([this, reactor, request, response, authorization = Authorization(context)] {
-    absl::StatusOr<v1::CompleteRequest> req = Authenticated(auth_, authorization, *request);
+  threads_.Run([this, reactor, request, response, authorization = Authorization(context),
+                role = CheckClientRole(context)] {
+    absl::StatusOr<v1::CompleteRequest> req =
+        role.ok() ? Authenticated(auth_, authorization, *request)
+                  : absl::StatusOr<v1::CompleteRequest>(role);
     absl::StatusOr<v1::CompilationPlan> plan =
         req.ok() ? runner_->Explain(*req) : absl::StatusOr<v1::CompilationPlan>(req.status());
     if (plan.ok()) *response = *std::move(plan);
@@ -162,8 +181,12 @@ grpc::ServerUnaryReactor* OrchestratorService::ListDevices(grpc::CallbackServerC
                                                            const v1::ListDevicesRequest* request,
                                                            v1::ListDevicesResponse* response) {
   auto* reactor = context->DefaultReactor();
-  // The mesh's devices (addresses, providers, load) are for the mesh's clients: a key, as for
-  // every other call.
+  // The mesh's devices (addresses, providers, load) are for the mesh's clients: a client's
+  // certificate (under mutual TLS) and a key, as for every other call.
+  if (absl::Status role = CheckClientRole(context); !role.ok()) {
+    reactor->Finish(ToGrpcStatus(role));
+    return reactor;
+  }
   absl::StatusOr<std::string> client = auth_->ClientFor(Authorization(context));
   if (!client.ok()) {
     reactor->Finish(ToGrpcStatus(client.status()));

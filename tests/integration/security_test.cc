@@ -9,6 +9,7 @@
 #include "common/tls.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "loom/v1/orchestrator.grpc.pb.h"
 #include "loom/v1/registry.grpc.pb.h"
 #include "loom/v1/worker.grpc.pb.h"
 #include "tests/integration/mesh_fixture.h"
@@ -156,6 +157,29 @@ TEST_F(SecurityTest, ClientsWithoutCredentialsAndPeersCallingWorkersDirectlyAreR
   v1::DeregisterResponse dereg_response;
   EXPECT_EQ(registry->Deregister(&dereg_context, dereg, &dereg_response).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Devices(), (std::set<std::string>{"dev-a", "dev-b"}));
+
+  // The report: device certificates passed as client certificates. dev-b's certificate with a
+  // valid API key still may not use the Orchestrator: neither list the mesh nor ask.
+  auto orchestrator = v1::Orchestrator::NewStub(grpc::CreateChannel(coordinator_.address, *dev_b));
+  grpc::ClientContext list_context;
+  list_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  list_context.AddMetadata("authorization", "Bearer " + observer_key_);
+  v1::ListDevicesResponse listed;
+  grpc::Status list_status = orchestrator->ListDevices(&list_context, {}, &listed);
+  EXPECT_EQ(list_status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << list_status.error_message();
+  EXPECT_THAT(list_status.error_message(), HasSubstr("role 'device'"));
+  EXPECT_EQ(listed.devices_size(), 0);
+  grpc::ClientContext ask_context;
+  ask_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  ask_context.AddMetadata("authorization", "Bearer " + observer_key_);
+  v1::CompleteRequest ask;
+  ask.add_messages()->set_content("free work please");
+  ask.mutable_messages(0)->set_role("user");
+  v1::CompleteResponse answer;
+  EXPECT_EQ(orchestrator->Complete(&ask_context, ask, &answer).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  // The client's own certificate still works.
   EXPECT_EQ(Devices(), (std::set<std::string>{"dev-a", "dev-b"}));
 }
 
