@@ -102,4 +102,22 @@ bool JoinProofMatches(absl::string_view secret, const v1::RegisterRequest& reque
          CRYPTO_memcmp(got.data(), expected.data(), expected.size()) == 0;
 }
 
+std::string NewDialChallenge() {
+  unsigned char bytes[16];
+  RAND_bytes(bytes, sizeof bytes);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof bytes));
+}
+
+std::string DialProof(absl::string_view token, absl::string_view device_id,
+                      absl::string_view challenge) {
+  return HmacHex(token, absl::StrCat("loom-dial-v1|", device_id, "|", challenge));
+}
+
+bool DialProofMatches(absl::string_view token, absl::string_view device_id,
+                      absl::string_view challenge, absl::string_view proof) {
+  const std::string expected = DialProof(token, device_id, challenge);
+  return proof.size() == expected.size() &&
+         CRYPTO_memcmp(proof.data(), expected.data(), expected.size()) == 0;
+}
+
 }  // namespace loom

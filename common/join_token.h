@@ -37,6 +37,20 @@ v1::JoinProof MakeJoinProof(absl::string_view token, absl::string_view device_id
 // and provider (constant-time comparison). Says nothing about freshness or replay.
 bool JoinProofMatches(absl::string_view secret, const v1::RegisterRequest& request);
 
+// Dialling a worker, the coordinator sends a fresh random challenge (metadata
+// "x-loom-challenge"); the worker answers in its initial metadata ("x-loom-proof") with an
+// HMAC of the challenge and its device id under its token. Only the holder of that device's
+// token can answer, so a device cannot advertise another worker's address and be paid for
+// its work.
+inline constexpr char kDialChallengeHeader[] = "x-loom-challenge";
+inline constexpr char kDialProofHeader[] = "x-loom-proof";
+std::string NewDialChallenge();
+std::string DialProof(absl::string_view token, absl::string_view device_id,
+                      absl::string_view challenge);
+// Constant-time comparison against the proof `token` gives.
+bool DialProofMatches(absl::string_view token, absl::string_view device_id,
+                      absl::string_view challenge, absl::string_view proof);
+
 }  // namespace loom
 
 #endif  // LOOM_COMMON_JOIN_TOKEN_H_

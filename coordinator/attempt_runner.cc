@@ -149,6 +149,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
 
     DeviceCall call;
     call.device_id = chosen.device_id;
+    call.provider_id = chosen.provider_id;
     call.address = chosen.address;
     absl::Time attempt_deadline = absl::Now() + options_.attempt_timeout;
     if (chosen.tokens_per_second > 0) {

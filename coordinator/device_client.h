@@ -23,6 +23,7 @@ namespace loom {
 
 struct DeviceCall {
   std::string device_id;  // with TLS, the worker's certificate must name this device
+  std::string provider_id;  // in join-token mode, the worker must prove (device, provider)
   std::string address;
   v1::InferRequest request;
   absl::Time deadline = absl::InfiniteFuture();

@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/join_token.h"
+#include <spdlog/spdlog.h>
 
 namespace loom {
 
@@ -41,12 +43,35 @@ absl::StatusOr<v1::InferChunk> GrpcDeviceClient::Infer(const DeviceCall& call, c
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(call.deadline));
   const int cancel_id = cancel ? cancel->OnCancel([&context] { context.TryCancel(); }) : -1;
+  const std::string challenge = join_secret_.empty() ? "" : NewDialChallenge();
+  if (!challenge.empty()) context.AddMetadata(kDialChallengeHeader, challenge);
   const std::shared_ptr<v1::Worker::Stub> stub = StubFor(call);
   std::unique_ptr<grpc::ClientReader<v1::InferChunk>> reader = stub->Infer(&context, call.request);
   v1::InferChunk chunk;
   v1::InferChunk last;
   bool final_seen = false;
+  bool proven = challenge.empty();
   while (reader->Read(&chunk)) {
+    if (!proven) {
+      // The worker's initial metadata has arrived with its first message.
+      const auto& md = context.GetServerInitialMetadata();
+      auto proof = md.find(kDialProofHeader);
+      proven = proof != md.end() &&
+               DialProofMatches(IssueJoinToken(join_secret_, call.device_id, call.provider_id),
+                                call.device_id, challenge,
+                                absl::string_view(proof->second.data(), proof->second.size()));
+      if (!proven) {
+        context.TryCancel();
+        (void)reader->Finish();
+        if (cancel && cancel_id >= 0) cancel->RemoveCallback(cancel_id);
+        spdlog::error("the worker at {} could not prove it is device {}: its address may be "
+                      "borrowed; not used",
+                      call.address, call.device_id);
+        return absl::UnavailableError(absl::StrCat(
+            "the worker at ", call.address, " could not prove it is device ", call.device_id,
+            " (join-token challenge failed); its output is not used"));
+      }
+    }
     if (chunk.final()) {
       last = chunk;
       final_seen = true;

@@ -27,10 +27,14 @@ class GrpcDeviceClient : public DeviceClient {
  public:
   // `credentials`: ChannelCredentialsFor (common/tls.h). `tls`: whether they are TLS ones, so
   // the device id is checked against the worker's certificate.
+  // `join_secret`: in join-token mode, the secret tokens are issued under; every call then
+  // challenges the worker to prove it holds the token of the device it was dialled as
+  // (join_token.h), and a worker that cannot is not used (UNAVAILABLE: retried elsewhere).
   GrpcDeviceClient(std::shared_ptr<grpc::ChannelCredentials> credentials, bool tls,
-                   absl::Duration idle_timeout = absl::Minutes(10), Clock* clock = Clock::Real())
+                   absl::Duration idle_timeout = absl::Minutes(10), Clock* clock = Clock::Real(),
+                   std::string join_secret = "")
       : credentials_(std::move(credentials)), tls_(tls), idle_timeout_(idle_timeout),
-        clock_(clock), last_sweep_(clock->Now()) {}
+        clock_(clock), join_secret_(std::move(join_secret)), last_sweep_(clock->Now()) {}
 
   absl::StatusOr<v1::InferChunk> Infer(const DeviceCall& call, const ChunkSink& sink,
                                   Cancellation* cancel) override;
@@ -50,6 +54,7 @@ class GrpcDeviceClient : public DeviceClient {
   const bool tls_;
   const absl::Duration idle_timeout_;
   Clock* const clock_;
+  const std::string join_secret_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, CachedStub> stubs_ ABSL_GUARDED_BY(mu_);

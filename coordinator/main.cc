@@ -258,7 +258,10 @@ int main(int argc, char** argv) {
   }
 
   loom::ModelSelector selector(std::move(affinity), {.load_weight = load_weight});
-  loom::GrpcDeviceClient device_client(*worker_credentials, !tls.plaintext);
+  // In join-token mode every call challenges the worker to prove the device it was dialled as.
+  const bool join_mode = device_auth_options.mode == loom::DeviceAuthOptions::Mode::kJoinToken;
+  loom::GrpcDeviceClient device_client(*worker_credentials, !tls.plaintext, absl::Minutes(10),
+                                       loom::Clock::Real(), join_mode ? join_secret : "");
   loom::Metrics metrics;
   loom::RequestRunner runner(options, &registry, &selector, &device_client, ledger->get(),
                              loom::Clock::Real(), &metrics);

@@ -204,7 +204,8 @@ int main(int argc, char** argv) {
       loom::WorkerServiceOptions{.device_id = config->device_id(),
                                  .provider_id = config->provider_id(),
                                  .max_concurrency = config->max_concurrency(),
-                                 .require_coordinator_peer = !tls.client_ca.empty()},
+                                 .require_coordinator_peer = !tls.client_ca.empty(),
+                                 .join_token = config->join_token()},
       *std::move(models));
   auto started =
       loom::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service}, *server_credentials,

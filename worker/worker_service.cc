@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/cancellation.h"
 #include "common/grpc_status.h"
+#include "common/join_token.h"
 #include "common/queued_write_reactor.h"
 #include "common/tls.h"
 
@@ -98,6 +99,17 @@ grpc::ServerWriteReactor<v1::InferChunk>* WorkerService::Infer(
       return new RejectReactor(grpc::Status(
           grpc::StatusCode::PERMISSION_DENIED,
           absl::StrCat("device ", options_.device_id, " serves only its coordinator")));
+    }
+  }
+  if (!options_.join_token.empty()) {
+    // Proves to the coordinator that this is the device it meant to dial.
+    const auto& md = context->client_metadata();
+    auto challenge = md.find(kDialChallengeHeader);
+    if (challenge != md.end()) {
+      context->AddInitialMetadata(
+          kDialProofHeader,
+          DialProof(options_.join_token, options_.device_id,
+                    absl::string_view(challenge->second.data(), challenge->second.size())));
     }
   }
   auto it = models_.find(request->model());

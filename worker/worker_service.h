@@ -32,6 +32,8 @@ struct WorkerServiceOptions {
   // With TLS client certificates: only a caller whose certificate has the coordinator role
   // may run Infer (another device cannot use this one for free).
   bool require_coordinator_peer = false;
+  // In join-token mode: answers the coordinator's dial challenge with this token (join_token.h).
+  std::string join_token;
 };
 
 class WorkerService final : public v1::Worker::CallbackService {

@@ -183,6 +183,28 @@ TEST_F(SecurityTest, ClientsWithoutCredentialsAndPeersCallingWorkersDirectlyAreR
   EXPECT_EQ(Devices(), (std::set<std::string>{"dev-a", "dev-b"}));
 }
 
+// The report: in join-token mode a device could advertise another device's address and be
+// paid for its work (4 of 10). The coordinator now challenges every worker it dials to prove
+// the device it was dialled as; the borrowed address fails the challenge and is never used.
+TEST_F(SecurityTest, ADeviceAdvertisingAnotherWorkersAddressIsNeverUsedNorPaid) {
+  StartCoordinator();  // plaintext with join tokens
+  StartWorker("dev-z-honest", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-z-honest"}));
+  // A real worker with its own valid token, registering the honest worker's address.
+  StartWorker("dev-a-thief", "llama-3.1-8b", {"--advertise_address=" + workers_["dev-z-honest"].address});
+  ASSERT_TRUE(WaitForDevices({"dev-z-honest", "dev-a-thief"}));
+  for (int i = 0; i < 6; ++i) {
+    json r = AskJson(absl::StrCat("What is the capital of country number ", i, "?"));
+    EXPECT_FALSE(r.value("output", "").empty()) << r.dump();
+  }
+  CommandResult payouts = RunCommand("loom-ledger", {"--db=" + db_, "records", "--format=json"});
+  ASSERT_EQ(payouts.exit_code, 0) << payouts.err;
+  json records = json::parse(payouts.out);
+  ASSERT_EQ(records.size(), 6u) << records.dump();
+  for (const auto& r : records) EXPECT_EQ(r.value("deviceId", ""), "dev-z-honest") << r.dump();
+  EXPECT_THAT(coordinator_.process->Log(), HasSubstr("could not prove it is device dev-a-thief"));
+}
+
 TEST_F(SecurityTest, JoinTokensRefuseWrongAndReplayedRegistrations) {
   StartCoordinator();  // plaintext with join tokens
   // A token issued for another device, and a made-up one: the workers stop (exit 3).

@@ -83,3 +83,26 @@ TEST(TlsTest, IncompleteSettingsNameTheFlag) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST(DialProofTest, OnlyTheDevicesOwnTokenAnswersTheChallenge) {
+  const std::string secret(32, 's');
+  const std::string token = IssueJoinToken(secret, "dev-a", "prov-a");
+  const std::string challenge = NewDialChallenge();
+  EXPECT_EQ(challenge.size(), 32u);
+  EXPECT_NE(challenge, NewDialChallenge()) << "fresh every time";
+  const std::string proof = DialProof(token, "dev-a", challenge);
+  EXPECT_TRUE(DialProofMatches(token, "dev-a", challenge, proof));
+  // Another device's token, another device id, another challenge, a truncated proof: no.
+  const std::string other = IssueJoinToken(secret, "dev-b", "prov-a");
+  EXPECT_FALSE(DialProofMatches(token, "dev-a", challenge, DialProof(other, "dev-a", challenge)));
+  EXPECT_FALSE(DialProofMatches(token, "dev-a", challenge, DialProof(token, "dev-b", challenge)));
+  EXPECT_FALSE(DialProofMatches(token, "dev-a", NewDialChallenge(), proof));
+  EXPECT_FALSE(DialProofMatches(token, "dev-a", challenge, proof.substr(0, 10)));
+  EXPECT_FALSE(DialProofMatches(token, "dev-a", challenge, ""));
+}
+
+}  // namespace
+}  // namespace loom
