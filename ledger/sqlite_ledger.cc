@@ -813,11 +813,21 @@ absl::StatusOr<int64_t> SqliteLedger::AppendLocked(const std::string& kind,
   }
   LOOM_RETURN_IF_ERROR(insert.Run());
   for (const auto& [account, amount] : entries) {
+    // SQLite turns an integer overflow into a float: the bound is checked in the same
+    // statement (a float past it compares as past it), so no balance ever wraps or rounds.
     Statement move(db_,
-                   "UPDATE balances SET balance_micro = balance_micro + ?2 WHERE account_id = ?1",
+                   "UPDATE balances SET balance_micro = balance_micro + ?2 WHERE account_id = ?1 "
+                   "AND balance_micro + ?2 BETWEEN -?3 AND ?3",
                    cache_.get());
-    LOOM_RETURN_IF_ERROR(move.Bind(1, account).Bind(2, amount).Run());
+    LOOM_RETURN_IF_ERROR(move.Bind(1, account).Bind(2, amount).Bind(3, kMaxBalanceMicro).Run());
     if (sqlite3_changes(db_) != 1) {
+      Statement exists(db_, "SELECT 1 FROM balances WHERE account_id = ?1", cache_.get());
+      LOOM_ASSIGN_OR_RETURN(bool found, exists.Bind(1, account).Step());
+      if (found) {
+        return absl::OutOfRangeError(absl::StrCat(
+            "transaction ", reference, " would take ", account, "'s balance past ",
+            FormatCredits(kMaxBalanceMicro), " credits, the most the ledger holds; refused"));
+      }
       return absl::InternalError(absl::StrCat("ledger: transaction ", reference, " moves ",
                                               account, "'s balance, which does not exist"));
     }

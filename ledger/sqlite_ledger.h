@@ -125,6 +125,9 @@ struct VerifyReport {
 class SqliteLedger : public LedgerStore {
  public:
   static constexpr int kSchemaVersion = 7;
+  // No balance (the mint's included) goes past this either way: a grant or settlement that
+  // would is refused (OUT_OF_RANGE), so sums of balances never overflow int64.
+  static constexpr int64_t kMaxBalanceMicro = INT64_MAX / 4;
 
   // Opens (creating and migrating unless read_only) the database. INVALID_ARGUMENT for bad
   // options, FAILED_PRECONDITION for a database newer than this build, UNAVAILABLE when the

@@ -542,3 +542,32 @@ TEST(SqliteLedgerOrphanTest, ARestartedHolderReleasesItsOwnReservationsOnly) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// The report: ten maximum-size grants overflowed int64 (verify then exited 1, not 3).
+TEST(SqliteLedgerBoundsTest, NoGrantTakesABalancePastTheBoundAndTheBooksStayExact) {
+  auto ledger = *SqliteLedger::Open({.path = ":memory:"});
+  int refused = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto granted = ledger->Grant(ClientAccount("whale"), INT64_MAX, absl::StrCat("g", i));
+    if (!granted.ok()) {
+      ++refused;
+      EXPECT_EQ(granted.status().code(), absl::StatusCode::kOutOfRange);
+      EXPECT_THAT(granted.status().message(), HasSubstr("the most the ledger holds"));
+    }
+  }
+  EXPECT_EQ(refused, 10) << "INT64_MAX is past the bound at once";
+  for (int i = 0; i < 10; ++i) {
+    (void)ledger->Grant(ClientAccount("whale"), SqliteLedger::kMaxBalanceMicro / 3, absl::StrCat("h", i));
+  }
+  const int64_t balance = *ledger->Balance(ClientAccount("whale"));
+  EXPECT_LE(balance, SqliteLedger::kMaxBalanceMicro);
+  EXPECT_EQ(balance % (SqliteLedger::kMaxBalanceMicro / 3), 0) << "whole grants only";
+  VerifyReport report = *ledger->Verify();
+  EXPECT_TRUE(report.ok) << report.problem;
+}
+
+}  // namespace
+}  // namespace loom
