@@ -10,6 +10,7 @@
 #include "common/json_dump.h"
 #include "common/openai_wire.h"
 #include "common/tokens.h"
+#include "common/utf8.h"
 #include "nlohmann/json.hpp"
 
 namespace loom {
@@ -178,22 +179,35 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     *call.request.mutable_structure() = spec.structure;
 
     std::string output;
+    // Device text reaches prompts, events (proto strings) and JSON: a character cut between
+    // chunks waits for its tail, and ill-formed bytes become U+FFFD, whatever the device sent.
+    std::string pending;
+    auto take = [&](std::string piece) {
+      if (piece.empty()) return;
+      output.append(piece);
+      if (!spec.stream || !sink) return;
+      v1::CompleteEvent e;
+      e.mutable_output()->set_sub_task_id(spec.sub_task_id);
+      e.mutable_output()->set_attempt(attempt);
+      e.mutable_output()->set_text(std::move(piece));
+      e.mutable_output()->set_answer(spec.answer);
+      sink(e);
+    };
     const absl::Time started = clock_->Now();
     registry_->AddInflight(chosen.device_id, +1);
     log->CallStarted();
     absl::StatusOr<v1::InferChunk> final_chunk = devices_->Infer(
         call,
         [&](std::string_view text) {
-          output.append(text);
-          if (!spec.stream || !sink) return;
-          v1::CompleteEvent e;
-          e.mutable_output()->set_sub_task_id(spec.sub_task_id);
-          e.mutable_output()->set_attempt(attempt);
-          e.mutable_output()->set_text(std::string(text));
-          e.mutable_output()->set_answer(spec.answer);
-          sink(e);
+          pending.append(text.data(), text.size());
+          size_t complete = CompleteUtf8Length(pending);
+          if (pending.size() - complete > 3) complete = pending.size();  // never a character
+          std::string piece = ToValidUtf8(absl::string_view(pending).substr(0, complete));
+          pending.erase(0, complete);
+          take(std::move(piece));
         },
         cancel);
+    take(ToValidUtf8(pending));  // a tail that never completed
     absl::StatusOr<v1::Usage> usage =
         final_chunk.ok() ? absl::StatusOr<v1::Usage>(final_chunk->usage())
                          : absl::StatusOr<v1::Usage>(final_chunk.status());

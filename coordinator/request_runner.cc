@@ -277,7 +277,10 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
           "'", needs[0].second, "' needs one model to answer: it cannot be used with loom.mode ",
           request.mode() == v1::PLAN_KIND_COMPILED ? "compiled" : "compete"));
     }
-    for (const auto& [capability, field] : needs) {
+    for (const auto& need : needs) {
+      // Named, not a structured binding: clang 14 cannot capture bindings in the lambda.
+      const std::string& capability = need.first;
+      const std::string& field = need.second;
       bool served = false;
       registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
         for (const ModelGroup* g : groups) {

@@ -12,7 +12,7 @@ deploy/setup.sh build >/dev/null   # installs the packages (clang among them)
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DLOOM_FUZZ=ON -DLOOM_FUZZ_SECONDS="$SECONDS_EACH" >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target openai_request_fuzzer decomposer_json_fuzzer \
-  config_fuzzer sse_parser_fuzzer ledger_cli_args_fuzzer front_door_fuzzer
+  config_fuzzer sse_parser_fuzzer ledger_cli_args_fuzzer front_door_fuzzer compiled_plan_fuzzer
 built=$(date +%s)
 echo "fuzz: built in $((built - start)) s"
 cd build-fuzz

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "common/protocol.h"
 #include "common/tokens.h"
+#include "common/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/pricing.h"
@@ -186,6 +187,22 @@ TEST_F(RequestRunnerTest, AStreamWhoseDeviceDiesIsContinuedByTheNextDeviceAsOneA
   EXPECT_EQ(response->contributions(1).token_count(), CountTokens(" is Paris."));
   EXPECT_GT(*ledger_->Balance(ProviderAccount("prov-a")), 0);
   EXPECT_TRUE(ledger_->Verify()->ok);
+}
+
+// Found by fuzz/compiled_plan_fuzzer: a device's bytes went into events (proto strings) as
+// they came. A character cut between chunks is now held for its tail; ill-formed bytes
+// become U+FFFD.
+TEST_F(RequestRunnerTest, DeviceTextIsValidUtf8InTheAnswerAndInEveryEvent) {
+  AddDevice("a", "m", "llama");
+  devices_.Set("a:1", {.chunks = {" caf\xC3", "\xA9 ok \xFF", " \xE6\x97"}});
+  std::vector<v1::CompleteEvent> events;
+  auto response = Run(Ask("What is the capital of France?"), &events);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->output(), " caf\xC3\xA9 ok \xEF\xBF\xBD \xEF\xBF\xBD");
+  for (const auto& e : events) {
+    if (e.has_output()) EXPECT_TRUE(IsValidUtf8(e.output().text())) << e.output().text();
+  }
+  EXPECT_EQ(StreamedAnswer(events), response->output());
 }
 
 TEST_F(RequestRunnerTest, AStreamTheNextDeviceCannotContinueSaysItRestarts) {
