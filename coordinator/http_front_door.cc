@@ -130,7 +130,8 @@ void AddCorsHeaders(const std::vector<std::string>& allowed, const HttpRequest& 
 // The route a request went to, as a metric label (raw paths would be unbounded).
 std::string Endpoint(const HttpRequest& req) {
   if (req.method == "OPTIONS") return "preflight";
-  for (const char* route : {"/v1/chat/completions", "/v1/responses", "/healthz", "/metrics"}) {
+  for (const char* route : {"/v1/chat/completions", "/v1/responses", "/v1/completions",
+                            "/healthz", "/metrics"}) {
     if (req.path == route) return route;
   }
   if (req.path == "/v1/models" || absl::StartsWith(req.path, "/v1/models/")) return "/v1/models";
@@ -183,6 +184,45 @@ std::vector<std::pair<std::string, bool>> UnsupportedFields(const json& j) {
 
 // Parses an OpenAI chat completion request into a CompleteRequest. Every field is checked
 // for its type (a wrong type is a 400 naming the field, never an exception).
+absl::Status ParseCompletionRequest(const std::string& body, v1::CompleteRequest* out,
+                                    bool* stream, bool* include_usage, std::string* model,
+                                    bool drop_unsupported, std::vector<std::string>* dropped) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("the body is not a JSON object (or not valid UTF-8)");
+  }
+  if (j.contains("messages")) {
+    return absl::InvalidArgumentError("'messages' belongs to /v1/chat/completions; send 'prompt'");
+  }
+  json prompt = j.contains("prompt") ? j["prompt"] : json();
+  if (prompt.is_array() && prompt.size() == 1) prompt = prompt[0];
+  if (!prompt.is_string() || prompt.get<std::string>().empty()) {
+    return absl::InvalidArgumentError(
+        "'prompt' must be a non-empty string (or a list of one; several prompts are not served)");
+  }
+  auto present = [&](const char* field) { return j.contains(field) && !j[field].is_null(); };
+  const bool echo = present("echo") && j["echo"] != false;
+  const bool best_of = present("best_of") && j["best_of"] != 1;
+  for (const auto& [field, used] : {std::pair<const char*, bool>{"echo", echo},
+                                    {"suffix", present("suffix")},
+                                    {"best_of", best_of},
+                                    {"logprobs", present("logprobs")}}) {
+    if (!used) {
+      j.erase(field);
+      continue;
+    }
+    if (!drop_unsupported) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", field, "' is not supported on /v1/completions here"));
+    }
+    if (dropped) dropped->push_back(field);
+    j.erase(field);
+  }
+  j.erase("prompt");
+  j["messages"] = json::array({{{"role", "user"}, {"content", prompt}}});
+  return ParseChatRequest(j.dump(), out, stream, include_usage, model, drop_unsupported, dropped);
+}
+
 absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out, bool* stream,
                               bool* include_usage, std::string* model, bool drop_unsupported,
                               std::vector<std::string>* dropped) {
@@ -568,6 +608,8 @@ void HttpFrontDoor::Routes() {
                  {.head_filter = authenticate});
   server_.Handle("POST", "/v1/responses", [this](HttpExchange& ex) { return Responses(ex); },
                  {.head_filter = authenticate});
+  server_.Handle("POST", "/v1/completions", [this](HttpExchange& ex) { return Completions(ex); },
+                 {.head_filter = authenticate});
 }
 
 HttpResponse HttpFrontDoor::Models(HttpExchange& exchange) {
@@ -752,6 +794,84 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
       cancel, arrived);
   if (!r.ok() && !writer.started()) return ErrorResponse(std::move(res), r.status());
   writer.Finish(r, include_usage);
+  return HttpResponse{};
+}
+
+HttpResponse HttpFrontDoor::Completions(HttpExchange& exchange) {
+  const HttpRequest& req = exchange.request();
+  const absl::Time arrived = runner_->clock()->Now();
+  v1::CompleteRequest request;
+  bool stream = false, include_usage = false;
+  std::string model;
+  std::vector<std::string> dropped;
+  if (absl::Status s = ParseCompletionRequest(req.body, &request, &stream, &include_usage, &model,
+                                              options_.drop_params, &dropped);
+      !s.ok()) {
+    return ErrorResponse(s);
+  }
+  HttpResponse res;
+  if (!dropped.empty()) res.SetHeader("x-loom-dropped-params", absl::StrJoin(dropped, ","));
+  if (absl::Status s = Identify(req, &request, &res); !s.ok()) return ErrorResponse(s);
+  const absl::Time deadline = absl::Now() + options_.request_timeout;
+  const int64_t created = absl::ToUnixSeconds(absl::Now());
+  const std::string id = absl::StrCat("cmpl-", request.request_id());
+  Cancellation* cancel = exchange.client_gone();
+  absl::StatusOr<Admission::Ticket> ticket =
+      admission_->Acquire(request.client_id(), deadline, cancel);
+  if (!ticket.ok()) return ErrorResponse(std::move(res), ticket.status());
+  auto choice = [](const std::string& text, const json& finish) {
+    return json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr},
+                         {"finish_reason", finish}}});
+  };
+  auto object = [&](json choices) {
+    return json{{"id", id}, {"object", "text_completion"}, {"created", created},
+                {"model", model}, {"choices", std::move(choices)}};
+  };
+
+  if (!stream) {
+    absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, cancel, arrived);
+    if (!r.ok()) return ErrorResponse(std::move(res), r.status());
+    json out = object(choice(r->output(), FinishReason(*r)));
+    out["usage"] = Usage(*r);
+    out["loom"] = LoomObject(*r);
+    if (r->replayed()) res.SetHeader("Idempotent-Replayed", "true");
+    res.body = DumpJson(out);
+    return res;
+  }
+
+  // Streamed: the events start with the first text, so an early failure is a plain HTTP error.
+  bool started = false, ok = true;
+  auto send = [&](const json& chunk) {
+    if (ok) ok = exchange.Write(absl::StrCat("data: ", DumpJson(chunk), "\n\n"));
+    if (!ok) cancel->Cancel();  // the client went away: stop the work
+  };
+  auto start = [&] {
+    if (started) return;
+    started = true;
+    HttpResponse head = res;
+    head.content_type = "text/event-stream";
+    head.SetHeader("Cache-Control", "no-cache");
+    ok = exchange.StartStream(head);
+  };
+  absl::StatusOr<v1::CompleteResponse> r = runner_->Run(
+      request, deadline,
+      [&](const v1::CompleteEvent& e) {
+        if (!e.has_output() || !e.output().answer()) return;
+        start();
+        send(object(choice(e.output().text(), nullptr)));
+      },
+      cancel, arrived);
+  if (!r.ok() && !started) return ErrorResponse(std::move(res), r.status());
+  start();
+  if (!r.ok()) {
+    send(ErrorBody(HttpStatusFor(r.status()), std::string(r.status().message())));
+  } else {
+    json last = object(choice("", FinishReason(*r)));
+    if (include_usage) last["usage"] = Usage(*r);
+    last["loom"] = LoomObject(*r);
+    send(last);
+  }
+  if (ok) ok = exchange.Write("data: [DONE]\n\n");
   return HttpResponse{};
 }
 

@@ -9,6 +9,8 @@
 //                               X-Loom-Overhead-Ms.
 //   POST /v1/responses          the Responses API's stateless text subset, streamed or not
 //                               (responses_api.h)
+//   POST /v1/completions        legacy text completions: the prompt as one user message;
+//                               "text_completion" objects, streamed or not
 //   GET  /v1/models             the mesh's models plus loom-auto
 //   GET  /healthz               200 while serving
 //   GET  /metrics               Prometheus text
@@ -71,6 +73,15 @@ absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out,
                               bool drop_unsupported = false,
                               std::vector<std::string>* dropped = nullptr);
 
+// Parses a legacy text completion request (/v1/completions: "prompt" as a string or a list of
+// one string) as the chat request of one user message, with the same fields; refuses what a
+// chat model cannot do with a prompt ("echo", "suffix", "best_of" > 1, "logprobs", several
+// prompts) by name.
+absl::Status ParseCompletionRequest(const std::string& body, v1::CompleteRequest* out,
+                                    bool* stream, bool* include_usage, std::string* model,
+                                    bool drop_unsupported = false,
+                                    std::vector<std::string>* dropped = nullptr);
+
 class HttpFrontDoor {
  public:
   // `admission` is shared with the gRPC door (every request is admitted by it after its key is
@@ -92,6 +103,7 @@ class HttpFrontDoor {
   HttpResponse Models(HttpExchange& exchange);
   HttpResponse Chat(HttpExchange& exchange);
   HttpResponse Responses(HttpExchange& exchange);  // /v1/responses (responses_api.h)
+  HttpResponse Completions(HttpExchange& exchange);  // /v1/completions (legacy text)
   // Who pays and under which id: the head filter's client, the loom/X-Request-Id/
   // Idempotency-Key id (validated) or a new one; names it in `res`.
   absl::Status Identify(const HttpRequest& req, v1::CompleteRequest* request, HttpResponse* res) const;

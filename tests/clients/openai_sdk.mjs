@@ -118,6 +118,22 @@ await check("structured output: json_schema and json_object are valid JSON", asy
   expect(typeof JSON.parse(o.choices[0].message.content) === "object", o.choices[0].message.content);
 });
 
+await check("legacy completions, plain and streamed", async () => {
+  const done = await client.completions.create({ model, prompt: "Once upon a time", max_tokens: 12 });
+  expect(done.object === "text_completion", `object ${done.object}`);
+  expect(done.choices[0].text.length > 0, "no text");
+  expect(done.choices[0].finish_reason === "length", `finish_reason ${done.choices[0].finish_reason}`);
+  expect(done.usage.completion_tokens > 0, "no usage");
+  let text = "";
+  let finish = null;
+  const stream = await client.completions.create({ model, prompt: "Once upon a time", stream: true });
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.text ?? "";
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+  }
+  expect(text.length > 0 && finish === "stop", `streamed ${JSON.stringify(text)} ${finish}`);
+});
+
 await check("compiled request through loom-auto", async () => {
   const r = await client.chat.completions.create({
     model: "loom-auto",

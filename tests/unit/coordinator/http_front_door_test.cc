@@ -195,3 +195,54 @@ TEST(HttpStatusForTest, StatusesMapAsDocumented) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+TEST(ParseCompletionRequestTest, APromptIsOneUserMessageWithTheSameFields) {
+  v1::CompleteRequest r;
+  bool stream = false, usage = false;
+  std::string model;
+  ASSERT_TRUE(ParseCompletionRequest(R"({"model": "m", "prompt": ["Once upon a time"], "max_tokens": 9,
+                                        "stop": ["\n"], "stream": true, "temperature": 0.5})",
+                                     &r, &stream, &usage, &model)
+                  .ok());
+  EXPECT_TRUE(stream);
+  EXPECT_EQ(model, "m");
+  EXPECT_EQ(r.max_tokens(), 9);
+  ASSERT_EQ(r.messages_size(), 1);
+  EXPECT_EQ(r.messages(0).role(), "user");
+  EXPECT_EQ(r.messages(0).content(), "Once upon a time");
+  EXPECT_EQ(r.sampling().stop_size(), 1);
+}
+
+TEST(ParseCompletionRequestTest, WhatAChatModelCannotDoIsRefusedByName) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"model": "m"})", "'prompt'"},
+      {R"({"model": "m", "prompt": ["a", "b"]})", "several prompts"},
+      {R"({"model": "m", "prompt": 5})", "'prompt'"},
+      {R"({"model": "m", "prompt": "x", "echo": true})", "'echo'"},
+      {R"({"model": "m", "prompt": "x", "suffix": "y"})", "'suffix'"},
+      {R"({"model": "m", "prompt": "x", "best_of": 3})", "'best_of'"},
+      {R"({"model": "m", "prompt": "x", "logprobs": 2})", "'logprobs'"},
+      {R"({"model": "m", "messages": []})", "'messages'"},
+  };
+  for (const auto& [body, field] : cases) {
+    v1::CompleteRequest r;
+    bool stream = false, usage = false;
+    std::string model;
+    absl::Status s = ParseCompletionRequest(body, &r, &stream, &usage, &model);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << body;
+    EXPECT_THAT(s.message(), ::testing::HasSubstr(field)) << body;
+  }
+  // echo false and best_of 1 are what a model does anyway.
+  v1::CompleteRequest r;
+  bool stream = false, usage = false;
+  std::string model;
+  EXPECT_TRUE(ParseCompletionRequest(R"({"model": "m", "prompt": "x", "echo": false, "best_of": 1})",
+                                     &r, &stream, &usage, &model)
+                  .ok());
+}
+
+}  // namespace
+}  // namespace loom
