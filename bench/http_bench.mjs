@@ -10,12 +10,20 @@ const [direct, coordinator, model] = process.argv.slice(2, 5);
 const json = process.argv.includes("--json");
 const N = 400, CONCURRENT = 16, PER_CLIENT = 100;
 
+// Portkey's gateway (PORTKEY_BASE, started by http_bench.sh) forwards to the same stand-in,
+// told so per request by its headers.
+const portkey = process.env.PORTKEY_BASE;
+const headersFor = (base) => base === portkey
+  ? { "content-type": "application/json", "x-portkey-provider": "openai",
+      "x-portkey-custom-host": direct, authorization: "Bearer unused" }
+  : { "content-type": "application/json" };
+
 function post(base, agent, body, onFirstData) {
   return new Promise((resolve, reject) => {
     const url = new URL(base + "/chat/completions");
     const start = process.hrtime.bigint();
     let first = null;
-    const req = http.request(url, { method: "POST", agent, headers: { "content-type": "application/json" } }, (res) => {
+    const req = http.request(url, { method: "POST", agent, headers: headersFor(base) }, (res) => {
       res.on("data", () => { if (first === null) first = process.hrtime.bigint(); });
       res.on("end", () => {
         if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}`));
@@ -101,11 +109,17 @@ async function probesUnderLoad(base) {
 }
 
 const out = {};
-for (const [name, base] of [["direct", direct], ["coordinator", coordinator]]) {
+const targets = [["direct", direct], ["coordinator", coordinator]];
+if (portkey) targets.push(["portkey", portkey]);
+// A scenario a peer cannot serve is reported as null (Portkey 1.15.2 on Node 20 answers every
+// stream with 500: "TypeError: immutable" appending a header in its stream handler).
+const orNull = (p) => p.catch((e) => { console.error(`(${e.message})`); return null; });
+for (const [name, base] of targets) {
   out[name] = {
     keepalive: await sequential(base, true, false),
     new_connection: await sequential(base, false, false),
-    stream_keepalive: await sequential(base, true, true),
+    stream_keepalive: name === "portkey" ? await orNull(sequential(base, true, true))
+                                         : await sequential(base, true, true),
     concurrent16_rps: await concurrent(base),
   };
 }
@@ -117,18 +131,33 @@ out.ratios = {
   concurrent16_throughput: c.concurrent16_rps / d.concurrent16_rps,
   stream_ttft_added_us: c.stream_keepalive.ttft_p50 - d.stream_keepalive.ttft_p50,
 };
+if (out.portkey) {
+  const p = out.portkey;
+  out.portkey_ratios = {
+    keepalive_p50: p.keepalive.p50 / d.keepalive.p50,
+    new_connection_p50: p.new_connection.p50 / d.new_connection.p50,
+    concurrent16_throughput: p.concurrent16_rps / d.concurrent16_rps,
+    stream_ttft_added_us: p.stream_keepalive ? p.stream_keepalive.ttft_p50 - d.stream_keepalive.ttft_p50 : null,
+  };
+}
 if (json) {
   console.log(JSON.stringify(out, null, 2));
 } else {
   const f = (x) => x.toFixed(0);
-  for (const name of ["direct", "coordinator"]) {
+  for (const name of targets.map(([n]) => n)) {
     const o = out[name];
     console.log(`${name.padEnd(12)} keep-alive p50 ${f(o.keepalive.p50)} us p99 ${f(o.keepalive.p99)} | new connection p50 ${f(o.new_connection.p50)} us | ` +
-                `stream first byte p50 ${f(o.stream_keepalive.ttft_p50)} us | 16 clients ${f(o.concurrent16_rps)} req/s`);
+                `stream first byte p50 ${o.stream_keepalive ? f(o.stream_keepalive.ttft_p50) + " us" : "n/a"} | 16 clients ${f(o.concurrent16_rps)} req/s`);
   }
   const h = c.healthz_under_load;
   console.log(`/healthz with 256 idle keep-alive connections and 64 open streams: p50 ${f(h.p50_us)} us, p99 ${f(h.p99_us)} us (target p99 <= 10 ms)`);
   const r = out.ratios;
   console.log(`ratios: keep-alive p50 ${r.keepalive_p50.toFixed(2)}x (target <= 3x), new connection ${r.new_connection_p50.toFixed(2)}x, ` +
               `16-client throughput ${r.concurrent16_throughput.toFixed(2)}x (target >= 0.3x), stream first byte +${f(r.stream_ttft_added_us)} us`);
+  if (out.portkey_ratios) {
+    const p = out.portkey_ratios;
+    console.log(`portkey ratios: keep-alive p50 ${p.keepalive_p50.toFixed(2)}x, new connection ${p.new_connection_p50.toFixed(2)}x, ` +
+                `16-client throughput ${p.concurrent16_throughput.toFixed(2)}x, stream first byte ` +
+                (p.stream_ttft_added_us === null ? "n/a (its streams fail)" : `+${f(p.stream_ttft_added_us)} us`));
+  }
 }

@@ -48,4 +48,10 @@ for _ in $(seq 100); do
   curl -s "http://$http/v1/models" | grep -q slow-sim && curl -s "http://$http/v1/models" | grep -q bench-model && break
   sleep 0.1
 done
-node bench/http_bench.mjs "$base" "http://$http/v1" bench-model "$@"
+# The peer: Portkey's open-source gateway (pinned in bench/peers) in front of the same stand-in.
+(cd bench/peers && npm ci --no-audit --no-fund --ignore-scripts >/dev/null 2>&1)
+portkey_port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+node bench/peers/node_modules/@portkey-ai/gateway/build/start-server.js --port="$portkey_port" \
+  --headless >"$dir/portkey.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$portkey_port/" && break; sleep 0.1; done
+PORTKEY_BASE="http://127.0.0.1:$portkey_port/v1" node bench/http_bench.mjs "$base" "http://$http/v1" bench-model "$@"
