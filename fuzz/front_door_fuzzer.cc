@@ -14,7 +14,12 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include <cstdint>
 #include <memory>
@@ -100,17 +105,39 @@ std::string Exchange(int port, const std::string& request) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  FUZZ_CHECK(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  // libFuzzer's -timeout alarm interrupts system calls: EINTR is retried everywhere here.
+  int connected;
+  do {
+    connected = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  } while (connected != 0 && errno == EINTR);
+  if (connected != 0 && errno != EISCONN) {
+    const int error = errno;
+    int open_fds = 0;
+    for (int i = 0; i < 65536; ++i) open_fds += fcntl(i, F_GETFD) != -1;
+    std::fprintf(stderr, "connect to the door failed: %s (%d descriptors open)\n",
+                 std::strerror(error), open_fds);
+    std::abort();
+  }
   for (size_t sent = 0; sent < request.size();) {
     const ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     sent += static_cast<size_t>(n);
   }
   std::string response;
   char buf[16384];
+  const absl::Time start = absl::Now();
   while (true) {
     const ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (response.empty()) {
+        std::fprintf(stderr, "no response: recv %zd (%s) after %s\n", n,
+                     n < 0 ? std::strerror(errno) : "closed",
+                     absl::FormatDuration(absl::Now() - start).c_str());
+      }
+      break;
+    }
     response.append(buf, static_cast<size_t>(n));
   }
   close(fd);
