@@ -106,7 +106,17 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
       auto discovered = loom::OpenAIProvider::DiscoverModels(absl::GetFlag(FLAGS_openai_base_url),
                                                              absl::GetFlag(FLAGS_openai_api_key));
       if (!discovered.ok()) return discovered.status();
-      names = *discovered;
+      // One model the worker cannot classify must not take the whole device down.
+      loom::DiscoveredModels selected = loom::SelectDiscoveredModels(*discovered);
+      for (const auto& [name, why] : selected.skipped) {
+        spdlog::warn("--discover: skipping {}: {}", name, why);
+      }
+      if (selected.served.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "--discover: none of the ", discovered->size(), " models at ",
+            absl::GetFlag(FLAGS_openai_base_url), " can be served (see the warnings)"));
+      }
+      names = std::move(selected.served);
     } else if (!absl::GetFlag(FLAGS_model).empty()) {
       names.push_back(absl::GetFlag(FLAGS_model));
     } else {

@@ -45,6 +45,25 @@ std::string GuessFamily(const std::string& model_name) {
   return "";
 }
 
+DiscoveredModels SelectDiscoveredModels(const std::vector<std::string>& listed) {
+  DiscoveredModels out;
+  for (const std::string& name : listed) {
+    const std::string lower = absl::AsciiStrToLower(name);
+    if (absl::StrContains(lower, "embed") || absl::StrContains(lower, "bge-") ||
+        absl::StrContains(lower, "minilm")) {
+      out.skipped.emplace_back(name, "an embedding model (it does not chat; Loom serves no "
+                                     "/v1/embeddings yet)");
+    } else if (GuessFamily(name).empty()) {
+      out.skipped.emplace_back(name, absl::StrCat("its family cannot be told from the name; "
+                                                  "serve it with --model=", name,
+                                                  " --family=FAMILY"));
+    } else {
+      out.served.push_back(name);
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
                                                       const std::string& origin) {
   // Device and provider ids appear in certificates and join tokens: no ':' or '/'.

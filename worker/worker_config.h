@@ -28,6 +28,15 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
 // "llama"; "" when nothing matches.
 std::string GuessFamily(const std::string& model_name);
 
+// Of the models a server lists (--discover), those the worker can serve for chat, and for
+// each one it skips, why: embedding models (no chat; Loom has no /v1/embeddings yet) and
+// models whose family cannot be told from the name (give it with --model and --family).
+struct DiscoveredModels {
+  std::vector<std::string> served;
+  std::vector<std::pair<std::string, std::string>> skipped;  // name, reason
+};
+DiscoveredModels SelectDiscoveredModels(const std::vector<std::string>& listed);
+
 // One provider per model of a validated config.
 absl::StatusOr<std::vector<ServedModel>> BuildServedModels(const v1::WorkerConfig& config);
 

@@ -89,3 +89,22 @@ TEST(WorkerConfigTest, OpenAIBackendIsValidatedAndBuilt) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// The issue: one model --discover could not classify failed the whole device.
+TEST(WorkerConfigTest, DiscoverSkipsWhatItCannotServeAndSaysWhy) {
+  DiscoveredModels d = SelectDiscoveredModels(
+      {"llama3.1:8b", "nomic-embed-text:latest", "qwen2.5-coder:7b", "mxbai-embed-large",
+       "starling-lm:7b", "all-minilm"});
+  EXPECT_EQ(d.served, (std::vector<std::string>{"llama3.1:8b", "qwen2.5-coder:7b"}));
+  ASSERT_EQ(d.skipped.size(), 4u);
+  EXPECT_EQ(d.skipped[0].first, "nomic-embed-text:latest");
+  EXPECT_THAT(d.skipped[0].second, ::testing::HasSubstr("embedding model"));
+  EXPECT_EQ(d.skipped[2].first, "starling-lm:7b");
+  EXPECT_THAT(d.skipped[2].second, ::testing::HasSubstr("--model=starling-lm:7b --family="));
+}
+
+}  // namespace
+}  // namespace loom
