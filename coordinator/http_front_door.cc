@@ -131,7 +131,7 @@ void AddCorsHeaders(const std::vector<std::string>& allowed, const HttpRequest& 
 std::string Endpoint(const HttpRequest& req) {
   if (req.method == "OPTIONS") return "preflight";
   for (const char* route : {"/v1/chat/completions", "/v1/responses", "/v1/completions",
-                            "/healthz", "/metrics"}) {
+                            "/loom/v1/earnings", "/healthz", "/metrics"}) {
     if (req.path == route) return route;
   }
   if (req.path == "/v1/models" || absl::StartsWith(req.path, "/v1/models/")) return "/v1/models";
@@ -610,6 +610,27 @@ void HttpFrontDoor::Routes() {
                  {.head_filter = authenticate});
   server_.Handle("POST", "/v1/completions", [this](HttpExchange& ex) { return Completions(ex); },
                  {.head_filter = authenticate});
+  // A provider sees its own earnings with its own key (never another provider's).
+  HttpHeadFilter authenticate_provider = [this](HttpRequest& req) -> std::optional<HttpResponse> {
+    absl::StatusOr<std::string> provider = auth_->ProviderFor(req.Header("Authorization"));
+    if (!provider.ok()) return ErrorResponse(provider.status());
+    req.principal = *provider;
+    return std::nullopt;
+  };
+  server_.Handle(
+      "GET", "/loom/v1/earnings",
+      [this](HttpExchange& ex) {
+        absl::StatusOr<PayoutRow> row = auth_->EarningsOf(ex.request().principal);
+        if (!row.ok()) return ErrorResponse(row.status());
+        return JsonResponse(json{{"provider", row->provider_id},
+                                 {"earned_micro", row->earned_micro},
+                                 {"tokens", row->tokens},
+                                 {"requests", row->requests},
+                                 {"devices", row->devices},
+                                 {"paid_out_micro", row->paid_out_micro},
+                                 {"unpaid_micro", row->unpaid_micro}});
+      },
+      {.head_filter = authenticate_provider});
 }
 
 HttpResponse HttpFrontDoor::Models(HttpExchange& exchange) {

@@ -12,6 +12,8 @@
 //   POST /v1/completions        legacy text completions: the prompt as one user message;
 //                               "text_completion" objects, streamed or not
 //   GET  /v1/models             the mesh's models plus loom-auto
+//   GET  /loom/v1/earnings      with a provider's key: that provider's earnings (earned,
+//                               tokens, requests, devices, paid out, unpaid)
 //   GET  /healthz               200 while serving
 //   GET  /metrics               Prometheus text
 // Errors use OpenAI's error JSON: 400 malformed, 401 key, 402 credits, 404 model, 413 body too

@@ -42,9 +42,11 @@ constexpr Command kCommands[] = {
     {"payout", "payout PROVIDER AMOUNT --reference=R",
      "cash out a provider's earnings to the payout account; refused beyond its balance. "
      "Idempotent by reference."},
-    {"keys", "keys create --client=NAME | keys list | keys revoke --key=ID",
+    {"keys", "keys create --client=NAME | keys create --provider=ID | keys list | keys revoke --key=ID",
      "API keys for the HTTP and gRPC APIs, each bound to a client account (requests with the "
-     "key are charged to it). create prints the key once; only its hash is stored."},
+     "key are charged to it) or to a provider (the key reads that provider's earnings: "
+     "GET /loom/v1/earnings, loom earnings; it cannot spend). create prints the key once; only "
+     "its hash is stored."},
     {"verify", "verify",
      "recompute the hash chain, check every transaction sums to zero and settlements match "
      "their records, run PRAGMA integrity_check; exit 0 when all hold, else name the first bad "

@@ -57,6 +57,22 @@ struct Settlement {
   bool already_settled = false;
 };
 
+struct PayoutRow {
+  std::string provider_id;
+  int64_t earned_micro = 0;     // settlement credits in the period
+  int64_t tokens = 0;
+  int64_t requests = 0;
+  int64_t devices = 0;
+  int64_t paid_out_micro = 0;   // cash-outs in the period
+  int64_t unpaid_micro = 0;     // balance now
+};
+
+struct PayoutFilter {
+  int64_t since_ms = 0;                       // inclusive
+  int64_t until_ms = INT64_MAX;               // exclusive
+  std::string provider_id;                    // empty = all
+};
+
 struct RecordFilter {
   std::string request_id;  // empty = all
   std::string provider_id; // empty = all
@@ -84,6 +100,11 @@ class LedgerStore {
   virtual absl::StatusOr<Settlement> Settle(const SettlementRequest& request) = 0;
   // The answer kept by the settlement of `request_id`. NOT_FOUND when the request was not
   // settled, was settled without an answer, or its answer is past the retention window.
+  // Earnings per provider in a period (settlement credits, tokens, requests, devices, paid
+  // out, unpaid now).
+  virtual absl::StatusOr<std::vector<PayoutRow>> Payouts(const PayoutFilter& filter) {
+    return absl::UnimplementedError("this ledger does not report payouts");
+  }
   virtual absl::StatusOr<StoredAnswer> Answer(const std::string& request_id) {
     return absl::NotFoundError(absl::StrCat("no answer is kept for request ", request_id));
   }

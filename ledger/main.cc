@@ -15,7 +15,7 @@
 ABSL_FLAG(std::string, db, "loom.db", "Path of the ledger database (SQLite).");
 ABSL_FLAG(std::string, format, "table", "Output format of listings: table, json or csv.");
 ABSL_FLAG(std::string, request, "", "records: only this request id.");
-ABSL_FLAG(std::string, provider, "", "records, payouts: only this provider id.");
+ABSL_FLAG(std::string, provider, "", "records, payouts: only this provider id; keys create: the provider the key is for.");
 ABSL_FLAG(int64_t, limit, 1000, "records: at most this many rows.");
 ABSL_FLAG(std::string, since, "", "payouts: from this time (inclusive).");
 ABSL_FLAG(std::string, until, "", "payouts: until this time (exclusive).");
@@ -141,8 +141,14 @@ int main(int argc, char** argv) {
     auto ledger = OpenLedger(rest[0] == "list");
     if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
     if (rest[0] == "create") {
-      if (absl::GetFlag(FLAGS_client).empty()) return Fail("keys create: --client=NAME is required");
-      auto key = (*ledger)->CreateKey(absl::GetFlag(FLAGS_client));
+      const std::string client = absl::GetFlag(FLAGS_client);
+      const std::string provider = absl::GetFlag(FLAGS_provider);
+      if (client.empty() == provider.empty()) {
+        return Fail("keys create: give --client=NAME (a key that spends) or --provider=ID (a key "
+                    "that reads that provider's earnings)");
+      }
+      auto key = client.empty() ? (*ledger)->CreateProviderKey(provider)
+                                : (*ledger)->CreateKey(client);
       if (!key.ok()) return Fail(std::string(key.status().message()));
       std::cerr << "key " << key->first.id << " for " << key->first.client_account
                 << " (shown once; store it now):\n";

@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -1322,6 +1323,15 @@ absl::StatusOr<VerifyReport> SqliteLedger::Verify() {
 
 namespace {
 
+// Device and provider ids, as the coordinator accepts them at registration (common/tls.h).
+bool IsValidProviderId(absl::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
 std::string RandomHex(int bytes) {
   std::vector<unsigned char> buf(bytes);
   if (RAND_bytes(buf.data(), bytes) != 1) return "";
@@ -1332,10 +1342,23 @@ std::string RandomHex(int bytes) {
 
 }  // namespace
 
+absl::StatusOr<std::pair<ApiKeyInfo, std::string>> SqliteLedger::CreateProviderKey(
+    const std::string& provider_id) {
+  if (!IsValidProviderId(provider_id)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "provider id '", provider_id, "' must be 1-128 of letters, digits, '.', '_' and '-'"));
+  }
+  return CreateKeyFor(ProviderAccount(provider_id));
+}
+
 absl::StatusOr<std::pair<ApiKeyInfo, std::string>> SqliteLedger::CreateKey(
     const std::string& client_name) {
   LOOM_RETURN_IF_ERROR(ValidClientName(client_name));
-  const std::string account = ClientAccount(client_name);
+  return CreateKeyFor(ClientAccount(client_name));
+}
+
+absl::StatusOr<std::pair<ApiKeyInfo, std::string>> SqliteLedger::CreateKeyFor(
+    const std::string& account) {
   const std::string id = "key_" + RandomHex(6);
   const std::string secret = "loom_" + RandomHex(24);
   if (id.size() < 5 || secret.size() < 6) {

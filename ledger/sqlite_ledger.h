@@ -92,22 +92,6 @@ struct AccountInfo {
   int64_t reserved_micro = 0;   // live reservations
 };
 
-struct PayoutRow {
-  std::string provider_id;
-  int64_t earned_micro = 0;     // settlement credits in the period
-  int64_t tokens = 0;
-  int64_t requests = 0;
-  int64_t devices = 0;
-  int64_t paid_out_micro = 0;   // cash-outs in the period
-  int64_t unpaid_micro = 0;     // balance now
-};
-
-struct PayoutFilter {
-  int64_t since_ms = 0;                       // inclusive
-  int64_t until_ms = INT64_MAX;               // exclusive
-  std::string provider_id;                    // empty = all
-};
-
 struct ApiKeyInfo {
   std::string id;              // "key_..." (public; used to list and revoke)
   std::string client_account;  // "client:NAME"
@@ -160,17 +144,21 @@ class SqliteLedger : public LedgerStore {
   // Balance minus live reservations.
   absl::StatusOr<int64_t> Available(const std::string& account_id);
   absl::StatusOr<std::vector<AccountInfo>> Accounts();
-  absl::StatusOr<std::vector<PayoutRow>> Payouts(const PayoutFilter& filter);
+  absl::StatusOr<std::vector<PayoutRow>> Payouts(const PayoutFilter& filter) override;
   absl::StatusOr<VerifyReport> Verify();
 
   // API keys: stored only as SHA-256 hashes. CreateKey returns the secret once ("loom_...").
   absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKey(const std::string& client_name);
+  // A provider's key: it authenticates as "provider:ID" and reads that provider's earnings;
+  // it cannot spend (the coordinator refuses it for requests).
+  absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateProviderKey(const std::string& provider_id);
   absl::StatusOr<std::vector<ApiKeyInfo>> ListKeys();
   absl::Status RevokeKey(const std::string& key_id);  // NOT_FOUND for an unknown id
   absl::StatusOr<std::string> Authenticate(const std::string& api_key) override;
   absl::StatusOr<int> SchemaVersion();
 
  private:
+  absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKeyFor(const std::string& account);
   SqliteLedger(sqlite3* db, const LedgerOptions& options);
 
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -18,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/sse_parser.h"
+#include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "common/json_config.h"
 #include "common/tls_flags.h"
@@ -49,6 +50,8 @@ constexpr char kUsage[] =
     "                 [--max_tokens=N] [--system=TEXT] [--api_key=KEY | $LOOM_API_KEY]\n"
     "  plan \"PROMPT\"  show the plan the coordinator would follow, without running it\n"
     "  devices        the devices in the mesh with their models and load\n"
+    "  earnings       a provider's own earnings, with a provider's key (--http=HOST:PORT\n"
+    "                 --api_key=KEY; loom-ledger keys create --provider=ID makes one)\n"
     "\n"
     "Exit codes: 0 ok, 1 the request failed, 2 bad usage.";
 
@@ -146,6 +149,44 @@ int Ask(loom::v1::Orchestrator::Stub* stub, const std::string& prompt) {
 std::string ErrorMessage(const std::string& body) {
   std::optional<loom::ChatChunk> parsed = loom::ParseChatChunk(body);
   return parsed && parsed->error ? *parsed->error : body;
+}
+
+// earnings over HTTP: GET /loom/v1/earnings with a provider's key.
+int Earnings() {
+  if (absl::GetFlag(FLAGS_http).empty()) return Usage("earnings needs --http=HOST:PORT");
+  if (ApiKey().empty()) return Usage("earnings needs a provider's key: --api_key=KEY or $LOOM_API_KEY");
+  const loom::TlsConfig tls = loom::TlsFromFlags();
+  httplib::Client client(absl::StrCat(tls.plaintext ? "http://" : "https://", absl::GetFlag(FLAGS_http)));
+  if (!tls.plaintext) {
+    if (tls.ca.empty()) return Usage("--http over TLS needs --tls_ca (or --plaintext)");
+    client.set_ca_cert_path(tls.ca);
+    client.enable_server_certificate_verification(true);
+  }
+  client.set_read_timeout(std::chrono::milliseconds(absl::GetFlag(FLAGS_timeout_ms)));
+  httplib::Result result = client.Get("/loom/v1/earnings", {{"Authorization", "Bearer " + ApiKey()}});
+  if (!result) {
+    std::cerr << "loom: cannot reach " << absl::GetFlag(FLAGS_http) << ": "
+              << httplib::to_string(result.error()) << "\n";
+    return 1;
+  }
+  if (result->status != 200) {
+    std::cerr << "loom: HTTP " << result->status << ": " << ErrorMessage(result->body) << "\n";
+    return 1;
+  }
+  const nlohmann::json e = nlohmann::json::parse(result->body, nullptr, false);
+  if (absl::GetFlag(FLAGS_json) || !e.is_object()) {
+    std::cout << result->body << "\n";
+    return 0;
+  }
+  auto credits = [&](const char* field) {
+    return absl::StrFormat("%.6f", static_cast<double>(e.value(field, int64_t{0})) / 1e6);
+  };
+  std::cout << "provider " << e.value("provider", "") << ": earned " << credits("earned_micro")
+            << " credits for " << e.value("tokens", int64_t{0}) << " tokens in "
+            << e.value("requests", int64_t{0}) << " requests on " << e.value("devices", int64_t{0})
+            << " device(s); paid out " << credits("paid_out_micro") << ", unpaid "
+            << credits("unpaid_micro") << "\n";
+  return 0;
 }
 
 // ask over HTTP: POST /v1/chat/completions, streamed unless --json.
@@ -266,6 +307,10 @@ int main(int argc, char** argv) {
   if (command == "devices") {
     if (args.size() > 2) return Usage(absl::StrCat("devices: unexpected argument '", args[2], "'"));
     return Devices(stub.get());
+  }
+  if (command == "earnings") {
+    if (args.size() > 2) return Usage(absl::StrCat("earnings: unexpected argument '", args[2], "'"));
+    return Earnings();
   }
   return Usage(absl::StrCat("unknown command '", command, "' (try --help)"));
 }

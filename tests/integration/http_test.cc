@@ -685,3 +685,52 @@ TEST_F(HttpTest, AStreamWhoseDeviceDiesReadsAsOneAnswerAndBothDevicesArePaid) {
 
 }  // namespace
 }  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// The issue: a provider could not see its own earnings, only the operator with the database.
+// A provider's key reads them (HTTP and `loom earnings`); it cannot spend, and a client's key
+// cannot read them.
+TEST_F(HttpTest, AProviderReadsItsOwnEarningsWithItsOwnKeyAndCannotSpendWithIt) {
+  StartSecured();
+  StartWorker("dev-p", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-p"}));
+  const std::string client = NewKey("alice", "5");
+  CommandResult made = RunCommand("loom-ledger", {"--db=" + db_, "keys", "create", "--provider=prov-dev-p"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::string provider = std::string(absl::StripAsciiWhitespace(made.out));
+  CommandResult other = RunCommand("loom-ledger", {"--db=" + db_, "keys", "create", "--provider=prov-nobody"});
+  const std::string stranger = std::string(absl::StripAsciiWhitespace(other.out));
+
+  HttpResult before = Curl("GET", "/loom/v1/earnings", "", provider);
+  ASSERT_EQ(before.status, 200) << before.body;
+  EXPECT_EQ(json::parse(before.body)["earned_micro"], 0);
+  HttpResult asked = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "What is a loom?"), client);
+  ASSERT_EQ(asked.status, 200) << asked.body;
+  const int64_t cost = json::parse(asked.body)["loom"]["cost_micro"];
+
+  json earned = json::parse(Curl("GET", "/loom/v1/earnings", "", provider).body);
+  EXPECT_EQ(earned["provider"], "prov-dev-p");
+  EXPECT_EQ(earned["earned_micro"], cost) << "no fee: the provider earns what the client paid";
+  EXPECT_EQ(earned["requests"], 1);
+  EXPECT_EQ(earned["unpaid_micro"], cost);
+  // Another provider's key sees only its own (nothing); a client's key sees nothing at all.
+  EXPECT_EQ(json::parse(Curl("GET", "/loom/v1/earnings", "", stranger).body)["earned_micro"], 0);
+  HttpResult as_client = Curl("GET", "/loom/v1/earnings", "", client);
+  EXPECT_EQ(as_client.status, 403) << as_client.body;
+  EXPECT_EQ(Curl("GET", "/loom/v1/earnings", "").status, 401);
+  // The provider's key does not pay for requests.
+  HttpResult spend = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "Free work?"), provider);
+  EXPECT_EQ(spend.status, 403) << spend.body;
+  EXPECT_THAT(spend.body, HasSubstr("cannot pay for requests"));
+  // The CLI shows the same.
+  CommandResult cli = RunCommand("loom", {"--plaintext", "--http=" + coordinator_.http,
+                                          "--api_key=" + provider, "earnings"});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_THAT(cli.out, HasSubstr("provider prov-dev-p: earned"));
+  EXPECT_THAT(cli.out, HasSubstr("in 1 requests on 1 device(s)"));
+}
+
+}  // namespace
+}  // namespace loom::testing
