@@ -151,18 +151,28 @@ std::string ErrorMessage(const std::string& body) {
   return parsed && parsed->error ? *parsed->error : body;
 }
 
+// A client of the coordinator's HTTP API (--http), verifying its certificate unless
+// --plaintext; null when TLS is asked for without --tls_ca.
+std::unique_ptr<httplib::Client> HttpClient() {
+  const loom::TlsConfig tls = loom::TlsFromFlags();
+  auto client = std::make_unique<httplib::Client>(
+      absl::StrCat(tls.plaintext ? "http://" : "https://", absl::GetFlag(FLAGS_http)));
+  if (!tls.plaintext) {
+    if (tls.ca.empty()) return nullptr;
+    client->set_ca_cert_path(tls.ca);
+    client->enable_server_certificate_verification(true);
+  }
+  client->set_read_timeout(std::chrono::milliseconds(absl::GetFlag(FLAGS_timeout_ms)));
+  return client;
+}
+
 // earnings over HTTP: GET /loom/v1/earnings with a provider's key.
 int Earnings() {
   if (absl::GetFlag(FLAGS_http).empty()) return Usage("earnings needs --http=HOST:PORT");
   if (ApiKey().empty()) return Usage("earnings needs a provider's key: --api_key=KEY or $LOOM_API_KEY");
-  const loom::TlsConfig tls = loom::TlsFromFlags();
-  httplib::Client client(absl::StrCat(tls.plaintext ? "http://" : "https://", absl::GetFlag(FLAGS_http)));
-  if (!tls.plaintext) {
-    if (tls.ca.empty()) return Usage("--http over TLS needs --tls_ca (or --plaintext)");
-    client.set_ca_cert_path(tls.ca);
-    client.enable_server_certificate_verification(true);
-  }
-  client.set_read_timeout(std::chrono::milliseconds(absl::GetFlag(FLAGS_timeout_ms)));
+  std::unique_ptr<httplib::Client> http = HttpClient();
+  if (!http) return Usage("--http over TLS needs --tls_ca (or --plaintext)");
+  httplib::Client& client = *http;
   httplib::Result result = client.Get("/loom/v1/earnings", {{"Authorization", "Bearer " + ApiKey()}});
   if (!result) {
     std::cerr << "loom: cannot reach " << absl::GetFlag(FLAGS_http) << ": "
@@ -201,14 +211,9 @@ int AskHttp(const std::string& prompt) {
   if (!absl::GetFlag(FLAGS_mode).empty()) body["loom"] = {{"mode", absl::GetFlag(FLAGS_mode)}};
   const bool stream = !absl::GetFlag(FLAGS_json);
   body["stream"] = stream;
-  const loom::TlsConfig tls = loom::TlsFromFlags();
-  httplib::Client client(absl::StrCat(tls.plaintext ? "http://" : "https://", absl::GetFlag(FLAGS_http)));
-  if (!tls.plaintext) {
-    if (tls.ca.empty()) return Usage("--http over TLS needs --tls_ca (or --plaintext)");
-    client.set_ca_cert_path(tls.ca);
-    client.enable_server_certificate_verification(true);
-  }
-  client.set_read_timeout(std::chrono::milliseconds(absl::GetFlag(FLAGS_timeout_ms)));
+  std::unique_ptr<httplib::Client> http = HttpClient();
+  if (!http) return Usage("--http over TLS needs --tls_ca (or --plaintext)");
+  httplib::Client& client = *http;
   httplib::Headers headers;
   if (!ApiKey().empty()) headers.emplace("Authorization", "Bearer " + ApiKey());
   int status = 0;
