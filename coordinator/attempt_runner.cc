@@ -97,6 +97,16 @@ void AddEarlier(const CallSpec& spec, const CallResult& result, bool partial, At
 
 }  // namespace
 
+void AttemptLog::ExcludeDevices(std::set<std::string> devices) {
+  absl::MutexLock lock(&mu_);
+  excluded_ = std::move(devices);
+}
+
+std::set<std::string> AttemptLog::excluded_devices() const {
+  absl::MutexLock lock(&mu_);
+  return excluded_;
+}
+
 absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
                                               const CallSpec& spec, absl::Time deadline,
                                               Cancellation* cancel, const EventSink& sink,
@@ -105,6 +115,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
                       !spec.pinned.capabilities.empty();
   const int max_attempts = spec.max_attempts > 0 ? spec.max_attempts : options_.max_attempts;
   std::set<std::string> excluded = spec.excluded;
+  for (const std::string& device : log->excluded_devices()) excluded.insert(device);
   std::vector<std::string> failures;
   CallResult result;
   absl::Status last = absl::UnavailableError("no attempt ran");

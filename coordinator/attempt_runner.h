@@ -117,11 +117,17 @@ class AttemptLog {
   void AddDelivered(Delivered delivered);
   std::vector<Delivered> delivered() const;
 
+  // Devices no call of this request may use (priced above what its client can afford), on
+  // top of each call's own exclusions.
+  void ExcludeDevices(std::set<std::string> devices);
+  std::set<std::string> excluded_devices() const;
+
  private:
   Clock* const clock_;
   mutable absl::Mutex mu_;
   std::vector<v1::Attempt> attempts_ ABSL_GUARDED_BY(mu_);
   std::vector<Delivered> delivered_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> excluded_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time busy_since_ ABSL_GUARDED_BY(mu_);
   absl::Duration busy_ ABSL_GUARDED_BY(mu_);

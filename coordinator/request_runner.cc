@@ -231,12 +231,14 @@ int64_t RequestRunner::AnswerTokenBound(const v1::CompleteRequest& request) cons
                   options_.max_output_tokens);
 }
 
-absl::StatusOr<int64_t> RequestRunner::CostBound(const Analysis& analysis,
-                                                 int64_t max_tokens) const {
-  int64_t price = 0;
-  registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
-    for (const ModelGroup* g : groups) price = std::max(price, PricePer1kMicro(g->model()));
-  });
+absl::StatusOr<int64_t> RequestRunner::CostBound(const Analysis& analysis, int64_t max_tokens,
+                                                 int64_t price) const {
+  if (price < 0) {
+    price = 0;
+    registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
+      for (const ModelGroup* g : groups) price = std::max(price, PricePer1kMicro(g->model()));
+    });
+  }
   int64_t tokens = max_tokens;
   if (analysis.kind == v1::PLAN_KIND_COMPETE) {
     tokens = options_.compete.k * max_tokens + 16;  // candidates and a judge
@@ -257,6 +259,34 @@ absl::StatusOr<int64_t> RequestRunner::CostBound(const Analysis& analysis,
         " micro-credits per 1k overflows; ask for fewer max_tokens"));
   }
   return bound;
+}
+
+RequestRunner::Affordable RequestRunner::AffordableFor(const std::string& client_account,
+                                                      const Analysis& analysis,
+                                                      int64_t max_tokens, int64_t bound) const {
+  Affordable out{bound, {}};
+  absl::StatusOr<int64_t> available = ledger_->Available(client_account);
+  if (!available.ok() || *available >= bound) return out;
+  std::set<int64_t, std::greater<>> prices;
+  registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
+    for (const ModelGroup* g : groups) prices.insert(PricePer1kMicro(g->model()));
+  });
+  for (int64_t price : prices) {
+    absl::StatusOr<int64_t> at = CostBound(analysis, max_tokens, price);
+    if (!at.ok() || *at > *available) continue;
+    out.bound = *at;
+    registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
+      for (const ModelGroup* g : groups) {
+        if (PricePer1kMicro(g->model()) <= price) continue;
+        g->ForEachHealthy([&](const v1::DeviceInfo& d, double) {
+          out.too_dear.insert(d.device_id());
+          return true;
+        });
+      }
+    });
+    return out;
+  }
+  return out;  // not even the cheapest: the reservation refuses it (402)
 }
 
 absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteRequest& request,
@@ -317,7 +347,32 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   // Budget first: nothing runs for a client who cannot pay for it.
   Analysis analysis = analyzer_.Analyze(request, max_tokens);
   if (!needs.empty()) analysis.kind = v1::PLAN_KIND_PASSTHROUGH;
-  LOOM_ASSIGN_OR_RETURN(const int64_t bound, CostBound(analysis, max_tokens));
+  LOOM_ASSIGN_OR_RETURN(int64_t bound, CostBound(analysis, max_tokens));
+  // A device priced above the client's budget is left out for this client, rather than the
+  // client refused for the whole mesh. (A request pinned to a model keeps the mesh's bound.)
+  Affordable affordable;
+  if (!request.model().empty() || !request.family().empty()) {
+    // Pinned: the devices that can serve it set the price, not the rest of the mesh.
+    int64_t pinned_price = -1;
+    registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
+      for (const ModelGroup* g : groups) {
+        if ((request.model().empty() || g->model().name() == request.model()) &&
+            (request.family().empty() || g->model().family() == request.family())) {
+          pinned_price = std::max(pinned_price, PricePer1kMicro(g->model()));
+        }
+      }
+    });
+    if (pinned_price >= 0) {
+      LOOM_ASSIGN_OR_RETURN(bound, CostBound(analysis, max_tokens, pinned_price));
+    }
+  } else {
+    affordable = AffordableFor(client_account, analysis, max_tokens, bound);
+    if (!affordable.too_dear.empty()) {
+      spdlog::info("request {}: {} cannot afford {} device(s); served by the others",
+                   request_id, client_account, affordable.too_dear.size());
+      bound = affordable.bound;
+    }
+  }
   const absl::Time reserve_start = clock_->Now();
   timings.set_analyze_us(absl::ToInt64Microseconds(reserve_start - start));
   const absl::Status reserved = ledger_->Reserve(
@@ -328,6 +383,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
     return Replay(request, request_id, reserved, sink);
   }
   AttemptLog log(clock_);
+  if (!affordable.too_dear.empty()) log.ExcludeDevices(std::move(affordable.too_dear));
   absl::StatusOr<v1::CompleteResponse> response =
       reserved.ok() ? Execute(request, analysis, request_id, client_account, deadline, sink, cancel,
                               arrived, timings, &log)

@@ -46,6 +46,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -116,7 +117,19 @@ class RequestRunner {
   // An upper bound of what the request can cost: the most output tokens its plan can credit,
   // at the highest price on the mesh.
   // Includes the ledger's fee. INVALID_ARGUMENT if it would overflow.
-  absl::StatusOr<int64_t> CostBound(const Analysis& analysis, int64_t max_tokens) const;
+  // At `price` micro-credits per 1k (default: the highest on the mesh).
+  absl::StatusOr<int64_t> CostBound(const Analysis& analysis, int64_t max_tokens,
+                                    int64_t price = -1) const;
+  // A client who cannot afford the bound at the mesh's highest price is served by the devices
+  // it can afford: the highest price whose bound fits its available credits, the bound at it,
+  // and the devices priced above it (to exclude). Nothing changes when the client can afford
+  // every device, the ledger cannot tell, or even the cheapest is too dear (then 402).
+  struct Affordable {
+    int64_t bound = 0;
+    std::set<std::string> too_dear;
+  };
+  Affordable AffordableFor(const std::string& client_account, const Analysis& analysis,
+                           int64_t max_tokens, int64_t bound) const;
   // The most tokens one answer may have: the request's max_tokens, else the largest limit a
   // model on the mesh advertises.
   int64_t AnswerTokenBound(const v1::CompleteRequest& request) const;

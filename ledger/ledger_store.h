@@ -92,6 +92,11 @@ class LedgerStore {
                                int64_t amount_micro, absl::Duration ttl) = 0;
   // Drops the reservation of `request_id` (none: OK).
   virtual absl::Status Release(const std::string& request_id) = 0;
+  // Balance minus live reservations. UNIMPLEMENTED where a ledger cannot say (the coordinator
+  // then reserves as if every device were affordable).
+  virtual absl::StatusOr<int64_t> Available(const std::string& account) {
+    return absl::UnimplementedError("this ledger does not report available credits");
+  }
   // The fee Settle adds to `credits_micro` of records (0 without a fee). Monotone, so the fee
   // of a cost bound bounds the fee of any settlement under it.
   virtual int64_t FeeFor(int64_t credits_micro) const { return 0; }

@@ -142,7 +142,7 @@ class SqliteLedger : public LedgerStore {
 
   absl::StatusOr<int64_t> Balance(const std::string& account_id);
   // Balance minus live reservations.
-  absl::StatusOr<int64_t> Available(const std::string& account_id);
+  absl::StatusOr<int64_t> Available(const std::string& account_id) override;
   absl::StatusOr<std::vector<AccountInfo>> Accounts();
   absl::StatusOr<std::vector<PayoutRow>> Payouts(const PayoutFilter& filter) override;
   absl::StatusOr<VerifyReport> Verify();

@@ -205,6 +205,44 @@ TEST_F(RequestRunnerTest, DeviceTextIsValidUtf8InTheAnswerAndInEveryEvent) {
   EXPECT_EQ(StreamedAnswer(events), response->output());
 }
 
+// The report: one dear device made every client get 402, even for the cheap model. A client
+// who cannot afford it is now served by the devices it can afford.
+TEST_F(RequestRunnerTest, ADeviceTooDearForAClientIsLeftOutForItNotA402ForTheMesh) {
+  AddDevice("cheap", "small-8b", "llama", 0, /*parameters_b=*/8);
+  AddDevice("dear", "huge-70000b", "llama", 0, /*parameters_b=*/70000);  // 70 credits per 1k
+  ASSERT_TRUE(ledger_->Grant(ClientAccount("bob"), kMicroPerCredit, "bob").ok());  // 1 credit
+  for (int i = 0; i < 3; ++i) {
+    auto ask = Ask(absl::StrCat("What is the capital of France? ", i));
+    ask.set_client_id("bob");
+    auto response = Run(ask);
+    ASSERT_TRUE(response.ok()) << response.status();
+    ASSERT_EQ(response->contributions_size(), 1);
+    EXPECT_EQ(response->contributions(0).device_id(), "cheap");
+  }
+  // The dear model asked for by name: served for a client who can afford it, 402 for bob.
+  auto pinned = Ask("What is the capital of Spain?");
+  pinned.set_model("huge-70000b");
+  pinned.set_max_tokens(100);  // 7 credits at most: alice has 10
+  auto rich = Run(pinned);
+  ASSERT_TRUE(rich.ok()) << rich.status();
+  EXPECT_EQ(rich->contributions(0).device_id(), "dear");
+  pinned.set_client_id("bob");
+  EXPECT_TRUE(IsInsufficientCredits(Run(pinned).status()));
+  // The cheap model asked for by name is priced as itself, not as the dearest on the mesh.
+  pinned.set_model("small-8b");
+  pinned.set_max_tokens(0);
+  auto cheap = Run(pinned);
+  ASSERT_TRUE(cheap.ok()) << cheap.status();
+  EXPECT_EQ(cheap->contributions(0).device_id(), "cheap");
+  // Too poor even for the cheap device: 402 as before, nothing run.
+  ASSERT_TRUE(ledger_->Grant(ClientAccount("carol"), 1, "carol").ok());
+  auto poor = Ask("What is the capital of Italy?");
+  poor.set_client_id("carol");
+  const size_t calls = devices_.calls().size();
+  EXPECT_TRUE(IsInsufficientCredits(Run(poor).status())) << Run(poor).status();
+  EXPECT_EQ(devices_.calls().size(), calls);
+}
+
 TEST_F(RequestRunnerTest, AStreamTheNextDeviceCannotContinueSaysItRestarts) {
   AddDevice("a", "m", "llama");
   AddDevice("b", "m", "llama", /*active=*/1);  // no "continue" capability
