@@ -82,6 +82,8 @@ async function probesUnderLoad(base) {
     for (let i = 0; i < 64; i++) {
       const req = http.request(new URL(base + "/chat/completions"),
                                { method: "POST", headers: { "content-type": "application/json" } }, (res) => {
+        // A refusal (429 past an admission limit) is not an open stream.
+        if (res.statusCode !== 200) reject(new Error(`a load stream got HTTP ${res.statusCode}`));
         res.once("data", () => { if (++open === 64) resolve(); });
         res.on("error", () => {});
       });

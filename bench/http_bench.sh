@@ -5,6 +5,8 @@
 #
 #   bench/http_bench.sh [--json]
 #   LOOM_COORDINATOR_FLAGS=--ledger_synchronous=OFF bench/http_bench.sh   # without the fsync
+# The coordinator runs with 128 slots and no per-client limit: the bench is one client, and
+# its 64 load streams must all run (Admission would refuse half of them by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR="${BUILD_DIR:-build}"
@@ -26,6 +28,7 @@ wait_for "$dir/standin.json"
 base=$(field "$dir/standin.json" base_url)
 "$BIN/loom-coordinator" --grpc_listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --ledger_db="$dir/loom.db" \
   --plaintext --join_secret_file="$dir/join.secret" --allow_anonymous=anonymous --log_level=warn \
+  --request_threads=128 --max_requests_per_client=0 \
   --ready_file="$dir/coordinator.json" ${LOOM_COORDINATOR_FLAGS:-} 2>"$dir/coordinator.log" & pids+=($!)
 wait_for "$dir/coordinator.json"
 token=$("$BIN/loom-coordinator" --join_secret_file="$dir/join.secret" --issue_join_token=bench-dev:bench-prov)
