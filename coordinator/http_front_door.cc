@@ -483,6 +483,41 @@ class SseWriter {
   bool ok_ = true;
 };
 
+// A Server-Sent Events response that starts with its first event, so a request that fails
+// before any text gets a plain HTTP error status (the Responses and Completions streams).
+// Send is false once the client is gone, and then cancels the request.
+class LazyEventStream {
+ public:
+  LazyEventStream(HttpExchange* exchange, HttpResponse head)
+      : exchange_(exchange), head_(std::move(head)) {}
+
+  bool started() const { return started_; }
+
+  // `first` goes out ahead of the first event (a stream's opening event), "" for none.
+  bool Send(const std::string& bytes, const std::string& first = "") {
+    if (!started_) {
+      started_ = true;
+      head_.content_type = "text/event-stream";
+      head_.SetHeader("Cache-Control", "no-cache");
+      ok_ = exchange_->StartStream(head_);
+      if (!first.empty()) Write(first);
+    }
+    return Write(bytes);
+  }
+
+ private:
+  bool Write(const std::string& bytes) {
+    if (ok_) ok_ = exchange_->Write(bytes);
+    if (!ok_) exchange_->client_gone()->Cancel();  // the client went away: stop the work
+    return ok_;
+  }
+
+  HttpExchange* const exchange_;
+  HttpResponse head_;
+  bool started_ = false;
+  bool ok_ = true;
+};
+
 }  // namespace
 
 int HttpFrontDoor::HttpStatusFor(const absl::Status& status) {
@@ -724,37 +759,24 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
     return res;
   }
 
-  // Streamed: the events start with the first text, so an early failure is a plain HTTP error.
   ResponsesStream events(id, created, parsed.model);
-  bool started = false, ok = true;
-  auto send = [&](const std::string& bytes) {
-    if (ok) ok = exchange.Write(bytes);
-    if (!ok) cancel->Cancel();  // the client went away: stop the work
-  };
-  auto start = [&] {
-    if (started) return;
-    started = true;
-    HttpResponse head = res;
-    head.content_type = "text/event-stream";
-    head.SetHeader("Cache-Control", "no-cache");
-    ok = exchange.StartStream(head);
-    send(events.Start());
-  };
+  LazyEventStream stream(&exchange, res);
   absl::StatusOr<v1::CompleteResponse> r = runner_->Run(
       request, deadline,
       [&](const v1::CompleteEvent& e) {
-        if (!e.has_output() || !e.output().answer()) return;
-        start();
-        send(events.Delta(e.output().text()));
+        if (e.has_output() && e.output().answer()) {
+          stream.Send(events.Delta(e.output().text()), events.Start());
+        }
       },
       cancel, arrived);
-  if (!r.ok() && !started) return ErrorResponse(std::move(res), r.status());
-  start();
+  if (!r.ok() && !stream.started()) return ErrorResponse(std::move(res), r.status());
   if (!r.ok()) {
-    send(events.Fail(ErrorCode(HttpStatusFor(r.status())), std::string(r.status().message())));
+    stream.Send(events.Fail(ErrorCode(HttpStatusFor(r.status())), std::string(r.status().message())),
+                events.Start());
   } else {
-    send(events.Finish(FinishReason(*r), r->usage().prompt_tokens(), r->usage().completion_tokens(),
-                       LoomObject(*r)));
+    stream.Send(events.Finish(FinishReason(*r), r->usage().prompt_tokens(),
+                              r->usage().completion_tokens(), LoomObject(*r)),
+                events.Start());
   }
   return HttpResponse{};
 }
@@ -860,39 +882,27 @@ HttpResponse HttpFrontDoor::Completions(HttpExchange& exchange) {
     return res;
   }
 
-  // Streamed: the events start with the first text, so an early failure is a plain HTTP error.
-  bool started = false, ok = true;
-  auto send = [&](const json& chunk) {
-    if (ok) ok = exchange.Write(absl::StrCat("data: ", DumpJson(chunk), "\n\n"));
-    if (!ok) cancel->Cancel();  // the client went away: stop the work
-  };
-  auto start = [&] {
-    if (started) return;
-    started = true;
-    HttpResponse head = res;
-    head.content_type = "text/event-stream";
-    head.SetHeader("Cache-Control", "no-cache");
-    ok = exchange.StartStream(head);
+  LazyEventStream events(&exchange, res);
+  auto send = [&events](const json& chunk) {
+    return events.Send(absl::StrCat("data: ", DumpJson(chunk), "\n\n"));
   };
   absl::StatusOr<v1::CompleteResponse> r = runner_->Run(
       request, deadline,
       [&](const v1::CompleteEvent& e) {
-        if (!e.has_output() || !e.output().answer()) return;
-        start();
-        send(object(choice(e.output().text(), nullptr)));
+        if (e.has_output() && e.output().answer()) send(object(choice(e.output().text(), nullptr)));
       },
       cancel, arrived);
-  if (!r.ok() && !started) return ErrorResponse(std::move(res), r.status());
-  start();
+  if (!r.ok() && !events.started()) return ErrorResponse(std::move(res), r.status());
+  bool ok;
   if (!r.ok()) {
-    send(ErrorBody(HttpStatusFor(r.status()), std::string(r.status().message())));
+    ok = send(ErrorBody(HttpStatusFor(r.status()), std::string(r.status().message())));
   } else {
     json last = object(choice("", FinishReason(*r)));
     if (include_usage) last["usage"] = Usage(*r);
     last["loom"] = LoomObject(*r);
-    send(last);
+    ok = send(last);
   }
-  if (ok) ok = exchange.Write("data: [DONE]\n\n");
+  if (ok) events.Send("data: [DONE]\n\n");
   return HttpResponse{};
 }
 

@@ -271,6 +271,10 @@ def main():
                 if request_id in settled:
                     problems.append(f"{request_id}: settled, but its answer never reached "
                                     "the client")
+        if answered == 0:
+            problems.append("no request was answered: the run checked nothing")
+        if faults["coordinator_kills"] + faults["worker_kills"] == 0:
+            problems.append("no fault was injected: the run checked nothing")
         if verify.returncode != 0:
             problems.append(f"verify: {verify.stdout.strip()} {verify.stderr.strip()}")
         elapsed = time.monotonic() - started
