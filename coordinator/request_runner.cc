@@ -403,12 +403,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
     }
   }
   // Only a reservation this call made is released (a refused one may belong to another call).
-  if (reserved.ok() && !response.ok() && !settled) {
-    if (absl::Status released = ledger_->Release(request_id); !released.ok()) {
-      spdlog::error("request {}: releasing its reservation failed ({}); it expires by itself",
-                    request_id, released.ToString());
-    }
-  }
+  if (reserved.ok() && !response.ok() && !settled) ReleaseReservation(request_id);
   return response;
 }
 
@@ -709,6 +704,14 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Replay(const v1::CompleteReq
   return response;
 }
 
+void RequestRunner::ReleaseReservation(const std::string& request_id) {
+  if (absl::Status released = ledger_->Release(request_id); !released.ok()) {
+    spdlog::error("request {}: releasing its reservation failed ({}); the ledger retries it "
+                  "with its next write",
+                  request_id, released.ToString());
+  }
+}
+
 absl::Status RequestRunner::SettleAbandoned(const std::string& request_id,
                                              const std::string& client_account,
                                              const AttemptLog& log) {
@@ -722,10 +725,7 @@ absl::Status RequestRunner::SettleAbandoned(const std::string& request_id,
   }
   const int64_t tokens = SetWeights(&records);
   if (records.empty() || tokens == 0) {
-    if (absl::Status released = ledger_->Release(request_id); !released.ok()) {
-      spdlog::error("request {}: releasing its reservation failed ({}); it expires by itself",
-                    request_id, released.ToString());
-    }
+    ReleaseReservation(request_id);
     spdlog::info("request {} abandoned by its client before any output: nothing charged",
                  request_id);
     return absl::CancelledError(absl::StrCat(
@@ -736,10 +736,7 @@ absl::Status RequestRunner::SettleAbandoned(const std::string& request_id,
   if (!settlement.ok()) {
     spdlog::error("request {}: settling it as abandoned failed, nothing charged or paid: {}",
                   request_id, settlement.status().ToString());
-    if (absl::Status released = ledger_->Release(request_id); !released.ok()) {
-      spdlog::error("request {}: releasing its reservation failed ({}); it expires by itself",
-                    request_id, released.ToString());
-    }
+    ReleaseReservation(request_id);
     return absl::CancelledError(absl::StrCat("request ", request_id,
                                              " was cancelled; settling its partial work failed: ",
                                              settlement.status().message()));

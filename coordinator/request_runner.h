@@ -153,6 +153,9 @@ class RequestRunner {
   // above); returns the CANCELLED status to report.
   absl::Status SettleAbandoned(const std::string& request_id, const std::string& client_account,
                                const AttemptLog& log);
+  // Drops this call's reservation; a failure is logged (the ledger retries it with its next
+  // write, and a reservation expires by itself in the end).
+  void ReleaseReservation(const std::string& request_id);
 
   // Constant after construction.
   const RunnerOptions options_;

@@ -699,6 +699,22 @@ absl::Status SqliteLedger::CommitBatch(const std::vector<WriteOp*>& batch) {
   }
   if (commit.ok()) commit = Run(db_, "BEGIN IMMEDIATE", cache_.get());
   if (!commit.ok()) return commit;
+  // Releases that failed before go first, so no reservation this batch makes for the same id
+  // can be deleted by them; they are forgotten only once their commit holds.
+  std::vector<std::string> retried;
+  if (!unreleased_.empty() && Run(db_, "SAVEPOINT op", cache_.get()).ok()) {
+    bool all = true;
+    for (const std::string& request_id : unreleased_) {
+      Statement release(db_, "DELETE FROM reservations WHERE request_id = ?1", cache_.get());
+      all = all && release.Bind(1, request_id).Run().ok();
+    }
+    if (all) {
+      retried.assign(unreleased_.begin(), unreleased_.end());
+    } else {
+      (void)Run(db_, "ROLLBACK TO op", cache_.get());
+    }
+    (void)Run(db_, "RELEASE op", cache_.get());
+  }
   batch_accounts_.clear();
   for (WriteOp* op : batch) {
     // A savepoint per write: one failing write does not undo the others.
@@ -716,6 +732,7 @@ absl::Status SqliteLedger::CommitBatch(const std::vector<WriteOp*>& batch) {
   commit = Run(db_, "COMMIT", cache_.get());
   if (commit.ok()) {
     known_accounts_.insert(batch_accounts_.begin(), batch_accounts_.end());
+    for (const std::string& request_id : retried) unreleased_.erase(request_id);
   } else {
     (void)Exec(db_, "ROLLBACK");
   }
@@ -1053,10 +1070,15 @@ absl::StatusOr<StoredAnswer> SqliteLedger::Answer(const std::string& request_id)
 }
 
 absl::Status SqliteLedger::Release(const std::string& request_id) {
-  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  absl::Status released = Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     Statement release(db_, "DELETE FROM reservations WHERE request_id = ?1", cache_.get());
     return release.Bind(1, request_id).Run();
   }, /*durable=*/false);
+  if (!released.ok() && !options_.read_only) {
+    absl::MutexLock lock(&mu_);
+    unreleased_.insert(request_id);
+  }
+  return released;
 }
 
 absl::StatusOr<int64_t> SqliteLedger::ReleaseOrphans() {

@@ -123,6 +123,8 @@ class SqliteLedger : public LedgerStore {
   absl::Status Reserve(const std::string& request_id, const std::string& account,
                        int64_t amount_micro, absl::Duration ttl) override;
   int64_t FeeFor(int64_t credits_micro) const override;
+  // A release that cannot be written (a full disk, an I/O error) is kept and written first in
+  // the ledger's next write, so the hold does not outlast the fault by its whole ttl.
   absl::Status Release(const std::string& request_id) override;
   absl::StatusOr<StoredAnswer> Answer(const std::string& request_id) override;
   // Releases every reservation made by this ledger's holder: called once at start, before any
@@ -206,6 +208,8 @@ class SqliteLedger : public LedgerStore {
   bool flushing_ ABSL_GUARDED_BY(mu_) = true;  // the connection's synchronous is options_'s
   int64_t last_answer_sweep_ms_ ABSL_GUARDED_BY(mu_) = 0;  // answers past retention deleted
   int64_t last_expiry_sweep_ms_ ABSL_GUARDED_BY(mu_) = 0;  // expired reservations deleted
+  // Releases whose own write failed, retried at the start of every batch until one commits.
+  std::set<std::string> unreleased_ ABSL_GUARDED_BY(mu_);
 
   struct WriteOp {
     std::function<absl::Status()> fn;

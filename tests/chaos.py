@@ -4,14 +4,17 @@
 In the spirit of Jepsen's idempotence checks and TigerBeetle's simulator, but with real
 processes on loopback: clients send requests with their own request ids (X-Request-Id) and
 retry each id until it is answered, while the run kills workers and the coordinator with
-SIGKILL at random moments (restarting them), and holds connections that drip one byte at a
+SIGKILL at random moments (restarting them), fills the ledger's disk for a moment (a tmpfs of
+its own, when the run may mount one: root), and holds connections that drip one byte at a
 time. At the end it reconciles what the clients saw with the ledger:
 
   - every id a client saw answered is settled exactly once, for the cost the answer named;
   - every id never answered is settled at most once (a settlement whose answer was lost to a
     kill must be handed back by a retry: the run counts any left as a discrepancy);
   - no id is settled twice, and `loom-ledger verify` holds (double entry, hash chain, each
-    settlement's records summing to its charge, so every device is paid exactly its records).
+    settlement's records summing to its charge, so every device is paid exactly its records);
+  - no credits are left held: once the clients stop, the client's available credits equal its
+    balance (no reservation outlives its request, whatever killed or failed under it).
 
 Bounded: it runs for --seconds, every wait has a timeout, everything listens on 127.0.0.1 and
 lives in a temporary directory. Prints the figures and exits 1 on any discrepancy.
@@ -44,10 +47,11 @@ def wait_for(predicate, timeout, what):
 
 
 class Mesh:
-    def __init__(self, bin_dir, work):
+    def __init__(self, bin_dir, work, disk):
         self.bin = bin_dir
         self.work = work
-        self.db = os.path.join(work, "loom.db")
+        self.disk = disk  # the ledger's own small file system, or None
+        self.db = os.path.join(disk or work, "loom.db")
         self.secret = os.path.join(work, "join.secret")
         self.grpc = "127.0.0.1:0"
         self.http = "127.0.0.1:0"
@@ -177,6 +181,32 @@ class Client(threading.Thread):
                 self.unanswered.add(request_id)
 
 
+def mount_disk(work):
+    """A 64 MiB tmpfs for the ledger, so filling it fills nothing else; None if not allowed."""
+    disk = os.path.join(work, "disk")
+    os.mkdir(disk)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", disk],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        print(f"chaos: cannot mount a tmpfs ({r.stderr.strip()}); no disk-full faults")
+        return None
+    return disk
+
+
+def fill_disk(disk, rng):
+    """Fills the ledger's file system to the last byte for a moment, then frees it."""
+    filler = os.path.join(disk, "filler")
+    with open(filler, "wb", buffering=0) as f:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    f.write(b"x" * size)
+            except OSError:
+                pass
+    time.sleep(rng.uniform(1.0, 4.0))
+    os.remove(filler)
+
+
 def drip(mesh, stop):
     """Holds connections that send one byte of a request head every 0.5 s."""
     held = []
@@ -202,11 +232,14 @@ def main():
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-disk", dest="disk", action="store_false",
+                        help="no disk-full faults (they need a tmpfs mount)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = tempfile.mkdtemp(prefix="loom-chaos-")
-    mesh = Mesh(os.path.abspath(args.bin), work)
-    faults = {"worker_kills": 0, "coordinator_kills": 0}
+    disk = mount_disk(work) if args.disk else None
+    mesh = Mesh(os.path.abspath(args.bin), work, disk)
+    faults = {"worker_kills": 0, "coordinator_kills": 0, "disk_fills": 0}
     started = time.monotonic()
     try:
         mesh.start_coordinator()
@@ -223,7 +256,11 @@ def main():
         end = started + args.seconds
         while time.monotonic() < end:
             time.sleep(rng.uniform(0.5, 2.0))
-            if rng.random() < 0.25:
+            roll = rng.random()
+            if disk and roll < 0.15:
+                fill_disk(disk, rng)
+                faults["disk_fills"] += 1
+            elif roll < 0.35:
                 mesh.kill(mesh.coordinator)
                 faults["coordinator_kills"] += 1
                 mesh.start_coordinator()
@@ -244,6 +281,7 @@ def main():
                 if cost is not None:
                     c.answered[request_id] = cost
                     c.unanswered.discard(request_id)
+        balance = json.loads(mesh.ledger("balance", "client:chaos", "--format=json"))
         mesh.stop()
 
         records = json.loads(mesh.ledger("records", "--format=json", "--limit=1000000"))
@@ -275,13 +313,23 @@ def main():
             problems.append("no request was answered: the run checked nothing")
         if faults["coordinator_kills"] + faults["worker_kills"] == 0:
             problems.append("no fault was injected: the run checked nothing")
+        held = int(balance["balance_micro"]) - int(balance["available_micro"])
+        if held != 0:
+            problems.append(f"{held} micro-credits still held by reservations after the run")
         if verify.returncode != 0:
             problems.append(f"verify: {verify.stdout.strip()} {verify.stderr.strip()}")
+        full = 0
+        for path in mesh.logs:
+            if "coordinator" in os.path.basename(path):
+                with open(path, errors="replace") as f:
+                    full += sum("disk is full" in line for line in f)
         elapsed = time.monotonic() - started
         print(f"chaos: {elapsed:.0f} s, {args.clients} clients, {sent} HTTP requests for "
               f"{answered + unanswered} request ids: {answered} answered ({replays} replays), "
               f"{unanswered} unanswered; faults: {faults['coordinator_kills']} coordinator "
-              f"kills, {faults['worker_kills']} worker kills, 16 dripping connections; "
+              f"kills, {faults['worker_kills']} worker kills, {faults['disk_fills']} disk fills ({full} "
+              f"ledger writes refused as disk full), 16 "
+              f"dripping connections; "
               f"{len(settled)} settled ids; verify {'ok' if verify.returncode == 0 else 'FAILED'}; "
               f"discrepancies: {len(problems)}")
         for p in problems[:20]:
@@ -292,6 +340,8 @@ def main():
         return 0
     finally:
         mesh.stop()
+        if disk:
+            subprocess.run(["umount", disk], capture_output=True, timeout=30)
 
 
 if __name__ == "__main__":

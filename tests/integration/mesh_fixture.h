@@ -153,10 +153,24 @@ class MeshFixture : public ::testing::Test {
                                      "--json"};
     args.insert(args.end(), extra.begin(), extra.end());
     CommandResult r = Loom(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.exit_code, 0) << r.err << MeshLogs();
     json parsed = json::parse(r.out, nullptr, false);
     EXPECT_FALSE(parsed.is_discarded()) << r.out;
     return parsed;
+  }
+
+  // The tails of the coordinator's and workers' logs, for a failure message: a failure on a
+  // loaded machine must say what the daemons saw.
+  std::string MeshLogs() {
+    auto tail = [](const std::string& log) {
+      return log.size() > 4000 ? log.substr(log.size() - 4000) : log;
+    };
+    std::string out;
+    if (coordinator_.process) out += "\n--- coordinator log ---\n" + tail(coordinator_.process->Log());
+    for (auto& [id, worker] : workers_) {
+      if (worker.process) out += "\n--- worker " + id + " log ---\n" + tail(worker.process->Log());
+    }
+    return out;
   }
 
   json LedgerRecords(const std::string& request_id) {

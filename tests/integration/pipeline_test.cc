@@ -221,7 +221,11 @@ TEST_F(PipelineTest, UnaryRequestsBeyondRequestThreadsWaitThenAreRefusedWithTheR
   args.push_back("--coordinator=" + coordinator_.address);
   args.push_back(kWorkedExample);
   auto holder = Spawn("loom", args, dir_ + "/holder.log");
-  ASSERT_TRUE(WaitFor([&] { return AnyDeviceBusy(); }, absl::Seconds(20)));
+  ASSERT_TRUE(WaitFor([&] { return AnyDeviceBusy() || holder->Wait(absl::ZeroDuration()) != -1; },
+                      absl::Seconds(20)))
+      << "no device seen busy" << MeshLogs();
+  ASSERT_TRUE(holder->running()) << "the request holding the slot ended: " << holder->Log()
+                                 << MeshLogs();
   CommandResult waited = Loom({"--coordinator=" + coordinator_.address, "--timeout_ms=1500", "ask",
                                "--json", "What is a loom?"});
   EXPECT_EQ(waited.exit_code, 1);

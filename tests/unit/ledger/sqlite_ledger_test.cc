@@ -571,3 +571,73 @@ TEST(SqliteLedgerBoundsTest, NoGrantTakesABalancePastTheBoundAndTheBooksStayExac
 
 }  // namespace
 }  // namespace loom
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+namespace loom {
+namespace {
+
+// A real full disk: a small tmpfs (needs root, as CI and setup run; skipped otherwise) filled
+// to the last byte while a reservation is held.
+class SqliteLedgerFullDiskTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/loom_full_disk_XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    dir_ = dir;
+    if (mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=2m") != 0) {
+      rmdir(dir_.c_str());
+      dir_.clear();
+      GTEST_SKIP() << "cannot mount a tmpfs here (" << strerror(errno) << ")";
+    }
+  }
+  void TearDown() override {
+    if (dir_.empty()) return;
+    umount(dir_.c_str());
+    rmdir(dir_.c_str());
+  }
+  // Writes a file until the file system is full; returns its path.
+  std::string Fill() {
+    const std::string path = dir_ + "/filler";
+    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    EXPECT_GE(fd, 0);
+    const std::string block(4096, 'x');
+    for (size_t size : {block.size(), size_t{1}}) {
+      for (int i = 0; i < 100000 && write(fd, block.data(), size) == static_cast<ssize_t>(size); ++i) {
+      }
+    }
+    close(fd);
+    return path;
+  }
+  std::string dir_;
+};
+
+// The report: a full disk left a reservation behind, so the client's credits stayed held
+// until it expired. A release that fails is written with the ledger's next write.
+TEST_F(SqliteLedgerFullDiskTest, AReleaseThatFailsOnAFullDiskIsWrittenOnceThereIsRoom) {
+  auto ledger = *SqliteLedger::Open({.path = dir_ + "/loom.db"});
+  ASSERT_TRUE(ledger->Grant(ClientAccount("alice"), 10 * kMicroPerCredit, "setup").ok());
+  ASSERT_TRUE(ledger->Reserve("r1", ClientAccount("alice"), 4 * kMicroPerCredit, absl::Hours(1)).ok());
+  const std::string filler = Fill();
+
+  auto settled = ledger->Settle({"r1", ClientAccount("alice"), {Record("r1", "p1", 700)}});
+  EXPECT_FALSE(settled.ok()) << "the disk is full";
+  EXPECT_FALSE(ledger->Release("r1").ok()) << "the disk is full";
+  EXPECT_EQ(*ledger->Available(ClientAccount("alice")), 6 * kMicroPerCredit) << "still held";
+
+  ASSERT_EQ(unlink(filler.c_str()), 0);
+  // Any next write carries the release; here another client's grant.
+  ASSERT_TRUE(ledger->Grant(ClientAccount("bob"), kMicroPerCredit, "bob-1").ok());
+  EXPECT_EQ(*ledger->Available(ClientAccount("alice")), 10 * kMicroPerCredit);
+  EXPECT_EQ(*ledger->Balance(ClientAccount("alice")), 10 * kMicroPerCredit) << "nothing charged";
+  // The retried release does not run again: a new reservation of the same id stays.
+  ASSERT_TRUE(ledger->Reserve("r1", ClientAccount("alice"), 2 * kMicroPerCredit, absl::Hours(1)).ok());
+  ASSERT_TRUE(ledger->Grant(ClientAccount("bob"), kMicroPerCredit, "bob-2").ok());
+  EXPECT_EQ(*ledger->Available(ClientAccount("alice")), 8 * kMicroPerCredit);
+  EXPECT_TRUE(ledger->Verify()->ok);
+}
+
+}  // namespace
+}  // namespace loom
