@@ -10,6 +10,7 @@
 #include "common/ids.h"
 #include "common/protocol.h"
 #include "common/tls.h"
+#include "common/utf8.h"
 #include "ledger/pricing.h"
 
 namespace loom {
@@ -50,6 +51,12 @@ absl::Status ValidateAdvertisement(const v1::RegisterRequest& r, int max_models,
     return bad("negative or non-finite load");
   }
   return absl::OkStatus();
+}
+
+// The device's words about its upstream reach operators' tables and JSON: bounded, valid text.
+void SanitizeLoad(v1::DeviceLoad* load) {
+  if (load->upstream_problem().empty()) return;
+  load->set_upstream_problem(ToValidUtf8(TruncateUtf8(load->upstream_problem(), 300, "...")));
 }
 
 }  // namespace
@@ -191,7 +198,12 @@ absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::Register
   e.info.set_address(request.address());
   *e.info.mutable_models() = request.models();
   *e.info.mutable_load() = request.load();
+  SanitizeLoad(e.info.mutable_load());
   if (e.info.load().max_concurrency() == 0) e.info.mutable_load()->set_max_concurrency(1);
+  if (!e.info.load().upstream_problem().empty()) {
+    spdlog::warn("device {} registered but gets no work until its model server can serve: {}",
+                 request.device_id(), e.info.load().upstream_problem());
+  }
   e.info.set_simulated(request.simulated());
   e.info.set_registered_unix_ms(absl::ToUnixMillis(now));
   e.info.set_coordinator_inflight(inflight);
@@ -239,7 +251,16 @@ absl::StatusOr<v1::HeartbeatResponse> DeviceRegistry::Heartbeat(
   by_heartbeat_.insert(&e);
   v1::DeviceLoad* load = e.info.mutable_load();
   const int max_concurrency = load->max_concurrency();
+  const std::string problem = load->upstream_problem();
   *load = request.load();
+  SanitizeLoad(load);
+  if (problem != load->upstream_problem()) {
+    if (load->upstream_problem().empty()) {
+      spdlog::info("device {}: its model server serves again; back in rotation", request.device_id());
+    } else {
+      spdlog::warn("device {} gets no work: {}", request.device_id(), load->upstream_problem());
+    }
+  }
   if (load->max_concurrency() <= 0) load->set_max_concurrency(max_concurrency);
   if (load->active() > load->max_concurrency()) load->set_active(load->max_concurrency());
   UpdateLoadLocked(&e);
@@ -261,7 +282,11 @@ absl::Status DeviceRegistry::Deregister(const v1::DeregisterRequest& request) {
 v1::DeviceState DeviceRegistry::StateAt(const Entry& e, absl::Time now) const {
   const absl::Duration silent = now - e.last_heartbeat;
   // Half an interval of grace absorbs scheduling jitter before a device counts as late.
-  if (silent <= options_.heartbeat_interval * 1.5) return v1::DEVICE_STATE_HEALTHY;
+  if (silent <= options_.heartbeat_interval * 1.5) {
+    // On time, but its model server cannot serve: kept, and given no work.
+    return e.info.load().upstream_problem().empty() ? v1::DEVICE_STATE_HEALTHY
+                                                    : v1::DEVICE_STATE_SUSPECT;
+  }
   if (silent <= options_.heartbeat_interval * options_.missed_heartbeats_to_expire) {
     return v1::DEVICE_STATE_SUSPECT;
   }

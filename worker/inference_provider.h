@@ -48,6 +48,10 @@ class InferenceProvider {
 
   // True for simulated devices; shown wherever the device shows up.
   virtual bool simulated() const = 0;
+
+  // Whether the backend can serve now (the worker keeps a device out of rotation while it
+  // cannot, upstream_monitor.h); bounded by `timeout`. A simulated device always can.
+  virtual absl::Status CheckUpstream(absl::Duration timeout) { return absl::OkStatus(); }
 };
 
 }  // namespace loom

@@ -6,7 +6,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <map>
+
 #include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/parse.h"
 #include "absl/synchronization/mutex.h"
 #include "common/flags_usage.h"
@@ -22,6 +25,7 @@
 #include "common/tls_flags.h"
 #include "worker/openai_provider.h"
 #include "worker/registrar.h"
+#include "worker/upstream_monitor.h"
 #include "worker/worker_config.h"
 #include "worker/worker_service.h"
 
@@ -39,9 +43,14 @@ ABSL_FLAG(std::string, model, "",
           "Quick: serve one model of this name: simulated, or with --openai_base_url the "
           "server's model of that name.");
 ABSL_FLAG(std::string, family, "", "Quick: model family (default: guessed from the name).");
-ABSL_FLAG(double, parameters_b, 7, "Quick: billions of parameters.");
+ABSL_FLAG(double, parameters_b, 0,
+          "Quick: billions of parameters (0: what the model server says, llama-server and "
+          "Ollama do; else 7).");
 ABSL_FLAG(int64_t, price_per_1k_micro, 0, "Quick: micro-credits per 1k output tokens (0: by size).");
 ABSL_FLAG(int32_t, max_concurrency, 0, "Generations at once (0: config or 4).");
+ABSL_FLAG(int32_t, upstream_check_interval_ms, 15000,
+          "How often the model server is checked (a failing one sooner, with backoff up to "
+          "this); while it cannot serve, the device gets no work.");
 ABSL_FLAG(int64_t, sim_ttft_ms, 0, "Quick: simulated time to first token.");
 ABSL_FLAG(double, sim_tokens_per_second, 0, "Quick: simulated speed (0: as fast as possible).");
 ABSL_FLAG(int64_t, sim_output_tokens, 64, "Quick: simulated answer length in tokens.");
@@ -91,6 +100,8 @@ absl::StatusOr<loom::v1::SimFault> ParseFault(const std::string& spec) {
   return fault;
 }
 
+constexpr double kDefaultParametersB = 7;
+
 absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
   loom::v1::WorkerConfig config;
   std::string origin = "flags";
@@ -102,18 +113,31 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
     origin = path;
   } else if (!absl::GetFlag(FLAGS_openai_base_url).empty()) {
     std::vector<std::string> names;
+    // Sizes come from the server where it tells them; --parameters_b overrides.
+    std::map<std::string, double> sizes;
+    const bool size_given = absl::GetFlag(FLAGS_parameters_b) > 0;
+    absl::StatusOr<std::vector<loom::OpenAIProvider::UpstreamModel>> listed =
+        absl::GetFlag(FLAGS_discover) || !size_given
+            ? loom::OpenAIProvider::ListModels(absl::GetFlag(FLAGS_openai_base_url),
+                                               absl::GetFlag(FLAGS_openai_api_key))
+            : absl::UnavailableError("not asked");
+    std::vector<std::string> listed_names;
+    if (listed.ok()) {
+      for (const auto& m : *listed) {
+        listed_names.push_back(m.id);
+        if (m.parameters_b > 0) sizes[m.id] = m.parameters_b;
+      }
+    }
     if (absl::GetFlag(FLAGS_discover)) {
-      auto discovered = loom::OpenAIProvider::DiscoverModels(absl::GetFlag(FLAGS_openai_base_url),
-                                                             absl::GetFlag(FLAGS_openai_api_key));
-      if (!discovered.ok()) return discovered.status();
+      if (!listed.ok()) return listed.status();
       // One model the worker cannot classify must not take the whole device down.
-      loom::DiscoveredModels selected = loom::SelectDiscoveredModels(*discovered);
+      loom::DiscoveredModels selected = loom::SelectDiscoveredModels(listed_names);
       for (const auto& [name, why] : selected.skipped) {
         spdlog::warn("--discover: skipping {}: {}", name, why);
       }
       if (selected.served.empty()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "--discover: none of the ", discovered->size(), " models at ",
+            "--discover: none of the ", listed_names.size(), " models at ",
             absl::GetFlag(FLAGS_openai_base_url), " can be served (see the warnings)"));
       }
       names = std::move(selected.served);
@@ -126,7 +150,14 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
       auto* m = config.add_models();
       m->mutable_info()->set_name(name);
       m->mutable_info()->set_family(names.size() == 1 ? absl::GetFlag(FLAGS_family) : "");
-      m->mutable_info()->set_parameters_b(absl::GetFlag(FLAGS_parameters_b));
+      const auto size = sizes.find(name);
+      m->mutable_info()->set_parameters_b(size_given              ? absl::GetFlag(FLAGS_parameters_b)
+                                          : size != sizes.end() ? size->second
+                                                                : kDefaultParametersB);
+      if (!size_given && size == sizes.end()) {
+        spdlog::info("{}: the server does not say its size; advertising {}B (--parameters_b)",
+                     name, kDefaultParametersB);
+      }
       m->mutable_info()->set_price_per_1k_micro(absl::GetFlag(FLAGS_price_per_1k_micro));
       for (const std::string& c : absl::GetFlag(FLAGS_capabilities)) m->mutable_info()->add_capabilities(c);
       m->mutable_openai()->set_base_url(absl::GetFlag(FLAGS_openai_base_url));
@@ -139,7 +170,9 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
     auto* m = config.add_models();
     m->mutable_info()->set_name(absl::GetFlag(FLAGS_model));
     m->mutable_info()->set_family(absl::GetFlag(FLAGS_family));
-    m->mutable_info()->set_parameters_b(absl::GetFlag(FLAGS_parameters_b));
+    m->mutable_info()->set_parameters_b(absl::GetFlag(FLAGS_parameters_b) > 0
+                                            ? absl::GetFlag(FLAGS_parameters_b)
+                                            : kDefaultParametersB);
     m->mutable_info()->set_price_per_1k_micro(absl::GetFlag(FLAGS_price_per_1k_micro));
     m->mutable_sim()->set_time_to_first_token_ms(absl::GetFlag(FLAGS_sim_ttft_ms));
     m->mutable_sim()->set_tokens_per_second(absl::GetFlag(FLAGS_sim_tokens_per_second));
@@ -210,13 +243,28 @@ int main(int argc, char** argv) {
 
   auto models = loom::BuildServedModels(*config);
   if (!models.ok()) return Fail(std::string(models.status().message()));
+  if (absl::GetFlag(FLAGS_upstream_check_interval_ms) <= 0) {
+    return Fail("--upstream_check_interval_ms must be positive");
+  }
+  // Set below, once the service it checks exists; a failed generation asks for a check.
+  loom::UpstreamMonitor* upstream = nullptr;
   loom::WorkerService service(
       loom::WorkerServiceOptions{.device_id = config->device_id(),
                                  .provider_id = config->provider_id(),
                                  .max_concurrency = config->max_concurrency(),
                                  .require_coordinator_peer = !tls.client_ca.empty(),
-                                 .join_token = config->join_token()},
+                                 .join_token = config->join_token(),
+                                 .on_upstream_failure = [&upstream] {
+                                   if (upstream != nullptr) upstream->Nudge();
+                                 }},
       *std::move(models));
+  loom::UpstreamMonitor monitor(
+      {.interval = absl::Milliseconds(absl::GetFlag(FLAGS_upstream_check_interval_ms))},
+      [&] { return service.CheckUpstreams(absl::Seconds(2)); });
+  // Once before registering, so the first advertisement already says whether it can serve.
+  monitor.CheckNow();
+  upstream = &monitor;
+  monitor.Start();
   auto started =
       loom::StartGrpcServer(absl::GetFlag(FLAGS_listen), {&service}, *server_credentials,
                             {loom::v1::Worker::service_full_name()});
@@ -241,9 +289,15 @@ int main(int argc, char** argv) {
         request.set_address(info.address());
         *request.mutable_models() = info.models();
         request.set_simulated(info.simulated());
+        *request.mutable_load() = info.load();
+        request.mutable_load()->set_upstream_problem(monitor.Problem());
         return request;
       },
-      [&] { return service.Load(); },
+      [&] {
+        loom::v1::DeviceLoad load = service.Load();
+        load.set_upstream_problem(monitor.Problem());
+        return load;
+      },
       [&](absl::Status status) { waiter.RequestStop(3); });
   registrar.Start();
 
@@ -260,6 +314,7 @@ int main(int argc, char** argv) {
 
   int code = waiter.Wait();
   registrar.Stop();
+  monitor.Stop();
   loom::StopGrpcServer(started->server.get(), absl::Seconds(5));
   spdlog::info("stopped");
   return code;

@@ -2,7 +2,12 @@
 
 #include <httplib.h>
 
+#include <cmath>
+
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/json_dump.h"
@@ -264,28 +269,141 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
   return last;
 }
 
-absl::StatusOr<std::vector<std::string>> OpenAIProvider::DiscoverModels(
+namespace {
+
+// "8.0B", "70.6B", "567M" (Ollama's parameter_size) in billions; 0 when unreadable.
+double ParseParameterSize(absl::string_view size) {
+  double scale = 1;
+  if (absl::ConsumeSuffix(&size, "B")) {
+    scale = 1;
+  } else if (absl::ConsumeSuffix(&size, "M")) {
+    scale = 1e-3;
+  } else if (absl::ConsumeSuffix(&size, "K")) {
+    scale = 1e-6;
+  } else {
+    return 0;
+  }
+  double value = 0;
+  if (!absl::SimpleAtod(size, &value) || !std::isfinite(value) || value <= 0) return 0;
+  return value * scale;
+}
+
+// GET origin+path; the status for a transport failure or an HTTP error, else the body.
+absl::StatusOr<std::string> GetJson(const std::string& origin, const std::string& path,
+                                    const std::string& api_key, absl::Duration timeout,
+                                    int* http_status) {
+  httplib::Client client(origin);
+  SetTimeouts(&client, absl::ToChronoMicroseconds(timeout), absl::ToChronoMicroseconds(timeout));
+  httplib::Result result = client.Get(path, AuthHeaders(api_key));
+  if (!result) {
+    *http_status = 0;
+    return absl::UnavailableError(absl::StrCat("the model server at ", origin,
+                                               " is not answering (",
+                                               httplib::to_string(result.error()), ")"));
+  }
+  *http_status = result->status;
+  if (result->status != 200) return StatusFromHttp(result->status, result->body);
+  return std::move(result->body);
+}
+
+absl::StatusOr<std::vector<OpenAIProvider::UpstreamModel>> ListModelsAt(
+    const std::string& origin, const std::string& prefix, const std::string& api_key,
+    absl::Duration timeout, bool sizes) {
+  const std::string base_url = origin + prefix;
+  int http_status = 0;
+  absl::StatusOr<std::string> body = GetJson(origin, prefix + "/models", api_key, timeout, &http_status);
+  if (!body.ok()) {
+    if (http_status == 404 && !absl::EndsWith(prefix, "/v1")) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          base_url, " has no ", prefix, "/models: OpenAI-compatible servers serve their API "
+          "under /v1 (Ollama http://HOST:11434/v1, llama-server and vLLM http://HOST:PORT/v1); "
+          "try --openai_base_url=", base_url, "/v1"));
+    }
+    if (http_status == 401 || http_status == 403) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          body.status().message(), " (the model server refused the key: check --openai_api_key)"));
+    }
+    if (http_status == 503) {
+      return absl::UnavailableError(absl::StrCat("the model server at ", base_url,
+                                                 " is not ready yet (", body.status().message(), ")"));
+    }
+    return body.status();
+  }
+  json parsed = json::parse(*body, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object() || !parsed.contains("data") ||
+      !parsed["data"].is_array()) {
+    return absl::UnavailableError(absl::StrCat(
+        base_url, "/models did not return an OpenAI model list: is this an OpenAI-compatible "
+        "server's base URL?"));
+  }
+  std::vector<OpenAIProvider::UpstreamModel> models;
+  bool any_size = false;
+  for (const json& m : parsed["data"]) {
+    if (!m.is_object() || !m.contains("id") || !m["id"].is_string()) continue;
+    OpenAIProvider::UpstreamModel& model = models.emplace_back();
+    model.id = ToValidUtf8(m["id"].get<std::string>());
+    if (m.contains("owned_by") && m["owned_by"].is_string()) model.owned_by = m["owned_by"];
+    // llama-server: "meta": {"n_params": 8030261248, ...}
+    if (m.contains("meta") && m["meta"].is_object() && m["meta"].contains("n_params") &&
+        m["meta"]["n_params"].is_number() && m["meta"]["n_params"].get<double>() > 0) {
+      model.parameters_b = m["meta"]["n_params"].get<double>() / 1e9;
+      any_size = true;
+    }
+  }
+  if (sizes && !any_size && !models.empty()) {
+    // Ollama lists sizes only in its native API: {"models": [{"name": ..., "details":
+    // {"parameter_size": "8.0B"}}]}. Any other server answers 404 here; nothing is lost.
+    int tags_status = 0;
+    absl::StatusOr<std::string> tags = GetJson(origin, "/api/tags", api_key, timeout, &tags_status);
+    json t = tags.ok() ? json::parse(*tags, nullptr, false) : json();
+    if (t.is_object() && t.contains("models") && t["models"].is_array()) {
+      for (const json& entry : t["models"]) {
+        if (!entry.is_object() || !entry.contains("details") || !entry["details"].is_object()) continue;
+        const json& details = entry["details"];
+        if (!details.contains("parameter_size") || !details["parameter_size"].is_string()) continue;
+        const double b = ParseParameterSize(details["parameter_size"].get<std::string>());
+        for (const char* key : {"name", "model"}) {
+          if (!entry.contains(key) || !entry[key].is_string()) continue;
+          for (auto& model : models) {
+            if (model.id == entry[key].get<std::string>() && b > 0) model.parameters_b = b;
+          }
+        }
+      }
+    }
+  }
+  return models;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<OpenAIProvider::UpstreamModel>> OpenAIProvider::ListModels(
     const std::string& base_url, const std::string& api_key, absl::Duration timeout) {
   std::string origin, prefix;
   if (auto s = SplitBaseUrl(base_url, &origin, &prefix); !s.ok()) return s;
-  httplib::Client client(origin);
-  SetTimeouts(&client, absl::ToChronoMicroseconds(timeout), absl::ToChronoMicroseconds(timeout));
-  httplib::Result result = client.Get(prefix + "/models", AuthHeaders(api_key));
-  if (!result) {
-    return absl::UnavailableError(absl::StrCat("cannot list models at ", base_url, ": ",
-                                               httplib::to_string(result.error())));
-  }
-  if (result->status != 200) return StatusFromHttp(result->status, result->body);
-  json parsed = json::parse(result->body, nullptr, false);
-  if (parsed.is_discarded() || !parsed.contains("data") || !parsed["data"].is_array()) {
-    return absl::UnavailableError(absl::StrCat(base_url, "/models did not return a model list"));
-  }
+  LOOM_ASSIGN_OR_RETURN(std::vector<UpstreamModel> models,
+                        ListModelsAt(origin, prefix, api_key, timeout, /*sizes=*/true));
+  if (models.empty()) return absl::NotFoundError(absl::StrCat(base_url, " serves no models"));
+  return models;
+}
+
+absl::Status OpenAIProvider::CheckUpstream(absl::Duration timeout) {
+  LOOM_ASSIGN_OR_RETURN(std::vector<UpstreamModel> models,
+                        ListModelsAt(origin_, prefix_, options_.api_key, timeout, /*sizes=*/false));
   std::vector<std::string> ids;
-  for (const json& m : parsed["data"]) {
-    if (m.is_object() && m.contains("id") && m["id"].is_string()) ids.push_back(m["id"].get<std::string>());
+  for (const UpstreamModel& m : models) {
+    if (m.id == options_.model) return absl::OkStatus();
+    ids.push_back(m.id);
   }
-  if (ids.empty()) return absl::NotFoundError(absl::StrCat(base_url, " serves no models"));
-  return ids;
+  // llama-server serves the one model it loaded under whatever name a request gives.
+  if (models.size() == 1 && models[0].owned_by == "llamacpp") return absl::OkStatus();
+  if (ids.size() > 8) {
+    ids.resize(8);
+    ids.push_back("...");
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "model '", options_.model, "' is not served at ", origin_, prefix_, " (it lists: ",
+      ids.empty() ? "nothing" : absl::StrJoin(ids, ", "),
+      "): pull or load it (e.g. ollama pull ", options_.model, ") or fix --model"));
 }
 
 }  // namespace loom

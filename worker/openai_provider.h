@@ -55,10 +55,24 @@ class OpenAIProvider : public InferenceProvider {
                                      const Cancellation& cancel) override;
   bool simulated() const override { return false; }
 
-  // The model ids the server lists at GET {base_url}/models.
-  static absl::StatusOr<std::vector<std::string>> DiscoverModels(
+  // A model as its server lists it.
+  struct UpstreamModel {
+    std::string id;
+    double parameters_b = 0;  // from the server (llama-server's meta.n_params, Ollama's
+                              // /api/tags parameter_size); 0 when it does not say
+    std::string owned_by;
+  };
+  // The models the server lists at GET {base_url}/models, with their sizes where the server
+  // tells them (for Ollama, from its native GET /api/tags, best effort).
+  static absl::StatusOr<std::vector<UpstreamModel>> ListModels(
       const std::string& base_url, const std::string& api_key,
       absl::Duration timeout = absl::Seconds(5));
+
+  // Whether the server can serve this model now: it answers, it is not loading (503), the key
+  // is accepted, and it lists the model (llama-server, which serves its one model under any
+  // name, excepted). The message says what to fix: a base URL without /v1 gets that hint, a
+  // model that is not there names what the server lists.
+  absl::Status CheckUpstream(absl::Duration timeout) override;
 
  private:
   OpenAIProvider(OpenAIProviderOptions options, std::string origin, std::string prefix);

@@ -44,6 +44,10 @@ class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
                              absl::ToDoubleSeconds(absl::Now() - start));
       } else {
         spdlog::info("request {} on {}: {}", generate.request_id, model, last.status().ToString());
+        if (last.status().code() == absl::StatusCode::kUnavailable &&
+            service->options_.on_upstream_failure) {
+          service->options_.on_upstream_failure();
+        }
       }
       service->Release();
       if (!last.ok()) {
@@ -171,6 +175,17 @@ v1::DeviceLoad WorkerService::Load() const {
   load.set_max_concurrency(options_.max_concurrency);
   load.set_tokens_per_second(tokens_per_second_);
   return load;
+}
+
+absl::Status WorkerService::CheckUpstreams(absl::Duration timeout) const {
+  for (const auto& [name, m] : models_) {
+    absl::Status status = m.provider->CheckUpstream(timeout);
+    if (!status.ok()) {
+      if (models_.size() == 1) return status;
+      return absl::Status(status.code(), absl::StrCat(name, ": ", status.message()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 v1::DeviceInfo WorkerService::Info() const {

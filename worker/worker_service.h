@@ -9,6 +9,7 @@
 #define LOOM_WORKER_WORKER_SERVICE_H_
 
 #include <map>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -34,6 +35,9 @@ struct WorkerServiceOptions {
   bool require_coordinator_peer = false;
   // In join-token mode: answers the coordinator's dial challenge with this token (join_token.h).
   std::string join_token;
+  // Called when a generation fails as if the backend were gone (UNAVAILABLE): the upstream
+  // monitor checks it at once.
+  std::function<void()> on_upstream_failure;
 };
 
 class WorkerService final : public v1::Worker::CallbackService {
@@ -51,6 +55,9 @@ class WorkerService final : public v1::Worker::CallbackService {
   void set_address(const std::string& address);
   v1::DeviceLoad Load() const;
   v1::DeviceInfo Info() const;
+  // Every model's CheckUpstream (each bounded by `timeout`): OK, or the first problem, named
+  // by its model when the device serves several.
+  absl::Status CheckUpstreams(absl::Duration timeout) const;
 
  private:
   friend class InferReactor;  // runs on pool_, calls Release and RecordSpeed

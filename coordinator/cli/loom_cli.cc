@@ -21,6 +21,18 @@ std::string EnumSuffix(const std::string& name, absl::string_view prefix) {
 // The first 8 characters of a UUID; other ids ("synthesis", "compete-2") as they are.
 std::string Short(const std::string& id) { return id.size() == 36 ? id.substr(0, 8) : id; }
 
+// What an operator should know about a device beyond its state.
+std::string Flags(const v1::DeviceInfo& d) {
+  std::vector<std::string> flags;
+  if (!d.load().upstream_problem().empty()) {
+    flags.push_back(absl::StrCat("upstream: ", d.load().upstream_problem()));
+  }
+  if (d.usage_overclaims() > 0) {
+    flags.push_back(absl::StrCat("overclaimed usage ", d.usage_overclaims(), "x"));
+  }
+  return absl::StrJoin(flags, "; ");
+}
+
 }  // namespace
 
 std::string FormatDevices(const v1::ListDevicesResponse& devices) {
@@ -36,10 +48,7 @@ std::string FormatDevices(const v1::ListDevicesResponse& devices) {
                     absl::StrFormat("%d/%d", std::max(d.load().active(), d.coordinator_inflight()),
                                     d.load().max_concurrency()),
                     absl::StrFormat("%.0f", d.load().tokens_per_second()),
-                    absl::StrJoin(models, ", "), d.address(),
-                    d.usage_overclaims() > 0
-                        ? absl::StrCat("overclaimed usage ", d.usage_overclaims(), "x")
-                        : ""});
+                    absl::StrJoin(models, ", "), d.address(), Flags(d)});
   }
   return FormatTextTable(
       {"device", "provider", "state", "load", "tok/s", "models", "address", "flags"}, rows);

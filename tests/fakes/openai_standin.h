@@ -8,7 +8,10 @@
 //   "...slow..."       20 ms between chunks                   "...hang..."   keep-alive comments
 //   "...nousage..."    no usage chunk                                         until the client goes
 // Like real servers it ends a stream with a finish chunk ("length" when max_tokens cut the
-// answer, else "stop") and sets TCP_NODELAY. What a real server (llama-server, Ollama, vLLM)
+// answer, else "stop") and sets TCP_NODELAY. set_flavor() makes its model list look like
+// llama-server's (owned_by "llamacpp", meta.n_params) or Ollama's (plus GET /api/tags with
+// details.parameter_size); set_loading(true) answers every request 503 "Loading model", as
+// llama-server does while it loads. What a real server (llama-server, Ollama, vLLM)
 // does that this one does not: real tokens and tokenization, sampling parameters (it records
 // them in last_request() but they change nothing), tool calls, logprobs, n > 1, queueing under load,
 // chunked prompt processing delays, the non-streamed "usage" of every variant, authentication
@@ -41,9 +44,34 @@ class OpenAIStandIn {
   explicit OpenAIStandIn(std::vector<std::string> models) : models_(std::move(models)) {
     server_.set_tcp_nodelay(true);  // as real servers do: no delayed-ACK stall on keep-alive
     server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      if (Loading(res)) return;
+      const Flavor flavor = this->flavor();
       nlohmann::json list = {{"object", "list"}, {"data", nlohmann::json::array()}};
-      for (const auto& m : models_) list["data"].push_back({{"id", m}, {"object", "model"}});
+      for (const auto& m : models_) {
+        nlohmann::json entry = {{"id", m}, {"object", "model"}};
+        if (flavor == Flavor::kLlamaServer) {
+          entry["owned_by"] = "llamacpp";
+          entry["meta"] = {{"n_params", 8030261248LL}, {"n_ctx_train", 131072}};
+        } else if (flavor == Flavor::kOllama) {
+          entry["owned_by"] = "library";
+        }
+        list["data"].push_back(entry);
+      }
       res.set_content(list.dump(), "application/json");
+    });
+    server_.Get("/api/tags", [this](const httplib::Request&, httplib::Response& res) {
+      if (flavor() != Flavor::kOllama) {
+        res.status = 404;
+        res.set_content("404 page not found", "text/plain");
+        return;
+      }
+      nlohmann::json tags = {{"models", nlohmann::json::array()}};
+      for (const auto& m : models_) {
+        tags["models"].push_back({{"name", m}, {"model", m},
+                                  {"details", {{"family", "llama"}, {"parameter_size", "70.6B"},
+                                               {"quantization_level", "Q4_K_M"}}}});
+      }
+      res.set_content(tags.dump(), "application/json");
     });
     server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
       Complete(req, res);
@@ -84,8 +112,36 @@ class OpenAIStandIn {
     return last_authorization_;
   }
 
+  enum class Flavor { kPlain, kLlamaServer, kOllama };
+  void set_flavor(Flavor flavor) {
+    absl::MutexLock lock(&mu_);
+    flavor_ = flavor;
+  }
+  void set_loading(bool loading) {
+    absl::MutexLock lock(&mu_);
+    loading_ = loading;
+  }
+
  private:
+  Flavor flavor() {
+    absl::MutexLock lock(&mu_);
+    return flavor_;
+  }
+  // While loading, llama-server answers 503 with this body.
+  bool Loading(httplib::Response& res) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!loading_) return false;
+    }
+    res.status = 503;
+    res.set_content(nlohmann::json{{"error", {{"code", 503}, {"message", "Loading model"},
+                                              {"type", "unavailable_error"}}}}.dump(),
+                    "application/json");
+    return true;
+  }
+
   void Complete(const httplib::Request& req, httplib::Response& res) {
+    if (Loading(res)) return;
     nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
     {
       absl::MutexLock lock(&mu_);
@@ -191,6 +247,8 @@ class OpenAIStandIn {
   nlohmann::json last_request_ ABSL_GUARDED_BY(mu_);
   std::set<int> client_ports_ ABSL_GUARDED_BY(mu_);  // one per connection a chat came on
   std::string last_authorization_ ABSL_GUARDED_BY(mu_);
+  Flavor flavor_ ABSL_GUARDED_BY(mu_) = Flavor::kPlain;
+  bool loading_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace loom

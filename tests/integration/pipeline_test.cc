@@ -1,6 +1,7 @@
 // Integration tests of the compilation pipeline with real processes: the worked example of
 // DESIGN.md, fan-out overlap, retries after a device dies or hangs mid-sub-task, total
 // failure, client cancellation reaching the workers, and compete.
+#include <fstream>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -284,6 +285,68 @@ TEST_F(PipelineTest, CompetePicksOneAnswerWithAReason) {
   EXPECT_THAT(c["reason"].get<std::string>(), HasSubstr("agrees most"));
   json records = Records(r["requestId"]);
   EXPECT_EQ(records.size(), 3u) << "every candidate is paid for its tokens";
+}
+
+// The provider's first hour: a worker in front of a model server that is still loading is
+// listed with the reason and gets no work; once the server answers it serves. One pointed at a
+// base URL without /v1 is told so.
+TEST_F(PipelineTest, AWorkerInFrontOfAModelServerThatCannotServeGetsNoWorkUntilItCan) {
+  std::string error;
+  const std::string loaded = dir_ + "/model-loaded";
+  Daemon standin = StartDaemon("openai_standin", dir_, "standin",
+                               {"--models=llama-3.1-standin", "--flavor=llamacpp",
+                                "--loading_until_file=" + loaded},
+                               &error);
+  ASSERT_TRUE(standin.process) << error;
+  StartCoordinator();
+  auto start = [&](const std::string& device, const std::string& base_url) {
+    std::vector<std::string> args = {"--coordinator=" + coordinator_.address,
+                                     "--device_id=" + device, "--provider_id=prov-" + device,
+                                     "--openai_base_url=" + base_url, "--model=llama-3.1-standin",
+                                     "--upstream_check_interval_ms=200"};
+    for (std::string& a : WorkerSecurityArgs(device, "prov-" + device)) args.push_back(std::move(a));
+    workers_[device] = StartDaemon("loom-worker", dir_, device, args, &error);
+    ASSERT_TRUE(workers_[device].process) << error;
+  };
+  start("gpu-loading", standin.address);
+  const std::string origin = standin.address.substr(0, standin.address.rfind("/v1"));
+  start("gpu-no-v1", origin);
+  ASSERT_TRUE(WaitForDevices({"gpu-loading", "gpu-no-v1"}));
+  auto device = [&](const std::string& id) {
+    CommandResult listed = Loom({"--coordinator=" + coordinator_.address, "devices", "--json"});
+    json devices = json::parse(listed.out, nullptr, false);
+    for (const auto& d : devices.value("devices", json::array())) {
+      if (d["deviceId"] == id) return d;
+    }
+    return json();
+  };
+  json loading = device("gpu-loading");
+  EXPECT_EQ(loading["state"], "DEVICE_STATE_SUSPECT") << loading.dump();
+  EXPECT_THAT(loading["load"]["upstreamProblem"].get<std::string>(), HasSubstr("Loading model"));
+  json no_v1 = device("gpu-no-v1");
+  EXPECT_EQ(no_v1["state"], "DEVICE_STATE_SUSPECT") << no_v1.dump();
+  EXPECT_THAT(no_v1["load"]["upstreamProblem"].get<std::string>(),
+              HasSubstr("try --openai_base_url=" + standin.address));
+  CommandResult table = Loom({"--coordinator=" + coordinator_.address, "devices"});
+  EXPECT_THAT(table.out, HasSubstr("upstream: "));
+
+  CommandResult refused = Loom({"--coordinator=" + coordinator_.address, "ask", "What is a loom?"});
+  EXPECT_NE(refused.exit_code, 0) << "no device can serve: " << refused.out;
+  EXPECT_EQ(standin.process->Log().find("POST /v1/chat/completions"), std::string::npos);
+
+  // The model finishes loading: the worker's next check puts the device back in rotation.
+  { std::ofstream(loaded) << "done"; }
+  ASSERT_TRUE(WaitFor([&] { return device("gpu-loading").value("state", "") == "DEVICE_STATE_HEALTHY"; },
+                      absl::Seconds(20)))
+      << MeshLogs();
+  json r = AskJson("What is a loom?");
+  ASSERT_EQ(r["contributions"].size(), 1u) << r.dump();
+  EXPECT_EQ(r["contributions"][0]["deviceId"], "gpu-loading");
+  EXPECT_EQ(device("gpu-no-v1")["state"], "DEVICE_STATE_SUSPECT");
+  // Started once the server answers, a worker advertises the size it reports, not a default.
+  start("gpu-late", standin.address);
+  ASSERT_TRUE(WaitForDevices({"gpu-loading", "gpu-no-v1", "gpu-late"}));
+  EXPECT_NEAR(device("gpu-late")["models"][0]["parametersB"].get<double>(), 8.03, 0.01);
 }
 
 TEST_F(PipelineTest, WorkersOnTheOpenAIBackendAnswerACompiledRequest) {

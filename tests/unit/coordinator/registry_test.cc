@@ -355,3 +355,40 @@ TEST_F(RegistryTest, ExpiryDropsOnlyTheSilentDevicesFromSelection) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// A worker whose model server cannot serve says so in its load; the device stays listed, as
+// suspect with the reason, and gets healthy again with the first report without one.
+TEST(RegistryUpstreamTest, ADeviceWhoseModelServerCannotServeIsSuspectUntilItCan) {
+  SimulatedClock clock;
+  DeviceRegistry registry({.heartbeat_interval = absl::Seconds(1), .max_heartbeat_rate = 0}, &clock);
+  v1::RegisterRequest advert = Advert("a");
+  advert.mutable_load()->set_upstream_problem(std::string(400, 'x') + "\xFF");
+  auto lease = registry.Register(advert);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  std::vector<v1::DeviceInfo> devices = registry.Snapshot();
+  ASSERT_EQ(devices.size(), 1u);
+  EXPECT_EQ(devices[0].state(), v1::DEVICE_STATE_SUSPECT);
+  EXPECT_LE(devices[0].load().upstream_problem().size(), 303u) << "bounded";
+  int healthy_seen = 0;
+  registry.Read([&](absl::Span<const ModelGroup* const> groups, int) {
+    for (const ModelGroup* g : groups) {
+      g->ForEachHealthy([&](const v1::DeviceInfo&, double) { ++healthy_seen; return true; });
+    }
+  });
+  EXPECT_EQ(healthy_seen, 0) << "no work for it";
+
+  v1::HeartbeatRequest hb;
+  hb.set_device_id("a");
+  hb.set_lease_id(lease->lease_id());
+  hb.mutable_load()->set_max_concurrency(4);
+  ASSERT_TRUE(registry.Heartbeat(hb).ok());
+  devices = registry.Snapshot();
+  EXPECT_EQ(devices[0].state(), v1::DEVICE_STATE_HEALTHY);
+  EXPECT_EQ(devices[0].load().upstream_problem(), "");
+}
+
+}  // namespace
+}  // namespace loom

@@ -189,10 +189,60 @@ TEST_F(OpenAIProviderTest, UnreachableServerIsUnavailable) {
 }
 
 TEST_F(OpenAIProviderTest, DiscoversTheServersModels) {
-  auto models = OpenAIProvider::DiscoverModels(base_url_, "");
+  auto models = OpenAIProvider::ListModels(base_url_, "");
   ASSERT_TRUE(models.ok()) << models.status();
-  EXPECT_THAT(*models, ::testing::Contains("llama-standin"));
   EXPECT_EQ(models->size(), 9u);
+  EXPECT_EQ((*models)[0].id, "llama-standin");
+  EXPECT_EQ((*models)[0].parameters_b, 0) << "a plain server (vLLM) does not say";
+}
+
+TEST_F(OpenAIProviderTest, SizesComeFromLlamaServerAndOllama) {
+  server_.set_flavor(OpenAIStandIn::Flavor::kLlamaServer);
+  auto llama = OpenAIProvider::ListModels(base_url_, "");
+  ASSERT_TRUE(llama.ok()) << llama.status();
+  EXPECT_NEAR((*llama)[0].parameters_b, 8.03, 0.01) << "meta.n_params";
+  server_.set_flavor(OpenAIStandIn::Flavor::kOllama);
+  auto ollama = OpenAIProvider::ListModels(base_url_, "");
+  ASSERT_TRUE(ollama.ok()) << ollama.status();
+  EXPECT_NEAR((*ollama)[0].parameters_b, 70.6, 0.01) << "/api/tags parameter_size";
+}
+
+TEST_F(OpenAIProviderTest, TheUpstreamCheckSaysWhatToFix) {
+  EXPECT_TRUE(Provider("llama-standin")->CheckUpstream(absl::Seconds(5)).ok());
+
+  absl::Status missing = Provider("llama3.1:8b")->CheckUpstream(absl::Seconds(5));
+  EXPECT_EQ(missing.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(missing.message(), HasSubstr("model 'llama3.1:8b' is not served"));
+  EXPECT_THAT(missing.message(), HasSubstr("llama-standin"));
+  EXPECT_THAT(missing.message(), HasSubstr("ollama pull llama3.1:8b"));
+
+  server_.set_loading(true);
+  absl::Status loading = Provider("llama-standin")->CheckUpstream(absl::Seconds(5));
+  EXPECT_EQ(loading.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(loading.message(), HasSubstr("not ready yet"));
+  EXPECT_THAT(loading.message(), HasSubstr("Loading model"));
+  server_.set_loading(false);
+
+  // The base URL without /v1: the server has no /models there.
+  const std::string origin = base_url_.substr(0, base_url_.size() - 3);
+  auto bare = OpenAIProvider::Create({.base_url = origin, .model = "llama-standin"});
+  ASSERT_TRUE(bare.ok());
+  absl::Status no_v1 = (*bare)->CheckUpstream(absl::Seconds(5));
+  EXPECT_EQ(no_v1.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(no_v1.message(), HasSubstr("try --openai_base_url=" + base_url_));
+
+  server_.Stop();
+  absl::Status gone = Provider("llama-standin")->CheckUpstream(absl::Seconds(5));
+  EXPECT_EQ(gone.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(gone.message(), HasSubstr("is not answering"));
+}
+
+TEST_F(OpenAIProviderTest, LlamaServerServesItsOneModelUnderAnyName) {
+  OpenAIStandIn one({"/models/Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"});
+  one.set_flavor(OpenAIStandIn::Flavor::kLlamaServer);
+  auto p = OpenAIProvider::Create({.base_url = one.Start(), .model = "llama-3.1-8b"});
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE((*p)->CheckUpstream(absl::Seconds(5)).ok());
 }
 
 TEST(OpenAIProviderConfigTest, BaseUrlsAreCheckedAndSplit) {
