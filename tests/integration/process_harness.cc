@@ -58,10 +58,13 @@ pid_t SpawnRaw(const std::string& binary, const std::vector<std::string>& args,
     dup2(null, 0);
     dup2(out, 1);
     dup2(err, 2);
-    // Children must not inherit the test's blocked signals.
+    // Children must not inherit the test's blocked signals, nor signals ignored by whatever
+    // started the test (a shell's background job ignores SIGINT and SIGQUIT): a test that
+    // interrupts a child must be able to.
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig : {SIGINT, SIGQUIT, SIGTERM, SIGHUP}) signal(sig, SIG_DFL);
     execv(path.c_str(), argv.data());
     _exit(127);
   }
