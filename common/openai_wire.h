@@ -40,6 +40,9 @@ inline constexpr char kCapabilityJsonSchema[] = "json_schema";
 // answer (assistant prefill: llama-server, Ollama; vLLM with continue_final_message), rather
 // than answering it anew. Loom uses it to resume a stream on another device.
 inline constexpr char kCapabilityContinue[] = "continue";
+// The model makes embeddings (/v1/embeddings) and does not chat: it is never chosen for a
+// completion.
+inline constexpr char kCapabilityEmbeddings[] = "embeddings";
 
 // Reads "tools" (function tools: {"type": "function", "function": {"name", ...}}),
 // "tool_choice", "parallel_tool_calls" and "response_format" (text, json_object or

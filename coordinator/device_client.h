@@ -31,6 +31,15 @@ struct DeviceCall {
 
 using ChunkSink = std::function<void(std::string_view text)>;
 
+// One embeddings call on one device.
+struct EmbedCall {
+  std::string device_id;
+  std::string provider_id;
+  std::string address;
+  v1::EmbedRequest request;
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
 class DeviceClient {
  public:
   virtual ~DeviceClient() = default;
@@ -38,6 +47,10 @@ class DeviceClient {
   // finish_reason).
   virtual absl::StatusOr<v1::InferChunk> Infer(const DeviceCall& call, const ChunkSink& sink,
                                           Cancellation* cancel) = 0;
+  // The worker's embeddings of the call's input. UNIMPLEMENTED where none can be made.
+  virtual absl::StatusOr<v1::EmbedResponse> Embed(const EmbedCall& call, Cancellation* cancel) {
+    return absl::UnimplementedError("this device client makes no embeddings calls");
+  }
 };
 
 }  // namespace loom

@@ -38,6 +38,7 @@ class GrpcDeviceClient : public DeviceClient {
 
   absl::StatusOr<v1::InferChunk> Infer(const DeviceCall& call, const ChunkSink& sink,
                                   Cancellation* cancel) override;
+  absl::StatusOr<v1::EmbedResponse> Embed(const EmbedCall& call, Cancellation* cancel) override;
 
   // Channels currently cached.
   size_t CachedChannels() const;
@@ -48,7 +49,12 @@ class GrpcDeviceClient : public DeviceClient {
     absl::Time last_used;
   };
 
-  std::shared_ptr<v1::Worker::Stub> StubFor(const DeviceCall& call);
+  std::shared_ptr<v1::Worker::Stub> StubFor(const std::string& address, const std::string& device_id);
+  // In join-token mode, whether the worker's initial metadata answers `challenge` as the
+  // device (device_id, provider_id) would (logged when not).
+  bool Proven(const grpc::ClientContext& context, const std::string& challenge,
+              const std::string& address, const std::string& device_id,
+              const std::string& provider_id) const;
 
   const std::shared_ptr<grpc::ChannelCredentials> credentials_;
   const bool tls_;

@@ -1,5 +1,7 @@
 #include "coordinator/http_front_door.h"
 
+#include "coordinator/embeddings_api.h"
+
 #include "coordinator/responses_api.h"
 
 #include <algorithm>
@@ -560,13 +562,15 @@ HttpServerOptions ServerOptions(const HttpOptions& o) {
 
 HttpFrontDoor::HttpFrontDoor(HttpOptions options, RequestRunner* runner,
                              DeviceRegistry* registry, const Authenticator* auth,
-                             Admission* admission, Metrics* metrics)
+                             Admission* admission, Metrics* metrics,
+                             EmbeddingRunner* embeddings)
     : options_(options),
       runner_(runner),
       registry_(registry),
       auth_(auth),
       admission_(admission),
       metrics_(metrics),
+      embeddings_(embeddings),
       server_(ServerOptions(options_),
               [](int status, const std::string& message) { return ErrorResponse(status, message); },
               // Every response names its request, so a client can quote it; a client's own
@@ -645,6 +649,10 @@ void HttpFrontDoor::Routes() {
                  {.head_filter = authenticate});
   server_.Handle("POST", "/v1/completions", [this](HttpExchange& ex) { return Completions(ex); },
                  {.head_filter = authenticate});
+  if (embeddings_ != nullptr) {
+    server_.Handle("POST", "/v1/embeddings", [this](HttpExchange& ex) { return Embeddings(ex); },
+                   {.head_filter = authenticate});
+  }
   // A provider sees its own earnings with its own key (never another provider's).
   HttpHeadFilter authenticate_provider = [this](HttpRequest& req) -> std::optional<HttpResponse> {
     absl::StatusOr<std::string> provider = auth_->ProviderFor(req.Header("Authorization"));
@@ -838,6 +846,36 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
   if (!r.ok() && !writer.started()) return ErrorResponse(std::move(res), r.status());
   writer.Finish(r, include_usage);
   return HttpResponse{};
+}
+
+HttpResponse HttpFrontDoor::Embeddings(HttpExchange& exchange) {
+  const HttpRequest& req = exchange.request();
+  EmbeddingsCall call;
+  if (absl::Status s = ParseEmbeddingsRequest(req.body, &call); !s.ok()) return ErrorResponse(s);
+  HttpResponse res;
+  v1::CompleteRequest who;  // the same identity and id rules as completions
+  if (absl::Status s = Identify(req, &who, &res); !s.ok()) return ErrorResponse(s);
+  const std::string account = ClientAccount(who.client_id());
+  const absl::Time deadline = absl::Now() + options_.request_timeout;
+  Cancellation* cancel = exchange.client_gone();
+  absl::StatusOr<Admission::Ticket> ticket = admission_->Acquire(who.client_id(), deadline, cancel);
+  if (!ticket.ok()) return ErrorResponse(std::move(res), ticket.status());
+  if (metrics_) metrics_->RecordModel(call.model);
+  absl::StatusOr<EmbeddingResult> r = embeddings_->Run(
+      {.client_account = account,
+       .request_id = who.request_id_assigned() ? who.request_id()
+                                               : ScopedRequestId(account, who.request_id()),
+       .model = call.model,
+       .input = call.input,
+       .dimensions = call.dimensions,
+       .deadline = deadline},
+      cancel);
+  if (!r.ok()) return ErrorResponse(std::move(res), r.status());
+  json out = EmbeddingsJson(call, r->response, r->tokens);
+  out["loom"] = {{"request_id", who.request_id()}, {"cost_micro", r->cost_micro},
+                 {"device_id", r->device_id}, {"attempts", r->attempts}};
+  res.body = DumpJson(out);
+  return res;
 }
 
 HttpResponse HttpFrontDoor::Completions(HttpExchange& exchange) {

@@ -37,6 +37,7 @@
 #include "coordinator/http_server.h"
 #include "coordinator/metrics.h"
 #include "coordinator/registry.h"
+#include "coordinator/embedding_runner.h"
 #include "coordinator/request_runner.h"
 
 namespace loom {
@@ -88,8 +89,10 @@ class HttpFrontDoor {
  public:
   // `admission` is shared with the gRPC door (every request is admitted by it after its key is
   // checked: 429 with Retry-After when the client is past its limit or share).
+  // `embeddings` serves POST /v1/embeddings (null: the route answers 404).
   HttpFrontDoor(HttpOptions options, RequestRunner* runner, DeviceRegistry* registry,
-                const Authenticator* auth, Admission* admission, Metrics* metrics);
+                const Authenticator* auth, Admission* admission, Metrics* metrics,
+                EmbeddingRunner* embeddings = nullptr);
   ~HttpFrontDoor();
 
   // Binds `listen` ("host:port", port 0 = any) and serves on a thread; returns "host:port".
@@ -106,6 +109,7 @@ class HttpFrontDoor {
   HttpResponse Chat(HttpExchange& exchange);
   HttpResponse Responses(HttpExchange& exchange);  // /v1/responses (responses_api.h)
   HttpResponse Completions(HttpExchange& exchange);  // /v1/completions (legacy text)
+  HttpResponse Embeddings(HttpExchange& exchange);   // /v1/embeddings (embeddings_api.h)
   // Who pays and under which id: the head filter's client, the loom/X-Request-Id/
   // Idempotency-Key id (validated) or a new one; names it in `res`.
   absl::Status Identify(const HttpRequest& req, v1::CompleteRequest* request, HttpResponse* res) const;
@@ -119,6 +123,7 @@ class HttpFrontDoor {
   const Authenticator* const auth_;
   Admission* const admission_;
   Metrics* const metrics_;
+  EmbeddingRunner* const embeddings_;
   HttpServer server_;
 };
 

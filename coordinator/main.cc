@@ -265,6 +265,8 @@ int main(int argc, char** argv) {
   loom::Metrics metrics;
   loom::RequestRunner runner(options, &registry, &selector, &device_client, ledger->get(),
                              loom::Clock::Real(), &metrics);
+  loom::EmbeddingRunner embeddings({.reservation_margin = options.reservation_margin}, &registry,
+                                   &device_client, ledger->get(), loom::Clock::Real());
   loom::Authenticator auth(ledger->get(), absl::GetFlag(FLAGS_allow_anonymous));
   if (!absl::GetFlag(FLAGS_allow_anonymous).empty()) {
     spdlog::warn("serving requests without an API key, charged to client:{} (--allow_anonymous)",
@@ -287,7 +289,7 @@ int main(int argc, char** argv) {
                             .metrics_require_key = absl::GetFlag(FLAGS_metrics_require_key),
                             .tls_cert = tls.plaintext ? "" : tls.cert,
                             .tls_key = tls.plaintext ? "" : tls.key},
-                           &runner, &registry, &auth, &admission, &metrics);
+                           &runner, &registry, &auth, &admission, &metrics, &embeddings);
 
   auto started = loom::StartGrpcServer(absl::GetFlag(FLAGS_grpc_listen),
                                        {&registry_service, &orchestrator_service},

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
+#include "common/openai_wire.h"
 #include "common/protocol.h"
 #include "common/tls.h"
 #include "common/utf8.h"
@@ -57,6 +58,11 @@ absl::Status ValidateAdvertisement(const v1::RegisterRequest& r, int max_models,
 void SanitizeLoad(v1::DeviceLoad* load) {
   if (load->upstream_problem().empty()) return;
   load->set_upstream_problem(ToValidUtf8(TruncateUtf8(load->upstream_problem(), 300, "...")));
+}
+
+bool IsEmbeddingModel(const v1::ModelInfo& m) {
+  return std::find(m.capabilities().begin(), m.capabilities().end(), kCapabilityEmbeddings) !=
+         m.capabilities().end();
 }
 
 }  // namespace
@@ -114,6 +120,7 @@ void DeviceRegistry::IndexLocked(Entry* e) {
   e->load = ModelSelector::LoadOf(e->info);
   bool added_group = false;
   for (const v1::ModelInfo& m : e->info.models()) {
+    if (IsEmbeddingModel(m)) continue;  // never a candidate for a completion
     std::unique_ptr<Group>& g = groups_[ModelKey(m)];
     if (!g) {
       g = std::make_unique<Group>(this, m);
@@ -303,6 +310,29 @@ void DeviceRegistry::ExpireLocked(absl::Time now) {
                  absl::FormatDuration(now - oldest->last_heartbeat));
     EraseLocked(devices_.find(id));
   }
+}
+
+std::vector<DeviceRegistry::EmbeddingCandidate> DeviceRegistry::EmbeddingDevices(
+    const std::string& model, int* advertised) {
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  ExpireLocked(now);
+  std::vector<std::pair<const Entry*, const v1::ModelInfo*>> found;
+  *advertised = 0;
+  for (const auto& [id, e] : devices_) {
+    for (const v1::ModelInfo& m : e.info.models()) {
+      if (m.name() != model || !IsEmbeddingModel(m)) continue;
+      ++*advertised;
+      if (StateAt(e, now) == v1::DEVICE_STATE_HEALTHY) found.emplace_back(&e, &m);
+    }
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
+    if (a.first->load != b.first->load) return a.first->load < b.first->load;
+    return a.first->info.device_id() < b.first->info.device_id();
+  });
+  std::vector<EmbeddingCandidate> out;
+  for (const auto& [e, m] : found) out.push_back({e->info, *m});
+  return out;
 }
 
 std::vector<v1::DeviceInfo> DeviceRegistry::Snapshot() {

@@ -63,6 +63,14 @@ class DeviceRegistry : public CandidateSource {
 
   // Live devices sorted by id, each with its state as of now; expired ones are dropped.
   std::vector<v1::DeviceInfo> Snapshot();
+  // The healthy devices serving embedding model `model`, least loaded first; *advertised
+  // counts every device advertising it in any state. Embedding models are never in the
+  // completion candidates (Read).
+  struct EmbeddingCandidate {
+    v1::DeviceInfo device;
+    v1::ModelInfo model;
+  };
+  std::vector<EmbeddingCandidate> EmbeddingDevices(const std::string& model, int* advertised);
   // How many live devices there are (expired ones are dropped first).
   int Size();
 

@@ -49,6 +49,14 @@ class InferenceProvider {
   // True for simulated devices; shown wherever the device shows up.
   virtual bool simulated() const = 0;
 
+  // Embeddings of `input` (one per string, in order) and the backend's count of input tokens.
+  // UNIMPLEMENTED from a backend (or model) that makes none.
+  virtual absl::StatusOr<v1::EmbedResponse> Embed(const std::vector<std::string>& input,
+                                                  int dimensions, absl::Time deadline,
+                                                  const Cancellation& cancel) {
+    return absl::UnimplementedError("this backend makes no embeddings");
+  }
+
   // Whether the backend can serve now (the worker keeps a device out of rotation while it
   // cannot, upstream_monitor.h); bounded by `timeout`. A simulated device always can.
   virtual absl::Status CheckUpstream(absl::Duration timeout) { return absl::OkStatus(); }

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <set>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
@@ -61,8 +62,10 @@ ABSL_FLAG(std::string, openai_base_url, "",
 ABSL_FLAG(std::string, openai_api_key, "", "Quick: bearer token for --openai_base_url.");
 ABSL_FLAG(std::vector<std::string>, capabilities, {},
           "Quick: what the --openai_base_url server honours beyond text for these models: "
-          "tools, json_schema, vision (comma-separated). Requests needing one go only to models "
-          "that advertise it. Simulated devices honour tools and json_schema.");
+          "tools, json_schema, vision, continue (comma-separated). Requests needing one go only "
+          "to models that advertise it. Simulated devices honour tools, json_schema and "
+          "continue. 'embeddings' makes the model an embedding model (/v1/embeddings only; "
+          "--discover tells them by name).");
 ABSL_FLAG(bool, discover, false, "Quick: advertise every model the server lists at GET /models.");
 ABSL_FLAG(double, sim_usage_claim_factor, 0,
           "Quick: a lying simulated device that reports this many times the tokens it sent.");
@@ -113,6 +116,7 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
     origin = path;
   } else if (!absl::GetFlag(FLAGS_openai_base_url).empty()) {
     std::vector<std::string> names;
+    std::set<std::string> embedding_names;
     // Sizes come from the server where it tells them; --parameters_b overrides.
     std::map<std::string, double> sizes;
     const bool size_given = absl::GetFlag(FLAGS_parameters_b) > 0;
@@ -135,12 +139,14 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
       for (const auto& [name, why] : selected.skipped) {
         spdlog::warn("--discover: skipping {}: {}", name, why);
       }
-      if (selected.served.empty()) {
+      if (selected.served.empty() && selected.embeddings.empty()) {
         return absl::FailedPreconditionError(absl::StrCat(
             "--discover: none of the ", listed_names.size(), " models at ",
             absl::GetFlag(FLAGS_openai_base_url), " can be served (see the warnings)"));
       }
       names = std::move(selected.served);
+      embedding_names.insert(selected.embeddings.begin(), selected.embeddings.end());
+      names.insert(names.end(), selected.embeddings.begin(), selected.embeddings.end());
     } else if (!absl::GetFlag(FLAGS_model).empty()) {
       names.push_back(absl::GetFlag(FLAGS_model));
     } else {
@@ -150,6 +156,7 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
       auto* m = config.add_models();
       m->mutable_info()->set_name(name);
       m->mutable_info()->set_family(names.size() == 1 ? absl::GetFlag(FLAGS_family) : "");
+      if (embedding_names.count(name)) m->mutable_info()->add_capabilities("embeddings");
       const auto size = sizes.find(name);
       m->mutable_info()->set_parameters_b(size_given              ? absl::GetFlag(FLAGS_parameters_b)
                                           : size != sizes.end() ? size->second
@@ -159,7 +166,9 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
                      name, kDefaultParametersB);
       }
       m->mutable_info()->set_price_per_1k_micro(absl::GetFlag(FLAGS_price_per_1k_micro));
-      for (const std::string& c : absl::GetFlag(FLAGS_capabilities)) m->mutable_info()->add_capabilities(c);
+      if (!embedding_names.count(name)) {
+        for (const std::string& c : absl::GetFlag(FLAGS_capabilities)) m->mutable_info()->add_capabilities(c);
+      }
       m->mutable_openai()->set_base_url(absl::GetFlag(FLAGS_openai_base_url));
       m->mutable_openai()->set_api_key(absl::GetFlag(FLAGS_openai_api_key));
     }
@@ -178,6 +187,7 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
     m->mutable_sim()->set_tokens_per_second(absl::GetFlag(FLAGS_sim_tokens_per_second));
     m->mutable_sim()->set_output_tokens(absl::GetFlag(FLAGS_sim_output_tokens));
     m->mutable_sim()->set_usage_claim_factor(absl::GetFlag(FLAGS_sim_usage_claim_factor));
+    for (const std::string& c : absl::GetFlag(FLAGS_capabilities)) m->mutable_info()->add_capabilities(c);
   }
   auto fault = ParseFault(absl::GetFlag(FLAGS_sim_fault));
   if (!fault.ok()) return fault.status();

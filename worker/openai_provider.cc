@@ -269,6 +269,68 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
   return last;
 }
 
+absl::StatusOr<v1::EmbedResponse> OpenAIProvider::Embed(const std::vector<std::string>& input,
+                                                        int dimensions, absl::Time deadline,
+                                                        const Cancellation& cancel) {
+  json body = {{"model", options_.model}, {"input", input}, {"encoding_format", "float"}};
+  if (dimensions > 0) body["dimensions"] = dimensions;
+  const absl::Duration left = deadline - absl::Now();
+  if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("deadline already passed");
+  bool reused = false;
+  std::unique_ptr<httplib::Client> client = TakeClient(&reused);
+  SetTimeouts(client.get(), absl::ToChronoMicroseconds(std::min(options_.connect_timeout, left)),
+              absl::ToChronoMicroseconds(std::min(options_.read_timeout, left)));
+  httplib::Client* raw = client.get();
+  const int cancel_id = cancel.OnCancel([raw] { raw->stop(); });
+  httplib::Result result =
+      client->Post(prefix_ + "/embeddings", AuthHeaders(options_.api_key), DumpJson(body),
+                   "application/json");
+  cancel.RemoveCallback(cancel_id);
+  if (cancel.IsCancelled()) return absl::CancelledError("cancelled");
+  if (!result) {
+    return absl::UnavailableError(absl::StrCat("upstream ", origin_, ": ",
+                                               httplib::to_string(result.error())));
+  }
+  if (result->status != 200) return StatusFromHttp(result->status, result->body);
+  json parsed = json::parse(result->body, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object() || !parsed.contains("data") ||
+      !parsed["data"].is_array() || parsed["data"].size() != input.size()) {
+    return absl::UnavailableError(absl::StrCat(
+        "upstream ", origin_, prefix_, "/embeddings did not return one embedding per input"));
+  }
+  v1::EmbedResponse out;
+  for (size_t i = 0; i < input.size(); ++i) out.add_data();
+  for (size_t i = 0; i < parsed["data"].size(); ++i) {
+    const json& d = parsed["data"][i];
+    const size_t index = d.is_object() && d.contains("index") && d["index"].is_number_unsigned()
+                             ? d["index"].get<size_t>()
+                             : i;
+    if (!d.is_object() || !d.contains("embedding") || !d["embedding"].is_array() ||
+        index >= input.size() || out.data(static_cast<int>(index)).values_size() > 0) {
+      return absl::UnavailableError(absl::StrCat("upstream ", origin_,
+                                                 " returned a malformed embedding"));
+    }
+    v1::Embedding* e = out.mutable_data(static_cast<int>(index));
+    for (const json& x : d["embedding"]) {
+      if (!x.is_number()) {
+        return absl::UnavailableError(absl::StrCat("upstream ", origin_,
+                                                   " returned a non-numeric embedding"));
+      }
+      e->add_values(x.get<float>());
+    }
+  }
+  int64_t tokens = 0;
+  if (parsed.contains("usage") && parsed["usage"].is_object() &&
+      parsed["usage"].contains("prompt_tokens") && parsed["usage"]["prompt_tokens"].is_number_integer()) {
+    tokens = parsed["usage"]["prompt_tokens"].get<int64_t>();
+  } else {
+    for (const std::string& text : input) tokens += CountTokens(text);
+  }
+  out.mutable_usage()->set_prompt_tokens(tokens);
+  ReturnClient(std::move(client));
+  return out;
+}
+
 namespace {
 
 // "8.0B", "70.6B", "567M" (Ollama's parameter_size) in billions; 0 when unreadable.

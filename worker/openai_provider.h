@@ -54,6 +54,10 @@ class OpenAIProvider : public InferenceProvider {
   absl::StatusOr<v1::InferChunk> Generate(const GenerateRequest& request, const TokenSink& sink,
                                      const Cancellation& cancel) override;
   bool simulated() const override { return false; }
+  // POST {base_url}/embeddings (encoding_format float); the server's usage, else the
+  // coordinator's count of the input.
+  absl::StatusOr<v1::EmbedResponse> Embed(const std::vector<std::string>& input, int dimensions,
+                                          absl::Time deadline, const Cancellation& cancel) override;
 
   // A model as its server lists it.
   struct UpstreamModel {

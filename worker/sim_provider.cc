@@ -1,5 +1,7 @@
 #include "worker/sim_provider.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <utility>
 
@@ -268,6 +270,49 @@ std::vector<std::string> SimProvider::AnswerPieces(const GenerateRequest& reques
     *finish_reason = "stop";
     return json_pieces;
   }
+  return out;
+}
+
+absl::StatusOr<v1::EmbedResponse> SimProvider::Embed(const std::vector<std::string>& input,
+                                                     int dimensions, absl::Time deadline,
+                                                     const Cancellation& cancel) {
+  const v1::SimBackend& b = options_.backend;
+  if (b.fault().kind() == v1::SimFault::KIND_FAIL) {
+    return absl::UnavailableError("simulated fault: embeddings failed");
+  }
+  if (b.time_to_first_token_ms() > 0) {
+    const absl::Duration d = absl::Milliseconds(b.time_to_first_token_ms());
+    if (cancel.WaitFor(std::min(d, deadline - absl::Now()))) return absl::CancelledError("cancelled");
+    if (absl::Now() > deadline) return absl::DeadlineExceededError("simulated device: deadline exceeded");
+  }
+  const int dims = dimensions > 0 ? dimensions : 256;
+  v1::EmbedResponse out;
+  int64_t tokens = 0;
+  for (const std::string& text : input) {
+    tokens += CountTokens(text);
+    std::vector<double> v(dims, 0.0);
+    auto add_word = [&](const std::string& word) {
+      uint64_t h = 1469598103934665603ULL;  // FNV-1a
+      for (unsigned char c : word) h = (h ^ c) * 1099511628211ULL;
+      v[h % dims] += (h >> 63) ? 1.0 : -1.0;
+    };
+    std::string word;
+    for (unsigned char c : text) {
+      if (absl::ascii_isalnum(c) || c >= 0x80) {
+        word += static_cast<char>(absl::ascii_tolower(c));
+      } else if (!word.empty()) {
+        add_word(word);
+        word.clear();
+      }
+    }
+    if (!word.empty()) add_word(word);
+    double norm = 0;
+    for (double x : v) norm += x * x;
+    norm = norm > 0 ? std::sqrt(norm) : 1;
+    v1::Embedding* e = out.add_data();
+    for (double x : v) e->add_values(static_cast<float>(x / norm));
+  }
+  out.mutable_usage()->set_prompt_tokens(tokens);
   return out;
 }
 

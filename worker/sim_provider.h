@@ -46,6 +46,11 @@ class SimProvider : public InferenceProvider {
   absl::StatusOr<v1::InferChunk> Generate(const GenerateRequest& request, const TokenSink& sink,
                                      const Cancellation& cancel) override;
   bool simulated() const override { return true; }
+  // Deterministic embeddings: each word (lowercased letters and digits) hashed to a signed
+  // coordinate, the sum normalised to length 1, so texts sharing words are near each other.
+  // `dimensions` 0 means 256. Honours the fail fault (UNAVAILABLE) and the time to first token.
+  absl::StatusOr<v1::EmbedResponse> Embed(const std::vector<std::string>& input, int dimensions,
+                                          absl::Time deadline, const Cancellation& cancel) override;
 
   // The pieces of the answer to `request`, each starting with a space so token counts add up,
   // and why it ends ("length" when max_tokens cut it, else "stop").

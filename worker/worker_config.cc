@@ -1,5 +1,7 @@
 #include "worker/worker_config.h"
 
+#include <algorithm>
+
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -45,14 +47,19 @@ std::string GuessFamily(const std::string& model_name) {
   return "";
 }
 
+bool IsEmbeddingModelName(const std::string& name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  for (const char* marker : {"embed", "bge-", "minilm", "e5-", "gte-"}) {
+    if (absl::StrContains(lower, marker)) return true;
+  }
+  return false;
+}
+
 DiscoveredModels SelectDiscoveredModels(const std::vector<std::string>& listed) {
   DiscoveredModels out;
   for (const std::string& name : listed) {
-    const std::string lower = absl::AsciiStrToLower(name);
-    if (absl::StrContains(lower, "embed") || absl::StrContains(lower, "bge-") ||
-        absl::StrContains(lower, "minilm")) {
-      out.skipped.emplace_back(name, "an embedding model (it does not chat; Loom serves no "
-                                     "/v1/embeddings yet)");
+    if (IsEmbeddingModelName(name)) {
+      out.embeddings.push_back(name);
     } else if (GuessFamily(name).empty()) {
       out.skipped.emplace_back(name, absl::StrCat("its family cannot be told from the name; "
                                                   "serve it with --model=", name,
@@ -93,6 +100,13 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
       return FieldError(origin, field + ".info.name",
                         absl::StrCat("model '", m->info().name(), "' is listed twice"));
     }
+    const auto& caps = m->info().capabilities();
+    const bool embeds = std::find(caps.begin(), caps.end(), "embeddings") != caps.end();
+    if (embeds && caps.size() > 1) {
+      return FieldError(origin, field + ".info.capabilities",
+                        "an embedding model has no other capability (it does not chat)");
+    }
+    if (m->info().family().empty() && embeds) m->mutable_info()->set_family("embedding");
     if (m->info().family().empty()) m->mutable_info()->set_family(GuessFamily(m->info().name()));
     if (m->info().family().empty()) {
       return FieldError(origin, field + ".info.family",
@@ -116,9 +130,11 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
     // advertises what its operator lists, since servers differ (llama-server needs --jinja
     // for tools, Ollama only some models).
     for (const std::string& c : m->info().capabilities()) {
-      if (c != "tools" && c != "json_schema" && c != "vision" && c != "continue") {
+      if (c != "tools" && c != "json_schema" && c != "vision" && c != "continue" &&
+          c != "embeddings") {
         return FieldError(origin, field + ".info.capabilities",
-                          absl::StrCat("'", c, "' is not tools, json_schema, vision or continue"));
+                          absl::StrCat("'", c, "' is not tools, json_schema, vision, continue "
+                                       "or embeddings"));
       }
     }
     if (m->info().capabilities().empty() && m->has_sim()) {

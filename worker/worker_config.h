@@ -31,8 +31,12 @@ std::string GuessFamily(const std::string& model_name);
 // Of the models a server lists (--discover), those the worker can serve for chat, and for
 // each one it skips, why: embedding models (no chat; Loom has no /v1/embeddings yet) and
 // models whose family cannot be told from the name (give it with --model and --family).
+// Names of embedding models ("nomic-embed-text", "bge-m3", "all-minilm", "e5-large", ...).
+bool IsEmbeddingModelName(const std::string& name);
+
 struct DiscoveredModels {
   std::vector<std::string> served;
+  std::vector<std::string> embeddings;  // served as embedding models (/v1/embeddings)
   std::vector<std::pair<std::string, std::string>> skipped;  // name, reason
 };
 DiscoveredModels SelectDiscoveredModels(const std::vector<std::string>& listed);

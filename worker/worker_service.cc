@@ -1,5 +1,6 @@
 #include "worker/worker_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -92,17 +93,17 @@ WorkerService::WorkerService(WorkerServiceOptions options, std::vector<ServedMod
 
 WorkerService::~WorkerService() = default;
 
-grpc::ServerWriteReactor<v1::InferChunk>* WorkerService::Infer(
-    grpc::CallbackServerContext* context, const v1::InferRequest* request) {
+absl::StatusOr<InferenceProvider*> WorkerService::Admit(grpc::CallbackServerContext* context,
+                                                         const std::string& model, bool embedding,
+                                                         const char* rpc) {
   if (options_.require_coordinator_peer) {
     std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
     const PeerIdentity peer = auth ? PeerOf(*auth) : PeerIdentity{};
     if (!peer.verified || peer.role != kRoleCoordinator) {
-      spdlog::warn("refused Infer from {} ('{}', role '{}'): not a coordinator", context->peer(),
+      spdlog::warn("refused {} from {} ('{}', role '{}'): not a coordinator", rpc, context->peer(),
                    peer.name, peer.role);
-      return new RejectReactor(grpc::Status(
-          grpc::StatusCode::PERMISSION_DENIED,
-          absl::StrCat("device ", options_.device_id, " serves only its coordinator")));
+      return absl::PermissionDeniedError(
+          absl::StrCat("device ", options_.device_id, " serves only its coordinator"));
     }
   }
   if (!options_.join_token.empty()) {
@@ -116,28 +117,84 @@ grpc::ServerWriteReactor<v1::InferChunk>* WorkerService::Infer(
                     absl::string_view(challenge->second.data(), challenge->second.size())));
     }
   }
-  auto it = models_.find(request->model());
+  auto it = models_.find(model);
   if (it == models_.end()) {
-    return new RejectReactor(grpc::Status(
-        grpc::StatusCode::NOT_FOUND,
-        absl::StrCat("device ", options_.device_id, " does not serve model '", request->model(),
-                     "'")));
+    return absl::NotFoundError(absl::StrCat("device ", options_.device_id,
+                                            " does not serve model '", model, "'"));
   }
+  const auto& caps = it->second.info.capabilities();
+  if ((std::find(caps.begin(), caps.end(), "embeddings") != caps.end()) != embedding) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", model, embedding ? "' makes no embeddings" : "' is an embedding model; it does not chat"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (active_ >= options_.max_concurrency) {
+    return absl::ResourceExhaustedError(absl::StrCat("device ", options_.device_id,
+                                                     " is at its max concurrency (",
+                                                     options_.max_concurrency, ")"));
+  }
+  ++active_;
+  return it->second.provider.get();
+}
+
+grpc::ServerWriteReactor<v1::InferChunk>* WorkerService::Infer(
+    grpc::CallbackServerContext* context, const v1::InferRequest* request) {
   if (request->messages().empty()) {
     return new RejectReactor(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "request has no messages"));
   }
-  {
-    absl::MutexLock lock(&mu_);
-    if (active_ >= options_.max_concurrency) {
-      return new RejectReactor(grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("device ", options_.device_id, " is at its max concurrency (",
-                       options_.max_concurrency, ")")));
-    }
-    ++active_;
+  absl::StatusOr<InferenceProvider*> provider = Admit(context, request->model(), false, "Infer");
+  if (!provider.ok()) return new RejectReactor(ToGrpcStatus(provider.status()));
+  return new InferReactor(this, context, request, *provider);
+}
+
+namespace {
+
+// One Embed call: the backend runs on the service pool; the client going away cancels it.
+class EmbedReactor : public grpc::ServerUnaryReactor {
+ public:
+  void OnCancel() override { cancel_.Cancel(); }
+  void OnDone() override { delete this; }
+  const Cancellation& cancellation() const { return cancel_; }
+
+ private:
+  Cancellation cancel_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* WorkerService::Embed(grpc::CallbackServerContext* context,
+                                               const v1::EmbedRequest* request,
+                                               v1::EmbedResponse* response) {
+  auto* reactor = new EmbedReactor();
+  if (request->input().empty()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "request has no input"));
+    return reactor;
   }
-  return new InferReactor(this, context, request, it->second.provider.get());
+  absl::StatusOr<InferenceProvider*> provider = Admit(context, request->model(), true, "Embed");
+  if (!provider.ok()) {
+    reactor->Finish(ToGrpcStatus(provider.status()));
+    return reactor;
+  }
+  const absl::Time deadline = absl::FromChrono(context->deadline());
+  pool_.Schedule([this, reactor, request, response, provider = *provider, deadline] {
+    std::vector<std::string> input(request->input().begin(), request->input().end());
+    absl::StatusOr<v1::EmbedResponse> out =
+        provider->Embed(input, request->dimensions(), deadline, reactor->cancellation());
+    Release();
+    if (!out.ok()) {
+      spdlog::info("request {} embeddings on {}: {}", request->request_id(), request->model(),
+                   out.status().ToString());
+      if (out.status().code() == absl::StatusCode::kUnavailable && options_.on_upstream_failure) {
+        options_.on_upstream_failure();
+      }
+      reactor->Finish(ToGrpcStatus(out.status()));
+      return;
+    }
+    *response = *std::move(out);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
 }
 
 void WorkerService::Release() {

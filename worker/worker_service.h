@@ -47,6 +47,9 @@ class WorkerService final : public v1::Worker::CallbackService {
 
   grpc::ServerWriteReactor<v1::InferChunk>* Infer(grpc::CallbackServerContext* context,
                                                   const v1::InferRequest* request) override;
+  grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
+                                  const v1::EmbedRequest* request,
+                                  v1::EmbedResponse* response) override;
   grpc::ServerUnaryReactor* Describe(grpc::CallbackServerContext* context,
                                      const v1::DescribeRequest* request,
                                      v1::DescribeResponse* response) override;
@@ -61,6 +64,12 @@ class WorkerService final : public v1::Worker::CallbackService {
 
  private:
   friend class InferReactor;  // runs on pool_, calls Release and RecordSpeed
+  // Checks the caller (a coordinator, with the dial proof answered) and the model (served
+  // here, of the kind the call needs), then takes a generation slot: the provider, or the
+  // refusal. Release() gives the slot back.
+  absl::StatusOr<InferenceProvider*> Admit(grpc::CallbackServerContext* context,
+                                           const std::string& model, bool embedding,
+                                           const char* rpc) ABSL_LOCKS_EXCLUDED(mu_);
   void Release();
   void RecordSpeed(int64_t tokens, double seconds);
 

@@ -3,7 +3,7 @@
 // cut, a loom-auto compiled request, a bad key, and an aborted stream. Started by
 // tests/integration/client_sdk_test.cc with the mesh in the environment (see openai_sdk.mjs).
 // Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
-import { ChatOpenAI } from "@langchain/openai";
+import { ChatOpenAI, OpenAIEmbeddings } from "@langchain/openai";
 import { HumanMessage, SystemMessage } from "@langchain/core/messages";
 import { checks } from "./checks.mjs";
 
@@ -80,6 +80,20 @@ await check("an aborted stream leaves the server serving", async () => {
   }
   const m = await chat().invoke("Still there?");
   expect(m.content.length > 0, "no answer after the abort");
+});
+
+
+// Cosine similarity: the simulated embedding model puts texts that share words near each other.
+const cosine = (a, b) => a.reduce((sum, x, i) => sum + x * b[i], 0) /
+    (Math.hypot(...a) * Math.hypot(...b));
+
+await check("OpenAIEmbeddings embeds documents and a query", async () => {
+  const embeddings = new OpenAIEmbeddings({ model: process.env.LOOM_EMBED_MODEL, apiKey: process.env.LOOM_KEY,
+                                            configuration: { baseURL }, maxRetries: 0 });
+  const docs = await embeddings.embedDocuments(["the cat sat on the mat", "quarterly tax filing deadline"]);
+  expect(docs.length === 2 && docs[0].length === 256, `${docs.length} x ${docs[0]?.length}`);
+  const query = await embeddings.embedQuery("where did the cat sit");
+  expect(cosine(query, docs[0]) > cosine(query, docs[1]), "the query is not nearest its document");
 });
 
 finish();

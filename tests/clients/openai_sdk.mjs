@@ -203,4 +203,29 @@ await check("aborting a stream part way leaves the server serving", async () => 
   expect(after.choices[0].message.content.length > 0, "no answer after the abort");
 });
 
+
+// Cosine similarity: the simulated embedding model puts texts that share words near each other.
+const cosine = (a, b) => a.reduce((sum, x, i) => sum + x * b[i], 0) /
+    (Math.hypot(...a) * Math.hypot(...b));
+
+await check("embeddings.create (base64 by default, and float) on the mesh's embedding model", async () => {
+  const embedModel = process.env.LOOM_EMBED_MODEL;
+  const input = ["the cat sat on the mat", "the cat sat", "quarterly tax filing deadline"];
+  const out = await client.embeddings.create({ model: embedModel, input });
+  expect(out.data.length === 3, `${out.data.length} embeddings`);
+  const [a, b, c] = out.data.map((d) => Array.from(d.embedding));
+  expect(a.length === 256 && b.length === 256, `dimension ${a.length}`);
+  expect(cosine(a, b) > cosine(a, c), `similar texts are not nearer: ${cosine(a, b)} vs ${cosine(a, c)}`);
+  expect(out.usage.prompt_tokens > 0, "no usage");
+  const floats = await client.embeddings.create({ model: embedModel, input: "the cat sat", encoding_format: "float", dimensions: 64 });
+  expect(floats.data[0].embedding.length === 64, `dimensions ${floats.data[0].embedding.length}`);
+  expect(Math.abs(cosine(floats.data[0].embedding, floats.data[0].embedding) - 1) < 1e-6, "not a vector");
+  await client.embeddings.create({ model: "no-such-embedder", input: "x" })
+      .then(() => { throw new Error("an unknown model answered"); },
+            (e) => expect(e instanceof OpenAI.NotFoundError, `got ${e}`));
+  await client.embeddings.create({ model, input: "x" })
+      .then(() => { throw new Error("a chat model made embeddings"); },
+            (e) => expect(e instanceof OpenAI.NotFoundError, `got ${e}`));
+});
+
 finish();

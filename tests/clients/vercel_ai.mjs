@@ -4,7 +4,7 @@
 // max-output cut, a loom-auto compiled request, a bad key, and an aborted stream. Started by
 // tests/integration/client_sdk_test.cc; see openai_sdk.mjs.
 // Prints one line per check and "N passed, N failed"; exits 1 if any check failed.
-import { generateText, streamText, generateObject, tool, jsonSchema, APICallError } from "ai";
+import { generateText, streamText, generateObject, tool, jsonSchema, APICallError, embed, embedMany } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { checks } from "./checks.mjs";
 
@@ -96,6 +96,20 @@ await check("an aborted stream leaves the server serving", async () => {
   }
   const after = await generateText({ model: openai.chat(model), prompt: "Still there?", maxRetries: 0 });
   expect(after.text.length > 0, "no answer after the abort");
+});
+
+
+// Cosine similarity: the simulated embedding model puts texts that share words near each other.
+const cosine = (a, b) => a.reduce((sum, x, i) => sum + x * b[i], 0) /
+    (Math.hypot(...a) * Math.hypot(...b));
+
+await check("embed and embedMany with openai.textEmbeddingModel", async () => {
+  const embedder = openai.textEmbeddingModel(process.env.LOOM_EMBED_MODEL);
+  const { embeddings, usage } = await embedMany({ model: embedder, values: ["the cat sat on the mat", "quarterly tax filing deadline"] });
+  expect(embeddings.length === 2 && embeddings[0].length === 256, `${embeddings.length} x ${embeddings[0]?.length}`);
+  expect(usage.tokens > 0, `usage ${JSON.stringify(usage)}`);
+  const { embedding } = await embed({ model: embedder, value: "where did the cat sit" });
+  expect(cosine(embedding, embeddings[0]) > cosine(embedding, embeddings[1]), "the query is not nearest its document");
 });
 
 finish();

@@ -47,7 +47,9 @@ TEST_P(ClientSdkTest, TheOfficialSdkWorksAgainstTheMesh) {
   // A slow device with a long answer (400 tokens at 100/s): the stream the SDK aborts is still
   // running then, so the abort must stop it and bill only what was produced.
   StartWorker("dev-slow", "mistral-7b", {"--sim_tokens_per_second=100", "--sim_output_tokens=400"});
-  ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b", "dev-slow"}));
+  // An embedding model (simulated: deterministic vectors of hashed words).
+  StartWorker("dev-embed", "nomic-embed-text", {"--capabilities=embeddings"});
+  ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b", "dev-slow", "dev-embed"}));
   const std::string key = NewKey("sdk");
   ASSERT_EQ(RunCommand("loom-ledger", {"--db=" + db_, "grant", "client:sdk", "100", "--reference=sdk"}).exit_code, 0);
   const std::string poor = NewKey("poor");
@@ -58,7 +60,7 @@ TEST_P(ClientSdkTest, TheOfficialSdkWorksAgainstTheMesh) {
       "/usr/bin/env",
       {"LOOM_SDK=" + std::string(c.name), "LOOM_BASE_URL=http://" + coordinator_.http + "/v1",
        "LOOM_KEY=" + key, "LOOM_POOR_KEY=" + poor, "LOOM_MODEL=llama-3.1-8b",
-       "LOOM_SLOW_MODEL=mistral-7b", "LOOM_ABORT_ID=" + abort_id,
+       "LOOM_SLOW_MODEL=mistral-7b", "LOOM_EMBED_MODEL=nomic-embed-text", "LOOM_ABORT_ID=" + abort_id,
        "LOOM_TIMEOUT_ID=" + timeout_id, "node",
        clients + "/" + c.script},
       absl::Seconds(120));

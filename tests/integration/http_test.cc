@@ -3,7 +3,10 @@
 // key over gRPC.
 #include <fstream>
 
+#include <cstring>
+
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
@@ -730,6 +733,87 @@ TEST_F(HttpTest, AProviderReadsItsOwnEarningsWithItsOwnKeyAndCannotSpendWithIt) 
   EXPECT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_THAT(cli.out, HasSubstr("provider prov-dev-p: earned"));
   EXPECT_THAT(cli.out, HasSubstr("in 1 requests on 1 device(s)"));
+}
+
+}  // namespace
+}  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// /v1/embeddings: served by embedding models only, retried past a failing device, paid to the
+// device that made them (at its price per 1,000 input tokens, the coordinator's count), and
+// every malformed input refused by name before anything runs.
+TEST_F(HttpTest, EmbeddingsAreServedByEmbeddingDevicesRetriedAndPaid) {
+  StartSecured();
+  StartWorker("dev-chat", "llama-3.1-8b");
+  // dev-broken sorts first among equally loaded devices, so it is tried first and fails.
+  StartWorker("dev-broken", "nomic-embed-text", {"--capabilities=embeddings", "--sim_fault=fail:0"});
+  StartWorker("dev-embed", "nomic-embed-text",
+              {"--capabilities=embeddings", "--price_per_1k_micro=2000"});
+  ASSERT_TRUE(WaitForDevices({"dev-chat", "dev-broken", "dev-embed"}));
+  const std::string key = NewKey("alice", "5");
+
+  HttpResult r = Curl("POST", "/v1/embeddings",
+                      R"({"model": "nomic-embed-text", "input": ["the cat sat", "a dog ran"], "dimensions": 32})",
+                      key, {"-H", "X-Request-Id: emb-1"});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json out = json::parse(r.body);
+  ASSERT_EQ(out["data"].size(), 2u);
+  EXPECT_EQ(out["data"][1]["index"], 1);
+  EXPECT_EQ(out["data"][0]["embedding"].size(), 32u);
+  EXPECT_EQ(out["loom"]["device_id"], "dev-embed");
+  EXPECT_EQ(out["loom"]["attempts"], 2) << "dev-broken was tried first and failed";
+  const int64_t tokens = CountTokens("the cat sat") + CountTokens("a dog ran");
+  EXPECT_EQ(out["usage"]["prompt_tokens"], tokens);
+  json records = LedgerRecords("client:alice/emb-1");
+  ASSERT_EQ(records.size(), 1u) << records.dump() << " (the failed device is paid nothing)";
+  EXPECT_EQ(records[0]["deviceId"], "dev-embed");
+  EXPECT_EQ(records[0]["subTaskId"], "embeddings");
+  EXPECT_EQ(std::stoll(records[0].value("creditsMicro", "0")), tokens * 2000 / 1000);
+
+  // The same id again: already served, never charged twice.
+  HttpResult again = Curl("POST", "/v1/embeddings", R"({"model": "nomic-embed-text", "input": "x"})",
+                          key, {"-H", "X-Request-Id: emb-1"});
+  EXPECT_EQ(again.status, 409) << again.body;
+  EXPECT_EQ(LedgerRecords("client:alice/emb-1").size(), 1u);
+
+  // base64 is little-endian float32, the same vector.
+  HttpResult b64 = Curl("POST", "/v1/embeddings",
+                        R"({"model": "nomic-embed-text", "input": "the cat sat", "dimensions": 32, "encoding_format": "base64"})",
+                        key);
+  ASSERT_EQ(b64.status, 200) << b64.body;
+  std::string bytes;
+  ASSERT_TRUE(absl::Base64Unescape(json::parse(b64.body)["data"][0]["embedding"].get<std::string>(), &bytes));
+  ASSERT_EQ(bytes.size(), 32u * 4);
+  float first;
+  std::memcpy(&first, bytes.data(), 4);
+  EXPECT_FLOAT_EQ(first, out["data"][0]["embedding"][0].get<float>());
+
+  // Chat never goes to an embedding model, and an embedding request never to a chat model.
+  for (int i = 0; i < 3; ++i) {
+    HttpResult chat = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "Hello there"), key);
+    ASSERT_EQ(chat.status, 200) << chat.body;
+    EXPECT_THAT(chat.body, Not(HasSubstr("dev-embed")));
+  }
+  EXPECT_EQ(Curl("POST", "/v1/embeddings", R"({"model": "llama-3.1-8b", "input": "x"})", key).status, 404);
+
+  for (const char* bad : {R"({"input": "x"})", R"({"model": "nomic-embed-text"})",
+                          R"({"model": "nomic-embed-text", "input": []})",
+                          R"({"model": "nomic-embed-text", "input": ""})",
+                          R"({"model": "nomic-embed-text", "input": [1, 2, 3]})",
+                          R"({"model": "nomic-embed-text", "input": "x", "encoding_format": "int8"})",
+                          R"({"model": "nomic-embed-text", "input": "x", "dimensions": 0})"}) {
+    HttpResult refused = Curl("POST", "/v1/embeddings", bad, key);
+    EXPECT_EQ(refused.status, 400) << bad << " " << refused.body;
+    EXPECT_THAT(refused.body, HasSubstr("invalid_request_error")) << refused.body;
+  }
+  EXPECT_EQ(Curl("POST", "/v1/embeddings", R"({"model": "nomic-embed-text", "input": "x"})").status, 401);
+  const std::string poor = NewKey("poor", "");
+  HttpResult unpaid = Curl("POST", "/v1/embeddings", R"({"model": "nomic-embed-text", "input": "x"})", poor);
+  EXPECT_EQ(unpaid.status, 402) << unpaid.body;
+  CommandResult verify = RunCommand("loom-ledger", {"--db=" + db_, "verify"});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
 }
 
 }  // namespace

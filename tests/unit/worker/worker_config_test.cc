@@ -94,16 +94,34 @@ namespace loom {
 namespace {
 
 // The issue: one model --discover could not classify failed the whole device.
-TEST(WorkerConfigTest, DiscoverSkipsWhatItCannotServeAndSaysWhy) {
+TEST(WorkerConfigTest, DiscoverServesEmbeddingModelsAsSuchAndSkipsWhatItCannotTell) {
   DiscoveredModels d = SelectDiscoveredModels(
       {"llama3.1:8b", "nomic-embed-text:latest", "qwen2.5-coder:7b", "mxbai-embed-large",
        "starling-lm:7b", "all-minilm"});
   EXPECT_EQ(d.served, (std::vector<std::string>{"llama3.1:8b", "qwen2.5-coder:7b"}));
-  ASSERT_EQ(d.skipped.size(), 4u);
-  EXPECT_EQ(d.skipped[0].first, "nomic-embed-text:latest");
-  EXPECT_THAT(d.skipped[0].second, ::testing::HasSubstr("embedding model"));
-  EXPECT_EQ(d.skipped[2].first, "starling-lm:7b");
-  EXPECT_THAT(d.skipped[2].second, ::testing::HasSubstr("--model=starling-lm:7b --family="));
+  EXPECT_EQ(d.embeddings, (std::vector<std::string>{"nomic-embed-text:latest",
+                                                    "mxbai-embed-large", "all-minilm"}));
+  ASSERT_EQ(d.skipped.size(), 1u);
+  EXPECT_EQ(d.skipped[0].first, "starling-lm:7b");
+  EXPECT_THAT(d.skipped[0].second, ::testing::HasSubstr("--model=starling-lm:7b --family="));
+}
+
+TEST(WorkerConfigTest, AnEmbeddingModelHasNoOtherCapabilityAndNeedsNoFamily) {
+  v1::WorkerConfig config;
+  config.set_device_id("d");
+  config.set_provider_id("p");
+  auto* m = config.add_models();
+  m->mutable_info()->set_name("nomic-embed-text");
+  m->mutable_info()->add_capabilities("embeddings");
+  m->mutable_sim();
+  auto ok = ValidateWorkerConfig(config, "test");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->models(0).info().family(), "embedding");
+  EXPECT_EQ(ok->models(0).info().capabilities_size(), 1) << "no chat capabilities added";
+  m->mutable_info()->add_capabilities("tools");
+  auto mixed = ValidateWorkerConfig(config, "test");
+  EXPECT_FALSE(mixed.ok());
+  EXPECT_THAT(mixed.status().message(), ::testing::HasSubstr("no other capability"));
 }
 
 }  // namespace
