@@ -142,6 +142,12 @@ std::vector<std::pair<std::string, std::string>> NeededCapabilities(
   for (const auto& m : messages) tool_turns |= !m.tool_calls_json().empty() || m.role() == "tool";
   if (!s.tools_json().empty() || tool_turns) out.emplace_back(kCapabilityTools, "tools");
   if (!s.response_format_json().empty()) out.emplace_back(kCapabilityJsonSchema, "response_format");
+  for (const auto& m : messages) {
+    if (!m.content_parts_json().empty()) {
+      out.emplace_back(kCapabilityVision, "messages[].content (image_url parts)");
+      break;
+    }
+  }
   return out;
 }
 
@@ -159,6 +165,9 @@ json MessageJson(const v1::ChatMessage& m) {
   if (!m.tool_calls_json().empty()) {
     out["tool_calls"] = json::parse(m.tool_calls_json(), nullptr, false);
     out["content"] = m.content().empty() ? json(nullptr) : json(m.content());
+  } else if (!m.content_parts_json().empty()) {
+    json parts = json::parse(m.content_parts_json(), nullptr, false);
+    out["content"] = parts.is_array() ? parts : json(m.content());
   } else {
     out["content"] = m.content();
   }

@@ -36,6 +36,8 @@ absl::Status ParseLoomExtension(const nlohmann::json& request, v1::CompleteReque
 // Capability names a model advertises (ModelInfo.capabilities) and a request may need.
 inline constexpr char kCapabilityTools[] = "tools";
 inline constexpr char kCapabilityJsonSchema[] = "json_schema";
+// The model takes image parts (OpenAI's "image_url" content parts).
+inline constexpr char kCapabilityVision[] = "vision";
 // The model continues a conversation whose last message is the assistant's own unfinished
 // answer (assistant prefill: llama-server, Ollama; vLLM with continue_final_message), rather
 // than answering it anew. Loom uses it to resume a stream on another device.

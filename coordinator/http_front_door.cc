@@ -159,6 +159,30 @@ std::string ClientRequestId(const HttpRequest& req) {
 
 namespace {
 
+// An image part: {"type": "image_url", "image_url": {"url": "https://..." or
+// "data:image/...;base64,...", "detail": "auto" | "low" | "high"}}.
+absl::Status CheckImagePart(const json& part, const std::string& at) {
+  if (!part.contains("image_url") || !part["image_url"].is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat("'", at, ".image_url' must be an object with a url"));
+  }
+  const json& image = part["image_url"];
+  if (!image.contains("url") || !image["url"].is_string()) {
+    return absl::InvalidArgumentError(absl::StrCat("'", at, ".image_url.url' must be a string"));
+  }
+  const std::string url = image["url"].get<std::string>();
+  if (!absl::StartsWith(url, "https://") && !absl::StartsWith(url, "http://") &&
+      !absl::StartsWith(url, "data:image/")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", at, ".image_url.url' must be an http(s) URL or a data:image/... URL"));
+  }
+  if (image.contains("detail") && !image["detail"].is_null() &&
+      (!image["detail"].is_string() ||
+       (image["detail"] != "auto" && image["detail"] != "low" && image["detail"] != "high"))) {
+    return absl::InvalidArgumentError(absl::StrCat("'", at, ".image_url.detail' must be auto, low or high"));
+  }
+  return absl::OkStatus();
+}
+
 // OpenAI request fields that Loom's devices cannot honour yet, each with whether this request
 // uses it in a way that is honoured anyway (n: 1, response_format text, logprobs false, ...).
 std::vector<std::pair<std::string, bool>> UnsupportedFields(const json& j) {
@@ -286,8 +310,10 @@ absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out,
     } else if (m.contains("content") && m["content"].is_string()) {
       content = m["content"].get<std::string>();
     } else if (m.contains("content") && m["content"].is_array()) {
-      // The "parts" form: text parts are joined; any other part is refused by name, since
-      // dropping it would answer a different question than the one asked.
+      // The "parts" form: text parts are joined; image parts go as they are to a model that
+      // takes them (vision); any other part is refused by name, since dropping it would
+      // answer a different question than the one asked.
+      bool images = false;
       for (size_t k = 0; k < m["content"].size(); ++k) {
         const json& part = m["content"][k];
         const std::string part_at = absl::StrCat(at, ".content[", k, "]");
@@ -295,15 +321,21 @@ absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out,
           return bad(absl::StrCat(part_at, ".type"), "a string");
         }
         const std::string type = part["type"].get<std::string>();
+        if (type == "image_url") {
+          LOOM_RETURN_IF_ERROR(CheckImagePart(part, part_at));
+          images = true;
+          continue;
+        }
         if (type != "text") {
           return absl::InvalidArgumentError(absl::StrCat(
-              part_at, " is a '", type, "' part; no device on this mesh takes those (text only)"));
+              part_at, " is a '", type, "' part; devices here take text and image_url parts"));
         }
         if (!part.contains("text") || !part["text"].is_string()) {
           return bad(absl::StrCat(part_at, ".text"), "a string");
         }
         content += part["text"].get<std::string>();
       }
+      if (images) msg->set_content_parts_json(DumpJson(m["content"]));
     } else {
       return bad(absl::StrCat(at, ".content"), "a string or an array of text parts");
     }

@@ -202,6 +202,15 @@ std::vector<std::string> SimProvider::AnswerPieces(const GenerateRequest& reques
     pieces = {" [simulated]", " the tool returned:",
               absl::StrCat(" ", TruncateUtf8(request.messages.back().content(), 200, "..."))};
   }
+  // Image parts: the simulated device says how many it was shown (it does not look at them).
+  int images = 0;
+  for (const auto& m : request.messages) {
+    if (m.content_parts_json().empty()) continue;
+    nlohmann::json parts = nlohmann::json::parse(m.content_parts_json(), nullptr, false);
+    if (!parts.is_array()) continue;
+    for (const auto& p : parts) images += p.is_object() && p.value("type", "") == "image_url";
+  }
+  if (images > 0) pieces.push_back(absl::StrCat(" [", images, images == 1 ? " image]" : " images]"));
   const std::string prompt = LastUserMessage(request);
   int echoed = 0;
   for (absl::string_view word : absl::StrSplit(prompt, absl::ByAnyChar(" \n\t"), absl::SkipEmpty())) {

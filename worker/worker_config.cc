@@ -141,6 +141,7 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
       m->mutable_info()->add_capabilities("tools");
       m->mutable_info()->add_capabilities("json_schema");
       m->mutable_info()->add_capabilities("continue");
+      m->mutable_info()->add_capabilities("vision");
     }
     if (m->info().price_per_1k_micro() < 0) {
       return FieldError(origin, field + ".info.price_per_1k_micro", "negative");

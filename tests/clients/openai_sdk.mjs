@@ -228,4 +228,11 @@ await check("embeddings.create (base64 by default, and float) on the mesh's embe
             (e) => expect(e instanceof OpenAI.NotFoundError, `got ${e}`));
 });
 
+await check("an image part goes to a vision model as sent", async () => {
+  const out = await client.chat.completions.create({ model: "loom-auto", messages: [{ role: "user", content: [
+    { type: "text", text: "What is in this picture?" },
+    { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=", detail: "low" } }] }] });
+  expect(out.choices[0].message.content.includes("[1 image]"), `answer: ${out.choices[0].message.content}`);
+});
+
 finish();

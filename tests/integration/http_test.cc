@@ -818,3 +818,33 @@ TEST_F(HttpTest, EmbeddingsAreServedByEmbeddingDevicesRetriedAndPaid) {
 
 }  // namespace
 }  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// Image parts go to one model that takes them (vision), as the client sent them; a mesh with
+// none refuses the request by the field rather than answering a text-only question.
+TEST_F(HttpTest, ImagePartsGoToAVisionModelOrAreRefusedByName) {
+  StartSecured();
+  StartWorker("dev-text", "llama-3.1-8b", {"--capabilities=tools"});
+  ASSERT_TRUE(WaitForDevices({"dev-text"}));
+  const std::string key = NewKey("alice", "5");
+  const std::string body = R"({"model": "loom-auto", "messages": [{"role": "user", "content": [
+      {"type": "text", "text": "What is in this picture?"},
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]})";
+  HttpResult refused = Curl("POST", "/v1/chat/completions", body, key);
+  EXPECT_EQ(refused.status, 400) << refused.body;
+  EXPECT_THAT(refused.body, HasSubstr("vision"));
+  EXPECT_THAT(refused.body, HasSubstr("image_url"));
+
+  StartWorker("dev-vision", "qwen2.5-coder-7b");  // simulated: honours vision by default
+  ASSERT_TRUE(WaitForDevices({"dev-text", "dev-vision"}));
+  HttpResult served = Curl("POST", "/v1/chat/completions", body, key);
+  ASSERT_EQ(served.status, 200) << served.body;
+  json out = json::parse(served.body);
+  EXPECT_THAT(out["choices"][0]["message"]["content"].get<std::string>(), HasSubstr("[1 image]"));
+  EXPECT_EQ(out["loom"]["plan_kind"], "passthrough") << out.dump();
+}
+
+}  // namespace
+}  // namespace loom::testing

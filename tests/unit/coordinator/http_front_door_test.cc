@@ -3,6 +3,8 @@
 // nlohmann's value() and end as a 500 with the exception's text in a header).
 #include "coordinator/http_front_door.h"
 
+#include "common/openai_wire.h"
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -65,7 +67,13 @@ TEST(ParseChatRequestTest, WrongTypesAreRefusedByName) {
       {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]})",
        "messages[0].content[0].text"},
       {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:"}}]}]})",
-       "'image_url' part"},
+       "image_url.url' must be an http(s) URL or a data:image"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+       "content[0].image_url' must be an object"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/a.png", "detail": "max"}}]}]})",
+       "image_url.detail"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]})",
+       "'input_audio' part"},
       {R"({"model": "m", "stream": "yes", )" + user + "}", "'stream'"},
       {R"({"model": "m", "stream_options": {"include_usage": "yes"}, )" + user + "}",
        "stream_options.include_usage"},
@@ -161,6 +169,27 @@ TEST(ParseChatRequestTest, ToolsToolTurnsAndResponseFormatsAreCarriedForTheDevic
   EXPECT_TRUE(p.request.messages(1).content().empty());
   EXPECT_THAT(p.request.messages(1).tool_calls_json(), HasSubstr("call_1"));
   EXPECT_EQ(p.request.messages(2).tool_call_id(), "call_1");
+}
+
+TEST(ParseChatRequestTest, ImagePartsAreCarriedAsTheyAreAndNeedVision) {
+  Parsed p = Parse(R"({"model": "m", "messages": [{"role": "user", "content": [
+      {"type": "text", "text": "What is in "}, {"type": "text", "text": "this picture?"},
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}]}]})");
+  ASSERT_TRUE(p.status.ok()) << p.status;
+  const v1::ChatMessage& m = p.request.messages(0);
+  EXPECT_EQ(m.content(), "What is in this picture?") << "text parts joined, for counting and routing";
+  EXPECT_THAT(m.content_parts_json(), HasSubstr("data:image/png;base64,iVBORw0KGgo="));
+  auto needs = NeededCapabilities(p.request.structure(), p.request.messages());
+  ASSERT_EQ(needs.size(), 1u);
+  EXPECT_EQ(needs[0].first, "vision");
+  // The device's backend is given the parts as the client sent them.
+  nlohmann::json sent = MessageJson(m);
+  ASSERT_TRUE(sent["content"].is_array());
+  EXPECT_EQ(sent["content"][2]["image_url"]["detail"], "low");
+  // Text-only parts stay a plain string.
+  Parsed text = Parse(R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})");
+  ASSERT_TRUE(text.status.ok());
+  EXPECT_TRUE(text.request.messages(0).content_parts_json().empty());
 }
 
 TEST(ParseChatRequestTest, MalformedToolsAndFormatsAreRefusedByField) {
