@@ -765,6 +765,27 @@ absl::Status HttpFrontDoor::Identify(const HttpRequest& req, v1::CompleteRequest
   return absl::OkStatus();
 }
 
+HttpFrontDoor::Admitted HttpFrontDoor::Admit(HttpExchange& exchange, v1::CompleteRequest* request,
+                                             const std::vector<std::string>& dropped) {
+  Admitted a;
+  if (!dropped.empty()) a.res.SetHeader("x-loom-dropped-params", absl::StrJoin(dropped, ","));
+  if (absl::Status s = Identify(exchange.request(), request, &a.res); !s.ok()) {
+    a.refused = ErrorResponse(s);
+    return a;
+  }
+  a.deadline = absl::Now() + options_.request_timeout;
+  // The client leaving (the server sees the connection close) cancels the request.
+  a.cancel = exchange.client_gone();
+  absl::StatusOr<Admission::Ticket> ticket =
+      admission_->Acquire(request->client_id(), a.deadline, a.cancel);
+  if (!ticket.ok()) {
+    a.refused = ErrorResponse(std::move(a.res), ticket.status());
+    return a;
+  }
+  a.ticket.emplace(*std::move(ticket));
+  return a;
+}
+
 HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
   const HttpRequest& req = exchange.request();
   const absl::Time arrived = runner_->clock()->Now();
@@ -772,19 +793,14 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
   if (absl::Status s = ParseResponsesRequest(req.body, options_.drop_params, &parsed); !s.ok()) {
     return ErrorResponse(s);
   }
-  HttpResponse res;
-  if (!parsed.dropped.empty()) {
-    res.SetHeader("x-loom-dropped-params", absl::StrJoin(parsed.dropped, ","));
-  }
   v1::CompleteRequest& request = parsed.request;
-  if (absl::Status s = Identify(req, &request, &res); !s.ok()) return ErrorResponse(s);
-  const absl::Time deadline = absl::Now() + options_.request_timeout;
+  Admitted admitted = Admit(exchange, &request, parsed.dropped);
+  if (admitted.refused) return *std::move(admitted.refused);
+  HttpResponse& res = admitted.res;
+  const absl::Time deadline = admitted.deadline;
+  Cancellation* cancel = admitted.cancel;
   const int64_t created = absl::ToUnixSeconds(absl::Now());
   const std::string id = absl::StrCat("resp_", request.request_id());
-  Cancellation* cancel = exchange.client_gone();
-  absl::StatusOr<Admission::Ticket> ticket =
-      admission_->Acquire(request.client_id(), deadline, cancel);
-  if (!ticket.ok()) return ErrorResponse(std::move(res), ticket.status());
 
   if (!parsed.stream) {
     absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, cancel, arrived);
@@ -834,16 +850,12 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
     return ErrorResponse(s);
   }
   if (options_.drop_params) DropUnservedStructure(&request, &dropped);
-  HttpResponse res;
-  if (!dropped.empty()) res.SetHeader("x-loom-dropped-params", absl::StrJoin(dropped, ","));
-  if (absl::Status s = Identify(req, &request, &res); !s.ok()) return ErrorResponse(s);
-  const absl::Time deadline = absl::Now() + options_.request_timeout;
+  Admitted admitted = Admit(exchange, &request, dropped);
+  if (admitted.refused) return *std::move(admitted.refused);
+  HttpResponse& res = admitted.res;
+  const absl::Time deadline = admitted.deadline;
+  Cancellation* cancel = admitted.cancel;
   const int64_t created = absl::ToUnixSeconds(absl::Now());
-  // The client leaving (the server sees the connection close) cancels the request.
-  Cancellation* cancel = exchange.client_gone();
-  absl::StatusOr<Admission::Ticket> ticket =
-      admission_->Acquire(request.client_id(), deadline, cancel);
-  if (!ticket.ok()) return ErrorResponse(std::move(res), ticket.status());
 
   if (!stream) {
     absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, cancel, arrived);
@@ -884,14 +896,12 @@ HttpResponse HttpFrontDoor::Embeddings(HttpExchange& exchange) {
   const HttpRequest& req = exchange.request();
   EmbeddingsCall call;
   if (absl::Status s = ParseEmbeddingsRequest(req.body, &call); !s.ok()) return ErrorResponse(s);
-  HttpResponse res;
-  v1::CompleteRequest who;  // the same identity and id rules as completions
-  if (absl::Status s = Identify(req, &who, &res); !s.ok()) return ErrorResponse(s);
+  v1::CompleteRequest who;  // the same identity, id and admission rules as completions
+  Admitted admitted = Admit(exchange, &who, {});
+  if (admitted.refused) return *std::move(admitted.refused);
+  HttpResponse& res = admitted.res;
+  const absl::Time deadline = admitted.deadline;
   const std::string account = ClientAccount(who.client_id());
-  const absl::Time deadline = absl::Now() + options_.request_timeout;
-  Cancellation* cancel = exchange.client_gone();
-  absl::StatusOr<Admission::Ticket> ticket = admission_->Acquire(who.client_id(), deadline, cancel);
-  if (!ticket.ok()) return ErrorResponse(std::move(res), ticket.status());
   if (metrics_) metrics_->RecordModel(call.model);
   absl::StatusOr<EmbeddingResult> r = embeddings_->Run(
       {.client_account = account,
@@ -901,7 +911,7 @@ HttpResponse HttpFrontDoor::Embeddings(HttpExchange& exchange) {
        .input = call.input,
        .dimensions = call.dimensions,
        .deadline = deadline},
-      cancel);
+      admitted.cancel);
   if (!r.ok()) return ErrorResponse(std::move(res), r.status());
   json out = EmbeddingsJson(call, r->response, r->tokens);
   out["loom"] = {{"request_id", who.request_id()}, {"cost_micro", r->cost_micro},
@@ -922,16 +932,13 @@ HttpResponse HttpFrontDoor::Completions(HttpExchange& exchange) {
       !s.ok()) {
     return ErrorResponse(s);
   }
-  HttpResponse res;
-  if (!dropped.empty()) res.SetHeader("x-loom-dropped-params", absl::StrJoin(dropped, ","));
-  if (absl::Status s = Identify(req, &request, &res); !s.ok()) return ErrorResponse(s);
-  const absl::Time deadline = absl::Now() + options_.request_timeout;
+  Admitted admitted = Admit(exchange, &request, dropped);
+  if (admitted.refused) return *std::move(admitted.refused);
+  HttpResponse& res = admitted.res;
+  const absl::Time deadline = admitted.deadline;
+  Cancellation* cancel = admitted.cancel;
   const int64_t created = absl::ToUnixSeconds(absl::Now());
   const std::string id = absl::StrCat("cmpl-", request.request_id());
-  Cancellation* cancel = exchange.client_gone();
-  absl::StatusOr<Admission::Ticket> ticket =
-      admission_->Acquire(request.client_id(), deadline, cancel);
-  if (!ticket.ok()) return ErrorResponse(std::move(res), ticket.status());
   auto choice = [](const std::string& text, const json& finish) {
     return json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr},
                          {"finish_reason", finish}}});

@@ -28,6 +28,7 @@
 #define LOOM_COORDINATOR_HTTP_FRONT_DOOR_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -113,6 +114,18 @@ class HttpFrontDoor {
   // Who pays and under which id: the head filter's client, the loom/X-Request-Id/
   // Idempotency-Key id (validated) or a new one; names it in `res`.
   absl::Status Identify(const HttpRequest& req, v1::CompleteRequest* request, HttpResponse* res) const;
+  // Every request's way in after its body is parsed: named (Identify, and the dropped
+  // fields listed in a header), then admitted (Admission: 429 past the client's share).
+  // `refused` set: send it instead. The ticket holds the slot until the response is built.
+  struct Admitted {
+    HttpResponse res;  // the headers so far, to build the response on
+    absl::Time deadline;
+    Cancellation* cancel = nullptr;
+    std::optional<Admission::Ticket> ticket;
+    std::optional<HttpResponse> refused;
+  };
+  Admitted Admit(HttpExchange& exchange, v1::CompleteRequest* request,
+                 const std::vector<std::string>& dropped);
   // With --drop_params: tools or response_format that no model on the mesh honours are
   // dropped (and named) instead of refused.
   void DropUnservedStructure(v1::CompleteRequest* request, std::vector<std::string>* dropped) const;
