@@ -790,7 +790,11 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
   const HttpRequest& req = exchange.request();
   const absl::Time arrived = runner_->clock()->Now();
   ResponsesRequest parsed;
-  if (absl::Status s = ParseResponsesRequest(req.body, options_.drop_params, &parsed); !s.ok()) {
+  const ItemResolver resolve = [&](const std::string& item_id) {
+    return response_items_.Get(req.principal, item_id, absl::Now());
+  };
+  if (absl::Status s = ParseResponsesRequest(req.body, options_.drop_params, &parsed, resolve);
+      !s.ok()) {
     return ErrorResponse(s);
   }
   v1::CompleteRequest& request = parsed.request;
@@ -807,7 +811,9 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
     if (!r.ok()) return ErrorResponse(std::move(res), r.status());
     json out = ResponseJson(id, created, parsed.model,
                             FinishReason(*r) == "length" ? "incomplete" : "completed", r->output(),
-                            r->usage().prompt_tokens(), r->usage().completion_tokens());
+                            r->usage().prompt_tokens(), r->usage().completion_tokens(),
+                            r->tool_calls_json());
+    response_items_.Put(req.principal, out, absl::Now());
     out["loom"] = LoomObject(*r);
     res.SetHeader("X-Loom-Overhead-Ms",
                   absl::StrFormat("%.3f", r->coordinator_overhead_us() / 1000.0));
@@ -831,8 +837,9 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
                 events.Start());
   } else {
     stream.Send(events.Finish(FinishReason(*r), r->usage().prompt_tokens(),
-                              r->usage().completion_tokens(), LoomObject(*r)),
+                              r->usage().completion_tokens(), LoomObject(*r), r->tool_calls_json()),
                 events.Start());
+    response_items_.Put(req.principal, events.completed(), absl::Now());
   }
   return HttpResponse{};
 }

@@ -40,6 +40,7 @@
 #include "coordinator/registry.h"
 #include "coordinator/embedding_runner.h"
 #include "coordinator/request_runner.h"
+#include "coordinator/responses_api.h"
 
 namespace loom {
 
@@ -137,6 +138,7 @@ class HttpFrontDoor {
   Admission* const admission_;
   Metrics* const metrics_;
   EmbeddingRunner* const embeddings_;
+  ResponseItemCache response_items_;  // for item_reference in /v1/responses
   HttpServer server_;
 };
 

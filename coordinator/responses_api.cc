@@ -52,7 +52,7 @@ void AddMessage(v1::CompleteRequest* request, const std::string& role, const std
 }  // namespace
 
 absl::Status ParseResponsesRequest(const std::string& body, bool drop_unsupported,
-                                   ResponsesRequest* out) {
+                                   ResponsesRequest* out, const ItemResolver& resolve) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError("the body is not a JSON object (or not valid UTF-8)");
@@ -71,11 +71,39 @@ absl::Status ParseResponsesRequest(const std::string& body, bool drop_unsupporte
     unsupported.emplace_back("previous_response_id", "Loom keeps no conversation state: send the whole input");
   }
   if (present("conversation")) unsupported.emplace_back("conversation", "Loom keeps no conversation state");
-  if (present("tools") && !(j["tools"].is_array() && j["tools"].empty())) {
-    unsupported.emplace_back("tools", "no device on this mesh calls tools yet");
-  }
-  if (present("tool_choice") && j["tool_choice"] != "none" && j["tool_choice"] != "auto") {
-    unsupported.emplace_back("tool_choice", "no device on this mesh calls tools yet");
+  // Function tools, in the Responses form ({"type": "function", "name", "parameters"}), become
+  // the chat form the devices' backends take; other tool types (web search, files, ...) need
+  // hosted tools no device has.
+  if (present("tools") || present("tool_choice") || present("parallel_tool_calls")) {
+    json chat = json::object();
+    if (present("tools")) {
+      if (!j["tools"].is_array()) return Bad("tools", "an array of function tools");
+      chat["tools"] = json::array();
+      for (size_t i = 0; i < j["tools"].size(); ++i) {
+        const json& t = j["tools"][i];
+        const std::string at = absl::StrCat("tools[", i, "]");
+        if (!t.is_object() || t.value("type", "") != "function") {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "'", at, ".type' must be \"function\": this mesh has no hosted tools"));
+        }
+        if (!t.contains("name") || !t["name"].is_string()) return Bad(at + ".name", "a string");
+        json function = {{"name", t["name"]}};
+        for (const char* key : {"description", "parameters", "strict"}) {
+          if (t.contains(key) && !t[key].is_null()) function[key] = t[key];
+        }
+        chat["tools"].push_back({{"type", "function"}, {"function", std::move(function)}});
+      }
+    }
+    if (present("tool_choice")) {
+      const json& c = j["tool_choice"];
+      if (c.is_object() && c.value("type", "") == "function" && c.contains("name")) {
+        chat["tool_choice"] = {{"type", "function"}, {"function", {{"name", c["name"]}}}};
+      } else {
+        chat["tool_choice"] = c;
+      }
+    }
+    if (present("parallel_tool_calls")) chat["parallel_tool_calls"] = j["parallel_tool_calls"];
+    if (absl::Status s = ParseStructure(chat, r.mutable_structure()); !s.ok()) return s;
   }
   if (present("text")) {
     const json& t = j["text"];
@@ -107,15 +135,64 @@ absl::Status ParseResponsesRequest(const std::string& body, bool drop_unsupporte
     AddMessage(&r, "user", input.get<std::string>());
   } else if (input.is_array() && !input.empty()) {
     for (size_t i = 0; i < input.size(); ++i) {
-      const json& item = input[i];
       const std::string at = absl::StrCat("input[", i, "]");
+      json referenced;
+      if (input[i].is_object() && input[i].value("type", "") == "item_reference") {
+        const json& ref = input[i];
+        if (!ref.contains("id") || !ref["id"].is_string()) return Bad(at + ".id", "a string");
+        std::optional<json> found = resolve ? resolve(ref["id"].get<std::string>()) : std::nullopt;
+        if (!found) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              at, " refers to item '", ref["id"].get<std::string>(), "', which this coordinator "
+              "does not keep (it keeps output items for an hour, in memory): send the item "
+              "itself, or have the client not store responses (store: false)"));
+        }
+        referenced = *std::move(found);
+      }
+      const json& item = referenced.is_null() ? input[i] : referenced;
       if (!item.is_object()) return Bad(at, "an object");
       const std::string type = item.contains("type") && item["type"].is_string()
                                    ? item["type"].get<std::string>()
                                    : "message";
+      if (type == "function_call") {
+        // The model's call from an earlier turn: consecutive calls are one assistant turn.
+        for (const char* key : {"call_id", "name", "arguments"}) {
+          if (!item.contains(key) || !item[key].is_string()) {
+            return Bad(absl::StrCat(at, ".", key), "a string");
+          }
+        }
+        const json call = {{"id", item["call_id"]}, {"type", "function"},
+                           {"function", {{"name", item["name"]}, {"arguments", item["arguments"]}}}};
+        const int n = r.messages_size();
+        if (n > 0 && r.messages(n - 1).role() == "assistant" &&
+            !r.messages(n - 1).tool_calls_json().empty()) {
+          json calls = json::parse(r.messages(n - 1).tool_calls_json(), nullptr, false);
+          calls.push_back(call);
+          r.mutable_messages(n - 1)->set_tool_calls_json(DumpJson(calls));
+        } else {
+          v1::ChatMessage* m = r.add_messages();
+          m->set_role("assistant");
+          m->set_tool_calls_json(DumpJson(json::array({call})));
+        }
+        continue;
+      }
+      if (type == "function_call_output") {
+        if (!item.contains("call_id") || !item["call_id"].is_string()) {
+          return Bad(at + ".call_id", "a string");
+        }
+        if (!item.contains("output")) return Bad(at + ".output", "a string or an array of parts");
+        std::string output;
+        if (absl::Status s = ContentText(item["output"], at + ".output", &output); !s.ok()) return s;
+        v1::ChatMessage* m = r.add_messages();
+        m->set_role("tool");
+        m->set_tool_call_id(item["call_id"].get<std::string>());
+        m->set_content(output);
+        continue;
+      }
       if (type != "message") {
         return absl::InvalidArgumentError(absl::StrCat(
-            at, " is a '", type, "' item; this mesh takes message items only (no tool calls yet)"));
+            at, " is a '", type, "' item; this mesh takes message, function_call and "
+            "function_call_output items"));
       }
       if (!item.contains("role") || !item["role"].is_string()) return Bad(at + ".role", "a string");
       std::string role = item["role"].get<std::string>();
@@ -166,6 +243,23 @@ json Usage(int64_t input_tokens, int64_t output_tokens) {
           {"total_tokens", input_tokens + output_tokens}};
 }
 
+// The model's tool calls (chat form, OpenAI's message.tool_calls) as function_call items.
+std::vector<json> FunctionCallItems(const std::string& tool_calls_json) {
+  std::vector<json> items;
+  if (tool_calls_json.empty()) return items;
+  json calls = json::parse(tool_calls_json, nullptr, false);
+  if (!calls.is_array()) return items;
+  for (const json& c : calls) {
+    if (!c.is_object() || !c.contains("function") || !c["function"].is_object()) continue;
+    const std::string call_id = c.value("id", absl::StrCat("call_", items.size()));
+    items.push_back({{"type", "function_call"}, {"id", absl::StrCat("fc_", call_id)},
+                     {"call_id", call_id}, {"name", c["function"].value("name", "")},
+                     {"arguments", c["function"].value("arguments", "")},
+                     {"status", "completed"}});
+  }
+  return items;
+}
+
 json Base(const std::string& id, int64_t created, const std::string& model, const std::string& status) {
   return {{"id", id}, {"object", "response"}, {"created_at", created}, {"status", status},
           {"model", model}, {"output", json::array()}, {"error", nullptr},
@@ -178,11 +272,15 @@ json Base(const std::string& id, int64_t created, const std::string& model, cons
 
 json ResponseJson(const std::string& id, int64_t created, const std::string& model,
                   const std::string& status, const std::string& text, int64_t input_tokens,
-                  int64_t output_tokens) {
+                  int64_t output_tokens, const std::string& tool_calls_json) {
   json r = Base(id, created, model, status);
   if (status == "in_progress") return r;
-  r["output"].push_back(MessageItem(absl::StrCat("msg_", id.substr(id.find('_') + 1)),
-                                    status, text, true));
+  const std::vector<json> calls = FunctionCallItems(tool_calls_json);
+  if (!text.empty() || calls.empty()) {
+    r["output"].push_back(MessageItem(absl::StrCat("msg_", id.substr(id.find('_') + 1)),
+                                      status, text, true));
+  }
+  for (const json& call : calls) r["output"].push_back(call);
   r["usage"] = Usage(input_tokens, output_tokens);
   r["output_text"] = text;
   if (status == "incomplete") r["incomplete_details"] = {{"reason", "max_output_tokens"}};
@@ -223,9 +321,11 @@ std::string ResponsesStream::Delta(const std::string& text) {
 }
 
 std::string ResponsesStream::Finish(const std::string& finish_reason, int64_t input_tokens,
-                                    int64_t output_tokens, const json& loom) {
+                                    int64_t output_tokens, const json& loom,
+                                    const std::string& tool_calls_json) {
   const std::string status = finish_reason == "length" ? "incomplete" : "completed";
-  json done = ResponseJson(id_, created_, model_, status, text_, input_tokens, output_tokens);
+  json done = ResponseJson(id_, created_, model_, status, text_, input_tokens, output_tokens,
+                           tool_calls_json);
   if (!loom.is_null()) done["loom"] = loom;
   const json part = {{"type", "output_text"}, {"text", text_}, {"annotations", json::array()}};
   std::string out = Event("response.output_text.done",
@@ -235,6 +335,25 @@ std::string ResponsesStream::Finish(const std::string& finish_reason, int64_t in
                {{"item_id", item_id_}, {"output_index", 0}, {"content_index", 0}, {"part", part}});
   out += Event("response.output_item.done",
                {{"output_index", 0}, {"item", MessageItem(item_id_, status, text_, true)}});
+  // Tool calls follow the message (the streamed text, maybe empty), each item whole.
+  int index = 1;
+  for (const json& call : FunctionCallItems(tool_calls_json)) {
+    json added = call;
+    added["arguments"] = "";
+    added["status"] = "in_progress";
+    out += Event("response.output_item.added", {{"output_index", index}, {"item", added}});
+    out += Event("response.function_call_arguments.delta",
+                 {{"item_id", call["id"]}, {"output_index", index}, {"delta", call["arguments"]}});
+    out += Event("response.function_call_arguments.done",
+                 {{"item_id", call["id"]}, {"output_index", index}, {"arguments", call["arguments"]}});
+    out += Event("response.output_item.done", {{"output_index", index}, {"item", call}});
+    ++index;
+  }
+  if (text_.empty() && index > 1) {
+    // The completed response lists what was streamed: the (empty) message item first.
+    done["output"].insert(done["output"].begin(), MessageItem(item_id_, status, text_, true));
+  }
+  completed_ = done;
   out += Event(status == "completed" ? "response.completed" : "response.incomplete",
                {{"response", done}});
   return out;
@@ -244,6 +363,29 @@ std::string ResponsesStream::Fail(const std::string& code, const std::string& me
   json failed = Base(id_, created_, model_, "failed");
   failed["error"] = {{"code", code}, {"message", message}};
   return Event("response.failed", {{"response", failed}});
+}
+
+void ResponseItemCache::Put(const std::string& client, const json& response, absl::Time now) {
+  if (!response.contains("output") || !response["output"].is_array()) return;
+  absl::MutexLock lock(&mu_);
+  for (const json& item : response["output"]) {
+    if (!item.is_object() || !item.contains("id") || !item["id"].is_string()) continue;
+    const std::string key = absl::StrCat(client, "/", item["id"].get<std::string>());
+    if (items_.insert_or_assign(key, Kept{item, now}).second) order_.push_back(key);
+  }
+  while (!order_.empty() &&
+         (items_.size() > max_items_ || items_[order_.front()].at + ttl_ < now)) {
+    items_.erase(order_.front());
+    order_.pop_front();
+  }
+}
+
+std::optional<json> ResponseItemCache::Get(const std::string& client, const std::string& item_id,
+                                           absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  auto it = items_.find(absl::StrCat(client, "/", item_id));
+  if (it == items_.end() || it->second.at + ttl_ < now) return std::nullopt;
+  return it->second.item;
 }
 
 }  // namespace loom

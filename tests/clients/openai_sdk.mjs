@@ -235,4 +235,23 @@ await check("an image part goes to a vision model as sent", async () => {
   expect(out.choices[0].message.content.includes("[1 image]"), `answer: ${out.choices[0].message.content}`);
 });
 
+await check("responses.create with a function tool, then the function_call_output turn", async () => {
+  const tools = [{ type: "function", name: "get_weather", description: "Weather in a city",
+                   parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } }];
+  const input = [{ role: "user", content: "What is the weather in Lima? Use get_weather." }];
+  const first = await client.responses.create({ model, tools, input });
+  const call = first.output.find((o) => o.type === "function_call");
+  expect(call && call.name === "get_weather", `output ${JSON.stringify(first.output)}`);
+  JSON.parse(call.arguments);
+  const second = await client.responses.create({ model, tools, input: [...input, call,
+      { type: "function_call_output", call_id: call.call_id, output: "18 C, cloudy" }] });
+  expect(second.output_text.includes("18 C, cloudy"), `text ${second.output_text}`);
+  const stream = await client.responses.create({ model, tools, input, stream: true });
+  let streamed = null;
+  for await (const e of stream) {
+    if (e.type === "response.output_item.done" && e.item.type === "function_call") streamed = e.item;
+  }
+  expect(streamed && streamed.name === "get_weather", "no streamed function_call item");
+});
+
 finish();

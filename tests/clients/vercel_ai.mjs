@@ -112,4 +112,29 @@ await check("embed and embedMany with openai.textEmbeddingModel", async () => {
   expect(cosine(embedding, embeddings[0]) > cosine(embedding, embeddings[1]), "the query is not nearest its document");
 });
 
+await check("tools through the default openai(model) path (Responses API), streamed and not", async () => {
+  for (const streamed of [false, true]) {
+    let called = null;
+    const options = { model: openai(model), maxRetries: 0,
+        prompt: "What is the weather in Lima? Use get_weather.",
+        tools: { get_weather: tool({ description: "Weather in a city",
+          inputSchema: jsonSchema({ type: "object", properties: { city: { type: "string" } }, required: ["city"] }),
+          execute: async ({ city }) => { called = city; return "18 C, cloudy"; } }) },
+        stopWhen: ({ steps }) => steps.length >= 2 };
+    let text, steps;
+    if (streamed) {
+      const s = streamText(options);
+      text = "";
+      for await (const t of s.textStream) text += t;
+      steps = (await s.steps).length;
+    } else {
+      const r = await generateText(options);
+      text = r.text;
+      steps = r.steps.length;
+    }
+    expect(typeof called === "string", `streamed=${streamed}: the tool was not called`);
+    expect(steps === 2 && text.includes("18 C, cloudy"), `streamed=${streamed}: steps ${steps}, text ${text}`);
+  }
+});
+
 finish();
