@@ -33,6 +33,9 @@ absl::Status ParseSampling(const nlohmann::json& request, v1::Sampling* out);
 // compete) and "request_id". Absent is fine; a wrong type is INVALID_ARGUMENT naming the field.
 absl::Status ParseLoomExtension(const nlohmann::json& request, v1::CompleteRequest* out);
 
+// The most choices one request may ask for (OpenAI's n).
+inline constexpr int kMaxChoices = 8;
+
 // Capability names a model advertises (ModelInfo.capabilities) and a request may need.
 inline constexpr char kCapabilityTools[] = "tools";
 inline constexpr char kCapabilityJsonSchema[] = "json_schema";

@@ -188,7 +188,6 @@ absl::Status CheckImagePart(const json& part, const std::string& at) {
 std::vector<std::pair<std::string, bool>> UnsupportedFields(const json& j) {
   std::vector<std::pair<std::string, bool>> out;
   auto present = [&](const char* field) { return j.contains(field) && !j[field].is_null(); };
-  if (present("n")) out.emplace_back("n", j["n"].is_number_integer() && j["n"].get<int64_t>() == 1);
   // The legacy function-calling fields (tools replaced them; SDKs send tools).
   if (present("functions")) out.emplace_back("functions", j["functions"].is_array() && j["functions"].empty());
   if (present("function_call")) out.emplace_back("function_call", j["function_call"] == "none");
@@ -232,6 +231,7 @@ absl::Status ParseCompletionRequest(const std::string& body, v1::CompleteRequest
   for (const auto& [field, used] : {std::pair<const char*, bool>{"echo", echo},
                                     {"suffix", present("suffix")},
                                     {"best_of", best_of},
+                                    {"n", present("n") && j["n"] != 1},
                                     {"logprobs", present("logprobs")}}) {
     if (!used) {
       j.erase(field);
@@ -366,6 +366,12 @@ absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out,
   }
   if (absl::Status s = ParseSampling(j, out->mutable_sampling()); !s.ok()) return s;
   if (absl::Status s = ParseStructure(j, out->mutable_structure()); !s.ok()) return s;
+  if (j.contains("n") && !j["n"].is_null()) {
+    if (!j["n"].is_number_integer() || j["n"].get<int64_t>() < 1 || j["n"].get<int64_t>() > kMaxChoices) {
+      return bad("n", absl::StrCat("an integer from 1 to ", kMaxChoices));
+    }
+    if (j["n"].get<int64_t>() > 1) out->set_n(j["n"].get<int>());
+  }
   // Fields whose loss would change the answer: refused by name (or, with --drop_params,
   // dropped and listed in x-loom-dropped-params), never dropped silently.
   for (const auto& [field, honoured] : UnsupportedFields(j)) {
@@ -425,21 +431,32 @@ std::string FinishReason(const v1::CompleteResponse& r) {
 
 // The answer as OpenAI's assistant message: its text (null when the model only called tools)
 // and its tool calls.
-json AssistantMessage(const v1::CompleteResponse& r) {
-  json m = {{"role", "assistant"}, {"content", r.output()}};
-  if (!r.tool_calls_json().empty()) {
-    m["tool_calls"] = json::parse(r.tool_calls_json(), nullptr, false);
-    if (r.output().empty()) m["content"] = nullptr;
+json AssistantMessage(const std::string& output, const std::string& tool_calls_json) {
+  json m = {{"role", "assistant"}, {"content", output}};
+  if (!tool_calls_json.empty()) {
+    m["tool_calls"] = json::parse(tool_calls_json, nullptr, false);
+    if (output.empty()) m["content"] = nullptr;
   }
   return m;
 }
 
 // The tool calls as one streamed delta (each call whole, with its index).
-json ToolCallsDelta(const v1::CompleteResponse& r) {
-  json calls = json::parse(r.tool_calls_json(), nullptr, false);
+json ToolCallsDelta(const std::string& tool_calls_json) {
+  json calls = json::parse(tool_calls_json, nullptr, false);
   if (!calls.is_array()) return json::array();
   for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
   return calls;
+}
+
+// Every choice of the answer (n > 1), or its one, as response.choices or as the last chunks
+// of a stream: index, output, finish_reason, tool calls.
+std::vector<v1::Choice> Choices(const v1::CompleteResponse& r) {
+  if (r.choices_size() > 1) return {r.choices().begin(), r.choices().end()};
+  v1::Choice one;
+  one.set_output(r.output());
+  one.set_finish_reason(FinishReason(r));
+  one.set_tool_calls_json(r.tool_calls_json());
+  return {one};
 }
 
 json Usage(const v1::CompleteResponse& r) {
@@ -455,16 +472,16 @@ json Usage(const v1::CompleteResponse& r) {
 class SseWriter {
  public:
   SseWriter(HttpExchange* exchange, HttpResponse head, std::string id, int64_t created,
-            std::string model)
+            std::string model, int choices)
       : exchange_(exchange), head_(std::move(head)), id_(std::move(id)), created_(created),
-        model_(std::move(model)) {}
+        model_(std::move(model)), choices_(choices) {}
 
   bool started() const { return started_; }
 
-  // False once the client is gone (the request is then cancelled).
-  bool Text(const std::string& text) {
+  // Text of choice `index`. False once the client is gone (the request is then cancelled).
+  bool Text(const std::string& text, int index = 0) {
     if (!Start()) return false;
-    return Send(Chunk({{"content", text}}, nullptr));
+    return Send(Chunk({{"content", text}}, nullptr, index));
   }
 
   void Finish(const absl::StatusOr<v1::CompleteResponse>& result, bool include_usage) {
@@ -474,10 +491,17 @@ class SseWriter {
       const int http = HttpFrontDoor::HttpStatusFor(result.status());
       Send(ErrorBody(http, std::string(result.status().message())));
     } else {
-      if (!result->tool_calls_json().empty()) Send(Chunk({{"tool_calls", ToolCallsDelta(*result)}}, nullptr));
-      json last = Chunk(json::object(), FinishReason(*result));
-      last["loom"] = LoomObject(*result);
-      Send(last);
+      const std::vector<v1::Choice> choices = Choices(*result);
+      for (size_t i = 0; i < choices.size(); ++i) {
+        const v1::Choice& c = choices[i];
+        const int index = static_cast<int>(i);
+        if (!c.tool_calls_json().empty()) {
+          Send(Chunk({{"tool_calls", ToolCallsDelta(c.tool_calls_json())}}, nullptr, index));
+        }
+        json last = Chunk(json::object(), c.finish_reason().empty() ? "stop" : c.finish_reason(), index);
+        if (i + 1 == choices.size()) last["loom"] = LoomObject(*result);
+        Send(last);
+      }
       if (include_usage) {
         Send({{"id", id_}, {"object", "chat.completion.chunk"}, {"created", created_},
               {"model", model_}, {"choices", json::array()}, {"usage", Usage(*result)}});
@@ -492,14 +516,17 @@ class SseWriter {
     started_ = true;
     head_.content_type = "text/event-stream";
     head_.SetHeader("Cache-Control", "no-cache");
-    ok_ = exchange_->StartStream(head_) && Send(Chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
+    ok_ = exchange_->StartStream(head_);
+    for (int i = 0; i < choices_ && ok_; ++i) {
+      Send(Chunk({{"role", "assistant"}, {"content", ""}}, nullptr, i));
+    }
     return ok_;
   }
 
-  json Chunk(const json& delta, const json& finish) const {
+  json Chunk(const json& delta, const json& finish, int index = 0) const {
     return json{{"id", id_}, {"object", "chat.completion.chunk"}, {"created", created_},
                 {"model", model_},
-                {"choices", {{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}}}};
+                {"choices", {{{"index", index}, {"delta", delta}, {"finish_reason", finish}}}}};
   }
 
   bool Send(const json& chunk) {
@@ -513,6 +540,7 @@ class SseWriter {
   const std::string id_;
   const int64_t created_;
   const std::string model_;
+  const int choices_;
   bool started_ = false;
   bool ok_ = true;
 };
@@ -871,12 +899,16 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
                 {"object", "chat.completion"},
                 {"created", created},
                 {"model", model},
-                {"choices", {{{"index", 0},
-                              {"message", AssistantMessage(*r)},
-                              {"logprobs", nullptr},
-                              {"finish_reason", FinishReason(*r)}}}},
+                {"choices", json::array()},
                 {"usage", Usage(*r)},
                 {"loom", LoomObject(*r)}};
+    const std::vector<v1::Choice> choices = Choices(*r);
+    for (size_t i = 0; i < choices.size(); ++i) {
+      out["choices"].push_back({{"index", i},
+                                {"message", AssistantMessage(choices[i].output(), choices[i].tool_calls_json())},
+                                {"logprobs", nullptr},
+                                {"finish_reason", choices[i].finish_reason().empty() ? "stop" : choices[i].finish_reason()}});
+    }
     res.SetHeader("X-Loom-Overhead-Ms",
                   absl::StrFormat("%.3f", r->coordinator_overhead_us() / 1000.0));
     res.SetHeader("X-Loom-Request-Id", r->request_id());
@@ -887,11 +919,20 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
 
   // Streamed: the request runs on this thread and its answer text is written to the client
   // as the devices produce it (the runner calls the sink one event at a time).
-  SseWriter writer(&exchange, res, absl::StrCat("chatcmpl-", request.request_id()), created, model);
+  SseWriter writer(&exchange, res, absl::StrCat("chatcmpl-", request.request_id()), created, model,
+                   std::max(1, request.n()));
+  // With n > 1 each choice's text carries its passthrough's sub-task id, in the plan's order.
+  std::map<std::string, int> choice_of;
   absl::StatusOr<v1::CompleteResponse> r = runner_->Run(
       request, deadline,
-      [&writer](const v1::CompleteEvent& e) {
-        if (e.has_output() && e.output().answer()) writer.Text(e.output().text());
+      [&](const v1::CompleteEvent& e) {
+        if (e.has_plan()) {
+          for (int i = 0; i < e.plan().sub_tasks_size(); ++i) choice_of[e.plan().sub_tasks(i).id()] = i;
+        }
+        if (e.has_output() && e.output().answer()) {
+          auto it = choice_of.find(e.output().sub_task_id());
+          writer.Text(e.output().text(), request.n() > 1 && it != choice_of.end() ? it->second : 0);
+        }
       },
       cancel, arrived);
   if (!r.ok() && !writer.started()) return ErrorResponse(std::move(res), r.status());

@@ -1,5 +1,7 @@
 #include "coordinator/request_runner.h"
 
+#include "absl/synchronization/blocking_counter.h"
+
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
@@ -104,6 +106,15 @@ RequestRunner::RequestRunner(RunnerOptions options, DeviceRegistry* registry,
 
 absl::Status RequestRunner::Validate(const v1::CompleteRequest& request) const {
   if (request.messages().empty()) return absl::InvalidArgumentError("request has no messages");
+  if (request.n() < 0 || request.n() > kMaxChoices) {
+    return absl::InvalidArgumentError(absl::StrCat("n must be 1 to ", kMaxChoices));
+  }
+  if (request.n() > 1 &&
+      (request.mode() == v1::PLAN_KIND_COMPILED || request.mode() == v1::PLAN_KIND_COMPETE)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "n > 1 asks one model for several answers: it cannot be used with loom.mode ",
+        request.mode() == v1::PLAN_KIND_COMPILED ? "compiled" : "compete"));
+  }
   if (request.messages_size() > options_.max_messages) {
     return absl::InvalidArgumentError(absl::StrCat("request has ", request.messages_size(),
                                                    " messages; the limit is ",
@@ -346,7 +357,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   const int64_t max_tokens = AnswerTokenBound(request);
   // Budget first: nothing runs for a client who cannot pay for it.
   Analysis analysis = analyzer_.Analyze(request, max_tokens);
-  if (!needs.empty()) analysis.kind = v1::PLAN_KIND_PASSTHROUGH;
+  const int choices = std::max(1, request.n());
+  if (!needs.empty() || choices > 1) analysis.kind = v1::PLAN_KIND_PASSTHROUGH;
   LOOM_ASSIGN_OR_RETURN(int64_t bound, CostBound(analysis, max_tokens));
   // A device priced above the client's budget is left out for this client, rather than the
   // client refused for the whole mesh. (A request pinned to a model keeps the mesh's bound.)
@@ -372,6 +384,10 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
                    request_id, client_account, affordable.too_dear.size());
       bound = affordable.bound;
     }
+  }
+  // Every choice is an answer the client pays for.
+  if (__builtin_mul_overflow(bound, static_cast<int64_t>(choices), &bound)) {
+    return absl::OutOfRangeError("the cost bound of this request overflows");
   }
   const absl::Time reserve_start = clock_->Now();
   timings.set_analyze_us(absl::ToInt64Microseconds(reserve_start - start));
@@ -538,34 +554,65 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       break;
     }
     default: {
-      v1::SubTask* task = plan.add_sub_tasks();
-      task->set_id(NewUuid());
-      task->set_prompt(text);
-      task->set_category(plan.categories(0).category());
-      task->set_estimated_tokens(max_tokens);
-      emit_plan();
-      CallSpec spec;
-      spec.sub_task_id = task->id();
-      spec.pinned = {request.model(), request.family(), {}};
-      for (const auto& need : NeededCapabilities(request.structure(), request.messages())) {
-        spec.pinned.capabilities.push_back(need.first);
+      // One passthrough per choice (n), in parallel; the first is the answer's fields.
+      const int choices = std::max(1, request.n());
+      std::vector<CallSpec> specs(choices);
+      for (int i = 0; i < choices; ++i) {
+        v1::SubTask* task = plan.add_sub_tasks();
+        task->set_id(NewUuid());
+        task->set_prompt(text);
+        task->set_category(plan.categories(0).category());
+        task->set_estimated_tokens(max_tokens);
+        CallSpec& spec = specs[i];
+        spec.sub_task_id = task->id();
+        spec.pinned = {request.model(), request.family(), {}};
+        for (const auto& need : NeededCapabilities(request.structure(), request.messages())) {
+          spec.pinned.capabilities.push_back(need.first);
+        }
+        spec.structure = request.structure();
+        spec.categories = {task->category()};
+        spec.messages.assign(request.messages().begin(), request.messages().end());
+        spec.max_tokens = request.max_tokens();  // 0: the device's own limit
+        spec.credit_cap = max_tokens;
+        spec.sampling = request.sampling();
+        spec.answer = true;
       }
-      spec.structure = request.structure();
-      spec.categories = {task->category()};
-      spec.messages.assign(request.messages().begin(), request.messages().end());
-      spec.max_tokens = request.max_tokens();  // 0: the device's own limit
-      spec.credit_cap = max_tokens;
-      spec.sampling = request.sampling();
-      spec.answer = true;
-      LOOM_ASSIGN_OR_RETURN(CallResult call,
-                            attempts_.Run(request_id, spec, deadline, cancel, emit, &log));
+      emit_plan();
+      std::vector<absl::StatusOr<CallResult>> calls(choices, absl::UnknownError("not run"));
+      {
+        absl::BlockingCounter others(choices - 1);
+        for (int i = 1; i < choices; ++i) {
+          choice_threads_.Run([&, i] {
+            calls[i] = attempts_.Run(request_id, specs[i], deadline, cancel, emit, &log);
+            others.DecrementCount();
+          });
+        }
+        calls[0] = attempts_.Run(request_id, specs[0], deadline, cancel, emit, &log);
+        others.Wait();
+      }
+      for (const auto& call : calls) {
+        if (!call.ok()) return call.status();  // all or nothing: a failed request is not charged
+      }
       stage_done([&](int64_t us) { timings.set_execute_us(us); });
-      *response.add_results() = Result(*task, text, call);
-      AddRecords(&records,
-          request_id, task->id(), v1::CONTRIBUTION_ROLE_EXECUTE, call, clock_->Now());
-      response.set_output(call.output);
-      response.set_finish_reason(call.finish_reason);
-      response.set_tool_calls_json(call.tool_calls_json);
+      for (int i = 0; i < choices; ++i) {
+        const CallResult& call = *calls[i];
+        *response.add_results() = Result(plan.sub_tasks(i), text, call);
+        AddRecords(&records, request_id, specs[i].sub_task_id, v1::CONTRIBUTION_ROLE_EXECUTE,
+                   call, clock_->Now());
+        if (choices > 1) {
+          v1::Choice* c = response.add_choices();
+          c->set_index(i);
+          c->set_output(call.output);
+          c->set_finish_reason(call.finish_reason);
+          c->set_tool_calls_json(call.tool_calls_json);
+          c->set_sub_task_id(specs[i].sub_task_id);
+          c->set_device_id(call.chosen.device_id);
+          c->set_model(call.chosen.model.name());
+        }
+      }
+      response.set_output(calls[0]->output);
+      response.set_finish_reason(calls[0]->finish_reason);
+      response.set_tool_calls_json(calls[0]->tool_calls_json);
       break;
     }
   }

@@ -53,6 +53,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/cancellation.h"
 #include "common/clock.h"
+#include "common/thread_cache.h"
 #include "coordinator/attempt_runner.h"
 #include "coordinator/compete_runner.h"
 #include "coordinator/device_client.h"
@@ -169,6 +170,7 @@ class RequestRunner {
   const FanOutExecutor executor_;
   const ResponseSynthesizer synthesizer_;
   const CompeteRunner compete_;
+  mutable ThreadCache choice_threads_;  // the choices of an n > 1 request block on devices
 
   mutable absl::Mutex flights_mu_;
   // Request ids running now, each with the signal its duplicates wait for.

@@ -150,7 +150,7 @@ await check("errors arrive as the SDK's typed errors", async () => {
                                (e) => expect(e instanceof OpenAI.AuthenticationError, `got ${e}`));
   await client.chat.completions.create({ model: "gpt-9", messages: [{ role: "user", content: "hi" }] })
       .then(() => { throw new Error("404 expected"); }, (e) => expect(e instanceof OpenAI.NotFoundError, `got ${e}`));
-  await client.chat.completions.create({ model, messages: [{ role: "user", content: "hi" }], n: 2 })
+  await client.chat.completions.create({ model, messages: [{ role: "user", content: "hi" }], n: 9 })
       .then(() => { throw new Error("400 expected"); },
             (e) => expect(e instanceof OpenAI.BadRequestError && /'n'/.test(e.message), `got ${e}`));
   const poor = new OpenAI({ baseURL, apiKey: process.env.LOOM_POOR_KEY, maxRetries: 0 });
@@ -252,6 +252,18 @@ await check("responses.create with a function tool, then the function_call_outpu
     if (e.type === "response.output_item.done" && e.item.type === "function_call") streamed = e.item;
   }
   expect(streamed && streamed.name === "get_weather", "no streamed function_call item");
+});
+
+await check("n: 2 gives two choices, streamed and not", async () => {
+  const two = await client.chat.completions.create({ model, n: 2, messages: [{ role: "user", content: "Name a colour." }] });
+  expect(two.choices.length === 2 && two.choices[1].index === 1, `choices ${JSON.stringify(two.choices)}`);
+  const stream = await client.chat.completions.create({ model, n: 2, stream: true,
+                                                       messages: [{ role: "user", content: "Name a colour." }] });
+  const texts = ["", ""];
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) texts[c.index] += c.delta.content ?? "";
+  }
+  expect(texts[0].length > 0 && texts[1].length > 0, `texts ${JSON.stringify(texts)}`);
 });
 
 finish();

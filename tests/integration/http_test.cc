@@ -392,9 +392,9 @@ TEST_F(HttpTest, FinishReasonsStopSequencesAndUnsupportedFieldsAreHonest) {
   EXPECT_EQ(content, " [simulated] llama-3.1-8b on dev-a");
   // Fields no device honours are refused by name, and nothing is charged for them.
   HttpResult n = Curl("POST", "/v1/chat/completions",
-                      Chat("llama-3.1-8b", "What is the weather?", false, R"(, "n": 3)"));
+                      Chat("llama-3.1-8b", "What is the weather?", false, R"(, "logprobs": true)"));
   EXPECT_EQ(n.status, 400) << n.body;
-  EXPECT_THAT(json::parse(n.body)["error"]["message"].get<std::string>(), HasSubstr("'n'"));
+  EXPECT_THAT(json::parse(n.body)["error"]["message"].get<std::string>(), HasSubstr("'logprobs'"));
 }
 
 // Tools on a mesh whose models advertise them (simulated devices do): the call comes back as
@@ -844,6 +844,64 @@ TEST_F(HttpTest, ImagePartsGoToAVisionModelOrAreRefusedByName) {
   json out = json::parse(served.body);
   EXPECT_THAT(out["choices"][0]["message"]["content"].get<std::string>(), HasSubstr("[1 image]"));
   EXPECT_EQ(out["loom"]["plan_kind"], "passthrough") << out.dump();
+}
+
+}  // namespace
+}  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// n > 1: one passthrough per choice, in parallel, each paid; streamed choices carry their
+// index. Out of range, or with a plan that is not one model's, it is refused by name.
+TEST_F(HttpTest, SeveralChoicesAreEachGeneratedAndPaidStreamedOrNot) {
+  StartSecured();
+  StartWorker("dev-a", "llama-3.1-8b");
+  StartWorker("dev-b", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b"}));
+  const std::string key = NewKey("alice", "5");
+  HttpResult one = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "Name a colour"), key,
+                        {"-H", "X-Request-Id: n-1"});
+  ASSERT_EQ(one.status, 200) << one.body;
+  HttpResult three = Curl("POST", "/v1/chat/completions",
+                          Chat("llama-3.1-8b", "Name a colour", false, R"(, "n": 3)"), key,
+                          {"-H", "X-Request-Id: n-3"});
+  ASSERT_EQ(three.status, 200) << three.body;
+  json out = json::parse(three.body);
+  ASSERT_EQ(out["choices"].size(), 3u) << out.dump();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(out["choices"][i]["index"], i);
+    EXPECT_FALSE(out["choices"][i]["message"]["content"].get<std::string>().empty());
+    EXPECT_EQ(out["choices"][i]["finish_reason"], "stop");
+  }
+  EXPECT_EQ(LedgerRecords("client:alice/n-3").size(), 3u) << "every choice is paid";
+  EXPECT_EQ(out["usage"]["completion_tokens"].get<int64_t>(),
+            3 * json::parse(one.body)["usage"]["completion_tokens"].get<int64_t>());
+
+  HttpResult streamed = Curl("POST", "/v1/chat/completions",
+                             Chat("llama-3.1-8b", "Name a colour", true, R"(, "n": 2)"), key);
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  std::map<int, std::string> text;
+  std::map<int, std::string> finish;
+  for (absl::string_view line : absl::StrSplit(streamed.body, '\n')) {
+    if (!absl::ConsumePrefix(&line, "data: ") || line == "[DONE]") continue;
+    json chunk = json::parse(line, nullptr, false);
+    if (chunk.is_discarded() || chunk["choices"].empty()) continue;
+    const json& c = chunk["choices"][0];
+    text[c["index"].get<int>()] += c["delta"].value("content", "");
+    if (!c["finish_reason"].is_null()) finish[c["index"].get<int>()] = c["finish_reason"];
+  }
+  ASSERT_EQ(text.size(), 2u) << streamed.body;
+  EXPECT_THAT(text[0], HasSubstr("Name a colour"));
+  EXPECT_THAT(text[1], HasSubstr("Name a colour"));
+  EXPECT_EQ(finish[0], "stop");
+  EXPECT_EQ(finish[1], "stop");
+
+  for (const char* extra : {R"(, "n": 9)", R"(, "n": 0)", R"(, "n": 2, "loom": {"mode": "compiled"})"}) {
+    HttpResult refused = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "Hi", false, extra), key);
+    EXPECT_EQ(refused.status, 400) << extra << " " << refused.body;
+    EXPECT_THAT(refused.body, HasSubstr("n")) << refused.body;
+  }
 }
 
 }  // namespace

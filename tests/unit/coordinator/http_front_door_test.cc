@@ -131,7 +131,6 @@ TEST(ParseChatRequestTest, SamplingFieldsAreReadAndChecked) {
 TEST(ParseChatRequestTest, FieldsNoDeviceHonoursAreRefusedByNameOrDroppedWhenAsked) {
   const std::string user = R"("messages": [{"role": "user", "content": "x"}])";
   for (const auto& [extra, field] : std::vector<std::pair<std::string, std::string>>{
-           {R"("n": 2)", "'n'"},
            {R"("logprobs": true)", "'logprobs'"},
            {R"("top_logprobs": 3)", "'top_logprobs'"},
            {R"("logit_bias": {"50256": -100})", "'logit_bias'"},
