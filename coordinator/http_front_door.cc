@@ -739,19 +739,24 @@ void HttpFrontDoor::Routes() {
 HttpResponse HttpFrontDoor::Models(HttpExchange& exchange) {
   std::map<std::string, std::set<std::string>> models;  // name -> devices
   std::map<std::string, std::string> family;
+  std::map<std::string, std::set<std::string>> capabilities;
   for (const auto& d : registry_->Snapshot()) {
     if (d.state() != v1::DEVICE_STATE_HEALTHY) continue;
     for (const auto& m : d.models()) {
       models[m.name()].insert(d.device_id());
       family[m.name()] = m.family();
+      capabilities[m.name()].insert(m.capabilities().begin(), m.capabilities().end());
     }
   }
   std::vector<json> data;
   data.push_back({{"id", kAutoModel}, {"object", "model"}, {"created", 0}, {"owned_by", "loom"},
                   {"loom", {{"description", "the analyzer decides: passthrough, compiled or compete"}}}});
   for (const auto& [name, devices] : models) {
+    const std::set<std::string>& caps = capabilities[name];
     data.push_back({{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "loom-mesh"},
-                    {"loom", {{"family", family[name]}, {"devices", devices.size()}}}});
+                    {"loom", {{"family", family[name]}, {"devices", devices.size()},
+                              {"kind", caps.count(kCapabilityEmbeddings) ? "embeddings" : "chat"},
+                              {"capabilities", std::vector<std::string>(caps.begin(), caps.end())}}}});
   }
   const std::string& wanted = exchange.request().suffix;
   if (wanted.empty()) return JsonResponse(json{{"object", "list"}, {"data", data}});

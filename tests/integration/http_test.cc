@@ -797,6 +797,9 @@ TEST_F(HttpTest, EmbeddingsAreServedByEmbeddingDevicesRetriedAndPaid) {
     EXPECT_THAT(chat.body, Not(HasSubstr("dev-embed")));
   }
   EXPECT_EQ(Curl("POST", "/v1/embeddings", R"({"model": "llama-3.1-8b", "input": "x"})", key).status, 404);
+  json listed = json::parse(Curl("GET", "/v1/models/nomic-embed-text", "", key).body);
+  EXPECT_EQ(listed["loom"]["kind"], "embeddings") << listed.dump();
+  EXPECT_EQ(json::parse(Curl("GET", "/v1/models/llama-3.1-8b", "", key).body)["loom"]["kind"], "chat");
 
   for (const char* bad : {R"({"input": "x"})", R"({"model": "nomic-embed-text"})",
                           R"({"model": "nomic-embed-text", "input": []})",
