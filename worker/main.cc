@@ -1,5 +1,6 @@
 // loom-worker: puts one device into the mesh. Parses flags, builds the Worker service and the
 // registrar, serves until SIGINT/SIGTERM, then deregisters.
+#include <atomic>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -268,8 +269,34 @@ int main(int argc, char** argv) {
                                    if (upstream != nullptr) upstream->Nudge();
                                  }},
       *std::move(models));
+  // A server still loading at start tells no sizes: they are read once it serves, and the
+  // device registers again with them.
+  std::atomic<loom::Registrar*> registrar_ptr{nullptr};
+  const bool sizes_from_server =
+      !absl::GetFlag(FLAGS_openai_base_url).empty() && absl::GetFlag(FLAGS_config).empty() &&
+      absl::GetFlag(FLAGS_parameters_b) <= 0;
+  bool sizes_read = false;  // only on the monitor's thread
   loom::UpstreamMonitor monitor(
-      {.interval = absl::Milliseconds(absl::GetFlag(FLAGS_upstream_check_interval_ms))},
+      {.interval = absl::Milliseconds(absl::GetFlag(FLAGS_upstream_check_interval_ms)),
+       .on_change =
+           [&](const std::string& problem) {
+             loom::Registrar* registrar = registrar_ptr.load();
+             if (!problem.empty() || !sizes_from_server || sizes_read || registrar == nullptr) return;
+             auto listed = loom::OpenAIProvider::ListModels(absl::GetFlag(FLAGS_openai_base_url),
+                                                            absl::GetFlag(FLAGS_openai_api_key));
+             if (!listed.ok()) return;
+             sizes_read = true;
+             bool learnt = false;
+             for (const auto& m : *listed) {
+               if (m.parameters_b <= 0) continue;
+               service.SetParametersB(m.id, m.parameters_b);
+               learnt = true;
+             }
+             if (learnt) {
+               spdlog::info("the model server now tells its models' sizes: advertising them");
+               registrar->Readvertise();
+             }
+           }},
       [&] { return service.CheckUpstreams(absl::Seconds(2)); });
   // Once before registering, so the first advertisement already says whether it can serve.
   monitor.CheckNow();
@@ -309,6 +336,7 @@ int main(int argc, char** argv) {
         return load;
       },
       [&](absl::Status status) { waiter.RequestStop(3); });
+  registrar_ptr = &registrar;
   registrar.Start();
 
   const std::string ready_file = absl::GetFlag(FLAGS_ready_file);
@@ -323,8 +351,9 @@ int main(int argc, char** argv) {
                started->address, absl::GetFlag(FLAGS_coordinator));
 
   int code = waiter.Wait();
+  monitor.Stop();  // before the registrar it may call
+  registrar_ptr = nullptr;
   registrar.Stop();
-  monitor.Stop();
   loom::StopGrpcServer(started->server.get(), absl::Seconds(5));
   spdlog::info("stopped");
   return code;

@@ -141,6 +141,11 @@ void Registrar::Loop() {
   }
 }
 
+void Registrar::Readvertise() {
+  absl::MutexLock lock(&mu_);
+  lease_id_.clear();  // the loop registers again after its current wait
+}
+
 void Registrar::Stop() {
   {
     absl::MutexLock lock(&mu_);

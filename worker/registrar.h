@@ -48,6 +48,9 @@ class Registrar {
   // Stops heartbeating and deregisters (best effort, bounded by rpc_timeout).
   void Stop();
 
+  // Registers again soon (the advertisement changed: sizes learnt from the model server).
+  void Readvertise() ABSL_LOCKS_EXCLUDED(mu_);
+
   bool registered() const;
   int registrations() const;  // how many times Register succeeded
 

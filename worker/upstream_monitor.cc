@@ -28,16 +28,21 @@ std::string UpstreamMonitor::CheckNow() {
     if (problem.empty()) problem = status.ToString();
     problem = ToValidUtf8(problem.substr(0, CompleteUtf8Length(problem.substr(0, kMaxProblemBytes))));
   }
-  absl::MutexLock lock(&mu_);
-  ++checks_;
-  if (problem != problem_) {
-    if (problem.empty()) {
-      spdlog::info("upstream serves again: back in rotation");
-    } else {
-      spdlog::warn("upstream cannot serve, device held out of rotation: {}", problem);
+  bool changed = false;
+  {
+    absl::MutexLock lock(&mu_);
+    ++checks_;
+    if (problem != problem_) {
+      if (problem.empty()) {
+        spdlog::info("upstream serves again: back in rotation");
+      } else {
+        spdlog::warn("upstream cannot serve, device held out of rotation: {}", problem);
+      }
+      problem_ = problem;
+      changed = true;
     }
-    problem_ = problem;
   }
+  if (changed && options_.on_change) options_.on_change(problem);
   return problem;
 }
 

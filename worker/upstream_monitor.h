@@ -31,6 +31,9 @@ namespace loom {
 struct UpstreamMonitorOptions {
   absl::Duration interval = absl::Seconds(15);
   absl::Duration initial_backoff = absl::Milliseconds(500);
+  // Called (on the checking thread, no lock held) when the problem changes; "" when the
+  // upstream serves again.
+  std::function<void(const std::string& problem)> on_change;
 };
 
 class UpstreamMonitor {

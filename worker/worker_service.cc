@@ -249,13 +249,23 @@ v1::DeviceInfo WorkerService::Info() const {
   v1::DeviceInfo info;
   info.set_device_id(options_.device_id);
   info.set_provider_id(options_.provider_id);
-  for (const auto& [name, m] : models_) *info.add_models() = m.info;
   *info.mutable_load() = Load();
   info.set_simulated(simulated_);
   info.set_state(v1::DEVICE_STATE_HEALTHY);
   absl::MutexLock lock(&mu_);
+  for (const auto& [name, m] : models_) {
+    v1::ModelInfo* model = info.add_models();
+    *model = m.info;
+    auto learnt = parameters_b_.find(name);
+    if (learnt != parameters_b_.end()) model->set_parameters_b(learnt->second);
+  }
   info.set_address(address_);
   return info;
+}
+
+void WorkerService::SetParametersB(const std::string& model, double parameters_b) {
+  absl::MutexLock lock(&mu_);
+  if (models_.count(model)) parameters_b_[model] = parameters_b;
 }
 
 }  // namespace loom

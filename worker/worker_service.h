@@ -58,6 +58,8 @@ class WorkerService final : public v1::Worker::CallbackService {
   void set_address(const std::string& address);
   v1::DeviceLoad Load() const;
   v1::DeviceInfo Info() const;
+  // The size the model server reports for `model`, advertised from the next registration.
+  void SetParametersB(const std::string& model, double parameters_b) ABSL_LOCKS_EXCLUDED(mu_);
   // Every model's CheckUpstream (each bounded by `timeout`): OK, or the first problem, named
   // by its model when the device serves several.
   absl::Status CheckUpstreams(absl::Duration timeout) const;
@@ -82,6 +84,7 @@ class WorkerService final : public v1::Worker::CallbackService {
   int active_ ABSL_GUARDED_BY(mu_) = 0;
   std::string address_ ABSL_GUARDED_BY(mu_);
   double tokens_per_second_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, double> parameters_b_ ABSL_GUARDED_BY(mu_);  // learnt from the server
 
   ThreadPool pool_;  // last: joined first on destruction
 };

@@ -339,6 +339,13 @@ TEST_F(PipelineTest, AWorkerInFrontOfAModelServerThatCannotServeGetsNoWorkUntilI
   ASSERT_TRUE(WaitFor([&] { return device("gpu-loading").value("state", "") == "DEVICE_STATE_HEALTHY"; },
                       absl::Seconds(20)))
       << MeshLogs();
+  // The server tells the size it would not while loading; the worker registers again with it.
+  EXPECT_TRUE(WaitFor([&] {
+    json d = device("gpu-loading");
+    return d.is_object() && std::abs(d["models"][0].value("parametersB", 0.0) - 8.03) < 0.01;
+  }, absl::Seconds(20))) << device("gpu-loading").dump();
+  ASSERT_TRUE(WaitFor([&] { return device("gpu-loading").value("state", "") == "DEVICE_STATE_HEALTHY"; },
+                      absl::Seconds(20)));
   json r = AskJson("What is a loom?");
   ASSERT_EQ(r["contributions"].size(), 1u) << r.dump();
   EXPECT_EQ(r["contributions"][0]["deviceId"], "gpu-loading");
