@@ -4,9 +4,16 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/reflection_v1.h"
 #include "absl/time/clock.h"
 
 namespace loom {
+
+StartedServer::StartedServer() = default;
+StartedServer::StartedServer(StartedServer&&) = default;
+StartedServer& StartedServer::operator=(StartedServer&&) = default;
+StartedServer::~StartedServer() = default;
+
 namespace {
 constexpr int kIdleSyncThreads = 64;
 }  // namespace
@@ -36,6 +43,8 @@ absl::StatusOr<StartedServer> StartGrpcServer(const std::string& listen,
                               kIdleSyncThreads);
   for (grpc::Service* s : services) builder.RegisterService(s);
   StartedServer started;
+  started.reflection_v1 = std::make_unique<ReflectionV1Service>(health_names);
+  builder.RegisterService(started.reflection_v1.get());
   started.server = builder.BuildAndStart();
   if (!started.server || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));

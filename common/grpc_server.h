@@ -1,6 +1,7 @@
 // File: common/grpc_server.h
 // Starts a gRPC server the way every Loom daemon does: the given services plus the standard
-// grpc.health.v1 health service and server reflection, on one listen address (port 0 picks a
+// grpc.health.v1 health service and server reflection (v1alpha, and v1: reflection_v1.h), on
+// one listen address (port 0 picks a
 // free port; the bound address is returned).
 #ifndef LOOM_COMMON_GRPC_SERVER_H_
 #define LOOM_COMMON_GRPC_SERVER_H_
@@ -15,7 +16,14 @@
 
 namespace loom {
 
+class ReflectionV1Service;
+
 struct StartedServer {
+  StartedServer();
+  StartedServer(StartedServer&&);
+  StartedServer& operator=(StartedServer&&);
+  ~StartedServer();
+  std::unique_ptr<ReflectionV1Service> reflection_v1;  // outlives the server (declared first)
   std::unique_ptr<grpc::Server> server;
   std::string address;  // host:port actually bound
 };

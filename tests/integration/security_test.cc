@@ -9,6 +9,9 @@
 #include "common/tls.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include <google/protobuf/descriptor.pb.h>
+
+#include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "loom/v1/orchestrator.grpc.pb.h"
 #include "loom/v1/registry.grpc.pb.h"
 #include "loom/v1/worker.grpc.pb.h"
@@ -309,6 +312,93 @@ TEST_F(SecurityTest, ListingDevicesNeedsAKeyAndHealthAnswersPerService) {
   EXPECT_EQ(HealthOf(coordinator_.address, "loom.v1.Registry"), 1);
   EXPECT_EQ(HealthOf(coordinator_.address, "loom.v1.Nothing"), -static_cast<int>(grpc::StatusCode::NOT_FOUND));
   EXPECT_EQ(HealthOf(workers_["dev-a"].address, "loom.v1.Worker"), 1);
+}
+
+}  // namespace
+}  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// Server reflection, v1 (ours) and v1alpha (Debian's gRPC): a tool lists the services and
+// fetches the descriptor of one, with the files it imports, on one stream; an unknown symbol
+// is an error response on the same stream, which stays usable.
+TEST_F(SecurityTest, ReflectionV1AndV1alphaListTheServicesAndServeTheirDescriptors) {
+  StartCoordinator();
+  auto channel = grpc::CreateChannel(coordinator_.address, grpc::InsecureChannelCredentials());
+  auto stub = grpc::reflection::v1::ServerReflection::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto stream = stub->ServerReflectionInfo(&context);
+  grpc::reflection::v1::ServerReflectionRequest request;
+  grpc::reflection::v1::ServerReflectionResponse response;
+
+  request.set_list_services("*");
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  std::set<std::string> names;
+  for (const auto& s : response.list_services_response().service()) names.insert(s.name());
+  EXPECT_TRUE(names.count("loom.v1.Orchestrator") && names.count("loom.v1.Registry") &&
+              names.count("grpc.health.v1.Health") && names.count("grpc.reflection.v1.ServerReflection"))
+      << response.DebugString();
+
+  request.set_file_containing_symbol("loom.v1.Orchestrator");
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  std::vector<std::string> files;
+  for (const std::string& bytes : response.file_descriptor_response().file_descriptor_proto()) {
+    google::protobuf::FileDescriptorProto file;
+    ASSERT_TRUE(file.ParseFromString(bytes));
+    files.push_back(file.name());
+  }
+  ASSERT_FALSE(files.empty());
+  EXPECT_EQ(files[0], "loom/v1/orchestrator.proto");
+  EXPECT_NE(std::find(files.begin(), files.end(), "loom/v1/common.proto"), files.end())
+      << "its imports come with it";
+
+  request.set_file_containing_symbol("loom.v1.Nothing");
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_EQ(response.error_response().error_code(), grpc::StatusCode::NOT_FOUND);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+
+  // v1alpha, as older tools ask, through a generic stream (the messages are v1's bytes).
+  grpc::GenericStub generic(channel);
+  grpc::ClientContext alpha_context;
+  alpha_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  grpc::CompletionQueue cq;
+  auto call = generic.PrepareCall(&alpha_context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  void* tag;
+  bool ok;
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  grpc::reflection::v1::ServerReflectionRequest list;
+  list.set_list_services("*");
+  grpc::Slice slice(list.SerializeAsString());
+  grpc::ByteBuffer out(&slice, 1), in;
+  call->Write(out, reinterpret_cast<void*>(2));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  call->Read(&in, reinterpret_cast<void*>(3));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(in.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  grpc::reflection::v1::ServerReflectionResponse alpha;
+  ASSERT_TRUE(alpha.ParseFromString(bytes));
+  bool orchestrator = false;
+  for (const auto& s : alpha.list_services_response().service()) orchestrator |= s.name() == "loom.v1.Orchestrator";
+  EXPECT_TRUE(orchestrator) << alpha.DebugString();
+  alpha_context.TryCancel();
+  grpc::Status finished;
+  call->Finish(&finished, reinterpret_cast<void*>(4));
+  while (cq.Next(&tag, &ok)) {
+    if (tag == reinterpret_cast<void*>(4)) break;
+  }
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
 }
 
 }  // namespace
