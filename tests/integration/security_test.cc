@@ -1,5 +1,7 @@
 // Identity and transport with real processes: a mesh over mutual TLS, and every way of
 // joining or calling it without the right credentials, each refused with nothing registered.
+#include <iostream>
+
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -399,6 +401,28 @@ TEST_F(SecurityTest, ReflectionV1AndV1alphaListTheServicesAndServeTheirDescripto
   cq.Shutdown();
   while (cq.Next(&tag, &ok)) {
   }
+}
+
+}  // namespace
+}  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// A reflection client nobody here wrote (grpc-js-reflection-client, pinned in
+// tests/clients) finds the services and methods over v1 and v1alpha.
+TEST_F(SecurityTest, AThirdPartyReflectionClientFindsTheServicesOverV1AndV1alpha) {
+  const std::string clients = std::string(LOOM_SOURCE_DIR) + "/tests/clients";
+  ASSERT_FALSE(ReadFile(clients + "/node_modules/grpc-js-reflection-client/package.json").empty())
+      << "the pinned JavaScript clients are not installed: run deploy/setup.sh";
+  StartCoordinator();
+  CommandResult run = RunCommand("/usr/bin/env",
+                                 {"LOOM_GRPC=" + coordinator_.address, "node",
+                                  clients + "/grpc_reflection.mjs"},
+                                 absl::Seconds(60));
+  std::cout << run.out << run.err;
+  EXPECT_EQ(run.exit_code, 0);
+  EXPECT_THAT(run.out, HasSubstr("2 passed, 0 failed"));
 }
 
 }  // namespace
