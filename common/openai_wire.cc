@@ -132,6 +132,18 @@ absl::Status ParseStructure(const json& j, v1::Structure* out) {
     }
     if (type != "text") out->set_response_format_json(DumpJson(f));
   }
+  if (present("logprobs")) {
+    if (!j["logprobs"].is_boolean()) return Bad("logprobs", "true or false");
+    out->set_logprobs(j["logprobs"].get<bool>());
+  }
+  if (present("top_logprobs")) {
+    const json& k = j["top_logprobs"];
+    if (!k.is_number_integer() || k.get<int64_t>() < 0 || k.get<int64_t>() > 20) {
+      return Bad("top_logprobs", "an integer from 0 to 20");
+    }
+    if (k.get<int64_t>() > 0 && !out->logprobs()) return Bad("top_logprobs", "used with logprobs: true");
+    out->set_top_logprobs(k.get<int>());
+  }
   return absl::OkStatus();
 }
 
@@ -142,6 +154,7 @@ std::vector<std::pair<std::string, std::string>> NeededCapabilities(
   for (const auto& m : messages) tool_turns |= !m.tool_calls_json().empty() || m.role() == "tool";
   if (!s.tools_json().empty() || tool_turns) out.emplace_back(kCapabilityTools, "tools");
   if (!s.response_format_json().empty()) out.emplace_back(kCapabilityJsonSchema, "response_format");
+  if (s.logprobs()) out.emplace_back(kCapabilityLogprobs, "logprobs");
   for (const auto& m : messages) {
     if (!m.content_parts_json().empty()) {
       out.emplace_back(kCapabilityVision, "messages[].content (image_url parts)");
@@ -158,6 +171,10 @@ void AddStructure(const v1::Structure& s, json* request) {
   if (!s.tool_choice_json().empty()) r["tool_choice"] = parsed(s.tool_choice_json());
   if (s.has_parallel_tool_calls()) r["parallel_tool_calls"] = s.parallel_tool_calls();
   if (!s.response_format_json().empty()) r["response_format"] = parsed(s.response_format_json());
+  if (s.logprobs()) {
+    r["logprobs"] = true;
+    if (s.top_logprobs() > 0) r["top_logprobs"] = s.top_logprobs();
+  }
 }
 
 json MessageJson(const v1::ChatMessage& m) {
@@ -256,6 +273,10 @@ std::optional<ChatChunk> ParseChatChunk(absl::string_view data) {
     }
     if (choice.contains("finish_reason") && choice["finish_reason"].is_string()) {
       c.finish_reason = choice["finish_reason"].get<std::string>();
+    }
+    if (choice.contains("logprobs") && choice["logprobs"].is_object() &&
+        choice["logprobs"].contains("content") && choice["logprobs"]["content"].is_array()) {
+      c.logprobs = choice["logprobs"]["content"];
     }
   }
   if (j.contains("usage") && j["usage"].is_object()) {

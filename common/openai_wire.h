@@ -41,6 +41,8 @@ inline constexpr char kCapabilityTools[] = "tools";
 inline constexpr char kCapabilityJsonSchema[] = "json_schema";
 // The model takes image parts (OpenAI's "image_url" content parts).
 inline constexpr char kCapabilityVision[] = "vision";
+// The model reports log probabilities of its output tokens (logprobs, top_logprobs).
+inline constexpr char kCapabilityLogprobs[] = "logprobs";
 // The model continues a conversation whose last message is the assistant's own unfinished
 // answer (assistant prefill: llama-server, Ollama; vLLM with continue_final_message), rather
 // than answering it anew. Loom uses it to resume a stream on another device.
@@ -99,6 +101,7 @@ struct ChatChunk {
   std::optional<int64_t> prompt_tokens, completion_tokens;  // from "usage", when sent
   std::optional<std::string> error;    // an in-band {"error": ...}: its message
   std::vector<ToolCallDelta> tool_calls;  // choices[0].delta.tool_calls
+  nlohmann::json logprobs;  // choices[0].logprobs.content entries of this chunk (array or null)
 };
 
 // Parses one SSE data payload; std::nullopt when it is not a JSON object.

@@ -312,6 +312,13 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
                                                               : "stop";
       if (!tool_calls.empty()) result.finish_reason = "tool_calls";
       result.tool_calls_json = std::move(tool_calls);
+      // Log probabilities cover one device's tokens: an answer continued from another
+      // device's prefix has none for that part, so it reports none.
+      if (!continuing && !final_chunk->logprobs_json().empty()) {
+        const nlohmann::json parsed =
+            nlohmann::json::parse(final_chunk->logprobs_json(), nullptr, /*allow_exceptions=*/false);
+        if (parsed.is_array()) result.logprobs_json = DumpJson(parsed);
+      }
       result.output = continuing ? absl::StrCat(prefix, output) : std::move(output);
       result.attempt = attempt;
       AddEarlier(spec, result, /*partial=*/false, log);

@@ -91,6 +91,7 @@ struct CallResult {
   int64_t prompt_tokens = 0;
   std::string finish_reason = "stop";  // "stop", "length", "content_filter" or "tool_calls"
   std::string tool_calls_json;  // the model's tool calls (a JSON array), if it made any
+  std::string logprobs_json;    // the tokens' log probabilities (a JSON array), when asked
 };
 
 // The attempts of one request, and how long the request waited on devices. Thread-safe.

@@ -191,8 +191,6 @@ std::vector<std::pair<std::string, bool>> UnsupportedFields(const json& j) {
   // The legacy function-calling fields (tools replaced them; SDKs send tools).
   if (present("functions")) out.emplace_back("functions", j["functions"].is_array() && j["functions"].empty());
   if (present("function_call")) out.emplace_back("function_call", j["function_call"] == "none");
-  if (present("logprobs")) out.emplace_back("logprobs", j["logprobs"] == false);
-  if (present("top_logprobs")) out.emplace_back("top_logprobs", j["top_logprobs"] == 0);
   if (present("logit_bias")) {
     out.emplace_back("logit_bias", j["logit_bias"].is_object() && j["logit_bias"].empty());
   }
@@ -456,7 +454,15 @@ std::vector<v1::Choice> Choices(const v1::CompleteResponse& r) {
   one.set_output(r.output());
   one.set_finish_reason(FinishReason(r));
   one.set_tool_calls_json(r.tool_calls_json());
+  one.set_logprobs_json(r.logprobs_json());
   return {one};
+}
+
+// A choice's "logprobs" object: {"content": [...]} when they were reported, else null.
+json Logprobs(const v1::Choice& c) {
+  if (c.logprobs_json().empty()) return nullptr;
+  json content = json::parse(c.logprobs_json(), nullptr, false);
+  return content.is_array() ? json{{"content", content}, {"refusal", nullptr}} : json(nullptr);
 }
 
 json Usage(const v1::CompleteResponse& r) {
@@ -499,6 +505,9 @@ class SseWriter {
           Send(Chunk({{"tool_calls", ToolCallsDelta(c.tool_calls_json())}}, nullptr, index));
         }
         json last = Chunk(json::object(), c.finish_reason().empty() ? "stop" : c.finish_reason(), index);
+        // The tokens' log probabilities, whole, with the choice's last chunk (clients append
+        // each chunk's logprobs.content).
+        last["choices"][0]["logprobs"] = Logprobs(c);
         if (i + 1 == choices.size()) last["loom"] = LoomObject(*result);
         Send(last);
       }
@@ -911,7 +920,7 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
     for (size_t i = 0; i < choices.size(); ++i) {
       out["choices"].push_back({{"index", i},
                                 {"message", AssistantMessage(choices[i].output(), choices[i].tool_calls_json())},
-                                {"logprobs", nullptr},
+                                {"logprobs", Logprobs(choices[i])},
                                 {"finish_reason", choices[i].finish_reason().empty() ? "stop" : choices[i].finish_reason()}});
     }
     res.SetHeader("X-Loom-Overhead-Ms",

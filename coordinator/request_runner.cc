@@ -608,11 +608,13 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
           c->set_sub_task_id(specs[i].sub_task_id);
           c->set_device_id(call.chosen.device_id);
           c->set_model(call.chosen.model.name());
+          c->set_logprobs_json(call.logprobs_json);
         }
       }
       response.set_output(calls[0]->output);
       response.set_finish_reason(calls[0]->finish_reason);
       response.set_tool_calls_json(calls[0]->tool_calls_json);
+      response.set_logprobs_json(calls[0]->logprobs_json);
       break;
     }
   }

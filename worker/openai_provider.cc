@@ -163,6 +163,7 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
   v1::Usage& usage = *last.mutable_usage();
   bool usage_seen = false, done = false, consumer_gone = false;
   ToolCallAssembler tool_calls;  // streamed in pieces, reported whole in the final chunk
+  json logprobs = json::array();  // the same, for the tokens' log probabilities
   absl::Status stream_error;
   SseParser parser;
   auto on_event = [&](absl::string_view data) {
@@ -188,6 +189,9 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
       }
     }
     for (const ToolCallDelta& d : chunk->tool_calls) tool_calls.Add(d);
+    if (chunk->logprobs.is_array()) {
+      for (json& entry : chunk->logprobs) logprobs.push_back(std::move(entry));
+    }
     if (!chunk->finish_reason.empty()) {
       last.set_finish_reason(NormalizeFinishReason(chunk->finish_reason));
     }
@@ -257,6 +261,7 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
         absl::StrCat("upstream ", origin_, " ended the stream before [DONE]"));
   }
   last.set_tool_calls_json(ToValidUtf8(tool_calls.Json()));
+  if (request.structure.logprobs()) last.set_logprobs_json(DumpJson(logprobs));
   if (!usage_seen) usage.set_completion_tokens(CountTokens(text) + CountTokens(last.tool_calls_json()));
   if (usage.prompt_tokens() == 0) {
     for (const auto& m : request.messages) {

@@ -381,6 +381,7 @@ absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& requ
     return last;
   }
   std::string finish_reason = "stop";
+  nlohmann::json logprobs = nlohmann::json::array();
   std::string sent;  // the usage reported is the count of the whole text, as a server counts
   for (const std::string& piece : AnswerPieces(request, &finish_reason)) {
     if (fault.kind() != v1::SimFault::KIND_NONE && emitted >= fault.after_tokens()) {
@@ -396,6 +397,17 @@ absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& requ
     if (!sink(piece)) return absl::CancelledError("consumer went away");
     emitted += CountTokens(piece);
     sent += piece;
+    if (request.structure.logprobs()) {
+      // Simulated: one entry per piece, a deterministic log probability, and as many
+      // alternatives as asked (the piece itself first).
+      const double lp = -0.01 * static_cast<double>(Fnv1a(piece) % 200);
+      nlohmann::json top = nlohmann::json::array();
+      for (int k = 0; k < request.structure.top_logprobs(); ++k) {
+        top.push_back({{"token", k == 0 ? piece : absl::StrCat(piece, "~", k)},
+                       {"logprob", lp - k}, {"bytes", nullptr}});
+      }
+      logprobs.push_back({{"token", piece}, {"logprob", lp}, {"bytes", nullptr}, {"top_logprobs", top}});
+    }
   }
   if (fault.kind() != v1::SimFault::KIND_NONE) return inject_fault();
   emitted = CountTokens(sent);
@@ -408,6 +420,7 @@ absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& requ
   v1::InferChunk last;
   *last.mutable_usage() = usage;
   last.set_finish_reason(finish_reason);
+  if (request.structure.logprobs()) last.set_logprobs_json(DumpJson(logprobs));
   return last;
 }
 

@@ -131,10 +131,10 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
     // for tools, Ollama only some models).
     for (const std::string& c : m->info().capabilities()) {
       if (c != "tools" && c != "json_schema" && c != "vision" && c != "continue" &&
-          c != "embeddings") {
+          c != "embeddings" && c != "logprobs") {
         return FieldError(origin, field + ".info.capabilities",
-                          absl::StrCat("'", c, "' is not tools, json_schema, vision, continue "
-                                       "or embeddings"));
+                          absl::StrCat("'", c, "' is not tools, json_schema, vision, continue, "
+                                       "logprobs or embeddings"));
       }
     }
     if (m->info().capabilities().empty() && m->has_sim()) {
@@ -142,6 +142,7 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
       m->mutable_info()->add_capabilities("json_schema");
       m->mutable_info()->add_capabilities("continue");
       m->mutable_info()->add_capabilities("vision");
+      m->mutable_info()->add_capabilities("logprobs");
     }
     if (m->info().price_per_1k_micro() < 0) {
       return FieldError(origin, field + ".info.price_per_1k_micro", "negative");

@@ -266,4 +266,18 @@ await check("n: 2 gives two choices, streamed and not", async () => {
   expect(texts[0].length > 0 && texts[1].length > 0, `texts ${JSON.stringify(texts)}`);
 });
 
+await check("logprobs and top_logprobs, streamed and not", async () => {
+  const r = await client.chat.completions.create({ model, logprobs: true, top_logprobs: 2,
+                                                  messages: [{ role: "user", content: "Name a colour." }] });
+  const content = r.choices[0].logprobs?.content ?? [];
+  expect(content.length > 0 && content.map((t) => t.token).join("") === r.choices[0].message.content,
+         `logprobs ${JSON.stringify(r.choices[0].logprobs)}`);
+  expect(content.every((t) => t.top_logprobs.length === 2), "top_logprobs");
+  const stream = await client.chat.completions.create({ model, logprobs: true, stream: true,
+                                                       messages: [{ role: "user", content: "Name a colour." }] });
+  let tokens = 0;
+  for await (const chunk of stream) tokens += chunk.choices[0]?.logprobs?.content?.length ?? 0;
+  expect(tokens === content.length, `${tokens} streamed entries, ${content.length} unstreamed`);
+});
+
 finish();

@@ -8,12 +8,14 @@
 //   "...slow..."       20 ms between chunks                   "...hang..."   keep-alive comments
 //   "...nousage..."    no usage chunk                                         until the client goes
 // Like real servers it ends a stream with a finish chunk ("length" when max_tokens cut the
-// answer, else "stop") and sets TCP_NODELAY. set_flavor() makes its model list look like
+// answer, else "stop") and sets TCP_NODELAY; with "logprobs": true each streamed word carries a
+// logprobs.content entry (-0.25, no alternatives). set_flavor() makes its model list look like
 // llama-server's (owned_by "llamacpp", meta.n_params) or Ollama's (plus GET /api/tags with
 // details.parameter_size); set_loading(true) answers every request 503 "Loading model", as
 // llama-server does while it loads. What a real server (llama-server, Ollama, vLLM)
 // does that this one does not: real tokens and tokenization, sampling parameters (it records
-// them in last_request() but they change nothing), tool calls, logprobs, n > 1, queueing under load,
+// them in last_request() but they change nothing), tool calls, real log probabilities and
+// top_logprobs, logprobs unstreamed, n > 1, queueing under load,
 // chunked prompt processing delays, the non-streamed "usage" of every variant, authentication
 // (it records the Authorization header but accepts any), and HTTP/2 or TLS.
 //
@@ -194,7 +196,8 @@ class OpenAIStandIn {
     }
     res.set_chunked_content_provider(
         "text/event-stream",
-        [model, words, prompt_tokens, finish_reason](size_t, httplib::DataSink& sink) {
+        [model, words, prompt_tokens, finish_reason,
+         logprobs = body.value("logprobs", false)](size_t, httplib::DataSink& sink) {
           auto send = [&](const std::string& data) {
             const std::string event = absl::StrCat("data: ", data, "\n\n");
             return sink.write(event.data(), event.size());
@@ -212,6 +215,11 @@ class OpenAIStandIn {
             nlohmann::json chunk = {
                 {"id", "cmpl-standin"}, {"object", "chat.completion.chunk"}, {"model", model},
                 {"choices", {{{"index", 0}, {"delta", {{"content", words[i]}}}, {"finish_reason", nullptr}}}}};
+            if (logprobs) {  // one entry per word, as servers send per token
+              chunk["choices"][0]["logprobs"] = {
+                  {"content", {{{"token", words[i]}, {"logprob", -0.25}, {"bytes", nullptr},
+                                {"top_logprobs", nlohmann::json::array()}}}}};
+            }
             if (!send(chunk.dump())) return false;
             if (absl::StrContains(model, "slow")) std::this_thread::sleep_for(std::chrono::milliseconds(20));
           }

@@ -392,9 +392,9 @@ TEST_F(HttpTest, FinishReasonsStopSequencesAndUnsupportedFieldsAreHonest) {
   EXPECT_EQ(content, " [simulated] llama-3.1-8b on dev-a");
   // Fields no device honours are refused by name, and nothing is charged for them.
   HttpResult n = Curl("POST", "/v1/chat/completions",
-                      Chat("llama-3.1-8b", "What is the weather?", false, R"(, "logprobs": true)"));
+                      Chat("llama-3.1-8b", "What is the weather?", false, R"(, "logit_bias": {"50256": -100})"));
   EXPECT_EQ(n.status, 400) << n.body;
-  EXPECT_THAT(json::parse(n.body)["error"]["message"].get<std::string>(), HasSubstr("'logprobs'"));
+  EXPECT_THAT(json::parse(n.body)["error"]["message"].get<std::string>(), HasSubstr("'logit_bias'"));
 }
 
 // Tools on a mesh whose models advertise them (simulated devices do): the call comes back as
@@ -905,6 +905,53 @@ TEST_F(HttpTest, SeveralChoicesAreEachGeneratedAndPaidStreamedOrNot) {
     EXPECT_EQ(refused.status, 400) << extra << " " << refused.body;
     EXPECT_THAT(refused.body, HasSubstr("n")) << refused.body;
   }
+}
+
+}  // namespace
+}  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// logprobs: passed to a model that reports them (simulated devices do; a worker in front of a
+// real server lists the capability), and handed back per token, streamed or not.
+TEST_F(HttpTest, LogprobsComeBackPerTokenFromAModelThatReportsThem) {
+  StartSecured();
+  StartWorker("dev-plain", "llama-3.1-8b", {"--capabilities=tools"});
+  ASSERT_TRUE(WaitForDevices({"dev-plain"}));
+  const std::string key = NewKey("alice", "5");
+  const std::string extra = R"(, "logprobs": true, "top_logprobs": 2)";
+  HttpResult refused = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "Name a colour", false, extra), key);
+  EXPECT_EQ(refused.status, 400) << refused.body;
+  EXPECT_THAT(refused.body, HasSubstr("logprobs"));
+
+  StartWorker("dev-lp", "qwen2.5-coder-7b");
+  ASSERT_TRUE(WaitForDevices({"dev-plain", "dev-lp"}));
+  HttpResult r = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "Name a colour", false, extra), key);
+  ASSERT_EQ(r.status, 200) << r.body;
+  json out = json::parse(r.body);
+  const json& content = out["choices"][0]["logprobs"]["content"];
+  ASSERT_TRUE(content.is_array() && !content.empty()) << r.body;
+  std::string joined;
+  for (const json& t : content) {
+    joined += t["token"].get<std::string>();
+    EXPECT_LE(t["logprob"].get<double>(), 0.0);
+    EXPECT_EQ(t["top_logprobs"].size(), 2u);
+  }
+  EXPECT_EQ(joined, out["choices"][0]["message"]["content"].get<std::string>())
+      << "one entry per token of the answer";
+
+  HttpResult streamed = Curl("POST", "/v1/chat/completions", Chat("loom-auto", "Name a colour", true, extra), key);
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  size_t entries = 0;
+  for (absl::string_view line : absl::StrSplit(streamed.body, '\n')) {
+    if (!absl::ConsumePrefix(&line, "data: ") || line == "[DONE]") continue;
+    json chunk = json::parse(line, nullptr, false);
+    if (chunk.is_discarded() || chunk["choices"].empty()) continue;
+    const json& lp = chunk["choices"][0].value("logprobs", json());
+    if (lp.is_object()) entries += lp["content"].size();
+  }
+  EXPECT_EQ(entries, content.size());
 }
 
 }  // namespace

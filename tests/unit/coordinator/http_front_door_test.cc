@@ -131,8 +131,6 @@ TEST(ParseChatRequestTest, SamplingFieldsAreReadAndChecked) {
 TEST(ParseChatRequestTest, FieldsNoDeviceHonoursAreRefusedByNameOrDroppedWhenAsked) {
   const std::string user = R"("messages": [{"role": "user", "content": "x"}])";
   for (const auto& [extra, field] : std::vector<std::pair<std::string, std::string>>{
-           {R"("logprobs": true)", "'logprobs'"},
-           {R"("top_logprobs": 3)", "'top_logprobs'"},
            {R"("logit_bias": {"50256": -100})", "'logit_bias'"},
            {R"("functions": [{"name": "f"}])", "'functions'"},
        }) {
@@ -189,6 +187,25 @@ TEST(ParseChatRequestTest, ImagePartsAreCarriedAsTheyAreAndNeedVision) {
   Parsed text = Parse(R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})");
   ASSERT_TRUE(text.status.ok());
   EXPECT_TRUE(text.request.messages(0).content_parts_json().empty());
+}
+
+TEST(ParseChatRequestTest, LogprobsAreCarriedAndNeedAModelThatReportsThem) {
+  Parsed p = Parse(R"({"model": "m", "logprobs": true, "top_logprobs": 2, "messages": [{"role": "user", "content": "hi"}]})");
+  ASSERT_TRUE(p.status.ok()) << p.status;
+  EXPECT_TRUE(p.request.structure().logprobs());
+  EXPECT_EQ(p.request.structure().top_logprobs(), 2);
+  auto needs = NeededCapabilities(p.request.structure(), p.request.messages());
+  ASSERT_EQ(needs.size(), 1u);
+  EXPECT_EQ(needs[0].first, "logprobs");
+  nlohmann::json sent;
+  AddStructure(p.request.structure(), &sent);
+  EXPECT_EQ(sent["logprobs"], true);
+  EXPECT_EQ(sent["top_logprobs"], 2);
+  for (const char* bad : {R"("top_logprobs": 2)", R"("logprobs": true, "top_logprobs": 21)", R"("logprobs": "yes")"}) {
+    Parsed refused = Parse(std::string(R"({"model": "m", "messages": [{"role": "user", "content": "hi"}], )") + bad + "}");
+    EXPECT_EQ(refused.status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(refused.status.message(), HasSubstr("logprobs")) << bad;
+  }
 }
 
 TEST(ParseChatRequestTest, MalformedToolsAndFormatsAreRefusedByField) {

@@ -188,6 +188,27 @@ TEST_F(OpenAIProviderTest, UnreachableServerIsUnavailable) {
   EXPECT_EQ(usage.status().code(), absl::StatusCode::kUnavailable) << usage.status();
 }
 
+TEST_F(OpenAIProviderTest, LogprobsAreAskedForAndAssembledForTheWholeAnswer) {
+  auto p = Provider("llama-standin");
+  GenerateRequest r = Ask("explain rust ownership please");
+  r.structure.set_logprobs(true);
+  r.structure.set_top_logprobs(3);
+  std::string text;
+  auto last = Run(*p, r, &text, cancel_);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(server_.last_request()["logprobs"], true);
+  EXPECT_EQ(server_.last_request()["top_logprobs"], 3);
+  nlohmann::json lp = nlohmann::json::parse(last->logprobs_json());
+  ASSERT_TRUE(lp.is_array());
+  std::string joined;
+  for (const auto& t : lp) joined += t["token"].get<std::string>();
+  EXPECT_EQ(joined, text);
+  // Not asked: none reported.
+  auto plain = Run(*p, Ask("hi"), &text, cancel_);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->logprobs_json().empty());
+}
+
 TEST_F(OpenAIProviderTest, DiscoversTheServersModels) {
   auto models = OpenAIProvider::ListModels(base_url_, "");
   ASSERT_TRUE(models.ok()) << models.status();
