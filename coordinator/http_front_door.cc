@@ -133,7 +133,7 @@ void AddCorsHeaders(const std::vector<std::string>& allowed, const HttpRequest& 
 std::string Endpoint(const HttpRequest& req) {
   if (req.method == "OPTIONS") return "preflight";
   for (const char* route : {"/v1/chat/completions", "/v1/responses", "/v1/completions",
-                            "/loom/v1/earnings", "/healthz", "/metrics"}) {
+                            "/v1/embeddings", "/loom/v1/earnings", "/healthz", "/metrics"}) {
     if (req.path == route) return route;
   }
   if (req.path == "/v1/models" || absl::StartsWith(req.path, "/v1/models/")) return "/v1/models";

@@ -817,6 +817,10 @@ TEST_F(HttpTest, EmbeddingsAreServedByEmbeddingDevicesRetriedAndPaid) {
   EXPECT_EQ(unpaid.status, 402) << unpaid.body;
   CommandResult verify = RunCommand("loom-ledger", {"--db=" + db_, "verify"});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+  // The endpoint is its own label in the metrics, refusals by status included.
+  const std::string metrics = Curl("GET", "/metrics", "").body;
+  EXPECT_THAT(metrics, HasSubstr(R"(endpoint="/v1/embeddings",status="200")")) << metrics;
+  EXPECT_THAT(metrics, HasSubstr(R"(endpoint="/v1/embeddings",status="400")")) << metrics;
 }
 
 }  // namespace
