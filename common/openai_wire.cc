@@ -1,5 +1,7 @@
 #include "common/openai_wire.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/json_dump.h"
 
@@ -132,6 +134,20 @@ absl::Status ParseStructure(const json& j, v1::Structure* out) {
     }
     if (type != "text") out->set_response_format_json(DumpJson(f));
   }
+  if (present("logit_bias")) {
+    const json& bias = j["logit_bias"];
+    if (!bias.is_object() || bias.size() > 1024) {
+      return Bad("logit_bias", "an object of at most 1024 token ids to biases");
+    }
+    for (const auto& [token, value] : bias.items()) {
+      const bool id = !token.empty() && token.size() <= 10 &&
+                      std::all_of(token.begin(), token.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (!id || !value.is_number() || value.get<double>() < -100 || value.get<double>() > 100) {
+        return Bad("logit_bias", "an object of token ids (digits) to biases from -100 to 100");
+      }
+    }
+    if (!bias.empty()) out->set_logit_bias_json(DumpJson(bias));
+  }
   if (present("logprobs")) {
     if (!j["logprobs"].is_boolean()) return Bad("logprobs", "true or false");
     out->set_logprobs(j["logprobs"].get<bool>());
@@ -171,6 +187,7 @@ void AddStructure(const v1::Structure& s, json* request) {
   if (!s.tool_choice_json().empty()) r["tool_choice"] = parsed(s.tool_choice_json());
   if (s.has_parallel_tool_calls()) r["parallel_tool_calls"] = s.parallel_tool_calls();
   if (!s.response_format_json().empty()) r["response_format"] = parsed(s.response_format_json());
+  if (!s.logit_bias_json().empty()) r["logit_bias"] = parsed(s.logit_bias_json());
   if (s.logprobs()) {
     r["logprobs"] = true;
     if (s.top_logprobs() > 0) r["top_logprobs"] = s.top_logprobs();

@@ -191,9 +191,6 @@ std::vector<std::pair<std::string, bool>> UnsupportedFields(const json& j) {
   // The legacy function-calling fields (tools replaced them; SDKs send tools).
   if (present("functions")) out.emplace_back("functions", j["functions"].is_array() && j["functions"].empty());
   if (present("function_call")) out.emplace_back("function_call", j["function_call"] == "none");
-  if (present("logit_bias")) {
-    out.emplace_back("logit_bias", j["logit_bias"].is_object() && j["logit_bias"].empty());
-  }
   if (present("modalities")) {
     out.emplace_back("modalities", j["modalities"] == json::array({"text"}));
   }

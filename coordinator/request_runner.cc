@@ -109,6 +109,11 @@ absl::Status RequestRunner::Validate(const v1::CompleteRequest& request) const {
   if (request.n() < 0 || request.n() > kMaxChoices) {
     return absl::InvalidArgumentError(absl::StrCat("n must be 1 to ", kMaxChoices));
   }
+  if (!request.structure().logit_bias_json().empty() && request.model().empty()) {
+    return absl::InvalidArgumentError(
+        "'logit_bias' names token ids of one model's tokenizer: pin the model (\"model\": NAME) "
+        "rather than loom-auto");
+  }
   if (request.n() > 1 &&
       (request.mode() == v1::PLAN_KIND_COMPILED || request.mode() == v1::PLAN_KIND_COMPETE)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -358,7 +363,9 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   // Budget first: nothing runs for a client who cannot pay for it.
   Analysis analysis = analyzer_.Analyze(request, max_tokens);
   const int choices = std::max(1, request.n());
-  if (!needs.empty() || choices > 1) analysis.kind = v1::PLAN_KIND_PASSTHROUGH;
+  if (!needs.empty() || choices > 1 || !request.structure().logit_bias_json().empty()) {
+    analysis.kind = v1::PLAN_KIND_PASSTHROUGH;
+  }
   LOOM_ASSIGN_OR_RETURN(int64_t bound, CostBound(analysis, max_tokens));
   // A device priced above the client's budget is left out for this client, rather than the
   // client refused for the whole mesh. (A request pinned to a model keeps the mesh's bound.)

@@ -392,9 +392,17 @@ TEST_F(HttpTest, FinishReasonsStopSequencesAndUnsupportedFieldsAreHonest) {
   EXPECT_EQ(content, " [simulated] llama-3.1-8b on dev-a");
   // Fields no device honours are refused by name, and nothing is charged for them.
   HttpResult n = Curl("POST", "/v1/chat/completions",
-                      Chat("llama-3.1-8b", "What is the weather?", false, R"(, "logit_bias": {"50256": -100})"));
+                      Chat("llama-3.1-8b", "What is the weather?", false, R"(, "functions": [{"name": "f"}])"));
   EXPECT_EQ(n.status, 400) << n.body;
-  EXPECT_THAT(json::parse(n.body)["error"]["message"].get<std::string>(), HasSubstr("'logit_bias'"));
+  EXPECT_THAT(json::parse(n.body)["error"]["message"].get<std::string>(), HasSubstr("'functions'"));
+  // logit_bias names one tokenizer's ids: with a pinned model it goes to that model; with
+  // loom-auto (any model) it is refused.
+  EXPECT_EQ(Curl("POST", "/v1/chat/completions",
+                 Chat("llama-3.1-8b", "Hi", false, R"(, "logit_bias": {"50256": -100})")).status, 200);
+  HttpResult unpinned = Curl("POST", "/v1/chat/completions",
+                             Chat("loom-auto", "Hi", false, R"(, "logit_bias": {"50256": -100})"));
+  EXPECT_EQ(unpinned.status, 400) << unpinned.body;
+  EXPECT_THAT(unpinned.body, HasSubstr("pin the model"));
 }
 
 // Tools on a mesh whose models advertise them (simulated devices do): the call comes back as

@@ -131,7 +131,6 @@ TEST(ParseChatRequestTest, SamplingFieldsAreReadAndChecked) {
 TEST(ParseChatRequestTest, FieldsNoDeviceHonoursAreRefusedByNameOrDroppedWhenAsked) {
   const std::string user = R"("messages": [{"role": "user", "content": "x"}])";
   for (const auto& [extra, field] : std::vector<std::pair<std::string, std::string>>{
-           {R"("logit_bias": {"50256": -100})", "'logit_bias'"},
            {R"("functions": [{"name": "f"}])", "'functions'"},
        }) {
     const std::string body = R"({"model": "m", )" + user + ", " + extra + "}";
@@ -205,6 +204,19 @@ TEST(ParseChatRequestTest, LogprobsAreCarriedAndNeedAModelThatReportsThem) {
     Parsed refused = Parse(std::string(R"({"model": "m", "messages": [{"role": "user", "content": "hi"}], )") + bad + "}");
     EXPECT_EQ(refused.status.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(refused.status.message(), HasSubstr("logprobs")) << bad;
+  }
+}
+
+TEST(ParseChatRequestTest, LogitBiasIsCarriedForThePinnedModelAndChecked) {
+  Parsed p = Parse(R"({"model": "m", "logit_bias": {"50256": -100, "13": 5.5}, "messages": [{"role": "user", "content": "hi"}]})");
+  ASSERT_TRUE(p.status.ok()) << p.status;
+  nlohmann::json sent;
+  AddStructure(p.request.structure(), &sent);
+  EXPECT_EQ(sent["logit_bias"]["50256"], -100);
+  for (const char* bad : {R"("logit_bias": {"cat": 1})", R"("logit_bias": {"1": 101})", R"("logit_bias": [1])"}) {
+    Parsed refused = Parse(std::string(R"({"model": "m", "messages": [{"role": "user", "content": "hi"}], )") + bad + "}");
+    EXPECT_EQ(refused.status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(refused.status.message(), HasSubstr("logit_bias")) << bad;
   }
 }
 

@@ -77,6 +77,7 @@ TEST_F(OpenAIProviderTest, SamplingGoesUpstreamAndTheFinishReasonComesBack) {
   r.sampling.add_stop("\n\n");
   r.sampling.set_frequency_penalty(0.5);
   r.sampling.set_user("end-user-1");
+  r.structure.set_logit_bias_json(R"({"50256":-100})");
   std::string text;
   auto last = Run(*p, r, &text, cancel_);
   ASSERT_TRUE(last.ok()) << last.status();
@@ -89,6 +90,7 @@ TEST_F(OpenAIProviderTest, SamplingGoesUpstreamAndTheFinishReasonComesBack) {
   EXPECT_DOUBLE_EQ(sent["frequency_penalty"].get<double>(), 0.5);
   EXPECT_EQ(sent["user"], "end-user-1");
   EXPECT_FALSE(sent.contains("presence_penalty"));
+  EXPECT_EQ(sent["logit_bias"]["50256"], -100);
 }
 
 TEST_F(OpenAIProviderTest, ConsecutiveCallsReuseOneKeptAliveConnection) {
