@@ -2,19 +2,29 @@
 // (../shared/data/prompts: Dolly, Arena-Hard, BiGGen, BELLE, with label_mappings.json mapping
 // their labels to Loom's categories). Run by hand; the data is never copied into the repo.
 //
-//   build/bin/loom_analyzer_eval ../shared/data/prompts
+//   build/bin/loom_analyzer_eval ../shared/data/prompts [--split=heldout|all] [--show=LABEL]
 //
-// For each set it prints: category accuracy against the mapping's primary label and against
-// primary-or-alternative, per source label; how many requests each plan kind got (multi-part
-// items should compile, the rest mostly pass through); and the analyzer's time per prompt.
+// It runs the analyzer twice, side by side: with the hand-written lexicon deciding categories
+// (the analyzer before the classifier, `lexicon`) and with the built-in trained classifier
+// (`trained`). The shipped model was trained on the other four fifths of these sets, so the
+// default split, `heldout` (training_split.h), is the fair one; `all` includes prompts the model
+// was trained on. For each set and analyzer it prints: plan-kind accuracy (multi-part items
+// should compile, the rest should not), category accuracy against the mapping's primary label
+// and against primary-or-alternative, recall per category, how many fell back to general, and
+// the decision time (p50, p99 over prompts; each prompt's fastest of three runs).
+// --unsure_below=P sets the trained analyzer's confidence floor (AnalyzerOptions::unsure_below). --show=LABEL prints each prompt of that source label.
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <string>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "common/categories.h"
+#include "coordinator/analyzer/training_split.h"
 #include "coordinator/request_analyzer.h"
 #include "nlohmann/json.hpp"
 
@@ -22,8 +32,18 @@ namespace {
 
 using json = nlohmann::json;
 
-struct Counts {
-  int total = 0, primary = 0, any = 0;
+struct Rate {
+  int n = 0, hit = 0;
+  void Add(bool h) { ++n, hit += h; }
+  double Pct() const { return n ? 100.0 * hit / n : 0; }
+};
+
+struct Result {
+  Rate kind, primary, any, multi_compiled;
+  std::map<std::string, Rate> recall;   // by gold primary category
+  std::map<std::string, Rate> by_label;  // by source label (primary)
+  int general_fallbacks = 0;
+  std::vector<double> micros;
 };
 
 std::string Field(const json& item, const std::string& field) {
@@ -40,32 +60,76 @@ std::string Text(const json& item) {
   return "";
 }
 
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))];
+}
+
+void Print(const std::string& name, const Result& r, bool by_label) {
+  std::cout << absl::StrFormat(
+      "  %-8s plan kind %5.1f%% | category primary %5.1f%%, +alt %5.1f%% (n=%d) | general "
+      "fallbacks %d | p50 %.1f us, p99 %.1f us",
+      name, r.kind.Pct(), r.primary.Pct(), r.any.Pct(), r.primary.n, r.general_fallbacks,
+      Percentile(r.micros, 0.5), Percentile(r.micros, 0.99));
+  if (r.multi_compiled.n) {
+    std::cout << absl::StrFormat(" | multi-part compiled %d/%d", r.multi_compiled.hit, r.multi_compiled.n);
+  }
+  std::cout << "\n           recall:";
+  for (const auto& [cat, rate] : r.recall) std::cout << absl::StrFormat(" %s %.0f%% (%d)", cat, rate.Pct(), rate.n);
+  std::cout << "\n";
+  if (!by_label) return;
+  for (const auto& [label, rate] : r.by_label) {
+    std::cout << absl::StrFormat("           %-40s %5.1f%% (%d)\n", label, rate.Pct(), rate.n);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2 && argc != 3) {
-    std::cerr << "usage: loom_analyzer_eval DIR [LABEL]  (DIR holds label_mappings.json and the "
-                 ".jsonl sets; LABEL prints each prompt of that source label with its plan)\n";
+  std::string dir, split = "heldout", show;
+  bool by_label = false;
+  loom::AnalyzerOptions trained_options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (absl::StartsWith(arg, "--split=")) {
+      split = arg.substr(8);
+    } else if (absl::StartsWith(arg, "--show=")) {
+      show = arg.substr(7);
+    } else if (absl::StartsWith(arg, "--unsure_below=")) {
+      trained_options.unsure_below = std::stod(arg.substr(15));
+    } else if (arg == "--by_label") {
+      by_label = true;
+    } else if (dir.empty() && arg[0] != '-') {
+      dir = arg;
+    } else {
+      dir.clear();
+      break;
+    }
+  }
+  if (dir.empty() || (split != "heldout" && split != "all")) {
+    std::cerr << "usage: loom_analyzer_eval DIR [--split=heldout|all] [--by_label] [--show=LABEL]\n"
+                 "                          [--unsure_below=P]  (the trained analyzer's fallback)\n"
+                 "  DIR holds label_mappings.json and the .jsonl sets\n";
     return 2;
   }
-  const std::string dir = argv[1];
-  const std::string show = argc == 3 ? argv[2] : "";
   std::ifstream mapping_file(dir + "/label_mappings.json");
   json mappings = json::parse(mapping_file, nullptr, false);
   if (mappings.is_discarded()) {
     std::cerr << "cannot read " << dir << "/label_mappings.json\n";
     return 1;
   }
-  loom::RequestAnalyzer analyzer;
+  loom::AnalyzerOptions lexicon_options;
+  lexicon_options.lexicon_only = true;
+  const std::vector<std::pair<std::string, loom::RequestAnalyzer>> analyzers = {
+      {"lexicon", loom::RequestAnalyzer(lexicon_options)}, {"trained", loom::RequestAnalyzer(trained_options)}};
+  std::map<std::string, Result> overall;
+  std::cout << "split: " << split << "\n";
   for (auto& [set, spec] : mappings.items()) {
     if (set.front() == '_') continue;
     std::ifstream in(dir + "/" + set);
     const std::string field = spec.value("field", "");
-    std::map<std::string, Counts> by_label;
-    std::map<std::string, int> kinds;
-    Counts all, multi;
-    int multi_compiled = 0;
-    double micros = 0;
+    std::map<std::string, Result> results;
     std::string line;
     while (std::getline(in, line)) {
       json item = json::parse(line, nullptr, false);
@@ -74,48 +138,51 @@ int main(int argc, char** argv) {
       if (!spec["map"].contains(label)) continue;
       const json& m = spec["map"][label];
       const std::string text = Text(item);
-      auto start = std::chrono::steady_clock::now();
-      loom::Analysis a = analyzer.AnalyzeText(text);
-      micros += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
-      kinds[loom::v1::PlanKind_Name(a.kind)]++;
-      if (label == show) {
-        std::string cats;
-        for (const auto& ask : a.asks) cats += loom::CategoryName(ask.category) + " ";
-        std::cout << loom::v1::PlanKind_Name(a.kind) << " [" << cats << "] "
-                  << text.substr(0, 160) << "\n";
-      }
+      if (split == "heldout" && !loom::InHeldOutSplit(text)) continue;
       const std::string primary = m.value("primary", "");
-      if (primary == "MULTI") {
-        ++multi.total;
-        multi_compiled += a.kind == loom::v1::PLAN_KIND_COMPILED;
-        continue;
+      for (const auto& [name, analyzer] : analyzers) {
+        // The decision time of a prompt is the fastest of three runs: its own cost, without the
+        // first run's cold caches or a preemption.
+        loom::Analysis a;
+        double us = 1e18;
+        for (int run = 0; run < 3; ++run) {
+          auto start = std::chrono::steady_clock::now();
+          a = analyzer.AnalyzeText(text);
+          us = std::min(us, std::chrono::duration<double, std::micro>(
+                                std::chrono::steady_clock::now() - start).count());
+        }
+        for (Result* r : {&results[name], &overall[name]}) {
+          r->micros.push_back(us);
+          if (primary == "MULTI") {
+            r->kind.Add(a.kind == loom::v1::PLAN_KIND_COMPILED);
+            r->multi_compiled.Add(a.kind == loom::v1::PLAN_KIND_COMPILED);
+            continue;
+          }
+          r->kind.Add(a.kind != loom::v1::PLAN_KIND_COMPILED);
+          const std::string got = loom::CategoryName(
+              a.asks.size() == 1 ? a.asks[0].category : a.categories[0].category());
+          bool alt = false;
+          for (const auto& x : m.value("alt", json::array())) alt |= x.get<std::string>() == got;
+          r->primary.Add(got == primary);
+          r->any.Add(got == primary || alt);
+          r->recall[primary].Add(got == primary);
+          r->by_label[label].Add(got == primary);
+          const bool fell_back = a.kind == loom::v1::PLAN_KIND_PASSTHROUGH && !a.reasons.empty() &&
+                                 absl::StrContains(a.reasons.back(), "classifier unsure");
+          r->general_fallbacks += fell_back;
+        }
+        if (label == show) {
+          std::string cats;
+          for (const auto& ask : a.asks) cats += loom::CategoryName(ask.category) + " ";
+          std::cout << name << " " << loom::v1::PlanKind_Name(a.kind) << " [" << cats << "] "
+                    << text.substr(0, 160) << "\n";
+        }
       }
-      const std::string got = loom::CategoryName(
-          a.asks.size() == 1 ? a.asks[0].category : a.categories[0].category());
-      bool alt = false;
-      for (const auto& x : m.value("alt", json::array())) alt |= x.get<std::string>() == got;
-      Counts& c = by_label[label];
-      ++c.total;
-      ++all.total;
-      if (got == primary) ++c.primary, ++all.primary;
-      if (got == primary || alt) ++c.any, ++all.any;
     }
-    const int n = all.total + multi.total;
-    std::cout << absl::StrFormat("== %s: %d prompts, %.1f us per prompt ==\n", set, n,
-                                 n ? micros / n : 0.0);
-    std::cout << absl::StrFormat("category: primary %.1f%%, primary-or-alt %.1f%% (%d single-label)\n",
-                                 100.0 * all.primary / std::max(1, all.total),
-                                 100.0 * all.any / std::max(1, all.total), all.total);
-    for (const auto& [label, c] : by_label) {
-      std::cout << absl::StrFormat("  %-40s primary %5.1f%%  +alt %5.1f%%  (%d)\n", label,
-                                   100.0 * c.primary / c.total, 100.0 * c.any / c.total, c.total);
-    }
-    if (multi.total) {
-      std::cout << absl::StrFormat("multi-part items compiled: %d/%d\n", multi_compiled, multi.total);
-    }
-    std::cout << "plan kinds:";
-    for (const auto& [k, v] : kinds) std::cout << " " << k << "=" << v;
-    std::cout << "\n\n";
+    std::cout << "== " << set << " ==\n";
+    for (const auto& [name, analyzer] : analyzers) Print(name, results[name], by_label);
   }
+  std::cout << "== all sets ==\n";
+  for (const auto& [name, analyzer] : analyzers) Print(name, overall[name], false);
   return 0;
 }

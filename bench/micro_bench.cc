@@ -105,19 +105,26 @@ void BM_HeartbeatIndexed(benchmark::State& state) {
 }
 BENCHMARK(BM_HeartbeatIndexed)->Arg(10000);
 
+// Arg 0: the trained classifier decides categories; arg 1: the lexicon alone (the baseline).
+AnalyzerOptions AnalyzerFor(const benchmark::State& state) {
+  AnalyzerOptions options;
+  options.lexicon_only = state.range(0) == 1;
+  return options;
+}
+
 void BM_AnalyzeWorkedExample(benchmark::State& state) {
-  RequestAnalyzer analyzer(AnalyzerOptions{});
+  RequestAnalyzer analyzer(AnalyzerFor(state));
   v1::CompleteRequest request;
   auto* m = request.add_messages();
   m->set_role("user");
   m->set_content(kWorkedExample);
   for (auto _ : state) benchmark::DoNotOptimize(analyzer.Analyze(request, 512));
 }
-BENCHMARK(BM_AnalyzeWorkedExample);
+BENCHMARK(BM_AnalyzeWorkedExample)->Arg(0)->Arg(1);
 
 // loom_bench's passthrough prompt: one short question.
 void BM_AnalyzeShortQuestion(benchmark::State& state) {
-  RequestAnalyzer analyzer(AnalyzerOptions{});
+  RequestAnalyzer analyzer(AnalyzerFor(state));
   v1::CompleteRequest request;
   auto* m = request.add_messages();
   m->set_role("user");
@@ -125,7 +132,26 @@ void BM_AnalyzeShortQuestion(benchmark::State& state) {
   request.set_model("llama-3.1-8b");
   for (auto _ : state) benchmark::DoNotOptimize(analyzer.Analyze(request, 16));
 }
-BENCHMARK(BM_AnalyzeShortQuestion);
+BENCHMARK(BM_AnalyzeShortQuestion)->Arg(0)->Arg(1);
+
+// A pasted document with an instruction: about 4 KB, of which the analyzer reads its window.
+void BM_AnalyzePastedDocument(benchmark::State& state) {
+  RequestAnalyzer analyzer(AnalyzerFor(state));
+  std::string text = "Summarize the following report in three bullet points:\n\n";
+  for (int i = 0; i < 40; ++i) {
+    text += "The committee met on day " + std::to_string(i) +
+            " and reviewed the budget, the staffing plan and the timeline for the new clinic.\n";
+  }
+  for (auto _ : state) benchmark::DoNotOptimize(analyzer.AnalyzeText(text, 512));
+}
+BENCHMARK(BM_AnalyzePastedDocument)->Arg(0)->Arg(1);
+
+// The classifier alone (features + dot product + softmax) on the worked example.
+void BM_ClassifierPredict(benchmark::State& state) {
+  const CategoryModel& model = CategoryModel::Builtin();
+  for (auto _ : state) benchmark::DoNotOptimize(model.Predict(kWorkedExample));
+}
+BENCHMARK(BM_ClassifierPredict);
 
 void BM_DecomposeByRules(benchmark::State& state) {
   RequestAnalyzer analyzer(AnalyzerOptions{});

@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "common/categories.h"
 #include "common/tokens.h"
+#include "coordinator/analyzer/text_features.h"
 
 namespace loom {
 namespace {
@@ -220,13 +221,16 @@ constexpr const char* kVerbs[] = {
     "optimize", "port", "draft", "compose", "brainstorm", "come", "invent", "imagine",
     "estimate", "define", "render", "parse", "turn", "organize", "classify", "output", "fill",
     "show", "find", "help", "recommend", "rewrite", "condense", "shorten", "recap", "boil",
-    "plan", "build", "design", "outline", "discuss", "say", "do", "reason", "draw", "count"};
+    "plan", "build", "design", "outline", "discuss", "say", "do", "reason", "draw", "count",
+    "rephrase", "paraphrase", "arrange", "sort", "rank", "identify", "answer", "assess",
+    "explore", "determine", "justify", "simplify", "correct", "proofread", "debug", "predict"};
 
 // Verbs that may start a new ask after " and " ("... and explain ...").
 constexpr const char* kJoinVerbs[] = {
     "explain", "summarize", "summarise", "translate", "write", "list", "compare", "describe",
     "give", "create", "convert", "analyze", "analyse", "tell", "provide", "generate", "format",
-    "calculate", "return", "put", "present", "extract", "evaluate", "prove", "then"};
+    "calculate", "return", "put", "present", "extract", "evaluate", "prove", "then",
+    "rephrase", "paraphrase", "sort", "rank", "answer", "identify", "assess", "justify"};
 
 // Verbs strong enough to start an ask inside pasted material.
 constexpr const char* kStrongVerbs[] = {
@@ -344,7 +348,7 @@ void SplitInstruction(absl::string_view text, std::string* instruction, std::str
 // a few hash lookups and the searches that can match.
 class WordIndex {
  public:
-  explicit WordIndex(absl::string_view lower) {
+  explicit WordIndex(absl::string_view lower) : lower_(lower) {
     for (size_t i = 0; i < lower.size();) {
       if (!IsWordByte(lower[i])) {
         ++i;
@@ -352,7 +356,11 @@ class WordIndex {
       }
       size_t j = i;
       while (j < lower.size() && IsWordByte(lower[j])) ++j;
-      words_.insert(lower.substr(i, j - i));
+      // Each word's starts form a chain through next_ (no allocation per word).
+      auto [it, inserted] = words_.try_emplace(lower.substr(i, j - i), static_cast<int32_t>(starts_.size()));
+      starts_.push_back(static_cast<uint32_t>(i));
+      next_.push_back(inserted ? -1 : it->second);
+      it->second = static_cast<int32_t>(starts_.size() - 1);
       i = j;
     }
   }
@@ -364,11 +372,39 @@ class WordIndex {
     while (k < phrase.size() && IsWordByte(phrase[k])) ++k;
     return phrase.substr(0, k);
   }
-  // The distinct words of the text.
-  const absl::flat_hash_set<absl::string_view>& words() const { return words_; }
+  // The distinct words of the text, each with the last of its starts (an index into starts_).
+  const absl::flat_hash_map<absl::string_view, int32_t>& words() const { return words_; }
+
+  // CountPhrase(text, phrase), looking only where the phrase's leading word starts.
+  int Count(absl::string_view phrase) const {
+    const absl::string_view lead = Lead(phrase);
+    if (lead.empty()) return CountPhrase(lower_, phrase);
+    auto it = words_.find(lead);
+    if (it == words_.end()) return 0;
+    int count = 0;
+    for (int32_t k = it->second; k >= 0; k = next_[k]) {
+      const uint32_t pos = starts_[k];
+      if (lower_.substr(pos, phrase.size()) != phrase) continue;
+      const size_t end = pos + phrase.size();
+      if (end < lower_.size() && IsWordByte(lower_[end]) && IsWordByte(phrase.back())) continue;
+      ++count;
+    }
+    return count;
+  }
+  bool Has(absl::string_view phrase) const { return Count(phrase) > 0; }
+  template <size_t N>
+  bool HasAny(const char* const (&phrases)[N]) const {
+    for (const char* p : phrases) {
+      if (Has(p)) return true;
+    }
+    return false;
+  }
 
  private:
-  absl::flat_hash_set<absl::string_view> words_;
+  absl::string_view lower_;
+  absl::flat_hash_map<absl::string_view, int32_t> words_;
+  std::vector<uint32_t> starts_;  // where each word of the text starts
+  std::vector<int32_t> next_;     // the previous start of the same word, or -1
 };
 
 // The cues that can match `index`'s text, in kCues order: those whose leading word the text has
@@ -399,7 +435,7 @@ std::vector<uint16_t> CandidateCues(const WordIndex& index) {
     return out;
   }
   out = kByLead->without_lead;
-  for (absl::string_view word : index.words()) {
+  for (const auto& [word, positions] : index.words()) {
     auto it = kByLead->cues.find(word);
     if (it != kByLead->cues.end()) out.insert(out.end(), it->second.begin(), it->second.end());
   }
@@ -413,14 +449,14 @@ std::array<double, 9> ScoreLower(absl::string_view lower) {
   const WordIndex index(lower);
   for (uint16_t i : CandidateCues(index)) {
     const Cue& cue = kCues[i];
-    const int n = CountPhrase(lower, cue.phrase);
+    const int n = index.Count(cue.phrase);
     if (n > 0) s[cue.category] += cue.weight * std::min(n, 2);
   }
-  const bool programming = HasAny(lower, kProgrammingLanguages) || HasPhrase(lower, "in c") ||
-                           HasPhrase(lower, "sql");
-  const bool natural = HasAny(lower, kNaturalLanguages);
-  const bool translating = HasPhrase(lower, "translate") || HasPhrase(lower, "convert") ||
-                           HasPhrase(lower, "port") || HasPhrase(lower, "translation");
+  const bool programming =
+      index.HasAny(kProgrammingLanguages) || index.Has("in c") || index.Has("sql");
+  const bool natural = index.HasAny(kNaturalLanguages);
+  const bool translating = index.Has("translate") || index.Has("convert") || index.Has("port") ||
+                           index.Has("translation");
   if (translating && programming && !natural) {
     // "Translate this Python code to Rust" is code, not translation.
     s[C::TASK_CATEGORY_CODE] += 3;
@@ -428,7 +464,7 @@ std::array<double, 9> ScoreLower(absl::string_view lower) {
   } else if (natural) {
     for (const char* lang : kNaturalLanguages) {
       for (const char* prep : {"into ", "to ", "in ", "from "}) {
-        if (HasPhrase(lower, absl::StrCat(prep, lang))) {
+        if (index.Has(absl::StrCat(prep, lang))) {
           s[C::TASK_CATEGORY_TRANSLATION] += 2;
           break;
         }
@@ -625,6 +661,54 @@ std::vector<std::string> SplitConnectors(const std::string& sentence) {
   return pieces;
 }
 
+// Categories whose weight is above `floor` of the total, normalised to sum 1, best first (ties
+// by category); GENERAL alone when none is.
+std::vector<v1::CategoryScore> RankedCategories(const std::array<double, 9>& weight, double floor) {
+  double sum = 0;
+  for (C c : kAllCategories) sum += std::max(0.0, weight[c]);
+  std::vector<v1::CategoryScore> out;
+  for (C c : kAllCategories) {
+    if (weight[c] <= 0 || weight[c] < floor * sum) continue;
+    v1::CategoryScore cs;
+    cs.set_category(c);
+    cs.set_score(weight[c] / sum);
+    out.push_back(cs);
+  }
+  std::sort(out.begin(), out.end(), [](const v1::CategoryScore& x, const v1::CategoryScore& y) {
+    return x.score() != y.score() ? x.score() > y.score() : x.category() < y.category();
+  });
+  if (out.empty()) {
+    v1::CategoryScore cs;
+    cs.set_category(C::TASK_CATEGORY_GENERAL);
+    cs.set_score(1);
+    out.push_back(cs);
+  }
+  return out;
+}
+
+// The sentences of `text`, each marked true when it lies in the middle of a long prompt. The
+// middle of a long prompt is material, passed on whole: asks are at its start or end, and the
+// cost of reading a pasted book stays bounded. The cuts fall on line breaks when there are any.
+std::vector<std::pair<std::string, bool>> WindowSentences(const std::string& text) {
+  std::vector<std::pair<std::string, bool>> out;
+  if (text.size() <= kHeadBytes + kTailBytes) {
+    for (std::string& s : Sentences(text)) out.emplace_back(std::move(s), false);
+    return out;
+  }
+  size_t head = text.rfind('\n', kHeadBytes);
+  if (head == std::string::npos || head < kHeadBytes / 2) head = kHeadBytes;
+  size_t tail = text.find('\n', text.size() - kTailBytes);
+  if (tail == std::string::npos) tail = text.size() - kTailBytes;
+  // Never cut inside a UTF-8 sequence.
+  while (head > 0 && (static_cast<unsigned char>(text[head]) & 0xC0) == 0x80) --head;
+  while (tail < text.size() && (static_cast<unsigned char>(text[tail]) & 0xC0) == 0x80) ++tail;
+  for (std::string& s : Sentences(text.substr(0, head))) out.emplace_back(std::move(s), false);
+  const std::string middle(absl::StripAsciiWhitespace(absl::string_view(text).substr(head, tail - head)));
+  if (!middle.empty()) out.emplace_back(middle, true);
+  for (std::string& s : Sentences(text.substr(tail))) out.emplace_back(std::move(s), false);
+  return out;
+}
+
 std::string LastUserMessage(const v1::CompleteRequest& request) {
   for (int i = request.messages_size() - 1; i >= 0; --i) {
     if (request.messages(i).role() == "user") return request.messages(i).content();
@@ -654,7 +738,8 @@ int CodeSyntax(absl::string_view text, bool symbols_only = false) {
 
 }  // namespace
 
-std::array<double, 9> RequestAnalyzer::Score(const std::string& text) {
+std::array<double, 9> RequestAnalyzer::Score(const std::string& whole) {
+  const std::string text = ReadWindow(whole);  // bounded cost; the same window the model reads
   std::string instruction, payload;
   SplitInstruction(text, &instruction, &payload);
   std::array<double, 9> s = ScoreLower(absl::AsciiStrToLower(instruction));
@@ -666,6 +751,9 @@ std::array<double, 9> RequestAnalyzer::Score(const std::string& text) {
   return s;
 }
 
+RequestAnalyzer::RequestAnalyzer(AnalyzerOptions options)
+    : options_(options), model_(options.model ? *options.model : CategoryModel::Builtin()) {}
+
 Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_output_tokens) const {
   Analysis a;
   // 1. Pieces: sentences, then connectors; mark instructions and context.
@@ -674,7 +762,12 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
   // Score(text), when an ask turns out to be the whole text (one short question): the
   // single-ask verdict below scores the whole text and need not do it twice.
   std::optional<std::array<double, 9>> whole_scores;
-  for (const std::string& sentence : Sentences(text)) {
+  for (const auto& [sentence, middle] : WindowSentences(text)) {
+    if (middle) {
+      context.push_back(sentence);
+      in_payload = true;
+      continue;
+    }
     if (CodeSyntax(sentence, /*symbols_only=*/true) > 0 && !a.asks.empty()) {
       // A line of pasted code: material for the asks, never an ask itself.
       context.push_back(sentence);
@@ -708,6 +801,9 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
         std::array<double, 9> p = Score(payload);
         for (C c : kAllCategories) ask.scores[c] += 0.3 * p[c];
       }
+      // The classifier reads the instruction (pasted material would decide what the ask is
+      // "about": an explanation of pasted code is not code), with the lexicon's scores.
+      if (!options_.lexicon_only) ask.probs = model_.Predict(instr, ask.scores);
       const std::string lower = absl::AsciiStrToLower(instr);
       ask.refers_back = !a.asks.empty() && HasAny(lower, kBackReferences);
       a.asks.push_back(std::move(ask));
@@ -721,9 +817,22 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     whole_scores = whole.scores;
     a.asks.push_back(whole);
   }
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole_scores);
   // 2. Categories; asks without a signal lean on their neighbour.
   double top, second;
-  for (Ask& ask : a.asks) ask.category = TopCategory(ask.scores, options_.min_signal, &top, &second);
+  int lexicon_decided = 0;
+  for (Ask& ask : a.asks) {
+    const C lexicon = TopCategory(ask.scores, options_.min_signal, &top, &second);
+    ask.category = options_.lexicon_only ? lexicon : ask.probs.best();
+    // The classifier learnt from whole prompts; on a short fragment of one it may be unsure
+    // where the lexicon has a clear cue ("explain the differences" is comparison): then the
+    // lexicon decides that ask.
+    if (!options_.lexicon_only && a.asks.size() > 1 && ask.probs.best_p() < options_.fragment_sure &&
+        top >= options_.min_signal && lexicon != ask.category) {
+      ask.category = lexicon;
+      ++lexicon_decided;
+    }
+  }
   // 3. Merge adjacent asks of one category unless they were asked for separately; merge asks
   // with no signal into the previous one unless separate.
   std::vector<Ask> merged;
@@ -747,75 +856,112 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     a.asks.back().text = absl::StrCat(a.asks.back().text, " ", last.text);
   }
 
-  // 4. Whole-request category scores, normalised.
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole_scores);
+
+  // 4. Whole-request category scores, normalised: the classifier's mean over the asks, or the
+  // sum of their lexicon scores.
   std::array<double, 9> total{};
   for (const Ask& ask : a.asks) {
-    for (C c : kAllCategories) total[c] += ask.scores[c];
+    for (C c : kAllCategories) total[c] += options_.lexicon_only ? ask.scores[c] : ask.probs.of(c);
   }
-  double sum = 0;
-  for (C c : kAllCategories) sum += total[c];
-  for (C c : kAllCategories) {
-    if (total[c] <= 0) continue;
-    v1::CategoryScore cs;
-    cs.set_category(c);
-    cs.set_score(total[c] / sum);
-    a.categories.push_back(cs);
-  }
-  std::sort(a.categories.begin(), a.categories.end(),
-            [](const v1::CategoryScore& x, const v1::CategoryScore& y) {
-              return x.score() != y.score() ? x.score() > y.score() : x.category() < y.category();
-            });
-  if (a.categories.empty()) {
-    v1::CategoryScore cs;
-    cs.set_category(C::TASK_CATEGORY_GENERAL);
-    cs.set_score(1);
-    a.categories.push_back(cs);
-  }
+  a.categories = RankedCategories(total, 0);
 
-  // 5. The plan kind.
+  // 5. Several asks: compile.
   a.estimated_tokens = CountTokens(text) + max_output_tokens * static_cast<int64_t>(a.asks.size());
-  if (a.asks.size() >= 2) {
-    a.kind = v1::PLAN_KIND_COMPILED;
-    std::vector<std::string> parts;
-    for (const Ask& ask : a.asks) parts.push_back(CategoryName(ask.category));
-    a.reasons.push_back(absl::StrCat(a.asks.size(), " separate asks (", absl::StrJoin(parts, ", "),
-                                     "): compile into sub-tasks"));
-    return a;
+  a.kind = v1::PLAN_KIND_COMPILED;
+  std::vector<std::string> parts;
+  for (const Ask& ask : a.asks) {
+    parts.push_back(options_.lexicon_only
+                        ? CategoryName(ask.category)
+                        : absl::StrFormat("%s %.2f", CategoryName(ask.category), ask.probs.of(ask.category)));
   }
-  // A single ask is the whole request: score all of it (pasted code says what it is about).
-  a.asks.front().scores = whole_scores ? *whole_scores : Score(text);
-  a.asks.front().category = TopCategory(a.asks.front().scores, options_.min_signal, &top, &second);
-  const Ask& only = a.asks.front();
-  const C best = TopCategory(only.scores, options_.min_signal, &top, &second);
+  a.reasons.push_back(absl::StrCat(
+      a.asks.size(), " separate asks (", absl::StrJoin(parts, ", "),
+      options_.lexicon_only ? ""
+      : lexicon_decided    ? absl::StrCat("; classifier, the lexicon for ", lexicon_decided,
+                                          " it was unsure of")
+                           : "; classifier",
+      "): compile into sub-tasks"));
+  return a;
+}
+
+// One ask: the whole request goes to one model, or to several that compete.
+Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
+                                 const std::optional<std::array<double, 9>>& whole_scores) const {
+  a.estimated_tokens = CountTokens(text) + max_output_tokens;
+  Ask& only = a.asks.front();
+  // The whole request is scored (pasted code says what it is about).
+  only.scores = whole_scores ? *whole_scores : Score(text);
+  double top, second;
+  const C lexicon_best = TopCategory(only.scores, options_.min_signal, &top, &second);
   const std::string lower = absl::AsciiStrToLower(text);
-  const int words = static_cast<int>(
-      std::vector<std::string>(absl::StrSplit(text, ' ', absl::SkipWhitespace())).size());
-  if (second >= options_.compete_min_score && second >= options_.compete_tie_ratio * top) {
-    C runner_up = C::TASK_CATEGORY_GENERAL;
-    for (C c : kAllCategories) {
-      if (c != best && only.scores[c] == second) runner_up = c;
-    }
-    a.kind = v1::PLAN_KIND_COMPETE;
-    a.reasons.push_back(absl::StrFormat(
-        "no category clearly ahead (%s %.1f vs %s %.1f): let several models compete",
-        CategoryName(best), top, CategoryName(runner_up), second));
-    return a;
+  int words = 0;  // runs of non-spaces; a vague request is short
+  for (size_t i = 0; i < text.size() && words <= options_.vague_max_words; ++i) {
+    words += text[i] != ' ' && (i == 0 || text[i - 1] == ' ');
   }
-  if ((top < 2.0 && words <= options_.vague_max_words && HasAny(lower, kVague)) ||
+  const bool vague =
+      (top < 2.0 && words <= options_.vague_max_words && HasAny(lower, kVague)) ||
       (top < 1.0 && words <= 3 && std::all_of(text.begin(), text.end(), [](char c) {
          return static_cast<unsigned char>(c) < 0x80;
-       }))) {
+       }));
+  if (options_.lexicon_only) {
+    only.category = lexicon_best;
+    a.categories = RankedCategories(only.scores, 0);
+  } else {
+    only.probs = model_.Predict(text, only.scores);
+    only.category = only.probs.best();
+    std::array<double, 9> p{};
+    for (C c : kAllCategories) p[c] = only.probs.of(c);
+    a.categories = RankedCategories(p, 0.01);
+  }
+  if (options_.lexicon_only) {
+    if (second >= options_.compete_min_score && second >= options_.compete_tie_ratio * top) {
+      C runner_up = C::TASK_CATEGORY_GENERAL;
+      for (C c : kAllCategories) {
+        if (c != lexicon_best && only.scores[c] == second) runner_up = c;
+      }
+      a.kind = v1::PLAN_KIND_COMPETE;
+      a.reasons.push_back(absl::StrFormat(
+          "no category clearly ahead (%s %.1f vs %s %.1f): let several models compete",
+          CategoryName(lexicon_best), top, CategoryName(runner_up), second));
+      return a;
+    }
+  } else {
+    const CategoryProbs& p = only.probs;
+    if (p.second_p() >= options_.tie_min && p.margin() < options_.tie_margin) {
+      a.kind = v1::PLAN_KIND_COMPETE;
+      a.reasons.push_back(absl::StrFormat(
+          "classifier: no category clearly ahead (%s %.2f vs %s %.2f): let several models compete",
+          CategoryName(p.best()), p.best_p(), CategoryName(p.second()), p.second_p()));
+      return a;
+    }
+  }
+  if (vague) {
     a.kind = v1::PLAN_KIND_COMPETE;
     a.reasons.push_back("short, open-ended request with no clear skill: let several models compete");
     return a;
   }
   a.kind = v1::PLAN_KIND_PASSTHROUGH;
-  if (top < options_.min_signal) {
-    a.reasons.push_back("a single request with no specific skill: one general model answers");
-  } else {
-    a.reasons.push_back(absl::StrFormat("a single %s request (score %.1f, next %.1f): one model answers",
-                                        CategoryName(best), top, second));
+  if (options_.lexicon_only) {
+    if (top < options_.min_signal) {
+      a.reasons.push_back("a single request with no specific skill: one general model answers");
+    } else {
+      a.reasons.push_back(absl::StrFormat("a single %s request (score %.1f, next %.1f): one model answers",
+                                          CategoryName(lexicon_best), top, second));
+    }
+    return a;
   }
+  const CategoryProbs& p = only.probs;
+  if (p.best_p() < options_.unsure_below) {
+    only.category = C::TASK_CATEGORY_GENERAL;
+    a.reasons.push_back(absl::StrFormat(
+        "classifier unsure (best %s %.2f < %.2f, entropy %.1f bits): one general model answers",
+        CategoryName(p.best()), p.best_p(), options_.unsure_below, p.entropy()));
+    return a;
+  }
+  a.reasons.push_back(absl::StrFormat(
+      "a single %s request (classifier %.2f, next %s %.2f): one model answers",
+      CategoryName(p.best()), p.best_p(), CategoryName(p.second()), p.second_p()));
   return a;
 }
 

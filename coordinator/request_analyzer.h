@@ -1,6 +1,6 @@
 // File: coordinator/request_analyzer.h
 // Decides how a request is served: PASSTHROUGH (one model), COMPILED (split into sub-tasks) or
-// COMPETE (several models answer, one answer wins). Deterministic, no model call, a few
+// COMPETE (several models answer, one answer wins). Deterministic, no model call, tens of
 // microseconds; it explains itself in `reasons`.
 //
 // How it reads a request (the last user message):
@@ -8,32 +8,48 @@
 //    and connectors ("and then", "then", "also", "after that", "; ", "and <verb>"). A piece
 //    that is neither an instruction nor a question (a pasted passage, code after a colon) is
 //    context, not an ask.
-//  - It scores each ask against a lexicon per category (instruction words count fully; text
-//    after a colon or inside quotes counts 0.3 or not at all, so a pasted email does not make
-//    the request "about" the email's words). Translating between programming languages is
-//    code; "translation" is between natural languages.
+//  - Each ask's category comes from the trained classifier (analyzer/category_model.h: a
+//    probability per category, learnt from labelled prompts written by people outside the
+//    project). A hand-written lexicon per category also scores each ask (instruction words
+//    count fully; text after a colon or inside quotes counts 0.3, so a pasted email does not
+//    make the request "about" the email's words); the classifier reads those scores as inputs,
+//    and the splitter uses them to tell an ask with no skill of its own (it merges into its
+//    neighbour). `lexicon_only` makes the lexicon decide, as before the classifier.
 //  - Adjacent asks of the same category merge unless the client explicitly asked for several
 //    outputs (enumerations, "then", "also", "after that").
-// Then: two or more asks left -> COMPILED. One ask whose two best categories are nearly tied,
-// or a short vague request with no category signal -> COMPETE. Otherwise PASSTHROUGH, with
-// GENERAL when nothing scores. A forced mode, or a pinned model/family, wins over all of this.
+// Then: two or more asks left -> COMPILED. One ask whose two most likely categories are nearly
+// tied, or a short vague request -> COMPETE (several models, the best answer wins). One ask the
+// classifier is unsure of (best probability under `unsure_below`) -> PASSTHROUGH to a GENERAL
+// model, as Robust-CoE falls back to a generalist: a wrong specialist does worse than a
+// generalist, and competing would multiply the cost of every unclear prompt. Otherwise
+// PASSTHROUGH to the category's best model. A forced mode, or a pinned model/family, wins over
+// all of this.
 //
 // Thread-safe (stateless after construction).
 #ifndef LOOM_COORDINATOR_REQUEST_ANALYZER_H_
 #define LOOM_COORDINATOR_REQUEST_ANALYZER_H_
 
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "coordinator/analyzer/category_model.h"
 #include "loom/v1/orchestrator.pb.h"
 
 namespace loom {
 
 struct AnalyzerOptions {
-  double compete_tie_ratio = 0.8;   // second category >= this x the first: a tie
+  // The classifier; null means CategoryModel::Builtin(). Not owned; must outlive the analyzer.
+  const CategoryModel* model = nullptr;
+  bool lexicon_only = false;        // the lexicon decides categories (the analyzer before v2)
+  double unsure_below = 0.25;       // classifier's best probability below this: GENERAL
+  double tie_margin = 0.08;         // best minus second under this ...
+  double tie_min = 0.35;            // ... with the second at least this: a tie, COMPETE
+  double fragment_sure = 0.6;       // one ask of several: below this the lexicon's cue decides
+  double compete_tie_ratio = 0.8;   // lexicon_only: second score >= this x the first: a tie
   double compete_min_score = 1.0;   // ...if the second scores at least this much
-  double min_signal = 0.5;          // below this an ask has no category signal
+  double min_signal = 0.5;          // lexicon score below this: an ask has no skill of its own
   int vague_max_words = 8;          // a vague request is this short or shorter
 };
 
@@ -42,6 +58,7 @@ struct Ask {
   std::string text;                    // the instruction, as written
   v1::TaskCategory category = v1::TASK_CATEGORY_GENERAL;
   std::array<double, 9> scores{};      // raw lexicon score, indexed by TaskCategory
+  CategoryProbs probs;                 // the classifier's view of the ask (unset: lexicon_only)
   bool explicit_separate = false;      // introduced by an enumeration, "then", "also", ...
   bool sequential = false;             // introduced by "then" / "after that"
   bool refers_back = false;            // mentions an earlier result ("it", "the two", ...)
@@ -58,7 +75,7 @@ struct Analysis {
 
 class RequestAnalyzer {
  public:
-  explicit RequestAnalyzer(AnalyzerOptions options = {}) : options_(options) {}
+  explicit RequestAnalyzer(AnalyzerOptions options = {});
 
   Analysis Analyze(const v1::CompleteRequest& request, int64_t max_output_tokens = 512) const;
 
@@ -69,7 +86,11 @@ class RequestAnalyzer {
   static std::array<double, 9> Score(const std::string& text);
 
  private:
+  Analysis Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
+                  const std::optional<std::array<double, 9>>& whole_scores) const;
+
   const AnalyzerOptions options_;
+  const CategoryModel& model_;
 };
 
 }  // namespace loom
