@@ -25,7 +25,7 @@
 #include "absl/strings/str_format.h"
 #include "common/categories.h"
 #include "coordinator/analyzer/training_split.h"
-#include "coordinator/request_analyzer.h"
+#include "coordinator/analyzer/request_analyzer.h"
 #include "nlohmann/json.hpp"
 
 namespace {

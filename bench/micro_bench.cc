@@ -17,7 +17,7 @@
 #include "common/tokens.h"
 #include "coordinator/model_selector.h"
 #include "coordinator/registry.h"
-#include "coordinator/request_analyzer.h"
+#include "coordinator/analyzer/request_analyzer.h"
 #include "coordinator/task_decomposer.h"
 #include "ledger/sqlite_ledger.h"
 

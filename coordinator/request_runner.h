@@ -61,7 +61,7 @@
 #include "coordinator/metrics.h"
 #include "coordinator/model_selector.h"
 #include "coordinator/registry.h"
-#include "coordinator/request_analyzer.h"
+#include "coordinator/analyzer/request_analyzer.h"
 #include "coordinator/response_synthesizer.h"
 #include "coordinator/task_decomposer.h"
 #include "ledger/ledger_store.h"

@@ -25,7 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/attempt_runner.h"
-#include "coordinator/request_analyzer.h"
+#include "coordinator/analyzer/request_analyzer.h"
 
 namespace loom {
 

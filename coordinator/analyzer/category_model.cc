@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/categories.h"
 #include "coordinator/analyzer/text_features.h"
-#include "coordinator/request_analyzer.h"
+#include "coordinator/analyzer/lexicon.h"
 
 namespace loom {
 namespace {
@@ -182,7 +182,7 @@ CategoryProbs CategoryModel::PredictFeatures(const std::vector<uint32_t>& ids,
 }
 
 CategoryProbs CategoryModel::Predict(absl::string_view text) const {
-  return Predict(text, RequestAnalyzer::Score(std::string(text)));
+  return Predict(text, lexicon::Score(std::string(text)));
 }
 
 CategoryProbs CategoryModel::Predict(absl::string_view text,
@@ -193,7 +193,7 @@ CategoryProbs CategoryModel::Predict(absl::string_view text,
 }
 
 std::array<float, kModelClasses> LexiconFeatures(absl::string_view text) {
-  return LexiconFeatures(RequestAnalyzer::Score(std::string(text)));
+  return LexiconFeatures(lexicon::Score(std::string(text)));
 }
 
 std::array<float, kModelClasses> LexiconFeatures(const std::array<double, 9>& s) {

@@ -62,7 +62,7 @@ class CategoryModel {
                             const std::vector<float>& lexicon, const std::vector<float>& weights);
 
   CategoryProbs Predict(absl::string_view text) const;
-  // The same when the caller already has RequestAnalyzer::Score(text) (saves scoring twice).
+  // The same when the caller already has lexicon::Score(text) (saves scoring twice).
   CategoryProbs Predict(absl::string_view text, const std::array<double, 9>& lexicon_scores) const;
   // The same from features already extracted with this model's hash_bits().
   CategoryProbs PredictFeatures(const std::vector<uint32_t>& ids,
@@ -81,7 +81,7 @@ class CategoryModel {
 };
 
 // The lexicon's opinion of `text` as model inputs: log(1 + score) per category, kAllCategories
-// order (RequestAnalyzer::Score).
+// order (lexicon::Score).
 std::array<float, kModelClasses> LexiconFeatures(absl::string_view text);
 std::array<float, kModelClasses> LexiconFeatures(const std::array<double, 9>& lexicon_scores);
 

@@ -7,7 +7,7 @@
 #include "absl/strings/match.h"
 #include "common/categories.h"
 #include "coordinator/analyzer/text_features.h"
-#include "coordinator/request_analyzer.h"
+#include "coordinator/analyzer/request_analyzer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

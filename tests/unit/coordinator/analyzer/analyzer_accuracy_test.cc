@@ -10,7 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/categories.h"
-#include "coordinator/request_analyzer.h"
+#include "coordinator/analyzer/request_analyzer.h"
 #include "gtest/gtest.h"
 
 namespace loom {

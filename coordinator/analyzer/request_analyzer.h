@@ -1,4 +1,4 @@
-// File: coordinator/request_analyzer.h
+// File: coordinator/analyzer/request_analyzer.h
 // Decides how a request is served: PASSTHROUGH (one model), COMPILED (split into sub-tasks) or
 // COMPETE (several models answer, one answer wins). Deterministic, no model call, tens of
 // microseconds; it explains itself in `reasons`.
@@ -26,8 +26,8 @@
 // all of this.
 //
 // Thread-safe (stateless after construction).
-#ifndef LOOM_COORDINATOR_REQUEST_ANALYZER_H_
-#define LOOM_COORDINATOR_REQUEST_ANALYZER_H_
+#ifndef LOOM_COORDINATOR_ANALYZER_REQUEST_ANALYZER_H_
+#define LOOM_COORDINATOR_ANALYZER_REQUEST_ANALYZER_H_
 
 #include <array>
 #include <optional>
@@ -95,4 +95,4 @@ class RequestAnalyzer {
 
 }  // namespace loom
 
-#endif  // LOOM_COORDINATOR_REQUEST_ANALYZER_H_
+#endif  // LOOM_COORDINATOR_ANALYZER_REQUEST_ANALYZER_H_

@@ -1,4 +1,4 @@
-#include "coordinator/request_analyzer.h"
+#include "coordinator/analyzer/request_analyzer.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -1,23 +1,18 @@
-#include "coordinator/request_analyzer.h"
+// File: coordinator/analyzer/lexicon.cc
+#include "coordinator/analyzer/lexicon.h"
 
 #include <algorithm>
 #include <cctype>
-#include <optional>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "common/categories.h"
-#include "common/tokens.h"
 #include "coordinator/analyzer/text_features.h"
+#include "loom/v1/common.pb.h"
 
-namespace loom {
+namespace loom::lexicon {
 namespace {
 
 using C = v1::TaskCategory;
@@ -212,49 +207,7 @@ constexpr const char* kProgrammingLanguages[] = {
     "python", "rust", "c++", "c#", "java", "javascript", "typescript", "golang", "kotlin",
     "swift", "ruby", "php", "haskell", "scala", "go"};
 
-// Words that begin an instruction.
-constexpr const char* kVerbs[] = {
-    "write", "implement", "create", "explain", "translate", "summarize", "summarise", "list",
-    "give", "compare", "describe", "convert", "calculate", "compute", "solve", "prove",
-    "analyze", "analyse", "evaluate", "tell", "provide", "generate", "make", "format",
-    "suggest", "return", "put", "present", "extract", "add", "fix", "review", "refactor",
-    "optimize", "port", "draft", "compose", "brainstorm", "come", "invent", "imagine",
-    "estimate", "define", "render", "parse", "turn", "organize", "classify", "output", "fill",
-    "show", "find", "help", "recommend", "rewrite", "condense", "shorten", "recap", "boil",
-    "plan", "build", "design", "outline", "discuss", "say", "do", "reason", "draw", "count",
-    "rephrase", "paraphrase", "arrange", "sort", "rank", "identify", "answer", "assess",
-    "explore", "determine", "justify", "simplify", "correct", "proofread", "debug", "predict"};
-
-// Verbs that may start a new ask after " and " ("... and explain ...").
-constexpr const char* kJoinVerbs[] = {
-    "explain", "summarize", "summarise", "translate", "write", "list", "compare", "describe",
-    "give", "create", "convert", "analyze", "analyse", "tell", "provide", "generate", "format",
-    "calculate", "return", "put", "present", "extract", "evaluate", "prove", "then",
-    "rephrase", "paraphrase", "sort", "rank", "answer", "identify", "assess", "justify"};
-
-// Verbs strong enough to start an ask inside pasted material.
-constexpr const char* kStrongVerbs[] = {
-    "explain", "summarize", "summarise", "translate", "write", "add", "convert", "list",
-    "compare", "give", "create", "calculate", "extract", "return", "implement", "evaluate",
-    "describe"};
-
-constexpr const char* kQuestionWords[] = {
-    "what", "who", "when", "where", "why", "how", "which", "is", "are", "can", "could", "do",
-    "does", "should", "would", "will", "did", "was", "were"};
-
-// Words that mark a request as vague (no category can be ahead).
-constexpr const char* kVague[] = {
-    "something", "anything", "thoughts", "surprise", "better", "best take", "nice",
-    "think about", "meaning of", "future", "help me with my", "whatever", "fun", "interesting",
-    "what would happen"};
-
-// Phrases that mean "the result of an earlier ask".
-constexpr const char* kBackReferences[] = {
-    "it", "them", "the result", "the results", "the code", "the translation", "the summary",
-    "the two", "both", "the above", "this function", "the function", "the story", "the poem",
-    "your explanation", "the comparison", "the solution", "the winner", "the same function",
-    "you covered", "the two implementations", "the two versions", "the paradox", "the moral",
-    "its", "that"};
+}  // namespace
 
 bool IsWordByte(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -282,22 +235,6 @@ int CountPhrase(absl::string_view lower, absl::string_view phrase) {
 
 bool HasPhrase(absl::string_view lower, absl::string_view phrase) {
   return CountPhrase(lower, phrase) > 0;
-}
-
-template <size_t N>
-bool HasAny(absl::string_view lower, const char* const (&phrases)[N]) {
-  for (const char* p : phrases) {
-    if (HasPhrase(lower, p)) return true;
-  }
-  return false;
-}
-
-template <size_t N>
-bool IsOneOf(absl::string_view word, const char* const (&words)[N]) {
-  for (const char* w : words) {
-    if (word == w) return true;
-  }
-  return false;
 }
 
 // Splits `text` into what the client wrote as instructions and what it pasted or quoted:
@@ -341,6 +278,28 @@ void SplitInstruction(absl::string_view text, std::string* instruction, std::str
     *payload = unquoted.substr(colon + 1);
   }
 }
+
+// Distinct code-syntax markers in `text` (pasted code counts fully: it says what the request is
+// about), at most three.
+// `symbols_only` leaves out keywords that also occur in prose ("return the result").
+int CodeSyntax(absl::string_view text, bool symbols_only) {
+  static constexpr const char* kSymbols[] = {"()", "{", "};", "=>", "#include", "def ", "->",
+                                             "::", "!=", "++", "```", "self.", "std::",
+                                             "console.", "print(", "</"};
+  static constexpr const char* kKeywords[] = {"import ", "return ", "const ", "var ", "let ",
+                                              "public "};
+  int n = 0;
+  for (const char* sym : kSymbols) {
+    if (text.find(sym) != absl::string_view::npos && ++n == 3) return n;
+  }
+  if (symbols_only) return n;
+  for (const char* sym : kKeywords) {
+    if (text.find(sym) != absl::string_view::npos && ++n == 3) return n;
+  }
+  return n;
+}
+
+namespace {
 
 // The runs of word bytes in a text, to skip looking for a phrase whose first word the text
 // lacks: a match of a phrase starting with a word byte begins at a word boundary (CountPhrase),
@@ -487,258 +446,9 @@ std::array<double, 9> ScoreLower(absl::string_view lower) {
   return s;
 }
 
-// The category with the highest score (GENERAL when nothing scores `min_signal`), and the
-// runner-up score.
-C TopCategory(const std::array<double, 9>& s, double min_signal, double* top, double* second) {
-  C best = C::TASK_CATEGORY_GENERAL;
-  *top = 0;
-  *second = 0;
-  for (C c : kAllCategories) {
-    if (s[c] > *top) {
-      *second = *top;
-      *top = s[c];
-      best = c;
-    } else if (s[c] > *second) {
-      *second = s[c];
-    }
-  }
-  if (*top < min_signal) return C::TASK_CATEGORY_GENERAL;
-  return best;
-}
-
-std::string FirstWord(absl::string_view lower) {
-  size_t i = 0;
-  while (i < lower.size() && !IsWordByte(lower[i])) ++i;
-  size_t j = i;
-  while (j < lower.size() && (IsWordByte(lower[j]) || lower[j] == '\'')) ++j;
-  return std::string(lower.substr(i, j - i));
-}
-
-struct Piece {
-  std::string text;  // original case
-  bool explicit_separate = false;
-  bool sequential = false;
-};
-
-// Strips leading markers ("1.", "-", "also", "then", "please", ...) and records what they say.
-Piece Normalize(std::string text) {
-  Piece p;
-  absl::string_view t = absl::StripAsciiWhitespace(text);
-  bool changed = true;
-  while (changed && !t.empty()) {
-    changed = false;
-    // Enumerations: "1." "2)" "-" "*" "•"
-    size_t i = 0;
-    while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) ++i;
-    if (i > 0 && i < t.size() && (t[i] == '.' || t[i] == ')') &&
-        (i + 1 == t.size() || t[i + 1] == ' ')) {
-      t = absl::StripLeadingAsciiWhitespace(t.substr(i + 1));
-      p.explicit_separate = changed = true;
-      continue;
-    }
-    if (absl::StartsWith(t, "- ") || absl::StartsWith(t, "* ") || absl::StartsWith(t, "\xe2\x80\xa2")) {
-      t = absl::StripLeadingAsciiWhitespace(t.substr(t[0] == '-' || t[0] == '*' ? 2 : 3));
-      p.explicit_separate = changed = true;
-      continue;
-    }
-    const std::string lower = absl::AsciiStrToLower(t.substr(0, 24));
-    struct Marker {
-      const char* word;
-      bool separate, sequential;
-    };
-    for (const Marker& m : {Marker{"and then", true, true}, Marker{"after that", true, true},
-                            Marker{"afterwards", true, true}, Marker{"then", true, true},
-                            Marker{"next", true, true}, Marker{"finally", true, true},
-                            Marker{"also", true, false}, Marker{"additionally", true, false},
-                            Marker{"plus", true, false}, Marker{"first", true, false},
-                            Marker{"firstly", true, false}, Marker{"second", true, false},
-                            Marker{"secondly", true, false}, Marker{"third", true, false},
-                            Marker{"lastly", true, false}, Marker{"and", false, false},
-                            Marker{"please", false, false}, Marker{"now", false, false},
-                            Marker{"can you", false, false}, Marker{"could you", false, false}}) {
-      const size_t n = strlen(m.word);
-      if (absl::StartsWith(lower, m.word) && (lower.size() == n || !IsWordByte(lower[n]))) {
-        t = absl::StripLeadingAsciiWhitespace(t.substr(n));
-        if (!t.empty() && t[0] == ',') t = absl::StripLeadingAsciiWhitespace(t.substr(1));
-        p.explicit_separate |= m.separate;
-        p.sequential |= m.sequential;
-        changed = true;
-        break;
-      }
-    }
-  }
-  p.text = std::string(t);
-  return p;
-}
-
-bool IsInstruction(absl::string_view text, bool strong_only) {
-  const std::string lower = absl::AsciiStrToLower(text);
-  const std::string first = FirstWord(lower);
-  if (strong_only) return IsOneOf(first, kStrongVerbs);
-  if (IsOneOf(first, kVerbs)) return true;
-  if (IsOneOf(first, kQuestionWords)) return true;
-  absl::string_view trimmed = absl::StripTrailingAsciiWhitespace(text);
-  return !trimmed.empty() && trimmed.back() == '?';
-}
-
-// Splits into sentences at . ? ! followed by whitespace and a capital, digit, dash or bullet,
-// and at newlines. Abbreviations like "e.g." do not end a sentence.
-std::vector<std::string> Sentences(const std::string& text) {
-  std::vector<std::string> out;
-  std::string current;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '\n') {
-      if (!absl::StripAsciiWhitespace(current).empty()) out.push_back(current);
-      current.clear();
-      continue;
-    }
-    current += c;
-    if ((c == '.' || c == '?' || c == '!') && i + 2 < text.size() && text[i + 1] == ' ') {
-      const unsigned char next = text[i + 2];
-      const bool starts = std::isupper(next) || std::isdigit(next) || next == '-' || next == '*' ||
-                          next >= 0x80;
-      const std::string lower = absl::AsciiStrToLower(current);
-      const bool abbreviation = absl::EndsWith(lower, "e.g.") || absl::EndsWith(lower, "i.e.") ||
-                                absl::EndsWith(lower, " vs.") || absl::EndsWith(lower, "mr.") ||
-                                absl::EndsWith(lower, "dr.") || absl::EndsWith(lower, "etc.");
-      if (starts && !abbreviation) {
-        out.push_back(current);
-        current.clear();
-      }
-    }
-  }
-  if (!absl::StripAsciiWhitespace(current).empty()) out.push_back(current);
-  return out;
-}
-
-// Splits one sentence's instruction part at connectors: "and then", ", then", "; ", "also",
-// "after that", and "and <verb>". Text after the first ": " stays with the last piece.
-std::vector<std::string> SplitConnectors(const std::string& sentence) {
-  size_t colon = sentence.find(": ");
-  const std::string head = sentence.substr(0, colon);
-  const std::string tail = colon == std::string::npos ? "" : sentence.substr(colon);
-  const std::string lower = absl::AsciiStrToLower(head);
-  std::vector<size_t> cuts;
-  auto add_cuts = [&](const std::string& connector, bool need_verb) {
-    for (size_t pos = lower.find(connector); pos != std::string::npos;
-         pos = lower.find(connector, pos + 1)) {
-      const size_t after = pos + connector.size();
-      if (need_verb) {
-        std::string next = FirstWord(absl::string_view(lower).substr(after));
-        if (!IsOneOf(next, kJoinVerbs)) continue;
-      }
-      cuts.push_back(pos);
-    }
-  };
-  add_cuts(" and then ", false);
-  add_cuts(", then ", false);
-  add_cuts("; ", true);
-  add_cuts(", and also ", false);
-  add_cuts(" and also ", false);
-  add_cuts(", also ", false);
-  add_cuts(" also ", true);
-  add_cuts(", after that ", false);
-  add_cuts(" then ", true);
-  add_cuts(" and ", true);
-  add_cuts(", and ", true);
-  std::sort(cuts.begin(), cuts.end());
-  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
-  std::vector<std::string> pieces;
-  size_t start = 0;
-  for (size_t cut : cuts) {
-    if (cut <= start) continue;
-    pieces.push_back(head.substr(start, cut - start));
-    start = cut;
-  }
-  pieces.push_back(head.substr(start) + tail);
-  // Drop a leading comma or semicolon left by the cut.
-  for (auto& p : pieces) {
-    absl::string_view v = absl::StripLeadingAsciiWhitespace(p);
-    while (!v.empty() && (v[0] == ',' || v[0] == ';')) v = absl::StripLeadingAsciiWhitespace(v.substr(1));
-    p = std::string(v);
-  }
-  return pieces;
-}
-
-// Categories whose weight is above `floor` of the total, normalised to sum 1, best first (ties
-// by category); GENERAL alone when none is.
-std::vector<v1::CategoryScore> RankedCategories(const std::array<double, 9>& weight, double floor) {
-  double sum = 0;
-  for (C c : kAllCategories) sum += std::max(0.0, weight[c]);
-  std::vector<v1::CategoryScore> out;
-  for (C c : kAllCategories) {
-    if (weight[c] <= 0 || weight[c] < floor * sum) continue;
-    v1::CategoryScore cs;
-    cs.set_category(c);
-    cs.set_score(weight[c] / sum);
-    out.push_back(cs);
-  }
-  std::sort(out.begin(), out.end(), [](const v1::CategoryScore& x, const v1::CategoryScore& y) {
-    return x.score() != y.score() ? x.score() > y.score() : x.category() < y.category();
-  });
-  if (out.empty()) {
-    v1::CategoryScore cs;
-    cs.set_category(C::TASK_CATEGORY_GENERAL);
-    cs.set_score(1);
-    out.push_back(cs);
-  }
-  return out;
-}
-
-// The sentences of `text`, each marked true when it lies in the middle of a long prompt. The
-// middle of a long prompt is material, passed on whole: asks are at its start or end, and the
-// cost of reading a pasted book stays bounded. The cuts fall on line breaks when there are any.
-std::vector<std::pair<std::string, bool>> WindowSentences(const std::string& text) {
-  std::vector<std::pair<std::string, bool>> out;
-  if (text.size() <= kHeadBytes + kTailBytes) {
-    for (std::string& s : Sentences(text)) out.emplace_back(std::move(s), false);
-    return out;
-  }
-  size_t head = text.rfind('\n', kHeadBytes);
-  if (head == std::string::npos || head < kHeadBytes / 2) head = kHeadBytes;
-  size_t tail = text.find('\n', text.size() - kTailBytes);
-  if (tail == std::string::npos) tail = text.size() - kTailBytes;
-  // Never cut inside a UTF-8 sequence.
-  while (head > 0 && (static_cast<unsigned char>(text[head]) & 0xC0) == 0x80) --head;
-  while (tail < text.size() && (static_cast<unsigned char>(text[tail]) & 0xC0) == 0x80) ++tail;
-  for (std::string& s : Sentences(text.substr(0, head))) out.emplace_back(std::move(s), false);
-  const std::string middle(absl::StripAsciiWhitespace(absl::string_view(text).substr(head, tail - head)));
-  if (!middle.empty()) out.emplace_back(middle, true);
-  for (std::string& s : Sentences(text.substr(tail))) out.emplace_back(std::move(s), false);
-  return out;
-}
-
-std::string LastUserMessage(const v1::CompleteRequest& request) {
-  for (int i = request.messages_size() - 1; i >= 0; --i) {
-    if (request.messages(i).role() == "user") return request.messages(i).content();
-  }
-  return request.messages().empty() ? "" : request.messages().rbegin()->content();
-}
-
-// Distinct code-syntax markers in `text` (pasted code counts fully: it says what the request is
-// about), at most three.
-// `symbols_only` leaves out keywords that also occur in prose ("return the result").
-int CodeSyntax(absl::string_view text, bool symbols_only = false) {
-  static constexpr const char* kSymbols[] = {"()", "{", "};", "=>", "#include", "def ", "->",
-                                             "::", "!=", "++", "```", "self.", "std::",
-                                             "console.", "print(", "</"};
-  static constexpr const char* kKeywords[] = {"import ", "return ", "const ", "var ", "let ",
-                                              "public "};
-  int n = 0;
-  for (const char* sym : kSymbols) {
-    if (text.find(sym) != absl::string_view::npos && ++n == 3) return n;
-  }
-  if (symbols_only) return n;
-  for (const char* sym : kKeywords) {
-    if (text.find(sym) != absl::string_view::npos && ++n == 3) return n;
-  }
-  return n;
-}
-
 }  // namespace
 
-std::array<double, 9> RequestAnalyzer::Score(const std::string& whole) {
+std::array<double, 9> Score(const std::string& whole) {
   const std::string text = ReadWindow(whole);  // bounded cost; the same window the model reads
   std::string instruction, payload;
   SplitInstruction(text, &instruction, &payload);
@@ -751,241 +461,4 @@ std::array<double, 9> RequestAnalyzer::Score(const std::string& whole) {
   return s;
 }
 
-RequestAnalyzer::RequestAnalyzer(AnalyzerOptions options)
-    : options_(options), model_(options.model ? *options.model : CategoryModel::Builtin()) {}
-
-Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_output_tokens) const {
-  Analysis a;
-  // 1. Pieces: sentences, then connectors; mark instructions and context.
-  std::vector<std::string> context;
-  bool in_payload = false;
-  // Score(text), when an ask turns out to be the whole text (one short question): the
-  // single-ask verdict below scores the whole text and need not do it twice.
-  std::optional<std::array<double, 9>> whole_scores;
-  for (const auto& [sentence, middle] : WindowSentences(text)) {
-    if (middle) {
-      context.push_back(sentence);
-      in_payload = true;
-      continue;
-    }
-    if (CodeSyntax(sentence, /*symbols_only=*/true) > 0 && !a.asks.empty()) {
-      // A line of pasted code: material for the asks, never an ask itself.
-      context.push_back(sentence);
-      in_payload = true;
-      continue;
-    }
-    for (const std::string& raw : SplitConnectors(sentence)) {
-      Piece piece = Normalize(raw);
-      if (piece.text.empty()) continue;
-      const bool instruction =
-          IsInstruction(piece.text, /*strong_only=*/in_payload && !piece.explicit_separate);
-      if (!instruction) {
-        context.push_back(piece.text);
-        continue;
-      }
-      Ask ask;
-      ask.text = piece.text;
-      ask.explicit_separate = piece.explicit_separate;
-      ask.sequential = piece.sequential;
-      std::string instr, payload;
-      SplitInstruction(piece.text, &instr, &payload);
-      if (!payload.empty()) {
-        in_payload = true;
-        context.push_back(std::string(absl::StripAsciiWhitespace(payload)));
-        ask.text = std::string(absl::StripAsciiWhitespace(instr));
-      }
-      // An ask is scored on its own instruction; what it carries after a colon counts 0.3.
-      ask.scores = Score(instr);
-      if (payload.empty() && instr == text) whole_scores = ask.scores;
-      if (!payload.empty()) {
-        std::array<double, 9> p = Score(payload);
-        for (C c : kAllCategories) ask.scores[c] += 0.3 * p[c];
-      }
-      // The classifier reads the instruction (pasted material would decide what the ask is
-      // "about": an explanation of pasted code is not code), with the lexicon's scores.
-      if (!options_.lexicon_only) ask.probs = model_.Predict(instr, ask.scores);
-      const std::string lower = absl::AsciiStrToLower(instr);
-      ask.refers_back = !a.asks.empty() && HasAny(lower, kBackReferences);
-      a.asks.push_back(std::move(ask));
-    }
-  }
-  a.context = absl::StrJoin(context, " ");
-  if (a.asks.empty()) {
-    Ask whole;
-    whole.text = text;
-    whole.scores = Score(text);
-    whole_scores = whole.scores;
-    a.asks.push_back(whole);
-  }
-  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole_scores);
-  // 2. Categories; asks without a signal lean on their neighbour.
-  double top, second;
-  int lexicon_decided = 0;
-  for (Ask& ask : a.asks) {
-    const C lexicon = TopCategory(ask.scores, options_.min_signal, &top, &second);
-    ask.category = options_.lexicon_only ? lexicon : ask.probs.best();
-    // The classifier learnt from whole prompts; on a short fragment of one it may be unsure
-    // where the lexicon has a clear cue ("explain the differences" is comparison): then the
-    // lexicon decides that ask.
-    if (!options_.lexicon_only && a.asks.size() > 1 && ask.probs.best_p() < options_.fragment_sure &&
-        top >= options_.min_signal && lexicon != ask.category) {
-      ask.category = lexicon;
-      ++lexicon_decided;
-    }
-  }
-  // 3. Merge adjacent asks of one category unless they were asked for separately; merge asks
-  // with no signal into the previous one unless separate.
-  std::vector<Ask> merged;
-  for (Ask& ask : a.asks) {
-    TopCategory(ask.scores, options_.min_signal, &top, &second);
-    const bool no_signal = top < options_.min_signal;
-    if (!merged.empty() && !ask.explicit_separate &&
-        (ask.category == merged.back().category || no_signal)) {
-      Ask& prev = merged.back();
-      prev.text = absl::StrCat(prev.text, " ", ask.text);
-      for (C c : kAllCategories) prev.scores[c] += ask.scores[c];
-      continue;
-    }
-    merged.push_back(std::move(ask));
-  }
-  a.asks = std::move(merged);
-  constexpr size_t kMaxAsks = 8;
-  while (a.asks.size() > kMaxAsks) {
-    Ask last = std::move(a.asks.back());
-    a.asks.pop_back();
-    a.asks.back().text = absl::StrCat(a.asks.back().text, " ", last.text);
-  }
-
-  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole_scores);
-
-  // 4. Whole-request category scores, normalised: the classifier's mean over the asks, or the
-  // sum of their lexicon scores.
-  std::array<double, 9> total{};
-  for (const Ask& ask : a.asks) {
-    for (C c : kAllCategories) total[c] += options_.lexicon_only ? ask.scores[c] : ask.probs.of(c);
-  }
-  a.categories = RankedCategories(total, 0);
-
-  // 5. Several asks: compile.
-  a.estimated_tokens = CountTokens(text) + max_output_tokens * static_cast<int64_t>(a.asks.size());
-  a.kind = v1::PLAN_KIND_COMPILED;
-  std::vector<std::string> parts;
-  for (const Ask& ask : a.asks) {
-    parts.push_back(options_.lexicon_only
-                        ? CategoryName(ask.category)
-                        : absl::StrFormat("%s %.2f", CategoryName(ask.category), ask.probs.of(ask.category)));
-  }
-  a.reasons.push_back(absl::StrCat(
-      a.asks.size(), " separate asks (", absl::StrJoin(parts, ", "),
-      options_.lexicon_only ? ""
-      : lexicon_decided    ? absl::StrCat("; classifier, the lexicon for ", lexicon_decided,
-                                          " it was unsure of")
-                           : "; classifier",
-      "): compile into sub-tasks"));
-  return a;
-}
-
-// One ask: the whole request goes to one model, or to several that compete.
-Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
-                                 const std::optional<std::array<double, 9>>& whole_scores) const {
-  a.estimated_tokens = CountTokens(text) + max_output_tokens;
-  Ask& only = a.asks.front();
-  // The whole request is scored (pasted code says what it is about).
-  only.scores = whole_scores ? *whole_scores : Score(text);
-  double top, second;
-  const C lexicon_best = TopCategory(only.scores, options_.min_signal, &top, &second);
-  const std::string lower = absl::AsciiStrToLower(text);
-  int words = 0;  // runs of non-spaces; a vague request is short
-  for (size_t i = 0; i < text.size() && words <= options_.vague_max_words; ++i) {
-    words += text[i] != ' ' && (i == 0 || text[i - 1] == ' ');
-  }
-  const bool vague =
-      (top < 2.0 && words <= options_.vague_max_words && HasAny(lower, kVague)) ||
-      (top < 1.0 && words <= 3 && std::all_of(text.begin(), text.end(), [](char c) {
-         return static_cast<unsigned char>(c) < 0x80;
-       }));
-  if (options_.lexicon_only) {
-    only.category = lexicon_best;
-    a.categories = RankedCategories(only.scores, 0);
-  } else {
-    only.probs = model_.Predict(text, only.scores);
-    only.category = only.probs.best();
-    std::array<double, 9> p{};
-    for (C c : kAllCategories) p[c] = only.probs.of(c);
-    a.categories = RankedCategories(p, 0.01);
-  }
-  if (options_.lexicon_only) {
-    if (second >= options_.compete_min_score && second >= options_.compete_tie_ratio * top) {
-      C runner_up = C::TASK_CATEGORY_GENERAL;
-      for (C c : kAllCategories) {
-        if (c != lexicon_best && only.scores[c] == second) runner_up = c;
-      }
-      a.kind = v1::PLAN_KIND_COMPETE;
-      a.reasons.push_back(absl::StrFormat(
-          "no category clearly ahead (%s %.1f vs %s %.1f): let several models compete",
-          CategoryName(lexicon_best), top, CategoryName(runner_up), second));
-      return a;
-    }
-  } else {
-    const CategoryProbs& p = only.probs;
-    if (p.second_p() >= options_.tie_min && p.margin() < options_.tie_margin) {
-      a.kind = v1::PLAN_KIND_COMPETE;
-      a.reasons.push_back(absl::StrFormat(
-          "classifier: no category clearly ahead (%s %.2f vs %s %.2f): let several models compete",
-          CategoryName(p.best()), p.best_p(), CategoryName(p.second()), p.second_p()));
-      return a;
-    }
-  }
-  if (vague) {
-    a.kind = v1::PLAN_KIND_COMPETE;
-    a.reasons.push_back("short, open-ended request with no clear skill: let several models compete");
-    return a;
-  }
-  a.kind = v1::PLAN_KIND_PASSTHROUGH;
-  if (options_.lexicon_only) {
-    if (top < options_.min_signal) {
-      a.reasons.push_back("a single request with no specific skill: one general model answers");
-    } else {
-      a.reasons.push_back(absl::StrFormat("a single %s request (score %.1f, next %.1f): one model answers",
-                                          CategoryName(lexicon_best), top, second));
-    }
-    return a;
-  }
-  const CategoryProbs& p = only.probs;
-  if (p.best_p() < options_.unsure_below) {
-    only.category = C::TASK_CATEGORY_GENERAL;
-    a.reasons.push_back(absl::StrFormat(
-        "classifier unsure (best %s %.2f < %.2f, entropy %.1f bits): one general model answers",
-        CategoryName(p.best()), p.best_p(), options_.unsure_below, p.entropy()));
-    return a;
-  }
-  a.reasons.push_back(absl::StrFormat(
-      "a single %s request (classifier %.2f, next %s %.2f): one model answers",
-      CategoryName(p.best()), p.best_p(), CategoryName(p.second()), p.second_p()));
-  return a;
-}
-
-Analysis RequestAnalyzer::Analyze(const v1::CompleteRequest& request,
-                                  int64_t max_output_tokens) const {
-  Analysis a = AnalyzeText(LastUserMessage(request), max_output_tokens);
-  int64_t history = 0;
-  for (const auto& m : request.messages()) history += CountTokens(m.content());
-  a.estimated_tokens += history - CountTokens(LastUserMessage(request));
-  if (request.mode() != v1::PLAN_KIND_UNSPECIFIED) {
-    a.reasons.insert(a.reasons.begin(),
-                     absl::StrCat("the client asked for plan kind ",
-                                  absl::AsciiStrToLower(absl::StripPrefix(
-                                      v1::PlanKind_Name(request.mode()), "PLAN_KIND_"))));
-    a.kind = request.mode();
-  } else if (!request.model().empty() || !request.family().empty()) {
-    a.reasons.insert(a.reasons.begin(),
-                     absl::StrCat("the client pinned ",
-                                  request.model().empty() ? "family " + request.family()
-                                                          : "model " + request.model(),
-                                  ": passthrough"));
-    a.kind = v1::PLAN_KIND_PASSTHROUGH;
-  }
-  return a;
-}
-
-}  // namespace loom
+}  // namespace loom::lexicon

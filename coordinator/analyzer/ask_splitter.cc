@@ -1,0 +1,229 @@
+// File: coordinator/analyzer/ask_splitter.cc
+#include "coordinator/analyzer/ask_splitter.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "coordinator/analyzer/lexicon.h"
+#include "coordinator/analyzer/text_features.h"
+
+namespace loom::asks {
+namespace {
+
+using lexicon::CountPhrase;
+using lexicon::HasAny;
+using lexicon::HasPhrase;
+using lexicon::IsOneOf;
+using lexicon::IsWordByte;
+
+// Words that begin an instruction.
+constexpr const char* kVerbs[] = {
+    "write", "implement", "create", "explain", "translate", "summarize", "summarise", "list",
+    "give", "compare", "describe", "convert", "calculate", "compute", "solve", "prove",
+    "analyze", "analyse", "evaluate", "tell", "provide", "generate", "make", "format",
+    "suggest", "return", "put", "present", "extract", "add", "fix", "review", "refactor",
+    "optimize", "port", "draft", "compose", "brainstorm", "come", "invent", "imagine",
+    "estimate", "define", "render", "parse", "turn", "organize", "classify", "output", "fill",
+    "show", "find", "help", "recommend", "rewrite", "condense", "shorten", "recap", "boil",
+    "plan", "build", "design", "outline", "discuss", "say", "do", "reason", "draw", "count",
+    "rephrase", "paraphrase", "arrange", "sort", "rank", "identify", "answer", "assess",
+    "explore", "determine", "justify", "simplify", "correct", "proofread", "debug", "predict"};
+
+// Verbs that may start a new ask after " and " ("... and explain ...").
+constexpr const char* kJoinVerbs[] = {
+    "explain", "summarize", "summarise", "translate", "write", "list", "compare", "describe",
+    "give", "create", "convert", "analyze", "analyse", "tell", "provide", "generate", "format",
+    "calculate", "return", "put", "present", "extract", "evaluate", "prove", "then",
+    "rephrase", "paraphrase", "sort", "rank", "answer", "identify", "assess", "justify"};
+
+// Verbs strong enough to start an ask inside pasted material.
+constexpr const char* kStrongVerbs[] = {
+    "explain", "summarize", "summarise", "translate", "write", "add", "convert", "list",
+    "compare", "give", "create", "calculate", "extract", "return", "implement", "evaluate",
+    "describe"};
+
+constexpr const char* kQuestionWords[] = {
+    "what", "who", "when", "where", "why", "how", "which", "is", "are", "can", "could", "do",
+    "does", "should", "would", "will", "did", "was", "were"};
+
+
+}  // namespace
+
+std::string FirstWord(absl::string_view lower) {
+  size_t i = 0;
+  while (i < lower.size() && !IsWordByte(lower[i])) ++i;
+  size_t j = i;
+  while (j < lower.size() && (IsWordByte(lower[j]) || lower[j] == '\'')) ++j;
+  return std::string(lower.substr(i, j - i));
+}
+
+
+// Strips leading markers ("1.", "-", "also", "then", "please", ...) and records what they say.
+Piece Normalize(std::string text) {
+  Piece p;
+  absl::string_view t = absl::StripAsciiWhitespace(text);
+  bool changed = true;
+  while (changed && !t.empty()) {
+    changed = false;
+    // Enumerations: "1." "2)" "-" "*" "•"
+    size_t i = 0;
+    while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) ++i;
+    if (i > 0 && i < t.size() && (t[i] == '.' || t[i] == ')') &&
+        (i + 1 == t.size() || t[i + 1] == ' ')) {
+      t = absl::StripLeadingAsciiWhitespace(t.substr(i + 1));
+      p.explicit_separate = changed = true;
+      continue;
+    }
+    if (absl::StartsWith(t, "- ") || absl::StartsWith(t, "* ") || absl::StartsWith(t, "\xe2\x80\xa2")) {
+      t = absl::StripLeadingAsciiWhitespace(t.substr(t[0] == '-' || t[0] == '*' ? 2 : 3));
+      p.explicit_separate = changed = true;
+      continue;
+    }
+    const std::string lower = absl::AsciiStrToLower(t.substr(0, 24));
+    struct Marker {
+      const char* word;
+      bool separate, sequential;
+    };
+    for (const Marker& m : {Marker{"and then", true, true}, Marker{"after that", true, true},
+                            Marker{"afterwards", true, true}, Marker{"then", true, true},
+                            Marker{"next", true, true}, Marker{"finally", true, true},
+                            Marker{"also", true, false}, Marker{"additionally", true, false},
+                            Marker{"plus", true, false}, Marker{"first", true, false},
+                            Marker{"firstly", true, false}, Marker{"second", true, false},
+                            Marker{"secondly", true, false}, Marker{"third", true, false},
+                            Marker{"lastly", true, false}, Marker{"and", false, false},
+                            Marker{"please", false, false}, Marker{"now", false, false},
+                            Marker{"can you", false, false}, Marker{"could you", false, false}}) {
+      const size_t n = strlen(m.word);
+      if (absl::StartsWith(lower, m.word) && (lower.size() == n || !IsWordByte(lower[n]))) {
+        t = absl::StripLeadingAsciiWhitespace(t.substr(n));
+        if (!t.empty() && t[0] == ',') t = absl::StripLeadingAsciiWhitespace(t.substr(1));
+        p.explicit_separate |= m.separate;
+        p.sequential |= m.sequential;
+        changed = true;
+        break;
+      }
+    }
+  }
+  p.text = std::string(t);
+  return p;
+}
+
+bool IsInstruction(absl::string_view text, bool strong_only) {
+  const std::string lower = absl::AsciiStrToLower(text);
+  const std::string first = FirstWord(lower);
+  if (strong_only) return IsOneOf(first, kStrongVerbs);
+  if (IsOneOf(first, kVerbs)) return true;
+  if (IsOneOf(first, kQuestionWords)) return true;
+  absl::string_view trimmed = absl::StripTrailingAsciiWhitespace(text);
+  return !trimmed.empty() && trimmed.back() == '?';
+}
+
+// Splits into sentences at . ? ! followed by whitespace and a capital, digit, dash or bullet,
+// and at newlines. Abbreviations like "e.g." do not end a sentence.
+std::vector<std::string> Sentences(const std::string& text) {
+  std::vector<std::string> out;
+  std::string current;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n') {
+      if (!absl::StripAsciiWhitespace(current).empty()) out.push_back(current);
+      current.clear();
+      continue;
+    }
+    current += c;
+    if ((c == '.' || c == '?' || c == '!') && i + 2 < text.size() && text[i + 1] == ' ') {
+      const unsigned char next = text[i + 2];
+      const bool starts = std::isupper(next) || std::isdigit(next) || next == '-' || next == '*' ||
+                          next >= 0x80;
+      const std::string lower = absl::AsciiStrToLower(current);
+      const bool abbreviation = absl::EndsWith(lower, "e.g.") || absl::EndsWith(lower, "i.e.") ||
+                                absl::EndsWith(lower, " vs.") || absl::EndsWith(lower, "mr.") ||
+                                absl::EndsWith(lower, "dr.") || absl::EndsWith(lower, "etc.");
+      if (starts && !abbreviation) {
+        out.push_back(current);
+        current.clear();
+      }
+    }
+  }
+  if (!absl::StripAsciiWhitespace(current).empty()) out.push_back(current);
+  return out;
+}
+
+// Splits one sentence's instruction part at connectors: "and then", ", then", "; ", "also",
+// "after that", and "and <verb>". Text after the first ": " stays with the last piece.
+std::vector<std::string> SplitConnectors(const std::string& sentence) {
+  size_t colon = sentence.find(": ");
+  const std::string head = sentence.substr(0, colon);
+  const std::string tail = colon == std::string::npos ? "" : sentence.substr(colon);
+  const std::string lower = absl::AsciiStrToLower(head);
+  std::vector<size_t> cuts;
+  auto add_cuts = [&](const std::string& connector, bool need_verb) {
+    for (size_t pos = lower.find(connector); pos != std::string::npos;
+         pos = lower.find(connector, pos + 1)) {
+      const size_t after = pos + connector.size();
+      if (need_verb) {
+        std::string next = FirstWord(absl::string_view(lower).substr(after));
+        if (!IsOneOf(next, kJoinVerbs)) continue;
+      }
+      cuts.push_back(pos);
+    }
+  };
+  add_cuts(" and then ", false);
+  add_cuts(", then ", false);
+  add_cuts("; ", true);
+  add_cuts(", and also ", false);
+  add_cuts(" and also ", false);
+  add_cuts(", also ", false);
+  add_cuts(" also ", true);
+  add_cuts(", after that ", false);
+  add_cuts(" then ", true);
+  add_cuts(" and ", true);
+  add_cuts(", and ", true);
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  std::vector<std::string> pieces;
+  size_t start = 0;
+  for (size_t cut : cuts) {
+    if (cut <= start) continue;
+    pieces.push_back(head.substr(start, cut - start));
+    start = cut;
+  }
+  pieces.push_back(head.substr(start) + tail);
+  // Drop a leading comma or semicolon left by the cut.
+  for (auto& p : pieces) {
+    absl::string_view v = absl::StripLeadingAsciiWhitespace(p);
+    while (!v.empty() && (v[0] == ',' || v[0] == ';')) v = absl::StripLeadingAsciiWhitespace(v.substr(1));
+    p = std::string(v);
+  }
+  return pieces;
+}
+
+// The sentences of `text`, each marked true when it lies in the middle of a long prompt. The
+// middle of a long prompt is material, passed on whole: asks are at its start or end, and the
+// cost of reading a pasted book stays bounded. The cuts fall on line breaks when there are any.
+std::vector<std::pair<std::string, bool>> WindowSentences(const std::string& text) {
+  std::vector<std::pair<std::string, bool>> out;
+  if (text.size() <= kHeadBytes + kTailBytes) {
+    for (std::string& s : Sentences(text)) out.emplace_back(std::move(s), false);
+    return out;
+  }
+  size_t head = text.rfind('\n', kHeadBytes);
+  if (head == std::string::npos || head < kHeadBytes / 2) head = kHeadBytes;
+  size_t tail = text.find('\n', text.size() - kTailBytes);
+  if (tail == std::string::npos) tail = text.size() - kTailBytes;
+  // Never cut inside a UTF-8 sequence.
+  while (head > 0 && (static_cast<unsigned char>(text[head]) & 0xC0) == 0x80) --head;
+  while (tail < text.size() && (static_cast<unsigned char>(text[tail]) & 0xC0) == 0x80) ++tail;
+  for (std::string& s : Sentences(text.substr(0, head))) out.emplace_back(std::move(s), false);
+  const std::string middle(absl::StripAsciiWhitespace(absl::string_view(text).substr(head, tail - head)));
+  if (!middle.empty()) out.emplace_back(middle, true);
+  for (std::string& s : Sentences(text.substr(tail))) out.emplace_back(std::move(s), false);
+  return out;
+}
+
+}  // namespace loom::asks

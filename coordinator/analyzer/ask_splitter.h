@@ -1,0 +1,43 @@
+// File: coordinator/analyzer/ask_splitter.h
+// How the analyzer cuts a request into asks: sentences (at . ? ! before a capital, digit, dash
+// or bullet, and at newlines; "e.g." does not end one), then connectors inside a sentence
+// ("and then", ", then", "; ", "also", "after that", "and <verb>"), then leading markers
+// ("1.", "-", "also", "then", "please") stripped and remembered. A piece is an ask when it
+// starts with an instruction verb or a question word, or ends with "?". A long prompt's middle
+// is material, never asks (WindowSentences).
+//
+// Pure functions; thread-safe.
+#ifndef LOOM_COORDINATOR_ANALYZER_ASK_SPLITTER_H_
+#define LOOM_COORDINATOR_ANALYZER_ASK_SPLITTER_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace loom::asks {
+
+struct Piece {
+  std::string text;  // original case
+  bool explicit_separate = false;
+  bool sequential = false;
+};
+
+// The first word of a lowercase text (letters, digits, apostrophes).
+std::string FirstWord(absl::string_view lower);
+// Strips leading markers ("1.", "-", "also", "then", "please", ...) and records what they say.
+Piece Normalize(std::string text);
+// Whether `text` reads as an instruction or a question; `strong_only`: only verbs strong
+// enough to start an ask inside pasted material.
+bool IsInstruction(absl::string_view text, bool strong_only);
+std::vector<std::string> Sentences(const std::string& text);
+// Splits one sentence's instruction part at connectors. Text after the first ": " stays with
+// the last piece.
+std::vector<std::string> SplitConnectors(const std::string& sentence);
+// The sentences of `text`, each marked true when it lies in the middle of a long prompt.
+std::vector<std::pair<std::string, bool>> WindowSentences(const std::string& text);
+
+}  // namespace loom::asks
+
+#endif  // LOOM_COORDINATOR_ANALYZER_ASK_SPLITTER_H_

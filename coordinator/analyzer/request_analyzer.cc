@@ -1,0 +1,337 @@
+// File: coordinator/analyzer/request_analyzer.cc
+#include "coordinator/analyzer/request_analyzer.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "common/categories.h"
+#include "common/tokens.h"
+#include "coordinator/analyzer/ask_splitter.h"
+#include "coordinator/analyzer/lexicon.h"
+
+namespace loom {
+namespace {
+
+using C = v1::TaskCategory;
+using asks::IsInstruction;
+using asks::Normalize;
+using asks::Piece;
+using asks::SplitConnectors;
+using asks::WindowSentences;
+using lexicon::CodeSyntax;
+using lexicon::HasAny;
+using lexicon::SplitInstruction;
+
+// Words that mark a request as vague (no category can be ahead).
+constexpr const char* kVague[] = {
+    "something", "anything", "thoughts", "surprise", "better", "best take", "nice",
+    "think about", "meaning of", "future", "help me with my", "whatever", "fun", "interesting",
+    "what would happen"};
+
+
+// Phrases that mean "the result of an earlier ask".
+constexpr const char* kBackReferences[] = {
+    "it", "them", "the result", "the results", "the code", "the translation", "the summary",
+    "the two", "both", "the above", "this function", "the function", "the story", "the poem",
+    "your explanation", "the comparison", "the solution", "the winner", "the same function",
+    "you covered", "the two implementations", "the two versions", "the paradox", "the moral",
+    "its", "that"};
+
+// The category with the highest score (GENERAL when nothing scores `min_signal`), and the
+// runner-up score.
+C TopCategory(const std::array<double, 9>& s, double min_signal, double* top, double* second) {
+  C best = C::TASK_CATEGORY_GENERAL;
+  *top = 0;
+  *second = 0;
+  for (C c : kAllCategories) {
+    if (s[c] > *top) {
+      *second = *top;
+      *top = s[c];
+      best = c;
+    } else if (s[c] > *second) {
+      *second = s[c];
+    }
+  }
+  if (*top < min_signal) return C::TASK_CATEGORY_GENERAL;
+  return best;
+}
+
+// Categories whose weight is above `floor` of the total, normalised to sum 1, best first (ties
+// by category); GENERAL alone when none is.
+std::vector<v1::CategoryScore> RankedCategories(const std::array<double, 9>& weight, double floor) {
+  double sum = 0;
+  for (C c : kAllCategories) sum += std::max(0.0, weight[c]);
+  std::vector<v1::CategoryScore> out;
+  for (C c : kAllCategories) {
+    if (weight[c] <= 0 || weight[c] < floor * sum) continue;
+    v1::CategoryScore cs;
+    cs.set_category(c);
+    cs.set_score(weight[c] / sum);
+    out.push_back(cs);
+  }
+  std::sort(out.begin(), out.end(), [](const v1::CategoryScore& x, const v1::CategoryScore& y) {
+    return x.score() != y.score() ? x.score() > y.score() : x.category() < y.category();
+  });
+  if (out.empty()) {
+    v1::CategoryScore cs;
+    cs.set_category(C::TASK_CATEGORY_GENERAL);
+    cs.set_score(1);
+    out.push_back(cs);
+  }
+  return out;
+}
+
+std::string LastUserMessage(const v1::CompleteRequest& request) {
+  for (int i = request.messages_size() - 1; i >= 0; --i) {
+    if (request.messages(i).role() == "user") return request.messages(i).content();
+  }
+  return request.messages().empty() ? "" : request.messages().rbegin()->content();
+}
+
+}  // namespace
+
+std::array<double, 9> RequestAnalyzer::Score(const std::string& text) { return lexicon::Score(text); }
+
+RequestAnalyzer::RequestAnalyzer(AnalyzerOptions options)
+    : options_(options), model_(options.model ? *options.model : CategoryModel::Builtin()) {}
+
+Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_output_tokens) const {
+  Analysis a;
+  // 1. Pieces: sentences, then connectors; mark instructions and context.
+  std::vector<std::string> context;
+  bool in_payload = false;
+  // Score(text), when an ask turns out to be the whole text (one short question): the
+  // single-ask verdict below scores the whole text and need not do it twice.
+  std::optional<std::array<double, 9>> whole_scores;
+  for (const auto& [sentence, middle] : WindowSentences(text)) {
+    if (middle) {
+      context.push_back(sentence);
+      in_payload = true;
+      continue;
+    }
+    if (CodeSyntax(sentence, /*symbols_only=*/true) > 0 && !a.asks.empty()) {
+      // A line of pasted code: material for the asks, never an ask itself.
+      context.push_back(sentence);
+      in_payload = true;
+      continue;
+    }
+    for (const std::string& raw : SplitConnectors(sentence)) {
+      Piece piece = Normalize(raw);
+      if (piece.text.empty()) continue;
+      const bool instruction =
+          IsInstruction(piece.text, /*strong_only=*/in_payload && !piece.explicit_separate);
+      if (!instruction) {
+        context.push_back(piece.text);
+        continue;
+      }
+      Ask ask;
+      ask.text = piece.text;
+      ask.explicit_separate = piece.explicit_separate;
+      ask.sequential = piece.sequential;
+      std::string instr, payload;
+      SplitInstruction(piece.text, &instr, &payload);
+      if (!payload.empty()) {
+        in_payload = true;
+        context.push_back(std::string(absl::StripAsciiWhitespace(payload)));
+        ask.text = std::string(absl::StripAsciiWhitespace(instr));
+      }
+      // An ask is scored on its own instruction; what it carries after a colon counts 0.3.
+      ask.scores = Score(instr);
+      if (payload.empty() && instr == text) whole_scores = ask.scores;
+      if (!payload.empty()) {
+        std::array<double, 9> p = Score(payload);
+        for (C c : kAllCategories) ask.scores[c] += 0.3 * p[c];
+      }
+      // The classifier reads the instruction (pasted material would decide what the ask is
+      // "about": an explanation of pasted code is not code), with the lexicon's scores.
+      if (!options_.lexicon_only) ask.probs = model_.Predict(instr, ask.scores);
+      const std::string lower = absl::AsciiStrToLower(instr);
+      ask.refers_back = !a.asks.empty() && HasAny(lower, kBackReferences);
+      a.asks.push_back(std::move(ask));
+    }
+  }
+  a.context = absl::StrJoin(context, " ");
+  if (a.asks.empty()) {
+    Ask whole;
+    whole.text = text;
+    whole.scores = Score(text);
+    whole_scores = whole.scores;
+    a.asks.push_back(whole);
+  }
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole_scores);
+  // 2. Categories; asks without a signal lean on their neighbour.
+  double top, second;
+  int lexicon_decided = 0;
+  for (Ask& ask : a.asks) {
+    const C lexicon = TopCategory(ask.scores, options_.min_signal, &top, &second);
+    ask.category = options_.lexicon_only ? lexicon : ask.probs.best();
+    // The classifier learnt from whole prompts; on a short fragment of one it may be unsure
+    // where the lexicon has a clear cue ("explain the differences" is comparison): then the
+    // lexicon decides that ask.
+    if (!options_.lexicon_only && a.asks.size() > 1 && ask.probs.best_p() < options_.fragment_sure &&
+        top >= options_.min_signal && lexicon != ask.category) {
+      ask.category = lexicon;
+      ++lexicon_decided;
+    }
+  }
+  // 3. Merge adjacent asks of one category unless they were asked for separately; merge asks
+  // with no signal into the previous one unless separate.
+  std::vector<Ask> merged;
+  for (Ask& ask : a.asks) {
+    TopCategory(ask.scores, options_.min_signal, &top, &second);
+    const bool no_signal = top < options_.min_signal;
+    if (!merged.empty() && !ask.explicit_separate &&
+        (ask.category == merged.back().category || no_signal)) {
+      Ask& prev = merged.back();
+      prev.text = absl::StrCat(prev.text, " ", ask.text);
+      for (C c : kAllCategories) prev.scores[c] += ask.scores[c];
+      continue;
+    }
+    merged.push_back(std::move(ask));
+  }
+  a.asks = std::move(merged);
+  constexpr size_t kMaxAsks = 8;
+  while (a.asks.size() > kMaxAsks) {
+    Ask last = std::move(a.asks.back());
+    a.asks.pop_back();
+    a.asks.back().text = absl::StrCat(a.asks.back().text, " ", last.text);
+  }
+
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole_scores);
+
+  // 4. Whole-request category scores, normalised: the classifier's mean over the asks, or the
+  // sum of their lexicon scores.
+  std::array<double, 9> total{};
+  for (const Ask& ask : a.asks) {
+    for (C c : kAllCategories) total[c] += options_.lexicon_only ? ask.scores[c] : ask.probs.of(c);
+  }
+  a.categories = RankedCategories(total, 0);
+
+  // 5. Several asks: compile.
+  a.estimated_tokens = CountTokens(text) + max_output_tokens * static_cast<int64_t>(a.asks.size());
+  a.kind = v1::PLAN_KIND_COMPILED;
+  std::vector<std::string> parts;
+  for (const Ask& ask : a.asks) {
+    parts.push_back(options_.lexicon_only
+                        ? CategoryName(ask.category)
+                        : absl::StrFormat("%s %.2f", CategoryName(ask.category), ask.probs.of(ask.category)));
+  }
+  a.reasons.push_back(absl::StrCat(
+      a.asks.size(), " separate asks (", absl::StrJoin(parts, ", "),
+      options_.lexicon_only ? ""
+      : lexicon_decided    ? absl::StrCat("; classifier, the lexicon for ", lexicon_decided,
+                                          " it was unsure of")
+                           : "; classifier",
+      "): compile into sub-tasks"));
+  return a;
+}
+
+// One ask: the whole request goes to one model, or to several that compete.
+Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
+                                 const std::optional<std::array<double, 9>>& whole_scores) const {
+  a.estimated_tokens = CountTokens(text) + max_output_tokens;
+  Ask& only = a.asks.front();
+  // The whole request is scored (pasted code says what it is about).
+  only.scores = whole_scores ? *whole_scores : Score(text);
+  double top, second;
+  const C lexicon_best = TopCategory(only.scores, options_.min_signal, &top, &second);
+  const std::string lower = absl::AsciiStrToLower(text);
+  int words = 0;  // runs of non-spaces; a vague request is short
+  for (size_t i = 0; i < text.size() && words <= options_.vague_max_words; ++i) {
+    words += text[i] != ' ' && (i == 0 || text[i - 1] == ' ');
+  }
+  const bool vague =
+      (top < 2.0 && words <= options_.vague_max_words && HasAny(lower, kVague)) ||
+      (top < 1.0 && words <= 3 && std::all_of(text.begin(), text.end(), [](char c) {
+         return static_cast<unsigned char>(c) < 0x80;
+       }));
+  if (options_.lexicon_only) {
+    only.category = lexicon_best;
+    a.categories = RankedCategories(only.scores, 0);
+  } else {
+    only.probs = model_.Predict(text, only.scores);
+    only.category = only.probs.best();
+    std::array<double, 9> p{};
+    for (C c : kAllCategories) p[c] = only.probs.of(c);
+    a.categories = RankedCategories(p, 0.01);
+  }
+  if (options_.lexicon_only) {
+    if (second >= options_.compete_min_score && second >= options_.compete_tie_ratio * top) {
+      C runner_up = C::TASK_CATEGORY_GENERAL;
+      for (C c : kAllCategories) {
+        if (c != lexicon_best && only.scores[c] == second) runner_up = c;
+      }
+      a.kind = v1::PLAN_KIND_COMPETE;
+      a.reasons.push_back(absl::StrFormat(
+          "no category clearly ahead (%s %.1f vs %s %.1f): let several models compete",
+          CategoryName(lexicon_best), top, CategoryName(runner_up), second));
+      return a;
+    }
+  } else {
+    const CategoryProbs& p = only.probs;
+    if (p.second_p() >= options_.tie_min && p.margin() < options_.tie_margin) {
+      a.kind = v1::PLAN_KIND_COMPETE;
+      a.reasons.push_back(absl::StrFormat(
+          "classifier: no category clearly ahead (%s %.2f vs %s %.2f): let several models compete",
+          CategoryName(p.best()), p.best_p(), CategoryName(p.second()), p.second_p()));
+      return a;
+    }
+  }
+  if (vague) {
+    a.kind = v1::PLAN_KIND_COMPETE;
+    a.reasons.push_back("short, open-ended request with no clear skill: let several models compete");
+    return a;
+  }
+  a.kind = v1::PLAN_KIND_PASSTHROUGH;
+  if (options_.lexicon_only) {
+    if (top < options_.min_signal) {
+      a.reasons.push_back("a single request with no specific skill: one general model answers");
+    } else {
+      a.reasons.push_back(absl::StrFormat("a single %s request (score %.1f, next %.1f): one model answers",
+                                          CategoryName(lexicon_best), top, second));
+    }
+    return a;
+  }
+  const CategoryProbs& p = only.probs;
+  if (p.best_p() < options_.unsure_below) {
+    only.category = C::TASK_CATEGORY_GENERAL;
+    a.reasons.push_back(absl::StrFormat(
+        "classifier unsure (best %s %.2f < %.2f, entropy %.1f bits): one general model answers",
+        CategoryName(p.best()), p.best_p(), options_.unsure_below, p.entropy()));
+    return a;
+  }
+  a.reasons.push_back(absl::StrFormat(
+      "a single %s request (classifier %.2f, next %s %.2f): one model answers",
+      CategoryName(p.best()), p.best_p(), CategoryName(p.second()), p.second_p()));
+  return a;
+}
+
+Analysis RequestAnalyzer::Analyze(const v1::CompleteRequest& request,
+                                  int64_t max_output_tokens) const {
+  Analysis a = AnalyzeText(LastUserMessage(request), max_output_tokens);
+  int64_t history = 0;
+  for (const auto& m : request.messages()) history += CountTokens(m.content());
+  a.estimated_tokens += history - CountTokens(LastUserMessage(request));
+  if (request.mode() != v1::PLAN_KIND_UNSPECIFIED) {
+    a.reasons.insert(a.reasons.begin(),
+                     absl::StrCat("the client asked for plan kind ",
+                                  absl::AsciiStrToLower(absl::StripPrefix(
+                                      v1::PlanKind_Name(request.mode()), "PLAN_KIND_"))));
+    a.kind = request.mode();
+  } else if (!request.model().empty() || !request.family().empty()) {
+    a.reasons.insert(a.reasons.begin(),
+                     absl::StrCat("the client pinned ",
+                                  request.model().empty() ? "family " + request.family()
+                                                          : "model " + request.model(),
+                                  ": passthrough"));
+    a.kind = v1::PLAN_KIND_PASSTHROUGH;
+  }
+  return a;
+}
+
+}  // namespace loom
