@@ -84,6 +84,14 @@ ABSL_FLAG(std::string, decomposer, "auto",
           "auto: ask the smallest real (non-simulated) model for the sub-task graph, else rules; "
           "model: ask a model even if simulated; rules: always rule-based.");
 ABSL_FLAG(std::string, decomposer_model, "", "Model the decomposer asks (default: the smallest).");
+ABSL_FLAG(bool, analyzer_router, false,
+          "Ask a real model on the mesh what a request is when the category classifier is unsure "
+          "(a short JSON reply under a deadline, cached; a failure keeps the classifier's verdict).");
+ABSL_FLAG(std::string, analyzer_router_model, "",
+          "Model the router asks (default: the smallest real, non-simulated one).");
+ABSL_FLAG(double, analyzer_router_below, 0.5,
+          "Consult the router when the classifier's best probability is under this (0 to 1).");
+ABSL_FLAG(int64_t, analyzer_router_timeout_ms, 2500, "Deadline of the router's call.");
 ABSL_FLAG(std::string, judge_model, "", "Model that judges compete answers (default: agreement).");
 ABSL_FLAG(int32_t, compete_k, 3, "Distinct models that answer a compete request.");
 ABSL_FLAG(std::string, affinity_config, "",
@@ -245,6 +253,16 @@ int main(int argc, char** argv) {
     return Fail("--decomposer must be auto, model or rules");
   }
   options.decomposer.model = absl::GetFlag(FLAGS_decomposer_model);
+  options.router.enabled = absl::GetFlag(FLAGS_analyzer_router);
+  options.router.model = absl::GetFlag(FLAGS_analyzer_router_model);
+  options.router.consult_below = absl::GetFlag(FLAGS_analyzer_router_below);
+  if (options.router.consult_below < 0 || options.router.consult_below > 1) {
+    return Fail("--analyzer_router_below must be between 0 and 1");
+  }
+  if (absl::GetFlag(FLAGS_analyzer_router_timeout_ms) <= 0) {
+    return Fail("--analyzer_router_timeout_ms must be positive");
+  }
+  options.router.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_analyzer_router_timeout_ms));
   options.compete.judge_model = absl::GetFlag(FLAGS_judge_model);
   options.compete.k = absl::GetFlag(FLAGS_compete_k);
   if (options.compete.k < 1 || options.compete.k > 8) return Fail("--compete_k must be 1-8");

@@ -320,4 +320,39 @@ absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
   return SelectPassthrough(snapshot, target, excluded);
 }
 
+absl::StatusOr<std::string> SmallestUsableModel(CandidateSource& source, const std::string& configured,
+                                                bool allow_simulated, absl::string_view purpose) {
+  std::optional<v1::ModelInfo> smallest;
+  bool pinned_found = false;
+  source.Read([&](absl::Span<const ModelGroup* const> groups, int) {
+    for (const ModelGroup* g : groups) {
+      const v1::ModelInfo& m = g->model();
+      if (!configured.empty() && m.name() != configured) continue;
+      if (!allow_simulated && g->simulated_only()) continue;
+      if (smallest && (m.parameters_b() > smallest->parameters_b() ||
+                       (m.parameters_b() == smallest->parameters_b() &&
+                        m.name() >= smallest->name()))) {
+        continue;
+      }
+      bool usable = false;  // some healthy device serves it (a real one, unless simulated is allowed)
+      g->ForEachHealthy([&](const v1::DeviceInfo& d, double) {
+        usable = allow_simulated || !d.simulated();
+        return !usable;
+      });
+      if (usable) smallest = m;
+    }
+    pinned_found = !configured.empty() && smallest.has_value();
+  });
+  if (pinned_found) return smallest->name();
+  if (!configured.empty()) {
+    return absl::UnavailableError(absl::StrCat(purpose, " model ", configured,
+                                               " is not on a healthy device"));
+  }
+  if (!smallest) {
+    return absl::UnavailableError(absl::StrCat(
+        allow_simulated ? "no healthy device for the " : "no non-simulated model for the ", purpose));
+  }
+  return smallest->name();
+}
+
 }  // namespace loom

@@ -30,6 +30,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "loom/v1/common.pb.h"
 #include "loom/v1/config.pb.h"
@@ -170,6 +171,13 @@ class ModelSelector {
   const AffinityTable table_;
   const SelectorOptions options_;
 };
+
+// The smallest model (by parameters, then name) some healthy device of `source` serves, for a
+// planning call (decomposer, router): `configured` when set (UNAVAILABLE when no healthy
+// device serves it), else any; simulated devices only when `allow_simulated`. `purpose` names
+// the caller in errors ("decomposer").
+absl::StatusOr<std::string> SmallestUsableModel(CandidateSource& source, const std::string& configured,
+                                                bool allow_simulated, absl::string_view purpose);
 
 }  // namespace loom
 

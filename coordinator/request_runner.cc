@@ -102,7 +102,8 @@ RequestRunner::RequestRunner(RunnerOptions options, DeviceRegistry* registry,
       decomposer_(options_.decomposer, &attempts_),
       executor_(&attempts_),
       synthesizer_(&attempts_),
-      compete_(options_.compete, &attempts_) {}
+      compete_(options_.compete, &attempts_),
+      router_(options_.router, &attempts_) {}
 
 absl::Status RequestRunner::Validate(const v1::CompleteRequest& request) const {
   if (request.messages().empty()) return absl::InvalidArgumentError("request has no messages");
@@ -210,6 +211,10 @@ absl::StatusOr<v1::CompilationPlan> RequestRunner::Explain(const v1::CompleteReq
   LOOM_RETURN_IF_ERROR(Validate(request));
   const int64_t max_tokens = AnswerTokenBound(request);
   Analysis analysis = analyzer_.Analyze(request, max_tokens);
+  if (router_.ShouldConsult(analysis, request)) {
+    analysis.reasons.push_back("when run, a router model is asked what this request is (the "
+                               "classifier is unsure); it may change the category");
+  }
   v1::CompilationPlan plan =
       BasePlan(analysis, request.request_id().empty() ? NewUuid() : request.request_id());
   if (plan.kind() == v1::PLAN_KIND_COMPILED) {
@@ -367,6 +372,23 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
     analysis.kind = v1::PLAN_KIND_PASSTHROUGH;
   }
   LOOM_ASSIGN_OR_RETURN(int64_t bound, CostBound(analysis, max_tokens));
+  // An unclear request may be shown to a router model first: its call is reserved for, and
+  // so is a compiled plan when the client can afford one (the router may find several asks).
+  const bool consult = needs.empty() && choices == 1 && request.structure().logit_bias_json().empty() &&
+                       router_.ShouldConsult(analysis, request);
+  bool may_compile = false;
+  if (consult) {
+    Analysis routed = analysis;
+    routed.kind = v1::PLAN_KIND_PASSTHROUGH;
+    LOOM_ASSIGN_OR_RETURN(int64_t route_bound,
+                          CostBound(routed, options_.router.max_tokens));
+    routed.kind = v1::PLAN_KIND_COMPILED;
+    LOOM_ASSIGN_OR_RETURN(int64_t compiled_bound, CostBound(routed, max_tokens));
+    absl::StatusOr<int64_t> available = ledger_->Available(client_account);
+    may_compile = analysis.kind == v1::PLAN_KIND_PASSTHROUGH && available.ok() &&
+                  *available >= compiled_bound + route_bound;
+    bound = (may_compile ? std::max(bound, compiled_bound) : bound) + route_bound;
+  }
   // A device priced above the client's budget is left out for this client, rather than the
   // client refused for the whole mesh. (A request pinned to a model keeps the mesh's bound.)
   Affordable affordable;
@@ -407,9 +429,19 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   }
   AttemptLog log(clock_);
   if (!affordable.too_dear.empty()) log.ExcludeDevices(std::move(affordable.too_dear));
+  std::optional<CallResult> route_call;
+  if (reserved.ok() && consult) {
+    RouterResult routed = router_.Consult(request_id, LastUserMessage(request), deadline, cancel, &log);
+    if (routed.verdict) {
+      // A compiled plan needs the affordable devices the passthrough bound chose among.
+      ModelRouter::Apply(*routed.verdict, may_compile && affordable.too_dear.empty(), &analysis);
+    }
+    analysis.reasons.push_back(routed.note);
+    route_call = std::move(routed.call);
+  }
   absl::StatusOr<v1::CompleteResponse> response =
       reserved.ok() ? Execute(request, analysis, request_id, client_account, deadline, sink, cancel,
-                              arrived, timings, &log)
+                              arrived, timings, &log, route_call)
                     : absl::StatusOr<v1::CompleteResponse>(reserved);
   // The client went away: settle for what was produced until then (this consumes or
   // releases the reservation).
@@ -439,7 +471,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
                                                             Cancellation* cancel,
                                                             absl::Time arrived,
                                                             v1::Timings timings,
-                                                            AttemptLog* log_ptr) {
+                                                            AttemptLog* log_ptr,
+                                                            const std::optional<CallResult>& route_call) {
   AttemptLog& log = *log_ptr;
   // Stage clocks: each stage's wall time goes into `timings`.
   absl::Time stage_start = clock_->Now();
@@ -468,6 +501,9 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   v1::CompleteResponse response;
   response.set_request_id(client_id);
   std::vector<v1::ContributionRecord> records;
+  if (route_call) {
+    AddRecords(&records, request_id, "route", v1::CONTRIBUTION_ROLE_ROUTE, *route_call, clock_->Now());
+  }
   auto emit_plan = [&] {
     AddTentativeAssignments(&plan, request);
     if (!emit) return;
@@ -776,6 +812,7 @@ absl::Status RequestRunner::SettleAbandoned(const std::string& request_id,
     const std::string sub_task = d.role == v1::CONTRIBUTION_ROLE_DECOMPOSE    ? "decompose"
                                  : d.role == v1::CONTRIBUTION_ROLE_SYNTHESIZE ? "synthesis"
                                  : d.role == v1::CONTRIBUTION_ROLE_JUDGE      ? "judge"
+                                 : d.role == v1::CONTRIBUTION_ROLE_ROUTE      ? "route"
                                                                               : d.sub_task_id;
     AddRecords(&records, request_id, sub_task, d.role, d.call, clock_->Now());
   }

@@ -63,6 +63,7 @@
 #include "coordinator/registry.h"
 #include "coordinator/analyzer/request_analyzer.h"
 #include "coordinator/response_synthesizer.h"
+#include "coordinator/model_router.h"
 #include "coordinator/task_decomposer.h"
 #include "ledger/ledger_store.h"
 #include "loom/v1/orchestrator.pb.h"
@@ -74,6 +75,7 @@ struct RunnerOptions {
   AnalyzerOptions analyzer;
   DecomposerOptions decomposer;
   CompeteOptions compete;
+  RouterOptions router;  // model-backed analysis of unclear requests (off by default)
   absl::Duration request_timeout = absl::Seconds(300); // when the client sets no deadline
   // When a request sets no max_tokens, devices apply their own limit and the reservation
   // assumes the largest max_output_tokens a model on the mesh advertises (this value for a
@@ -140,7 +142,8 @@ class RequestRunner {
                                                const std::string& client_account,
                                                absl::Time deadline, const EventSink& sink,
                                                Cancellation* cancel, absl::Time arrived,
-                                               v1::Timings timings, AttemptLog* log);
+                                               v1::Timings timings, AttemptLog* log,
+                                               const std::optional<CallResult>& route_call);
   // Claims `request_id` on this coordinator, waiting (until `deadline` or `cancel`) while
   // another call holds it. UnclaimId releases it and wakes the waiters.
   absl::Status ClaimId(const std::string& request_id, absl::Time deadline, Cancellation* cancel);
@@ -170,6 +173,7 @@ class RequestRunner {
   const FanOutExecutor executor_;
   const ResponseSynthesizer synthesizer_;
   const CompeteRunner compete_;
+  const ModelRouter router_;
   mutable ThreadCache choice_threads_;  // the choices of an n > 1 request block on devices
 
   mutable absl::Mutex flights_mu_;

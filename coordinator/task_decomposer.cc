@@ -202,38 +202,9 @@ std::string TaskDecomposer::ModelPrompt(const std::string& request_text, int max
 }
 
 absl::StatusOr<std::string> TaskDecomposer::ChooseModel() const {
-  const bool allow_simulated = options_.mode == DecomposerOptions::Mode::kModel;
-  std::optional<v1::ModelInfo> smallest;
-  bool pinned_found = false;
-  runner_->registry()->Read([&](absl::Span<const ModelGroup* const> groups, int) {
-    for (const ModelGroup* g : groups) {
-      const v1::ModelInfo& m = g->model();
-      if (!options_.model.empty() && m.name() != options_.model) continue;
-      if (!allow_simulated && g->simulated_only()) continue;
-      if (smallest && (m.parameters_b() > smallest->parameters_b() ||
-                       (m.parameters_b() == smallest->parameters_b() &&
-                        m.name() >= smallest->name()))) {
-        continue;
-      }
-      bool usable = false;  // some healthy device serves it (a real one, unless simulated is allowed)
-      g->ForEachHealthy([&](const v1::DeviceInfo& d, double) {
-        usable = allow_simulated || !d.simulated();
-        return !usable;
-      });
-      if (usable) smallest = m;
-    }
-    pinned_found = !options_.model.empty() && smallest.has_value();
-  });
-  if (pinned_found) return smallest->name();
-  if (!options_.model.empty()) {
-    return absl::UnavailableError(absl::StrCat("decomposer model ", options_.model,
-                                               " is not on a healthy device"));
-  }
-  if (!smallest) {
-    return absl::UnavailableError(allow_simulated ? "no healthy device to decompose"
-                                                  : "no non-simulated model to decompose");
-  }
-  return smallest->name();
+  return SmallestUsableModel(*runner_->registry(), options_.model,
+                             /*allow_simulated=*/options_.mode == DecomposerOptions::Mode::kModel,
+                             "decomposer");
 }
 
 Decomposition TaskDecomposer::Decompose(const std::string& request_id, const Analysis& analysis,

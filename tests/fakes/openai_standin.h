@@ -7,6 +7,7 @@
 //   "...error-NNN..."  HTTP NNN with an OpenAI error body     "...drop..."   closes mid-stream
 //   "...slow..."       20 ms between chunks                   "...hang..."   keep-alive comments
 //   "...nousage..."    no usage chunk                                         until the client goes
+//   "...router-CAT..." answers {"category": "CAT", "multi_part": false}, as a planning model would
 // Like real servers it ends a stream with a finish chunk ("length" when max_tokens cut the
 // answer, else "stop") and sets TCP_NODELAY; with "logprobs": true each streamed word carries a
 // logprobs.content entry (-0.25, no alternatives). set_flavor() makes its model list look like
@@ -175,6 +176,13 @@ class OpenAIStandIn {
     for (absl::string_view w : absl::StrSplit(prompt, absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
       if (++echoed > 6) break;
       words.push_back(absl::StrCat(" ", w));
+    }
+    // A planning model: "...router-CATEGORY..." answers the router's JSON for CATEGORY (which
+    // need not be a real one, to test refusal).
+    if (const size_t route = model.find("router-"); route != std::string::npos) {
+      std::string category = model.substr(route + 7);
+      category = category.substr(0, category.find('-'));
+      words = {absl::StrCat("{\"category\": \"", category, "\", \"multi_part\": false}")};
     }
     int64_t max_tokens = body.value("max_tokens", int64_t{0});
     std::string finish_reason = "stop";

@@ -399,5 +399,56 @@ TEST_F(PipelineTest, WorkersOnTheOpenAIBackendAnswerACompiledRequest) {
   EXPECT_EQ(Records(r["requestId"]).size(), 3u);
 }
 
+TEST_F(PipelineTest, AnUnclearRequestIsShownToARouterModelWhoseVerdictIsUsedCachedAndPaid) {
+  // A real worker in front of the stand-in answering as a planning model, beside simulated ones.
+  std::string error;
+  Daemon standin = StartDaemon("openai_standin", dir_, "standin",
+                               {"--models=router-creative-standin,router-bogus-standin"}, &error);
+  ASSERT_TRUE(standin.process) << error;
+  StartCoordinator("127.0.0.1:0", {"--analyzer_router", "--analyzer_router_below=0.6"});
+  StartThreeFamilies();
+  std::vector<std::string> args = {"--coordinator=" + coordinator_.address, "--device_id=gpu-router",
+                                   "--provider_id=prov-router", "--openai_base_url=" + standin.address,
+                                   "--model=router-creative-standin", "--family=phi", "--parameters_b=1"};
+  for (std::string& a : WorkerSecurityArgs("gpu-router", "prov-router")) args.push_back(std::move(a));
+  workers_["gpu-router"] = StartDaemon("loom-worker", dir_, "gpu-router", args, &error);
+  ASSERT_TRUE(workers_["gpu-router"].process) << error;
+  ASSERT_TRUE(WaitForDevices({"dev-qwen", "dev-llama", "dev-mistral", "gpu-router"}));
+
+  // The classifier is unsure of this one (factual 0.46): the router is asked, and says creative.
+  const std::string unclear = "Tell me about the painting in the hallway.";
+  CommandResult plan = Loom({"--coordinator=" + coordinator_.address, "plan", unclear});
+  EXPECT_THAT(plan.out, HasSubstr("a router model is asked")) << plan.out << plan.err;
+  json r = AskJson(unclear);
+  std::string reasons;
+  for (const auto& reason : r["plan"]["reasons"]) reasons += reason.get<std::string>() + "\n";
+  EXPECT_THAT(reasons, HasSubstr("router model router-creative-standin: creative")) << reasons;
+  EXPECT_EQ(r["plan"]["categories"][0]["category"], "TASK_CATEGORY_CREATIVE") << r["plan"].dump();
+  json records = Records(r["requestId"]);
+  int route_records = 0;
+  for (const auto& rec : records) {
+    if (rec.value("role", "") == "CONTRIBUTION_ROLE_ROUTE") {
+      ++route_records;
+      EXPECT_EQ(rec["deviceId"], "gpu-router") << rec.dump();
+    }
+  }
+  EXPECT_EQ(route_records, 1) << records.dump();
+
+  // The same prompt again: the cached verdict, no call, nothing paid for routing.
+  json again = AskJson(unclear);
+  reasons.clear();
+  for (const auto& reason : again["plan"]["reasons"]) reasons += reason.get<std::string>() + "\n";
+  EXPECT_THAT(reasons, HasSubstr("router (cached): creative")) << reasons;
+  for (const auto& rec : Records(again["requestId"])) {
+    EXPECT_NE(rec.value("role", ""), "CONTRIBUTION_ROLE_ROUTE") << rec.dump();
+  }
+
+  // A request the classifier is sure of asks nobody.
+  json clear = AskJson("Translate 'good morning' into Japanese.");
+  for (const auto& reason : clear["plan"]["reasons"]) {
+    EXPECT_THAT(reason.get<std::string>(), Not(HasSubstr("router"))) << clear["plan"].dump();
+  }
+}
+
 }  // namespace
 }  // namespace loom::testing
