@@ -1,5 +1,7 @@
 #include "coordinator/attempt_runner.h"
 
+#include "coordinator/outcome_model.h"
+
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
@@ -341,6 +343,13 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     }
     record.set_outcome(v1::ATTEMPT_OUTCOME_FAILED);
     record.set_reason(last.ToString());
+    // A deadline missed on a model's own work counts weakly against it for the category (a
+    // crash or a busy device says more about the device than the model).
+    if (options_.outcomes && absl::IsDeadlineExceeded(last) && !spec.categories.empty() &&
+        (spec.role == v1::CONTRIBUTION_ROLE_EXECUTE || spec.role == v1::CONTRIBUTION_ROLE_COMPETE) &&
+        !(cancel && cancel->IsCancelled())) {
+      options_.outcomes->Observe(chosen.model.name(), spec.categories.front(), /*good=*/false, 0.25);
+    }
     log->Add(std::move(record));
     failures.push_back(absl::StrCat(chosen.device_id, ": ", last.ToString()));
     spdlog::warn("request {} sub-task {} attempt {} on {} failed: {}", request_id,

@@ -39,6 +39,8 @@
 
 namespace loom {
 
+class OutcomeModel;
+
 // Receives progress events. Callers serialise calls (RequestRunner wraps it in a mutex).
 // Empty when nobody listens (a unary request): stages then build no events at all.
 using EventSink = std::function<void(const v1::CompleteEvent&)>;
@@ -52,6 +54,9 @@ struct AttemptOptions {
   // fraction plus overclaim_slack_tokens, is flagged (it is paid only for what was received).
   double overclaim_tolerance = 0.10;
   int64_t overclaim_slack_tokens = 4;
+  // Told of deadlines missed by a model's own work (outcome_model.h); null: nothing learnt.
+  // Not owned.
+  OutcomeModel* outcomes = nullptr;
 };
 
 struct CallSpec {

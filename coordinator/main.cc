@@ -28,6 +28,7 @@
 #include "coordinator/http_front_door.h"
 #include "coordinator/metrics.h"
 #include "coordinator/orchestrator_service.h"
+#include "coordinator/outcome_model.h"
 #include "coordinator/registry.h"
 #include "coordinator/registry_service.h"
 #include "coordinator/request_runner.h"
@@ -239,7 +240,11 @@ int main(int argc, char** argv) {
   }
   const double load_weight = absl::GetFlag(FLAGS_load_weight);
   if (load_weight < 0 || load_weight > 1) return Fail("--load_weight must be in [0, 1]");
+  // What compete verdicts and missed deadlines teach about each model (in memory for now).
+  loom::OutcomeModel outcomes;
   loom::RunnerOptions options;
+  options.outcomes = &outcomes;
+  options.attempts.outcomes = &outcomes;
   options.attempts.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   options.attempts.attempt_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_attempt_timeout_ms));
   const std::string decomposer = absl::GetFlag(FLAGS_decomposer);
@@ -275,7 +280,7 @@ int main(int argc, char** argv) {
     return Fail("--max_requests_per_client must be >= 0");
   }
 
-  loom::ModelSelector selector(std::move(affinity), {.load_weight = load_weight});
+  loom::ModelSelector selector(std::move(affinity), {.load_weight = load_weight, .outcomes = &outcomes});
   // In join-token mode every call challenges the worker to prove the device it was dialled as.
   const bool join_mode = device_auth_options.mode == loom::DeviceAuthOptions::Mode::kJoinToken;
   loom::GrpcDeviceClient device_client(*worker_credentials, !tls.plaintext, absl::Minutes(10),

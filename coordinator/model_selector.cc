@@ -1,5 +1,7 @@
 #include "coordinator/model_selector.h"
 
+#include "coordinator/outcome_model.h"
+
 #include <algorithm>
 #include <optional>
 #include <tuple>
@@ -152,19 +154,46 @@ void DeviceSnapshot::Read(absl::FunctionRef<void(absl::Span<const ModelGroup* co
 
 // ---- Ranking ----
 
+double ModelSelector::AffinityOf(const v1::ModelInfo& model, C category, double* prior,
+                                 double* good, double* bad) const {
+  const double table = table_.Score(model, category);
+  BlendedAffinity b{table, table, {}};
+  if (options_.outcomes) b = options_.outcomes->Blend(table, model.name(), category);
+  if (prior) *prior = b.prior;
+  if (good) *good = b.observed.good;
+  if (bad) *bad = b.observed.bad;
+  return b.blended;
+}
+
+namespace {
+
+// "affinity 0.70", or with outcomes "affinity 0.74 (prior 0.70, 8 good, 2 bad)".
+std::string AffinityText(double affinity, double prior, double good, double bad) {
+  if (good == 0 && bad == 0) return absl::StrFormat("affinity %.2f", affinity);
+  return absl::StrFormat("affinity %.2f (prior %.2f, %g good, %g bad)", affinity, prior, good, bad);
+}
+
+}  // namespace
+
 std::vector<ModelSelector::Candidate> ModelSelector::Rank(absl::Span<const ModelGroup* const> groups,
                                                           const std::vector<C>& categories,
                                                           const std::set<std::string>& excluded,
                                                           int per_group) const {
   std::vector<Candidate> out;
   for (const ModelGroup* g : groups) {
-    double affinity = 0;
-    for (C c : categories) affinity = std::max(affinity, table_.Score(g->model(), c));
+    double affinity = -1, prior = 0, good = 0, bad = 0;
+    for (C c : categories) {
+      double p, gd, bd;
+      const double a = AffinityOf(g->model(), c, &p, &gd, &bd);
+      if (a > affinity) affinity = a, prior = p, good = gd, bad = bd;
+    }
+    affinity = std::max(affinity, 0.0);
     int taken = 0;
     // Within a group the score falls as load rises, so its first devices are its best.
     g->ForEachHealthy([&](const v1::DeviceInfo& d, double load) {
       if (excluded.count(d.device_id())) return true;
-      out.push_back({&d, &g->model(), affinity, load, affinity - options_.load_weight * load});
+      out.push_back({&d, &g->model(), affinity, load, affinity - options_.load_weight * load,
+                     prior, good, bad});
       return ++taken < per_group;
     });
   }
@@ -208,9 +237,10 @@ absl::StatusOr<Selection> ModelSelector::SelectForCategories(
     std::vector<std::string> parts;
     for (size_t i = 0; i < ranked.size() && i < kShown; ++i) {
       const Candidate& c = ranked[i];
-      parts.push_back(absl::StrFormat("%s%s/%s %.2f (affinity %.2f - load %.2f)",
-                                      i ? "" : "chose ", c.device->device_id(), c.model->name(),
-                                      c.score, c.affinity, options_.load_weight * c.load));
+      parts.push_back(absl::StrFormat("%s%s/%s %.2f (%s - load %.2f)", i ? "" : "chose ",
+                                      c.device->device_id(), c.model->name(), c.score,
+                                      AffinityText(c.affinity, c.prior, c.good, c.bad),
+                                      options_.load_weight * c.load));
     }
     s.reason = absl::StrCat(absl::StrJoin(names, "/"), ": ", absl::StrJoin(parts, "; then "));
     result = std::move(s);
@@ -234,8 +264,9 @@ std::vector<Selection> ModelSelector::RankDistinctModels(CandidateSource& source
         models.insert(c.model->name());
         used_devices.insert(c.device->device_id());
         Selection s = ToSelection(c);
-        s.reason = absl::StrFormat("compete candidate %d: %s affinity %.2f, load %.2f",
-                                   out.size() + 1, CategoryName(category), c.affinity, c.load);
+        s.reason = absl::StrFormat("compete candidate %d: %s %s, load %.2f", out.size() + 1,
+                                   CategoryName(category),
+                                   AffinityText(c.affinity, c.prior, c.good, c.bad), c.load);
         out.push_back(std::move(s));
       }
     }

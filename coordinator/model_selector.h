@@ -9,6 +9,8 @@
 // Affinity: how well a model family suits a task category, in [0, 1] (AffinityTable; the
 // built-in defaults are in model_selector.cc and the README, a config file may change them, and
 // a model's advertisement may override its family's scores per category).
+// With an OutcomeModel, a model's affinity is the table's blended with what was observed of its
+// work on the category (the reason then shows the prior and the counts).
 // Score = affinity - load_weight x load, where load = (max(reported active, this
 // coordinator's in-flight) + queued) / max_concurrency. With the default weight 0.6 a slightly
 // less suited model on an idle device beats the best model on a busy one (llama's 0.70 for
@@ -98,8 +100,13 @@ class DeviceSnapshot : public CandidateSource {
 // A key equal for two advertisements exactly when every field is (map order ignored).
 std::string ModelKey(const v1::ModelInfo& model);
 
+class OutcomeModel;
+
 struct SelectorOptions {
   double load_weight = 0.6;  // score penalty of a fully loaded device
+  // Observed outcomes that move the configured affinities (outcome_model.h); null: the table
+  // alone. Not owned; must outlive the selector.
+  const OutcomeModel* outcomes = nullptr;
 };
 
 struct PassthroughTarget {
@@ -154,12 +161,18 @@ class ModelSelector {
 
   static double LoadOf(const v1::DeviceInfo& device);
   const AffinityTable& affinity() const { return table_; }
+  // The affinity the selector uses for `model` on `category`: the table's, blended with the
+  // observed outcomes when there are any.
+  double AffinityOf(const v1::ModelInfo& model, v1::TaskCategory category, double* prior = nullptr,
+                    double* good = nullptr, double* bad = nullptr) const;
 
  private:
   struct Candidate {
     const v1::DeviceInfo* device;
     const v1::ModelInfo* model;
     double affinity, load, score;
+    double prior;  // the table's affinity, before outcomes moved it
+    double good, bad;  // the outcomes observed
   };
   // The best `per_group` healthy, non-excluded devices of every group, ranked (by score, then
   // larger model, device id, model name). The pointers are valid only inside source.Read.

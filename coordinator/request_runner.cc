@@ -585,6 +585,16 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
         AddRecords(&records, request_id, c.sub_task_ids[i], v1::CONTRIBUTION_ROLE_COMPETE,
                                  c.candidates[i], clock_->Now());
       }
+      // The verdict is evidence of each model's skill at the category: a judge's counts fully,
+      // agreement (the answer most like the others) half.
+      if (options_.outcomes && c.candidates.size() >= 2) {
+        const double weight = c.method == "judge" ? 1.0 : 0.5;
+        for (size_t i = 0; i < c.candidates.size(); ++i) {
+          const bool won = static_cast<int>(i) == c.winner;
+          options_.outcomes->Observe(c.candidates[i].chosen.model.name(), plan.categories(0).category(),
+                                     won, won ? weight : weight / 2);
+        }
+      }
       result->set_winner_sub_task_id(c.sub_task_ids[c.winner]);
       result->set_method(c.method);
       result->set_reason(c.reason);

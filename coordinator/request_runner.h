@@ -64,6 +64,7 @@
 #include "coordinator/analyzer/request_analyzer.h"
 #include "coordinator/response_synthesizer.h"
 #include "coordinator/model_router.h"
+#include "coordinator/outcome_model.h"
 #include "coordinator/task_decomposer.h"
 #include "ledger/ledger_store.h"
 #include "loom/v1/orchestrator.pb.h"
@@ -76,6 +77,8 @@ struct RunnerOptions {
   DecomposerOptions decomposer;
   CompeteOptions compete;
   RouterOptions router;  // model-backed analysis of unclear requests (off by default)
+  // Fed with compete verdicts (the selector reads it); null: nothing learnt. Not owned.
+  OutcomeModel* outcomes = nullptr;
   absl::Duration request_timeout = absl::Seconds(300); // when the client sets no deadline
   // When a request sets no max_tokens, devices apply their own limit and the reservation
   // assumes the largest max_output_tokens a model on the mesh advertises (this value for a

@@ -553,6 +553,30 @@ TEST_F(RequestRunnerTest, CompeteCreditsEveryCandidateAndMarksTheWinner) {
   }
 }
 
+TEST_F(RequestRunnerTest, ACompeteVerdictTeachesTheOutcomeModel) {
+  AddDevice("q", "qwen2.5-coder-7b", "qwen-coder");
+  AddDevice("l", "llama-3.1-8b", "llama");
+  OutcomeModel outcomes;
+  RunnerOptions options;
+  options.outcomes = &outcomes;
+  runner_ = std::make_unique<RequestRunner>(options, &registry_, &selector_, &devices_,
+                                            ledger_.get(), &clock_);
+  auto r = Ask("What is the capital of France?");
+  r.set_mode(v1::PLAN_KIND_COMPETE);
+  auto response = Run(r);
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->compete().candidates_size(), 2);
+  const v1::TaskCategory category = response->plan().categories(0).category();
+  const auto counts = outcomes.Counts();
+  ASSERT_EQ(counts.size(), 2u);
+  for (const auto& c : response->compete().candidates()) {
+    const OutcomeCounts& got = counts.at({c.model(), category});
+    // By agreement (no judge): half weight for the winner, a quarter against the other.
+    EXPECT_DOUBLE_EQ(c.winner() ? got.good : got.bad, c.winner() ? 0.5 : 0.25) << c.model();
+    EXPECT_DOUBLE_EQ(c.winner() ? got.bad : got.good, 0) << c.model();
+  }
+}
+
 TEST_F(RequestRunnerTest, ExplainShowsThePlanWithoutRunningAnything) {
   AddDevice("q", "qwen2.5-coder-7b", "qwen-coder");
   AddDevice("l", "llama-3.1-8b", "llama");

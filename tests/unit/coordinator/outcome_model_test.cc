@@ -1,0 +1,113 @@
+#include "coordinator/outcome_model.h"
+
+#include "coordinator/model_selector.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fakes/mesh_fixture.h"
+
+namespace loom {
+namespace {
+
+using ::testing::HasSubstr;
+constexpr auto kCode = v1::TASK_CATEGORY_CODE;
+
+TEST(OutcomeModelTest, NoObservationsMeansThePrior) {
+  OutcomeModel m;
+  BlendedAffinity b = m.Blend(0.7, "llama", kCode);
+  EXPECT_DOUBLE_EQ(b.blended, 0.7);
+  EXPECT_DOUBLE_EQ(b.prior, 0.7);
+  EXPECT_EQ(b.observed.good + b.observed.bad, 0);
+}
+
+TEST(OutcomeModelTest, GoodOutcomesRaiseBadOnesLowerWithinBounds) {
+  OutcomeModel m({.prior_strength = 20, .max_shift = 0.2});
+  m.Observe("llama", kCode, true);
+  const double one_good = m.Blend(0.7, "llama", kCode).blended;
+  EXPECT_GT(one_good, 0.7);
+  EXPECT_NEAR(one_good, (0.7 * 20 + 1) / 21, 1e-9);
+  for (int i = 0; i < 1000; ++i) m.Observe("llama", kCode, true);
+  EXPECT_DOUBLE_EQ(m.Blend(0.7, "llama", kCode).blended, 0.9) << "at most max_shift up";
+  const double high = m.Blend(0.95, "llama", kCode).blended;
+  EXPECT_GT(high, 0.99);
+  EXPECT_LE(high, 1.0) << "never above 1";
+
+  for (int i = 0; i < 5000; ++i) m.Observe("mistral", kCode, false);
+  EXPECT_DOUBLE_EQ(m.Blend(0.6, "mistral", kCode).blended, 0.4) << "at most max_shift down";
+  const double low = m.Blend(0.1, "mistral", kCode).blended;
+  EXPECT_LT(low, 0.01);
+  EXPECT_GE(low, 0.0) << "never below 0";
+
+  // Other categories and models are untouched; weights count.
+  EXPECT_DOUBLE_EQ(m.Blend(0.7, "llama", v1::TASK_CATEGORY_CREATIVE).blended, 0.7);
+  OutcomeModel w;
+  w.Observe("phi", kCode, false, 0.25);
+  w.Observe("phi", kCode, false, 0);  // ignored
+  EXPECT_DOUBLE_EQ(w.Counts().at({"phi", kCode}).bad, 0.25);
+}
+
+std::vector<v1::DeviceInfo> TwoDevices() {
+  std::vector<v1::DeviceInfo> devices(2);
+  const char* models[] = {"qwen2.5-coder-7b", "llama-3.1-8b"};
+  const char* families[] = {"qwen-coder", "llama"};
+  for (int i = 0; i < 2; ++i) {
+    devices[i].set_device_id(absl::StrCat("dev-", i));
+    devices[i].set_state(v1::DEVICE_STATE_HEALTHY);
+    devices[i].mutable_load()->set_max_concurrency(4);
+    auto* m = devices[i].add_models();
+    m->set_name(models[i]);
+    m->set_family(families[i]);
+    m->set_parameters_b(7);
+  }
+  return devices;
+}
+
+TEST(OutcomeModelTest, TheSelectorFollowsWhatWasObservedAndSaysSo) {
+  OutcomeModel outcomes({.prior_strength = 4, .max_shift = 0.4});
+  ModelSelector selector(AffinityTable::Defaults(), {.outcomes = &outcomes});
+  const auto devices = TwoDevices();
+  auto before = selector.SelectForCategories(devices, {kCode}, {});
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before->model.name(), "qwen2.5-coder-7b");  // 0.95 vs 0.70 by the table
+
+  // qwen-coder keeps losing code competitions to llama.
+  for (int i = 0; i < 30; ++i) {
+    outcomes.Observe("qwen2.5-coder-7b", kCode, false);
+    outcomes.Observe("llama-3.1-8b", kCode, true);
+  }
+  auto after = selector.SelectForCategories(devices, {kCode}, {});
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->model.name(), "llama-3.1-8b");
+  EXPECT_THAT(after->reason, HasSubstr("prior 0.70, 30 good, 0 bad"));
+  EXPECT_THAT(after->reason, HasSubstr("prior 0.95, 0 good, 30 bad"));
+  // Without outcomes the table alone decides, as before.
+  ModelSelector plain;
+  EXPECT_EQ(plain.SelectForCategories(devices, {kCode}, {})->model.name(), "qwen2.5-coder-7b");
+}
+
+class OutcomeFeedTest : public MeshFixture {};
+
+TEST_F(OutcomeFeedTest, AMissedDeadlineCountsWeaklyAgainstTheModelAndACrashDoesNot) {
+  AddDevice("slow", "llama-3.1-8b", "llama");
+  OutcomeModel outcomes;
+  AttemptRunner runner({.max_attempts = 1, .attempt_timeout = absl::Milliseconds(50),
+                        .outcomes = &outcomes},
+                       &registry_, &selector_, &devices_, &clock_);
+  CallSpec spec;
+  spec.sub_task_id = "t";
+  spec.categories = {kCode};
+  spec.messages.push_back(User("write a sort"));
+  devices_.Set("slow:1", {.chunks = {}, .hang = true});
+  auto late = runner.Run("req", spec, absl::Now() + absl::Seconds(30), &cancel_, Collect(), &log_);
+  ASSERT_FALSE(late.ok());
+  EXPECT_THAT(late.status().message(), HasSubstr("DEADLINE_EXCEEDED")) << late.status();
+  ASSERT_EQ(outcomes.Counts().count({"llama-3.1-8b", kCode}), 1u);
+  EXPECT_DOUBLE_EQ(outcomes.Counts().at({"llama-3.1-8b", kCode}).bad, 0.25);
+
+  devices_.Set("slow:1", {.chunks = {}, .status = absl::UnavailableError("worker gone")});
+  auto crashed = runner.Run("req2", spec, absl::Now() + absl::Seconds(30), &cancel_, Collect(), &log_);
+  ASSERT_FALSE(crashed.ok());
+  EXPECT_DOUBLE_EQ(outcomes.Counts().at({"llama-3.1-8b", kCode}).bad, 0.25) << "unchanged";
+}
+
+}  // namespace
+}  // namespace loom
