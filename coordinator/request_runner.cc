@@ -374,8 +374,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   LOOM_ASSIGN_OR_RETURN(int64_t bound, CostBound(analysis, max_tokens));
   // An unclear request may be shown to a router model first: its call is reserved for, and
   // so is a compiled plan when the client can afford one (the router may find several asks).
-  const bool consult = needs.empty() && choices == 1 && request.structure().logit_bias_json().empty() &&
-                       router_.ShouldConsult(analysis, request);
+  bool consult = needs.empty() && choices == 1 && request.structure().logit_bias_json().empty() &&
+                 router_.ShouldConsult(analysis, request);
   bool may_compile = false;
   if (consult) {
     Analysis routed = analysis;
@@ -411,7 +411,13 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
     if (!affordable.too_dear.empty()) {
       spdlog::info("request {}: {} cannot afford {} device(s); served by the others",
                    request_id, client_account, affordable.too_dear.size());
-      bound = affordable.bound;
+      bound = affordable.bound;  // sized for the plan alone: no router call on a tight budget
+      if (consult) {
+        consult = false;
+        analysis.reasons.push_back(
+            "router not asked: the client's credits do not cover the whole mesh; the "
+            "classifier's verdict stands");
+      }
     }
   }
   // Every choice is an answer the client pays for.
@@ -433,8 +439,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   if (reserved.ok() && consult) {
     RouterResult routed = router_.Consult(request_id, LastUserMessage(request), deadline, cancel, &log);
     if (routed.verdict) {
-      // A compiled plan needs the affordable devices the passthrough bound chose among.
-      ModelRouter::Apply(*routed.verdict, may_compile && affordable.too_dear.empty(), &analysis);
+      ModelRouter::Apply(*routed.verdict, may_compile, &analysis);
     }
     analysis.reasons.push_back(routed.note);
     route_call = std::move(routed.call);

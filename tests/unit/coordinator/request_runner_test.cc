@@ -1,5 +1,7 @@
 #include "coordinator/request_runner.h"
 
+#include "coordinator/analyzer/category_model.h"
+
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -575,6 +577,54 @@ TEST_F(RequestRunnerTest, ACompeteVerdictTeachesTheOutcomeModel) {
     EXPECT_DOUBLE_EQ(c.winner() ? got.good : got.bad, c.winner() ? 0.5 : 0.25) << c.model();
     EXPECT_DOUBLE_EQ(c.winner() ? got.bad : got.good, 0) << c.model();
   }
+}
+
+TEST_F(RequestRunnerTest, ARouterVerdictIsReservedForUsedAndPaidAsARouteRecord) {
+  // A classifier unsure of everything, a real planning model and a simulated answerer.
+  auto unsure = CategoryModel::FromBytes(CategoryModel::Encode(
+      10, {}, std::vector<float>(kModelClasses * kModelClasses, 0),
+      std::vector<float>((size_t{1} << 10) * kModelClasses, 0)));
+  ASSERT_TRUE(unsure.ok());
+  AddDevice("planner", "phi-3-mini", "phi", 0, 3.8, /*simulated=*/false);
+  AddDevice("l", "llama-3.1-8b", "llama");
+  devices_.Set("planner:1", {.chunks = {R"({"category": "creative", "multi_part": false})"}});
+  RunnerOptions options;
+  options.analyzer.model = unsure->get();
+  options.router.enabled = true;
+  options.router.model = "phi-3-mini";
+  runner_ = std::make_unique<RequestRunner>(options, &registry_, &selector_, &devices_,
+                                            ledger_.get(), &clock_);
+  auto response = Run(Ask("Tell me about the painting in the hallway."));
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->plan().categories(0).category(), v1::TASK_CATEGORY_CREATIVE);
+  std::string reasons;
+  for (const auto& r : response->plan().reasons()) reasons += r + "\n";
+  EXPECT_THAT(reasons, HasSubstr("router model phi-3-mini: creative"));
+  int routes = 0;
+  for (const auto& c : response->contributions()) {
+    if (c.role() == v1::CONTRIBUTION_ROLE_ROUTE) {
+      ++routes;
+      EXPECT_EQ(c.device_id(), "planner");
+      EXPECT_GT(c.credits_micro(), 0);
+    }
+  }
+  EXPECT_EQ(routes, 1);
+  EXPECT_EQ(*ledger_->Available(ClientAccount("alice")), *ledger_->Balance(ClientAccount("alice")))
+      << "nothing left held after settlement";
+
+  // A client who cannot afford the whole mesh is not routed: its bound covers the plan alone.
+  AddDevice("dear", "huge-70000b", "llama", 0, /*parameters_b=*/70000);  // 70 credits per 1k
+  ASSERT_TRUE(ledger_->Grant(ClientAccount("bob"), kMicroPerCredit, "bob").ok());
+  auto poor = Ask("Tell me about the painting in the hallway.");
+  poor.set_client_id("bob");
+  const size_t calls = devices_.calls().size();
+  auto tight = Run(poor);
+  ASSERT_TRUE(tight.ok()) << tight.status();
+  reasons.clear();
+  for (const auto& r : tight->plan().reasons()) reasons += r + "\n";
+  EXPECT_THAT(reasons, HasSubstr("router not asked: the client's credits do not cover"));
+  for (const auto& c : tight->contributions()) EXPECT_NE(c.role(), v1::CONTRIBUTION_ROLE_ROUTE);
+  EXPECT_EQ(devices_.calls().size(), calls + 1) << "the answer only";
 }
 
 TEST_F(RequestRunnerTest, ExplainShowsThePlanWithoutRunningAnything) {
