@@ -36,6 +36,18 @@ class PipelineTest : public MeshFixture {
   }
 
   void ExpectClientCancelStopsTheWorkers(bool unary);
+  void StartRoutedMesh(const std::string& router_model, std::vector<std::string> extra = {});
+  // The ledger's route records of an answered request (each on the router's device).
+  int RouteRecords(const json& answer) {
+    int n = 0;
+    for (const auto& rec : Records(answer["requestId"])) {
+      if (rec.value("role", "") != "CONTRIBUTION_ROLE_ROUTE") continue;
+      EXPECT_EQ(rec["deviceId"], "gpu-router") << rec.dump();
+      ++n;
+    }
+    return n;
+  }
+  Daemon standin_;
 
   // Whether any device reports work in progress.
   bool AnyDeviceBusy() {
@@ -399,49 +411,68 @@ TEST_F(PipelineTest, WorkersOnTheOpenAIBackendAnswerACompiledRequest) {
   EXPECT_EQ(Records(r["requestId"]).size(), 3u);
 }
 
-TEST_F(PipelineTest, AnUnclearRequestIsShownToARouterModelWhoseVerdictIsUsedCachedAndPaid) {
-  // A real worker in front of the stand-in answering as a planning model, beside simulated ones.
+// A mesh whose router is `router_model`, served by a real worker in front of the stand-in.
+void PipelineTest::StartRoutedMesh(const std::string& router_model, std::vector<std::string> extra) {
   std::string error;
-  Daemon standin = StartDaemon("openai_standin", dir_, "standin",
-                               {"--models=router-creative-standin,router-bogus-standin"}, &error);
-  ASSERT_TRUE(standin.process) << error;
-  StartCoordinator("127.0.0.1:0", {"--analyzer_router", "--analyzer_router_below=0.6"});
+  standin_ = StartDaemon("openai_standin", dir_, "standin", {"--models=" + router_model}, &error);
+  ASSERT_TRUE(standin_.process) << error;
+  extra.push_back("--analyzer_router");
+  extra.push_back("--analyzer_router_below=0.6");
+  StartCoordinator("127.0.0.1:0", extra);
   StartThreeFamilies();
   std::vector<std::string> args = {"--coordinator=" + coordinator_.address, "--device_id=gpu-router",
-                                   "--provider_id=prov-router", "--openai_base_url=" + standin.address,
-                                   "--model=router-creative-standin", "--family=phi", "--parameters_b=1"};
+                                   "--provider_id=prov-router", "--openai_base_url=" + standin_.address,
+                                   "--model=" + router_model, "--family=phi", "--parameters_b=1"};
   for (std::string& a : WorkerSecurityArgs("gpu-router", "prov-router")) args.push_back(std::move(a));
   workers_["gpu-router"] = StartDaemon("loom-worker", dir_, "gpu-router", args, &error);
   ASSERT_TRUE(workers_["gpu-router"].process) << error;
   ASSERT_TRUE(WaitForDevices({"dev-qwen", "dev-llama", "dev-mistral", "gpu-router"}));
+}
+
+// The plan's reasons of an answered request, one per line.
+std::string Reasons(const json& answer) {
+  std::string out;
+  for (const auto& reason : answer["plan"]["reasons"]) out += reason.get<std::string>() + "\n";
+  return out;
+}
+
+TEST_F(PipelineTest, ARouterThatNamesNoCategoryIsIgnoredAndNotPaid) {
+  // Wrong: the model answers a category that does not exist.
+  StartRoutedMesh("router-bogus-standin");
+  json r = AskJson("Tell me about the painting in the hallway.");
+  EXPECT_THAT(Reasons(r), HasSubstr("reply rejected (category \"bogus\" is not one of the eight)"))
+      << Reasons(r);
+  EXPECT_FALSE(r["output"].get<std::string>().empty()) << "the request is still answered";
+  EXPECT_EQ(RouteRecords(r), 0);
+}
+
+TEST_F(PipelineTest, ARouterPastItsDeadlineIsGivenUpOnAndTheRequestGoesOn) {
+  // Late: the model keeps the connection open without answering.
+  StartRoutedMesh("router-creative-hang-standin", {"--analyzer_router_timeout_ms=300"});
+  json r = AskJson("Tell me about the painting in the hallway.");
+  EXPECT_THAT(Reasons(r), HasSubstr("DEADLINE_EXCEEDED")) << Reasons(r);
+  EXPECT_THAT(Reasons(r), HasSubstr("the classifier's verdict stands")) << Reasons(r);
+  EXPECT_FALSE(r["output"].get<std::string>().empty());
+  EXPECT_EQ(RouteRecords(r), 0);
+}
+
+TEST_F(PipelineTest, AnUnclearRequestIsShownToARouterModelWhoseVerdictIsUsedCachedAndPaid) {
+  // A real worker in front of the stand-in answering as a planning model, beside simulated ones.
+  StartRoutedMesh("router-creative-standin");
 
   // The classifier is unsure of this one (factual 0.46): the router is asked, and says creative.
   const std::string unclear = "Tell me about the painting in the hallway.";
   CommandResult plan = Loom({"--coordinator=" + coordinator_.address, "plan", unclear});
   EXPECT_THAT(plan.out, HasSubstr("a router model is asked")) << plan.out << plan.err;
   json r = AskJson(unclear);
-  std::string reasons;
-  for (const auto& reason : r["plan"]["reasons"]) reasons += reason.get<std::string>() + "\n";
-  EXPECT_THAT(reasons, HasSubstr("router model router-creative-standin: creative")) << reasons;
+  EXPECT_THAT(Reasons(r), HasSubstr("router model router-creative-standin: creative")) << Reasons(r);
   EXPECT_EQ(r["plan"]["categories"][0]["category"], "TASK_CATEGORY_CREATIVE") << r["plan"].dump();
-  json records = Records(r["requestId"]);
-  int route_records = 0;
-  for (const auto& rec : records) {
-    if (rec.value("role", "") == "CONTRIBUTION_ROLE_ROUTE") {
-      ++route_records;
-      EXPECT_EQ(rec["deviceId"], "gpu-router") << rec.dump();
-    }
-  }
-  EXPECT_EQ(route_records, 1) << records.dump();
+  EXPECT_EQ(RouteRecords(r), 1);
 
   // The same prompt again: the cached verdict, no call, nothing paid for routing.
   json again = AskJson(unclear);
-  reasons.clear();
-  for (const auto& reason : again["plan"]["reasons"]) reasons += reason.get<std::string>() + "\n";
-  EXPECT_THAT(reasons, HasSubstr("router (cached): creative")) << reasons;
-  for (const auto& rec : Records(again["requestId"])) {
-    EXPECT_NE(rec.value("role", ""), "CONTRIBUTION_ROLE_ROUTE") << rec.dump();
-  }
+  EXPECT_THAT(Reasons(again), HasSubstr("router (cached): creative")) << Reasons(again);
+  EXPECT_EQ(RouteRecords(again), 0);
 
   // A request the classifier is sure of asks nobody.
   json clear = AskJson("Translate 'good morning' into Japanese.");
