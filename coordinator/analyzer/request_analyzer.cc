@@ -107,7 +107,7 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
   bool in_payload = false;
   // Score(text), when an ask turns out to be the whole text (one short question): the
   // single-ask verdict below scores the whole text and need not do it twice.
-  std::optional<std::array<double, 9>> whole_scores;
+  WholeText whole;
   for (const auto& [sentence, middle] : WindowSentences(text)) {
     if (middle) {
       context.push_back(sentence);
@@ -142,14 +142,17 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
       }
       // An ask is scored on its own instruction; what it carries after a colon counts 0.3.
       ask.scores = Score(instr);
-      if (payload.empty() && instr == text) whole_scores = ask.scores;
+      if (payload.empty() && instr == text) whole.scores = ask.scores;
       if (!payload.empty()) {
         std::array<double, 9> p = Score(payload);
         for (C c : kAllCategories) ask.scores[c] += 0.3 * p[c];
       }
       // The classifier reads the instruction (pasted material would decide what the ask is
       // "about": an explanation of pasted code is not code), with the lexicon's scores.
-      if (!options_.lexicon_only) ask.probs = model_.Predict(instr, ask.scores);
+      if (!options_.lexicon_only) {
+        ask.probs = model_.Predict(instr, ask.scores);
+        if (payload.empty() && instr == text) whole.probs = ask.probs;
+      }
       const std::string lower = absl::AsciiStrToLower(instr);
       ask.refers_back = !a.asks.empty() && HasAny(lower, kBackReferences);
       a.asks.push_back(std::move(ask));
@@ -157,13 +160,13 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
   }
   a.context = absl::StrJoin(context, " ");
   if (a.asks.empty()) {
-    Ask whole;
-    whole.text = text;
-    whole.scores = Score(text);
-    whole_scores = whole.scores;
-    a.asks.push_back(whole);
+    Ask only;
+    only.text = text;
+    only.scores = Score(text);
+    whole.scores = only.scores;
+    a.asks.push_back(only);
   }
-  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole_scores);
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole);
   // 2. Categories; asks without a signal lean on their neighbour.
   double top, second;
   int lexicon_decided = 0;
@@ -202,7 +205,7 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     a.asks.back().text = absl::StrCat(a.asks.back().text, " ", last.text);
   }
 
-  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole_scores);
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole);
 
   // 4. Whole-request category scores, normalised: the classifier's mean over the asks, or the
   // sum of their lexicon scores.
@@ -233,11 +236,11 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
 
 // One ask: the whole request goes to one model, or to several that compete.
 Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
-                                 const std::optional<std::array<double, 9>>& whole_scores) const {
+                                 const WholeText& whole) const {
   a.estimated_tokens = CountTokens(text) + max_output_tokens;
   Ask& only = a.asks.front();
   // The whole request is scored (pasted code says what it is about).
-  only.scores = whole_scores ? *whole_scores : Score(text);
+  only.scores = whole.scores ? *whole.scores : Score(text);
   double top, second;
   const C lexicon_best = TopCategory(only.scores, options_.min_signal, &top, &second);
   const std::string lower = absl::AsciiStrToLower(text);
@@ -254,7 +257,8 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
     only.category = lexicon_best;
     a.categories = RankedCategories(only.scores, 0);
   } else {
-    only.probs = model_.Predict(text, only.scores);
+    // Already known when one piece was the whole text (a one-sentence question).
+    only.probs = whole.probs ? *whole.probs : model_.Predict(text, only.scores);
     only.category = only.probs.best();
     std::array<double, 9> p{};
     for (C c : kAllCategories) p[c] = only.probs.of(c);

@@ -86,8 +86,13 @@ class RequestAnalyzer {
   static std::array<double, 9> Score(const std::string& text);
 
  private:
+  // What step 1 already learnt about the whole text, when one piece was all of it.
+  struct WholeText {
+    std::optional<std::array<double, 9>> scores;  // lexicon
+    std::optional<CategoryProbs> probs;           // classifier
+  };
   Analysis Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
-                  const std::optional<std::array<double, 9>>& whole_scores) const;
+                  const WholeText& whole) const;
 
   const AnalyzerOptions options_;
   const CategoryModel& model_;

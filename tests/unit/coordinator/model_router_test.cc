@@ -1,8 +1,8 @@
 #include "coordinator/model_router.h"
 
-#include "coordinator/analyzer/category_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fakes/category_models.h"
 #include "tests/fakes/mesh_fixture.h"
 
 namespace loom {
@@ -40,13 +40,6 @@ TEST(ModelRouterParseTest, ReadsTheFirstObjectStrictly) {
 
 class ModelRouterTest : public MeshFixture {
  protected:
-  ModelRouterTest() {
-    // A classifier that is unsure of everything (every category 1/8).
-    auto m = CategoryModel::FromBytes(CategoryModel::Encode(
-        10, {}, std::vector<float>(kModelClasses * kModelClasses, 0),
-        std::vector<float>((size_t{1} << 10) * kModelClasses, 0)));
-    unsure_ = std::move(*m);
-  }
   Analysis Unsure(const std::string& text) {
     AnalyzerOptions options;
     options.model = unsure_.get();
@@ -61,7 +54,7 @@ class ModelRouterTest : public MeshFixture {
     return router.Consult("req", text, absl::Now() + absl::Seconds(30), &cancel_, &log_);
   }
 
-  std::unique_ptr<CategoryModel> unsure_;
+  std::unique_ptr<CategoryModel> unsure_ = UnsureModel();  // every category 1/8
 };
 
 TEST_F(ModelRouterTest, ConsultsOnlyWhenOnAndTheClassifierIsUnsure) {

@@ -1,6 +1,5 @@
 #include "coordinator/request_runner.h"
 
-#include "coordinator/analyzer/category_model.h"
 
 #include <thread>
 
@@ -12,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "ledger/pricing.h"
 #include "ledger/sqlite_ledger.h"
+#include "tests/fakes/category_models.h"
 #include "tests/fakes/mesh_fixture.h"
 #include "tests/integration/process_harness.h"
 
@@ -581,15 +581,12 @@ TEST_F(RequestRunnerTest, ACompeteVerdictTeachesTheOutcomeModel) {
 
 TEST_F(RequestRunnerTest, ARouterVerdictIsReservedForUsedAndPaidAsARouteRecord) {
   // A classifier unsure of everything, a real planning model and a simulated answerer.
-  auto unsure = CategoryModel::FromBytes(CategoryModel::Encode(
-      10, {}, std::vector<float>(kModelClasses * kModelClasses, 0),
-      std::vector<float>((size_t{1} << 10) * kModelClasses, 0)));
-  ASSERT_TRUE(unsure.ok());
+  auto unsure = UnsureModel();
   AddDevice("planner", "phi-3-mini", "phi", 0, 3.8, /*simulated=*/false);
   AddDevice("l", "llama-3.1-8b", "llama");
   devices_.Set("planner:1", {.chunks = {R"({"category": "creative", "multi_part": false})"}});
   RunnerOptions options;
-  options.analyzer.model = unsure->get();
+  options.analyzer.model = unsure.get();
   options.router.enabled = true;
   options.router.model = "phi-3-mini";
   runner_ = std::make_unique<RequestRunner>(options, &registry_, &selector_, &devices_,

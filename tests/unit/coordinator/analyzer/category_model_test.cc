@@ -10,25 +10,20 @@
 #include "coordinator/analyzer/request_analyzer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fakes/category_models.h"
 
 namespace loom {
 namespace {
 
 using ::testing::HasSubstr;
 
-constexpr int kBits = 10;
+constexpr int kBits = kTestModelBits;
 
 int IndexOf(v1::TaskCategory c) {
   for (int i = 0; i < kModelClasses; ++i) {
     if (kAllCategories[i] == c) return i;
   }
   return -1;
-}
-
-// A tiny model whose weights are zero and whose biases are `bias`.
-std::string BiasOnlyModel(const std::array<float, kModelClasses>& bias) {
-  return CategoryModel::Encode(kBits, bias, std::vector<float>(kModelClasses * kModelClasses, 0),
-                               std::vector<float>((size_t{1} << kBits) * kModelClasses, 0));
 }
 
 TEST(CategoryModelTest, BuiltinModelLoadsAndGivesProbabilitiesThatSumToOne) {
@@ -60,7 +55,7 @@ TEST(CategoryModelTest, BuiltinModelReadsPromptsItWasNotWrittenAgainst) {
 TEST(CategoryModelTest, EncodedModelRoundTrips) {
   std::array<float, kModelClasses> bias{};
   bias[IndexOf(v1::TASK_CATEGORY_TRANSLATION)] = 3;
-  auto m = CategoryModel::FromBytes(BiasOnlyModel(bias));
+  auto m = CategoryModel::FromBytes(BiasOnlyModelBytes(bias));
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ((*m)->hash_bits(), kBits);
   CategoryProbs p = (*m)->Predict("anything at all");
@@ -70,7 +65,7 @@ TEST(CategoryModelTest, EncodedModelRoundTrips) {
 }
 
 TEST(CategoryModelTest, RefusesCorruptFilesWithAClearError) {
-  const std::string good = BiasOnlyModel({});
+  const std::string good = BiasOnlyModelBytes({});
   ASSERT_TRUE(CategoryModel::FromBytes(good).ok());
 
   auto expect_refused = [](const std::string& bytes, const std::string& why) {
@@ -119,10 +114,9 @@ TEST(TextFeaturesTest, DeterministicDistinctAndBounded) {
 
 TEST(ClassifierDecisionTest, UnsureClassifierFallsBackToGeneralAndSaysWhy) {
   // Equal biases: every category 1/8, far below the confidence floor.
-  auto m = CategoryModel::FromBytes(BiasOnlyModel({}));
-  ASSERT_TRUE(m.ok());
+  auto m = BiasOnlyModel({});
   AnalyzerOptions options;
-  options.model = m->get();
+  options.model = m.get();
   Analysis a = RequestAnalyzer(options).AnalyzeText("Describe the mood of the painting.");
   EXPECT_EQ(a.kind, v1::PLAN_KIND_PASSTHROUGH);
   EXPECT_EQ(a.asks[0].category, v1::TASK_CATEGORY_GENERAL);
@@ -133,10 +127,9 @@ TEST(ClassifierDecisionTest, TwoNearlyTiedCategoriesCompete) {
   std::array<float, kModelClasses> bias{};
   bias[IndexOf(v1::TASK_CATEGORY_CODE)] = 5;
   bias[IndexOf(v1::TASK_CATEGORY_REASONING)] = 5;
-  auto m = CategoryModel::FromBytes(BiasOnlyModel(bias));
-  ASSERT_TRUE(m.ok());
+  auto m = BiasOnlyModel(bias);
   AnalyzerOptions options;
-  options.model = m->get();
+  options.model = m.get();
   Analysis a = RequestAnalyzer(options).AnalyzeText("Describe the mood of the painting.");
   EXPECT_EQ(a.kind, v1::PLAN_KIND_COMPETE);
   EXPECT_THAT(a.reasons.back(), HasSubstr("no category clearly ahead"));
@@ -145,10 +138,9 @@ TEST(ClassifierDecisionTest, TwoNearlyTiedCategoriesCompete) {
 TEST(ClassifierDecisionTest, ConfidentClassifierDecidesAndTheReasonNamesIt) {
   std::array<float, kModelClasses> bias{};
   bias[IndexOf(v1::TASK_CATEGORY_STRUCTURED)] = 6;
-  auto m = CategoryModel::FromBytes(BiasOnlyModel(bias));
-  ASSERT_TRUE(m.ok());
+  auto m = BiasOnlyModel(bias);
   AnalyzerOptions options;
-  options.model = m->get();
+  options.model = m.get();
   // The lexicon calls this creative; the (rigged) classifier decides.
   Analysis a = RequestAnalyzer(options).AnalyzeText("Write a poem about the sea.");
   EXPECT_EQ(a.kind, v1::PLAN_KIND_PASSTHROUGH);
