@@ -133,7 +133,8 @@ void AddCorsHeaders(const std::vector<std::string>& allowed, const HttpRequest& 
 std::string Endpoint(const HttpRequest& req) {
   if (req.method == "OPTIONS") return "preflight";
   for (const char* route : {"/v1/chat/completions", "/v1/responses", "/v1/completions",
-                            "/v1/embeddings", "/loom/v1/earnings", "/healthz", "/metrics"}) {
+                            "/v1/embeddings", "/v1/feedback", "/loom/v1/earnings",
+                            "/loom/v1/affinities", "/healthz", "/metrics"}) {
     if (req.path == route) return route;
   }
   if (req.path == "/v1/models" || absl::StartsWith(req.path, "/v1/models/")) return "/v1/models";
@@ -700,8 +701,9 @@ void HttpFrontDoor::Routes() {
       [this](HttpExchange&) {
         HttpResponse res;
         res.content_type = "text/plain; version=0.0.4";
+        const v1::ListAffinitiesResponse affinities = runner_->Affinities();
         res.body = metrics_->Render(registry_->Snapshot(), admission_->running(),
-                                    admission_->waiting());
+                                    admission_->waiting(), &affinities);
         return res;
       },
       {.on_io_thread = true,
@@ -719,6 +721,24 @@ void HttpFrontDoor::Routes() {
     server_.Handle("POST", "/v1/embeddings", [this](HttpExchange& ex) { return Embeddings(ex); },
                    {.head_filter = authenticate});
   }
+  server_.Handle("POST", "/v1/feedback", [this](HttpExchange& ex) { return Feedback(ex); },
+                 {.head_filter = authenticate});
+  server_.Handle(
+      "GET", "/loom/v1/affinities",
+      [this](HttpExchange&) {
+        json data = json::array();
+        for (const v1::Affinity& a : runner_->Affinities().affinities()) {
+          data.push_back({{"model", a.model()},
+                          {"family", a.family()},
+                          {"category", CategoryName(a.category())},
+                          {"prior", a.prior()},
+                          {"good", a.good()},
+                          {"bad", a.bad()},
+                          {"blended", a.blended()}});
+        }
+        return JsonResponse(json{{"object", "list"}, {"data", std::move(data)}});
+      },
+      {.head_filter = authenticate});
   // A provider sees its own earnings with its own key (never another provider's).
   HttpHeadFilter authenticate_provider = [this](HttpRequest& req) -> std::optional<HttpResponse> {
     absl::StatusOr<std::string> provider = auth_->ProviderFor(req.Header("Authorization"));
@@ -740,6 +760,63 @@ void HttpFrontDoor::Routes() {
                                  {"unpaid_micro", row->unpaid_micro}});
       },
       {.head_filter = authenticate_provider});
+}
+
+// POST /v1/feedback {"request_id": "...", "rating": "good"|"bad", "sub_task_id": "..."}: the
+// id as the answer gave it (x-request-id), or the answer's own id ("chatcmpl-...", "cmpl-...",
+// "resp_...").
+HttpResponse HttpFrontDoor::Feedback(HttpExchange& exchange) {
+  const json j = json::parse(exchange.request().body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return ErrorResponse(absl::InvalidArgumentError("the body is not a JSON object"));
+  }
+  auto text = [&](const char* field, bool required) -> absl::StatusOr<std::string> {
+    if (!j.contains(field) || j[field].is_null()) {
+      if (!required) return std::string();
+      return absl::InvalidArgumentError(absl::StrCat("'", field, "' is required"));
+    }
+    if (!j[field].is_string()) {
+      return absl::InvalidArgumentError(absl::StrCat("'", field, "' must be a string"));
+    }
+    return j[field].get<std::string>();
+  };
+  absl::StatusOr<std::string> id = text("request_id", true);
+  absl::StatusOr<std::string> rating = text("rating", true);
+  absl::StatusOr<std::string> sub_task = text("sub_task_id", false);
+  for (const auto* field : {&id, &rating, &sub_task}) {
+    if (!field->ok()) return ErrorResponse(field->status());
+  }
+  v1::FeedbackRequest request;
+  request.set_request_id(*id);
+  request.set_sub_task_id(*sub_task);
+  if (*rating == "good") request.set_rating(v1::FEEDBACK_RATING_GOOD);
+  if (*rating == "bad") request.set_rating(v1::FEEDBACK_RATING_BAD);
+  if (request.rating() == v1::FEEDBACK_RATING_UNSPECIFIED) {
+    return ErrorResponse(absl::InvalidArgumentError("'rating' must be \"good\" or \"bad\""));
+  }
+  const std::string& client = exchange.request().principal;
+  absl::StatusOr<v1::FeedbackResponse> result = runner_->Feedback(client, request);
+  for (absl::string_view prefix : {"chatcmpl-", "cmpl-", "resp_"}) {
+    if (!absl::IsNotFound(result.status()) || !absl::StartsWith(*id, prefix)) continue;
+    v1::FeedbackRequest bare = request;
+    bare.set_request_id(id->substr(prefix.size()));
+    result = runner_->Feedback(client, bare);
+    if (absl::IsNotFound(result.status())) {
+      result = absl::NotFoundError(absl::StrCat("no settled request ", *id, " of client ", client));
+    }
+  }
+  if (!result.ok()) return ErrorResponse(result.status());
+  json applied = json::array();
+  for (const v1::OutcomeChange& c : result->applied()) {
+    applied.push_back({{"model", c.model()},
+                       {"category", CategoryName(c.category())},
+                       {"good", c.good()},
+                       {"bad", c.bad()}});
+  }
+  return JsonResponse(json{{"object", "loom.feedback"},
+                           {"request_id", *id},
+                           {"rating", *rating},
+                           {"applied", std::move(applied)}});
 }
 
 HttpResponse HttpFrontDoor::Models(HttpExchange& exchange) {

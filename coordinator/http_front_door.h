@@ -112,6 +112,7 @@ class HttpFrontDoor {
   HttpResponse Responses(HttpExchange& exchange);  // /v1/responses (responses_api.h)
   HttpResponse Completions(HttpExchange& exchange);  // /v1/completions (legacy text)
   HttpResponse Embeddings(HttpExchange& exchange);   // /v1/embeddings (embeddings_api.h)
+  HttpResponse Feedback(HttpExchange& exchange);     // /v1/feedback (feedback.h)
   // Who pays and under which id: the head filter's client, the loom/X-Request-Id/
   // Idempotency-Key id (validated) or a new one; names it in `res`.
   absl::Status Identify(const HttpRequest& req, v1::CompleteRequest* request, HttpResponse* res) const;

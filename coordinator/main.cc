@@ -98,6 +98,10 @@ ABSL_FLAG(int32_t, compete_k, 3, "Distinct models that answer a compete request.
 ABSL_FLAG(std::string, affinity_config, "",
           "JSON AffinityConfig overriding the default family x category affinity table.");
 ABSL_FLAG(double, load_weight, 0.6, "How much a fully loaded device's score drops (0-1).");
+ABSL_FLAG(bool, explore_affinities, false,
+          "Thompson sampling: unpinned selections score each model with a draw from its "
+          "observed-outcome posterior instead of its mean, so models with few observations are "
+          "tried now and then. Pinned requests never explore.");
 ABSL_FLAG(std::string, join_secret_file, "",
           "Secret behind join tokens (created, mode 0600, if missing). Without "
           "--tls_client_ca, workers prove their device id with a token derived from it.");
@@ -240,8 +244,15 @@ int main(int argc, char** argv) {
   }
   const double load_weight = absl::GetFlag(FLAGS_load_weight);
   if (load_weight < 0 || load_weight > 1) return Fail("--load_weight must be in [0, 1]");
-  // What compete verdicts and missed deadlines teach about each model (in memory for now).
-  loom::OutcomeModel outcomes;
+  // What compete verdicts, missed deadlines and clients' feedback teach about each model,
+  // kept in the ledger database: read back at start, so it survives restarts.
+  loom::OutcomeModel outcomes({}, ledger->get());
+  if (absl::Status loaded = outcomes.Load(); !loaded.ok()) {
+    return Fail(absl::StrCat("reading the learnt affinities from the ledger: ", loaded.ToString()));
+  }
+  if (const size_t learnt = outcomes.Counts().size(); learnt > 0) {
+    spdlog::info("learnt affinities: {} (model, category) pairs with observed outcomes", learnt);
+  }
   loom::RunnerOptions options;
   options.outcomes = &outcomes;
   options.attempts.outcomes = &outcomes;
@@ -280,7 +291,10 @@ int main(int argc, char** argv) {
     return Fail("--max_requests_per_client must be >= 0");
   }
 
-  loom::ModelSelector selector(std::move(affinity), {.load_weight = load_weight, .outcomes = &outcomes});
+  loom::ModelSelector selector(std::move(affinity),
+                               {.load_weight = load_weight,
+                                .outcomes = &outcomes,
+                                .explore = absl::GetFlag(FLAGS_explore_affinities)});
   // In join-token mode every call challenges the worker to prove the device it was dialled as.
   const bool join_mode = device_auth_options.mode == loom::DeviceAuthOptions::Mode::kJoinToken;
   loom::GrpcDeviceClient device_client(*worker_credentials, !tls.plaintext, absl::Minutes(10),

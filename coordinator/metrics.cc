@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "common/categories.h"
 
 namespace loom {
 namespace {
@@ -101,7 +102,7 @@ void Metrics::RecordSettlement(int64_t charged_micro) {
 }
 
 std::string Metrics::Render(const std::vector<v1::DeviceInfo>& devices, int running,
-                            int waiting) const {
+                            int waiting, const v1::ListAffinitiesResponse* affinities) const {
   std::string out;
   auto histogram = [&](const std::string& name, const std::string& labels, const Histogram& h) {
     int64_t cumulative = 0;
@@ -168,6 +169,26 @@ std::string Metrics::Render(const std::vector<v1::DeviceInfo>& devices, int runn
     if (d.usage_overclaims() == 0) continue;
     absl::StrAppendFormat(&out, "loom_device_usage_overclaims{device=\"%s\"} %d\n", d.device_id(),
                           d.usage_overclaims());
+  }
+  if (affinities) {
+    std::string blended, prior, outcomes;
+    for (const v1::Affinity& a : affinities->affinities()) {
+      const std::string labels = absl::StrFormat("model=\"%s\",category=\"%s\"",
+                                                 EscapeLabel(a.model()), CategoryName(a.category()));
+      absl::StrAppendFormat(&blended, "loom_affinity{%s} %g\n", labels, a.blended());
+      absl::StrAppendFormat(&prior, "loom_affinity_prior{%s} %g\n", labels, a.prior());
+      if (a.good() == 0 && a.bad() == 0) continue;
+      absl::StrAppendFormat(&outcomes, "loom_affinity_outcomes{%s,outcome=\"good\"} %g\n", labels,
+                            a.good());
+      absl::StrAppendFormat(&outcomes, "loom_affinity_outcomes{%s,outcome=\"bad\"} %g\n", labels,
+                            a.bad());
+    }
+    out += "# HELP loom_affinity The affinity the selector scores a model with for a category (prior blended with observed outcomes).\n# TYPE loom_affinity gauge\n";
+    out += blended;
+    out += "# HELP loom_affinity_prior The configured affinity of a model for a category.\n# TYPE loom_affinity_prior gauge\n";
+    out += prior;
+    out += "# HELP loom_affinity_outcomes Observed outcomes (weighted) of a model on a category.\n# TYPE loom_affinity_outcomes gauge\n";
+    out += outcomes;
   }
   return out;
 }

@@ -41,9 +41,10 @@ class Metrics {
   void RecordHttpResponse(const std::string& endpoint, int status);
   void RecordModel(const std::string& model);
 
-  // `running` and `waiting`: the requests admitted and waiting now (Admission).
+  // `running` and `waiting`: the requests admitted and waiting now (Admission); `affinities`
+  // (may be null): the selector's, as gauges per model and category.
   std::string Render(const std::vector<v1::DeviceInfo>& devices, int running = 0,
-                     int waiting = 0) const;
+                     int waiting = 0, const v1::ListAffinitiesResponse* affinities = nullptr) const;
 
  private:
   struct Histogram {

@@ -80,7 +80,9 @@ double AffinityTable::Score(const v1::ModelInfo& model, C category) const {
 }
 
 ModelSelector::ModelSelector(AffinityTable table, SelectorOptions options)
-    : table_(std::move(table)), options_(options) {}
+    : table_(std::move(table)),
+      options_(options),
+      rng_(options.explore_seed ? options.explore_seed : std::random_device{}()) {}
 
 double ModelSelector::LoadOf(const v1::DeviceInfo& device) {
   const v1::DeviceLoad& l = device.load();
@@ -167,10 +169,16 @@ double ModelSelector::AffinityOf(const v1::ModelInfo& model, C category, double*
 
 namespace {
 
-// "affinity 0.70", or with outcomes "affinity 0.74 (prior 0.70, 8 good, 2 bad)".
-std::string AffinityText(double affinity, double prior, double good, double bad) {
-  if (good == 0 && bad == 0) return absl::StrFormat("affinity %.2f", affinity);
-  return absl::StrFormat("affinity %.2f (prior %.2f, %g good, %g bad)", affinity, prior, good, bad);
+// "affinity 0.70", or with outcomes "affinity 0.74 (prior 0.70, 8 good, 2 bad)", and when
+// exploring "explored 0.81 (affinity 0.74 ...)".
+std::string AffinityText(double affinity, double prior, double good, double bad,
+                         double drawn = -1) {
+  std::string text = good == 0 && bad == 0
+                         ? absl::StrFormat("affinity %.2f", affinity)
+                         : absl::StrFormat("affinity %.2f (prior %.2f, %g good, %g bad)",
+                                           affinity, prior, good, bad);
+  if (drawn < 0) return text;
+  return absl::StrFormat("explored %.2f from %s", drawn, text);
 }
 
 }  // namespace
@@ -182,18 +190,26 @@ std::vector<ModelSelector::Candidate> ModelSelector::Rank(absl::Span<const Model
   std::vector<Candidate> out;
   for (const ModelGroup* g : groups) {
     double affinity = -1, prior = 0, good = 0, bad = 0;
+    C best = v1::TASK_CATEGORY_GENERAL;
     for (C c : categories) {
       double p, gd, bd;
       const double a = AffinityOf(g->model(), c, &p, &gd, &bd);
-      if (a > affinity) affinity = a, prior = p, good = gd, bad = bd;
+      if (a > affinity) affinity = a, prior = p, good = gd, bad = bd, best = c;
     }
     affinity = std::max(affinity, 0.0);
+    double scored = affinity, drawn = -1;
+    if (options_.explore && options_.outcomes) {
+      // One draw per model (on the category of its best blend), shared by its devices.
+      absl::MutexLock lock(&rng_mu_);
+      drawn = options_.outcomes->Sample(prior, g->model().name(), best, rng_);
+      scored = drawn;
+    }
     int taken = 0;
     // Within a group the score falls as load rises, so its first devices are its best.
     g->ForEachHealthy([&](const v1::DeviceInfo& d, double load) {
       if (excluded.count(d.device_id())) return true;
-      out.push_back({&d, &g->model(), affinity, load, affinity - options_.load_weight * load,
-                     prior, good, bad});
+      out.push_back({&d, &g->model(), affinity, load, scored - options_.load_weight * load,
+                     prior, good, bad, drawn});
       return ++taken < per_group;
     });
   }
@@ -239,7 +255,7 @@ absl::StatusOr<Selection> ModelSelector::SelectForCategories(
       const Candidate& c = ranked[i];
       parts.push_back(absl::StrFormat("%s%s/%s %.2f (%s - load %.2f)", i ? "" : "chose ",
                                       c.device->device_id(), c.model->name(), c.score,
-                                      AffinityText(c.affinity, c.prior, c.good, c.bad),
+                                      AffinityText(c.affinity, c.prior, c.good, c.bad, c.drawn),
                                       options_.load_weight * c.load));
     }
     s.reason = absl::StrCat(absl::StrJoin(names, "/"), ": ", absl::StrJoin(parts, "; then "));
@@ -266,7 +282,8 @@ std::vector<Selection> ModelSelector::RankDistinctModels(CandidateSource& source
         Selection s = ToSelection(c);
         s.reason = absl::StrFormat("compete candidate %d: %s %s, load %.2f", out.size() + 1,
                                    CategoryName(category),
-                                   AffinityText(c.affinity, c.prior, c.good, c.bad), c.load);
+                                   AffinityText(c.affinity, c.prior, c.good, c.bad, c.drawn),
+                                   c.load);
         out.push_back(std::move(s));
       }
     }

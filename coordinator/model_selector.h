@@ -26,6 +26,7 @@
 
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -107,6 +108,12 @@ struct SelectorOptions {
   // Observed outcomes that move the configured affinities (outcome_model.h); null: the table
   // alone. Not owned; must outlive the selector.
   const OutcomeModel* outcomes = nullptr;
+  // Thompson sampling: unpinned selections score each model with a draw from its outcome
+  // posterior (OutcomeModel::Sample) instead of the blend, so models with few observations
+  // are tried now and then. Needs `outcomes`. Pinned requests (SelectPassthrough) never
+  // explore. The draws come from one generator seeded with explore_seed (0: from the OS).
+  bool explore = false;
+  uint64_t explore_seed = 0;
 };
 
 struct PassthroughTarget {
@@ -173,6 +180,7 @@ class ModelSelector {
     double affinity, load, score;
     double prior;  // the table's affinity, before outcomes moved it
     double good, bad;  // the outcomes observed
+    double drawn = -1;  // the Thompson draw scored instead of the blend (-1: none)
   };
   // The best `per_group` healthy, non-excluded devices of every group, ranked (by score, then
   // larger model, device id, model name). The pointers are valid only inside source.Read.
@@ -183,6 +191,8 @@ class ModelSelector {
 
   const AffinityTable table_;
   const SelectorOptions options_;
+  mutable absl::Mutex rng_mu_;
+  mutable std::mt19937_64 rng_ ABSL_GUARDED_BY(rng_mu_);
 };
 
 // The smallest model (by parameters, then name) some healthy device of `source` serves, for a

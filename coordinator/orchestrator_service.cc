@@ -197,4 +197,26 @@ grpc::ServerUnaryReactor* OrchestratorService::ListDevices(grpc::CallbackServerC
   return reactor;
 }
 
+grpc::Status OrchestratorService::Feedback(grpc::ServerContext* context,
+                                          const v1::FeedbackRequest* request,
+                                          v1::FeedbackResponse* response) {
+  if (absl::Status role = CheckClientRole(context); !role.ok()) return ToGrpcStatus(role);
+  absl::StatusOr<std::string> client = auth_->ClientFor(Authorization(context));
+  if (!client.ok()) return ToGrpcStatus(client.status());
+  absl::StatusOr<v1::FeedbackResponse> result = runner_->Feedback(*client, *request);
+  if (result.ok()) *response = *std::move(result);
+  return ToGrpcStatus(result.status());
+}
+
+grpc::Status OrchestratorService::ListAffinities(grpc::ServerContext* context,
+                                                const v1::ListAffinitiesRequest* request,
+                                                v1::ListAffinitiesResponse* response) {
+  // As ListDevices: for the mesh's clients.
+  if (absl::Status role = CheckClientRole(context); !role.ok()) return ToGrpcStatus(role);
+  absl::StatusOr<std::string> client = auth_->ClientFor(Authorization(context));
+  if (!client.ok()) return ToGrpcStatus(client.status());
+  *response = runner_->Affinities();
+  return grpc::Status::OK;
+}
+
 }  // namespace loom

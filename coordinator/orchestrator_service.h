@@ -77,6 +77,12 @@ class OrchestratorService final
   grpc::ServerUnaryReactor* ListDevices(grpc::CallbackServerContext* context,
                                         const v1::ListDevicesRequest* request,
                                         v1::ListDevicesResponse* response) override;
+  // Sync handlers: a verdict is one ledger write, the report a walk over the registry.
+  grpc::Status Feedback(grpc::ServerContext* context, const v1::FeedbackRequest* request,
+                        v1::FeedbackResponse* response) override;
+  grpc::Status ListAffinities(grpc::ServerContext* context,
+                              const v1::ListAffinitiesRequest* request,
+                              v1::ListAffinitiesResponse* response) override;
 
  private:
   RequestRunner* const runner_;

@@ -1,18 +1,18 @@
 #include "coordinator/request_runner.h"
 
-#include "absl/synchronization/blocking_counter.h"
-
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "common/categories.h"
 #include "common/ids.h"
 #include "common/openai_wire.h"
 #include "common/status_macros.h"
 #include "common/tokens.h"
+#include "coordinator/feedback.h"
 #include "ledger/pricing.h"
 
 namespace loom {
@@ -33,9 +33,18 @@ std::vector<v1::ChatMessage> SystemMessages(const v1::CompleteRequest& request) 
   return out;
 }
 
+// What a record's work was, for the feedback on it (ContributionRecord.category, in_answer).
+struct RecordKind {
+  v1::TaskCategory category = v1::TASK_CATEGORY_UNSPECIFIED;
+  bool in_answer = false;
+};
+
 v1::ContributionRecord Record(const std::string& request_id, const std::string& sub_task_id,
-                              v1::ContributionRole role, const CallResult& call, absl::Time now) {
+                              v1::ContributionRole role, const CallResult& call, absl::Time now,
+                              RecordKind kind = {}) {
   v1::ContributionRecord r;
+  r.set_category(kind.category);
+  r.set_in_answer(kind.in_answer);
   r.set_request_id(request_id);
   r.set_device_id(call.chosen.device_id);
   r.set_provider_id(call.chosen.provider_id);
@@ -53,15 +62,15 @@ v1::ContributionRecord Record(const std::string& request_id, const std::string& 
 // (CallResult::earlier), then the attempt that finished.
 void AddRecords(std::vector<v1::ContributionRecord>* records, const std::string& request_id,
                 const std::string& sub_task_id, v1::ContributionRole role, const CallResult& call,
-                absl::Time now) {
+                absl::Time now, RecordKind kind = {}) {
   for (const CallResult::Part& part : call.earlier) {
     CallResult paid;
     paid.chosen = part.chosen;
     paid.attempt = part.attempt;
     paid.tokens = part.tokens;
-    records->push_back(Record(request_id, sub_task_id, role, paid, now));
+    records->push_back(Record(request_id, sub_task_id, role, paid, now, {kind.category, false}));
   }
-  records->push_back(Record(request_id, sub_task_id, role, call, now));
+  records->push_back(Record(request_id, sub_task_id, role, call, now, kind));
 }
 
 // Weights: each record's share of the request's tokens. Returns the total.
@@ -205,6 +214,16 @@ void RequestRunner::AddTentativeAssignments(v1::CompilationPlan* plan,
       a->set_reason(std::string(s.status().message()));
     }
   }
+}
+
+absl::StatusOr<v1::FeedbackResponse> RequestRunner::Feedback(const std::string& client_id,
+                                                             const v1::FeedbackRequest& request) {
+  return ApplyFeedback(ledger_, options_.outcomes,
+                       client_id.empty() ? options_.default_client : client_id, request);
+}
+
+v1::ListAffinitiesResponse RequestRunner::Affinities() const {
+  return AffinityReport(attempts_.selector(), registry_->Snapshot(), options_.outcomes);
 }
 
 absl::StatusOr<v1::CompilationPlan> RequestRunner::Explain(const v1::CompleteRequest& request) {
@@ -541,7 +560,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
       for (const auto& o : outcomes) {
         *response.add_results() = Result(o.task, o.input, o.result);
         AddRecords(&records, request_id, o.task.id(), v1::CONTRIBUTION_ROLE_EXECUTE, o.result,
-                                 clock_->Now());
+                   clock_->Now(), {o.task.category(), /*in_answer=*/true});
       }
       if (outcomes.size() == 1) {
         response.set_output(outcomes[0].result.output);
@@ -588,17 +607,20 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
         cand->set_agreement(c.agreement[i]);
         cand->set_winner(static_cast<int>(i) == c.winner);
         AddRecords(&records, request_id, c.sub_task_ids[i], v1::CONTRIBUTION_ROLE_COMPETE,
-                                 c.candidates[i], clock_->Now());
+                   c.candidates[i], clock_->Now(),
+                   {plan.categories(0).category(), static_cast<int>(i) == c.winner});
       }
       // The verdict is evidence of each model's skill at the category: a judge's counts fully,
       // agreement (the answer most like the others) half.
       if (options_.outcomes && c.candidates.size() >= 2) {
         const double weight = c.method == "judge" ? 1.0 : 0.5;
+        std::vector<OutcomeDelta> verdict;
         for (size_t i = 0; i < c.candidates.size(); ++i) {
           const bool won = static_cast<int>(i) == c.winner;
-          options_.outcomes->Observe(c.candidates[i].chosen.model.name(), plan.categories(0).category(),
-                                     won, won ? weight : weight / 2);
+          verdict.push_back({c.candidates[i].chosen.model.name(), plan.categories(0).category(),
+                             won ? weight : 0, won ? 0 : weight / 2});
         }
+        options_.outcomes->ObserveAll(verdict);
       }
       result->set_winner_sub_task_id(c.sub_task_ids[c.winner]);
       result->set_method(c.method);
@@ -656,7 +678,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
         const CallResult& call = *calls[i];
         *response.add_results() = Result(plan.sub_tasks(i), text, call);
         AddRecords(&records, request_id, specs[i].sub_task_id, v1::CONTRIBUTION_ROLE_EXECUTE,
-                   call, clock_->Now());
+                   call, clock_->Now(), {plan.sub_tasks(i).category(), /*in_answer=*/true});
         if (choices > 1) {
           v1::Choice* c = response.add_choices();
           c->set_index(i);

@@ -116,6 +116,11 @@ class RequestRunner {
   // sub-task would get now.
   absl::StatusOr<v1::CompilationPlan> Explain(const v1::CompleteRequest& request);
 
+  // A client's verdict on its request, and the affinities the selector uses (feedback.h).
+  absl::StatusOr<v1::FeedbackResponse> Feedback(const std::string& client_id,
+                                                const v1::FeedbackRequest& request);
+  v1::ListAffinitiesResponse Affinities() const;
+
  private:
   absl::Status Validate(const v1::CompleteRequest& request) const;
   v1::CompilationPlan BasePlan(const Analysis& analysis, const std::string& request_id) const;

@@ -79,6 +79,23 @@ struct RecordFilter {
   int64_t limit = 1000;
 };
 
+// Observed outcomes of one model on one category (weighted counts): a change to add, or the
+// totals kept.
+struct OutcomeDelta {
+  std::string model;
+  v1::TaskCategory category = v1::TASK_CATEGORY_UNSPECIFIED;
+  double good = 0;
+  double bad = 0;
+};
+
+// A client's verdict on one of its settled requests.
+struct FeedbackVerdict {
+  std::string request_id;
+  std::string client_account;  // who gives it: must be the account the request was charged to
+  bool good = false;
+  std::string sub_task_id;     // empty: the whole answer
+};
+
 class LedgerStore {
  public:
   virtual ~LedgerStore() = default;
@@ -115,6 +132,25 @@ class LedgerStore {
   }
   virtual absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(
       const RecordFilter& filter) = 0;
+
+  // Feedback and outcome statistics (the selector's learnt affinities, outcome_model.h).
+  // RecordFeedback keeps the verdict and adds it to the outcomes of the records that made the
+  // answer (ContributionRecord.in_answer), in one transaction, and returns what it added: 1 to
+  // the sub-task named, or 1/n to each of the answer's n parts. NOT_FOUND for a request not
+  // settled for this client (another client's request included); INVALID_ARGUMENT for a
+  // sub-task that is not part of the answer; ALREADY_EXISTS when this client rated the request already
+  // (nothing is written).
+  virtual absl::StatusOr<std::vector<OutcomeDelta>> RecordFeedback(const FeedbackVerdict& verdict) {
+    return absl::UnimplementedError("this ledger does not keep feedback");
+  }
+  // Adds observed outcomes (a compete verdict, a missed deadline) to the totals.
+  virtual absl::Status AddOutcomes(const std::vector<OutcomeDelta>& deltas) {
+    return absl::UnimplementedError("this ledger does not keep outcomes");
+  }
+  // The totals, one per (model, category) observed.
+  virtual absl::StatusOr<std::vector<OutcomeDelta>> Outcomes() {
+    return absl::UnimplementedError("this ledger does not keep outcomes");
+  }
 
   // The client account an API key is bound to. UNAUTHENTICATED for an unknown or revoked key.
   virtual absl::StatusOr<std::string> Authenticate(const std::string& api_key) = 0;

@@ -1,6 +1,7 @@
 #include "ledger/sqlite_ledger.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <tuple>
 #include <utility>
@@ -119,6 +120,7 @@ class Statement {
     return row.status();
   }
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  int columns() const { return sqlite3_column_count(stmt_); }
   double Double(int col) const { return sqlite3_column_double(stmt_, col); }
   // Every byte of the value, NULs included (the length comes from SQLite, not strlen).
   std::string Text(int col) const {
@@ -217,10 +219,15 @@ std::string TxnCanonical(int version, const std::string& prev_hash, int64_t id,
   return out;
 }
 
-// The columns of a contribution row, in the order RecordFromRow reads them.
+// The columns of a contribution row, in the order RecordFromRow reads them. kRecordColumns
+// are those of every schema since 1 (migrations read them); since schema 8 a row also says
+// what the work was and whether it reached the answer.
 constexpr char kRecordColumns[] =
     "request_id, sub_task_id, attempt, device_id, provider_id, model, role, token_count, weight, "
     "credits_micro, created_at_ms";
+constexpr char kAllRecordColumns[] =
+    "request_id, sub_task_id, attempt, device_id, provider_id, model, role, token_count, weight, "
+    "credits_micro, created_at_ms, category, in_answer";
 
 v1::ContributionRecord RecordFromRow(const Statement& q) {
   v1::ContributionRecord r;
@@ -235,6 +242,13 @@ v1::ContributionRecord RecordFromRow(const Statement& q) {
   r.set_weight(q.Double(8));
   r.set_credits_micro(q.Int(9));
   r.set_created_unix_ms(q.Int(10));
+  if (q.columns() > 12) {
+    const int64_t category = q.Int(11);
+    if (v1::TaskCategory_IsValid(static_cast<int>(category))) {
+      r.set_category(static_cast<v1::TaskCategory>(category));
+    }
+    r.set_in_answer(q.Int(12) != 0);
+  }
   return r;
 }
 
@@ -416,6 +430,28 @@ CREATE TABLE answers(
   response BLOB NOT NULL,
   created_at_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX answers_by_age ON answers(created_at_ms);
+)sql",
+    // 8: what each contribution's work was and whether it reached the answer, the clients'
+    // verdicts on their requests, and the outcomes observed per (model, category) that move
+    // the selector's affinities. Routing statistics, not money: the hash chain does not cover
+    // them.
+    R"sql(
+ALTER TABLE contributions ADD COLUMN category INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE contributions ADD COLUMN in_answer INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE feedback(
+  request_id TEXT NOT NULL,
+  account_id TEXT NOT NULL REFERENCES accounts(id),
+  rating TEXT NOT NULL CHECK (rating IN ('good', 'bad')),
+  sub_task_id TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (request_id, account_id)) WITHOUT ROWID;
+CREATE TABLE outcomes(
+  model TEXT NOT NULL,
+  category INTEGER NOT NULL,
+  good REAL NOT NULL CHECK (good >= 0),
+  bad REAL NOT NULL CHECK (bad >= 0),
+  updated_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (model, category)) WITHOUT ROWID;
 )sql",
 };
 static_assert(std::size(kMigrations) == SqliteLedger::kSchemaVersion);
@@ -937,14 +973,16 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
   LOOM_ASSIGN_OR_RETURN(int64_t txn_id, AppendLocked("settle", reference, charge, digest, entries));
 
   const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
-  // One statement for all the records (?1 request, ?2 transaction, ?3 time, 9 per record).
+  // One statement for all the records (?1 request, ?2 transaction, ?3 time, 11 per record).
+  constexpr int kPerRecord = 11;
   std::string rows_sql =
       "INSERT INTO contributions(request_id, txn_id, created_at_ms, sub_task_id, attempt, "
-      "device_id, provider_id, model, role, token_count, weight, credits_micro) VALUES";
+      "device_id, provider_id, model, role, token_count, weight, credits_micro, category, "
+      "in_answer) VALUES";
   for (size_t i = 0; i < request.records.size(); ++i) {
-    const int b = 4 + 9 * static_cast<int>(i);
+    const int b = 4 + kPerRecord * static_cast<int>(i);
     absl::StrAppend(&rows_sql, i ? "," : "", "(?1,?2,?3");
-    for (int k = 0; k < 9; ++k) absl::StrAppend(&rows_sql, ",?", b + k);
+    for (int k = 0; k < kPerRecord; ++k) absl::StrAppend(&rows_sql, ",?", b + k);
     absl::StrAppend(&rows_sql, ")");
   }
   if (!request.records.empty()) {
@@ -952,7 +990,7 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
     rows.Bind(1, request.request_id).Bind(2, txn_id).Bind(3, now_ms);
     for (size_t i = 0; i < request.records.size(); ++i) {
       const v1::ContributionRecord& r = request.records[i];
-      const int b = 4 + 9 * static_cast<int>(i);
+      const int b = 4 + kPerRecord * static_cast<int>(i);
       rows.Bind(b, r.sub_task_id())
           .Bind(b + 1, int64_t{r.attempt()})
           .Bind(b + 2, r.device_id())
@@ -961,7 +999,9 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
           .Bind(b + 5, int64_t{r.role()})
           .Bind(b + 6, r.token_count())
           .BindDouble(b + 7, r.weight())
-          .Bind(b + 8, r.credits_micro());
+          .Bind(b + 8, r.credits_micro())
+          .Bind(b + 9, int64_t{r.category()})
+          .Bind(b + 10, int64_t{r.in_answer()});
     }
     LOOM_RETURN_IF_ERROR(rows.Run());
   }
@@ -1167,7 +1207,7 @@ absl::StatusOr<std::string> SqliteLedger::Payout(const std::string& provider_id,
 absl::StatusOr<std::vector<v1::ContributionRecord>> SqliteLedger::ListRecords(
     const RecordFilter& filter) {
   absl::MutexLock lock(&mu_);
-  Statement query(db_, absl::StrCat("SELECT ", kRecordColumns,
+  Statement query(db_, absl::StrCat("SELECT ", kAllRecordColumns,
                                     " FROM contributions WHERE (?1 = '' OR request_id = ?1) "
                                     "AND (?2 = '' OR provider_id = ?2) ORDER BY created_at_ms, "
                                     "request_id, sub_task_id, attempt LIMIT ?3"));
@@ -1179,6 +1219,140 @@ absl::StatusOr<std::vector<v1::ContributionRecord>> SqliteLedger::ListRecords(
     records.push_back(RecordFromRow(query));
   }
   return records;
+}
+
+// ---- Feedback and outcomes ----
+
+absl::StatusOr<std::vector<OutcomeDelta>> SqliteLedger::RecordFeedback(
+    const FeedbackVerdict& verdict) {
+  if (verdict.request_id.empty()) return absl::InvalidArgumentError("feedback: empty request id");
+  if (AccountKind(verdict.client_account) != "client") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("feedback: '", verdict.client_account, "' is not a client account"));
+  }
+  absl::StatusOr<std::vector<OutcomeDelta>> result = absl::InternalError("not run");
+  absl::Status status = Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    result = RecordFeedbackLocked(verdict);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::vector<OutcomeDelta>> SqliteLedger::RecordFeedbackLocked(
+    const FeedbackVerdict& verdict) {
+  // The request must have been settled and charged to this client. Another client's request
+  // is "not found" for this one, as an unknown id is: a key does not learn which ids exist.
+  {
+    Statement owner(db_,
+                    "SELECT 1 FROM transactions t JOIN entries e ON e.txn_id = t.id "
+                    "WHERE t.reference = ?1 AND e.account_id = ?2",
+                    cache_.get());
+    owner.Bind(1, absl::StrCat("settle:", verdict.request_id)).Bind(2, verdict.client_account);
+    LOOM_ASSIGN_OR_RETURN(bool found, owner.Step());
+    if (!found) {
+      return absl::NotFoundError(absl::StrCat("no settled request ", verdict.request_id,
+                                              " of ", verdict.client_account));
+    }
+  }
+  {
+    Statement earlier(db_,
+                      "SELECT rating FROM feedback WHERE request_id = ?1 AND account_id = ?2",
+                      cache_.get());
+    earlier.Bind(1, verdict.request_id).Bind(2, verdict.client_account);
+    LOOM_ASSIGN_OR_RETURN(bool found, earlier.Step());
+    if (found) {
+      return absl::AlreadyExistsError(absl::StrCat("request ", verdict.request_id,
+                                                   " was already rated ", earlier.Text(0)));
+    }
+  }
+  // The parts of the answer: each sub-task's last attempt among the records that reached it.
+  std::vector<OutcomeDelta> parts;
+  {
+    Statement q(db_,
+                "SELECT sub_task_id, model, category FROM contributions c WHERE request_id = ?1 "
+                "AND in_answer = 1 AND category != 0 AND (?2 = '' OR sub_task_id = ?2) AND "
+                "attempt = (SELECT MAX(attempt) FROM contributions d WHERE d.request_id = "
+                "c.request_id AND d.sub_task_id = c.sub_task_id AND d.in_answer = 1) "
+                "ORDER BY sub_task_id",
+                cache_.get());
+    q.Bind(1, verdict.request_id).Bind(2, verdict.sub_task_id);
+    while (true) {
+      LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      const int64_t category = q.Int(2);
+      if (!v1::TaskCategory_IsValid(static_cast<int>(category))) continue;
+      parts.push_back({q.Text(1), static_cast<v1::TaskCategory>(category), 0, 0});
+    }
+  }
+  if (!verdict.sub_task_id.empty() && parts.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", verdict.request_id,
+                                                   " has no sub-task ", verdict.sub_task_id,
+                                                   " in its answer"));
+  }
+  // The whole answer is shared equally by its parts; a part named alone takes all of it.
+  for (OutcomeDelta& d : parts) {
+    (verdict.good ? d.good : d.bad) = 1.0 / static_cast<double>(parts.size());
+  }
+  Statement keep(db_,
+                 "INSERT INTO feedback(request_id, account_id, rating, sub_task_id, "
+                 "created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
+                 cache_.get());
+  LOOM_RETURN_IF_ERROR(keep.Bind(1, verdict.request_id)
+                           .Bind(2, verdict.client_account)
+                           .Bind(3, verdict.good ? "good" : "bad")
+                           .Bind(4, verdict.sub_task_id)
+                           .Bind(5, absl::ToUnixMillis(clock_->Now()))
+                           .Run());
+  LOOM_RETURN_IF_ERROR(AddOutcomesLocked(parts));
+  return parts;
+}
+
+absl::Status SqliteLedger::AddOutcomes(const std::vector<OutcomeDelta>& deltas) {
+  for (const OutcomeDelta& d : deltas) {
+    if (d.model.empty() || !(d.good >= 0) || !(d.bad >= 0) || !std::isfinite(d.good) ||
+        !std::isfinite(d.bad)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("outcomes: bad change for model '", d.model, "'"));
+    }
+  }
+  if (deltas.empty()) return absl::OkStatus();
+  return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return AddOutcomesLocked(deltas); },
+               /*durable=*/false);
+}
+
+absl::Status SqliteLedger::AddOutcomesLocked(const std::vector<OutcomeDelta>& deltas) {
+  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
+  for (const OutcomeDelta& d : deltas) {
+    Statement add(db_,
+                  "INSERT INTO outcomes(model, category, good, bad, updated_at_ms) "
+                  "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(model, category) DO UPDATE SET "
+                  "good = good + excluded.good, bad = bad + excluded.bad, "
+                  "updated_at_ms = excluded.updated_at_ms",
+                  cache_.get());
+    LOOM_RETURN_IF_ERROR(add.Bind(1, d.model)
+                             .Bind(2, int64_t{d.category})
+                             .BindDouble(3, d.good)
+                             .BindDouble(4, d.bad)
+                             .Bind(5, now_ms)
+                             .Run());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<OutcomeDelta>> SqliteLedger::Outcomes() {
+  absl::MutexLock lock(&mu_);
+  Statement q(db_, "SELECT model, category, good, bad FROM outcomes ORDER BY model, category",
+              cache_.get());
+  std::vector<OutcomeDelta> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    const int64_t category = q.Int(1);
+    if (!v1::TaskCategory_IsValid(static_cast<int>(category))) continue;
+    out.push_back({q.Text(0), static_cast<v1::TaskCategory>(category), q.Double(2), q.Double(3)});
+  }
+  return out;
 }
 
 absl::StatusOr<int64_t> SqliteLedger::Balance(const std::string& account_id) {

@@ -108,7 +108,7 @@ struct VerifyReport {
 
 class SqliteLedger : public LedgerStore {
  public:
-  static constexpr int kSchemaVersion = 7;
+  static constexpr int kSchemaVersion = 8;
   // No balance (the mint's included) goes past this either way: a grant or settlement that
   // would is refused (OUT_OF_RANGE), so sums of balances never overflow int64.
   static constexpr int64_t kMaxBalanceMicro = INT64_MAX / 4;
@@ -133,6 +133,11 @@ class SqliteLedger : public LedgerStore {
   absl::StatusOr<int64_t> ReleaseOrphans();
   absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(
       const RecordFilter& filter) override;
+  // Feedback and outcomes (ledger_store.h). A verdict is a durable write; outcomes from the
+  // pipeline are not flushed on their own (statistics: the next durable commit flushes them).
+  absl::StatusOr<std::vector<OutcomeDelta>> RecordFeedback(const FeedbackVerdict& verdict) override;
+  absl::Status AddOutcomes(const std::vector<OutcomeDelta>& deltas) override;
+  absl::StatusOr<std::vector<OutcomeDelta>> Outcomes() override;
 
   // Top-up from the mint. Idempotent by reference (same account and amount); a reference
   // reused for anything else is refused.
@@ -192,6 +197,10 @@ class SqliteLedger : public LedgerStore {
   absl::StatusOr<int64_t> AvailableLocked(const std::string& account, const std::string& except)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status EnsureAccountLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<OutcomeDelta>> RecordFeedbackLocked(const FeedbackVerdict& verdict)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status AddOutcomesLocked(const std::vector<OutcomeDelta>& deltas)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const LedgerOptions options_;

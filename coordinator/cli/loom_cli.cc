@@ -123,6 +123,34 @@ std::string FormatSummary(const v1::CompleteResponse& response) {
   return out;
 }
 
+std::string FormatAffinities(const v1::ListAffinitiesResponse& affinities) {
+  if (affinities.affinities().empty()) return "no models in the mesh and no outcomes observed\n";
+  std::vector<Row> rows;
+  for (const auto& a : affinities.affinities()) {
+    const bool observed = a.good() > 0 || a.bad() > 0;
+    rows.push_back({a.model(), a.family().empty() ? "-" : a.family(),
+                    EnumSuffix(v1::TaskCategory_Name(a.category()), "TASK_CATEGORY_"),
+                    absl::StrFormat("%.2f", a.prior()),
+                    observed ? absl::StrFormat("%g", a.good()) : "",
+                    observed ? absl::StrFormat("%g", a.bad()) : "",
+                    absl::StrFormat("%.2f", a.blended())});
+  }
+  return FormatTextTable({"model", "family", "category", "prior", "good", "bad", "blended"}, rows);
+}
+
+std::string FormatFeedback(const v1::FeedbackResponse& response, bool good) {
+  std::string out = absl::StrCat("request ", response.request_id(), " rated ",
+                                 good ? "good" : "bad");
+  if (response.applied().empty()) return out + " (no model's affinity moved)\n";
+  std::vector<std::string> parts;
+  for (const auto& c : response.applied()) {
+    parts.push_back(absl::StrFormat("%s/%s +%g %s", c.model(),
+                                    EnumSuffix(v1::TaskCategory_Name(c.category()), "TASK_CATEGORY_"),
+                                    good ? c.good() : c.bad(), good ? "good" : "bad"));
+  }
+  return absl::StrCat(out, ": ", absl::StrJoin(parts, ", "), "\n");
+}
+
 std::string FormatEvent(const v1::SubTaskEvent& e) {
   const std::string who = absl::StrCat(Short(e.sub_task_id()), " attempt ",
                                        e.attempt(), " on ", e.device_id(), " (", e.model(), ")");

@@ -18,6 +18,12 @@ std::string FormatPlan(const v1::CompilationPlan& plan);
 // The footer printed after a streamed answer: request id, who served it, tokens, cost.
 std::string FormatSummary(const v1::CompleteResponse& response);
 
+// One row per model and category: prior, observed outcomes, blended affinity.
+std::string FormatAffinities(const v1::ListAffinitiesResponse& affinities);
+
+// What a verdict changed: "request R rated good: llama-3.1-8b/code +1 good".
+std::string FormatFeedback(const v1::FeedbackResponse& response, bool good);
+
 // A progress line for a sub-task event, e.g. "[retry] sub-task 1a2b… on dev-a failed: …".
 std::string FormatEvent(const v1::SubTaskEvent& event);
 

@@ -36,6 +36,7 @@ ABSL_FLAG(std::string, api_key, "", "API key (default: $LOOM_API_KEY); requests 
 ABSL_FLAG(std::string, system, "", "ask/plan: a system prompt.");
 ABSL_FLAG(std::string, mode, "", "ask/plan: force the plan: passthrough, compiled or compete.");
 ABSL_FLAG(int64_t, timeout_ms, 120000, "Deadline of the call.");
+ABSL_FLAG(std::string, sub_task, "", "feedback: the sub-task the verdict is about (default: the whole answer).");
 
 namespace {
 
@@ -50,6 +51,9 @@ constexpr char kUsage[] =
     "                 [--max_tokens=N] [--system=TEXT] [--api_key=KEY | $LOOM_API_KEY]\n"
     "  plan \"PROMPT\"  show the plan the coordinator would follow, without running it\n"
     "  devices        the devices in the mesh with their models and load\n"
+    "  feedback ID good|bad  rate the answer of your request ID (once); moves the affinities\n"
+    "                 of the models that made it [--sub_task=ID: one part of it]\n"
+    "  affinities     the selector's affinities: prior, observed outcomes, blended\n"
     "  earnings       a provider's own earnings, with a provider's key (--http=HOST:PORT\n"
     "                 --api_key=KEY; loom-ledger keys create --provider=ID makes one)\n"
     "\n"
@@ -288,6 +292,34 @@ int Devices(loom::v1::Orchestrator::Stub* stub) {
   return 0;
 }
 
+int Feedback(loom::v1::Orchestrator::Stub* stub, const std::string& id, const std::string& rating) {
+  if (rating != "good" && rating != "bad") {
+    return Usage(absl::StrCat("feedback: the rating must be good or bad, not '", rating, "'"));
+  }
+  loom::v1::FeedbackRequest request;
+  request.set_request_id(id);
+  request.set_rating(rating == "good" ? loom::v1::FEEDBACK_RATING_GOOD
+                                      : loom::v1::FEEDBACK_RATING_BAD);
+  request.set_sub_task_id(absl::GetFlag(FLAGS_sub_task));
+  loom::v1::FeedbackResponse response;
+  auto context = NewContext();
+  grpc::Status status = stub->Feedback(context.get(), request, &response);
+  if (!status.ok()) return Failed(status);
+  std::cout << (absl::GetFlag(FLAGS_json) ? loom::ToJson(response) + "\n"
+                                          : loom::FormatFeedback(response, rating == "good"));
+  return 0;
+}
+
+int Affinities(loom::v1::Orchestrator::Stub* stub) {
+  loom::v1::ListAffinitiesResponse affinities;
+  auto context = NewContext();
+  grpc::Status status = stub->ListAffinities(context.get(), {}, &affinities);
+  if (!status.ok()) return Failed(status);
+  std::cout << (absl::GetFlag(FLAGS_json) ? loom::ToJson(affinities) + "\n"
+                                          : loom::FormatAffinities(affinities));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -312,6 +344,14 @@ int main(int argc, char** argv) {
   if (command == "devices") {
     if (args.size() > 2) return Usage(absl::StrCat("devices: unexpected argument '", args[2], "'"));
     return Devices(stub.get());
+  }
+  if (command == "feedback") {
+    if (args.size() != 4) return Usage("feedback: expected REQUEST_ID good|bad");
+    return Feedback(stub.get(), args[2], args[3]);
+  }
+  if (command == "affinities") {
+    if (args.size() > 2) return Usage(absl::StrCat("affinities: unexpected argument '", args[2], "'"));
+    return Affinities(stub.get());
   }
   if (command == "earnings") {
     if (args.size() > 2) return Usage(absl::StrCat("earnings: unexpected argument '", args[2], "'"));

@@ -3,6 +3,7 @@
 // key over gRPC.
 #include <fstream>
 
+#include <csignal>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -964,6 +965,121 @@ TEST_F(HttpTest, LogprobsComeBackPerTokenFromAModelThatReportsThem) {
     if (lp.is_object()) entries += lp["content"].size();
   }
   EXPECT_EQ(entries, content.size());
+}
+
+// Affinities that learn: a compete verdict and clients' feedback (CLI and HTTP) move the
+// selector's affinities, `loom affinities` and the metrics show it, the next unpinned request
+// follows it, and all of it survives the coordinator being killed and restarted.
+TEST_F(HttpTest, CompeteAndFeedbackMoveTheAffinitiesAndTheNextSelectionAcrossARestart) {
+  StartSecured();
+  const std::string address = coordinator_.address;
+  StartWorker("dev-qwen", "qwen2.5-coder-7b");
+  StartWorker("dev-llama", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-qwen", "dev-llama"}));
+  const std::string alice = NewKey("alice", "50");
+  const std::string bob = NewKey("bob", "5");
+  const std::string code = "Write a Python function that reverses a linked list.";
+  auto loom = [&](std::vector<std::string> args, const std::string& key) {
+    args.insert(args.begin(), {"--coordinator=" + address, "--api_key=" + key});
+    return Loom(args);
+  };
+  auto code_model = [&]() -> std::string {
+    CommandResult plan = loom({"plan", code, "--json"}, alice);
+    EXPECT_EQ(plan.exit_code, 0) << plan.err;
+    json p = json::parse(plan.out, nullptr, false);
+    if (p.is_discarded() || p["assignments"].empty()) return "";
+    return p["assignments"][0]["model"];
+  };
+  // (good, bad) observed for a model on code, per `loom affinities --json`.
+  auto observed = [&](const std::string& model) -> std::pair<double, double> {
+    CommandResult r = loom({"affinities", "--json"}, alice);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    json a = json::parse(r.out, nullptr, false);
+    for (const auto& row : a.value("affinities", json::array())) {
+      if (row["model"] == model && row["category"] == "TASK_CATEGORY_CODE") {
+        return {row.value("good", 0.0), row.value("bad", 0.0)};
+      }
+    }
+    return {0, 0};
+  };
+  ASSERT_EQ(code_model(), "qwen2.5-coder-7b") << "the table's prior: qwen-coder 0.95 for code";
+
+  // A compete run: the winner gains, the loser loses (agreement: half weight).
+  CommandResult compete = loom({"ask", code, "--json", "--mode=compete"}, alice);
+  ASSERT_EQ(compete.exit_code, 0) << compete.err;
+  json c = json::parse(compete.out);
+  ASSERT_EQ(c["compete"]["candidates"].size(), 2u);
+  for (const auto& cand : c["compete"]["candidates"]) {
+    const auto [good, bad] = observed(cand["model"]);
+    if (cand.value("winner", false)) {
+      EXPECT_DOUBLE_EQ(good, 0.5) << cand.dump();
+    } else {
+      EXPECT_DOUBLE_EQ(bad, 0.25) << cand.dump();
+    }
+  }
+  const auto after_compete_qwen = observed("qwen2.5-coder-7b");
+  const auto after_compete_llama = observed("llama-3.1-8b");
+
+  // Alice's verdicts: qwen-coder's code answers bad (CLI), llama's good (HTTP, by the
+  // answer's own id).
+  for (int i = 0; i < 8; ++i) {
+    CommandResult r = loom({"ask", code, "--json", "--model=qwen2.5-coder-7b"}, alice);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const std::string id = json::parse(r.out)["requestId"];
+    CommandResult f = loom({"feedback", id, "bad"}, alice);
+    ASSERT_EQ(f.exit_code, 0) << f.err;
+    EXPECT_THAT(f.out, HasSubstr("qwen2.5-coder-7b/code +1 bad"));
+  }
+  std::string llama_answer;
+  for (int i = 0; i < 6; ++i) {
+    HttpResult r = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", code), alice);
+    ASSERT_EQ(r.status, 200) << r.body;
+    llama_answer = json::parse(r.body)["id"];
+    HttpResult f = Curl("POST", "/v1/feedback",
+                        absl::StrCat(R"({"request_id": ")", llama_answer, R"(", "rating": "good"})"),
+                        alice);
+    ASSERT_EQ(f.status, 200) << f.body;
+    json applied = json::parse(f.body)["applied"];
+    ASSERT_EQ(applied.size(), 1u) << f.body;
+    EXPECT_EQ(applied[0]["model"], "llama-3.1-8b");
+    EXPECT_EQ(applied[0]["category"], "code");
+  }
+  // One verdict per request: a second is 409 and not retried; another client cannot rate it;
+  // a bad body is 400.
+  HttpResult again = Curl("POST", "/v1/feedback",
+                          absl::StrCat(R"({"request_id": ")", llama_answer, R"(", "rating": "bad"})"),
+                          alice);
+  EXPECT_EQ(again.status, 409) << again.body;
+  EXPECT_THAT(absl::AsciiStrToLower(again.headers), HasSubstr("x-should-retry: false"));
+  HttpResult other = Curl("POST", "/v1/feedback",
+                          absl::StrCat(R"({"request_id": ")", llama_answer, R"(", "rating": "bad"})"),
+                          bob);
+  EXPECT_EQ(other.status, 404) << other.body;
+  EXPECT_EQ(Curl("POST", "/v1/feedback", R"({"request_id": "x", "rating": "meh"})", alice).status, 400);
+  EXPECT_EQ(Curl("POST", "/v1/feedback", R"({"request_id": "x", "rating": "good"})", "").status, 401);
+
+  const auto qwen = observed("qwen2.5-coder-7b");
+  const auto llama = observed("llama-3.1-8b");
+  EXPECT_DOUBLE_EQ(qwen.second, after_compete_qwen.second + 8);
+  EXPECT_DOUBLE_EQ(llama.first, after_compete_llama.first + 6);
+  EXPECT_EQ(code_model(), "llama-3.1-8b") << "the next code request follows what was learnt";
+  HttpResult metrics = Curl("GET", "/metrics", "");
+  EXPECT_THAT(metrics.body, HasSubstr("loom_affinity_outcomes{model=\"llama-3.1-8b\",category=\"code\",outcome=\"good\"}"));
+
+  // Killed, not stopped: what was learnt is in the ledger database.
+  coordinator_.process->Signal(SIGKILL);
+  coordinator_.process->Wait(absl::Seconds(10));
+  StartCoordinator(address, {"--allow_anonymous="});
+  ASSERT_TRUE(WaitForDevices({"dev-qwen", "dev-llama"})) << "workers re-register by themselves";
+  EXPECT_EQ(observed("qwen2.5-coder-7b"), qwen);
+  EXPECT_EQ(observed("llama-3.1-8b"), llama);
+  EXPECT_EQ(code_model(), "llama-3.1-8b");
+  CommandResult plan = loom({"plan", code}, alice);
+  EXPECT_THAT(plan.out, HasSubstr("prior 0.70, ")) << plan.out;
+  // The verdicts, too: a second one on a request rated before the restart is still refused.
+  CommandResult twice = loom({"feedback", llama_answer.substr(strlen("chatcmpl-")), "good"}, alice);
+  EXPECT_EQ(twice.exit_code, 1);
+  EXPECT_THAT(twice.err, HasSubstr("already rated good"));
 }
 
 }  // namespace

@@ -1,7 +1,10 @@
 #include "coordinator/outcome_model.h"
 
+#include <set>
+
 #include "coordinator/model_selector.h"
 #include "gmock/gmock.h"
+#include "ledger/sqlite_ledger.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/mesh_fixture.h"
 
@@ -82,6 +85,80 @@ TEST(OutcomeModelTest, TheSelectorFollowsWhatWasObservedAndSaysSo) {
   // Without outcomes the table alone decides, as before.
   ModelSelector plain;
   EXPECT_EQ(plain.SelectForCategories(devices, {kCode}, {})->model.name(), "qwen2.5-coder-7b");
+}
+
+TEST(OutcomeModelTest, OutcomesAreKeptInTheLedgerAndReadBackAfterARestart) {
+  auto ledger = SqliteLedger::Open({.path = ":memory:"});
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  {
+    OutcomeModel outcomes({}, ledger->get());
+    ASSERT_TRUE(outcomes.Load().ok());
+    outcomes.Observe("llama", kCode, true);
+    outcomes.ObserveAll({{"llama", kCode, 0.5, 0}, {"phi", kCode, 0, 0.25},
+                         {"", kCode, 1, 0} /* no model: dropped */, {"phi", kCode, -1, 0}});
+    EXPECT_DOUBLE_EQ(outcomes.Counts().at({"llama", kCode}).good, 1.5);
+  }
+  // A new coordinator on the same ledger starts from what was learnt.
+  OutcomeModel restarted({}, ledger->get());
+  EXPECT_TRUE(restarted.Counts().empty());
+  ASSERT_TRUE(restarted.Load().ok());
+  const auto counts = restarted.Counts();
+  ASSERT_EQ(counts.size(), 2u);
+  EXPECT_DOUBLE_EQ(counts.at({"llama", kCode}).good, 1.5);
+  EXPECT_DOUBLE_EQ(counts.at({"phi", kCode}).bad, 0.25);
+  EXPECT_DOUBLE_EQ(counts.at({"phi", kCode}).good, 0);
+  // Apply counts what the ledger holds already, without writing it again.
+  restarted.Apply({{"phi", kCode, 1, 0}});
+  OutcomeModel third({}, ledger->get());
+  ASSERT_TRUE(third.Load().ok());
+  EXPECT_DOUBLE_EQ(third.Counts().at({"phi", kCode}).good, 0);
+}
+
+TEST(OutcomeModelTest, ThompsonDrawsStayWithinBoundsAndCentreOnTheBlend) {
+  OutcomeModel m({.prior_strength = 20, .max_shift = 0.2});
+  for (int i = 0; i < 10; ++i) m.Observe("llama", kCode, true);
+  std::mt19937_64 rng(7);
+  double sum = 0;
+  std::set<double> distinct;
+  constexpr int kDraws = 2000;
+  for (int i = 0; i < kDraws; ++i) {
+    const double x = m.Sample(0.6, "llama", kCode, rng);
+    EXPECT_GE(x, 0.4);
+    EXPECT_LE(x, 0.8);
+    sum += x;
+    distinct.insert(x);
+  }
+  EXPECT_GT(distinct.size(), 100u) << "draws, not one value";
+  // Beta(22, 8) has mean 0.733; clamping at 0.8 pulls the draws' mean a little lower.
+  EXPECT_NEAR(sum / kDraws, 0.72, 0.03);
+  // Degenerate priors still give draws within [0, 1].
+  EXPECT_GE(m.Sample(0.0, "x", kCode, rng), 0.0);
+  EXPECT_LE(m.Sample(1.0, "x", kCode, rng), 1.0);
+}
+
+TEST(OutcomeModelTest, ExplorationSometimesTriesTheRunnerUpAndNeverWhenPinnedOrOff) {
+  OutcomeModel outcomes({.prior_strength = 4, .max_shift = 0.4});
+  ModelSelector exploring(AffinityTable::Defaults(),
+                          {.outcomes = &outcomes, .explore = true, .explore_seed = 11});
+  ModelSelector plain(AffinityTable::Defaults(), {.outcomes = &outcomes});
+  const auto devices = TwoDevices();
+  std::map<std::string, int> chosen;
+  constexpr int kTries = 400;
+  for (int i = 0; i < kTries; ++i) {
+    auto s = exploring.SelectForCategories(devices, {kCode}, {});
+    ASSERT_TRUE(s.ok());
+    ++chosen[s->model.name()];
+    if (s->model.name() == "llama-3.1-8b") {
+      EXPECT_THAT(s->reason, HasSubstr("explored"));
+    }
+    EXPECT_EQ(plain.SelectForCategories(devices, {kCode}, {})->model.name(), "qwen2.5-coder-7b");
+    auto pinned = exploring.SelectPassthrough(devices, {"qwen2.5-coder-7b", ""}, {});
+    ASSERT_TRUE(pinned.ok());
+    EXPECT_EQ(pinned->model.name(), "qwen2.5-coder-7b");
+  }
+  // 0.95 vs 0.70 at prior strength 4: the runner-up is tried, the favourite still wins most.
+  EXPECT_GT(chosen["llama-3.1-8b"], 0);
+  EXPECT_GT(chosen["qwen2.5-coder-7b"], kTries / 2);
 }
 
 class OutcomeFeedTest : public MeshFixture {};

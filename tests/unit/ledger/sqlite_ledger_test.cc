@@ -378,6 +378,45 @@ std::string SqlValue(const std::string& path, const std::string& sql) {
   return out;
 }
 
+TEST(SqliteLedgerFileTest, RecordsVerdictsAndOutcomesSurviveReopeningAndStayOffTheChain) {
+  const std::string path = TempDb("ledger_feedback.db");
+  {
+    auto ledger = *SqliteLedger::Open({.path = path});
+    ASSERT_TRUE(ledger->Grant(ClientAccount("a"), 5 * kCredit, "g").ok());
+    v1::ContributionRecord answer = Record("r1", "p1", 100);
+    answer.set_category(v1::TASK_CATEGORY_TRANSLATION);
+    answer.set_in_answer(true);
+    ASSERT_TRUE(ledger->Settle({"r1", ClientAccount("a"), {answer}}).ok());
+    auto applied = ledger->RecordFeedback({"r1", ClientAccount("a"), /*good=*/true, ""});
+    ASSERT_TRUE(applied.ok()) << applied.status();
+    ASSERT_EQ(applied->size(), 1u);
+    EXPECT_EQ((*applied)[0].category, v1::TASK_CATEGORY_TRANSLATION);
+    EXPECT_DOUBLE_EQ((*applied)[0].good, 1);
+    ASSERT_TRUE(ledger->AddOutcomes({{"m", v1::TASK_CATEGORY_TRANSLATION, 0, 0.5}}).ok());
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        ledger->AddOutcomes({{"m", v1::TASK_CATEGORY_TRANSLATION, -1, 0}})));
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        ledger->RecordFeedback({"r1", "provider:p1", true, ""}).status()));
+  }
+  auto ledger = *SqliteLedger::Open({.path = path});
+  auto records = ledger->ListRecords({.request_id = "r1"});
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].category(), v1::TASK_CATEGORY_TRANSLATION);
+  EXPECT_TRUE((*records)[0].in_answer());
+  auto outcomes = ledger->Outcomes();
+  ASSERT_TRUE(outcomes.ok());
+  ASSERT_EQ(outcomes->size(), 1u);
+  EXPECT_DOUBLE_EQ((*outcomes)[0].good, 1);
+  EXPECT_DOUBLE_EQ((*outcomes)[0].bad, 0.5);
+  EXPECT_TRUE(absl::IsAlreadyExists(
+      ledger->RecordFeedback({"r1", ClientAccount("a"), false, ""}).status()));
+  // Routing statistics are not money: editing them leaves the chain intact.
+  ledger.reset();
+  Sql(path, "UPDATE outcomes SET good = 99");
+  EXPECT_TRUE((*SqliteLedger::Open({.path = path, .read_only = true}))->Verify()->ok);
+}
+
 TEST(SqliteLedgerFileTest, VerifyNamesTheFirstEditedTransaction) {
   const std::string path = TempDb("ledger_tamper.db");
   {
