@@ -1,5 +1,6 @@
 #include "common/tokens.h"
 
+#include <array>
 #include <cstdint>
 
 namespace loom {
@@ -17,7 +18,7 @@ namespace {
 //   - Emoji and other symbols: 2 tokens each; any other non-space character: 1.
 enum class Kind { kSpace, kLatin, kCjk, kHangul, kAlphabet, kSymbol, kOther };
 
-Kind KindOf(uint32_t c) {
+constexpr Kind KindOf(uint32_t c) {
   if (c == ' ' || c == '\n' || c == '\t' || c == '\r') return Kind::kSpace;
   if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_') {
     return Kind::kLatin;
@@ -71,6 +72,13 @@ int64_t RunTokens(Kind kind, int64_t n) {
   return n;
 }
 
+// KindOf for every ASCII byte, looked up instead of compared (most text is ASCII).
+constexpr std::array<Kind, 128> kAsciiKinds = [] {
+  std::array<Kind, 128> kinds{};
+  for (uint32_t c = 0; c < 128; ++c) kinds[c] = KindOf(c);
+  return kinds;
+}();
+
 }  // namespace
 
 int64_t CountTokens(std::string_view text) {
@@ -78,7 +86,14 @@ int64_t CountTokens(std::string_view text) {
   Kind run_kind = Kind::kSpace;
   int64_t run = 0;
   for (size_t i = 0; i < text.size();) {
-    const Kind kind = KindOf(Next(text, i));
+    const unsigned char b = static_cast<unsigned char>(text[i]);
+    Kind kind;
+    if (b < 0x80) {
+      kind = kAsciiKinds[b];
+      ++i;
+    } else {
+      kind = KindOf(Next(text, i));
+    }
     if (kind != run_kind) {
       tokens += RunTokens(run_kind, run);
       run_kind = kind;

@@ -85,7 +85,7 @@ Piece Normalize(std::string text) {
     }
     const std::string lower = absl::AsciiStrToLower(t.substr(0, 24));
     struct Marker {
-      const char* word;
+      absl::string_view word;
       bool separate, sequential;
     };
     for (const Marker& m : {Marker{"and then", true, true}, Marker{"after that", true, true},
@@ -98,7 +98,7 @@ Piece Normalize(std::string text) {
                             Marker{"lastly", true, false}, Marker{"and", false, false},
                             Marker{"please", false, false}, Marker{"now", false, false},
                             Marker{"can you", false, false}, Marker{"could you", false, false}}) {
-      const size_t n = strlen(m.word);
+      const size_t n = m.word.size();
       if (absl::StartsWith(lower, m.word) && (lower.size() == n || !IsWordByte(lower[n]))) {
         t = absl::StripLeadingAsciiWhitespace(t.substr(n));
         if (!t.empty() && t[0] == ',') t = absl::StripLeadingAsciiWhitespace(t.substr(1));
@@ -114,7 +114,9 @@ Piece Normalize(std::string text) {
 }
 
 bool IsInstruction(absl::string_view text, bool strong_only) {
-  const std::string lower = absl::AsciiStrToLower(text);
+  // Only the first word matters, and no verb or question word is this long.
+  constexpr size_t kFirstBytes = 48;
+  const std::string lower = absl::AsciiStrToLower(text.substr(0, kFirstBytes));
   const std::string first = FirstWord(lower);
   if (strong_only) return IsOneOf(first, kStrongVerbs);
   if (IsOneOf(first, kVerbs)) return true;
@@ -140,7 +142,9 @@ std::vector<std::string> Sentences(const std::string& text) {
       const unsigned char next = text[i + 2];
       const bool starts = std::isupper(next) || std::isdigit(next) || next == '-' || next == '*' ||
                           next >= 0x80;
-      const std::string lower = absl::AsciiStrToLower(current);
+      // The abbreviations are at most 4 bytes: only the end of the sentence is lowered.
+      const std::string lower =
+          absl::AsciiStrToLower(absl::string_view(current).substr(current.size() - std::min<size_t>(current.size(), 4)));
       const bool abbreviation = absl::EndsWith(lower, "e.g.") || absl::EndsWith(lower, "i.e.") ||
                                 absl::EndsWith(lower, " vs.") || absl::EndsWith(lower, "mr.") ||
                                 absl::EndsWith(lower, "dr.") || absl::EndsWith(lower, "etc.");
@@ -161,31 +165,34 @@ std::vector<std::string> SplitConnectors(const std::string& sentence) {
   const std::string head = sentence.substr(0, colon);
   const std::string tail = colon == std::string::npos ? "" : sentence.substr(colon);
   const std::string lower = absl::AsciiStrToLower(head);
+  // Every connector starts with ' ', ',' or ';': one pass looks for them only there (in
+  // position order, so the cuts come out sorted).
+  struct Connector {
+    absl::string_view text;
+    bool need_verb;  // cut only when a joinable verb follows
+  };
+  static constexpr Connector kConnectors[] = {
+      {" and then ", false}, {", then ", false},       {"; ", true},
+      {", and also ", false}, {" and also ", false},   {", also ", false},
+      {" also ", true},       {", after that ", false}, {" then ", true},
+      {" and ", true},        {", and ", true}};
   std::vector<size_t> cuts;
-  auto add_cuts = [&](const std::string& connector, bool need_verb) {
-    for (size_t pos = lower.find(connector); pos != std::string::npos;
-         pos = lower.find(connector, pos + 1)) {
-      const size_t after = pos + connector.size();
-      if (need_verb) {
-        std::string next = FirstWord(absl::string_view(lower).substr(after));
-        if (!IsOneOf(next, kJoinVerbs)) continue;
+  const absl::string_view view(lower);
+  for (size_t pos = 0; pos < view.size(); ++pos) {
+    const char c = view[pos];
+    if (c != ' ' && c != ',' && c != ';') continue;
+    for (const Connector& k : kConnectors) {
+      if (k.text[0] != c || pos + k.text.size() > view.size() || view[pos + 1] != k.text[1] ||
+          view.compare(pos, k.text.size(), k.text) != 0) {
+        continue;
+      }
+      if (k.need_verb && !IsOneOf(FirstWord(view.substr(pos + k.text.size())), kJoinVerbs)) {
+        continue;
       }
       cuts.push_back(pos);
+      break;
     }
-  };
-  add_cuts(" and then ", false);
-  add_cuts(", then ", false);
-  add_cuts("; ", true);
-  add_cuts(", and also ", false);
-  add_cuts(" and also ", false);
-  add_cuts(", also ", false);
-  add_cuts(" also ", true);
-  add_cuts(", after that ", false);
-  add_cuts(" then ", true);
-  add_cuts(" and ", true);
-  add_cuts(", and ", true);
-  std::sort(cuts.begin(), cuts.end());
-  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  }
   std::vector<std::string> pieces;
   size_t start = 0;
   for (size_t cut : cuts) {

@@ -2,6 +2,7 @@
 #include "coordinator/analyzer/lexicon.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <vector>
 
@@ -18,7 +19,7 @@ namespace {
 using C = v1::TaskCategory;
 
 struct Cue {
-  const char* phrase;  // lowercase; ASCII phrases match at word boundaries
+  absl::string_view phrase;  // lowercase; ASCII phrases match at word boundaries
   C category;
   double weight;
 };
@@ -283,20 +284,32 @@ void SplitInstruction(absl::string_view text, std::string* instruction, std::str
 // about), at most three.
 // `symbols_only` leaves out keywords that also occur in prose ("return the result").
 int CodeSyntax(absl::string_view text, bool symbols_only) {
-  static constexpr const char* kSymbols[] = {"()", "{", "};", "=>", "#include", "def ", "->",
-                                             "::", "!=", "++", "```", "self.", "std::",
-                                             "console.", "print(", "</"};
-  static constexpr const char* kKeywords[] = {"import ", "return ", "const ", "var ", "let ",
-                                              "public "};
-  int n = 0;
-  for (const char* sym : kSymbols) {
-    if (text.find(sym) != absl::string_view::npos && ++n == 3) return n;
+  // Symbols, then the keywords that also occur in prose.
+  static constexpr absl::string_view kMarkers[] = {
+      "()", "{", "};", "=>", "#include", "def ", "->", "::", "!=", "++", "```", "self.", "std::",
+      "console.", "print(", "</", "import ", "return ", "const ", "var ", "let ", "public "};
+  constexpr size_t kSymbols = 16;
+  static_assert(std::size(kMarkers) <= 32, "markers are bits of a uint32_t");
+  // One pass over the text, trying only the markers that start with the byte at hand.
+  static const std::array<uint32_t, 256> kByFirst = [] {
+    std::array<uint32_t, 256> by{};
+    for (size_t m = 0; m < std::size(kMarkers); ++m) {
+      by[static_cast<unsigned char>(kMarkers[m][0])] |= 1u << m;
+    }
+    return by;
+  }();
+  const uint32_t wanted = symbols_only ? (1u << kSymbols) - 1 : (1u << std::size(kMarkers)) - 1;
+  uint32_t found = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    uint32_t candidates = kByFirst[static_cast<unsigned char>(text[i])] & wanted & ~found;
+    while (candidates != 0) {
+      const int m = __builtin_ctz(candidates);
+      candidates &= candidates - 1;
+      if (text.compare(i, kMarkers[m].size(), kMarkers[m]) == 0) found |= 1u << m;
+    }
+    if (__builtin_popcount(found) >= 3) return 3;
   }
-  if (symbols_only) return n;
-  for (const char* sym : kKeywords) {
-    if (text.find(sym) != absl::string_view::npos && ++n == 3) return n;
-  }
-  return n;
+  return __builtin_popcount(found);
 }
 
 namespace {
@@ -335,8 +348,9 @@ class WordIndex {
   const absl::flat_hash_map<absl::string_view, int32_t>& words() const { return words_; }
 
   // CountPhrase(text, phrase), looking only where the phrase's leading word starts.
-  int Count(absl::string_view phrase) const {
-    const absl::string_view lead = Lead(phrase);
+  int Count(absl::string_view phrase) const { return Count(phrase, Lead(phrase)); }
+  // The same with the phrase's Lead known.
+  int Count(absl::string_view phrase, absl::string_view lead) const {
     if (lead.empty()) return CountPhrase(lower_, phrase);
     auto it = words_.find(lead);
     if (it == words_.end()) return 0;
@@ -366,15 +380,14 @@ class WordIndex {
   std::vector<int32_t> next_;     // the previous start of the same word, or -1
 };
 
-// The cues that can match `index`'s text, in kCues order: those whose leading word the text has
-// (looked up once per word of the text, not once per cue), and those without a leading word.
-std::vector<uint16_t> CandidateCues(const WordIndex& index) {
-  struct ByLead {
-    std::vector<absl::string_view> lead;  // of each cue
-    absl::flat_hash_map<absl::string_view, std::vector<uint16_t>> cues;
-    std::vector<uint16_t> without_lead;
-  };
-  static_assert(std::size(kCues) <= 65535, "cue indices are uint16_t");
+// The cues by their leading word (WordIndex::Lead), computed once.
+struct ByLead {
+  std::vector<absl::string_view> lead;  // of each cue
+  absl::flat_hash_map<absl::string_view, std::vector<uint16_t>> cues;
+  std::vector<uint16_t> without_lead;
+};
+static_assert(std::size(kCues) <= 65535, "cue indices are uint16_t");
+const ByLead& CuesByLead() {
   static const ByLead* const kByLead = [] {
     auto* by = new ByLead;
     for (size_t i = 0; i < std::size(kCues); ++i) {
@@ -384,6 +397,13 @@ std::vector<uint16_t> CandidateCues(const WordIndex& index) {
     }
     return by;
   }();
+  return *kByLead;
+}
+
+// The cues that can match `index`'s text, in kCues order: those whose leading word the text has
+// (looked up once per word of the text, not once per cue), and those without a leading word.
+std::vector<uint16_t> CandidateCues(const WordIndex& index) {
+  const ByLead* const kByLead = &CuesByLead();
   std::vector<uint16_t> out;
   if (index.words().size() >= kByLead->cues.size()) {
     // A long text: one lookup per distinct lead word is cheaper than one per word of the text.
@@ -406,9 +426,10 @@ std::vector<uint16_t> CandidateCues(const WordIndex& index) {
 std::array<double, 9> ScoreLower(absl::string_view lower) {
   std::array<double, 9> s{};
   const WordIndex index(lower);
+  const std::vector<absl::string_view>& leads = CuesByLead().lead;
   for (uint16_t i : CandidateCues(index)) {
     const Cue& cue = kCues[i];
-    const int n = index.Count(cue.phrase);
+    const int n = index.Count(cue.phrase, leads[i]);
     if (n > 0) s[cue.category] += cue.weight * std::min(n, 2);
   }
   const bool programming =

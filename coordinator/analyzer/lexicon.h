@@ -14,6 +14,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -43,10 +44,14 @@ bool HasAny(absl::string_view lower, const char* const (&phrases)[N]) {
   return false;
 }
 
+// Compares without measuring each word first (no strlen per candidate).
 template <size_t N>
 bool IsOneOf(absl::string_view word, const char* const (&words)[N]) {
   for (const char* w : words) {
-    if (word == w) return true;
+    if (!word.empty() && w[0] == word[0] && std::strncmp(w, word.data(), word.size()) == 0 &&
+        w[word.size()] == '\0') {
+      return true;
+    }
   }
   return false;
 }

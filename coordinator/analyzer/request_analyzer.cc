@@ -86,11 +86,13 @@ std::vector<v1::CategoryScore> RankedCategories(const std::array<double, 9>& wei
   return out;
 }
 
-std::string LastUserMessage(const v1::CompleteRequest& request) {
+// The text analysed: the last user message (else the last message), not copied.
+const std::string& LastUserMessage(const v1::CompleteRequest& request) {
   for (int i = request.messages_size() - 1; i >= 0; --i) {
     if (request.messages(i).role() == "user") return request.messages(i).content();
   }
-  return request.messages().empty() ? "" : request.messages().rbegin()->content();
+  static const std::string* const kNone = new std::string();
+  return request.messages().empty() ? *kNone : request.messages().rbegin()->content();
 }
 
 }  // namespace
@@ -114,7 +116,7 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
       in_payload = true;
       continue;
     }
-    if (CodeSyntax(sentence, /*symbols_only=*/true) > 0 && !a.asks.empty()) {
+    if (!a.asks.empty() && CodeSyntax(sentence, /*symbols_only=*/true) > 0) {
       // A line of pasted code: material for the asks, never an ask itself.
       context.push_back(sentence);
       in_payload = true;
@@ -153,8 +155,7 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
         ask.probs = model_.Predict(instr, ask.scores);
         if (payload.empty() && instr == text) whole.probs = ask.probs;
       }
-      const std::string lower = absl::AsciiStrToLower(instr);
-      ask.refers_back = !a.asks.empty() && HasAny(lower, kBackReferences);
+      ask.refers_back = !a.asks.empty() && HasAny(absl::AsciiStrToLower(instr), kBackReferences);
       a.asks.push_back(std::move(ask));
     }
   }
@@ -243,13 +244,13 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
   only.scores = whole.scores ? *whole.scores : Score(text);
   double top, second;
   const C lexicon_best = TopCategory(only.scores, options_.min_signal, &top, &second);
-  const std::string lower = absl::AsciiStrToLower(text);
   int words = 0;  // runs of non-spaces; a vague request is short
   for (size_t i = 0; i < text.size() && words <= options_.vague_max_words; ++i) {
     words += text[i] != ' ' && (i == 0 || text[i - 1] == ' ');
   }
   const bool vague =
-      (top < 2.0 && words <= options_.vague_max_words && HasAny(lower, kVague)) ||
+      (top < 2.0 && words <= options_.vague_max_words &&
+       HasAny(absl::AsciiStrToLower(text), kVague)) ||
       (top < 1.0 && words <= 3 && std::all_of(text.begin(), text.end(), [](char c) {
          return static_cast<unsigned char>(c) < 0x80;
        }));
@@ -317,10 +318,12 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
 
 Analysis RequestAnalyzer::Analyze(const v1::CompleteRequest& request,
                                   int64_t max_output_tokens) const {
-  Analysis a = AnalyzeText(LastUserMessage(request), max_output_tokens);
-  int64_t history = 0;
-  for (const auto& m : request.messages()) history += CountTokens(m.content());
-  a.estimated_tokens += history - CountTokens(LastUserMessage(request));
+  const std::string& last = LastUserMessage(request);
+  Analysis a = AnalyzeText(last, max_output_tokens);
+  // The earlier messages are input too (the last one is counted by AnalyzeText).
+  for (const auto& m : request.messages()) {
+    if (&m.content() != &last) a.estimated_tokens += CountTokens(m.content());
+  }
   if (request.mode() != v1::PLAN_KIND_UNSPECIFIED) {
     a.reasons.insert(a.reasons.begin(),
                      absl::StrCat("the client asked for plan kind ",

@@ -2,6 +2,7 @@
 #include "coordinator/analyzer/text_features.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <string>
 
@@ -90,6 +91,13 @@ int Bucket(double x, const double (&edges)[5]) {
   return b;
 }
 
+// The ASCII symbols counted for code density.
+constexpr std::array<bool, 128> kCodeSymbols = [] {
+  std::array<bool, 128> is{};
+  for (char c : absl::string_view("{};=<>()[]#*/\\$_|&`^~")) is[static_cast<unsigned char>(c)] = true;
+  return is;
+}();
+
 class Sink {
  public:
   Sink(int hash_bits, std::vector<uint32_t>* ids) : shift_(64 - hash_bits), ids_(ids) {}
@@ -171,7 +179,7 @@ void ExtractFeatures(absl::string_view text, int hash_bits, std::vector<uint32_t
       if (c == '\n') ++lines;
       if (c == '?') ++questions;
       if (absl::ascii_isdigit(c)) ++digits;
-      if (absl::string_view("{};=<>()[]#*/\\$_|&`^~").find(c) != absl::string_view::npos) ++symbols;
+      symbols += kCodeSymbols[static_cast<unsigned char>(c)];
     } else {
       if (cp == 0xFF1F) ++questions;
       if (const char s = Script(cp)) scripts[static_cast<int>(s)] = true;
