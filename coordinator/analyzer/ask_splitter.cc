@@ -75,12 +75,12 @@ Piece Normalize(std::string text) {
     if (i > 0 && i < t.size() && (t[i] == '.' || t[i] == ')') &&
         (i + 1 == t.size() || t[i + 1] == ' ')) {
       t = absl::StripLeadingAsciiWhitespace(t.substr(i + 1));
-      p.explicit_separate = changed = true;
+      p.explicit_separate = p.enumerated = changed = true;
       continue;
     }
     if (absl::StartsWith(t, "- ") || absl::StartsWith(t, "* ") || absl::StartsWith(t, "\xe2\x80\xa2")) {
       t = absl::StripLeadingAsciiWhitespace(t.substr(t[0] == '-' || t[0] == '*' ? 2 : 3));
-      p.explicit_separate = changed = true;
+      p.explicit_separate = p.enumerated = changed = true;
       continue;
     }
     const std::string lower = absl::AsciiStrToLower(t.substr(0, 24));
@@ -109,8 +109,58 @@ Piece Normalize(std::string text) {
       }
     }
   }
+  // A step that follows another: "Once scores are assigned, calculate ..." (the clause goes
+  // when an instruction follows it) and "... afterward(s)." at the end.
+  const std::string head = absl::AsciiStrToLower(t.substr(0, 96));
+  for (absl::string_view lead : {"once ", "after ", "when ", "having "}) {
+    if (!absl::StartsWith(head, lead)) continue;
+    const size_t comma = head.find(", ");
+    if (comma == std::string::npos) break;
+    const absl::string_view rest = t.substr(comma + 2);
+    if (!IsInstruction(rest, /*strong_only=*/true)) break;
+    t = rest;
+    p.explicit_separate = p.sequential = true;
+    break;
+  }
+  absl::string_view end = absl::StripTrailingAsciiWhitespace(t);
+  while (!end.empty() && (end.back() == '.' || end.back() == '!')) end.remove_suffix(1);
+  const std::string tail = absl::AsciiStrToLower(end.substr(end.size() - std::min<size_t>(end.size(), 12)));
+  if (absl::EndsWith(tail, " afterward") || absl::EndsWith(tail, " afterwards")) {
+    p.explicit_separate = p.sequential = true;
+  }
   p.text = std::string(t);
   return p;
+}
+
+AspectIntro FindAspectIntro(absl::string_view instruction) {
+  AspectIntro none;
+  const absl::string_view t = absl::StripTrailingAsciiWhitespace(instruction);
+  if (t.empty() || t.back() != ':') return none;
+  const std::string lower = absl::AsciiStrToLower(t);
+  const size_t following = lower.rfind("the following");
+  if (following == std::string::npos) return none;
+  // The aspect phrase comes right before "the following" (a few words at most between).
+  static constexpr absl::string_view kPhrases[] = {
+      "focusing on", "focused on", "focus on", "concentrating on", "concentrate on", "covering",
+      "addressing", "considering", "in terms of", "with respect to", "looking at", "regarding",
+      "with a focus on", "paying attention to", "touching on", "with emphasis on"};
+  for (absl::string_view phrase : kPhrases) {
+    const size_t at = absl::string_view(lower).rfind(phrase, following);
+    if (at == std::string::npos || at == 0 || following - (at + phrase.size()) > 12) continue;
+    if (lexicon::IsWordByte(lower[at - 1])) continue;  // a word boundary before the phrase
+    return {at, following};
+  }
+  return none;
+}
+
+bool IntroducesMaterial(absl::string_view instruction) {
+  static constexpr const char* kMaterialVerbs[] = {
+      "translate", "summarize", "summarise", "rewrite", "rephrase", "paraphrase", "proofread",
+      "correct", "convert", "classify", "categorize", "categorise", "sort", "format", "extract",
+      "edit", "shorten", "simplify", "tag", "label", "rank", "alphabetize"};
+  const absl::string_view t = absl::StripTrailingAsciiWhitespace(instruction);
+  if (t.empty() || t.back() != ':') return false;
+  return IsOneOf(FirstWord(absl::AsciiStrToLower(t.substr(0, 24))), kMaterialVerbs);
 }
 
 bool IsInstruction(absl::string_view text, bool strong_only) {
@@ -148,7 +198,13 @@ std::vector<std::string> Sentences(const std::string& text) {
       const bool abbreviation = absl::EndsWith(lower, "e.g.") || absl::EndsWith(lower, "i.e.") ||
                                 absl::EndsWith(lower, " vs.") || absl::EndsWith(lower, "mr.") ||
                                 absl::EndsWith(lower, "dr.") || absl::EndsWith(lower, "etc.");
-      if (starts && !abbreviation) {
+      // "1. Explain ..." is one sentence: a list number ends nothing.
+      const absl::string_view so_far = absl::StripLeadingAsciiWhitespace(current);
+      const bool list_number =
+          so_far.size() >= 2 && so_far.size() <= 4 &&
+          std::all_of(so_far.begin(), so_far.end() - 1,
+                      [](char d) { return std::isdigit(static_cast<unsigned char>(d)); });
+      if (starts && !abbreviation && !list_number) {
         out.push_back(current);
         current.clear();
       }

@@ -22,7 +22,21 @@ struct Piece {
   std::string text;  // original case
   bool explicit_separate = false;
   bool sequential = false;
+  bool enumerated = false;  // an item of a list: "1.", "2)", "-", "*", "•"
 };
+
+// Where an ask that introduces a list of aspects names them: "Evaluate X, focusing on the
+// following areas:" gives the offset of "focusing on" (the aspect phrase) and of "the
+// following"; npos when `instruction` is no such introduction.
+struct AspectIntro {
+  size_t phrase = std::string::npos;     // "focusing on", "concentrating on", "covering", ...
+  size_t following = std::string::npos;  // "the following ..." up to the closing ':'
+};
+AspectIntro FindAspectIntro(absl::string_view instruction);
+// True for an ask that introduces a list to work on ("Translate the following sentences:",
+// "Classify these:"): the items after it are its material, not asks, even when one is a
+// question.
+bool IntroducesMaterial(absl::string_view instruction);
 
 // The first word of a lowercase text (letters, digits, apostrophes).
 std::string FirstWord(absl::string_view lower);

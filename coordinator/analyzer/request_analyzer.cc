@@ -18,6 +18,9 @@ namespace loom {
 namespace {
 
 using C = v1::TaskCategory;
+using asks::AspectIntro;
+using asks::FindAspectIntro;
+using asks::IntroducesMaterial;
 using asks::IsInstruction;
 using asks::Normalize;
 using asks::Piece;
@@ -110,8 +113,28 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
   // Score(text), when an ask turns out to be the whole text (one short question): the
   // single-ask verdict below scores the whole text and need not do it twice.
   WholeText whole;
+  // An ask that introduces a list of aspects ("..., focusing on the following areas:") and the
+  // asks made of its items (one per aspect, in its category). With two items or more they
+  // replace it; a single item goes back to the context.
+  int intro = -1;
+  AspectIntro aspect;
+  std::vector<std::pair<size_t, std::string>> items;  // ask index, item text
+  int aspect_lists = 0;
+  bool material_list = false;  // the last ask introduced a list of material (IntroducesMaterial)
+  auto close_list = [&] {
+    if (intro >= 0 && items.size() >= 2) {
+      a.asks.erase(a.asks.begin() + intro);
+      ++aspect_lists;
+    } else if (intro >= 0 && items.size() == 1) {
+      a.asks.erase(a.asks.begin() + static_cast<long>(items[0].first));
+      context.push_back(items[0].second);
+    }
+    intro = -1;
+    items.clear();
+  };
   for (const auto& [sentence, middle] : WindowSentences(text)) {
     if (middle) {
+      close_list();
       context.push_back(sentence);
       in_payload = true;
       continue;
@@ -125,8 +148,28 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     for (const std::string& raw : SplitConnectors(sentence)) {
       Piece piece = Normalize(raw);
       if (piece.text.empty()) continue;
+      if (material_list && piece.enumerated) {
+        context.push_back(piece.text);  // an item to translate, classify, ...
+        continue;
+      }
+      material_list = false;
       const bool instruction =
           IsInstruction(piece.text, /*strong_only=*/in_payload && !piece.explicit_separate);
+      if (!instruction && intro >= 0 && piece.enumerated) {
+        // An aspect of the introducing ask: "Evaluate X, focusing on" + "Communication".
+        const Ask& head = a.asks[intro];
+        Ask item = head;
+        item.text = absl::StrCat(
+            absl::StripTrailingAsciiWhitespace(head.text.substr(0, aspect.following)), " ",
+            piece.text);
+        item.explicit_separate = true;
+        item.sequential = false;
+        item.refers_back = false;
+        items.emplace_back(a.asks.size(), piece.text);
+        a.asks.push_back(std::move(item));
+        continue;
+      }
+      close_list();
       if (!instruction) {
         context.push_back(piece.text);
         continue;
@@ -156,9 +199,15 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
         if (payload.empty() && instr == text) whole.probs = ask.probs;
       }
       ask.refers_back = !a.asks.empty() && HasAny(absl::AsciiStrToLower(instr), kBackReferences);
+      if (payload.empty()) {
+        aspect = FindAspectIntro(ask.text);
+        if (aspect.phrase != std::string::npos) intro = static_cast<int>(a.asks.size());
+        material_list = IntroducesMaterial(ask.text);
+      }
       a.asks.push_back(std::move(ask));
     }
   }
+  close_list();
   a.context = absl::StrJoin(context, " ");
   if (a.asks.empty()) {
     Ask only;
@@ -224,6 +273,10 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     parts.push_back(options_.lexicon_only
                         ? CategoryName(ask.category)
                         : absl::StrFormat("%s %.2f", CategoryName(ask.category), ask.probs.of(ask.category)));
+  }
+  if (aspect_lists > 0) {
+    a.reasons.push_back("a listed aspect of an ask (\"focusing on the following ...\") is an ask of "
+                        "its own");
   }
   a.reasons.push_back(absl::StrCat(
       a.asks.size(), " separate asks (", absl::StrJoin(parts, ", "),

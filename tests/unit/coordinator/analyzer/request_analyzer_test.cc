@@ -1,5 +1,7 @@
 #include "coordinator/analyzer/request_analyzer.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -50,6 +52,61 @@ TEST(RequestAnalyzerTest, EnumeratedAsksOfOneSkillStillCompile) {
   EXPECT_EQ(a.kind, v1::PLAN_KIND_COMPILED);
   ASSERT_EQ(a.asks.size(), 2u);
   EXPECT_TRUE(a.asks[1].sequential);
+}
+
+// Written in voices other than the BiGGen prompts the rule was first seen on.
+TEST(RequestAnalyzerTest, EachListedAspectOfAnAskIsAnAskOfItsOwn) {
+  RequestAnalyzer analyzer;
+  for (const char* text : {
+           "Discuss the rise of remote work, with attention to the following points:\n- "
+           "productivity\n- housing markets\n- city centres",  // not a listed phrase: no split
+           "write an essay on remote work covering the following topics:\n\xe2\x80\xa2 commuting\n"
+           "\xe2\x80\xa2 office rents\n\xe2\x80\xa2 hiring across borders",
+           "Compare Postgres and MySQL, focusing on the following aspects:\n1) Replication\n2) "
+           "JSON support"}) {
+    Analysis a = analyzer.AnalyzeText(text);
+    SCOPED_TRACE(text);
+    if (absl::StrContains(text, "attention to")) {
+      EXPECT_NE(a.kind, v1::PLAN_KIND_COMPILED);
+      continue;
+    }
+    EXPECT_EQ(a.kind, v1::PLAN_KIND_COMPILED);
+    ASSERT_GE(a.asks.size(), 2u);
+    for (const Ask& ask : a.asks) {
+      EXPECT_EQ(ask.category, a.asks[0].category) << "every aspect in the ask's category";
+      EXPECT_TRUE(ask.explicit_separate);
+    }
+    EXPECT_THAT(a.asks[0].text, ::testing::AnyOf(HasSubstr("covering commuting"),
+                                                 HasSubstr("focusing on Replication")));
+    EXPECT_THAT(absl::StrJoin(a.reasons, " | "), HasSubstr("listed aspect"));
+  }
+  // A list that is material to work on is not a list of aspects.
+  for (const char* text : {"Summarize the following points:\n1. Sales rose 4%\n2. Costs fell",
+                           "Translate the following sentences into German:\n1. Good morning\n2. "
+                           "Where is the station?",
+                           "Explain the difference, focusing on the following area:\n1. Cost"}) {
+    SCOPED_TRACE(text);
+    Analysis a = analyzer.AnalyzeText(text);
+    EXPECT_EQ(a.kind, v1::PLAN_KIND_PASSTHROUGH) << absl::StrJoin(a.reasons, " | ");
+    EXPECT_THAT(a.context, ::testing::Not(::testing::IsEmpty()));
+  }
+}
+
+TEST(RequestAnalyzerTest, AStepAfterAnotherIsAnAskOfItsOwn) {
+  RequestAnalyzer analyzer;
+  Analysis a = analyzer.AnalyzeText(
+      "Sort these cities by population. Once they are sorted, calculate the average of the top "
+      "three.");
+  EXPECT_EQ(a.kind, v1::PLAN_KIND_COMPILED);
+  ASSERT_EQ(a.asks.size(), 2u);
+  EXPECT_TRUE(a.asks[1].sequential);
+  EXPECT_THAT(a.asks[1].text, ::testing::StartsWith("calculate"));
+  a = analyzer.AnalyzeText("Write a riddle about the moon. Give the solution afterwards.");
+  ASSERT_EQ(a.asks.size(), 2u) << absl::StrJoin(a.reasons, " | ");
+  EXPECT_TRUE(a.asks[1].sequential);
+  // A clause that is not followed by an instruction stays as it was.
+  a = analyzer.AnalyzeText("When I was young, my town had a cinema. What happened to cinemas?");
+  EXPECT_EQ(a.kind, v1::PLAN_KIND_PASSTHROUGH);
 }
 
 TEST(RequestAnalyzerTest, VagueRequestsCompete) {
