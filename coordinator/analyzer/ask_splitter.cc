@@ -163,6 +163,20 @@ bool IntroducesMaterial(absl::string_view instruction) {
   return IsOneOf(FirstWord(absl::AsciiStrToLower(t.substr(0, 24))), kMaterialVerbs);
 }
 
+bool IsConstraint(absl::string_view text) {
+  static constexpr absl::string_view kLeads[] = {
+      "do not ", "don't ", "dont ", "never ", "avoid ", "without ", "no need to ", "keep it ",
+      "keep the ", "make sure ", "be sure ", "try not to ", "refrain from ", "please do not ",
+      "please don't ", "please avoid ", "please keep ", "use only ", "only use ", "limit it ",
+      "limit the ", "stick to ", "use your own words", "in your own words", "be concise",
+      "be brief"};
+  const std::string lower = absl::AsciiStrToLower(text.substr(0, 32));
+  for (absl::string_view lead : kLeads) {
+    if (absl::StartsWith(lower, lead)) return true;
+  }
+  return false;
+}
+
 bool IsInstruction(absl::string_view text, bool strong_only) {
   // Only the first word matters, and no verb or question word is this long.
   constexpr size_t kFirstBytes = 48;

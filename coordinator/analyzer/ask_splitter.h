@@ -37,6 +37,9 @@ AspectIntro FindAspectIntro(absl::string_view instruction);
 // "Classify these:"): the items after it are its material, not asks, even when one is a
 // question.
 bool IntroducesMaterial(absl::string_view instruction);
+// True for a sentence that constrains the ask before it rather than asking anything: "Do not
+// use a calculator.", "Don't use Python.", "Avoid jargon.", "Keep it under 100 words."
+bool IsConstraint(absl::string_view text);
 
 // The first word of a lowercase text (letters, digits, apostrophes).
 std::string FirstWord(absl::string_view lower);

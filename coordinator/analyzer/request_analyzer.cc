@@ -21,6 +21,7 @@ using C = v1::TaskCategory;
 using asks::AspectIntro;
 using asks::FindAspectIntro;
 using asks::IntroducesMaterial;
+using asks::IsConstraint;
 using asks::IsInstruction;
 using asks::Normalize;
 using asks::Piece;
@@ -153,6 +154,11 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
         continue;
       }
       material_list = false;
+      if (!a.asks.empty() && intro < 0 && IsConstraint(piece.text)) {
+        // "Do not use a calculator." belongs to the ask before it.
+        a.asks.back().text = absl::StrCat(a.asks.back().text, " ", piece.text);
+        continue;
+      }
       const bool instruction =
           IsInstruction(piece.text, /*strong_only=*/in_payload && !piece.explicit_separate);
       if (!instruction && intro >= 0 && piece.enumerated) {

@@ -109,6 +109,21 @@ TEST(RequestAnalyzerTest, AStepAfterAnotherIsAnAskOfItsOwn) {
   EXPECT_EQ(a.kind, v1::PLAN_KIND_PASSTHROUGH);
 }
 
+TEST(RequestAnalyzerTest, AConstraintBelongsToTheAskBeforeIt) {
+  RequestAnalyzer analyzer;
+  for (const char* text : {"If 3x + 5 = 20, what is x? Don't use Python or a calculator.",
+                           "Explain how vaccines train the immune system. Avoid jargon, please.",
+                           "Write a limerick about a cat. Keep it under 50 words."}) {
+    SCOPED_TRACE(text);
+    Analysis a = analyzer.AnalyzeText(text);
+    EXPECT_NE(a.kind, v1::PLAN_KIND_COMPILED) << absl::StrJoin(a.reasons, " | ");
+    ASSERT_EQ(a.asks.size(), 1u);
+  }
+  Analysis a = analyzer.AnalyzeText("Sort these numbers: 4, 1, 3. Do not explain, just sort.");
+  ASSERT_EQ(a.asks.size(), 1u);
+  EXPECT_THAT(a.asks[0].text, HasSubstr("Do not explain"));
+}
+
 TEST(RequestAnalyzerTest, VagueRequestsCompete) {
   EXPECT_EQ(RequestAnalyzer().AnalyzeText("Surprise me.").kind, v1::PLAN_KIND_COMPETE);
 }
