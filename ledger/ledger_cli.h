@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "ledger/sqlite_ledger.h"
+#include "ledger/ledger_admin.h"
 #include "loom/v1/common.pb.h"
 
 namespace loom {

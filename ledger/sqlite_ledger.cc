@@ -19,6 +19,7 @@
 #include "absl/strings/strip.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
+#include "ledger/ledger_hash.h"
 #include "ledger/pricing.h"
 
 namespace loom {
@@ -162,63 +163,6 @@ absl::Status Run(sqlite3* db, const char* sql, StatementCache* cache) {
   return statement.Run();
 }
 
-std::string Sha256Hex(absl::string_view data) {
-  // Fetched once: EVP_sha256() looks the algorithm up again on every call in OpenSSL 3.
-  static const EVP_MD* const sha256 = [] {
-    const EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-    return md != nullptr ? md : EVP_sha256();
-  }();
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  // SHA-256 of an in-memory buffer cannot fail short of memory exhaustion.
-  EVP_Digest(data.data(), data.size(), digest, &length, sha256, nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex(2 * length, '0');
-  for (unsigned int i = 0; i < length; ++i) {
-    hex[2 * i] = kHex[digest[i] >> 4];
-    hex[2 * i + 1] = kHex[digest[i] & 0xF];
-  }
-  return hex;
-}
-
-using Entries = std::vector<std::pair<std::string, int64_t>>;
-
-// What a transaction's hash covers. Entries are sorted by account so the order they were
-// written in does not matter.
-// Chain version 1 (rows written before schema 7) joins the fields with '|'; a reference or
-// account holding '|' or '=' could make two different rows hash alike.
-// Chain version 2 writes every field as its decimal length, ':', and its bytes, so the form is
-// unambiguous for any bytes; the version itself is hashed first.
-constexpr int kChainVersion = 2;
-
-std::string TxnCanonical(int version, const std::string& prev_hash, int64_t id,
-                         const std::string& kind, const std::string& reference, int64_t amount,
-                         int64_t created_ms, const std::string& digest, Entries entries) {
-  std::sort(entries.begin(), entries.end());
-  if (version == 1) {
-    std::string out = absl::StrCat(prev_hash, "|", id, "|", kind, "|", reference, "|", amount,
-                                   "|", created_ms, "|", digest);
-    for (const auto& [account, value] : entries) absl::StrAppend(&out, "|", account, "=", value);
-    return out;
-  }
-  std::string out;
-  auto field = [&out](absl::string_view bytes) { absl::StrAppend(&out, bytes.size(), ":", bytes); };
-  field(absl::StrCat("v", version));
-  field(prev_hash);
-  field(absl::StrCat(id));
-  field(kind);
-  field(reference);
-  field(absl::StrCat(amount));
-  field(absl::StrCat(created_ms));
-  field(digest);
-  field(absl::StrCat(entries.size()));
-  for (const auto& [account, value] : entries) {
-    field(account);
-    field(absl::StrCat(value));
-  }
-  return out;
-}
-
 // The columns of a contribution row, in the order RecordFromRow reads them. kRecordColumns
 // are those of every schema since 1 (migrations read them); since schema 8 a row also says
 // what the work was and whether it reached the answer.
@@ -252,24 +196,6 @@ v1::ContributionRecord RecordFromRow(const Statement& q) {
   return r;
 }
 
-// A digest of a settlement's records, independent of their order (weights left out: they are
-// derived and floating point).
-std::string RecordsDigest(const std::vector<v1::ContributionRecord>& records) {
-  std::vector<const v1::ContributionRecord*> sorted;
-  sorted.reserve(records.size());
-  for (const auto& r : records) sorted.push_back(&r);
-  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) {
-    return std::make_tuple(a->sub_task_id(), a->attempt()) <
-           std::make_tuple(b->sub_task_id(), b->attempt());
-  });
-  std::string canonical;
-  for (const v1::ContributionRecord* r : sorted) {
-    absl::StrAppend(&canonical, r->sub_task_id(), "|", r->attempt(), "|", r->device_id(), "|",
-                    r->provider_id(), "|", r->model(), "|", static_cast<int>(r->role()), "|",
-                    r->token_count(), "|", r->credits_micro(), "\n");
-  }
-  return Sha256Hex(canonical);
-}
 
 // Migration i takes the schema from version i to i+1. Never edit a released migration; append.
 constexpr const char* kMigrations[] = {
@@ -1516,27 +1442,6 @@ absl::StatusOr<VerifyReport> SqliteLedger::Verify() {
   }
   return report;
 }
-
-namespace {
-
-// Device and provider ids, as the coordinator accepts them at registration (common/tls.h).
-bool IsValidProviderId(absl::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') return false;
-  }
-  return true;
-}
-
-std::string RandomHex(int bytes) {
-  std::vector<unsigned char> buf(bytes);
-  if (RAND_bytes(buf.data(), bytes) != 1) return "";
-  std::string hex;
-  for (unsigned char b : buf) absl::StrAppendFormat(&hex, "%02x", b);
-  return hex;
-}
-
-}  // namespace
 
 absl::StatusOr<std::pair<ApiKeyInfo, std::string>> SqliteLedger::CreateProviderKey(
     const std::string& provider_id) {

@@ -55,7 +55,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
-#include "ledger/ledger_store.h"
+#include "ledger/ledger_admin.h"
 
 struct sqlite3;
 
@@ -85,33 +85,9 @@ struct LedgerOptions {
   absl::Duration answer_retention = absl::Hours(24);
 };
 
-struct AccountInfo {
-  std::string id;
-  std::string kind;
-  int64_t balance_micro = 0;
-  int64_t reserved_micro = 0;   // live reservations
-};
-
-struct ApiKeyInfo {
-  std::string id;              // "key_..." (public; used to list and revoke)
-  std::string client_account;  // "client:NAME"
-  int64_t created_ms = 0;
-  int64_t revoked_ms = 0;      // 0 while valid
-};
-
-struct VerifyReport {
-  bool ok = true;
-  int64_t transactions = 0;
-  int64_t first_bad_transaction = 0;  // 0 when ok
-  std::string problem;
-};
-
-class SqliteLedger : public LedgerStore {
+class SqliteLedger : public LedgerAdmin {
  public:
   static constexpr int kSchemaVersion = 8;
-  // No balance (the mint's included) goes past this either way: a grant or settlement that
-  // would is refused (OUT_OF_RANGE), so sums of balances never overflow int64.
-  static constexpr int64_t kMaxBalanceMicro = INT64_MAX / 4;
 
   // Opens (creating and migrating unless read_only) the database. INVALID_ARGUMENT for bad
   // options, FAILED_PRECONDITION for a database newer than this build, UNAVAILABLE when the
@@ -130,7 +106,7 @@ class SqliteLedger : public LedgerStore {
   // Releases every reservation made by this ledger's holder: called once at start, before any
   // request, they are a crashed predecessor's (otherwise they would hold the clients' credits
   // until they expire). Returns how many.
-  absl::StatusOr<int64_t> ReleaseOrphans();
+  absl::StatusOr<int64_t> ReleaseOrphans() override;
   absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(
       const RecordFilter& filter) override;
   // Feedback and outcomes (ledger_store.h). A verdict is a durable write; outcomes from the
@@ -142,27 +118,27 @@ class SqliteLedger : public LedgerStore {
   // Top-up from the mint. Idempotent by reference (same account and amount); a reference
   // reused for anything else is refused.
   absl::StatusOr<std::string> Grant(const std::string& account, int64_t amount_micro,
-                                    const std::string& reference);
+                                    const std::string& reference) override;
   // Cash-out of a provider's earnings to the payout account; refused beyond its balance.
   absl::StatusOr<std::string> Payout(const std::string& provider_id, int64_t amount_micro,
-                                     const std::string& reference);
+                                     const std::string& reference) override;
 
-  absl::StatusOr<int64_t> Balance(const std::string& account_id);
+  absl::StatusOr<int64_t> Balance(const std::string& account_id) override;
   // Balance minus live reservations.
   absl::StatusOr<int64_t> Available(const std::string& account_id) override;
-  absl::StatusOr<std::vector<AccountInfo>> Accounts();
+  absl::StatusOr<std::vector<AccountInfo>> Accounts() override;
   absl::StatusOr<std::vector<PayoutRow>> Payouts(const PayoutFilter& filter) override;
-  absl::StatusOr<VerifyReport> Verify();
+  absl::StatusOr<VerifyReport> Verify() override;
 
   // API keys: stored only as SHA-256 hashes. CreateKey returns the secret once ("loom_...").
-  absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKey(const std::string& client_name);
+  absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKey(const std::string& client_name) override;
   // A provider's key: it authenticates as "provider:ID" and reads that provider's earnings;
   // it cannot spend (the coordinator refuses it for requests).
-  absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateProviderKey(const std::string& provider_id);
-  absl::StatusOr<std::vector<ApiKeyInfo>> ListKeys();
-  absl::Status RevokeKey(const std::string& key_id);  // NOT_FOUND for an unknown id
+  absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateProviderKey(const std::string& provider_id) override;
+  absl::StatusOr<std::vector<ApiKeyInfo>> ListKeys() override;
+  absl::Status RevokeKey(const std::string& key_id) override;  // NOT_FOUND for an unknown id
   absl::StatusOr<std::string> Authenticate(const std::string& api_key) override;
-  absl::StatusOr<int> SchemaVersion();
+  absl::StatusOr<int> SchemaVersion() override;
 
  private:
   absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKeyFor(const std::string& account);
@@ -237,9 +213,6 @@ class SqliteLedger : public LedgerStore {
   size_t released_ ABSL_GUARDED_BY(queue_mu_) = 0;  // callers the last commit released
   size_t backlog_ ABSL_GUARDED_BY(queue_mu_) = 0;   // writes queued while the last commit ran
 };
-
-// "provider:bob" -> "bob" style helpers for the CLI.
-std::string AccountKind(const std::string& account_id);
 
 }  // namespace loom
 

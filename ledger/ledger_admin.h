@@ -1,0 +1,79 @@
+// File: ledger/ledger_admin.h
+// The operator's side of a ledger, beside the coordinator's (LedgerStore): grants, payouts,
+// balances, the audit, API keys. loom-ledger and the coordinator open an engine through this
+// seam (ledger_open.h: SQLite or PostgreSQL) and use nothing engine-specific.
+//
+// Ownership and thread safety as LedgerStore. Every method returns a Status.
+#ifndef LOOM_LEDGER_LEDGER_ADMIN_H_
+#define LOOM_LEDGER_LEDGER_ADMIN_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ledger/ledger_store.h"
+
+namespace loom {
+
+struct AccountInfo {
+  std::string id;
+  std::string kind;
+  int64_t balance_micro = 0;
+  int64_t reserved_micro = 0;   // live reservations
+};
+
+struct ApiKeyInfo {
+  std::string id;              // "key_..." (public; used to list and revoke)
+  std::string client_account;  // "client:NAME"
+  int64_t created_ms = 0;
+  int64_t revoked_ms = 0;      // 0 while valid
+};
+
+struct VerifyReport {
+  bool ok = true;
+  int64_t transactions = 0;
+  int64_t first_bad_transaction = 0;  // 0 when ok
+  std::string problem;
+};
+
+// "provider:bob" -> "provider" (the kind of an account id).
+std::string AccountKind(const std::string& account_id);
+
+class LedgerAdmin : public LedgerStore {
+ public:
+  // No balance (the mint's included) goes past this either way: a grant or settlement that
+  // would is refused (OUT_OF_RANGE), so sums of balances never overflow int64.
+  static constexpr int64_t kMaxBalanceMicro = INT64_MAX / 4;
+
+  // Top-up from the mint. Idempotent by reference (same account and amount); a reference
+  // reused for anything else is refused.
+  virtual absl::StatusOr<std::string> Grant(const std::string& account, int64_t amount_micro,
+                                            const std::string& reference) = 0;
+  // Cash-out of a provider's earnings to the payout account; refused beyond its balance.
+  virtual absl::StatusOr<std::string> Payout(const std::string& provider_id, int64_t amount_micro,
+                                             const std::string& reference) = 0;
+  virtual absl::StatusOr<int64_t> Balance(const std::string& account_id) = 0;
+  virtual absl::StatusOr<std::vector<AccountInfo>> Accounts() = 0;
+  // Recomputes the hash chain(s), entry sums, balances and settlement records.
+  virtual absl::StatusOr<VerifyReport> Verify() = 0;
+  // Releases every reservation made by this ledger's holder: called once at start, before any
+  // request (they are a crashed predecessor's). Returns how many.
+  virtual absl::StatusOr<int64_t> ReleaseOrphans() = 0;
+
+  // API keys: stored only as SHA-256 hashes. CreateKey returns the secret once ("loom_...").
+  virtual absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKey(
+      const std::string& client_name) = 0;
+  // A provider's key: it authenticates as "provider:ID" and reads that provider's earnings;
+  // it cannot spend (the coordinator refuses it for requests).
+  virtual absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateProviderKey(
+      const std::string& provider_id) = 0;
+  virtual absl::StatusOr<std::vector<ApiKeyInfo>> ListKeys() = 0;
+  virtual absl::Status RevokeKey(const std::string& key_id) = 0;  // NOT_FOUND for an unknown id
+  virtual absl::StatusOr<int> SchemaVersion() = 0;
+};
+
+}  // namespace loom
+
+#endif  // LOOM_LEDGER_LEDGER_ADMIN_H_
