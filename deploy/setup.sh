@@ -12,6 +12,7 @@ PACKAGES=(
   libabsl-dev libssl-dev libsqlite3-dev sqlite3 libspdlog-dev libcpp-httplib-dev libboost-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev python3 curl openssl
   clang libclang-rt-14-dev
+  libpq-dev postgresql  # the PostgreSQL ledger; its tests start a real server in a temp dir
 )
 
 missing=()

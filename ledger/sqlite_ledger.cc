@@ -20,6 +20,7 @@
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "ledger/ledger_hash.h"
+#include "ledger/ledger_rules.h"
 #include "ledger/pricing.h"
 
 namespace loom {
@@ -704,14 +705,8 @@ absl::Status SqliteLedger::CommitBatch(const std::vector<WriteOp*>& batch) {
 // ---- Writes ----
 
 absl::Status SqliteLedger::EnsureAccountLocked(const std::string& id) {
+  LOOM_RETURN_IF_ERROR(ledger_rules::CheckAccountId(id));
   const std::string kind = AccountKind(id);
-  if (kind != "client" && kind != "provider" && kind != "mint" && kind != "payout" && kind != "fee") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "account '", id, "' must be client:NAME, provider:ID, mint, payout or fee"));
-  }
-  if ((kind == "client" || kind == "provider") && id.size() <= kind.size() + 1) {
-    return absl::InvalidArgumentError(absl::StrCat("account '", id, "' has no name"));
-  }
   if (known_accounts_.count(id)) return absl::OkStatus();
   op_accounts_.push_back(id);
   Statement insert(db_,
@@ -818,26 +813,11 @@ absl::StatusOr<int64_t> SqliteLedger::AppendLocked(const std::string& kind,
 int64_t SqliteLedger::FeeFor(int64_t credits_micro) const {
   // Split so that no product overflows: credits up to INT64_MAX / 10000 exactly, beyond in
   // whole units of 10000.
-  const int64_t bps = options_.fee_bps;
-  return credits_micro / 10000 * bps + credits_micro % 10000 * bps / 10000;
+  return ledger_rules::Fee(options_.fee_bps, credits_micro);
 }
 
 absl::StatusOr<Settlement> SqliteLedger::Settle(const SettlementRequest& request) {
-  if (request.request_id.empty()) return absl::InvalidArgumentError("settle: empty request id");
-  if (AccountKind(request.client_account) != "client") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("settle: '", request.client_account, "' is not a client account"));
-  }
-  for (const auto& r : request.records) {
-    if (r.credits_micro() < 0 || r.token_count() < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("settle ", request.request_id, ": negative tokens or credits"));
-    }
-    if (r.provider_id().empty() || r.device_id().empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("settle ", request.request_id, ": record without device or provider"));
-    }
-  }
+  LOOM_RETURN_IF_ERROR(ledger_rules::CheckSettlement(request));
   absl::StatusOr<Settlement> result = absl::InternalError("not run");
   absl::Status status = Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     result = SettleLocked(request);
@@ -879,11 +859,9 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
   LOOM_ASSIGN_OR_RETURN(int64_t available,
                         AvailableLocked(request.client_account, request.request_id));
   if (available < charge) {
-    absl::Status status = absl::FailedPreconditionError(absl::StrCat(
+    return ledger_rules::InsufficientCredits(absl::StrCat(
         "insufficient credits: ", request.client_account, " has ", FormatCredits(available),
         " available and request ", request.request_id, " costs ", FormatCredits(charge)));
-    status.SetPayload(kInsufficientCreditsPayload, absl::Cord("1"));
-    return status;
   }
   Entries entries;
   entries.emplace_back(request.client_account, -charge);
@@ -958,11 +936,7 @@ absl::StatusOr<Settlement> SqliteLedger::SettleLocked(const SettlementRequest& r
 
 absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::string& account,
                                    int64_t amount_micro, absl::Duration ttl) {
-  if (request_id.empty()) return absl::InvalidArgumentError("reserve: empty request id");
-  if (AccountKind(account) != "client") {
-    return absl::InvalidArgumentError(absl::StrCat("reserve: '", account, "' is not a client account"));
-  }
-  if (amount_micro < 0) return absl::InvalidArgumentError("reserve: negative amount");
+  LOOM_RETURN_IF_ERROR(ledger_rules::CheckReservation(request_id, account, amount_micro));
   return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
     const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
     {
@@ -999,11 +973,9 @@ absl::Status SqliteLedger::Reserve(const std::string& request_id, const std::str
     LOOM_RETURN_IF_ERROR(EnsureAccountLocked(account));
     LOOM_ASSIGN_OR_RETURN(int64_t available, AvailableLocked(account, request_id));
     if (available < amount_micro) {
-      absl::Status status = absl::FailedPreconditionError(absl::StrCat(
+      return ledger_rules::InsufficientCredits(absl::StrCat(
           "insufficient credits: ", account, " has ", FormatCredits(available),
           " available and the request may cost up to ", FormatCredits(amount_micro)));
-      status.SetPayload(kInsufficientCreditsPayload, absl::Cord("1"));
-      return status;
     }
     Statement insert(db_,
                      // REPLACE: an expired reservation of this request may not be swept yet.
@@ -1098,10 +1070,7 @@ absl::StatusOr<std::string> SqliteLedger::Transfer(const std::string& kind,
                                                    const std::string& from, const std::string& to,
                                                    int64_t amount_micro,
                                                    const std::string& reference) {
-  if (amount_micro <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(kind, ": the amount must be positive"));
-  }
-  if (reference.empty()) return absl::InvalidArgumentError(absl::StrCat(kind, ": a reference is required"));
+  LOOM_RETURN_IF_ERROR(ledger_rules::CheckTransfer(kind, amount_micro, reference));
   absl::StatusOr<std::string> id = absl::InternalError("not run");
   absl::Status status = Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     id = TransferLocked(kind, from, to, amount_micro, absl::StrCat(kind, ":", reference));
@@ -1113,11 +1082,7 @@ absl::StatusOr<std::string> SqliteLedger::Transfer(const std::string& kind,
 
 absl::StatusOr<std::string> SqliteLedger::Grant(const std::string& account, int64_t amount_micro,
                                                 const std::string& reference) {
-  const std::string kind = AccountKind(account);
-  if (kind != "client" && kind != "provider") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "grant: '", account, "' must be a client:NAME or provider:ID account"));
-  }
+  LOOM_RETURN_IF_ERROR(ledger_rules::CheckGrantAccount(account));
   return Transfer("grant", "mint", account, amount_micro, reference);
 }
 
@@ -1151,11 +1116,7 @@ absl::StatusOr<std::vector<v1::ContributionRecord>> SqliteLedger::ListRecords(
 
 absl::StatusOr<std::vector<OutcomeDelta>> SqliteLedger::RecordFeedback(
     const FeedbackVerdict& verdict) {
-  if (verdict.request_id.empty()) return absl::InvalidArgumentError("feedback: empty request id");
-  if (AccountKind(verdict.client_account) != "client") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("feedback: '", verdict.client_account, "' is not a client account"));
-  }
+  LOOM_RETURN_IF_ERROR(ledger_rules::CheckVerdict(verdict));
   absl::StatusOr<std::vector<OutcomeDelta>> result = absl::InternalError("not run");
   absl::Status status = Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     result = RecordFeedbackLocked(verdict);
@@ -1217,9 +1178,7 @@ absl::StatusOr<std::vector<OutcomeDelta>> SqliteLedger::RecordFeedbackLocked(
                                                    " in its answer"));
   }
   // The whole answer is shared equally by its parts; a part named alone takes all of it.
-  for (OutcomeDelta& d : parts) {
-    (verdict.good ? d.good : d.bad) = 1.0 / static_cast<double>(parts.size());
-  }
+  ledger_rules::ShareVerdict(verdict.good, &parts);
   Statement keep(db_,
                  "INSERT INTO feedback(request_id, account_id, rating, sub_task_id, "
                  "created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
@@ -1235,13 +1194,7 @@ absl::StatusOr<std::vector<OutcomeDelta>> SqliteLedger::RecordFeedbackLocked(
 }
 
 absl::Status SqliteLedger::AddOutcomes(const std::vector<OutcomeDelta>& deltas) {
-  for (const OutcomeDelta& d : deltas) {
-    if (d.model.empty() || !(d.good >= 0) || !(d.bad >= 0) || !std::isfinite(d.good) ||
-        !std::isfinite(d.bad)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("outcomes: bad change for model '", d.model, "'"));
-    }
-  }
+  LOOM_RETURN_IF_ERROR(ledger_rules::CheckOutcomes(deltas));
   if (deltas.empty()) return absl::OkStatus();
   return Write([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return AddOutcomesLocked(deltas); },
                /*durable=*/false);
@@ -1445,10 +1398,7 @@ absl::StatusOr<VerifyReport> SqliteLedger::Verify() {
 
 absl::StatusOr<std::pair<ApiKeyInfo, std::string>> SqliteLedger::CreateProviderKey(
     const std::string& provider_id) {
-  if (!IsValidProviderId(provider_id)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "provider id '", provider_id, "' must be 1-128 of letters, digits, '.', '_' and '-'"));
-  }
+  LOOM_RETURN_IF_ERROR(ledger_rules::CheckProviderId(provider_id));
   return CreateKeyFor(ProviderAccount(provider_id));
 }
 
