@@ -33,7 +33,7 @@
 #include "coordinator/registry_service.h"
 #include "coordinator/request_runner.h"
 #include "ledger/pricing.h"
-#include "ledger/sqlite_ledger.h"
+#include "ledger/ledger_open.h"
 
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:7070", "Address of the gRPC API (port 0: any).");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
@@ -58,7 +58,12 @@ ABSL_FLAG(bool, drop_params, false,
           "logprobs, ...) and name them in x-loom-dropped-params, instead of refusing with 400.");
 ABSL_FLAG(int32_t, http_keep_alive_s, 15, "An idle HTTP keep-alive connection is closed after this.");
 ABSL_FLAG(int64_t, request_timeout_ms, 300000, "Deadline of a request when the client sets none.");
-ABSL_FLAG(std::string, ledger_db, "loom.db", "SQLite ledger file (created if missing).");
+ABSL_FLAG(std::string, ledger_db, "loom.db", "SQLite ledger file (created if missing); see --ledger.");
+ABSL_FLAG(std::string, ledger, "",
+          "The ledger: sqlite:PATH (default: sqlite:<--ledger_db>) or postgresql://USER@HOST:PORT/DB, "
+          "which several coordinators may share (each with its own --instance_id).");
+ABSL_FLAG(std::string, ledger_password_file, "",
+          "PostgreSQL: a file holding the password (else PGPASSWORD or ~/.pgpass).");
 ABSL_FLAG(std::string, ledger_synchronous, "FULL", "SQLite synchronous setting: FULL, NORMAL or OFF.");
 ABSL_FLAG(int64_t, max_price_per_1k, 100,
           "The most a device may charge per 1,000 output tokens, in credits (1-1000000); "
@@ -215,11 +220,15 @@ int main(int argc, char** argv) {
                  "devices prove their id with join tokens");
   }
 
-  auto ledger = loom::SqliteLedger::Open({.path = absl::GetFlag(FLAGS_ledger_db),
-                                          .synchronous = absl::GetFlag(FLAGS_ledger_synchronous),
-                                          .fee_bps = absl::GetFlag(FLAGS_fee_bps),
-                                          .holder = absl::GetFlag(FLAGS_instance_id),
-                                          .answer_retention = absl::GetFlag(FLAGS_answer_retention)});
+  const std::string ledger_spec = absl::GetFlag(FLAGS_ledger).empty()
+                                      ? absl::StrCat("sqlite:", absl::GetFlag(FLAGS_ledger_db))
+                                      : absl::GetFlag(FLAGS_ledger);
+  auto ledger = loom::OpenLedger(ledger_spec,
+                                 {.fee_bps = absl::GetFlag(FLAGS_fee_bps),
+                                  .holder = absl::GetFlag(FLAGS_instance_id),
+                                  .answer_retention = absl::GetFlag(FLAGS_answer_retention),
+                                  .sqlite_synchronous = absl::GetFlag(FLAGS_ledger_synchronous),
+                                  .password_file = absl::GetFlag(FLAGS_ledger_password_file)});
   if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
   // Holds a crashed predecessor left would keep its clients' credits for minutes.
   absl::StatusOr<int64_t> orphans = (*ledger)->ReleaseOrphans();
@@ -347,8 +356,15 @@ int main(int argc, char** argv) {
                                  http_address, "\", \"pid\": ", getpid(), "}\n"));
     if (!s.ok()) return Fail(std::string(s.message()));
   }
+  // A password in the URI is not logged.
+  std::string shown_ledger = ledger_spec;
+  if (const size_t scheme = shown_ledger.find("://"), at = shown_ledger.find('@');
+      scheme != std::string::npos && at != std::string::npos && at > scheme) {
+    const size_t colon = shown_ledger.find(':', scheme + 3);
+    if (colon != std::string::npos && colon < at) shown_ledger.replace(colon, at - colon, ":***");
+  }
   spdlog::info("coordinator serving gRPC on {}, HTTP on {}, ledger {}", started->address,
-               http_address.empty() ? "(off)" : http_address, absl::GetFlag(FLAGS_ledger_db));
+               http_address.empty() ? "(off)" : http_address, shown_ledger);
 
   loom::ShutdownWaiter waiter;
   int code = waiter.Wait();

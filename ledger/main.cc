@@ -10,9 +10,13 @@
 #include "common/flags_usage.h"
 #include "ledger/ledger_cli.h"
 #include "ledger/pricing.h"
-#include "ledger/sqlite_ledger.h"
+#include "ledger/ledger_open.h"
 
-ABSL_FLAG(std::string, db, "loom.db", "Path of the ledger database (SQLite).");
+ABSL_FLAG(std::string, db, "loom.db", "Path of the ledger database (SQLite); see --ledger.");
+ABSL_FLAG(std::string, ledger, "",
+          "The ledger: sqlite:PATH (default: sqlite:<--db>) or postgresql://USER@HOST:PORT/DB.");
+ABSL_FLAG(std::string, ledger_password_file, "",
+          "PostgreSQL: a file holding the password (else PGPASSWORD or ~/.pgpass).");
 ABSL_FLAG(std::string, format, "table", "Output format of listings: table, json or csv.");
 ABSL_FLAG(std::string, request, "", "records: only this request id.");
 ABSL_FLAG(std::string, provider, "", "records, payouts: only this provider id; keys create: the provider the key is for.");
@@ -37,8 +41,16 @@ std::string Usage() {
       "micro-credit integers. `loom-ledger COMMAND --help` explains one command.");
 }
 
-absl::StatusOr<std::unique_ptr<loom::SqliteLedger>> OpenLedger(bool read_only) {
-  return loom::SqliteLedger::Open({.path = absl::GetFlag(FLAGS_db), .read_only = read_only});
+std::string LedgerSpec() {
+  return absl::GetFlag(FLAGS_ledger).empty() ? absl::StrCat("sqlite:", absl::GetFlag(FLAGS_db))
+                                             : absl::GetFlag(FLAGS_ledger);
+}
+
+absl::StatusOr<std::unique_ptr<loom::LedgerAdmin>> OpenLedger(bool read_only) {
+  // One connection: a command is one caller.
+  return loom::OpenLedger(LedgerSpec(), {.read_only = read_only,
+                                         .password_file = absl::GetFlag(FLAGS_ledger_password_file),
+                                         .connections = 1});
 }
 
 }  // namespace

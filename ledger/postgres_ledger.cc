@@ -414,7 +414,11 @@ absl::StatusOr<std::unique_ptr<PostgresLedger>> PostgresLedger::Open(
     for (PGconn* c : pool) PQfinish(c);
   });
   for (int i = 0; i < options.connections; ++i) {
-    PGconn* c = PQconnectdb(options.conninfo.c_str());
+    // The conninfo may be a URI or keywords (expand_dbname); a password goes beside it, never
+    // into a string that might be logged.
+    const char* keywords[] = {"dbname", options.password.empty() ? nullptr : "password", nullptr};
+    const char* values[] = {options.conninfo.c_str(), options.password.c_str(), nullptr};
+    PGconn* c = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
     if (!c || PQstatus(c) != CONNECTION_OK) {
       const std::string why = c ? PQerrorMessage(c) : "out of memory";
       if (c) PQfinish(c);

@@ -51,6 +51,7 @@ namespace loom {
 
 struct PostgresLedgerOptions {
   std::string conninfo;          // a libpq connection string or postgresql:// URI
+  std::string password;          // added to the conninfo's (empty: libpq's own sources)
   int connections = 4;           // the pool
   int fee_bps = 0;               // coordinator fee on settlements, basis points (0-10000)
   std::string holder = "coordinator";  // this instance's reservations and chains

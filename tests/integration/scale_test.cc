@@ -1,0 +1,251 @@
+// Several coordinators on one PostgreSQL ledger (issue 19): a real PostgreSQL server started
+// for the test (postgres_server.h), two loom-coordinator processes sharing it, each with its own
+// workers, clients sending to either. Any coordinator serves any client and settles into the
+// same books; a request id served by one is replayed, never run again, by the other; killing
+// one under load loses and doubles nothing, and its reservations expire.
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/join_token.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/postgres_server.h"
+#include "tests/integration/process_harness.h"
+
+namespace loom::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+class ScaleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    ASSERT_FALSE(dir_.empty());
+    ASSERT_TRUE(pg_.Start()) << pg_.error();
+    ASSERT_FALSE(pg_.CreateDatabase("loom").empty()) << pg_.error();
+    ledger_ = absl::StrCat("postgresql://loom@127.0.0.1:", pg_.port(), "/loom");
+  }
+  void TearDown() override {
+    if (HasFailure()) {
+      for (auto& [name, d] : daemons_) {
+        if (d.process) std::cerr << "--- " << name << " log ---\n" << d.process->Log();
+      }
+    }
+    daemons_.clear();
+  }
+
+  // A coordinator named `instance` on the shared ledger; `listen` to come back on a port.
+  Daemon& StartCoordinator(const std::string& instance, const std::string& listen = "127.0.0.1:0",
+                           std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--grpc_listen=" + listen, "--http_listen=127.0.0.1:0",
+                                     "--ledger=" + ledger_, "--instance_id=" + instance,
+                                     "--plaintext", "--join_secret_file=" + dir_ + "/join.secret",
+                                     "--heartbeat_interval_ms=100", "--missed_heartbeats=3"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::string error;
+    daemons_[instance] = StartDaemon("loom-coordinator", dir_, instance, args, &error);
+    EXPECT_TRUE(daemons_[instance].process) << error;
+    return daemons_[instance];
+  }
+
+  void StartWorker(const std::string& device, const std::string& coordinator) {
+    auto secret = LoadOrCreateJoinSecret(dir_ + "/join.secret");
+    ASSERT_TRUE(secret.ok()) << secret.status();
+    std::string error;
+    daemons_[device] = StartDaemon(
+        "loom-worker", dir_, device,
+        {"--coordinator=" + daemons_[coordinator].address, "--device_id=" + device,
+         "--provider_id=prov-" + device, "--model=llama-3.1-8b", "--sim_output_tokens=16",
+         "--plaintext", "--join_token=" + IssueJoinToken(*secret, device, "prov-" + device)},
+        &error);
+    ASSERT_TRUE(daemons_[device].process) << error;
+  }
+
+  CommandResult Ledger(std::vector<std::string> args) {
+    args.insert(args.begin(), "--ledger=" + ledger_);
+    return RunCommand("loom-ledger", args);
+  }
+
+  std::string NewKey(const std::string& client, const std::string& credits) {
+    CommandResult key = Ledger({"keys", "create", "--client=" + client});
+    EXPECT_EQ(key.exit_code, 0) << key.err;
+    CommandResult grant = Ledger({"grant", "client:" + client, credits, "--reference=grant-" + client});
+    EXPECT_EQ(grant.exit_code, 0) << grant.err;
+    return std::string(absl::StripAsciiWhitespace(key.out));
+  }
+
+  // (balance, available) of an account, in micro-credits.
+  std::pair<int64_t, int64_t> Balance(const std::string& account) {
+    CommandResult r = Ledger({"balance", account, "--format=json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    json j = json::parse(r.out, nullptr, false);
+    if (j.is_discarded()) return {-1, -1};
+    return {j.value("balance_micro", int64_t{-1}), j.value("available_micro", int64_t{-1})};
+  }
+
+  bool HasDevice(const std::string& coordinator, const std::string& key, const std::string& device) {
+    CommandResult r = RunCommand("loom", {"--plaintext", "--coordinator=" + daemons_[coordinator].address,
+                                          "--api_key=" + key, "devices", "--json"});
+    return r.exit_code == 0 && absl::StrContains(r.out, "\"" + device + "\"");
+  }
+
+  struct Http {
+    int status = 0;
+    std::string headers, body;
+  };
+  Http Chat(const std::string& coordinator, const std::string& key, const std::string& prompt,
+            const std::string& request_id = "") {
+    const std::string body_file = dir_ + "/body-" + coordinator + ".json";
+    std::ofstream(body_file) << json{{"model", "loom-auto"},
+                                     {"messages", {{{"role", "user"}, {"content", prompt}}}}}
+                                    .dump();
+    std::vector<std::string> args = {"-s", "-D", dir_ + "/headers-" + coordinator, "-X", "POST",
+                                     "http://" + daemons_[coordinator].http + "/v1/chat/completions",
+                                     "-H", "Content-Type: application/json", "-H",
+                                     "Authorization: Bearer " + key, "--data-binary", "@" + body_file};
+    if (!request_id.empty()) args.insert(args.end(), {"-H", "X-Request-Id: " + request_id});
+    CommandResult r = RunCommand("/usr/bin/curl", args);
+    Http out;
+    out.body = r.out;
+    out.headers = absl::AsciiStrToLower(ReadFile(dir_ + "/headers-" + coordinator));
+    const size_t at = out.headers.rfind("http/");
+    if (at != std::string::npos) {
+      std::vector<std::string> line = absl::StrSplit(out.headers.substr(at, 16), ' ');
+      if (line.size() >= 2) absl::SimpleAtoi(line[1], &out.status);
+    }
+    return out;
+  }
+
+  void ExpectBooksVerify() {
+    CommandResult verify = Ledger({"verify"});
+    EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+    // Double entry over everything both coordinators wrote.
+    CommandResult accounts = Ledger({"accounts", "--format=json"});
+    ASSERT_EQ(accounts.exit_code, 0) << accounts.err;
+    int64_t sum = 0;
+    for (const auto& a : json::parse(accounts.out)) sum += a.value("balance_micro", int64_t{0});
+    EXPECT_EQ(sum, 0) << accounts.out;
+  }
+
+  PostgresServer pg_;
+  std::string dir_, ledger_;
+  std::map<std::string, Daemon> daemons_;
+};
+
+TEST_F(ScaleTest, AnyCoordinatorServesAnyClientAndARequestIdIsServedOnceAcrossThem) {
+  StartCoordinator("coord-a");
+  StartCoordinator("coord-b");
+  StartWorker("dev-a", "coord-a");
+  StartWorker("dev-b", "coord-b");
+  const std::string key = NewKey("alice", "10");
+  ASSERT_TRUE(WaitFor([&] { return HasDevice("coord-a", key, "dev-a"); }, absl::Seconds(20)));
+  ASSERT_TRUE(WaitFor([&] { return HasDevice("coord-b", key, "dev-b"); }, absl::Seconds(20)));
+
+  Http first = Chat("coord-a", key, "What is the capital of Peru?", "alice-job-1");
+  ASSERT_EQ(first.status, 200) << first.body;
+  const int64_t cost = json::parse(first.body)["loom"]["cost_micro"];
+  EXPECT_GT(cost, 0);
+  EXPECT_EQ(Balance("client:alice").first, 10'000'000 - cost);
+
+  // The same id on the other coordinator: the first answer, not a second run or charge.
+  Http replay = Chat("coord-b", key, "What is the capital of Peru?", "alice-job-1");
+  ASSERT_EQ(replay.status, 200) << replay.body;
+  EXPECT_THAT(replay.headers, HasSubstr("idempotent-replayed: true"));
+  EXPECT_EQ(json::parse(replay.body)["choices"][0]["message"]["content"],
+            json::parse(first.body)["choices"][0]["message"]["content"]);
+  EXPECT_EQ(Balance("client:alice").first, 10'000'000 - cost);
+
+  // A new request on B is B's work, paid from the same account.
+  Http second = Chat("coord-b", key, "What is the capital of Chile?");
+  ASSERT_EQ(second.status, 200) << second.body;
+  const int64_t cost2 = json::parse(second.body)["loom"]["cost_micro"];
+  EXPECT_EQ(Balance("client:alice").first, 10'000'000 - cost - cost2);
+  CommandResult payouts = Ledger({"payouts", "--format=json"});
+  ASSERT_EQ(payouts.exit_code, 0) << payouts.err;
+  EXPECT_THAT(payouts.out, HasSubstr("prov-dev-a"));
+  EXPECT_THAT(payouts.out, HasSubstr("prov-dev-b"));
+  ExpectBooksVerify();
+}
+
+TEST_F(ScaleTest, ACoordinatorKilledUnderLoadLosesNothingDoublesNothingAndItsHoldsExpire) {
+  // Short request timeout and margin: an orphaned reservation expires ~1.5 s after it was made.
+  const std::vector<std::string> flags = {"--request_timeout_ms=1000", "--reservation_margin_ms=500"};
+  StartCoordinator("coord-a", "127.0.0.1:0", flags);
+  StartCoordinator("coord-b", "127.0.0.1:0", flags);
+  StartWorker("dev-a", "coord-a");
+  StartWorker("dev-b", "coord-b");
+  const std::string key = NewKey("bob", "50");
+  ASSERT_TRUE(WaitFor([&] { return HasDevice("coord-a", key, "dev-a"); }, absl::Seconds(20)));
+  ASSERT_TRUE(WaitFor([&] { return HasDevice("coord-b", key, "dev-b"); }, absl::Seconds(20)));
+  const std::string a = daemons_["coord-a"].address, b = daemons_["coord-b"].address;
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok_a{0}, ok_b{0}, failed{0};
+  std::mutex mu;
+  std::vector<std::string> served;  // request ids answered OK
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < 100 && !stop; ++i) {
+        const bool to_a = (t + i) % 2 == 0;
+        CommandResult r = RunCommand("loom", {"--plaintext", "--coordinator=" + (to_a ? a : b),
+                                              "--api_key=" + key, "--timeout_ms=5000", "ask",
+                                              "--json", "--model=llama-3.1-8b", "What is a loom?"});
+        if (r.exit_code != 0) {
+          ++failed;
+          continue;
+        }
+        ++(to_a ? ok_a : ok_b);
+        json j = json::parse(r.out, nullptr, false);
+        if (!j.is_discarded()) {
+          std::lock_guard<std::mutex> lock(mu);
+          served.push_back(j.value("requestId", ""));
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return ok_a >= 5 && ok_b >= 5; }, absl::Seconds(60)));
+  daemons_["coord-a"].process->Signal(SIGKILL);
+  daemons_["coord-a"].process->Wait(absl::Seconds(10));
+  const int b_before = ok_b;
+  ASSERT_TRUE(WaitFor([&] { return ok_b >= b_before + 8; }, absl::Seconds(60)))
+      << "the other coordinator keeps serving";
+  stop = true;
+  for (auto& c : clients) c.join();
+
+  // Every answered request was settled exactly once; whatever A had in flight either settled
+  // or charged nothing, and its holds expire by themselves.
+  for (const std::string& id : served) {
+    CommandResult records = Ledger({"records", "--request=" + id, "--format=json"});
+    ASSERT_EQ(records.exit_code, 0) << records.err;
+    EXPECT_EQ(json::parse(records.out).size(), 1u) << id;
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto [balance, available] = Balance("client:bob");
+        return balance == available;
+      },
+      absl::Seconds(20)))
+      << "a killed coordinator's reservations expire";
+  const int64_t spent = 50'000'000 - Balance("client:bob").first;
+  int64_t earned = 0;
+  for (const char* p : {"provider:prov-dev-a", "provider:prov-dev-b"}) earned += Balance(p).first;
+  EXPECT_EQ(spent, earned) << "what the client paid, the providers earned (no fee)";
+  ExpectBooksVerify();
+}
+
+}  // namespace
+}  // namespace loom::testing
