@@ -17,6 +17,7 @@
 #include "common/flags_usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/grpc_server.h"
 #include "common/json_config.h"
@@ -31,7 +32,9 @@
 #include "worker/worker_config.h"
 #include "worker/worker_service.h"
 
-ABSL_FLAG(std::string, coordinator, "127.0.0.1:7070", "Coordinator gRPC address (host:port).");
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:7070",
+          "Coordinator gRPC address (host:port), or several separated by commas: the device "
+          "registers and heartbeats with each (coordinators sharing one ledger, issue 19).");
 ABSL_FLAG(std::string, listen, "127.0.0.1:0", "Where to serve the Worker service (port 0: any).");
 ABSL_FLAG(std::string, advertise_address, "",
           "Address the coordinator should dial; default: the bound --listen address.");
@@ -271,7 +274,8 @@ int main(int argc, char** argv) {
       *std::move(models));
   // A server still loading at start tells no sizes: they are read once it serves, and the
   // device registers again with them.
-  std::atomic<loom::Registrar*> registrar_ptr{nullptr};
+  // One registrar per coordinator; each is told when the advertisement changes.
+  std::atomic<std::vector<std::unique_ptr<loom::Registrar>>*> registrars_ptr{nullptr};
   const bool sizes_from_server =
       !absl::GetFlag(FLAGS_openai_base_url).empty() && absl::GetFlag(FLAGS_config).empty() &&
       absl::GetFlag(FLAGS_parameters_b) <= 0;
@@ -280,8 +284,8 @@ int main(int argc, char** argv) {
       {.interval = absl::Milliseconds(absl::GetFlag(FLAGS_upstream_check_interval_ms)),
        .on_change =
            [&](const std::string& problem) {
-             loom::Registrar* registrar = registrar_ptr.load();
-             if (!problem.empty() || !sizes_from_server || sizes_read || registrar == nullptr) return;
+             auto* registrars = registrars_ptr.load();
+             if (!problem.empty() || !sizes_from_server || sizes_read || registrars == nullptr) return;
              auto listed = loom::OpenAIProvider::ListModels(absl::GetFlag(FLAGS_openai_base_url),
                                                             absl::GetFlag(FLAGS_openai_api_key));
              if (!listed.ok()) return;
@@ -294,7 +298,7 @@ int main(int argc, char** argv) {
              }
              if (learnt) {
                spdlog::info("the model server now tells its models' sizes: advertising them");
-               registrar->Readvertise();
+               for (auto& r : *registrars) r->Readvertise();
              }
            }},
       [&] { return service.CheckUpstreams(absl::Seconds(2)); });
@@ -312,32 +316,46 @@ int main(int argc, char** argv) {
   service.set_address(advertised);
 
   loom::ShutdownWaiter waiter;
-  loom::Registrar registrar(
-      loom::RegistrarOptions{.coordinator = absl::GetFlag(FLAGS_coordinator),
-                             .credentials = *channel_credentials,
-                             .join_token = config->join_token()},
-      [&] {
-        loom::v1::DeviceInfo info = service.Info();
-        loom::v1::RegisterRequest request;
-        request.mutable_protocol_version()->set_major(loom::kProtocolMajor);
-        request.mutable_protocol_version()->set_minor(loom::kProtocolMinor);
-        request.set_device_id(info.device_id());
-        request.set_provider_id(info.provider_id());
-        request.set_address(info.address());
-        *request.mutable_models() = info.models();
-        request.set_simulated(info.simulated());
-        *request.mutable_load() = info.load();
-        request.mutable_load()->set_upstream_problem(monitor.Problem());
-        return request;
-      },
-      [&] {
-        loom::v1::DeviceLoad load = service.Load();
-        load.set_upstream_problem(monitor.Problem());
-        return load;
-      },
-      [&](absl::Status status) { waiter.RequestStop(3); });
-  registrar_ptr = &registrar;
-  registrar.Start();
+  const std::vector<std::string> coordinators =
+      absl::StrSplit(absl::GetFlag(FLAGS_coordinator), ',', absl::SkipWhitespace());
+  if (coordinators.empty()) return Fail("--coordinator names no coordinator");
+  // A refusal retrying cannot fix stops that coordinator's registrar; the worker stops when
+  // every coordinator has refused it.
+  std::atomic<int> refused{0};
+  // What every coordinator is told: the same device, its models and its whole load (work
+  // from all coordinators: the worker counts what it runs, whoever sent it).
+  auto advertisement = [&] {
+    loom::v1::DeviceInfo info = service.Info();
+    loom::v1::RegisterRequest request;
+    request.mutable_protocol_version()->set_major(loom::kProtocolMajor);
+    request.mutable_protocol_version()->set_minor(loom::kProtocolMinor);
+    request.set_device_id(info.device_id());
+    request.set_provider_id(info.provider_id());
+    request.set_address(info.address());
+    *request.mutable_models() = info.models();
+    request.set_simulated(info.simulated());
+    *request.mutable_load() = info.load();
+    request.mutable_load()->set_upstream_problem(monitor.Problem());
+    return request;
+  };
+  auto load = [&] {
+    loom::v1::DeviceLoad l = service.Load();
+    l.set_upstream_problem(monitor.Problem());
+    return l;
+  };
+  std::vector<std::unique_ptr<loom::Registrar>> registrars;
+  for (const std::string& coordinator : coordinators) {
+    registrars.push_back(std::make_unique<loom::Registrar>(
+        loom::RegistrarOptions{.coordinator = coordinator,
+                               .credentials = *channel_credentials,
+                               .join_token = config->join_token()},
+        advertisement, load, [&, coordinator](absl::Status status) {
+          spdlog::error("coordinator {} refused this device: {}", coordinator, status.ToString());
+          if (++refused == static_cast<int>(coordinators.size())) waiter.RequestStop(3);
+        }));
+  }
+  registrars_ptr = &registrars;
+  for (auto& r : registrars) r->Start();
 
   const std::string ready_file = absl::GetFlag(FLAGS_ready_file);
   if (!ready_file.empty()) {
@@ -348,12 +366,12 @@ int main(int argc, char** argv) {
   }
   spdlog::info("device {} (provider {}) serving {} model(s) on {}, coordinator {}",
                config->device_id(), config->provider_id(), config->models_size(),
-               started->address, absl::GetFlag(FLAGS_coordinator));
+               started->address, absl::StrJoin(coordinators, ", "));
 
   int code = waiter.Wait();
   monitor.Stop();  // before the registrar it may call
-  registrar_ptr = nullptr;
-  registrar.Stop();
+  registrars_ptr = nullptr;
+  for (auto& r : registrars) r->Stop();
   loom::StopGrpcServer(started->server.get(), absl::Seconds(5));
   spdlog::info("stopped");
   return code;

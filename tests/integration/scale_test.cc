@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/join_token.h"
 #include "gmock/gmock.h"
@@ -61,17 +62,35 @@ class ScaleTest : public ::testing::Test {
     return daemons_[instance];
   }
 
-  void StartWorker(const std::string& device, const std::string& coordinator) {
+  // A worker registered with every coordinator in `coordinators` (comma-separated names).
+  void StartWorker(const std::string& device, const std::string& coordinators,
+                   std::vector<std::string> extra = {}) {
     auto secret = LoadOrCreateJoinSecret(dir_ + "/join.secret");
     ASSERT_TRUE(secret.ok()) << secret.status();
+    std::vector<std::string> addresses;
+    for (absl::string_view name : absl::StrSplit(coordinators, ',')) {
+      addresses.push_back(daemons_[std::string(name)].address);
+    }
+    std::vector<std::string> args = {
+        "--coordinator=" + absl::StrJoin(addresses, ","), "--device_id=" + device,
+        "--provider_id=prov-" + device, "--model=llama-3.1-8b", "--sim_output_tokens=16",
+        "--plaintext", "--join_token=" + IssueJoinToken(*secret, device, "prov-" + device)};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::string error;
-    daemons_[device] = StartDaemon(
-        "loom-worker", dir_, device,
-        {"--coordinator=" + daemons_[coordinator].address, "--device_id=" + device,
-         "--provider_id=prov-" + device, "--model=llama-3.1-8b", "--sim_output_tokens=16",
-         "--plaintext", "--join_token=" + IssueJoinToken(*secret, device, "prov-" + device)},
-        &error);
+    daemons_[device] = StartDaemon("loom-worker", dir_, device, args, &error);
     ASSERT_TRUE(daemons_[device].process) << error;
+  }
+
+  // The device as `coordinator` lists it (null when it does not).
+  json Device(const std::string& coordinator, const std::string& key, const std::string& device) {
+    CommandResult r = RunCommand("loom", {"--plaintext", "--coordinator=" + daemons_[coordinator].address,
+                                          "--api_key=" + key, "devices", "--json"});
+    json all = json::parse(r.out, nullptr, false);
+    if (r.exit_code != 0 || all.is_discarded()) return nullptr;
+    for (const auto& d : all.value("devices", json::array())) {
+      if (d.value("deviceId", "") == device) return d;
+    }
+    return nullptr;
   }
 
   CommandResult Ledger(std::vector<std::string> args) {
@@ -244,6 +263,45 @@ TEST_F(ScaleTest, ACoordinatorKilledUnderLoadLosesNothingDoublesNothingAndItsHol
   int64_t earned = 0;
   for (const char* p : {"provider:prov-dev-a", "provider:prov-dev-b"}) earned += Balance(p).first;
   EXPECT_EQ(spent, earned) << "what the client paid, the providers earned (no fee)";
+  ExpectBooksVerify();
+}
+
+// A device registered with both coordinators is seen by each with its whole load (work sent by
+// either), keeps serving the survivor when one is killed, and comes back to it on restart.
+TEST_F(ScaleTest, AWorkerOfSeveralCoordinatorsReportsItsWholeLoadToEach) {
+  StartCoordinator("coord-a");
+  StartCoordinator("coord-b");
+  const std::string a = daemons_["coord-a"].address;
+  // Slow answers (20 tokens/s, 400 tokens): a request stays running while it is looked at.
+  StartWorker("dev-shared", "coord-a,coord-b",
+              {"--sim_tokens_per_second=20", "--sim_output_tokens=400", "--max_concurrency=4"});
+  const std::string key = NewKey("carol", "20");
+  ASSERT_TRUE(WaitFor([&] { return !Device("coord-a", key, "dev-shared").is_null(); }, absl::Seconds(20)));
+  ASSERT_TRUE(WaitFor([&] { return !Device("coord-b", key, "dev-shared").is_null(); }, absl::Seconds(20)));
+
+  // Work sent through A shows in the load B sees.
+  std::thread slow([&] {
+    RunCommand("loom", {"--plaintext", "--coordinator=" + a, "--api_key=" + key,
+                        "--timeout_ms=30000", "ask", "--json", "Tell me a long story."});
+  });
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        json d = Device("coord-b", key, "dev-shared");
+        return !d.is_null() && d["load"].value("active", 0) >= 1;
+      },
+      absl::Seconds(20)))
+      << "B sees the request A sent";
+  // A goes; B keeps the device and serves through it.
+  daemons_["coord-a"].process->Signal(SIGKILL);
+  daemons_["coord-a"].process->Wait(absl::Seconds(10));
+  slow.join();
+  CommandResult r = RunCommand("loom", {"--plaintext", "--coordinator=" + daemons_["coord-b"].address,
+                                        "--api_key=" + key, "--timeout_ms=60000", "ask", "--json",
+                                        "--max_tokens=8", "What is a loom?"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // A comes back on its port; the worker registers with it again by itself.
+  StartCoordinator("coord-a", a);
+  EXPECT_TRUE(WaitFor([&] { return !Device("coord-a", key, "dev-shared").is_null(); }, absl::Seconds(20)));
   ExpectBooksVerify();
 }
 
