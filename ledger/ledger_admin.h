@@ -38,6 +38,44 @@ struct VerifyReport {
   std::string problem;
 };
 
+// Everything a ledger holds but its hash chain (which each engine builds its own way), for
+// copying one ledger into another (loom-ledger migrate). Live reservations are not copied:
+// they belong to the running coordinators of the source.
+struct LedgerCopy {
+  struct Account {
+    std::string id, kind;
+    int64_t created_ms = 0;
+  };
+  struct Transaction {
+    int64_t id = 0;
+    std::string kind, reference;
+    int64_t amount_micro = 0, created_ms = 0;
+    std::string records_digest;
+    std::vector<std::pair<std::string, int64_t>> entries;
+  };
+  struct Answer {
+    std::string request_id, account;
+    int64_t txn_id = 0;
+    std::string response;
+    int64_t created_ms = 0;
+  };
+  struct Key {
+    std::string id, account, secret_sha256;
+    int64_t created_ms = 0, revoked_ms = 0;
+  };
+  struct Verdict {
+    std::string request_id, account, rating, sub_task_id;
+    int64_t created_ms = 0;
+  };
+  std::vector<Account> accounts;
+  std::vector<Transaction> transactions;       // in id order
+  std::vector<v1::ContributionRecord> records;  // each with its settlement's reference
+  std::vector<Answer> answers;
+  std::vector<Key> keys;
+  std::vector<Verdict> verdicts;
+  std::vector<OutcomeDelta> outcomes;
+};
+
 // "provider:bob" -> "provider" (the kind of an account id).
 std::string AccountKind(const std::string& account_id);
 
@@ -72,6 +110,16 @@ class LedgerAdmin : public LedgerStore {
   virtual absl::StatusOr<std::vector<ApiKeyInfo>> ListKeys() = 0;
   virtual absl::Status RevokeKey(const std::string& key_id) = 0;  // NOT_FOUND for an unknown id
   virtual absl::StatusOr<int> SchemaVersion() = 0;
+
+  // The whole ledger, read in one consistent snapshot.
+  virtual absl::StatusOr<LedgerCopy> Export() {
+    return absl::UnimplementedError("this ledger cannot be exported");
+  }
+  // Writes `copy` into this ledger, which must hold no transactions yet (FAILED_PRECONDITION
+  // otherwise), in one transaction, chaining its transactions anew in id order.
+  virtual absl::Status Import(const LedgerCopy& copy) {
+    return absl::UnimplementedError("this ledger cannot import");
+  }
 };
 
 }  // namespace loom

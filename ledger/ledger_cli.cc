@@ -51,6 +51,11 @@ constexpr Command kCommands[] = {
      "recompute the hash chain, check every transaction sums to zero and settlements match "
      "their records, run PRAGMA integrity_check; exit 0 when all hold, else name the first bad "
      "transaction and exit 3."},
+    {"migrate", "migrate --from=sqlite:loom.db --to=postgresql://USER@HOST:PORT/DB",
+     "copy a whole ledger into an empty one on another engine: the source is verified first, "
+     "the copy is written in one transaction (its history chained anew), then verified, and "
+     "every account's balance and the transaction count are compared. Stop the coordinators "
+     "first: live reservations are not copied."},
 };
 
 }  // namespace

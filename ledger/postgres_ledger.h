@@ -102,6 +102,8 @@ class PostgresLedger : public LedgerAdmin {
   absl::StatusOr<std::vector<ApiKeyInfo>> ListKeys() override;
   absl::Status RevokeKey(const std::string& key_id) override;
   absl::StatusOr<int> SchemaVersion() override;
+  // Imported transactions keep their ids and form the chain "migrated/0", in id order.
+  absl::Status Import(const LedgerCopy& copy) override;
 
   class Conn;  // one pooled connection (postgres_ledger.cc)
 

@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -1232,6 +1233,66 @@ absl::StatusOr<std::vector<OutcomeDelta>> SqliteLedger::Outcomes() {
     out.push_back({q.Text(0), static_cast<v1::TaskCategory>(category), q.Double(2), q.Double(3)});
   }
   return out;
+}
+
+absl::StatusOr<LedgerCopy> SqliteLedger::Export() {
+  absl::MutexLock lock(&mu_);
+  // One read transaction: a snapshot (WAL readers see one commit throughout).
+  LOOM_RETURN_IF_ERROR(Exec(db_, "BEGIN"));
+  auto end = absl::MakeCleanup([&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { (void)Exec(db_, "COMMIT"); });
+  LedgerCopy copy;
+  auto rows = [&](const char* sql, auto&& each) ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::Status {
+    Statement q(db_, sql);
+    while (true) {
+      LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) return absl::OkStatus();
+      each(q);
+    }
+  };
+  LOOM_RETURN_IF_ERROR(rows("SELECT id, kind, created_at_ms FROM accounts ORDER BY id", [&](Statement& q) {
+    copy.accounts.push_back({q.Text(0), q.Text(1), q.Int(2)});
+  }));
+  std::map<int64_t, size_t> by_id;
+  LOOM_RETURN_IF_ERROR(rows("SELECT id, kind, reference, amount_micro, created_at_ms, records_digest "
+                            "FROM transactions ORDER BY id",
+                            [&](Statement& q) {
+                              by_id[q.Int(0)] = copy.transactions.size();
+                              copy.transactions.push_back(
+                                  {q.Int(0), q.Text(1), q.Text(2), q.Int(3), q.Int(4), q.Text(5), {}});
+                            }));
+  LOOM_RETURN_IF_ERROR(rows("SELECT txn_id, account_id, amount_micro FROM entries ORDER BY txn_id, "
+                            "account_id",
+                            [&](Statement& q) {
+                              auto it = by_id.find(q.Int(0));
+                              if (it != by_id.end()) {
+                                copy.transactions[it->second].entries.emplace_back(q.Text(1), q.Int(2));
+                              }
+                            }));
+  LOOM_RETURN_IF_ERROR(rows(absl::StrCat("SELECT ", kAllRecordColumns,
+                                         " FROM contributions ORDER BY request_id, sub_task_id, attempt")
+                                .c_str(),
+                            [&](Statement& q) { copy.records.push_back(RecordFromRow(q)); }));
+  LOOM_RETURN_IF_ERROR(rows("SELECT request_id, account_id, txn_id, response, created_at_ms FROM answers",
+                            [&](Statement& q) {
+                              copy.answers.push_back({q.Text(0), q.Text(1), q.Int(2), q.Blob(3), q.Int(4)});
+                            }));
+  LOOM_RETURN_IF_ERROR(rows("SELECT id, client_account, secret_sha256, created_at_ms, revoked_at_ms "
+                            "FROM api_keys",
+                            [&](Statement& q) {
+                              copy.keys.push_back({q.Text(0), q.Text(1), q.Text(2), q.Int(3), q.Int(4)});
+                            }));
+  LOOM_RETURN_IF_ERROR(rows("SELECT request_id, account_id, rating, sub_task_id, created_at_ms FROM "
+                            "feedback",
+                            [&](Statement& q) {
+                              copy.verdicts.push_back({q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Int(4)});
+                            }));
+  LOOM_RETURN_IF_ERROR(rows("SELECT model, category, good, bad FROM outcomes", [&](Statement& q) {
+    const int64_t category = q.Int(1);
+    if (v1::TaskCategory_IsValid(static_cast<int>(category))) {
+      copy.outcomes.push_back({q.Text(0), static_cast<v1::TaskCategory>(category), q.Double(2), q.Double(3)});
+    }
+  }));
+  return copy;
 }
 
 absl::StatusOr<int64_t> SqliteLedger::Balance(const std::string& account_id) {

@@ -139,6 +139,7 @@ class SqliteLedger : public LedgerAdmin {
   absl::Status RevokeKey(const std::string& key_id) override;  // NOT_FOUND for an unknown id
   absl::StatusOr<std::string> Authenticate(const std::string& api_key) override;
   absl::StatusOr<int> SchemaVersion() override;
+  absl::StatusOr<LedgerCopy> Export() override;
 
  private:
   absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKeyFor(const std::string& account);

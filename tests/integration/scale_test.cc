@@ -266,6 +266,47 @@ TEST_F(ScaleTest, ACoordinatorKilledUnderLoadLosesNothingDoublesNothingAndItsHol
   ExpectBooksVerify();
 }
 
+// A ledger outgrows its machine: a coordinator on SQLite serves a client, stops; loom-ledger
+// migrate copies the books into PostgreSQL and verifies them; a coordinator on PostgreSQL then
+// knows the client's key, replays the request id it served, and the books still verify.
+TEST_F(ScaleTest, AnSqliteLedgerMigratesToPostgresqlAndServingGoesOnFromIt) {
+  const std::string sqlite = "sqlite:" + dir_ + "/old.db";
+  const std::string target = ledger_;
+  ledger_ = sqlite;
+  const std::string key = NewKey("dora", "10");
+  StartCoordinator("coord-old");
+  StartWorker("dev-old", "coord-old");
+  ASSERT_TRUE(WaitFor([&] { return HasDevice("coord-old", key, "dev-old"); }, absl::Seconds(20)));
+  Http first = Chat("coord-old", key, "What is the capital of Peru?", "dora-1");
+  ASSERT_EQ(first.status, 200) << first.body;
+  daemons_.erase("dev-old");
+  daemons_.erase("coord-old");  // stopped (SIGTERM), its ledger closed
+
+  CommandResult migrate = RunCommand("loom-ledger", {"migrate", "--from=" + sqlite, "--to=" + target});
+  ASSERT_EQ(migrate.exit_code, 0) << migrate.err << migrate.out;
+  EXPECT_THAT(migrate.out, HasSubstr("the copy verifies and every balance is equal"));
+  // Into a ledger that is not empty: refused, nothing written.
+  CommandResult again = RunCommand("loom-ledger", {"migrate", "--from=" + sqlite, "--to=" + target});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_THAT(again.err, HasSubstr("empty"));
+
+  ledger_ = target;
+  const auto [balance, available] = Balance("client:dora");
+  EXPECT_EQ(balance, 10'000'000 - json::parse(first.body)["loom"]["cost_micro"].get<int64_t>());
+  StartCoordinator("coord-new");
+  StartWorker("dev-new", "coord-new");
+  ASSERT_TRUE(WaitFor([&] { return HasDevice("coord-new", key, "dev-new"); }, absl::Seconds(20)))
+      << "the key was migrated";
+  Http replay = Chat("coord-new", key, "What is the capital of Peru?", "dora-1");
+  ASSERT_EQ(replay.status, 200) << replay.body;
+  EXPECT_THAT(replay.headers, HasSubstr("idempotent-replayed: true"));
+  EXPECT_EQ(json::parse(replay.body)["choices"][0]["message"]["content"],
+            json::parse(first.body)["choices"][0]["message"]["content"]);
+  Http next = Chat("coord-new", key, "And of Chile?");
+  EXPECT_EQ(next.status, 200) << next.body;
+  ExpectBooksVerify();
+}
+
 // A device registered with both coordinators is seen by each with its whole load (work sent by
 // either), keeps serving the survivor when one is killed, and comes back to it on restart.
 TEST_F(ScaleTest, AWorkerOfSeveralCoordinatorsReportsItsWholeLoadToEach) {
