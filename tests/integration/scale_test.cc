@@ -266,6 +266,62 @@ TEST_F(ScaleTest, ACoordinatorKilledUnderLoadLosesNothingDoublesNothingAndItsHol
   ExpectBooksVerify();
 }
 
+// 64 requests at once from one client funded for a handful, spread over two coordinators
+// and three workers on one PostgreSQL ledger: never overdrawn, each answered request charged
+// once, no refused one charged.
+TEST_F(ScaleTest, SixtyFourConcurrentRequestsFromAnUnderfundedClientNeverOverdrawIt) {
+  StartCoordinator("coord-a", "127.0.0.1:0", {"--request_threads=64", "--max_requests_per_client=0"});
+  StartCoordinator("coord-b", "127.0.0.1:0", {"--request_threads=64", "--max_requests_per_client=0"});
+  StartWorker("dev-1", "coord-a,coord-b", {"--max_concurrency=64"});
+  StartWorker("dev-2", "coord-a,coord-b", {"--max_concurrency=64"});
+  StartWorker("dev-3", "coord-a,coord-b", {"--max_concurrency=64"});
+  const std::string key = NewKey("erin", "0.002");  // 2,000 micro-credits
+  for (const char* c : {"coord-a", "coord-b"}) {
+    for (const char* d : {"dev-1", "dev-2", "dev-3"}) {
+      ASSERT_TRUE(WaitFor([&] { return HasDevice(c, key, d); }, absl::Seconds(20))) << c << " " << d;
+    }
+  }
+  std::atomic<int> answered{0}, refused{0};
+  std::mutex mu;
+  std::vector<std::string> ids;
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 64; ++i) {
+    clients.emplace_back([&, i] {
+      const std::string address = daemons_[i % 2 ? "coord-b" : "coord-a"].address;
+      CommandResult r = RunCommand("loom", {"--plaintext", "--coordinator=" + address,
+                                            "--api_key=" + key, "--timeout_ms=30000", "ask",
+                                            "--json", "--max_tokens=16", "--model=llama-3.1-8b",
+                                            "Name a colour."});
+      if (r.exit_code == 0) {
+        ++answered;
+        std::lock_guard<std::mutex> lock(mu);
+        ids.push_back(json::parse(r.out).value("requestId", ""));
+      } else {
+        ++refused;
+        EXPECT_THAT(r.err, HasSubstr("insufficient credits")) << r.err;
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  EXPECT_GT(answered, 0);
+  EXPECT_GT(refused, 0) << "funded for far fewer than 64";
+  const auto [balance, available] = Balance("client:erin");
+  EXPECT_GE(balance, 0) << "never overdrawn";
+  EXPECT_EQ(balance, available) << "no hold left";
+  int64_t charged = 0;
+  for (const std::string& id : ids) {
+    CommandResult records = Ledger({"records", "--request=" + id, "--format=json"});
+    ASSERT_EQ(records.exit_code, 0) << records.err;
+    json r = json::parse(records.out);
+    ASSERT_EQ(r.size(), 1u) << id << " charged once";
+    int64_t credits = 0;  // proto3 JSON: int64 as a string
+    EXPECT_TRUE(absl::SimpleAtoi(r[0].value("creditsMicro", "0"), &credits)) << r.dump();
+    charged += credits;
+  }
+  EXPECT_EQ(2'000 - balance, charged) << "only answered requests were charged";
+  ExpectBooksVerify();
+}
+
 // A ledger outgrows its machine: a coordinator on SQLite serves a client, stops; loom-ledger
 // migrate copies the books into PostgreSQL and verifies them; a coordinator on PostgreSQL then
 // knows the client's key, replays the request id it served, and the books still verify.
