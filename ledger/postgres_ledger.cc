@@ -119,8 +119,18 @@ static_assert(std::size(kMigrations) == PostgresLedger::kSchemaVersion);
 // Every migration and the schema version run under this advisory lock.
 constexpr int64_t kMigrationLock = 0x4c4f4f4d;  // "LOOM"
 
-// The fee account's balance is the sum of its entries (no row every settlement would wait on).
-bool HasBalanceRow(const std::string& account) { return account != "fee"; }
+// Accounts a settlement debits keep a balance row (clients: locked by every reservation and
+// settlement of theirs), and so do mint and payout (moved by grants and payouts only). Those a
+// settlement credits -- providers and the fee -- would be rows every settlement paying them
+// waits on: their balance is the sum of their entries instead (credits only ever add, so a
+// payout racing a credit sees at most too little).
+bool HasBalanceRow(const std::string& account) {
+  const std::string kind = AccountKind(account);
+  return kind == "client" || kind == "mint" || kind == "payout";
+}
+
+constexpr char kDerivedBalance[] =
+    "SELECT COALESCE(SUM(amount_micro), 0) FROM entries WHERE account_id = $1";
 
 int64_t ToInt(const char* text) {
   int64_t v = 0;
@@ -259,11 +269,18 @@ absl::Status EnsureAccount(Conn& c, const std::string& id, int64_t now_ms) {
 // for the rest of the transaction first.
 absl::StatusOr<int64_t> AvailableOf(Conn& c, const std::string& account, const std::string& except,
                                     int64_t now_ms, bool lock) {
+  if (!HasBalanceRow(account) && lock) {
+    // A provider's payouts are serialised on its account row.
+    LOOM_RETURN_IF_ERROR(
+        c.Exec("SELECT id FROM accounts WHERE id = $1 FOR UPDATE", {account}).status());
+  }
   LOOM_ASSIGN_OR_RETURN(
       int64_t balance,
-      c.Int(lock ? "SELECT balance_micro FROM balances WHERE account_id = $1 FOR UPDATE"
-                 : "SELECT balance_micro FROM balances WHERE account_id = $1",
-            {account}));
+      !HasBalanceRow(account)
+          ? c.Int(kDerivedBalance, {account})
+          : c.Int(lock ? "SELECT balance_micro FROM balances WHERE account_id = $1 FOR UPDATE"
+                       : "SELECT balance_micro FROM balances WHERE account_id = $1",
+                  {account}));
   LOOM_ASSIGN_OR_RETURN(int64_t held,
                         c.Int("SELECT COALESCE(SUM(amount_micro), 0) FROM reservations WHERE "
                               "account_id = $1 AND expires_at_ms > $2 AND request_id <> $3",
@@ -480,6 +497,16 @@ absl::StatusOr<int> PostgresLedger::SchemaVersion() {
   return static_cast<int>(version);
 }
 
+bool PostgresLedger::Known(const std::string& account) {
+  absl::MutexLock lock(&known_mu_);
+  return known_.count(account) > 0;
+}
+
+void PostgresLedger::Remember(const std::vector<std::string>& accounts) {
+  absl::MutexLock lock(&known_mu_);
+  known_.insert(accounts.begin(), accounts.end());
+}
+
 absl::Status PostgresLedger::WithConn(absl::FunctionRef<absl::Status(Conn&)> fn) {
   PGconn* raw = nullptr;
   {
@@ -600,8 +627,7 @@ absl::StatusOr<int64_t> PostgresLedger::Balance(const std::string& account) {
         balance,
         HasBalanceRow(account)
             ? c.Int("SELECT balance_micro FROM balances WHERE account_id = $1", {account})
-            : c.Int("SELECT COALESCE(SUM(amount_micro), 0) FROM entries WHERE account_id = $1",
-                    {account}));
+            : c.Int(kDerivedBalance, {account}));
     return absl::OkStatus();
   }));
   return balance;
@@ -611,18 +637,19 @@ absl::StatusOr<Settlement> PostgresLedger::Settle(const SettlementRequest& reque
   LOOM_RETURN_IF_ERROR(ledger_rules::CheckSettlement(request));
   const std::string reference = absl::StrCat("settle:", request.request_id);
   const std::string digest = RecordsDigest(request.records);
+  int64_t total = 0;
+  std::map<std::string, int64_t> by_provider;
+  for (const auto& r : request.records) {
+    total += r.credits_micro();
+    by_provider[ProviderAccount(r.provider_id())] += r.credits_micro();
+  }
+  std::vector<std::string> accounts = {request.client_account};
+  for (const auto& [account, amount] : by_provider) accounts.push_back(account);
   Settlement out;
   LOOM_RETURN_IF_ERROR(Transact([&](Conn& c) -> absl::Status {
     const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
-    LOOM_RETURN_IF_ERROR(EnsureAccount(c, request.client_account, now_ms));
-    int64_t total = 0;
-    std::map<std::string, int64_t> by_provider;
-    for (const auto& r : request.records) {
-      total += r.credits_micro();
-      by_provider[ProviderAccount(r.provider_id())] += r.credits_micro();
-    }
-    for (const auto& [account, amount] : by_provider) {
-      LOOM_RETURN_IF_ERROR(EnsureAccount(c, account, now_ms));
+    for (const std::string& account : accounts) {
+      if (!Known(account)) LOOM_RETURN_IF_ERROR(EnsureAccount(c, account, now_ms));
     }
     // The client's row first (the lock order), then the idempotency check under it.
     LOOM_ASSIGN_OR_RETURN(int64_t available,
@@ -690,9 +717,12 @@ absl::StatusOr<Settlement> PostgresLedger::Settle(const SettlementRequest& reque
     out = Settlement{absl::StrCat(id), charge, fee, false};
     return absl::OkStatus();
   }));
-  // Answers past retention go as settlements pass (an index range delete; outside the
-  // settlement, which must not wait on it).
-  if (!out.already_settled) {
+  Remember(accounts);
+  // Answers past retention go as settlements pass, at most once a minute (an index range
+  // delete; outside the settlement, which must not wait on it).
+  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
+  int64_t last = last_prune_ms_.load();
+  if (now_ms - last >= 60'000 && last_prune_ms_.compare_exchange_strong(last, now_ms)) {
     (void)WithConn([&](Conn& c) {
       return c.Exec("DELETE FROM answers WHERE created_at_ms < $1",
                     {absl::ToUnixMillis(clock_->Now()) -
@@ -798,9 +828,10 @@ absl::StatusOr<std::vector<AccountInfo>> PostgresLedger::Accounts() {
   LOOM_RETURN_IF_ERROR(WithConn([&](Conn& c) -> absl::Status {
     LOOM_ASSIGN_OR_RETURN(
         Result q,
-        c.Exec("SELECT a.id, a.kind, CASE WHEN a.id = 'fee' THEN (SELECT COALESCE(SUM(e.amount_micro), "
-               "0) FROM entries e WHERE e.account_id = 'fee') ELSE COALESCE((SELECT b.balance_micro "
-               "FROM balances b WHERE b.account_id = a.id), 0) END, (SELECT "
+        c.Exec("SELECT a.id, a.kind, CASE WHEN a.kind IN ('provider', 'fee') THEN (SELECT "
+               "COALESCE(SUM(e.amount_micro), 0) FROM entries e WHERE e.account_id = a.id) ELSE "
+               "COALESCE((SELECT b.balance_micro FROM balances b WHERE b.account_id = a.id), 0) "
+               "END, (SELECT "
                "COALESCE(SUM(r.amount_micro), 0) FROM reservations r WHERE r.account_id = a.id AND "
                "r.expires_at_ms > $1) FROM accounts a ORDER BY a.kind, a.id",
                {absl::ToUnixMillis(clock_->Now())}));
@@ -843,8 +874,7 @@ absl::StatusOr<std::vector<PayoutRow>> PostgresLedger::Payouts(const PayoutFilte
     }
     for (auto& [id, r] : rows) {
       LOOM_ASSIGN_OR_RETURN(r.unpaid_micro,
-                            c.Int("SELECT balance_micro FROM balances WHERE account_id = $1",
-                                  {ProviderAccount(id)}));
+                            c.Int(kDerivedBalance, {ProviderAccount(id)}));
     }
     return absl::OkStatus();
   }));

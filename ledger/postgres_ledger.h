@@ -35,7 +35,9 @@
 #ifndef LOOM_LEDGER_POSTGRES_LEDGER_H_
 #define LOOM_LEDGER_POSTGRES_LEDGER_H_
 
+#include <atomic>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -123,8 +125,16 @@ class PostgresLedger : public LedgerAdmin {
                                        const std::string& reference);
   absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKeyFor(const std::string& account);
 
+  // Accounts known to exist (committed; accounts are never deleted): a settlement need not
+  // insert them again.
+  bool Known(const std::string& account) ABSL_LOCKS_EXCLUDED(known_mu_);
+  void Remember(const std::vector<std::string>& accounts) ABSL_LOCKS_EXCLUDED(known_mu_);
+
   const PostgresLedgerOptions options_;
   Clock* const clock_;
+  absl::Mutex known_mu_;
+  std::set<std::string> known_ ABSL_GUARDED_BY(known_mu_);
+  std::atomic<int64_t> last_prune_ms_{0};  // answers past retention deleted
   absl::Mutex mu_;
   std::vector<pg_conn*> idle_ ABSL_GUARDED_BY(mu_);
   std::vector<pg_conn*> all_;  // constant after construction; closed by the destructor
