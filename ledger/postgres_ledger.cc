@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -112,6 +113,12 @@ INSERT INTO accounts(id, kind, created_at_ms) VALUES ('mint', 'mint', 0), ('payo
   ('fee', 'fee', 0) ON CONFLICT (id) DO NOTHING;
 INSERT INTO balances(account_id, balance_micro) VALUES ('mint', 0), ('payout', 0)
   ON CONFLICT (account_id) DO NOTHING;
+)sql",
+    // 2: the balance bound (LedgerAdmin::kMaxBalanceMicro = INT64_MAX / 4) held by the table,
+    // so a balance move needs no answer read back before the commit.
+    R"sql(
+ALTER TABLE balances ADD CONSTRAINT balances_bounded
+  CHECK (balance_micro BETWEEN -2305843009213693951 AND 2305843009213693951);
 )sql",
 };
 static_assert(std::size(kMigrations) == PostgresLedger::kSchemaVersion);
@@ -230,12 +237,73 @@ class PostgresLedger::Conn {
       status.SetPayload("loom.dev/pg-retry", absl::Cord(code));
     } else if (code.rfind("08", 0) == 0 || code.empty() || PQstatus(c_) != CONNECTION_OK) {
       status = absl::UnavailableError(message);
+    } else if (code == "23514" && absl::StrContains(message, "balances_bounded")) {
+      status = absl::OutOfRangeError(absl::StrCat(
+          "the transaction would take a balance past ", FormatCredits(LedgerAdmin::kMaxBalanceMicro),
+          " credits, the most the ledger holds; refused"));
     } else if (code.rfind("23", 0) == 0) {
       status = absl::FailedPreconditionError(message);
     } else {
       status = absl::InternalError(message);
     }
     return status;
+  }
+  // Statements whose results decide nothing, sent together in one round trip (libpq pipeline
+  // mode); the first failure is returned (the rest are skipped by the server).
+  struct Statement {
+    std::string sql;
+    std::vector<Param> params;
+  };
+  absl::Status Pipeline(const std::vector<Statement>& statements) {
+    if (statements.empty()) return absl::OkStatus();
+    if (PQenterPipelineMode(c_) != 1) {
+      for (const Statement& st : statements) LOOM_RETURN_IF_ERROR(Exec(st.sql, st.params).status());
+      return absl::OkStatus();
+    }
+    absl::Status first;
+    for (const Statement& st : statements) {
+      std::vector<const char*> values;
+      std::vector<int> lengths, formats;
+      for (const Param& p : st.params) {
+        values.push_back(p.value.data());
+        lengths.push_back(static_cast<int>(p.value.size()));
+        formats.push_back(p.binary ? 1 : 0);
+      }
+      if (PQsendQueryParams(c_, st.sql.c_str(), static_cast<int>(st.params.size()), nullptr,
+                            values.data(), lengths.data(), formats.data(), 0) != 1) {
+        first = absl::UnavailableError(absl::StrCat("postgresql: ", PQerrorMessage(c_)));
+        break;
+      }
+    }
+    PQpipelineSync(c_);
+    // Every statement's result, then its terminating null, then the sync. Two nulls in a row
+    // mean nothing more is coming (a broken connection).
+    int nulls = 0;
+    while (true) {
+      PGresult* r = PQgetResult(c_);
+      if (r == nullptr) {
+        if (++nulls >= 2 || PQstatus(c_) != CONNECTION_OK) {
+          if (first.ok()) first = absl::UnavailableError("postgresql: the pipeline was cut off");
+          break;
+        }
+        continue;  // the end of one statement's results
+      }
+      nulls = 0;
+      const ExecStatusType st = PQresultStatus(r);
+      if (st == PGRES_PIPELINE_SYNC) {
+        PQclear(r);
+        break;
+      }
+      if (st == PGRES_PIPELINE_ABORTED) {
+        PQclear(r);
+        continue;
+      }
+      absl::StatusOr<Result> checked = Check(Result(r));
+      if (!checked.ok() && first.ok()) first = checked.status();
+      if (PQstatus(c_) != CONNECTION_OK) break;
+    }
+    PQexitPipelineMode(c_);
+    return first;
   }
   // One integer from the first row (0 when there is none).
   absl::StatusOr<int64_t> Int(const std::string& sql, const std::vector<Param>& params = {}) {
@@ -315,52 +383,47 @@ std::string ChainCanonical(const std::string& chain, int64_t seq, const std::str
 }
 
 // Appends a transaction: moves the balances (the paying account's row is locked already),
-// then links it into its chain. Returns its id.
+// locks its chain's head, and queues its rows and the new head in `writes` (the caller sends
+// them with its own, in one round trip). Returns its id.
 absl::StatusOr<int64_t> Append(Conn& c, const PostgresLedgerOptions& options, int64_t now_ms,
                                const std::string& kind, const std::string& reference,
-                               int64_t amount, const std::string& digest, Entries entries) {
+                               int64_t amount, const std::string& digest, Entries entries,
+                               std::vector<Conn::Statement>* writes) {
   int64_t sum = 0;
   for (const auto& [account, value] : entries) sum += value;
   if (sum != 0) {
     return absl::InternalError(absl::StrCat("ledger: entries of ", reference, " sum to ", sum));
   }
   std::sort(entries.begin(), entries.end());
+  // Balance moves in account order (the lock order); the table's bound refuses a move past
+  // kMaxBalanceMicro (the caller names it: BalanceBound).
   for (const auto& [account, value] : entries) {
     if (!HasBalanceRow(account)) continue;
-    LOOM_ASSIGN_OR_RETURN(Result moved,
-                          c.Exec("UPDATE balances SET balance_micro = balance_micro + $2::bigint WHERE "
-                                 "account_id = $1 AND balance_micro + $2::bigint BETWEEN -$3::bigint AND $3::bigint "
-                                 "RETURNING balance_micro",
-                                 {account, value, LedgerAdmin::kMaxBalanceMicro}));
-    if (moved.rows() != 1) {
-      return absl::OutOfRangeError(absl::StrCat(
-          "transaction ", reference, " would take ", account, "'s balance past ",
-          FormatCredits(LedgerAdmin::kMaxBalanceMicro), " credits, the most the ledger holds; "
-          "refused"));
-    }
+    writes->push_back({"UPDATE balances SET balance_micro = balance_micro + $2::bigint WHERE "
+                       "account_id = $1",
+                       {account, value}});
   }
   const std::string chain = absl::StrCat(
       options.holder, "/", ShardOf(reference, options.chain_shards));
-  LOOM_RETURN_IF_ERROR(c.Exec("INSERT INTO chains(chain, seq, head) VALUES($1, 0, '') "
-                              "ON CONFLICT (chain) DO NOTHING",
-                              {chain})
-                           .status());
+  // Created on first use; the no-op update locks the head and reads it, with the new
+  // transaction's id, in one round trip.
   LOOM_ASSIGN_OR_RETURN(Result head,
-                        c.Exec("SELECT seq, head FROM chains WHERE chain = $1 FOR UPDATE", {chain}));
+                        c.Exec("INSERT INTO chains(chain, seq, head) VALUES($1, 0, '') "
+                               "ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain "
+                               "RETURNING seq, head, "
+                               "nextval(pg_get_serial_sequence('transactions', 'id'))",
+                               {chain}));
   if (head.rows() != 1) return absl::InternalError("ledger: chain head vanished");
   const int64_t seq = head.Int(0, 0) + 1;
   const std::string prev = head.Text(0, 1);
-  LOOM_ASSIGN_OR_RETURN(int64_t id,
-                        c.Int("SELECT nextval(pg_get_serial_sequence('transactions', 'id'))"));
+  const int64_t id = head.Int(0, 2);
   const std::string hash = Sha256Hex(ChainCanonical(
       chain, seq,
       TxnCanonical(kChainVersion, prev, id, kind, reference, amount, now_ms, digest, entries)));
-  LOOM_RETURN_IF_ERROR(
-      c.Exec("INSERT INTO transactions(id, kind, reference, amount_micro, created_at_ms, "
-             "records_digest, chain, chain_seq, prev_hash, hash) "
-             "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-             {id, kind, reference, amount, now_ms, digest, chain, seq, prev, hash})
-          .status());
+  writes->push_back({"INSERT INTO transactions(id, kind, reference, amount_micro, created_at_ms, "
+                     "records_digest, chain, chain_seq, prev_hash, hash) "
+                     "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     {id, kind, reference, amount, now_ms, digest, chain, seq, prev, hash}});
   std::string sql = "INSERT INTO entries(txn_id, account_id, amount_micro) VALUES";
   std::vector<Param> params = {id};
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -368,9 +431,8 @@ absl::StatusOr<int64_t> Append(Conn& c, const PostgresLedgerOptions& options, in
     params.emplace_back(entries[i].first);
     params.emplace_back(entries[i].second);
   }
-  LOOM_RETURN_IF_ERROR(c.Exec(sql, params).status());
-  LOOM_RETURN_IF_ERROR(
-      c.Exec("UPDATE chains SET seq = $2, head = $3 WHERE chain = $1", {chain, seq, hash}).status());
+  writes->push_back({sql, params});
+  writes->push_back({"UPDATE chains SET seq = $2, head = $3 WHERE chain = $1", {chain, seq, hash}});
   return id;
 }
 
@@ -651,20 +713,24 @@ absl::StatusOr<Settlement> PostgresLedger::Settle(const SettlementRequest& reque
     for (const std::string& account : accounts) {
       if (!Known(account)) LOOM_RETURN_IF_ERROR(EnsureAccount(c, account, now_ms));
     }
-    // The client's row first (the lock order), then the idempotency check under it.
-    LOOM_ASSIGN_OR_RETURN(int64_t available,
-                          AvailableOf(c, request.client_account, request.request_id, now_ms, true));
-    LOOM_ASSIGN_OR_RETURN(Result existing,
-                          c.Exec("SELECT id, amount_micro, records_digest FROM transactions "
-                                 "WHERE reference = $1",
-                                 {reference}));
-    if (existing.rows() > 0) {
-      if (existing.Text(0, 2) != digest) {
+    // The client's row first (the lock order); under it, its live holds and whether the
+    // request was settled already: one round trip.
+    LOOM_ASSIGN_OR_RETURN(
+        Result held,
+        c.Exec("SELECT b.balance_micro, (SELECT COALESCE(SUM(r.amount_micro), 0) FROM reservations "
+               "r WHERE r.account_id = $1 AND r.expires_at_ms > $2 AND r.request_id <> $3), t.id, "
+               "t.amount_micro, t.records_digest FROM balances b LEFT JOIN transactions t ON "
+               "t.reference = $4 WHERE b.account_id = $1 FOR UPDATE OF b",
+               {request.client_account, now_ms, request.request_id, reference}));
+    if (held.rows() != 1) return absl::InternalError("ledger: the client's balance row is missing");
+    const int64_t available = held.Int(0, 0) - held.Int(0, 1);
+    if (!held.Text(0, 2).empty()) {
+      if (held.Text(0, 4) != digest) {
         return absl::FailedPreconditionError(absl::StrCat(
             "request ", request.request_id, " was already settled with different records "
-            "(transaction ", existing.Text(0, 0), ", ", existing.Text(0, 1), " micro-credits)"));
+            "(transaction ", held.Text(0, 2), ", ", held.Text(0, 3), " micro-credits)"));
       }
-      out = Settlement{existing.Text(0, 0), existing.Int(0, 1), 0, true};
+      out = Settlement{held.Text(0, 2), held.Int(0, 3), 0, true};
       return absl::OkStatus();
     }
     const int64_t fee = FeeFor(total);
@@ -677,8 +743,9 @@ absl::StatusOr<Settlement> PostgresLedger::Settle(const SettlementRequest& reque
     Entries entries = {{request.client_account, -charge}};
     for (const auto& [account, amount] : by_provider) entries.emplace_back(account, amount);
     if (fee > 0) entries.emplace_back("fee", fee);
+    std::vector<Conn::Statement> writes;
     LOOM_ASSIGN_OR_RETURN(int64_t id, Append(c, options_, now_ms, "settle", reference, charge,
-                                             digest, entries));
+                                             digest, entries, &writes));
     if (!request.records.empty()) {
       std::string sql =
           "INSERT INTO contributions(request_id, txn_id, created_at_ms, sub_task_id, attempt, "
@@ -699,21 +766,19 @@ absl::StatusOr<Settlement> PostgresLedger::Settle(const SettlementRequest& reque
           params.push_back(std::move(p));
         }
       }
-      LOOM_RETURN_IF_ERROR(c.Exec(sql, params).status());
+      writes.push_back({sql, params});
     }
-    LOOM_RETURN_IF_ERROR(
-        c.Exec("DELETE FROM reservations WHERE request_id = $1", {request.request_id}).status());
+    writes.push_back({"DELETE FROM reservations WHERE request_id = $1", {request.request_id}});
     const int64_t retention_ms = absl::ToInt64Milliseconds(options_.answer_retention);
     if (!request.answer.empty() && retention_ms > 0) {
-      LOOM_RETURN_IF_ERROR(
-          c.Exec("INSERT INTO answers(request_id, account_id, txn_id, response, created_at_ms) "
-                 "VALUES($1, $2, $3, $4, $5) ON CONFLICT (request_id) DO UPDATE SET "
-                 "account_id = excluded.account_id, txn_id = excluded.txn_id, "
-                 "response = excluded.response, created_at_ms = excluded.created_at_ms",
-                 {request.request_id, request.client_account, id, Param::Bytes(request.answer),
-                  now_ms})
-              .status());
+      writes.push_back({"INSERT INTO answers(request_id, account_id, txn_id, response, created_at_ms) "
+                        "VALUES($1, $2, $3, $4, $5) ON CONFLICT (request_id) DO UPDATE SET "
+                        "account_id = excluded.account_id, txn_id = excluded.txn_id, "
+                        "response = excluded.response, created_at_ms = excluded.created_at_ms",
+                        {request.request_id, request.client_account, id,
+                         Param::Bytes(request.answer), now_ms}});
     }
+    LOOM_RETURN_IF_ERROR(c.Pipeline(writes));
     out = Settlement{absl::StrCat(id), charge, fee, false};
     return absl::OkStatus();
   }));
@@ -765,8 +830,10 @@ absl::StatusOr<std::string> PostgresLedger::Transfer(const std::string& kind, co
           "insufficient balance: ", from, " has ", FormatCredits(available), ", payout of ",
           FormatCredits(amount), " refused"));
     }
+    std::vector<Conn::Statement> writes;
     LOOM_ASSIGN_OR_RETURN(int64_t appended, Append(c, options_, now_ms, kind, ref, amount, "",
-                                                   {{from, -amount}, {to, amount}}));
+                                                   {{from, -amount}, {to, amount}}, &writes));
+    LOOM_RETURN_IF_ERROR(c.Pipeline(writes));
     id = absl::StrCat(appended);
     return absl::OkStatus();
   }));

@@ -65,7 +65,7 @@ struct PostgresLedgerOptions {
 
 class PostgresLedger : public LedgerAdmin {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Connects and (unless read_only) migrates the schema forward, under an advisory lock so
   // that coordinators starting together migrate once. UNAVAILABLE when the server cannot be
