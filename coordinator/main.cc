@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -14,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/flags_usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/grpc_server.h"
 #include "common/json_config.h"
@@ -103,6 +105,9 @@ ABSL_FLAG(int32_t, compete_k, 3, "Distinct models that answer a compete request.
 ABSL_FLAG(std::string, affinity_config, "",
           "JSON AffinityConfig overriding the default family x category affinity table.");
 ABSL_FLAG(double, load_weight, 0.6, "How much a fully loaded device's score drops (0-1).");
+ABSL_FLAG(int64_t, outcomes_refresh_ms, 10000,
+          "Re-read the learnt affinities from the ledger this often (0: only at start), so that "
+          "coordinators sharing a ledger learn from each other's compete verdicts and feedback.");
 ABSL_FLAG(bool, explore_affinities, false,
           "Thompson sampling: unpinned selections score each model with a draw from its "
           "observed-outcome posterior instead of its mean, so models with few observations are "
@@ -366,8 +371,23 @@ int main(int argc, char** argv) {
   spdlog::info("coordinator serving gRPC on {}, HTTP on {}, ledger {}", started->address,
                http_address.empty() ? "(off)" : http_address, shown_ledger);
 
+  // What other coordinators on the same ledger learn reaches this one on a timer.
+  absl::Notification stop_refresh;
+  std::thread refresh;
+  if (const int64_t every = absl::GetFlag(FLAGS_outcomes_refresh_ms); every > 0) {
+    refresh = std::thread([&, every] {
+      while (!stop_refresh.WaitForNotificationWithTimeout(absl::Milliseconds(every))) {
+        if (absl::Status s = outcomes.Load(); !s.ok()) {
+          spdlog::warn("re-reading the learnt affinities failed ({}); keeping the last ones",
+                       s.ToString());
+        }
+      }
+    });
+  }
   loom::ShutdownWaiter waiter;
   int code = waiter.Wait();
+  stop_refresh.Notify();
+  if (refresh.joinable()) refresh.join();
   http.Stop();
   loom::StopGrpcServer(started->server.get(), absl::Seconds(5));
   spdlog::info("stopped");

@@ -12,7 +12,9 @@
 // totals at start and Observe adds each outcome to them, so what was learnt survives a
 // restart. A store that fails to write is logged and the counts here still move (they are
 // statistics: losing one costs a little learning, never money). Feedback is written by the
-// ledger in the verdict's own transaction and only Applied here.
+// ledger in the verdict's own transaction and only Applied here. Coordinators sharing a ledger
+// call Load again on a timer (--outcomes_refresh_ms) to learn from each other; an observation
+// counted here while a Load reads may be missing from the counts until the next Load.
 //
 // Exploration (Thompson sampling): Sample draws an affinity from the Beta posterior instead of
 // taking its mean, so a model with few observations is tried now and then; the selector uses

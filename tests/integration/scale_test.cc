@@ -165,8 +165,8 @@ class ScaleTest : public ::testing::Test {
 };
 
 TEST_F(ScaleTest, AnyCoordinatorServesAnyClientAndARequestIdIsServedOnceAcrossThem) {
-  StartCoordinator("coord-a");
-  StartCoordinator("coord-b");
+  StartCoordinator("coord-a", "127.0.0.1:0", {"--outcomes_refresh_ms=200"});
+  StartCoordinator("coord-b", "127.0.0.1:0", {"--outcomes_refresh_ms=200"});
   StartWorker("dev-a", "coord-a");
   StartWorker("dev-b", "coord-b");
   const std::string key = NewKey("alice", "10");
@@ -196,6 +196,31 @@ TEST_F(ScaleTest, AnyCoordinatorServesAnyClientAndARequestIdIsServedOnceAcrossTh
   ASSERT_EQ(payouts.exit_code, 0) << payouts.err;
   EXPECT_THAT(payouts.out, HasSubstr("prov-dev-a"));
   EXPECT_THAT(payouts.out, HasSubstr("prov-dev-b"));
+
+  // A verdict given on B about the request A ran is one verdict for the whole mesh, and what
+  // it teaches reaches A through the ledger.
+  auto loom = [&](const std::string& coordinator, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--plaintext", "--coordinator=" + daemons_[coordinator].address,
+                               "--api_key=" + key});
+    return RunCommand("loom", args);
+  };
+  CommandResult rated = loom("coord-b", {"feedback", "alice-job-1", "good"});
+  ASSERT_EQ(rated.exit_code, 0) << rated.err;
+  CommandResult twice = loom("coord-a", {"feedback", "alice-job-1", "bad"});
+  EXPECT_NE(twice.exit_code, 0);
+  EXPECT_THAT(twice.err, HasSubstr("already rated"));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        CommandResult r = loom("coord-a", {"affinities", "--json"});
+        json a = json::parse(r.out, nullptr, false);
+        if (a.is_discarded()) return false;
+        for (const auto& row : a.value("affinities", json::array())) {
+          if (row.value("model", "") == "llama-3.1-8b" && row.value("good", 0.0) >= 1) return true;
+        }
+        return false;
+      },
+      absl::Seconds(20)))
+      << "A learns from the verdict B recorded";
   ExpectBooksVerify();
 }
 
