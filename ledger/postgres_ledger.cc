@@ -395,13 +395,25 @@ absl::StatusOr<int64_t> Append(Conn& c, const PostgresLedgerOptions& options, in
     return absl::InternalError(absl::StrCat("ledger: entries of ", reference, " sum to ", sum));
   }
   std::sort(entries.begin(), entries.end());
-  // Balance moves in account order (the lock order); the table's bound refuses a move past
-  // kMaxBalanceMicro (the caller names it: BalanceBound).
+  // Balance moves in account order; the table's bound refuses a move past kMaxBalanceMicro.
+  // The rows they move are locked now, before the chain head, so the head stays the last
+  // lock every transaction takes (a grant's client row would otherwise be locked after it).
+  std::vector<std::string> rows;
   for (const auto& [account, value] : entries) {
     if (!HasBalanceRow(account)) continue;
+    rows.push_back(account);
     writes->push_back({"UPDATE balances SET balance_micro = balance_micro + $2::bigint WHERE "
                        "account_id = $1",
                        {account, value}});
+  }
+  if (rows.size() > 1) {
+    std::string list = "{";
+    for (size_t i = 0; i < rows.size(); ++i) absl::StrAppend(&list, i ? "," : "", "\"", rows[i], "\"");
+    list += "}";
+    LOOM_RETURN_IF_ERROR(c.Exec("SELECT account_id FROM balances WHERE account_id = ANY($1::text[]) "
+                                "ORDER BY account_id FOR UPDATE",
+                                {list})
+                             .status());
   }
   const std::string chain = absl::StrCat(
       options.holder, "/", ShardOf(reference, options.chain_shards));

@@ -25,8 +25,12 @@
 // entries sum to zero, each balance row equals its account's entries, and each settlement's
 // records match its digest and amount; a deleted row breaks a link, an edited one its hash.
 // Lock order (no deadlocks by design; a deadlock or serialisation failure reported by the
-// server is retried): the account paying (client, or provider on payout) first, then the other
-// balance rows in account order, then the chain head.
+// server is retried): the account paying first (the client's balance row on reservation and
+// settlement, the mint's on a grant, the provider's account row on a payout), then the other
+// balance rows in account order, then the chain head, last. Providers and the fee keep no
+// balance row (see above), so a settlement locks one balance row and one chain head.
+// Round trips per settlement: BEGIN, one read under the client's lock (balance, holds, an
+// earlier settlement), the chain head with the new id, one pipeline of every write, COMMIT.
 //
 // Connections: a pool of `connections`, each used by one call at a time; a call waits for a
 // free one. A broken connection is reset before its next use.
