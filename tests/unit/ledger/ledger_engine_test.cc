@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fakes/ledger_records.h"
 #include "ledger/ledger_admin.h"
 #include "ledger/postgres_ledger.h"
 #include "ledger/pricing.h"
@@ -22,23 +23,6 @@ namespace {
 using ::testing::HasSubstr;
 constexpr int64_t kCredit = kMicroPerCredit;
 
-v1::ContributionRecord Record(const std::string& request, const std::string& provider,
-                              int64_t credits, int attempt = 1, const std::string& task = "t1") {
-  v1::ContributionRecord r;
-  r.set_request_id(request);
-  r.set_sub_task_id(task);
-  r.set_attempt(attempt);
-  r.set_device_id("dev-" + provider);
-  r.set_provider_id(provider);
-  r.set_model("m");
-  r.set_role(v1::CONTRIBUTION_ROLE_EXECUTE);
-  r.set_token_count(10);
-  r.set_weight(1.0);
-  r.set_credits_micro(credits);
-  r.set_category(v1::TASK_CATEGORY_CODE);
-  r.set_in_answer(true);
-  return r;
-}
 
 // One server for the whole program (started on first use, stopped when the tests end), a
 // database per test.
