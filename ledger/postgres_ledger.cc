@@ -628,9 +628,11 @@ int64_t PostgresLedger::FeeFor(int64_t credits_micro) const {
 absl::Status PostgresLedger::Reserve(const std::string& request_id, const std::string& account,
                                      int64_t amount_micro, absl::Duration ttl) {
   LOOM_RETURN_IF_ERROR(ledger_rules::CheckReservation(request_id, account, amount_micro));
-  return Transact([&](Conn& c) -> absl::Status {
+  // On every request's path: a client already known costs no account insert.
+  const bool known = Known(account);
+  absl::Status reserved = Transact([&](Conn& c) -> absl::Status {
     const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
-    LOOM_RETURN_IF_ERROR(EnsureAccount(c, account, now_ms));
+    if (!known) LOOM_RETURN_IF_ERROR(EnsureAccount(c, account, now_ms));
     // The client's row first: every reservation and settlement of this client is serialised
     // from here, on every coordinator.
     LOOM_ASSIGN_OR_RETURN(int64_t available, AvailableOf(c, account, request_id, now_ms, true));
@@ -665,6 +667,8 @@ absl::Status PostgresLedger::Reserve(const std::string& request_id, const std::s
                    now_ms + absl::ToInt64Milliseconds(ttl), options_.holder})
         .status();
   });
+  if (reserved.ok()) Remember({account});
+  return reserved;
 }
 
 absl::Status PostgresLedger::Release(const std::string& request_id) {

@@ -114,6 +114,38 @@ TEST(OutcomeModelTest, OutcomesAreKeptInTheLedgerAndReadBackAfterARestart) {
   EXPECT_DOUBLE_EQ(third.Counts().at({"phi", kCode}).good, 0);
 }
 
+// A ledger whose outcome writes fail (a full disk, a lost database connection).
+class FailingOutcomeStore : public LedgerStore {
+ public:
+  absl::Status Reserve(const std::string&, const std::string&, int64_t, absl::Duration) override {
+    return absl::OkStatus();
+  }
+  absl::Status Release(const std::string&) override { return absl::OkStatus(); }
+  absl::StatusOr<Settlement> Settle(const SettlementRequest&) override { return Settlement{}; }
+  absl::StatusOr<std::vector<v1::ContributionRecord>> ListRecords(const RecordFilter&) override {
+    return std::vector<v1::ContributionRecord>{};
+  }
+  absl::StatusOr<std::string> Authenticate(const std::string&) override { return std::string(); }
+  absl::Status AddOutcomes(const std::vector<OutcomeDelta>& deltas) override {
+    ++writes;
+    return absl::UnavailableError("disk full");
+  }
+  absl::StatusOr<std::vector<OutcomeDelta>> Outcomes() override {
+    return absl::UnavailableError("database gone");
+  }
+  int writes = 0;
+};
+
+TEST(OutcomeModelTest, AStoreThatFailsCostsPersistenceNotLearning) {
+  FailingOutcomeStore store;
+  OutcomeModel outcomes({}, &store);
+  EXPECT_TRUE(absl::IsUnavailable(outcomes.Load())) << "a failed read is reported";
+  outcomes.Observe("llama", kCode, true);
+  EXPECT_EQ(store.writes, 1) << "the write was attempted";
+  EXPECT_DOUBLE_EQ(outcomes.Counts().at({"llama", kCode}).good, 1) << "and the count still moved";
+  EXPECT_GT(outcomes.Blend(0.7, "llama", kCode).blended, 0.7);
+}
+
 TEST(OutcomeModelTest, ThompsonDrawsStayWithinBoundsAndCentreOnTheBlend) {
   OutcomeModel m({.prior_strength = 20, .max_shift = 0.2});
   for (int i = 0; i < 10; ++i) m.Observe("llama", kCode, true);
