@@ -34,6 +34,7 @@
 
 ABSL_FLAG(int, n, 2000, "Settlements per measurement.");
 ABSL_FLAG(int, threads, 16, "Threads settling at once.");
+ABSL_FLAG(int, chain_shards, 32, "Hash chains per coordinator (PostgresLedgerOptions).");
 ABSL_FLAG(bool, json, false, "Print one JSON object instead of a table.");
 
 namespace {
@@ -102,6 +103,7 @@ void Fund(loom::LedgerAdmin* ledger) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const int n = absl::GetFlag(FLAGS_n), threads = absl::GetFlag(FLAGS_threads);
+  const int shards = absl::GetFlag(FLAGS_chain_shards);
   loom::testing::PostgresServer pg;
   if (!pg.Start()) {
     std::cerr << "engine_bench: PostgreSQL did not start: " << pg.error() << "\n";
@@ -152,7 +154,8 @@ int main(int argc, char** argv) {
   double pg1 = 0, pg2 = 0, sqlite = 0;
   {
     const std::string db = pg.CreateDatabase("one");
-    auto a = loom::PostgresLedger::Open({.conninfo = db, .connections = threads, .holder = "a"});
+    auto a = loom::PostgresLedger::Open({.conninfo = db, .connections = threads, .holder = "a",
+                                          .chain_shards = shards});
     if (!a.ok()) std::abort();
     Fund(a->get());
     SettlePerSecond({a->get()}, threads * 4, threads, "warm");  // providers' rows exist after
@@ -160,8 +163,10 @@ int main(int argc, char** argv) {
   }
   {
     const std::string db = pg.CreateDatabase("two");
-    auto a = loom::PostgresLedger::Open({.conninfo = db, .connections = threads / 2, .holder = "a"});
-    auto b = loom::PostgresLedger::Open({.conninfo = db, .connections = threads / 2, .holder = "b"});
+    auto a = loom::PostgresLedger::Open({.conninfo = db, .connections = threads / 2, .holder = "a",
+                                          .chain_shards = shards});
+    auto b = loom::PostgresLedger::Open({.conninfo = db, .connections = threads / 2, .holder = "b",
+                                          .chain_shards = shards});
     if (!a.ok() || !b.ok()) std::abort();
     Fund(a->get());
     SettlePerSecond({a->get(), b->get()}, threads * 4, threads, "warm");

@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include <libpq-fe.h>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -204,24 +206,81 @@ bool Retryable(const absl::Status& s) {
 
 }  // namespace
 
-// One pooled connection; statements go through Exec.
+// A pooled connection and the statements prepared on it (parsed and planned once per
+// connection, not once per call: on a small machine the server's CPU is what settlements
+// wait for). Used by one call at a time.
+struct PostgresLedger::Session {
+  explicit Session(PGconn* c) : conn(c) { PQsetNoticeReceiver(conn, &Session::OnNotice, this); }
+  ~Session() { PQfinish(conn); }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // What the server says outside a statement. A FATAL one is its goodbye before it closes the
+  // connection (a terminated backend, a shutdown); notices and warnings are dropped (the
+  // ledger's statements raise none it acts on, and libpq would print them on stderr).
+  static void OnNotice(void* arg, const PGresult* r) {
+    const char* severity = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (severity && (std::string_view(severity) == "FATAL" || std::string_view(severity) == "PANIC")) {
+      static_cast<Session*>(arg)->closing = true;
+    }
+  }
+
+  PGconn* conn;
+  absl::flat_hash_map<std::string, std::string> prepared;  // SQL -> statement name
+  bool closing = false;  // the server said goodbye
+};
+
+// One pooled connection; statements go through Exec. Statements whose results decide nothing
+// (BEGIN, an account insert, a row lock) are deferred: they travel with the next statement in
+// one round trip (libpq pipeline mode), and their errors are that statement's.
 class PostgresLedger::Conn {
  public:
-  explicit Conn(PGconn* c) : c_(c) {}
+  struct Statement {
+    std::string sql;
+    std::vector<Param> params;
+  };
+
+  explicit Conn(Session* s) : c_(s->conn), prepared_(&s->prepared) {}
   // Several statements, no parameters (migrations).
   absl::Status Script(const std::string& sql) {
     return Check(Result(PQexec(c_, sql.c_str()))).status();
   }
+  // Sent with the next Exec, Pipeline or Commit.
+  void Defer(Statement statement) { deferred_.push_back(std::move(statement)); }
+  // Whether anything was sent since the connection was taken (a transaction may be open).
+  bool sent() const { return sent_; }
+  // Drops what was deferred and not sent.
+  void DropDeferred() { deferred_.clear(); }
+  // Whether Commit ended the transaction.
+  bool committed() const { return committed_; }
+
   absl::StatusOr<Result> Exec(const std::string& sql, const std::vector<Param>& params = {}) {
-    std::vector<const char*> values;
-    std::vector<int> lengths, formats;
-    for (const Param& p : params) {
-      values.push_back(p.value.data());
-      lengths.push_back(static_cast<int>(p.value.size()));
-      formats.push_back(p.binary ? 1 : 0);
+    sent_ = true;
+    if (!deferred_.empty()) {
+      std::vector<Statement> batch = TakeDeferred();
+      batch.push_back({sql, params});
+      std::optional<Result> last;
+      LOOM_RETURN_IF_ERROR(Run(batch, &last));
+      if (!last) return absl::UnavailableError("postgresql: the pipeline was cut off");
+      return std::move(*last);
     }
-    return Check(Result(PQexecParams(c_, sql.c_str(), static_cast<int>(params.size()), nullptr,
-                                     values.data(), lengths.data(), formats.data(), /*text=*/0)));
+    return ExecNow(sql, params);
+  }
+  // Statements whose results decide nothing, in one round trip; the first failure is
+  // returned (the server skips the rest).
+  absl::Status Pipeline(std::vector<Statement> statements) {
+    std::vector<Statement> batch = TakeDeferred();
+    for (Statement& st : statements) batch.push_back(std::move(st));
+    if (batch.empty()) return absl::OkStatus();
+    sent_ = true;
+    return Run(batch, nullptr);
+  }
+  // The transaction's last writes and its COMMIT, in one round trip.
+  absl::Status Commit(std::vector<Statement> statements) {
+    statements.push_back({"COMMIT", {}});
+    LOOM_RETURN_IF_ERROR(Pipeline(std::move(statements)));
+    committed_ = true;
+    return absl::OkStatus();
   }
   absl::StatusOr<Result> Check(Result result) {
     PGresult* r = result.raw();
@@ -235,8 +294,10 @@ class PostgresLedger::Conn {
     if (code == "40001" || code == "40P01" || code == "23505") {
       status = absl::AbortedError(message);
       status.SetPayload("loom.dev/pg-retry", absl::Cord(code));
-    } else if (code.rfind("08", 0) == 0 || code.empty() || PQstatus(c_) != CONNECTION_OK) {
-      status = absl::UnavailableError(message);
+    } else if (code.rfind("08", 0) == 0 || code.rfind("57", 0) == 0 || code.empty() ||
+               PQstatus(c_) != CONNECTION_OK) {
+      // The connection broke, or the server is shutting down or terminated this backend.
+      status = absl::UnavailableError(absl::StrCat("ledger: PostgreSQL is unavailable: ", message));
     } else if (code == "23514" && absl::StrContains(message, "balances_bounded")) {
       status = absl::OutOfRangeError(absl::StrCat(
           "the transaction would take a balance past ", FormatCredits(LedgerAdmin::kMaxBalanceMicro),
@@ -248,36 +309,120 @@ class PostgresLedger::Conn {
     }
     return status;
   }
-  // Statements whose results decide nothing, sent together in one round trip (libpq pipeline
-  // mode); the first failure is returned (the rest are skipped by the server).
-  struct Statement {
-    std::string sql;
-    std::vector<Param> params;
-  };
-  absl::Status Pipeline(const std::vector<Statement>& statements) {
-    if (statements.empty()) return absl::OkStatus();
-    if (PQenterPipelineMode(c_) != 1) {
-      for (const Statement& st : statements) LOOM_RETURN_IF_ERROR(Exec(st.sql, st.params).status());
-      return absl::OkStatus();
-    }
-    absl::Status first;
-    for (const Statement& st : statements) {
-      std::vector<const char*> values;
-      std::vector<int> lengths, formats;
-      for (const Param& p : st.params) {
+  // One integer from the first row (0 when there is none).
+  absl::StatusOr<int64_t> Int(const std::string& sql, const std::vector<Param>& params = {}) {
+    LOOM_ASSIGN_OR_RETURN(Result r, Exec(sql, params));
+    return r.rows() > 0 ? r.Int(0, 0) : 0;
+  }
+  PGconn* raw() { return c_; }
+
+ private:
+  std::vector<Statement> TakeDeferred() {
+    std::vector<Statement> out;
+    out.swap(deferred_);
+    return out;
+  }
+  // Statements with parameters are prepared, up to kMaxPrepared per connection (statements
+  // whose text varies with a row count stay bounded); the rest are sent unnamed.
+  static constexpr size_t kMaxPrepared = 256;
+  // The name `sql` is, or is to be, prepared under; empty: send it unnamed.
+  std::string NameFor(const Statement& st) const {
+    if (st.params.empty()) return "";
+    auto it = prepared_->find(st.sql);
+    if (it != prepared_->end()) return it->second;
+    if (prepared_->size() >= kMaxPrepared) return "";
+    return absl::StrCat("loom_", prepared_->size());
+  }
+  bool IsPrepared(const std::string& sql) const { return prepared_->contains(sql); }
+  // The server lost them (a reset connection) or refused one: start again.
+  void ForgetPreparedOn(const absl::Status& s) {
+    if (absl::StrContains(s.message(), "prepared statement")) prepared_->clear();
+  }
+  struct Values {
+    explicit Values(const std::vector<Param>& params) {
+      for (const Param& p : params) {
         values.push_back(p.value.data());
         lengths.push_back(static_cast<int>(p.value.size()));
         formats.push_back(p.binary ? 1 : 0);
       }
-      if (PQsendQueryParams(c_, st.sql.c_str(), static_cast<int>(st.params.size()), nullptr,
-                            values.data(), lengths.data(), formats.data(), 0) != 1) {
+    }
+    std::vector<const char*> values;
+    std::vector<int> lengths, formats;
+  };
+  absl::StatusOr<Result> ExecNow(const std::string& sql, const std::vector<Param>& params) {
+    const Values v(params);
+    const int n = static_cast<int>(params.size());
+    const std::string name = NameFor({sql, params});
+    if (name.empty()) {
+      return Check(Result(PQexecParams(c_, sql.c_str(), n, nullptr, v.values.data(),
+                                       v.lengths.data(), v.formats.data(), /*text=*/0)));
+    }
+    if (!IsPrepared(sql)) {
+      absl::Status prepared = Check(Result(PQprepare(c_, name.c_str(), sql.c_str(), n, nullptr))).status();
+      if (!prepared.ok()) {
+        ForgetPreparedOn(prepared);
+        return prepared;
+      }
+      prepared_->emplace(sql, name);
+    }
+    absl::StatusOr<Result> r = Check(Result(PQexecPrepared(
+        c_, name.c_str(), n, v.values.data(), v.lengths.data(), v.formats.data(), /*text=*/0)));
+    if (!r.ok()) ForgetPreparedOn(r.status());
+    return r;
+  }
+  // Sends `statements` in one pipeline; the first failure is returned, and with `last` the
+  // last statement's result when everything succeeded.
+  absl::Status Run(const std::vector<Statement>& statements, std::optional<Result>* last) {
+    if (PQenterPipelineMode(c_) != 1) {
+      for (const Statement& st : statements) {
+        LOOM_ASSIGN_OR_RETURN(Result r, ExecNow(st.sql, st.params));
+        if (last) last->emplace(std::move(r));
+      }
+      return absl::OkStatus();
+    }
+    // What was sent, in order: each statement, preceded by its PREPARE the first time.
+    struct Sent {
+      size_t statement;
+      std::string prepare;  // the SQL a PREPARE result confirms; empty for a statement
+    };
+    std::vector<Sent> sent;
+    absl::flat_hash_map<std::string, std::string> preparing;  // in this pipeline
+    absl::Status first;
+    for (size_t i = 0; i < statements.size(); ++i) {
+      const Statement& st = statements[i];
+      const Values v(st.params);
+      const int n = static_cast<int>(st.params.size());
+      std::string name;
+      if (auto it = preparing.find(st.sql); it != preparing.end()) {
+        name = it->second;
+      } else {
+        name = NameFor(st);
+        if (!name.empty() && !IsPrepared(st.sql)) {
+          name = absl::StrCat("loom_", prepared_->size() + preparing.size());
+          if (PQsendPrepare(c_, name.c_str(), st.sql.c_str(), n, nullptr) != 1) {
+            first = absl::UnavailableError(absl::StrCat("postgresql: ", PQerrorMessage(c_)));
+            break;
+          }
+          preparing.emplace(st.sql, name);
+          sent.push_back({i, st.sql});
+        }
+      }
+      const int ok =
+          name.empty()
+              ? PQsendQueryParams(c_, st.sql.c_str(), n, nullptr, v.values.data(),
+                                  v.lengths.data(), v.formats.data(), 0)
+              : PQsendQueryPrepared(c_, name.c_str(), n, v.values.data(), v.lengths.data(),
+                                    v.formats.data(), 0);
+      if (ok != 1) {
         first = absl::UnavailableError(absl::StrCat("postgresql: ", PQerrorMessage(c_)));
         break;
       }
+      sent.push_back({i, ""});
     }
     PQpipelineSync(c_);
-    // Every statement's result, then its terminating null, then the sync. Two nulls in a row
-    // mean nothing more is coming (a broken connection).
+    // Every result, then its terminating null, then the sync. Two nulls in a row mean nothing
+    // more is coming (a broken connection).
+    size_t at = 0;
     int nulls = 0;
     while (true) {
       PGresult* r = PQgetResult(c_);
@@ -286,7 +431,8 @@ class PostgresLedger::Conn {
           if (first.ok()) first = absl::UnavailableError("postgresql: the pipeline was cut off");
           break;
         }
-        continue;  // the end of one statement's results
+        ++at;  // the end of one result
+        continue;
       }
       nulls = 0;
       const ExecStatusType st = PQresultStatus(r);
@@ -299,21 +445,26 @@ class PostgresLedger::Conn {
         continue;
       }
       absl::StatusOr<Result> checked = Check(Result(r));
-      if (!checked.ok() && first.ok()) first = checked.status();
+      const Sent* what = at < sent.size() ? &sent[at] : nullptr;
+      if (!checked.ok()) {
+        if (first.ok()) first = checked.status();
+      } else if (what && !what->prepare.empty()) {
+        prepared_->emplace(what->prepare, preparing[what->prepare]);
+      } else if (last && what && what->statement + 1 == statements.size()) {
+        last->emplace(*std::move(checked));
+      }
       if (PQstatus(c_) != CONNECTION_OK) break;
     }
+    if (!first.ok()) ForgetPreparedOn(first);
     PQexitPipelineMode(c_);
     return first;
   }
-  // One integer from the first row (0 when there is none).
-  absl::StatusOr<int64_t> Int(const std::string& sql, const std::vector<Param>& params = {}) {
-    LOOM_ASSIGN_OR_RETURN(Result r, Exec(sql, params));
-    return r.rows() > 0 ? r.Int(0, 0) : 0;
-  }
-  PGconn* raw() { return c_; }
 
- private:
   PGconn* c_;
+  absl::flat_hash_map<std::string, std::string>* prepared_;
+  std::vector<Statement> deferred_;
+  bool sent_ = false;
+  bool committed_ = false;
 };
 
 namespace {
@@ -322,38 +473,44 @@ using Conn = PostgresLedger::Conn;
 
 absl::Status EnsureAccount(Conn& c, const std::string& id, int64_t now_ms) {
   LOOM_RETURN_IF_ERROR(ledger_rules::CheckAccountId(id));
-  LOOM_RETURN_IF_ERROR(c.Exec("INSERT INTO accounts(id, kind, created_at_ms) VALUES($1, $2, $3) "
-                              "ON CONFLICT (id) DO NOTHING",
-                              {id, AccountKind(id), now_ms})
-                           .status());
-  if (!HasBalanceRow(id)) return absl::OkStatus();
-  return c.Exec("INSERT INTO balances(account_id, balance_micro) VALUES($1, 0) "
-                "ON CONFLICT (account_id) DO NOTHING",
-                {id})
-      .status();
+  c.Defer({"INSERT INTO accounts(id, kind, created_at_ms) VALUES($1, $2, $3) "
+           "ON CONFLICT (id) DO NOTHING",
+           {id, AccountKind(id), now_ms}});
+  if (HasBalanceRow(id)) {
+    c.Defer({"INSERT INTO balances(account_id, balance_micro) VALUES($1, 0) "
+             "ON CONFLICT (account_id) DO NOTHING",
+             {id}});
+  }
+  return absl::OkStatus();
+}
+
+// Locks the row every move of `account` is serialised on, for the rest of the transaction
+// (deferred: it travels with the next statement): the balance row, or for an account whose
+// balance is derived (a provider's payouts) its account row.
+void Lock(Conn& c, const std::string& account) {
+  c.Defer({HasBalanceRow(account) ? "SELECT 1 FROM balances WHERE account_id = $1 FOR UPDATE"
+                                  : "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+           {account}});
 }
 
 // Balance minus live reservations (but `except`'s); with `lock`, the balance row is locked
 // for the rest of the transaction first.
 absl::StatusOr<int64_t> AvailableOf(Conn& c, const std::string& account, const std::string& except,
                                     int64_t now_ms, bool lock) {
-  if (!HasBalanceRow(account) && lock) {
-    // A provider's payouts are serialised on its account row.
-    LOOM_RETURN_IF_ERROR(
-        c.Exec("SELECT id FROM accounts WHERE id = $1 FOR UPDATE", {account}).status());
-  }
+  // The lock is a statement of its own: under READ COMMITTED the reads after it take a new
+  // snapshot, so they see what the previous holder of the lock committed (reads in the locking
+  // statement itself would not).
+  if (lock) Lock(c, account);
   LOOM_ASSIGN_OR_RETURN(
-      int64_t balance,
-      !HasBalanceRow(account)
-          ? c.Int(kDerivedBalance, {account})
-          : c.Int(lock ? "SELECT balance_micro FROM balances WHERE account_id = $1 FOR UPDATE"
-                       : "SELECT balance_micro FROM balances WHERE account_id = $1",
-                  {account}));
-  LOOM_ASSIGN_OR_RETURN(int64_t held,
-                        c.Int("SELECT COALESCE(SUM(amount_micro), 0) FROM reservations WHERE "
-                              "account_id = $1 AND expires_at_ms > $2 AND request_id <> $3",
-                              {account, now_ms, except}));
-  return balance - held;
+      Result r, c.Exec(absl::StrCat("SELECT ",
+                                    HasBalanceRow(account)
+                                        ? "(SELECT balance_micro FROM balances WHERE account_id = $1)"
+                                        : "(SELECT COALESCE(SUM(amount_micro), 0) FROM entries "
+                                          "WHERE account_id = $1)",
+                                    ", (SELECT COALESCE(SUM(amount_micro), 0) FROM reservations "
+                                    "WHERE account_id = $1 AND expires_at_ms > $2 AND request_id <> $3)"),
+                       {account, now_ms, except}));
+  return r.Int(0, 0) - r.Int(0, 1);
 }
 
 // Which of a holder's chains a reference goes to (FNV-1a: the same in every process).
@@ -410,10 +567,9 @@ absl::StatusOr<int64_t> Append(Conn& c, const PostgresLedgerOptions& options, in
     std::string list = "{";
     for (size_t i = 0; i < rows.size(); ++i) absl::StrAppend(&list, i ? "," : "", "\"", rows[i], "\"");
     list += "}";
-    LOOM_RETURN_IF_ERROR(c.Exec("SELECT account_id FROM balances WHERE account_id = ANY($1::text[]) "
-                                "ORDER BY account_id FOR UPDATE",
-                                {list})
-                             .status());
+    c.Defer({"SELECT account_id FROM balances WHERE account_id = ANY($1::text[]) "
+             "ORDER BY account_id FOR UPDATE",
+             {list}});
   }
   const std::string chain = absl::StrCat(
       options.holder, "/", ShardOf(reference, options.chain_shards));
@@ -480,11 +636,16 @@ v1::ContributionRecord RecordFromRow(const Result& q, int row) {
 PostgresLedger::PostgresLedger(const PostgresLedgerOptions& options, std::vector<pg_conn*> pool)
     : options_(options),
       clock_(options.clock ? options.clock : Clock::Real()),
-      idle_(pool),
-      all_(std::move(pool)) {}
+      all_() {
+  absl::MutexLock lock(&mu_);
+  for (PGconn* c : pool) {
+    all_.push_back(std::make_unique<Session>(c));
+    idle_.push_back(all_.back().get());
+  }
+}
 
 PostgresLedger::~PostgresLedger() {
-  for (PGconn* c : all_) PQfinish(c);
+  // The sessions close their connections.
 }
 
 absl::StatusOr<std::unique_ptr<PostgresLedger>> PostgresLedger::Open(
@@ -519,7 +680,7 @@ absl::StatusOr<std::unique_ptr<PostgresLedger>> PostgresLedger::Open(
   }
   std::move(close_all).Cancel();
   std::unique_ptr<PostgresLedger> ledger(new PostgresLedger(options, pool));
-  Conn first(pool[0]);
+  Conn first(ledger->all_[0].get());
   LOOM_RETURN_IF_ERROR(first.Exec("SET client_min_messages = warning").status());
   if (!options.read_only) {
     LOOM_RETURN_IF_ERROR(ledger->Migrate(first));
@@ -582,25 +743,38 @@ void PostgresLedger::Remember(const std::vector<std::string>& accounts) {
 }
 
 absl::Status PostgresLedger::WithConn(absl::FunctionRef<absl::Status(Conn&)> fn) {
-  PGconn* raw = nullptr;
+  Session* session = nullptr;
   {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
-        +[](std::vector<pg_conn*>* idle) { return !idle->empty(); }, &idle_));
-    raw = idle_.back();
+        +[](std::vector<Session*>* idle) { return !idle->empty(); }, &idle_));
+    session = idle_.back();
     idle_.pop_back();
   }
   auto give_back = absl::MakeCleanup([&] {
     absl::MutexLock lock(&mu_);
-    idle_.push_back(raw);
+    idle_.push_back(session);
   });
-  if (PQstatus(raw) != CONNECTION_OK) PQreset(raw);
+  PGconn* raw = session->conn;
+  // A connection the server closed while it sat in the pool (a restart, a terminated backend,
+  // an idle timeout) has the goodbye and the EOF waiting on its socket: reading them costs no
+  // round trip, and a fresh connection is made before any statement is lost on it.
+  if (PQstatus(raw) == CONNECTION_OK && PQconsumeInput(raw) == 1) {
+    while (PGresult* stale = PQgetResult(raw)) PQclear(stale);
+  }
+  if (PQstatus(raw) != CONNECTION_OK || session->closing) {
+    PQreset(raw);
+    session->prepared.clear();  // a new server session has none
+    session->closing = false;
+  }
   if (PQstatus(raw) != CONNECTION_OK) {
     return absl::UnavailableError(absl::StrCat("ledger: PostgreSQL connection lost: ",
                                                PQerrorMessage(raw)));
   }
-  Conn conn(raw);
-  return fn(conn);
+  Conn conn(session);
+  absl::Status s = fn(conn);
+  if (s.ok()) s = conn.Pipeline({});  // whatever is still deferred
+  return s;
 }
 
 absl::Status PostgresLedger::Transact(absl::FunctionRef<absl::Status(Conn&)> fn) {
@@ -608,10 +782,13 @@ absl::Status PostgresLedger::Transact(absl::FunctionRef<absl::Status(Conn&)> fn)
   absl::Status last;
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     last = WithConn([&](Conn& c) -> absl::Status {
-      LOOM_RETURN_IF_ERROR(c.Exec("BEGIN").status());
+      c.Defer({"BEGIN", {}});  // travels with the transaction's first statement
       absl::Status s = fn(c);
-      if (s.ok()) s = c.Exec("COMMIT").status();
-      if (!s.ok()) (void)c.Exec("ROLLBACK");
+      if (s.ok() && !c.committed()) s = c.Exec("COMMIT").status();
+      if (!s.ok()) {
+        c.DropDeferred();
+        if (c.sent()) (void)c.Exec("ROLLBACK");
+      }
       return s;
     });
     if (!Retryable(last)) return last;
@@ -634,21 +811,24 @@ absl::Status PostgresLedger::Reserve(const std::string& request_id, const std::s
     const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
     if (!known) LOOM_RETURN_IF_ERROR(EnsureAccount(c, account, now_ms));
     // The client's row first: every reservation and settlement of this client is serialised
-    // from here, on every coordinator.
-    LOOM_ASSIGN_OR_RETURN(int64_t available, AvailableOf(c, account, request_id, now_ms, true));
-    LOOM_ASSIGN_OR_RETURN(int64_t settled,
-                          c.Int("SELECT id FROM transactions WHERE reference = $1",
-                                {absl::StrCat("settle:", request_id)}));
-    if (settled != 0) {
+    // from here, on every coordinator. Under the lock, in one round trip with BEGIN: what is
+    // available, whether the request was settled already, whether it is running.
+    Lock(c, account);
+    LOOM_ASSIGN_OR_RETURN(
+        Result q,
+        c.Exec("SELECT (SELECT balance_micro FROM balances WHERE account_id = $1), "
+               "(SELECT COALESCE(SUM(amount_micro), 0) FROM reservations WHERE account_id = $1 AND "
+               "expires_at_ms > $2 AND request_id <> $3), "
+               "(SELECT id FROM transactions WHERE reference = $4), "
+               "(SELECT COUNT(*) FROM reservations WHERE request_id = $3 AND expires_at_ms > $2)",
+               {account, now_ms, request_id, absl::StrCat("settle:", request_id)}));
+    const int64_t available = q.Int(0, 0) - q.Int(0, 1);
+    if (const int64_t settled = q.Int(0, 2); settled != 0) {
       return absl::AlreadyExistsError(absl::StrCat("request ", request_id,
                                                    " was already served and settled "
                                                    "(transaction ", settled, ")"));
     }
-    LOOM_ASSIGN_OR_RETURN(int64_t running,
-                          c.Int("SELECT COUNT(*) FROM reservations WHERE request_id = $1 AND "
-                                "expires_at_ms > $2",
-                                {request_id, now_ms}));
-    if (running > 0) {
+    if (q.Int(0, 3) > 0) {
       return absl::AbortedError(
           absl::StrCat("request ", request_id,
                        " is in progress; send it again once it has finished to get its answer"));
@@ -658,14 +838,14 @@ absl::Status PostgresLedger::Reserve(const std::string& request_id, const std::s
           "insufficient credits: ", account, " has ", FormatCredits(available),
           " available and the request may cost up to ", FormatCredits(amount_micro)));
     }
-    return c.Exec("INSERT INTO reservations(request_id, account_id, amount_micro, created_at_ms, "
-                  "expires_at_ms, holder) VALUES($1, $2, $3, $4, $5, $6) "
-                  "ON CONFLICT (request_id) DO UPDATE SET account_id = excluded.account_id, "
-                  "amount_micro = excluded.amount_micro, created_at_ms = excluded.created_at_ms, "
-                  "expires_at_ms = excluded.expires_at_ms, holder = excluded.holder",
-                  {request_id, account, amount_micro, now_ms,
-                   now_ms + absl::ToInt64Milliseconds(ttl), options_.holder})
-        .status();
+    return c.Commit({{"INSERT INTO reservations(request_id, account_id, amount_micro, "
+                      "created_at_ms, expires_at_ms, holder) VALUES($1, $2, $3, $4, $5, $6) "
+                      "ON CONFLICT (request_id) DO UPDATE SET account_id = excluded.account_id, "
+                      "amount_micro = excluded.amount_micro, "
+                      "created_at_ms = excluded.created_at_ms, "
+                      "expires_at_ms = excluded.expires_at_ms, holder = excluded.holder",
+                      {request_id, account, amount_micro, now_ms,
+                       now_ms + absl::ToInt64Milliseconds(ttl), options_.holder}}});
   });
   if (reserved.ok()) Remember({account});
   return reserved;
@@ -729,14 +909,15 @@ absl::StatusOr<Settlement> PostgresLedger::Settle(const SettlementRequest& reque
     for (const std::string& account : accounts) {
       if (!Known(account)) LOOM_RETURN_IF_ERROR(EnsureAccount(c, account, now_ms));
     }
-    // The client's row first (the lock order); under it, its live holds and whether the
-    // request was settled already: one round trip.
+    // The client's row first (the lock order); under it, its balance, its live holds and
+    // whether the request was settled already. With BEGIN: one round trip.
+    Lock(c, request.client_account);
     LOOM_ASSIGN_OR_RETURN(
         Result held,
         c.Exec("SELECT b.balance_micro, (SELECT COALESCE(SUM(r.amount_micro), 0) FROM reservations "
                "r WHERE r.account_id = $1 AND r.expires_at_ms > $2 AND r.request_id <> $3), t.id, "
                "t.amount_micro, t.records_digest FROM balances b LEFT JOIN transactions t ON "
-               "t.reference = $4 WHERE b.account_id = $1 FOR UPDATE OF b",
+               "t.reference = $4 WHERE b.account_id = $1",
                {request.client_account, now_ms, request.request_id, reference}));
     if (held.rows() != 1) return absl::InternalError("ledger: the client's balance row is missing");
     const int64_t available = held.Int(0, 0) - held.Int(0, 1);
@@ -794,7 +975,7 @@ absl::StatusOr<Settlement> PostgresLedger::Settle(const SettlementRequest& reque
                         {request.request_id, request.client_account, id,
                          Param::Bytes(request.answer), now_ms}});
     }
-    LOOM_RETURN_IF_ERROR(c.Pipeline(writes));
+    LOOM_RETURN_IF_ERROR(c.Commit(std::move(writes)));
     out = Settlement{absl::StrCat(id), charge, fee, false};
     return absl::OkStatus();
   }));
@@ -849,7 +1030,7 @@ absl::StatusOr<std::string> PostgresLedger::Transfer(const std::string& kind, co
     std::vector<Conn::Statement> writes;
     LOOM_ASSIGN_OR_RETURN(int64_t appended, Append(c, options_, now_ms, kind, ref, amount, "",
                                                    {{from, -amount}, {to, amount}}, &writes));
-    LOOM_RETURN_IF_ERROR(c.Pipeline(writes));
+    LOOM_RETURN_IF_ERROR(c.Commit(std::move(writes)));
     id = absl::StrCat(appended);
     return absl::OkStatus();
   }));

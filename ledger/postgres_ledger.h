@@ -61,7 +61,7 @@ struct PostgresLedgerOptions {
   int connections = 4;           // the pool
   int fee_bps = 0;               // coordinator fee on settlements, basis points (0-10000)
   std::string holder = "coordinator";  // this instance's reservations and chains
-  int chain_shards = 8;          // chains of this holder (1-64)
+  int chain_shards = 32;         // chains of this holder (1-64)
   absl::Duration answer_retention = absl::Hours(24);
   bool read_only = false;        // no migration
   Clock* clock = nullptr;        // timestamps; nullptr = Clock::Real()
@@ -111,7 +111,8 @@ class PostgresLedger : public LedgerAdmin {
   // Imported transactions keep their ids and form the chain "migrated/0", in id order.
   absl::Status Import(const LedgerCopy& copy) override;
 
-  class Conn;  // one pooled connection (postgres_ledger.cc)
+  class Conn;     // statements on one pooled connection (postgres_ledger.cc)
+  struct Session;  // one pooled connection and the statements prepared on it
 
  private:
   PostgresLedger(const PostgresLedgerOptions& options, std::vector<pg_conn*> pool);
@@ -140,8 +141,8 @@ class PostgresLedger : public LedgerAdmin {
   std::set<std::string> known_ ABSL_GUARDED_BY(known_mu_);
   std::atomic<int64_t> last_prune_ms_{0};  // answers past retention deleted
   absl::Mutex mu_;
-  std::vector<pg_conn*> idle_ ABSL_GUARDED_BY(mu_);
-  std::vector<pg_conn*> all_;  // constant after construction; closed by the destructor
+  std::vector<Session*> idle_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Session>> all_;  // constant after construction
 };
 
 }  // namespace loom

@@ -87,11 +87,28 @@ bool PostgresServer::Start() {
   }
   for (int attempt = 0; attempt < 3 && !running_; ++attempt) {
     port_ = FreePort();
-    running_ = RunTool("pg_ctl", {"-D", dir_ + "/data", "-l", dir_ + "/server.log", "-w", "-t", "30",
-                                  "-o", absl::StrCat("-h 127.0.0.1 -p ", port_, " -k ", dir_),
-                                  "start"},
-                       nullptr);
+    running_ = StartOnPort();
   }
+  if (!running_) absl::StrAppend(&error_, "\n", ReadFile(dir_ + "/server.log"));
+  return running_;
+}
+
+bool PostgresServer::StartOnPort() {
+  return RunTool("pg_ctl", {"-D", dir_ + "/data", "-l", dir_ + "/server.log", "-w", "-t", "30", "-o",
+                            absl::StrCat("-h 127.0.0.1 -p ", port_, " -k ", dir_), "start"},
+                 nullptr);
+}
+
+bool PostgresServer::Halt() {
+  if (!running_) return false;
+  running_ = !RunTool("pg_ctl", {"-D", dir_ + "/data", "-m", "fast", "-w", "-t", "30", "stop"},
+                      nullptr);
+  return !running_;
+}
+
+bool PostgresServer::Resume() {
+  if (running_ || dir_.empty()) return running_;
+  running_ = StartOnPort();
   if (!running_) absl::StrAppend(&error_, "\n", ReadFile(dir_ + "/server.log"));
   return running_;
 }

@@ -28,6 +28,10 @@ class PostgresServer {
   // with error() set when PostgreSQL is not installed or does not start.
   bool Start();
   void Stop();
+  // Stops the server and keeps its data (clients see it go away); Resume starts it again on
+  // the same port. Both bounded like Start.
+  bool Halt();
+  bool Resume();
   const std::string& error() const { return error_; }
   int port() const { return port_; }
 
@@ -43,6 +47,7 @@ class PostgresServer {
   std::string Bin(const std::string& tool) const { return bindir_ + "/" + tool; }
   // Runs a server tool, as `postgres` when this process is root.
   bool RunTool(const std::string& tool, const std::vector<std::string>& args, std::string* out);
+  bool StartOnPort();
 
   std::string bindir_, dir_, error_;
   int port_ = 0;

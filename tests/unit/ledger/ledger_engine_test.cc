@@ -318,6 +318,67 @@ TEST_P(LedgerEngineTest, FeedbackIsOncePerRequestAndOutcomesAddUp) {
   EXPECT_DOUBLE_EQ((*totals)[0].bad, 0.25);
 }
 
+// PostgreSQL is another process: its backends get terminated and the server restarts (a
+// failover, an upgrade, an operator). A pooled connection the server closed is noticed before
+// it is used (no call fails for it); while the server is down calls fail as unavailable,
+// naming PostgreSQL, and charge nothing; once it is back the same ledger serves again and the
+// books are whole.
+TEST(PostgresLedgerTest, ServesOnAfterItsBackendsAreTerminatedAndTheServerRestarts) {
+  testing::PostgresServer* pg = Postgres();
+  ASSERT_NE(pg->port(), 0) << "no PostgreSQL server";
+  const std::string conninfo = pg->CreateDatabase("restarts");
+  ASSERT_FALSE(conninfo.empty()) << pg->error();
+  auto opened = PostgresLedger::Open({.conninfo = conninfo, .connections = 2});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  PostgresLedger& ledger = **opened;
+  ASSERT_TRUE(ledger.Grant(ClientAccount("alice"), 10 * kCredit, "setup").ok());
+  auto serve = [&](const std::string& id) -> absl::Status {
+    absl::Status held = ledger.Reserve(id, ClientAccount("alice"), kCredit, absl::Minutes(1));
+    if (!held.ok()) return held;
+    return ledger.Settle({id, ClientAccount("alice"), {Record(id, "p1", 100'000)}}).status();
+  };
+  // Both pooled connections used (and their statements prepared).
+  for (const char* id : {"r1", "r2", "r3"}) ASSERT_TRUE(serve(id).ok()) << id;
+
+  ASSERT_FALSE(pg->Sql("restarts", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE datname = 'restarts' AND pid <> pg_backend_pid()")
+                   .empty())
+      << pg->error();
+  // Terminating is asynchronous: wait (bounded) until the backends are gone, so their
+  // goodbyes are on the ledger's sockets.
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    gone = pg->Sql("restarts", "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                               "'restarts' AND pid <> pg_backend_pid()") == "0\n";
+  }
+  ASSERT_TRUE(gone) << "the backends did not exit";
+  for (const char* id : {"r4", "r5", "r6"}) {
+    absl::Status s = serve(id);
+    EXPECT_TRUE(s.ok()) << id << ": " << s;
+  }
+
+  ASSERT_TRUE(pg->Halt()) << pg->error();
+  for (int i = 0; i < 3; ++i) {  // every pooled connection finds the server gone
+    absl::Status s = serve("down");
+    EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+    EXPECT_THAT(s.message(), HasSubstr("PostgreSQL")) << s;
+  }
+  ASSERT_TRUE(pg->Resume()) << pg->error();
+  for (const char* id : {"down", "r7"}) {
+    absl::Status s = serve(id);
+    EXPECT_TRUE(s.ok()) << id << ": " << s;
+  }
+
+  EXPECT_EQ(*ledger.Balance(ClientAccount("alice")), 10 * kCredit - 8 * 100'000);
+  EXPECT_EQ(*ledger.Balance(ProviderAccount("p1")), 8 * 100'000);
+  EXPECT_EQ(*ledger.Available(ClientAccount("alice")), 10 * kCredit - 8 * 100'000)
+      << "no hold is left behind";
+  auto report = ledger.Verify();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_EQ(report->transactions, 1 + 8);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, LedgerEngineTest, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 
