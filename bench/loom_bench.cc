@@ -12,7 +12,10 @@
 //   5. selector     selection p50/p99 among 10,000 registered devices while they heartbeat
 //                   (in process), and the coordinator CPU that 10,000 devices heartbeating once
 //                   a second cost (the real coordinator, over gRPC);
-//   6. memory       coordinator RSS at rest and with 10,000 devices registered.
+//   6. memory       coordinator RSS at rest and with 10,000 devices registered;
+//   7. engines      settlements/s on PostgreSQL (1 and 2 coordinators) beside raw PostgreSQL
+//                   inserts and SQLite, and the passthrough p50 of a mesh on each engine (a
+//                   real PostgreSQL server started for the run; --engines=false skips it).
 // Each target of issue 7 is printed beside its measurement as met or missed. Times in
 // microseconds. Nothing here is a test: it never fails on a time.
 //
@@ -46,6 +49,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/engine_measure.h"
 #include "bench/ledger_measure.h"
 #include "common/categories.h"
 #include "common/clock.h"
@@ -66,6 +70,8 @@ ABSL_FLAG(int, inflight, 16, "Requests in flight in the saturation runs.");
 ABSL_FLAG(int, devices, 10000, "Registered devices for the selector, heartbeat and memory runs.");
 ABSL_FLAG(double, heartbeat_seconds, 5, "Length of the heartbeat CPU run.");
 ABSL_FLAG(int, ledger_settlements, 5000, "Settlements per ledger measurement.");
+ABSL_FLAG(int, engine_settlements, 2000, "Settlements per engine measurement (PostgreSQL, SQLite).");
+ABSL_FLAG(bool, engines, true, "Measure the PostgreSQL engine too (starts a real server).");
 ABSL_FLAG(bool, pin, true, "Pin the coordinator and workers to CPU 0 and the client to CPU 1.");
 ABSL_FLAG(std::vector<std::string>, coordinator_flags, {},
           "Extra flags for the coordinator, comma-separated (e.g. --ledger_synchronous=OFF to "
@@ -268,19 +274,21 @@ struct Mesh {
   // Forwarding proxies in front of that worker (bench/bare_proxy.cc), by server style.
   std::vector<std::pair<std::string, std::unique_ptr<Child>>> proxies;
   std::vector<std::string> proxy_addresses;
-  std::string ledger_db;
+  std::string ledger;       // --ledger of the coordinator
   std::string join_secret;  // the mesh runs plaintext; devices join with tokens from this
 };
 
-Mesh StartMesh(const std::string& bin, const std::string& dir, bool pin) {
+// The mesh's ledger is `ledger` (a --ledger spec; empty: an SQLite file in `dir`).
+Mesh StartMesh(const std::string& bin, const std::string& dir, bool pin,
+               const std::string& ledger = "") {
   Mesh mesh;
-  mesh.ledger_db = dir + "/loom.db";
+  mesh.ledger = ledger.empty() ? "sqlite:" + dir + "/loom.db" : ledger;
   const int server_cpu = pin ? 0 : -1;
   auto secret = LoadOrCreateJoinSecret(dir + "/join.secret");
   if (!secret.ok()) Die(std::string(secret.status().message()));
   mesh.join_secret = *secret;
   std::vector<std::string> coordinator_args{
-      "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0", "--ledger_db=" + mesh.ledger_db,
+      "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0", "--ledger=" + mesh.ledger,
       "--allow_anonymous=bench", "--decomposer=rules", "--log_level=warn", "--plaintext",
       "--join_secret_file=" + dir + "/join.secret", "--ready_file=" + dir + "/coordinator.json"};
   for (const std::string& flag : absl::GetFlag(FLAGS_coordinator_flags)) {
@@ -291,7 +299,7 @@ Mesh StartMesh(const std::string& bin, const std::string& dir, bool pin) {
   mesh.coordinator_address =
       WaitForReadyFile(dir + "/coordinator.json", "the coordinator")["grpc"].get<std::string>();
   Child grant(bin + "/loom-ledger",
-              {"--db=" + mesh.ledger_db, "grant", "client:bench", "100000000", "--reference=bench"},
+              {"--ledger=" + mesh.ledger, "grant", "client:bench", "100000000", "--reference=bench"},
               dir + "/grant.log", -1);
   if (grant.Wait(30) != 0) Die("granting the bench client credits failed; see " + dir + "/grant.log");
   for (const char* model : {"qwen2.5-coder-7b", "llama-3.1-8b", "mistral-7b", "qwen2.5-7b"}) {
@@ -356,7 +364,7 @@ void Line(Results* r, const std::string& text) {
 
 std::string Verdict(bool met) { return met ? "met" : "MISSED"; }
 
-void MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
+Percentiles MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
   const int n = absl::GetFlag(FLAGS_requests);
   const double seconds = absl::GetFlag(FLAGS_seconds);
   const int inflight = absl::GetFlag(FLAGS_inflight);
@@ -478,6 +486,7 @@ void MeasureHops(const Mesh& mesh, Results* r, double fsync_us) {
   Line(r, absl::StrFormat("  target own time p50 <= 50: %s", Verdict(self.p50 <= 50)));
   Line(r, absl::StrFormat("  target saturation >= 0.4 x raw at %d in flight: %s (%.2fx)", inflight,
                           Verdict(pass_rps >= 0.4 * raw_rps), pass_rps / raw_rps));
+  return pass;
 }
 
 void MeasureCompiled(const Mesh& mesh, Results* r, double fsync_us) {
@@ -548,6 +557,58 @@ void MeasureLedger(const std::string& dir, Results* r) {
                           "(64 threads, %.2fx), %.0f/s (16 threads, %.2fx)",
                           raw, settle64, settle64 / raw, settle16, settle16 / raw));
   Line(r, absl::StrFormat("  target settle >= 0.5 x raw: %s", Verdict(settle64 >= 0.5 * raw)));
+}
+
+// The ledger engines side by side (issue 19): settlements per second on PostgreSQL with one
+// and two coordinators beside raw PostgreSQL inserts of the same rows and beside SQLite
+// (bench/engine_measure.h), and the passthrough p50 of a whole mesh whose coordinator settles
+// into each engine (`sqlite_p50` is the passthrough run's figure on SQLite).
+void MeasureEngineColumn(const std::string& bin, const std::string& dir, bool pin,
+                         const Percentiles& sqlite_pass, Results* r) {
+  testing::PostgresServer pg;
+  if (!pg.Start()) {
+    Line(r, "engines: PostgreSQL did not start (" + pg.error() + "); run deploy/setup.sh");
+    return;
+  }
+  const EngineFigures f = MeasureEngines(pg, absl::GetFlag(FLAGS_engine_settlements), 16, 32);
+  if (pg.CreateDatabase("mesh").empty()) Die("cannot create the mesh database: " + pg.error());
+  Percentiles pass;
+  {
+    const std::string mesh_dir = dir + "/postgresql-mesh";
+    std::filesystem::create_directories(mesh_dir);
+    Mesh mesh = StartMesh(bin, mesh_dir, pin,
+                          absl::StrCat("postgresql://loom@127.0.0.1:", pg.port(), "/mesh"));
+    auto coordinator = v1::Orchestrator::NewStub(
+        grpc::CreateChannel(mesh.coordinator_address, grpc::InsecureChannelCredentials()));
+    v1::CompleteRequest request;
+    *request.add_messages() = User(kPassthroughPrompt);
+    request.set_model(kPinnedModel);
+    request.set_max_tokens(kAnswerTokens);
+    pass = Of(Sequential(absl::GetFlag(FLAGS_requests), [&] {
+      grpc::ClientContext context;
+      context.set_deadline(In(10));
+      v1::CompleteResponse response;
+      grpc::Status status = coordinator->Complete(&context, request, &response);
+      if (!status.ok()) Die("passthrough on PostgreSQL failed: " + status.error_message());
+    }));
+  }
+  r->j["engines"] = {{"raw_postgresql_per_s", f.raw_postgresql},
+                     {"postgresql_1_coordinator_per_s", f.postgresql_1},
+                     {"postgresql_2_coordinators_per_s", f.postgresql_2},
+                     {"sqlite_per_s", f.sqlite},
+                     {"passthrough_p50_us", {{"sqlite", sqlite_pass.p50}, {"postgresql", pass.p50}}},
+                     {"passthrough_p99_us", {{"sqlite", sqlite_pass.p99}, {"postgresql", pass.p99}}}};
+  Line(r, "engines (16 threads, 256 clients, durable)   settlements/s     passthrough p50    p99");
+  Line(r, absl::StrFormat("  raw PostgreSQL inserts, same rows          %8.0f", f.raw_postgresql));
+  Line(r, absl::StrFormat("  PostgreSQL ledger, 1 coordinator           %8.0f (%.2fx raw)  %7.0f  %7.0f",
+                          f.postgresql_1, f.postgresql_1 / f.raw_postgresql, pass.p50, pass.p99));
+  Line(r, absl::StrFormat("  PostgreSQL ledger, 2 coordinators          %8.0f (%.2fx one)",
+                          f.postgresql_2, f.postgresql_2 / f.postgresql_1));
+  Line(r, absl::StrFormat("  SQLite ledger                              %8.0f              %7.0f  %7.0f",
+                          f.sqlite, sqlite_pass.p50, sqlite_pass.p99));
+  Line(r, absl::StrFormat("  target PostgreSQL >= 0.5 x raw: %s; 2 coordinators >= 0.9 x one: %s",
+                          Verdict(f.postgresql_1 >= 0.5 * f.raw_postgresql),
+                          Verdict(f.postgresql_2 >= 0.9 * f.postgresql_1)));
 }
 
 v1::RegisterRequest FakeDevice(int i) {
@@ -720,13 +781,15 @@ int Main() {
                            "work dir %s",
                            grpc::Version(), fsync, dir));
   Line(&r, "All times in microseconds.");
+  Percentiles sqlite_pass;
   {
     Mesh mesh = StartMesh(bin, dir, pin);
-    MeasureHops(mesh, &r, fsync);
+    sqlite_pass = MeasureHops(mesh, &r, fsync);
     MeasureCompiled(mesh, &r, fsync);
     MeasureHeartbeatsAndMemory(mesh, &r);
   }
   MeasureLedger(dir, &r);
+  if (absl::GetFlag(FLAGS_engines)) MeasureEngineColumn(bin, dir, pin, sqlite_pass, &r);
   MeasureSelector(&r);
   if (absl::GetFlag(FLAGS_json)) {
     std::cout << r.j.dump(2) << "\n";

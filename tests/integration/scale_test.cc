@@ -6,9 +6,12 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <iostream>
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -127,19 +130,24 @@ class ScaleTest : public ::testing::Test {
   };
   Http Chat(const std::string& coordinator, const std::string& key, const std::string& prompt,
             const std::string& request_id = "") {
-    const std::string body_file = dir_ + "/body-" + coordinator + ".json";
+    return ChatAt(daemons_[coordinator].http, key, prompt, request_id, coordinator);
+  }
+  // Thread-safe when each caller's `tag` differs (it names the request's files).
+  Http ChatAt(const std::string& http, const std::string& key, const std::string& prompt,
+              const std::string& request_id, const std::string& tag) {
+    const std::string body_file = dir_ + "/body-" + tag + ".json";
     std::ofstream(body_file) << json{{"model", "loom-auto"},
                                      {"messages", {{{"role", "user"}, {"content", prompt}}}}}
                                     .dump();
-    std::vector<std::string> args = {"-s", "-D", dir_ + "/headers-" + coordinator, "-X", "POST",
-                                     "http://" + daemons_[coordinator].http + "/v1/chat/completions",
+    std::vector<std::string> args = {"-s", "-D", dir_ + "/headers-" + tag, "-X", "POST",
+                                     "http://" + http + "/v1/chat/completions",
                                      "-H", "Content-Type: application/json", "-H",
                                      "Authorization: Bearer " + key, "--data-binary", "@" + body_file};
     if (!request_id.empty()) args.insert(args.end(), {"-H", "X-Request-Id: " + request_id});
     CommandResult r = RunCommand("/usr/bin/curl", args);
     Http out;
     out.body = r.out;
-    out.headers = absl::AsciiStrToLower(ReadFile(dir_ + "/headers-" + coordinator));
+    out.headers = absl::AsciiStrToLower(ReadFile(dir_ + "/headers-" + tag));
     const size_t at = out.headers.rfind("http/");
     if (at != std::string::npos) {
       std::vector<std::string> line = absl::StrSplit(out.headers.substr(at, 16), ' ');
@@ -294,6 +302,126 @@ TEST_F(ScaleTest, ACoordinatorKilledUnderLoadLosesNothingDoublesNothingAndItsHol
   const int64_t spent = 50'000'000 - Balance("client:bob").first;
   int64_t earned = 0;
   for (const char* p : {"provider:prov-dev-a", "provider:prov-dev-b"}) earned += Balance(p).first;
+  EXPECT_EQ(spent, earned) << "what the client paid, the providers earned (no fee)";
+  ExpectBooksVerify();
+}
+
+// kill -9 of either coordinator at random points (three times, the victim and the moment drawn
+// from a seed the test prints; LOOM_TEST_SEED replays one), each restarted on its ports, while
+// four clients send requests with their own ids to both. Afterwards: every answered request is
+// charged exactly once; an unanswered one is charged at most once, and sending it again with
+// its id returns the answer it was charged for (a reply lost with its coordinator, replayed)
+// or runs it now (charged nothing before) -- so every charge is for an answer the client gets.
+TEST_F(ScaleTest, KillingEitherCoordinatorAtRandomPointsChargesOnlyForAnswersAndOnlyOnce) {
+  const std::vector<std::string> flags = {"--request_timeout_ms=1000", "--reservation_margin_ms=500"};
+  StartCoordinator("coord-a", "127.0.0.1:0", flags);
+  StartCoordinator("coord-b", "127.0.0.1:0", flags);
+  StartWorker("dev-a", "coord-a,coord-b");
+  StartWorker("dev-b", "coord-a,coord-b");
+  const std::string key = NewKey("carol", "100");
+  for (const char* c : {"coord-a", "coord-b"}) {
+    for (const char* d : {"dev-a", "dev-b"}) {
+      ASSERT_TRUE(WaitFor([&] { return HasDevice(c, key, d); }, absl::Seconds(20))) << c << " " << d;
+    }
+  }
+  uint64_t seed = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  if (const char* env = std::getenv("LOOM_TEST_SEED")) ASSERT_TRUE(absl::SimpleAtoi(env, &seed));
+  std::cout << "LOOM_TEST_SEED=" << seed << "\n";
+  SCOPED_TRACE(absl::StrCat("LOOM_TEST_SEED=", seed));
+  std::mt19937_64 rng(seed);
+  const std::string names[2] = {"coord-a", "coord-b"};
+  const std::string grpc[2] = {daemons_[names[0]].address, daemons_[names[1]].address};
+  const std::string http[2] = {daemons_[names[0]].http, daemons_[names[1]].http};
+  const std::string prompt = "What is a loom?";
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered_now{0};
+  std::mutex mu;
+  std::map<std::string, std::string> answered;  // request id -> answer
+  std::vector<std::string> unanswered;
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < 400 && !stop; ++i) {
+        const std::string id = absl::StrCat("carol-", t, "-", i);
+        Http r = ChatAt(http[(t + i) % 2], key, prompt, id, id);
+        json j = json::parse(r.body, nullptr, false);
+        std::lock_guard<std::mutex> lock(mu);
+        if (r.status == 200 && !j.is_discarded()) {
+          answered[id] = j["choices"][0]["message"]["content"].get<std::string>();
+          ++answered_now;
+        } else {
+          unanswered.push_back(id);
+        }
+      }
+    });
+  }
+  for (int round = 0; round < 3; ++round) {
+    const int victim = static_cast<int>(rng() % 2);
+    const int after = answered_now + 1 + static_cast<int>(rng() % 8);
+    ASSERT_TRUE(WaitFor([&] { return answered_now >= after; }, absl::Seconds(60)))
+        << "round " << round << ": the mesh stopped answering";
+    daemons_[names[victim]].process->Signal(SIGKILL);
+    daemons_[names[victim]].process->Wait(absl::Seconds(10));
+    std::vector<std::string> again = flags;
+    again.push_back("--http_listen=" + http[victim]);
+    StartCoordinator(names[victim], grpc[victim], again);
+    ASSERT_EQ(daemons_[names[victim]].http, http[victim]);
+    for (const char* d : {"dev-a", "dev-b"}) {
+      ASSERT_TRUE(WaitFor([&] { return HasDevice(names[victim], key, d); }, absl::Seconds(20)))
+          << names[victim] << " lost " << d << " after its restart";
+    }
+  }
+  const int before_stop = answered_now;
+  ASSERT_TRUE(WaitFor([&] { return answered_now >= before_stop + 4; }, absl::Seconds(60)));
+  stop = true;
+  for (auto& c : clients) c.join();
+
+  // The killed runs' holds expire by themselves.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto [balance, available] = Balance("client:carol");
+        return balance == available;
+      },
+      absl::Seconds(20)));
+  // What the ledger charged, by request id (the ledger scopes a client's ids to its account).
+  auto charged = [&] {
+    std::map<std::string, int> out;
+    const std::string rows = pg_.Sql(
+        "loom", "SELECT reference FROM transactions WHERE kind = 'settle' AND reference LIKE "
+                "'%carol-%'");
+    for (absl::string_view line : absl::StrSplit(rows, '\n', absl::SkipWhitespace())) {
+      const size_t at = line.find("carol-");
+      if (at != absl::string_view::npos) ++out[std::string(line.substr(at))];
+    }
+    return out;
+  };
+  std::map<std::string, int> before = charged();
+  for (const auto& [id, answer] : answered) EXPECT_EQ(before[id], 1) << id << " answered";
+  int replayed = 0, ran_now = 0;
+  for (const std::string& id : unanswered) {
+    const int times = before.count(id) ? before[id] : 0;
+    EXPECT_LE(times, 1) << id;
+    Http again = ChatAt(http[0], key, prompt, id, id);
+    ASSERT_EQ(again.status, 200) << id << ": " << again.body;
+    if (times == 1) {
+      EXPECT_THAT(again.headers, HasSubstr("idempotent-replayed: true")) << id;
+      ++replayed;
+    } else {
+      EXPECT_THAT(again.headers, ::testing::Not(HasSubstr("idempotent-replayed"))) << id;
+      ++ran_now;
+    }
+  }
+  std::map<std::string, int> after = charged();
+  EXPECT_EQ(after.size(), answered.size() + unanswered.size()) << "each request charged once";
+  for (const auto& [id, times] : after) EXPECT_EQ(times, 1) << id;
+  std::cout << "answered " << answered.size() << ", unanswered " << unanswered.size() << " ("
+            << replayed << " replayed a charged answer, " << ran_now << " ran on resending)\n";
+
+  const int64_t spent = 100'000'000 - Balance("client:carol").first;
+  int64_t earned = 0;
+  for (const char* p : {"provider:prov-dev-a", "provider:prov-dev-b"}) earned += Balance(p).first;
+  EXPECT_GT(spent, 0);
   EXPECT_EQ(spent, earned) << "what the client paid, the providers earned (no fee)";
   ExpectBooksVerify();
 }
