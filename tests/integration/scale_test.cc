@@ -426,6 +426,35 @@ TEST_F(ScaleTest, KillingEitherCoordinatorAtRandomPointsChargesOnlyForAnswersAnd
   ExpectBooksVerify();
 }
 
+// The database stops under a running mesh and comes back: requests made meanwhile fail as
+// unavailable (503, naming the ledger) and charge nothing; the next ones after it is back are
+// served by the same coordinator processes, and the books verify.
+TEST_F(ScaleTest, APostgresqlRestartCostsOnlyTheRequestsMadeWhileItIsDown) {
+  StartCoordinator("coord-a");
+  StartWorker("dev-a", "coord-a");
+  const std::string key = NewKey("dave", "10");
+  ASSERT_TRUE(WaitFor([&] { return HasDevice("coord-a", key, "dev-a"); }, absl::Seconds(20)));
+  ASSERT_EQ(Chat("coord-a", key, "What is a loom?").status, 200);
+  const int64_t after_first = Balance("client:dave").first;
+
+  ASSERT_TRUE(pg_.Halt()) << pg_.error();
+  Http down = Chat("coord-a", key, "What is a shuttle?", "dave-down");
+  EXPECT_EQ(down.status, 503) << down.body;
+  EXPECT_THAT(down.body, HasSubstr("PostgreSQL")) << down.body;
+  ASSERT_TRUE(pg_.Resume()) << pg_.error();
+
+  for (int i = 0; i < 3; ++i) {  // the coordinator's pooled connections come back one by one
+    Http up = Chat("coord-a", key, "What is a heddle?", absl::StrCat("dave-up-", i));
+    EXPECT_EQ(up.status, 200) << up.body;
+  }
+  // The request made while the database was down was never charged: sent again, it runs.
+  Http again = Chat("coord-a", key, "What is a shuttle?", "dave-down");
+  EXPECT_EQ(again.status, 200) << again.body;
+  EXPECT_THAT(again.headers, ::testing::Not(HasSubstr("idempotent-replayed")));
+  EXPECT_LT(Balance("client:dave").first, after_first);
+  ExpectBooksVerify();
+}
+
 // 64 requests at once from one client funded for a handful, spread over two coordinators
 // and three workers on one PostgreSQL ledger: never overdrawn, each answered request charged
 // once, no refused one charged.
