@@ -13,6 +13,7 @@ PACKAGES=(
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev python3 curl openssl
   clang libclang-rt-14-dev
   libpq-dev postgresql  # the PostgreSQL ledger; its tests start a real server in a temp dir
+  haproxy  # tests run deploy/mesh/haproxy.cfg in front of two coordinators
 )
 
 missing=()

@@ -65,6 +65,10 @@ std::string ReadFile(const std::string& path);
 // A fresh directory for one test.
 std::string MakeTempDir();
 
+// A loopback port nobody holds now (bound and released; for servers that cannot take port 0
+// and report theirs, like PostgreSQL and HAProxy). 0 when none could be bound.
+int FreePort();
+
 // A coordinator or worker that has written its ready file.
 struct Daemon {
   std::unique_ptr<Process> process;

@@ -4,6 +4,7 @@
 // same books; a request id served by one is replayed, never run again, by the other; killing
 // one under load loses and doubles nothing, and its reservations expire.
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -19,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/join_token.h"
 #include "gmock/gmock.h"
@@ -423,6 +425,87 @@ TEST_F(ScaleTest, KillingEitherCoordinatorAtRandomPointsChargesOnlyForAnswersAnd
   for (const char* p : {"provider:prov-dev-a", "provider:prov-dev-b"}) earned += Balance(p).first;
   EXPECT_GT(spent, 0);
   EXPECT_EQ(spent, earned) << "what the client paid, the providers earned (no fee)";
+  ExpectBooksVerify();
+}
+
+// deploy/mesh/haproxy.cfg itself -- its addresses rewritten to this test's loopback ports and
+// its check interval shortened, nothing else -- in front of two coordinators: HTTP and gRPC
+// clients reach both through it, and when one is killed the balancer sends its clients to the
+// other without an error reaching them.
+TEST_F(ScaleTest, TheDeployedHaproxyConfigSpreadsClientsAndRoutesAroundAKilledCoordinator) {
+  ASSERT_EQ(access("/usr/sbin/haproxy", X_OK), 0) << "haproxy is not installed: run deploy/setup.sh";
+  StartCoordinator("coord-a");
+  StartCoordinator("coord-b");
+  StartWorker("dev-a", "coord-a,coord-b");
+  const std::string key = NewKey("erin", "20");
+  for (const char* c : {"coord-a", "coord-b"}) {
+    ASSERT_TRUE(WaitFor([&] { return HasDevice(c, key, "dev-a"); }, absl::Seconds(20))) << c;
+  }
+  std::string config = ReadFile(std::string(LOOM_SOURCE_DIR) + "/deploy/mesh/haproxy.cfg");
+  ASSERT_FALSE(config.empty());
+  const int grpc_port = FreePort(), http_port = FreePort();
+  ASSERT_TRUE(grpc_port > 0 && http_port > 0);
+  auto port_of = [](const std::string& address) { return address.substr(address.rfind(':') + 1); };
+  const Daemon& a = daemons_["coord-a"];
+  const Daemon& b = daemons_["coord-b"];
+  // Each must match: a config that changes shape makes this test say so.
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"bind :7070", absl::StrCat("bind 127.0.0.1:", grpc_port)},
+           {"bind :8080", absl::StrCat("bind 127.0.0.1:", http_port)},
+           {"10.0.0.11:7070 check port 8080", a.address + " check port " + port_of(a.http)},
+           {"10.0.0.12:7070 check port 8080", b.address + " check port " + port_of(b.http)},
+           {"10.0.0.11:8080", a.http},
+           {"10.0.0.12:8080", b.http},
+           {"inter 2s", "inter 100ms"}}) {
+    ASSERT_TRUE(absl::StrContains(config, from)) << "haproxy.cfg no longer has '" << from << "'";
+    config = absl::StrReplaceAll(config, {{from, to}});
+  }
+  const std::string path = dir_ + "/haproxy.cfg";
+  std::ofstream(path) << config;
+  CommandResult checked = RunCommand("/usr/sbin/haproxy", {"-c", "-f", path});
+  ASSERT_EQ(checked.exit_code, 0) << checked.out << checked.err;
+  auto haproxy = Spawn("/usr/sbin/haproxy", {"-db", "-f", path}, dir_ + "/haproxy.log");
+  ASSERT_NE(haproxy, nullptr);
+  const std::string http = absl::StrCat("127.0.0.1:", http_port);
+  const std::string grpc = absl::StrCat("127.0.0.1:", grpc_port);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        if (haproxy->Wait(absl::ZeroDuration()) != -1) return true;  // it exited: say so below
+        CommandResult r = RunCommand("/usr/bin/curl", {"-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                                       "http://" + http + "/healthz"});
+        return r.out == "200";
+      },
+      absl::Seconds(20)))
+      << haproxy->Log();
+  ASSERT_TRUE(haproxy->running()) << "haproxy exited:\n" << haproxy->Log();
+
+  for (int i = 0; i < 8; ++i) {
+    const std::string id = absl::StrCat("erin-", i);
+    Http r = ChatAt(http, key, "What is a loom?", id, id);
+    ASSERT_EQ(r.status, 200) << r.body << haproxy->Log();
+  }
+  // Both coordinators settled some of them (each writes to chains of its own).
+  const std::string holders = pg_.Sql(
+      "loom", "SELECT DISTINCT split_part(chain, '/', 1) FROM transactions WHERE kind = 'settle' "
+              "ORDER BY 1");
+  EXPECT_EQ(holders, "coord-a\ncoord-b\n") << "leastconn spreads new connections";
+  auto ask = [&] {
+    return RunCommand("loom", {"--plaintext", "--coordinator=" + grpc, "--api_key=" + key,
+                               "--timeout_ms=10000", "ask", "--model=llama-3.1-8b", "Hello?"});
+  };
+  CommandResult asked = ask();
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+
+  daemons_["coord-a"].process->Signal(SIGKILL);
+  daemons_["coord-a"].process->Wait(absl::Seconds(10));
+  for (int i = 0; i < 8; ++i) {  // before and after the balancer's checks notice
+    const std::string id = absl::StrCat("erin-after-", i);
+    Http r = ChatAt(http, key, "What is a loom?", id, id);
+    EXPECT_EQ(r.status, 200) << id << ": " << r.body;
+  }
+  asked = ask();
+  EXPECT_EQ(asked.exit_code, 0) << asked.err;
+  if (HasFailure()) std::cerr << "--- haproxy log ---\n" << haproxy->Log();
   ExpectBooksVerify();
 }
 
