@@ -26,7 +26,7 @@ function post(base, agent, body, onFirstData) {
     const req = http.request(url, { method: "POST", agent, headers: headersFor(base) }, (res) => {
       res.on("data", () => { if (first === null) first = process.hrtime.bigint(); });
       res.on("end", () => {
-        if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}`));
+        if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode} from ${base}`));
         const end = process.hrtime.bigint();
         resolve({ total: Number(end - start) / 1e3, first: Number((first ?? end) - start) / 1e3 });
       });

@@ -15,7 +15,7 @@ cmake --build "$BUILD_DIR" -j "$(nproc)" --target loom-coordinator loom-worker o
 BIN="$BUILD_DIR/bin"
 dir=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; [ -n "${HTTP_BENCH_KEEP:-}" ] && echo "http_bench: kept $dir" || rm -rf "$dir"' EXIT
 
 wait_for() {  # a ready file, at most 10 s
   for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done

@@ -388,6 +388,26 @@ std::string Lower(const std::string& enum_name, absl::string_view prefix) {
   return absl::AsciiStrToLower(absl::StripPrefix(enum_name, prefix));
 }
 
+// The stages of a request as a W3C Server-Timing header (milliseconds; browsers' developer
+// tools and the console show it): where the time went, without reading logs.
+std::string ServerTiming(const v1::Timings& t) {
+  std::string out;
+  auto add = [&](const char* name, int64_t us) {
+    if (us <= 0) return;
+    absl::StrAppendFormat(&out, "%s%s;dur=%.3f", out.empty() ? "" : ", ", name, us / 1000.0);
+  };
+  add("queue", t.queued_us());
+  add("analyze", t.analyze_us());
+  add("reserve", t.reserve_us());
+  add("decompose", t.decompose_us());
+  add("device", t.device_wait_us());
+  add("execute", t.execute_us());
+  add("synthesize", t.synthesize_us());
+  add("settle", t.settle_us());
+  add("total", t.total_us());
+  return out;
+}
+
 json LoomObject(const v1::CompleteResponse& r) {
   json sub_tasks = json::array();
   for (const auto& t : r.plan().sub_tasks()) {
@@ -933,6 +953,7 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
     out["loom"] = LoomObject(*r);
     res.SetHeader("X-Loom-Overhead-Ms",
                   absl::StrFormat("%.3f", r->coordinator_overhead_us() / 1000.0));
+    if (r->has_timings()) res.SetHeader("Server-Timing", ServerTiming(r->timings()));
     res.body = DumpJson(out);
     return res;
   }
@@ -999,6 +1020,7 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
     }
     res.SetHeader("X-Loom-Overhead-Ms",
                   absl::StrFormat("%.3f", r->coordinator_overhead_us() / 1000.0));
+    if (r->has_timings()) res.SetHeader("Server-Timing", ServerTiming(r->timings()));
     res.SetHeader("X-Loom-Request-Id", r->request_id());
     if (r->replayed()) res.SetHeader("Idempotent-Replayed", "true");
     res.body = DumpJson(out);

@@ -101,6 +101,10 @@ TEST_F(HttpTest, CompletionsStreamedAndNotAreChargedToTheKeysClient) {
   EXPECT_GT(body["usage"]["completion_tokens"].get<int>(), 0);
   EXPECT_EQ(body["loom"]["plan_kind"], "passthrough");
   EXPECT_THAT(r.headers, HasSubstr("X-Loom-Overhead-Ms: "));
+  // Where the time went, as browsers' developer tools read it.
+  EXPECT_THAT(r.headers, ::testing::ContainsRegex("Server-Timing: .*reserve;dur=[0-9.]+.*"
+                                                  "device;dur=[0-9.]+.*settle;dur=[0-9.]+.*"
+                                                  "total;dur=[0-9.]+"));
   const int64_t cost = body["loom"]["cost_micro"].get<int64_t>();
   EXPECT_GT(cost, 0);
   CommandResult balance = RunCommand("loom-ledger", {"--db=" + db_, "balance", "client:alice", "--format=json"});
