@@ -1,9 +1,5 @@
 #include "coordinator/http_front_door.h"
 
-#include "coordinator/embeddings_api.h"
-
-#include "coordinator/responses_api.h"
-
 #include <algorithm>
 #include <map>
 #include <set>
@@ -23,6 +19,9 @@
 #include "common/openai_wire.h"
 #include "common/categories.h"
 #include "common/ids.h"
+#include "coordinator/console_assets.h"
+#include "coordinator/embeddings_api.h"
+#include "coordinator/responses_api.h"
 #include "nlohmann/json.hpp"
 
 namespace loom {
@@ -408,6 +407,24 @@ std::string ServerTiming(const v1::Timings& t) {
   return out;
 }
 
+// %XX escapes in a path segment (a request id holds ':' and '/', sent encoded); a malformed
+// escape stays as it is.
+std::string PercentDecode(absl::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    int value = 0;
+    if (in[i] == '%' && i + 2 < in.size() && absl::ascii_isxdigit(in[i + 1]) &&
+        absl::ascii_isxdigit(in[i + 2]) && absl::SimpleHexAtoi(in.substr(i + 1, 2), &value)) {
+      out.push_back(static_cast<char>(value));
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
 json LoomObject(const v1::CompleteResponse& r) {
   json sub_tasks = json::array();
   for (const auto& t : r.plan().sub_tasks()) {
@@ -650,7 +667,7 @@ HttpServerOptions ServerOptions(const HttpOptions& o) {
 HttpFrontDoor::HttpFrontDoor(HttpOptions options, RequestRunner* runner,
                              DeviceRegistry* registry, const Authenticator* auth,
                              Admission* admission, Metrics* metrics,
-                             EmbeddingRunner* embeddings)
+                             EmbeddingRunner* embeddings, const ConsoleApi* console)
     : options_(options),
       runner_(runner),
       registry_(registry),
@@ -658,6 +675,7 @@ HttpFrontDoor::HttpFrontDoor(HttpOptions options, RequestRunner* runner,
       admission_(admission),
       metrics_(metrics),
       embeddings_(embeddings),
+      console_(console),
       server_(ServerOptions(options_),
               [](int status, const std::string& message) { return ErrorResponse(status, message); },
               // Every response names its request, so a client can quote it; a client's own
@@ -743,20 +761,12 @@ void HttpFrontDoor::Routes() {
   }
   server_.Handle("POST", "/v1/feedback", [this](HttpExchange& ex) { return Feedback(ex); },
                  {.head_filter = authenticate});
+  if (console_ != nullptr) ConsoleRoutes();
   server_.Handle(
       "GET", "/loom/v1/affinities",
       [this](HttpExchange&) {
-        json data = json::array();
-        for (const v1::Affinity& a : runner_->Affinities().affinities()) {
-          data.push_back({{"model", a.model()},
-                          {"family", a.family()},
-                          {"category", CategoryName(a.category())},
-                          {"prior", a.prior()},
-                          {"good", a.good()},
-                          {"bad", a.bad()},
-                          {"blended", a.blended()}});
-        }
-        return JsonResponse(json{{"object", "list"}, {"data", std::move(data)}});
+        return JsonResponse(
+            json{{"object", "list"}, {"data", ConsoleApi::AffinityRows(runner_->Affinities())}});
       },
       {.head_filter = authenticate});
   // A provider sees its own earnings with its own key (never another provider's).
@@ -780,6 +790,98 @@ void HttpFrontDoor::Routes() {
                                  {"unpaid_micro", row->unpaid_micro}});
       },
       {.head_filter = authenticate_provider});
+}
+
+// The web console: its static files (embedded) and its JSON, every call authenticated by the
+// console's own rule (an operator key, a client's or a provider's). The page is served to
+// anyone (it holds no data) with a policy that lets it run only its own script.
+void HttpFrontDoor::ConsoleRoutes() {
+  server_.Handle(
+      "GET", "/console",
+      [](HttpExchange&) {
+        HttpResponse res;
+        res.status = 308;
+        res.content_type = "text/plain";
+        res.SetHeader("Location", "/console/");
+        return res;
+      },
+      {.on_io_thread = true});
+  HttpHeadFilter viewer = [this](HttpRequest& req) -> std::optional<HttpResponse> {
+    absl::StatusOr<ConsoleApi::Viewer> v = console_->Authenticate(req.Header("Authorization"));
+    if (!v.ok()) return ErrorResponse(v.status());
+    req.principal = ConsoleApi::Encode(*v);
+    return std::nullopt;
+  };
+  auto json_or_error = [](const absl::StatusOr<json>& j) {
+    return j.ok() ? JsonResponse(*j) : ErrorResponse(j.status());
+  };
+  auto who = [](HttpExchange& ex) { return ConsoleApi::Decode(ex.request().principal); };
+  server_.Handle("GET", "/console/api/whoami",
+                 [this, who](HttpExchange& ex) { return JsonResponse(console_->WhoAmI(who(ex))); },
+                 {.head_filter = viewer});
+  server_.Handle("GET", "/console/api/mesh",
+                 [this, who](HttpExchange& ex) { return JsonResponse(console_->Mesh(who(ex))); },
+                 {.head_filter = viewer});
+  server_.Handle("GET", "/console/api/requests",
+                 [this, who, json_or_error](HttpExchange& ex) {
+                   return json_or_error(console_->Requests(who(ex)));
+                 },
+                 {.head_filter = viewer});
+  server_.Handle("GET", "/console/api/requests/*",
+                 [this, who, json_or_error](HttpExchange& ex) {
+                   return json_or_error(console_->Request(who(ex), PercentDecode(ex.request().suffix)));
+                 },
+                 {.head_filter = viewer});
+  server_.Handle("POST", "/console/api/explain",
+                 [this, who, json_or_error](HttpExchange& ex) {
+                   return json_or_error(console_->Explain(who(ex), ex.request().body));
+                 },
+                 {.head_filter = viewer});
+  server_.Handle("GET", "/console/api/money",
+                 [this, who, json_or_error](HttpExchange& ex) {
+                   return json_or_error(console_->Money(who(ex)));
+                 },
+                 {.head_filter = viewer});
+  server_.Handle("GET", "/console/api/verify",
+                 [this, who, json_or_error](HttpExchange& ex) {
+                   return json_or_error(console_->Verify(who(ex)));
+                 },
+                 {.head_filter = viewer});
+  server_.Handle("GET", "/console/api/payouts.csv",
+                 [this, who](HttpExchange& ex) {
+                   absl::StatusOr<std::string> csv = console_->PayoutsCsv(who(ex));
+                   if (!csv.ok()) return ErrorResponse(csv.status());
+                   HttpResponse res;
+                   res.content_type = "text/csv; charset=utf-8";
+                   res.body = *std::move(csv);
+                   res.SetHeader("Content-Disposition", "attachment; filename=\"loom-payouts.csv\"");
+                   return res;
+                 },
+                 {.head_filter = viewer});
+  server_.Handle("GET", "/console/api/affinities",
+                 [this, who](HttpExchange& ex) { return JsonResponse(console_->Affinities(who(ex))); },
+                 {.head_filter = viewer});  // After the API: a route's trailing * is matched in the order routes were added.
+  server_.Handle(
+      "GET", "/console/*",
+      [](HttpExchange& ex) {
+        const std::string name = ex.request().suffix.empty() ? "index.html" : ex.request().suffix;
+        for (const ConsoleAsset& asset : ConsoleAssets()) {
+          if (name != asset.path) continue;
+          HttpResponse res;
+          res.content_type = asset.content_type;
+          res.body = std::string(asset.body);
+          res.SetHeader("Content-Security-Policy",
+                        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                        "img-src 'self' blob: data:; connect-src 'self'; form-action 'self'; "
+                        "frame-ancestors 'none'; base-uri 'none'");
+          res.SetHeader("X-Content-Type-Options", "nosniff");
+          res.SetHeader("Referrer-Policy", "no-referrer");
+          res.SetHeader("Cache-Control", "no-cache");
+          return res;
+        }
+        return ErrorResponse(404, absl::StrCat("no console file '", name, "'"));
+      },
+      {.on_io_thread = true});
 }
 
 // POST /v1/feedback {"request_id": "...", "rating": "good"|"bad", "sub_task_id": "..."}: the

@@ -14,6 +14,7 @@
 //   GET  /v1/models             the mesh's models plus loom-auto
 //   GET  /loom/v1/earnings      with a provider's key: that provider's earnings (earned,
 //                               tokens, requests, devices, paid out, unpaid)
+//   GET  /console/              the web console (console_api.h: its JSON under /console/api/)
 //   GET  /healthz               200 while serving
 //   GET  /metrics               Prometheus text
 // Errors use OpenAI's error JSON: 400 malformed, 401 key, 402 credits, 404 model, 413 body too
@@ -35,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "coordinator/admission.h"
 #include "coordinator/authenticator.h"
+#include "coordinator/console_api.h"
 #include "coordinator/http_server.h"
 #include "coordinator/metrics.h"
 #include "coordinator/registry.h"
@@ -91,10 +93,11 @@ class HttpFrontDoor {
  public:
   // `admission` is shared with the gRPC door (every request is admitted by it after its key is
   // checked: 429 with Retry-After when the client is past its limit or share).
-  // `embeddings` serves POST /v1/embeddings (null: the route answers 404).
+  // `embeddings` serves POST /v1/embeddings (null: the route answers 404); `console` the web
+  // console under /console/ (null: 404).
   HttpFrontDoor(HttpOptions options, RequestRunner* runner, DeviceRegistry* registry,
                 const Authenticator* auth, Admission* admission, Metrics* metrics,
-                EmbeddingRunner* embeddings = nullptr);
+                EmbeddingRunner* embeddings = nullptr, const ConsoleApi* console = nullptr);
   ~HttpFrontDoor();
 
   // Binds `listen` ("host:port", port 0 = any) and serves on a thread; returns "host:port".
@@ -107,6 +110,7 @@ class HttpFrontDoor {
 
  private:
   void Routes();
+  void ConsoleRoutes();
   HttpResponse Models(HttpExchange& exchange);
   HttpResponse Chat(HttpExchange& exchange);
   HttpResponse Responses(HttpExchange& exchange);  // /v1/responses (responses_api.h)
@@ -139,6 +143,7 @@ class HttpFrontDoor {
   Admission* const admission_;
   Metrics* const metrics_;
   EmbeddingRunner* const embeddings_;
+  const ConsoleApi* const console_;
   ResponseItemCache response_items_;  // for item_reference in /v1/responses
   HttpServer server_;
 };

@@ -3,7 +3,9 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/synchronization/mutex.h"
 #include "common/flags_usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
@@ -27,7 +30,9 @@
 #include "coordinator/device_auth.h"
 #include "coordinator/authenticator.h"
 #include "coordinator/grpc_device_client.h"
+#include "coordinator/console_api.h"
 #include "coordinator/http_front_door.h"
+#include "coordinator/request_log.h"
 #include "coordinator/metrics.h"
 #include "coordinator/orchestrator_service.h"
 #include "coordinator/outcome_model.h"
@@ -42,6 +47,12 @@ ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
           "Address of the OpenAI-compatible HTTP API (port 0: any; empty: no HTTP).");
 ABSL_FLAG(std::string, allow_anonymous, "",
           "Serve requests without an API key, charged to this client account (local demos only).");
+ABSL_FLAG(std::string, console_operator_key_file, "",
+          "A file holding the web console's operator key (16+ characters): a bearer key that sees "
+          "the whole mesh, every request and all money at /console/. Empty: clients and providers "
+          "see their own views only.");
+ABSL_FLAG(int32_t, console_recent_requests, 200,
+          "Recent requests kept in memory for the web console.");
 ABSL_FLAG(int32_t, http_max_connections, 4096,
           "HTTP connections open at once (idle ones cost memory, not threads); more are closed at "
           "accept. Raised to fit the descriptor limit.");
@@ -314,6 +325,23 @@ int main(int argc, char** argv) {
   loom::GrpcDeviceClient device_client(*worker_credentials, !tls.plaintext, absl::Minutes(10),
                                        loom::Clock::Real(), join_mode ? join_secret : "");
   loom::Metrics metrics;
+  if (absl::GetFlag(FLAGS_console_recent_requests) < 1) {
+    return Fail("--console_recent_requests must be >= 1");
+  }
+  loom::RequestLog recent(absl::GetFlag(FLAGS_console_recent_requests));
+  options.recent = &recent;
+  std::string operator_key;
+  if (const std::string path = absl::GetFlag(FLAGS_console_operator_key_file); !path.empty()) {
+    std::ifstream in(path);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    operator_key = std::string(absl::StripAsciiWhitespace(buffer.str()));
+    if (!in || operator_key.size() < 16) {
+      return Fail(absl::StrCat("--console_operator_key_file ", path,
+                               ": needs a key of 16 or more characters (e.g. openssl rand -hex 24 > ",
+                               path, ")"));
+    }
+  }
   loom::RequestRunner runner(options, &registry, &selector, &device_client, ledger->get(),
                              loom::Clock::Real(), &metrics);
   loom::EmbeddingRunner embeddings({.reservation_margin = options.reservation_margin}, &registry,
@@ -330,6 +358,7 @@ int main(int argc, char** argv) {
                              .max_waiting = absl::GetFlag(FLAGS_request_threads),
                              .max_running_per_client = absl::GetFlag(FLAGS_max_requests_per_client)});
   loom::OrchestratorService orchestrator_service(&runner, &registry, &auth, &admission);
+  loom::ConsoleApi console(&registry, &runner, &recent, &auth, ledger->get(), operator_key);
   loom::HttpFrontDoor http({.request_timeout = options.request_timeout,
                             .max_connections = MaxConnections(absl::GetFlag(FLAGS_http_max_connections)),
                             .max_connections_per_peer = absl::GetFlag(FLAGS_http_max_connections_per_peer),
@@ -340,7 +369,8 @@ int main(int argc, char** argv) {
                             .metrics_require_key = absl::GetFlag(FLAGS_metrics_require_key),
                             .tls_cert = tls.plaintext ? "" : tls.cert,
                             .tls_key = tls.plaintext ? "" : tls.key},
-                           &runner, &registry, &auth, &admission, &metrics, &embeddings);
+                           &runner, &registry, &auth, &admission, &metrics, &embeddings,
+                           &console);
 
   auto started = loom::StartGrpcServer(absl::GetFlag(FLAGS_grpc_listen),
                                        {&registry_service, &orchestrator_service},
@@ -370,6 +400,11 @@ int main(int argc, char** argv) {
   }
   spdlog::info("coordinator serving gRPC on {}, HTTP on {}, ledger {}", started->address,
                http_address.empty() ? "(off)" : http_address, shown_ledger);
+  if (!http_address.empty()) {
+    spdlog::info("web console at {}://{}/console/{}", tls.plaintext ? "http" : "https",
+                 http_address, operator_key.empty() ? " (no operator key: clients and providers "
+                                                      "see their own views)" : "");
+  }
 
   // What other coordinators on the same ledger learn reaches this one on a timer.
   absl::Notification stop_refresh;

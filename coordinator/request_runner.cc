@@ -334,6 +334,25 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
                                                         const EventSink& sink,
                                                         Cancellation* cancel,
                                                         absl::Time arrived) {
+  RequestLog* const recent = options_.recent;
+  if (recent == nullptr) return RunUnlogged(request, deadline, sink, cancel, arrived, nullptr);
+  std::string logged;  // the ledger id, once claimed
+  EventSink tee;
+  if (sink) {
+    tee = [&](const v1::CompleteEvent& e) {
+      if (!logged.empty()) recent->Event(logged, e);
+      sink(e);
+    };
+  }
+  absl::StatusOr<v1::CompleteResponse> result =
+      RunUnlogged(request, deadline, tee, cancel, arrived, &logged);
+  if (!logged.empty()) recent->End(logged, result);
+  return result;
+}
+
+absl::StatusOr<v1::CompleteResponse> RequestRunner::RunUnlogged(
+    const v1::CompleteRequest& request, absl::Time deadline, const EventSink& sink,
+    Cancellation* cancel, absl::Time arrived, std::string* logged) {
   const absl::Time start = clock_->Now();
   if (arrived == absl::InfinitePast() || arrived > start) arrived = start;
   v1::Timings timings;
@@ -383,6 +402,11 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   // across coordinators): a duplicate waits for the first, then gets its answer below.
   LOOM_RETURN_IF_ERROR(ClaimId(request_id, deadline, cancel));
   absl::Cleanup unclaim = [&] { UnclaimId(request_id); };
+  if (logged != nullptr) {
+    options_.recent->Begin(request_id, client_named ? request.request_id() : request_id,
+                           client_account, request);
+    *logged = request_id;
+  }
   const int64_t max_tokens = AnswerTokenBound(request);
   // Budget first: nothing runs for a client who cannot pay for it.
   Analysis analysis = analyzer_.Analyze(request, max_tokens);

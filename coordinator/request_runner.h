@@ -65,6 +65,7 @@
 #include "coordinator/response_synthesizer.h"
 #include "coordinator/model_router.h"
 #include "coordinator/outcome_model.h"
+#include "coordinator/request_log.h"
 #include "coordinator/task_decomposer.h"
 #include "ledger/ledger_store.h"
 #include "loom/v1/orchestrator.pb.h"
@@ -79,6 +80,10 @@ struct RunnerOptions {
   RouterOptions router;  // model-backed analysis of unclear requests (off by default)
   // Fed with compete verdicts (the selector reads it); null: nothing learnt. Not owned.
   OutcomeModel* outcomes = nullptr;
+  // The recent requests the console shows: each is entered once its id is claimed and ends
+  // with its result; a streamed one's plan and sub-task events go in as they happen (a unary
+  // one's with its result: without a sink the stages build no events). Null: none. Not owned.
+  RequestLog* recent = nullptr;
   absl::Duration request_timeout = absl::Seconds(300); // when the client sets no deadline
   // When a request sets no max_tokens, devices apply their own limit and the reservation
   // assumes the largest max_output_tokens a model on the mesh advertises (this value for a
@@ -122,6 +127,12 @@ class RequestRunner {
   v1::ListAffinitiesResponse Affinities() const;
 
  private:
+  // Run without the request log; `logged` gets the ledger id once it is claimed (and the log
+  // entry begun).
+  absl::StatusOr<v1::CompleteResponse> RunUnlogged(const v1::CompleteRequest& request,
+                                                   absl::Time deadline, const EventSink& sink,
+                                                   Cancellation* cancel, absl::Time arrived,
+                                                   std::string* logged);
   absl::Status Validate(const v1::CompleteRequest& request) const;
   v1::CompilationPlan BasePlan(const Analysis& analysis, const std::string& request_id) const;
   void AddTentativeAssignments(v1::CompilationPlan* plan, const v1::CompleteRequest& request) const;

@@ -56,9 +56,11 @@ CERTS="$WORK/certs"
 deploy/dev-certs.sh "$CERTS" qwen-coder-box:alice llama-box:bob mistral-box:carol
 LOOM=("$BIN/loom" --tls_ca="$CERTS/ca.crt" --tls_cert="$CERTS/client.crt" --tls_key="$CERTS/client.key")
 
+# The web console's operator key (the console at /console/ sees everything with it).
+openssl rand -hex 24 > "$WORK/operator.key"
 "$BIN/loom-coordinator" --grpc_listen=127.0.0.1:0 --http_listen=127.0.0.1:0 \
   --tls_cert="$CERTS/coordinator.crt" --tls_key="$CERTS/coordinator.key" \
-  --tls_client_ca="$CERTS/ca.crt" \
+  --tls_client_ca="$CERTS/ca.crt" --console_operator_key_file="$WORK/operator.key" \
   --ledger_db="$WORK/loom.db" --ready_file="$WORK/coordinator.json" 2>"$WORK/coordinator.log" &
 PIDS+=($!)
 COORD=$(wait_ready "$WORK/coordinator.json" $!)
@@ -121,5 +123,8 @@ if [ $KEEP = 1 ]; then
   echo "quickstart: mesh still running (Ctrl-C stops it); try:"
   echo "  LOOM_API_KEY=$LOOM_API_KEY ${LOOM[*]} --coordinator=$COORD ask \"...\""
   echo "  curl --cacert $CERTS/ca.crt https://$HTTP/v1/models -H \"Authorization: Bearer $LOOM_API_KEY\""
+  echo "  the web console (operator): https://$HTTP/console/#key=$(cat "$WORK/operator.key")"
+  echo "    (a browser does not know the development CA: import $CERTS/ca.crt, or accept the warning)"
+  echo "  the web console (client demo): https://$HTTP/console/#key=$LOOM_API_KEY"
   wait
 fi

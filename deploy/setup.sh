@@ -14,6 +14,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   libpq-dev postgresql  # the PostgreSQL ledger; its tests start a real server in a temp dir
   haproxy  # tests run deploy/mesh/haproxy.cfg in front of two coordinators
+  chromium fonts-dejavu-core  # the web console is tested in a real headless browser
 )
 
 missing=()
