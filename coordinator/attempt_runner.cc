@@ -39,6 +39,7 @@ v1::CompleteEvent TaskEvent(v1::SubTaskEvent::Kind kind, const std::string& sub_
 }  // namespace
 
 void AttemptLog::Add(v1::Attempt attempt) {
+  if (observer_) observer_(attempt);
   absl::MutexLock lock(&mu_);
   attempts_.push_back(std::move(attempt));
 }

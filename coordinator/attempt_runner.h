@@ -103,6 +103,9 @@ struct CallResult {
 class AttemptLog {
  public:
   explicit AttemptLog(Clock* clock) : clock_(clock) {}
+  // `observer` sees each attempt as it is added (the console's live view); set before the
+  // first call, called outside the log's lock, possibly from several threads.
+  void Observe(std::function<void(const v1::Attempt&)> observer) { observer_ = std::move(observer); }
   void Add(v1::Attempt attempt);
   std::vector<v1::Attempt> attempts() const;
   // Marks a device call in flight / finished; the time during which at least one call was in
@@ -130,6 +133,7 @@ class AttemptLog {
 
  private:
   Clock* const clock_;
+  std::function<void(const v1::Attempt&)> observer_;
   mutable absl::Mutex mu_;
   std::vector<v1::Attempt> attempts_ ABSL_GUARDED_BY(mu_);
   std::vector<Delivered> delivered_ ABSL_GUARDED_BY(mu_);

@@ -66,6 +66,21 @@ void RequestLog::Begin(const std::string& id, const std::string& display_id,
   while (entries_.size() > capacity_) entries_.pop_back();
 }
 
+void RequestLog::Plan(const std::string& id, const v1::CompilationPlan& plan) {
+  absl::MutexLock lock(&mu_);
+  Entry* e = Find(id);
+  if (e == nullptr || !e->running) return;
+  *e->response.mutable_plan() = plan;
+  Trim(&e->response);
+}
+
+void RequestLog::Attempt(const std::string& id, const v1::Attempt& attempt) {
+  absl::MutexLock lock(&mu_);
+  Entry* e = Find(id);
+  if (e == nullptr || !e->running) return;
+  *e->response.add_attempts() = attempt;
+}
+
 void RequestLog::Event(const std::string& id, const v1::CompleteEvent& event) {
   if (!event.has_plan() && !event.has_sub_task()) return;
   absl::MutexLock lock(&mu_);

@@ -3,7 +3,8 @@
 // ring, newest first. Each entry says who sent it, what it was turned into (the plan: sub-tasks,
 // dependencies, assignments), how it ran (attempts, failed ones with their reason; compete
 // candidates and the winner; contributions) and how it ended (cost, latency, error). A running
-// request shows its plan and its sub-tasks' progress as the runner's events arrive.
+// request shows its plan and each attempt as it ends (and, streamed, each sub-task as it
+// starts).
 //
 // Only previews of text are kept (prompt, answer, sub-task prompts: a few hundred bytes, cut on a
 // character boundary): the log is for looking, not for replaying. It lives in memory and is lost
@@ -11,7 +12,7 @@
 //
 //   RequestLog log(200);
 //   log.Begin(id, "client:alice", request);     // RequestRunner::Run does this
-//   log.Event(id, event);                        // plan and sub-task events
+//   log.Plan(id, plan); log.Attempt(id, attempt); // as they happen
 //   log.End(id, result);
 //   std::vector<RequestLog::Entry> mine = log.List("client:alice", 50);
 //
@@ -57,7 +58,10 @@ class RequestLog {
 
   void Begin(const std::string& id, const std::string& display_id, const std::string& client,
              const v1::CompleteRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
-  // Plan and sub-task events of a running request (others are ignored).
+  // What a running request has done so far: its plan once made, each attempt as it ends, and
+  // (streamed requests) the sub-task events (others are ignored).
+  void Plan(const std::string& id, const v1::CompilationPlan& plan) ABSL_LOCKS_EXCLUDED(mu_);
+  void Attempt(const std::string& id, const v1::Attempt& attempt) ABSL_LOCKS_EXCLUDED(mu_);
   void Event(const std::string& id, const v1::CompleteEvent& event) ABSL_LOCKS_EXCLUDED(mu_);
   void End(const std::string& id, const absl::StatusOr<v1::CompleteResponse>& result)
       ABSL_LOCKS_EXCLUDED(mu_);

@@ -340,7 +340,9 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   EventSink tee;
   if (sink) {
     tee = [&](const v1::CompleteEvent& e) {
-      if (!logged.empty()) recent->Event(logged, e);
+      // The plan and the attempts reach the log whether or not a client streams (Execute,
+      // AttemptLog::Observe); a stream adds the sub-tasks' starts.
+      if (!logged.empty() && e.has_sub_task()) recent->Event(logged, e);
       sink(e);
     };
   }
@@ -477,6 +479,11 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::RunUnlogged(
     return Replay(request, request_id, reserved, sink);
   }
   AttemptLog log(clock_);
+  if (logged != nullptr) {
+    log.Observe([recent = options_.recent, &request_id](const v1::Attempt& a) {
+      recent->Attempt(request_id, a);
+    });
+  }
   if (!affordable.too_dear.empty()) log.ExcludeDevices(std::move(affordable.too_dear));
   std::optional<CallResult> route_call;
   if (reserved.ok() && consult) {
@@ -554,6 +561,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   }
   auto emit_plan = [&] {
     AddTentativeAssignments(&plan, request);
+    if (options_.recent != nullptr) options_.recent->Plan(request_id, plan);
     if (!emit) return;
     v1::CompleteEvent e;
     *e.mutable_plan() = plan;

@@ -7,9 +7,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -58,24 +60,28 @@ class ConsoleTest : public MeshFixture {
   };
   Http Call(const std::string& method, const std::string& path, const std::string& key,
             const std::string& body = "", std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"-s", "-D", dir_ + "/headers", "-X", method,
+    // Files of their own: calls may come from several threads.
+    const std::string tag = absl::StrCat(calls_++);
+    std::vector<std::string> args = {"-s", "-D", dir_ + "/headers-" + tag, "-X", method,
                                      "http://" + coordinator_.http + path};
     if (!key.empty()) args.insert(args.end(), {"-H", "Authorization: Bearer " + key});
     if (!body.empty()) {
-      std::ofstream(dir_ + "/body.json") << body;
-      args.insert(args.end(), {"-H", "Content-Type: application/json", "--data-binary", "@" + dir_ + "/body.json"});
+      std::ofstream(dir_ + "/body-" + tag + ".json") << body;
+      args.insert(args.end(), {"-H", "Content-Type: application/json", "--data-binary",
+                               "@" + dir_ + "/body-" + tag + ".json"});
     }
     args.insert(args.end(), extra.begin(), extra.end());
     CommandResult r = RunCommand("/usr/bin/curl", args);
     Http out;
     out.body = r.out;
-    out.headers = ReadFile(dir_ + "/headers");
+    out.headers = ReadFile(dir_ + "/headers-" + tag);
     if (out.headers.size() > 12) out.status = std::atoi(out.headers.substr(9, 3).c_str());
     return out;
   }
+  // `expect` 0: any status.
   json Get(const std::string& path, const std::string& key, int expect = 200) {
     Http r = Call("GET", path, key);
-    EXPECT_EQ(r.status, expect) << path << ": " << r.body;
+    if (expect != 0) EXPECT_EQ(r.status, expect) << path << ": " << r.body;
     return json::parse(r.body, nullptr, false);
   }
   json Chat(const std::string& key, const std::string& id, const std::string& prompt,
@@ -101,6 +107,7 @@ class ConsoleTest : public MeshFixture {
   }
 
   std::string operator_key_, alice_, bob_, provider_;
+  std::atomic<int> calls_{0};
 };
 
 TEST_F(ConsoleTest, TheJsonEndpointsShowEachViewerWhatIsTheirsOnly) {
@@ -169,6 +176,29 @@ TEST_F(ConsoleTest, TheJsonEndpointsShowEachViewerWhatIsTheirsOnly) {
   json affinities = Get("/console/api/affinities", alice_);
   EXPECT_FALSE(affinities["affinities"].empty());
   EXPECT_EQ(affinities["categories"].size(), 8u);
+}
+
+// A unary request shows its plan while it runs (a slow device: 60 tokens at 20 a second),
+// then its attempts and cost when it ends.
+TEST_F(ConsoleTest, ARunningRequestShowsItsPlanBeforeItEnds) {
+  StartWorker("dev-slow", "phi-3-mini", {"--sim_tokens_per_second=20", "--sim_output_tokens=60"});
+  ASSERT_TRUE(WaitForDevices({"dev-a", "dev-b", "dev-c", "dev-slow"}));
+  std::thread client([&] { Chat(alice_, "alice-slow", "Tell me a long story.", "phi-3-mini"); });
+  json seen;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        seen = Get("/console/api/requests/client%3Aalice%2Falice-slow", alice_, 0);
+        return seen.is_object() && seen.value("running", false) && seen.value("planKind", "") == "passthrough";
+      },
+      absl::Seconds(20)))
+      << seen.dump();
+  EXPECT_TRUE(seen["response"]["attempts"].empty()) << "its one attempt has not ended yet";
+  client.join();
+  json done = Get("/console/api/requests/client%3Aalice%2Falice-slow", alice_);
+  EXPECT_FALSE(done["running"].get<bool>());
+  EXPECT_EQ(done["outcome"], "ok");
+  EXPECT_EQ(done["response"]["attempts"].size(), 1u);
+  EXPECT_GT(done["costMicro"].get<int64_t>(), 0);
 }
 
 TEST_F(ConsoleTest, TheConsoleInARealBrowser) {

@@ -90,6 +90,28 @@ TEST(RequestLogTest, ARunningRequestGainsItsPlanAndEventsThenItsResult) {
   EXPECT_EQ(log.Get("r1", "")->events.size(), 1u);
 }
 
+TEST(RequestLogTest, AUnaryRequestShowsItsPlanAndEachAttemptAsItEnds) {
+  RequestLog log(10);
+  log.Begin("r1", "r1", "client:alice", Ask("x"));
+  v1::CompilationPlan plan;
+  plan.set_kind(v1::PLAN_KIND_COMPILED);
+  plan.add_sub_tasks()->set_prompt(std::string(1000, 'p'));
+  log.Plan("r1", plan);
+  v1::Attempt failed;
+  failed.set_sub_task_id("t0");
+  failed.set_outcome(v1::ATTEMPT_OUTCOME_FAILED);
+  failed.set_reason("UNAVAILABLE: device gone");
+  log.Attempt("r1", failed);
+  std::optional<RequestLog::Entry> e = log.Get("r1", "");
+  EXPECT_TRUE(e->running);
+  EXPECT_EQ(e->response.plan().kind(), v1::PLAN_KIND_COMPILED);
+  EXPECT_LE(e->response.plan().sub_tasks(0).prompt().size(), RequestLog::kPromptPreviewBytes + 3);
+  ASSERT_EQ(e->response.attempts_size(), 1);
+  EXPECT_EQ(e->response.attempts(0).reason(), "UNAVAILABLE: device gone");
+  log.Plan("unknown", plan);  // nothing to update
+  EXPECT_EQ(log.List("", 10).size(), 1u);
+}
+
 TEST(RequestLogTest, AFailedRequestKeepsWhatItHadAndSaysWhy) {
   RequestLog log(10);
   log.Begin("r1", "r1", "client:alice", Ask("x"));
