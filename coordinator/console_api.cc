@@ -35,6 +35,9 @@ json Summary(const RequestLog::Entry& e) {
   const v1::CompleteResponse& r = e.response;
   json categories = json::array();
   for (const v1::SubTask& t : r.plan().sub_tasks()) categories.push_back(CategoryName(t.category()));
+  if (categories.empty() && r.plan().categories_size() > 0) {  // passthrough, compete: the top one
+    categories.push_back(CategoryName(r.plan().categories(0).category()));
+  }
   const absl::Time end = e.running ? absl::Now() : e.finished;
   return json{{"id", e.id},
               {"displayId", e.display_id},
@@ -213,6 +216,16 @@ absl::StatusOr<json> ConsoleApi::Money(const Viewer& viewer) const {
     json recent = json::array();
     for (const v1::ContributionRecord& r : records) recent.push_back(Proto(r));
     out["recentRecords"] = std::move(recent);
+    LOOM_ASSIGN_OR_RETURN(std::vector<TransactionInfo> transactions, ledger_->RecentTransactions(25));
+    json txns = json::array();
+    for (const TransactionInfo& t : transactions) {
+      txns.push_back({{"id", t.id},
+                      {"kind", t.kind},
+                      {"reference", t.reference},
+                      {"amountMicro", t.amount_micro},
+                      {"createdMs", t.created_ms}});
+    }
+    out["recentTransactions"] = std::move(txns);
   }
   return out;
 }

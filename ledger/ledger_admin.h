@@ -31,6 +31,15 @@ struct ApiKeyInfo {
   int64_t revoked_ms = 0;      // 0 while valid
 };
 
+// One transaction as a listing shows it (its entries and hash are verify's business).
+struct TransactionInfo {
+  int64_t id = 0;
+  std::string kind;       // settle, grant, payout
+  std::string reference;  // settle:REQUEST, grant:REF, payout:REF
+  int64_t amount_micro = 0;
+  int64_t created_ms = 0;
+};
+
 struct VerifyReport {
   bool ok = true;
   int64_t transactions = 0;
@@ -94,6 +103,8 @@ class LedgerAdmin : public LedgerStore {
                                              const std::string& reference) = 0;
   virtual absl::StatusOr<int64_t> Balance(const std::string& account_id) = 0;
   virtual absl::StatusOr<std::vector<AccountInfo>> Accounts() = 0;
+  // The newest `limit` transactions (1-1000), newest first.
+  virtual absl::StatusOr<std::vector<TransactionInfo>> RecentTransactions(int limit) = 0;
   // Recomputes the hash chain(s), entry sums, balances and settlement records.
   virtual absl::StatusOr<VerifyReport> Verify() = 0;
   // Releases every reservation made by this ledger's holder: called once at start, before any

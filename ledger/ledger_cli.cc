@@ -34,6 +34,9 @@ constexpr Command kCommands[] = {
     {"balance", "balance ACCOUNT", "balance and available credits (balance minus live "
                                    "reservations) of client:NAME, provider:ID, mint, payout or fee."},
     {"accounts", "accounts", "every account with its kind, balance and reserved credits."},
+    {"transactions", "transactions [--limit=N]",
+     "the newest N transactions (default 1000, at most 1000), newest first: id, kind, reference, "
+     "amount, time."},
     {"records", "records [--request=ID] [--provider=ID] [--limit=N]",
      "contribution records: which device and model earned what, in which role, for which "
      "request."},
@@ -181,6 +184,27 @@ std::string FormatAccounts(const std::vector<AccountInfo>& accounts, OutputForma
     return FormatCsv(header, rows);
   }
   return FormatTextTable(header, rows);
+}
+
+std::string FormatTransactions(const std::vector<TransactionInfo>& transactions,
+                               OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    json out = json::array();
+    for (const auto& t : transactions) {
+      out.push_back({{"id", t.id}, {"kind", t.kind}, {"reference", t.reference},
+                     {"amount", FormatCredits(t.amount_micro)}, {"amount_micro", t.amount_micro},
+                     {"created_ms", t.created_ms}});
+    }
+    return DumpJson(out) + "\n";
+  }
+  std::vector<Row> rows;
+  for (const auto& t : transactions) {
+    rows.push_back({absl::StrCat(t.id), t.kind, t.reference, FormatCredits(t.amount_micro),
+                    absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(t.created_ms),
+                                     absl::UTCTimeZone())});
+  }
+  const Row header = {"id", "kind", "reference", "amount", "time"};
+  return format == OutputFormat::kCsv ? FormatCsv(header, rows) : FormatTextTable(header, rows);
 }
 
 std::string FormatPayouts(const std::vector<PayoutRow>& payouts, OutputFormat format) {

@@ -29,6 +29,8 @@ absl::StatusOr<int64_t> ParseTimeMs(const std::string& text);
 // CSV (credits and micro-credits).
 std::string FormatRecords(const std::vector<v1::ContributionRecord>& records, OutputFormat format);
 std::string FormatAccounts(const std::vector<AccountInfo>& accounts, OutputFormat format);
+std::string FormatTransactions(const std::vector<TransactionInfo>& transactions,
+                               OutputFormat format);
 std::string FormatPayouts(const std::vector<PayoutRow>& rows, OutputFormat format);
 std::string FormatKeys(const std::vector<ApiKeyInfo>& keys, OutputFormat format);
 std::string FormatBalance(const std::string& account, int64_t balance, int64_t available,

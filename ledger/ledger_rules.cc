@@ -22,6 +22,13 @@ absl::Status CheckAccountId(const std::string& id) {
   return absl::OkStatus();
 }
 
+absl::Status CheckListLimit(int limit) {
+  if (limit < 1 || limit > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("a listing shows 1-1000 rows, not ", limit));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckSettlement(const SettlementRequest& request) {
   if (request.request_id.empty()) return absl::InvalidArgumentError("settle: empty request id");
   if (AccountKind(request.client_account) != "client") {

@@ -30,6 +30,8 @@ absl::Status CheckGrantAccount(const std::string& account);
 absl::Status CheckProviderId(const std::string& provider_id);
 absl::Status CheckVerdict(const FeedbackVerdict& verdict);
 absl::Status CheckOutcomes(const std::vector<OutcomeDelta>& deltas);
+// A listing's row limit: 1-1000.
+absl::Status CheckListLimit(int limit);
 
 // fee_bps of `credits_micro`, rounded down, without overflow. Monotone in credits.
 int64_t Fee(int fee_bps, int64_t credits_micro);

@@ -1,6 +1,7 @@
 // loom-ledger: reads and operates the credit ledger.
 #include <cstring>
 #include <map>
+#include <algorithm>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -21,7 +22,7 @@ ABSL_FLAG(std::string, ledger_password_file, "",
 ABSL_FLAG(std::string, format, "table", "Output format of listings: table, json or csv.");
 ABSL_FLAG(std::string, request, "", "records: only this request id.");
 ABSL_FLAG(std::string, provider, "", "records, payouts: only this provider id; keys create: the provider the key is for.");
-ABSL_FLAG(int64_t, limit, 1000, "records: at most this many rows.");
+ABSL_FLAG(int64_t, limit, 1000, "records, transactions: at most this many rows.");
 ABSL_FLAG(std::string, since, "", "payouts: from this time (inclusive).");
 ABSL_FLAG(std::string, until, "", "payouts: until this time (exclusive).");
 ABSL_FLAG(std::string, reference, "", "grant, payout: idempotency reference (required).");
@@ -95,6 +96,17 @@ int main(int argc, char** argv) {
     auto accounts = (*ledger)->Accounts();
     if (!accounts.ok()) return Fail(std::string(accounts.status().message()));
     std::cout << loom::FormatAccounts(*accounts, *format);
+    return 0;
+  }
+  if (command == "transactions") {
+    if (!expect_args(0)) return Fail("transactions takes no arguments; use --limit=N");
+    auto ledger = OpenLedger(true);
+    if (!ledger.ok()) return Fail(std::string(ledger.status().message()));
+    const int64_t limit = absl::GetFlag(FLAGS_limit);  // out of 1-1000: refused by the ledger
+    auto transactions = (*ledger)->RecentTransactions(
+        static_cast<int>(std::clamp<int64_t>(limit, 0, 1001)));
+    if (!transactions.ok()) return Fail(std::string(transactions.status().message()));
+    std::cout << loom::FormatTransactions(*transactions, *format);
     return 0;
   }
   if (command == "balance") {

@@ -1107,6 +1107,21 @@ absl::StatusOr<std::vector<AccountInfo>> PostgresLedger::Accounts() {
   return out;
 }
 
+absl::StatusOr<std::vector<TransactionInfo>> PostgresLedger::RecentTransactions(int limit) {
+  LOOM_RETURN_IF_ERROR(ledger_rules::CheckListLimit(limit));
+  std::vector<TransactionInfo> out;
+  LOOM_RETURN_IF_ERROR(WithConn([&](Conn& c) -> absl::Status {
+    LOOM_ASSIGN_OR_RETURN(Result q, c.Exec("SELECT id, kind, reference, amount_micro, created_at_ms "
+                                           "FROM transactions ORDER BY id DESC LIMIT $1",
+                                           {int64_t{limit}}));
+    for (int i = 0; i < q.rows(); ++i) {
+      out.push_back({q.Int(i, 0), q.Text(i, 1), q.Text(i, 2), q.Int(i, 3), q.Int(i, 4)});
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 absl::StatusOr<std::vector<PayoutRow>> PostgresLedger::Payouts(const PayoutFilter& filter) {
   std::map<std::string, PayoutRow> rows;
   LOOM_RETURN_IF_ERROR(WithConn([&](Conn& c) -> absl::Status {

@@ -100,6 +100,7 @@ class PostgresLedger : public LedgerAdmin {
                                      const std::string& reference) override;
   absl::StatusOr<int64_t> Balance(const std::string& account_id) override;
   absl::StatusOr<std::vector<AccountInfo>> Accounts() override;
+  absl::StatusOr<std::vector<TransactionInfo>> RecentTransactions(int limit) override;
   absl::StatusOr<VerifyReport> Verify() override;
   absl::StatusOr<int64_t> ReleaseOrphans() override;
   absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKey(const std::string& client_name) override;

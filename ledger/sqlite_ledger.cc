@@ -1325,6 +1325,22 @@ absl::StatusOr<std::vector<AccountInfo>> SqliteLedger::Accounts() {
   return out;
 }
 
+absl::StatusOr<std::vector<TransactionInfo>> SqliteLedger::RecentTransactions(int limit) {
+  LOOM_RETURN_IF_ERROR(ledger_rules::CheckListLimit(limit));
+  absl::MutexLock lock(&mu_);
+  Statement q(db_,
+              "SELECT id, kind, reference, amount_micro, created_at_ms FROM transactions "
+              "ORDER BY id DESC LIMIT ?1");
+  q.Bind(1, int64_t{limit});
+  std::vector<TransactionInfo> out;
+  while (true) {
+    LOOM_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.push_back({q.Int(0), q.Text(1), q.Text(2), q.Int(3), q.Int(4)});
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<PayoutRow>> SqliteLedger::Payouts(const PayoutFilter& filter) {
   absl::MutexLock lock(&mu_);
   std::map<std::string, PayoutRow> rows;

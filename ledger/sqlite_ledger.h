@@ -127,6 +127,7 @@ class SqliteLedger : public LedgerAdmin {
   // Balance minus live reservations.
   absl::StatusOr<int64_t> Available(const std::string& account_id) override;
   absl::StatusOr<std::vector<AccountInfo>> Accounts() override;
+  absl::StatusOr<std::vector<TransactionInfo>> RecentTransactions(int limit) override;
   absl::StatusOr<std::vector<PayoutRow>> Payouts(const PayoutFilter& filter) override;
   absl::StatusOr<VerifyReport> Verify() override;
 

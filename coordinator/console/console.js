@@ -27,6 +27,7 @@ function fill(tbody, rows) { tbody.replaceChildren(...rows); }
 const credits = (micro) => (Number(micro || 0) / 1e6).toFixed(6);
 const short = (name, prefix) => String(name || "").replace(prefix, "").toLowerCase();
 const category = (c) => short(c, "TASK_CATEGORY_");
+const subTask = (id) => (String(id).length >= 32 ? String(id).slice(0, 8) : String(id));  // UUIDs cut
 
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
@@ -143,7 +144,7 @@ async function drawDetail(id) {
   const resp = r.response || {};
   drawGraph($("detail-graph"), resp.plan || {}, resp, r.events || []);
   fill($("detail-attempts").tBodies[0], (resp.attempts || []).map((a) => el("tr", {},
-    el("td", {}, a.subTaskId.slice(0, 8)), el("td", {}, a.attempt), el("td", {}, a.deviceId),
+    el("td", {}, subTask(a.subTaskId)), el("td", {}, a.attempt), el("td", {}, a.deviceId),
     el("td", {}, a.model), el("td", { class: "outcome-" + a.outcome }, short(a.outcome, "ATTEMPT_OUTCOME_")),
     el("td", {}, a.reason), el("td", {}, a.tokens), el("td", {}, a.latencyMs))));
   fill($("detail-contributions").tBodies[0], (resp.contributions || []).map((c) => el("tr", {},
@@ -157,8 +158,18 @@ async function drawDetail(id) {
 // dependency, then synthesis (compiled) fed by the parts nothing else depends on. ----
 
 function drawGraph(box, plan, resp, events) {
-  const tasks = plan.subTasks || [];
   const attempts = resp.attempts || [];
+  const compete = plan.kind === "PLAN_KIND_COMPETE";
+  let tasks = plan.subTasks || [];
+  if (compete) {
+    // Candidates: as the verdict lists them, else as they ran, else as assigned (explorer).
+    const candidates = resp.compete && resp.compete.candidates ? resp.compete.candidates.map((c) => c.subTaskId)
+      : attempts.length ? attempts.map((a) => a.subTaskId).filter((id) => id !== "judge")
+      : (plan.assignments || []).map((a) => a.subTaskId);
+    const first = (plan.categories || [])[0];
+    tasks = [...new Set(candidates)].map((id) => ({ id, category: first ? first.category : "",
+                                                    dependsOn: [], prompt: "compete candidate " + id }));
+  }
   const assigned = {};
   for (const a of plan.assignments || []) assigned[a.subTaskId] = a;
   for (const e of events) if (e.kind === "KIND_STARTED") assigned[e.subTaskId] = e;
@@ -187,10 +198,11 @@ function drawGraph(box, plan, resp, events) {
   const isCompiled = plan.kind === "PLAN_KIND_COMPILED";
   const dependedOn = new Set(tasks.flatMap((t) => t.dependsOn || []));
   const leaves = tasks.filter((t) => !dependedOn.has(t.id));
-  const synth = isCompiled && tasks.length > 1;
-  if (synth) {
+  // The node the parts end in: synthesis (compiled), or the verdict among candidates (compete).
+  const last = compete && tasks.length ? "verdict" : isCompiled && tasks.length > 1 ? "synthesis" : null;
+  if (last) {
     const d = Math.max(0, ...Object.values(depth)) + 1;
-    pos.synthesis = { x: 20 + d * (W + GX), y: TOP };
+    pos[last] = { x: 20 + d * (W + GX), y: TOP };
   }
   const width = 40 + Math.max(0, ...Object.values(pos).map((p) => p.x)) + W;
   const height = 40 + Math.max(0, ...Object.values(pos).map((p) => p.y)) + H;
@@ -210,7 +222,7 @@ function drawGraph(box, plan, resp, events) {
                                      "marker-end": `url(#${box.id}-arrow)` }));
   };
   for (const t of tasks) for (const d of t.dependsOn || []) if (pos[d]) edge(d, t.id);
-  if (synth) for (const t of leaves) edge(t.id, "synthesis");
+  if (last) for (const t of leaves) edge(t.id, last);
   const node = (id, cls, lines, tip) => {
     const p = pos[id];
     const g = el("svg:g", { class: "node " + cls, "data-sub-task": id, transform: `translate(${p.x} ${p.y})` },
@@ -224,18 +236,26 @@ function drawGraph(box, plan, resp, events) {
     const tried = attempts.filter((a) => a.subTaskId === t.id);
     const failed = tried.filter((a) => a.outcome === "ATTEMPT_OUTCOME_FAILED");
     const ok = tried.find((a) => a.outcome === "ATTEMPT_OUTCOME_OK");
-    const who = ok || assigned[t.id] || {};
+    const candidate = ((resp.compete || {}).candidates || []).find((c) => c.subTaskId === t.id);
+    const who = ok || candidate || assigned[t.id] || {};
     const cls = (t.id === winner ? "winner" : "") + (failed.length ? " failed" : "");
     const paid = contributed[t.id] ? " · " + credits(contributed[t.id]) : "";
     node(t.id, cls, [category(t.category) + (t.id === winner ? " ★ winner" : ""),
                      (who.deviceId || "unassigned") + paid, who.model || ""],
          t.prompt + failed.map((a) => `\nattempt ${a.attempt} on ${a.deviceId} failed: ${a.reason}`).join(""));
   }
-  if (synth) {
+  if (last === "synthesis") {
     const wove = attempts.find((a) => a.subTaskId === "synthesis" && a.outcome === "ATTEMPT_OUTCOME_OK");
     node("synthesis", "synthesis", ["synthesis of " + leaves.length + " parts",
                                     wove ? wove.deviceId : "", wove ? wove.model : ""],
          plan.synthesisPrompt || "synthesis");
+  } else if (last === "verdict") {
+    const verdict = resp.compete || {};
+    const judge = attempts.find((a) => a.subTaskId === "judge" && a.outcome === "ATTEMPT_OUTCOME_OK");
+    node("verdict", "synthesis", ["verdict: " + (verdict.method || "pending"),
+                                  judge ? "judge " + judge.deviceId : "",
+                                  verdict.winnerSubTaskId ? "winner " + verdict.winnerSubTaskId : ""],
+         verdict.reason || "the best candidate's answer is the answer");
   }
   box.replaceChildren(tasks.length ? svg : el("p", {}, "No plan yet."));
 }
@@ -252,7 +272,7 @@ async function explain(ev) {
     drawGraph($("explain-graph"), plan, {}, []);
     fill($("explain-reasons"), (plan.reasons || []).map((x) => el("li", {}, x)));
     fill($("explain-assignments").tBodies[0], (plan.assignments || []).map((a) => el("tr", {},
-      el("td", {}, a.subTaskId.slice(0, 8)), el("td", {}, a.deviceId), el("td", {}, a.model),
+      el("td", {}, subTask(a.subTaskId)), el("td", {}, a.deviceId), el("td", {}, a.model),
       el("td", {}, Number(a.score).toFixed(3)), el("td", {}, a.reason))));
   } catch (e) {
     $("explain-error").textContent = e.message;
@@ -280,6 +300,9 @@ async function drawMoney() {
   fill($("accounts").tBodies[0], m.accounts.map((a) => el("tr", {},
     el("td", {}, a.id), el("td", {}, a.kind), el("td", {}, credits(a.balanceMicro)),
     el("td", {}, credits(a.reservedMicro)))));
+  fill($("transactions").tBodies[0], m.recentTransactions.map((t) => el("tr", {},
+    el("td", {}, t.id), el("td", {}, new Date(t.createdMs).toLocaleTimeString()),
+    el("td", {}, t.kind), el("td", {}, t.reference), el("td", {}, credits(t.amountMicro)))));
   fill($("records").tBodies[0], m.recentRecords.map((r) => el("tr", {},
     el("td", {}, r.requestId), el("td", {}, r.deviceId), el("td", {}, r.providerId),
     el("td", {}, r.model), el("td", {}, short(r.role, "CONTRIBUTION_ROLE_")),

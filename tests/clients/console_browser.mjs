@@ -4,7 +4,7 @@
 //   node console_browser.mjs PHASE
 // Environment: LOOM_CONSOLE (http://host:port/console/), LOOM_OPERATOR_KEY, LOOM_ALICE_KEY,
 // LOOM_BOB_KEY, LOOM_PROVIDER_KEY, LOOM_COMPILED_ID and LOOM_EXPECT (JSON: the compiled
-// request's sub-tasks and edges), LOOM_XSS_ID, LOOM_SIGNAL (a file to create when the page is
+// request's sub-tasks and edges), LOOM_COMPETE_ID (three candidates), LOOM_XSS_ID, LOOM_SIGNAL (a file to create when the page is
 // ready for the worker to be killed), LOOM_SCREENSHOTS (a directory; optional).
 // Prints each check and "N passed, M failed"; exits 1 on any failure.
 import fs from "node:fs";
@@ -82,6 +82,21 @@ try {
     check("the request shows the contribution each device got", paid >= expect.nodes.length - 1, String(paid));
     await shot("request");
 
+    // A compete request: its candidates, the verdict they feed, and one winner.
+    const competing = process.env.LOOM_COMPETE_ID;
+    await page.click(`tr[data-request="${competing}"]`);
+    await page.waitForFunction(() => document.querySelector('#detail-graph .node[data-sub-task="verdict"]'),
+                               { timeout: 15000 });
+    const contest = await page.evaluate(() => ({
+      candidates: document.querySelectorAll("#detail-graph .node").length - 1,
+      winners: [...document.querySelectorAll("#detail-graph .node.winner")].map((g) => g.dataset.subTask),
+      edges: document.querySelectorAll('#detail-graph .edge[data-to="verdict"]').length,
+    }));
+    check("a compete request shows its candidates, the verdict and one winner",
+          contest.candidates === 3 && contest.winners.length === 1 && contest.edges === 3,
+          JSON.stringify(contest));
+    await shot("compete");
+
     // A prompt that carries markup is shown as text, and nothing in it runs.
     const xss = process.env.LOOM_XSS_ID;
     await page.click(`tr[data-request="${xss}"]`);
@@ -112,6 +127,8 @@ try {
     await page.waitForFunction(() => document.querySelectorAll("#payouts tbody tr").length > 0, { timeout: 15000 });
     const payouts = (await rows("#payouts")).join("\n");
     check("money lists the providers' payouts", payouts.includes("prov-dev-"), payouts);
+    const txns = (await rows("#transactions")).join("\n");
+    check("and the ledger's recent transactions", txns.includes("settle:client:alice/alice-compiled"), txns);
     await page.click("#verify");
     await page.waitForFunction(() => document.getElementById("verify-result").textContent.startsWith("ok"),
                                { timeout: 15000 });

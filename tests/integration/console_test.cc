@@ -239,8 +239,11 @@ TEST_F(ConsoleTest, TheConsoleInARealBrowser) {
   Chat(alice_, "alice-xss",
        "Repeat this: <script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">");
   Chat(bob_, "bob-1", "Who wrote Hamlet?", "llama-3.1-8b");
+  json compete = Chat(alice_, "alice-compete", "What is the capital of Peru?", "loom-auto", "compete");
+  ASSERT_EQ(compete["loom"]["plan_kind"], "compete") << compete.dump();
 
   CommandResult requests = Browser("requests", {{"LOOM_COMPILED_ID", "client:alice/alice-compiled"},
+                                                {"LOOM_COMPETE_ID", "client:alice/alice-compete"},
                                                 {"LOOM_XSS_ID", "client:alice/alice-xss"},
                                                 {"LOOM_EXPECT", expect.dump()}});
   std::cout << requests.out << requests.err;

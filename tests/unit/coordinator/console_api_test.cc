@@ -100,6 +100,8 @@ TEST_F(ConsoleApiTest, MoneyIsTheViewersOwn) {
   EXPECT_EQ((*books)["payouts"].size(), 2u);
   EXPECT_FALSE((*books)["accounts"].empty());
   EXPECT_EQ((*books)["recentRecords"].size(), 2u);
+  ASSERT_EQ((*books)["recentTransactions"].size(), 3u);  // a grant, two settlements
+  EXPECT_EQ((*books)["recentTransactions"][0]["reference"], "settle:r2");
 
   auto csv = api_->PayoutsCsv(As(provider_));
   ASSERT_TRUE(csv.ok());

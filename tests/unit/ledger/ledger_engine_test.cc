@@ -286,6 +286,23 @@ TEST_P(LedgerEngineTest, GrantsAndPayoutsAreIdempotentAndBounded) {
   EXPECT_EQ(SumOfBalances(ledger_.get()), 0);
 }
 
+TEST_P(LedgerEngineTest, RecentTransactionsAreListedNewestFirst) {
+  ASSERT_TRUE(ledger_->Settle({"r1", ClientAccount("alice"), {Record("r1", "p1", 5)}}).ok());
+  ASSERT_TRUE(ledger_->Grant(ClientAccount("bob"), kCredit, "bob-1").ok());
+  auto two = ledger_->RecentTransactions(2);
+  ASSERT_TRUE(two.ok()) << two.status();
+  ASSERT_EQ(two->size(), 2u);
+  EXPECT_EQ((*two)[0].kind, "grant");
+  EXPECT_EQ((*two)[0].amount_micro, kCredit);
+  EXPECT_EQ((*two)[1].kind, "settle");
+  EXPECT_EQ((*two)[1].reference, "settle:r1");
+  EXPECT_GT((*two)[0].id, (*two)[1].id);
+  EXPECT_GT((*two)[1].created_ms, 0);
+  EXPECT_EQ(ledger_->RecentTransactions(1000)->size(), 3u) << "the setup grant too";
+  EXPECT_TRUE(absl::IsInvalidArgument(ledger_->RecentTransactions(0).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(ledger_->RecentTransactions(1001).status()));
+}
+
 TEST_P(LedgerEngineTest, KeysAuthenticateUntilRevokedAndAnswersAreKeptForReplays) {
   auto key = ledger_->CreateKey("alice");
   ASSERT_TRUE(key.ok());
