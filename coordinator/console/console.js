@@ -338,15 +338,20 @@ async function drawAffinities() {
   const families = [...new Set(a.affinities.map((x) => x.family))].sort();
   const cell = {};
   for (const x of a.affinities) cell[x.family + "/" + x.category] = x;
+  // Colour spread over the table's own range (affinities sit between about 0.5 and 1).
+  const values = a.affinities.map((x) => Number(x.blended));
+  const lo = Math.min(...values), hi = Math.max(...values);
+  const shade = (v) => (hi > lo ? 0.1 + 0.85 * (v - lo) / (hi - lo) : 0.5);
   $("heatmap").tHead.replaceChildren(el("tr", {}, el("th", {}, "family"),
     a.categories.map((c) => el("th", {}, category(c)))));
   fill($("heatmap").tBodies[0], families.map((f) => el("tr", {}, el("th", {}, f),
     a.categories.map((c) => {
       const x = cell[f + "/" + category(c)] || cell[f + "/" + c];
       if (!x) return el("td", {}, "-");
-      const v = Math.max(0, Math.min(1, Number(x.blended)));
+      const v = Number(x.blended);
+      const alpha = shade(v);
       const learnt = Number(x.good) + Number(x.bad) > 0;
-      return el("td", { style: `background: rgba(47, 95, 208, ${v.toFixed(2)}); color: ${v > 0.55 ? "#fff" : "#1d2330"}`,
+      return el("td", { style: `background: rgba(47, 95, 208, ${alpha.toFixed(2)}); color: ${alpha > 0.55 ? "#fff" : "#1d2330"}`,
                         title: `prior ${Number(x.prior).toFixed(2)}, observed ${x.good} good / ${x.bad} bad` },
                 v.toFixed(2) + (learnt ? " *" : ""));
     }))));

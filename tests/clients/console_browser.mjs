@@ -39,9 +39,11 @@ async function tab(view) {
   await page.click(`nav button[data-view="${view}"]`);
 }
 async function shot(name) {
-  if (process.env.LOOM_SCREENSHOTS) {
-    await page.screenshot({ path: `${process.env.LOOM_SCREENSHOTS}/${name}.png` });
-  }
+  if (!process.env.LOOM_SCREENSHOTS) return;
+  // The page as far as it goes (at most one screen): no blank below it.
+  const height = await page.evaluate(() => Math.min(900, document.body.scrollHeight + 16));
+  await page.screenshot({ path: `${process.env.LOOM_SCREENSHOTS}/${name}.png`,
+                          clip: { x: 0, y: 0, width: 1400, height } });
 }
 const rows = (selector) => page.$$eval(selector + " tbody tr", (trs) => trs.map((tr) => tr.innerText));
 
