@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/grpc_status.h"
+#include "common/retry.h"
 #include "common/json_dump.h"
 #include "common/openai_wire.h"
 #include "common/tokens.h"

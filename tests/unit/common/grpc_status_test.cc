@@ -1,4 +1,5 @@
 #include "common/grpc_status.h"
+#include "common/retry.h"
 
 #include "gtest/gtest.h"
 
