@@ -51,6 +51,13 @@ for _ in $(seq 100); do
   curl -s "http://$http/v1/models" | grep -q slow-sim && curl -s "http://$http/v1/models" | grep -q bench-model && break
   sleep 0.1
 done
+# Listed is not yet served: a worker keeps its device out until its model server answers
+# (UpstreamMonitor), so wait (bounded) for a chat to go through.
+for _ in $(seq 100); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$http/v1/chat/completions" -H 'Content-Type: application/json' \
+       -d '{"model":"bench-model","max_tokens":4,"messages":[{"role":"user","content":"ready?"}]}')" = 200 ] && break
+  sleep 0.1
+done
 # The peer: Portkey's open-source gateway (pinned in bench/peers) in front of the same stand-in.
 (cd bench/peers && npm ci --no-audit --no-fund --ignore-scripts >/dev/null 2>&1)
 portkey_port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
