@@ -227,6 +227,7 @@ struct PostgresLedger::Session {
 
   PGconn* conn;
   absl::flat_hash_map<std::string, std::string> prepared;  // SQL -> statement name
+  int64_t names = 0;     // statement names handed out (each once)
   bool closing = false;  // the server said goodbye
 };
 
@@ -240,7 +241,7 @@ class PostgresLedger::Conn {
     std::vector<Param> params;
   };
 
-  explicit Conn(Session* s) : c_(s->conn), prepared_(&s->prepared) {}
+  explicit Conn(Session* s) : c_(s->conn), prepared_(&s->prepared), names_(&s->names) {}
   // Several statements, no parameters (migrations).
   absl::Status Script(const std::string& sql) {
     return Check(Result(PQexec(c_, sql.c_str()))).status();
@@ -291,7 +292,9 @@ class PostgresLedger::Conn {
     const std::string message =
         absl::StrCat("postgresql: ", r ? PQresultErrorMessage(r) : PQerrorMessage(c_));
     absl::Status status;
-    if (code == "40001" || code == "40P01" || code == "23505") {
+    // Raced (serialisation, deadlock, a unique key another coordinator took first), or a
+    // statement this connection had prepared is gone (DEALLOCATE, a pooler between): again.
+    if (code == "40001" || code == "40P01" || code == "23505" || code == "26000") {
       status = absl::AbortedError(message);
       status.SetPayload("loom.dev/pg-retry", absl::Cord(code));
     } else if (code.rfind("08", 0) == 0 || code.rfind("57", 0) == 0 || code.empty() ||
@@ -325,15 +328,14 @@ class PostgresLedger::Conn {
   // Statements with parameters are prepared, up to kMaxPrepared per connection (statements
   // whose text varies with a row count stay bounded); the rest are sent unnamed.
   static constexpr size_t kMaxPrepared = 256;
-  // The name `sql` is, or is to be, prepared under; empty: send it unnamed.
-  std::string NameFor(const Statement& st) const {
-    if (st.params.empty()) return "";
-    auto it = prepared_->find(st.sql);
-    if (it != prepared_->end()) return it->second;
-    if (prepared_->size() >= kMaxPrepared) return "";
-    return absl::StrCat("loom_", prepared_->size());
+  // Whether `st` goes prepared: it has parameters, and is prepared already or there is room.
+  bool Preparable(const Statement& st) const {
+    return !st.params.empty() &&
+           (prepared_->contains(st.sql) || prepared_->size() < kMaxPrepared);
   }
-  bool IsPrepared(const std::string& sql) const { return prepared_->contains(sql); }
+  // A statement name never used on this connection before (one whose PREPARE failed, or that
+  // was forgotten, is not reused: the server may still hold it).
+  std::string NewName() { return absl::StrCat("loom_", (*names_)++); }
   // The server lost them (a reset connection) or refused one: start again.
   void ForgetPreparedOn(const absl::Status& s) {
     if (absl::StrContains(s.message(), "prepared statement")) prepared_->clear();
@@ -352,13 +354,17 @@ class PostgresLedger::Conn {
   absl::StatusOr<Result> ExecNow(const std::string& sql, const std::vector<Param>& params) {
     const Values v(params);
     const int n = static_cast<int>(params.size());
-    const std::string name = NameFor({sql, params});
-    if (name.empty()) {
+    if (!Preparable({sql, params})) {
       return Check(Result(PQexecParams(c_, sql.c_str(), n, nullptr, v.values.data(),
                                        v.lengths.data(), v.formats.data(), /*text=*/0)));
     }
-    if (!IsPrepared(sql)) {
-      absl::Status prepared = Check(Result(PQprepare(c_, name.c_str(), sql.c_str(), n, nullptr))).status();
+    std::string name;
+    if (auto it = prepared_->find(sql); it != prepared_->end()) {
+      name = it->second;
+    } else {
+      name = NewName();
+      absl::Status prepared =
+          Check(Result(PQprepare(c_, name.c_str(), sql.c_str(), n, nullptr))).status();
       if (!prepared.ok()) {
         ForgetPreparedOn(prepared);
         return prepared;
@@ -395,17 +401,16 @@ class PostgresLedger::Conn {
       std::string name;
       if (auto it = preparing.find(st.sql); it != preparing.end()) {
         name = it->second;
-      } else {
-        name = NameFor(st);
-        if (!name.empty() && !IsPrepared(st.sql)) {
-          name = absl::StrCat("loom_", prepared_->size() + preparing.size());
-          if (PQsendPrepare(c_, name.c_str(), st.sql.c_str(), n, nullptr) != 1) {
-            first = absl::UnavailableError(absl::StrCat("postgresql: ", PQerrorMessage(c_)));
-            break;
-          }
-          preparing.emplace(st.sql, name);
-          sent.push_back({i, st.sql});
+      } else if (auto known = prepared_->find(st.sql); known != prepared_->end()) {
+        name = known->second;
+      } else if (Preparable(st)) {
+        name = NewName();
+        if (PQsendPrepare(c_, name.c_str(), st.sql.c_str(), n, nullptr) != 1) {
+          first = absl::UnavailableError(absl::StrCat("postgresql: ", PQerrorMessage(c_)));
+          break;
         }
+        preparing.emplace(st.sql, name);
+        sent.push_back({i, st.sql});
       }
       const int ok =
           name.empty()
@@ -462,6 +467,7 @@ class PostgresLedger::Conn {
 
   PGconn* c_;
   absl::flat_hash_map<std::string, std::string>* prepared_;
+  int64_t* names_;
   std::vector<Statement> deferred_;
   bool sent_ = false;
   bool committed_ = false;

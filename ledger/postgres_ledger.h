@@ -122,8 +122,8 @@ class PostgresLedger : public LedgerAdmin {
   absl::Status WithConn(absl::FunctionRef<absl::Status(Conn&)> fn);
   // Runs `fn` in a transaction (READ COMMITTED with explicit row locks), committing when it
   // returns OK and rolling back otherwise; a deadlock, serialisation failure or a unique
-  // violation (another coordinator wrote the same reference first) runs it again, up to 4
-  // times in all.
+  // violation (another coordinator wrote the same reference first) or a prepared statement the
+  // server no longer has runs it again, up to 4 times in all.
   absl::Status Transact(absl::FunctionRef<absl::Status(Conn&)> fn);
   absl::Status Migrate(Conn& conn);
   absl::StatusOr<std::string> Transfer(const std::string& kind, const std::string& from,
