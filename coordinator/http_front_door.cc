@@ -561,9 +561,12 @@ class SseWriter {
     head_.content_type = "text/event-stream";
     head_.SetHeader("Cache-Control", "no-cache");
     ok_ = exchange_->StartStream(head_);
+    // The opening role chunks leave with the first token (one write, not three).
     for (int i = 0; i < choices_ && ok_; ++i) {
-      Send(Chunk({{"role", "assistant"}, {"content", ""}}, nullptr, i));
+      ok_ = exchange_->Queue(absl::StrCat(
+          "data: ", DumpJson(Chunk({{"role", "assistant"}, {"content", ""}}, nullptr, i)), "\n\n"));
     }
+    if (!ok_) exchange_->client_gone()->Cancel();
     return ok_;
   }
 
@@ -606,7 +609,7 @@ class LazyEventStream {
       head_.content_type = "text/event-stream";
       head_.SetHeader("Cache-Control", "no-cache");
       ok_ = exchange_->StartStream(head_);
-      if (!first.empty()) Write(first);
+      if (ok_ && !first.empty()) ok_ = exchange_->Queue(first);  // leaves with `bytes`
     }
     return Write(bytes);
   }

@@ -255,18 +255,30 @@ class Session final : public Connection,
     if (chunked_) absl::StrAppend(&out, "Transfer-Encoding: chunked\r\n");
     if (!keep_alive_ || !chunked_) absl::StrAppend(&out, "Connection: close\r\n");
     absl::StrAppend(&out, "\r\n");
-    return WriteOnStrand(std::move(out), /*start=*/true);
+    absl::MutexLock lock(&write_mu_);
+    if (stream_started_) return false;
+    stream_started_ = true;
+    queued_ = std::move(out);  // sent with the first bytes (Write, or the end of the handler)
+    return !gone_->IsCancelled();
   }
 
   bool Write(std::string_view data) override {
-    if (data.empty()) return !gone_->IsCancelled();
-    std::string out;
-    if (chunked_) {
-      out = absl::StrCat(absl::Hex(data.size()), "\r\n", absl::string_view(data.data(), data.size()), "\r\n");
-    } else {
-      out = std::string(data);
-    }
-    return WriteOnStrand(std::move(out), /*start=*/false);
+    absl::MutexLock lock(&write_mu_);
+    if (!stream_started_) return false;
+    if (data.empty() && queued_.empty()) return !gone_->IsCancelled();
+    std::string out = std::move(queued_);
+    queued_.clear();
+    AppendChunk(&out, data);
+    const bool first = !head_written_;
+    head_written_ = true;
+    return WriteOnStrand(std::move(out), /*start=*/first);
+  }
+
+  bool Queue(std::string_view data) override {
+    absl::MutexLock lock(&write_mu_);
+    if (!stream_started_) return false;
+    AppendChunk(&queued_, data);
+    return !gone_->IsCancelled();
   }
 
  private:
@@ -404,14 +416,28 @@ class Session final : public Connection,
       net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
         self->handler_running_ = false;
         self->StopWatching();
-        if (!self->streaming_) return self->Send(std::move(response));
+        // The handler is done: what it queued (a head with nothing written after it, or
+        // bytes after the last Write) goes out with the end of the stream.
+        std::string rest;
+        bool streamed = false;
+        {
+          absl::MutexLock lock(&self->write_mu_);
+          streamed = self->stream_started_;
+          rest = std::move(self->queued_);
+          self->queued_.clear();
+          self->stream_started_ = self->head_written_ = false;
+        }
+        if (!streamed) return self->Send(std::move(response));
+        self->streaming_ = true;
         if (self->closed_) return;
-        if (!self->chunked_) return self->Shutdown();
-        static const std::string kLastChunk = "0\r\n\r\n";
+        if (self->chunked_) rest += "0\r\n\r\n";
+        if (rest.empty()) return self->Shutdown();  // HTTP/1.0: the end is the close
+        auto bytes = std::make_shared<std::string>(std::move(rest));
         self->tcp().expires_after(Chrono(self->server_->options().write_timeout));
-        net::async_write(self->stream_, net::buffer(kLastChunk),
-                         [self](beast::error_code ec, size_t) {
+        net::async_write(self->stream_, net::buffer(*bytes),
+                         [self, bytes](beast::error_code ec, size_t) {
                            if (ec) return self->CloseNow();
+                           if (!self->chunked_) return self->Shutdown();
                            self->AfterResponse();
                          });
       });
@@ -458,6 +484,16 @@ class Session final : public Connection,
   }
 
   // From a handler's thread: writes `bytes` on the strand and waits for it.
+  void AppendChunk(std::string* out, std::string_view data) const {
+    if (data.empty()) return;
+    if (chunked_) {
+      absl::StrAppend(out, absl::Hex(data.size()), "\r\n", absl::string_view(data.data(), data.size()),
+                      "\r\n");
+    } else {
+      out->append(data.data(), data.size());
+    }
+  }
+
   bool WriteOnStrand(std::string bytes, bool start) {
     std::promise<bool> written;
     std::future<bool> result = written.get_future();
@@ -554,6 +590,11 @@ class Session final : public Connection,
   bool handler_running_ = false;
   bool watching_ = false;
   bool streaming_ = false;
+  // The handler thread's side of a stream (StartStream, Write, Queue).
+  absl::Mutex write_mu_;
+  bool stream_started_ ABSL_GUARDED_BY(write_mu_) = false;
+  bool head_written_ ABSL_GUARDED_BY(write_mu_) = false;
+  std::string queued_ ABSL_GUARDED_BY(write_mu_);  // the head and bytes not yet written
   bool closed_ = false;
   size_t drained_ = 0;
 };

@@ -98,10 +98,15 @@ class HttpExchange {
   virtual Cancellation* client_gone() = 0;
   // Streaming instead of returning a whole response: StartStream sends the status and
   // headers (the body is ignored) with chunked transfer encoding, each Write sends what it is
-  // given, and the stream ends when the handler returns. Both block until the bytes are
-  // written (back-pressure) and return false once the client is gone. Thread-safe.
+  // given, and the stream ends when the handler returns. The head goes out with the first
+  // bytes written (one write, not two). Write blocks until the bytes are written
+  // (back-pressure); both return false once the client is gone. Thread-safe.
   virtual bool StartStream(const HttpResponse& head) = 0;
   virtual bool Write(std::string_view data) = 0;
+  // Bytes that need not leave before the next Write (a stream's opening event): the status
+  // line, the headers and queued bytes go out together with it, in one write, or when the
+  // handler returns. False once the client is gone.
+  virtual bool Queue(std::string_view data) = 0;
 };
 
 // Returns the response; ignored when the handler streamed.

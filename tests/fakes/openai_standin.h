@@ -19,6 +19,10 @@
 // top_logprobs, logprobs unstreamed, n > 1, queueing under load,
 // chunked prompt processing delays, the non-streamed "usage" of every variant, authentication
 // (it records the Authorization header but accepts any), and HTTP/2 or TLS.
+// Limits it shares with llama-server (both are cpp-httplib): a fixed pool of 8 request threads,
+// and a kept-alive connection holds its thread while idle (up to 5 s); a ninth connection
+// waits. bench/http_bench.sh's direct clients and the worker share it, so a run can see a
+// worker call wait past its attempt deadline (a 503 from the coordinator).
 //
 // Thread-safe.
 #ifndef LOOM_TESTS_FAKES_OPENAI_STANDIN_H_

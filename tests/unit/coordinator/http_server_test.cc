@@ -169,6 +169,24 @@ class HttpServerTest : public ::testing::Test {
       handler_done_.Notify();
       return HttpResponse{};
     });
+    // Queued bytes go out with the next write; a stream that ends with bytes queued (or with
+    // nothing written at all) still delivers its head, those bytes and its end.
+    server_->Handle("GET", "/queued", [](HttpExchange& ex) {
+      HttpResponse head;
+      head.content_type = "text/event-stream";
+      EXPECT_TRUE(ex.StartStream(head));
+      EXPECT_FALSE(ex.StartStream(head)) << "one head per response";
+      EXPECT_TRUE(ex.Queue("data: opening\n\n"));
+      EXPECT_TRUE(ex.Write("data: first\n\n"));
+      EXPECT_TRUE(ex.Queue("data: closing\n\n"));
+      return HttpResponse{};
+    });
+    server_->Handle("GET", "/head-only", [](HttpExchange& ex) {
+      HttpResponse head;
+      head.content_type = "text/event-stream";
+      EXPECT_TRUE(ex.StartStream(head));
+      return HttpResponse{.body = "not sent: the handler streamed"};
+    });
     absl::StatusOr<int> port = server_->Start("127.0.0.1", 0);
     ASSERT_TRUE(port.ok()) << port.status();
     port_ = *port;
@@ -344,6 +362,28 @@ TEST_F(HttpServerTest, AStreamIsChunkedAndItsWritesFailOnceTheClientLeaves) {
   }
   ASSERT_TRUE(handler_done_.WaitForNotificationWithTimeout(absl::Seconds(20)));
   EXPECT_TRUE(saw_gone_);
+}
+
+TEST_F(HttpServerTest, QueuedBytesLeaveWithTheNextWriteOrTheEndOfTheStream) {
+  Start();
+  Socket s(port_);
+  for (int i = 0; i < 2; ++i) {  // twice on one connection: the stream ended cleanly
+    s.Send("GET /queued HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string r = s.ReadUntil("0\r\n\r\n");
+    EXPECT_THAT(r, StartsWith("HTTP/1.1 200"));
+    const size_t opening = r.find("data: opening"), first = r.find("data: first"),
+                 closing = r.find("data: closing");
+    ASSERT_NE(opening, std::string::npos) << r;
+    ASSERT_NE(first, std::string::npos) << r;
+    ASSERT_NE(closing, std::string::npos) << r;
+    EXPECT_LT(opening, first);
+    EXPECT_LT(first, closing);
+  }
+  s.Send("GET /head-only HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string r = s.ReadUntil("0\r\n\r\n");
+  EXPECT_THAT(r, StartsWith("HTTP/1.1 200"));
+  EXPECT_THAT(r, HasSubstr("Transfer-Encoding: chunked"));
+  EXPECT_THAT(r, ::testing::Not(HasSubstr("not sent")));
 }
 
 TEST_F(HttpServerTest, StopEndsIdleConnectionsAndCanBeCalledTwice) {
