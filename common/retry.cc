@@ -11,7 +11,8 @@ bool IsRetryableOnAnotherDevice(const absl::Status& status) {
     case absl::StatusCode::kInternal:
     case absl::StatusCode::kUnknown:
     case absl::StatusCode::kAborted:
-    case absl::StatusCode::kNotFound:  // the device no longer serves the model
+    case absl::StatusCode::kNotFound:       // the device no longer serves the model
+    case absl::StatusCode::kUnimplemented:  // its worker predates the call (e.g. Embed)
       return true;
     default:
       return false;

@@ -10,7 +10,8 @@
 namespace loom {
 
 // True for UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, INTERNAL / UNKNOWN / ABORTED
-// from a peer, and NOT_FOUND (the device no longer serves the model).
+// from a peer, NOT_FOUND (the device no longer serves the model) and UNIMPLEMENTED (its worker
+// predates the call). Chat calls and embeddings both use it.
 bool IsRetryableOnAnotherDevice(const absl::Status& status);
 
 }  // namespace loom

@@ -7,29 +7,12 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/retry.h"
 #include "common/status_macros.h"
 #include "common/tokens.h"
 #include "ledger/pricing.h"
 
 namespace loom {
-namespace {
-
-// Whether another device may do better than the one that failed.
-bool Retryable(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kUnimplemented:
-    case absl::StatusCode::kDeadlineExceeded:
-      return true;
-    default:
-      return false;
-  }
-}
-
-}  // namespace
 
 EmbeddingRunner::EmbeddingRunner(EmbeddingOptions options, DeviceRegistry* registry,
                                  DeviceClient* devices, LedgerStore* ledger, Clock* clock)
@@ -115,7 +98,7 @@ absl::StatusOr<EmbeddingResult> EmbeddingRunner::Run(const EmbeddingRequest& req
     last = out.status();
     spdlog::info("request {}: embeddings on {} failed (attempt {}): {}", request.request_id,
                  call.device_id, result.attempts, last.ToString());
-    if (!Retryable(last)) break;
+    if (!IsRetryableOnAnotherDevice(last)) break;
   }
   if (absl::Status released = ledger_->Release(request.request_id); !released.ok()) {
     spdlog::error("request {}: releasing its reservation failed ({}); the ledger retries it",

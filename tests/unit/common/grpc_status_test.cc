@@ -19,6 +19,8 @@ TEST(GrpcStatusTest, RetryDecisionFollowsTheCode) {
   EXPECT_TRUE(IsRetryableOnAnotherDevice(absl::UnavailableError("down")));
   EXPECT_TRUE(IsRetryableOnAnotherDevice(absl::ResourceExhaustedError("busy")));
   EXPECT_TRUE(IsRetryableOnAnotherDevice(absl::DeadlineExceededError("slow")));
+  EXPECT_TRUE(IsRetryableOnAnotherDevice(absl::UnimplementedError("an older worker")));
+  EXPECT_TRUE(IsRetryableOnAnotherDevice(absl::NotFoundError("model gone")));
   EXPECT_FALSE(IsRetryableOnAnotherDevice(absl::InvalidArgumentError("bad")));
   EXPECT_FALSE(IsRetryableOnAnotherDevice(absl::FailedPreconditionError("no")));
   EXPECT_FALSE(IsRetryableOnAnotherDevice(absl::CancelledError("client")));
