@@ -26,4 +26,21 @@ std::optional<v1::TaskCategory> ParseCategory(absl::string_view name) {
   return std::nullopt;
 }
 
+const char* TrustTierName(v1::TrustTier tier) {
+  switch (tier) {
+    case v1::TRUST_TIER_COMMUNITY: return "community";
+    case v1::TRUST_TIER_VERIFIED: return "verified";
+    case v1::TRUST_TIER_OWNED: return "owned";
+    default: return "any";
+  }
+}
+
+std::optional<v1::TrustTier> ParseTrustTier(absl::string_view name) {
+  if (name == "community") return v1::TRUST_TIER_COMMUNITY;
+  if (name == "verified") return v1::TRUST_TIER_VERIFIED;
+  if (name == "owned") return v1::TRUST_TIER_OWNED;
+  if (name == "any" || name.empty()) return v1::TRUST_TIER_UNSPECIFIED;
+  return std::nullopt;
+}
+
 }  // namespace loom

@@ -1,6 +1,6 @@
 // File: common/categories.h
 // Names of the eight task categories as they appear in configs, JSON and CLIs ("code",
-// "reasoning", ...).
+// "reasoning", ...), and of the trust tiers ("community", "verified", "owned").
 #ifndef LOOM_COMMON_CATEGORIES_H_
 #define LOOM_COMMON_CATEGORIES_H_
 
@@ -22,6 +22,11 @@ inline constexpr std::array<v1::TaskCategory, 8> kAllCategories = {
 std::string CategoryName(v1::TaskCategory category);
 // The category named `name` (case-insensitive), or nullopt.
 std::optional<v1::TaskCategory> ParseCategory(absl::string_view name);
+
+// "community", "verified", "owned" (and "any" for UNSPECIFIED); ParseTrustTier is its inverse
+// ("any" and "" are UNSPECIFIED; nullopt for other names).
+const char* TrustTierName(v1::TrustTier tier);
+std::optional<v1::TrustTier> ParseTrustTier(absl::string_view name);
 
 }  // namespace loom
 

@@ -70,4 +70,12 @@ std::string ScopedRequestId(absl::string_view client_account, absl::string_view 
   return absl::StrCat(client_account, "/", id);
 }
 
+bool IsValidRegion(absl::string_view region) {
+  if (region.empty() || region.size() > 32) return false;
+  for (char c : region) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return true;
+}
+
 }  // namespace loom

@@ -25,6 +25,9 @@ absl::Status ValidRequestId(absl::string_view id);
 // No '/', so a scoped request id below is unambiguous.
 absl::Status ValidClientName(absl::string_view name);
 
+// A device's region (policies): 1-32 characters of a-z, 0-9 and - ("eu-west", "us-east-1").
+bool IsValidRegion(absl::string_view region);
+
 // The ledger's id for a request a client named itself: "<account>/<id>". Two clients' ids
 // never collide, and one client cannot reach another's.
 std::string ScopedRequestId(absl::string_view client_account, absl::string_view id);

@@ -1,8 +1,10 @@
 #include "common/openai_wire.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/categories.h"
 #include "common/json_dump.h"
 
 namespace loom {
@@ -77,6 +79,84 @@ absl::Status ParseLoomExtension(const json& j, v1::CompleteRequest* out) {
   if (l.contains("request_id")) {
     if (!l["request_id"].is_string()) return Bad("loom.request_id", "a string");
     out->set_request_id(l["request_id"].get<std::string>());
+  }
+  if (l.contains("policy") && !l["policy"].is_null()) {
+    if (absl::Status s = ParsePolicy(l["policy"], out->mutable_policy()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParsePolicy(const json& p, v1::Policy* out) {
+  if (p.is_string()) {  // "loom": {"policy": "loom-fast"}
+    out->set_name(p.get<std::string>());
+    return absl::OkStatus();
+  }
+  if (!p.is_object()) return Bad("loom.policy", "a policy name or an object");
+  static constexpr const char* kKnown[] = {"name", "max_price_per_1k", "max_cost", "min_tokens_per_s",
+                                           "max_ttft_ms", "trust", "regions", "private_only",
+                                           "weights"};
+  for (const auto& [key, value] : p.items()) {
+    if (std::find_if(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return key == k; }) ==
+        std::end(kKnown)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'loom.policy.", key, "' is not a policy field (name, max_price_per_1k, max_cost, "
+          "min_tokens_per_s, max_ttft_ms, trust, regions, private_only, weights)"));
+    }
+  }
+  auto present = [&](const char* f) { return p.contains(f) && !p[f].is_null(); };
+  if (present("name")) {
+    if (!p["name"].is_string()) return Bad("loom.policy.name", "a string");
+    out->set_name(p["name"].get<std::string>());
+  }
+  // Credits, as a client writes them; micro-credits on the wire inside the mesh.
+  auto credits = [&](const char* f, auto set) -> absl::Status {
+    if (!present(f)) return absl::OkStatus();
+    if (!p[f].is_number() || p[f].get<double>() <= 0 || p[f].get<double>() > 1e6) {
+      return Bad(absl::StrCat("loom.policy.", f), "a number of credits above 0 and at most 1000000");
+    }
+    set(std::max<int64_t>(1, static_cast<int64_t>(std::llround(p[f].get<double>() * 1e6))));
+    return absl::OkStatus();
+  };
+  if (auto s = credits("max_price_per_1k", [&](int64_t v) { out->set_max_price_per_1k_micro(v); }); !s.ok()) return s;
+  if (auto s = credits("max_cost", [&](int64_t v) { out->set_max_cost_micro(v); }); !s.ok()) return s;
+  if (present("min_tokens_per_s")) {
+    if (!p["min_tokens_per_s"].is_number()) return Bad("loom.policy.min_tokens_per_s", "a number");
+    out->set_min_tokens_per_s(p["min_tokens_per_s"].get<double>());
+  }
+  if (present("max_ttft_ms")) {
+    if (!p["max_ttft_ms"].is_number_integer()) return Bad("loom.policy.max_ttft_ms", "an integer");
+    out->set_max_ttft_ms(p["max_ttft_ms"].get<int64_t>());
+  }
+  if (present("trust")) {
+    std::optional<v1::TrustTier> tier =
+        p["trust"].is_string() ? ParseTrustTier(p["trust"].get<std::string>()) : std::nullopt;
+    if (!tier) return Bad("loom.policy.trust", "community, verified or owned");
+    out->set_trust(*tier);
+  }
+  if (present("regions")) {
+    if (!p["regions"].is_array()) return Bad("loom.policy.regions", "an array of region names");
+    for (const json& r : p["regions"]) {
+      if (!r.is_string()) return Bad("loom.policy.regions", "an array of region names");
+      out->add_regions(r.get<std::string>());
+    }
+  }
+  if (present("private_only")) {
+    if (!p["private_only"].is_boolean()) return Bad("loom.policy.private_only", "true or false");
+    out->set_private_only(p["private_only"].get<bool>());
+  }
+  if (present("weights")) {
+    const json& w = p["weights"];
+    if (!w.is_object()) return Bad("loom.policy.weights", "an object of quality, cost, latency, carbon");
+    v1::PolicyWeights* weights = out->mutable_weights();
+    for (const auto& [key, value] : w.items()) {
+      if (!value.is_number()) return Bad(absl::StrCat("loom.policy.weights.", key), "a number");
+      const double v = value.get<double>();
+      if (key == "quality") weights->set_quality(v);
+      else if (key == "cost") weights->set_cost(v);
+      else if (key == "latency") weights->set_latency(v);
+      else if (key == "carbon") weights->set_carbon(v);
+      else return Bad(absl::StrCat("loom.policy.weights.", key), "one of quality, cost, latency, carbon");
+    }
   }
   return absl::OkStatus();
 }

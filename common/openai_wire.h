@@ -30,8 +30,15 @@ namespace loom {
 absl::Status ParseSampling(const nlohmann::json& request, v1::Sampling* out);
 
 // Reads Loom's extension of a request, the "loom" object: "mode" (passthrough, compiled or
-// compete) and "request_id". Absent is fine; a wrong type is INVALID_ARGUMENT naming the field.
+// compete), "request_id" and "policy". Absent is fine; a wrong type is INVALID_ARGUMENT
+// naming the field.
 absl::Status ParseLoomExtension(const nlohmann::json& request, v1::CompleteRequest* out);
+
+// A request's "loom.policy": a named policy ("loom-fast") or an object of name,
+// max_price_per_1k and max_cost (credits), min_tokens_per_s, max_ttft_ms, trust (community,
+// verified, owned), regions, private_only and weights {quality, cost, latency, carbon}.
+// Types and unknown fields are checked here; ranges by the coordinator (PolicyBook::Validate).
+absl::Status ParsePolicy(const nlohmann::json& policy, v1::Policy* out);
 
 // The most choices one request may ask for (OpenAI's n).
 inline constexpr int kMaxChoices = 8;

@@ -105,6 +105,21 @@ void AttemptLog::ExcludeDevices(std::set<std::string> devices) {
   excluded_ = std::move(devices);
 }
 
+void AttemptLog::NotePolicy(const std::string& sub_task_id, std::string note) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, text] : policy_notes_) {
+    if (id == sub_task_id) return;
+  }
+  policy_notes_.emplace_back(sub_task_id, std::move(note));
+}
+
+std::vector<std::string> AttemptLog::policy_notes() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, text] : policy_notes_) out.push_back(absl::StrCat(id, ": ", text));
+  return out;
+}
+
 std::set<std::string> AttemptLog::excluded_devices() const {
   absl::MutexLock lock(&mu_);
   return excluded_;
@@ -128,10 +143,22 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
   std::string prefix;
   int64_t paid_earlier = 0;  // tokens of result.earlier
   const int64_t cap = spec.max_tokens > 0 ? spec.max_tokens : spec.credit_cap;
+  const RequestPolicy* request_policy = log->policy();
+  const SelectionPolicy* policy =
+      request_policy ? &request_policy->For(spec.private_data) : nullptr;
+  if (request_policy && request_policy->all.HasLimits()) {
+    std::vector<std::string> limits = policy->LimitTexts();
+    std::string note = limits.empty() ? "no device limit" : absl::StrJoin(limits, ", ");
+    if (request_policy->private_only) {
+      absl::StrAppend(&note, spec.private_data ? " (sees the client's material)"
+                                               : " (no private data: trust and region not applied)");
+    }
+    log->NotePolicy(spec.sub_task_id, std::move(note));
+  }
   while (attempt < max_attempts) {
     absl::StatusOr<Selection> selection =
-        pinned ? selector_->SelectPassthrough(*registry_, spec.pinned, excluded)
-               : selector_->SelectForCategories(*registry_, spec.categories, excluded);
+        pinned ? selector_->SelectPassthrough(*registry_, spec.pinned, excluded, policy)
+               : selector_->SelectForCategories(*registry_, spec.categories, excluded, policy);
     if (!selection.ok()) {
       if (failures.empty()) return selection.status();
       failures.push_back(std::string(selection.status().message()));
@@ -208,11 +235,15 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
       sink(e);
     };
     const absl::Time started = clock_->Now();
+    absl::Duration first_output = absl::ZeroDuration();
     registry_->AddInflight(chosen.device_id, +1);
     log->CallStarted();
     absl::StatusOr<v1::InferChunk> final_chunk = devices_->Infer(
         call,
         [&](std::string_view text) {
+          if (first_output == absl::ZeroDuration() && !text.empty()) {
+            first_output = std::max(clock_->Now() - started, absl::Microseconds(1));
+          }
           pending.append(text.data(), text.size());
           size_t complete = CompleteUtf8Length(pending);
           if (pending.size() - complete > 3) complete = pending.size();  // never a character
@@ -229,6 +260,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     registry_->AddInflight(chosen.device_id, -1);
     const absl::Time finished = clock_->Now();
     const bool cancelled = cancel && cancel->IsCancelled();
+    if (!cancelled) registry_->RecordAttempt(chosen.device_id, usage.ok(), first_output);
     // Output for an attempt that ran past its deadline is not used, and so not paid, even if
     // the worker finished it.
     if (usage.ok() && !cancelled && absl::Now() > call.deadline) {

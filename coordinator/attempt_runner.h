@@ -34,6 +34,7 @@
 #include "coordinator/device_client.h"
 #include "coordinator/metrics.h"
 #include "coordinator/model_selector.h"
+#include "coordinator/policy.h"
 #include "coordinator/registry.h"
 #include "loom/v1/orchestrator.pb.h"
 
@@ -75,6 +76,9 @@ struct CallSpec {
   std::vector<v1::TaskCategory> categories = {v1::TASK_CATEGORY_GENERAL};
   std::set<std::string> excluded;  // never use these devices
   int max_attempts = 0;            // 0: AttemptOptions::max_attempts
+  // The call sees the client's own material: the policy's trust and region limits bind it
+  // even under private_only (policy.h). Only a sub-task the decomposer found free of it is not.
+  bool private_data = true;
   bool answer = false;             // its text is the final answer (streamed as such)
   bool stream = true;              // emit output deltas
 };
@@ -131,10 +135,20 @@ class AttemptLog {
   void ExcludeDevices(std::set<std::string> devices);
   std::set<std::string> excluded_devices() const;
 
+  // The request's policy: every call's device is chosen under it (null: none). Set before
+  // the first call; not owned, must outlive the calls.
+  void SetPolicy(const RequestPolicy* policy) { policy_ = policy; }
+  const RequestPolicy* policy() const { return policy_; }
+  // Which limits bound each call, once per call (the receipt's PolicyReport.applied).
+  void NotePolicy(const std::string& sub_task_id, std::string note);
+  std::vector<std::string> policy_notes() const;
+
  private:
   Clock* const clock_;
   std::function<void(const v1::Attempt&)> observer_;
+  const RequestPolicy* policy_ = nullptr;
   mutable absl::Mutex mu_;
+  std::vector<std::pair<std::string, std::string>> policy_notes_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::Attempt> attempts_ ABSL_GUARDED_BY(mu_);
   std::vector<Delivered> delivered_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> excluded_ ABSL_GUARDED_BY(mu_);

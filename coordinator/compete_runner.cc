@@ -1,5 +1,6 @@
 #include "coordinator/compete_runner.h"
 
+#include <algorithm>
 #include <cctype>
 #include <set>
 
@@ -8,6 +9,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "common/categories.h"
+#include "common/json_dump.h"
+#include "common/openai_wire.h"
+#include "common/utf8.h"
+#include "nlohmann/json.hpp"
 
 namespace loom {
 namespace {
@@ -27,6 +32,25 @@ std::set<std::string> Words(const std::string& text) {
   return words;
 }
 
+// The verdict as a JSON Schema response_format, for a judge that advertises json_schema.
+std::string VerdictSchema(int n) {
+  const nlohmann::json schema = {
+      {"type", "json_schema"},
+      {"json_schema",
+       {{"name", "verdict"},
+        {"strict", true},
+        {"schema",
+         {{"type", "object"},
+          {"properties",
+           {{"winner", {{"type", "integer"}, {"minimum", 1}, {"maximum", n}}},
+            {"scores", {{"type", "array"}, {"minItems", n}, {"maxItems", n},
+                        {"items", {{"type", "number"}, {"minimum", 0}, {"maximum", 10}}}}},
+            {"reason", {{"type", "string"}}}}},
+          {"required", {"winner", "scores", "reason"}},
+          {"additionalProperties", false}}}}}};
+  return DumpJson(schema);
+}
+
 }  // namespace
 
 double CompeteRunner::Similarity(const std::string& a, const std::string& b) {
@@ -37,19 +61,45 @@ double CompeteRunner::Similarity(const std::string& a, const std::string& b) {
   return static_cast<double>(common) / (wa.size() + wb.size() - common);
 }
 
-std::optional<int> CompeteRunner::ParseJudgeChoice(const std::string& reply, int n) {
-  for (size_t i = 0; i < reply.size(); ++i) {
-    if (!std::isdigit(static_cast<unsigned char>(reply[i]))) continue;
-    size_t j = i;
-    int value = 0;
-    while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j])) && value < 1000) {
-      value = value * 10 + (reply[j] - '0');
-      ++j;
-    }
-    if (value >= 1 && value <= n) return value;
-    return std::nullopt;  // the first number must be the choice
+absl::StatusOr<JudgeVerdict> CompeteRunner::ParseJudgeVerdict(const std::string& reply, int n) {
+  auto bad = [](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed verdict: ", why));
+  };
+  if (reply.size() > 16 * 1024) return bad("longer than 16 KiB");
+  // The object, with any fence or words a model put around it.
+  const size_t open = reply.find('{'), close = reply.rfind('}');
+  if (open == std::string::npos || close == std::string::npos || close < open) {
+    return bad("no JSON object");
   }
-  return std::nullopt;
+  const nlohmann::json j =
+      nlohmann::json::parse(reply.substr(open, close - open + 1), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return bad("not valid JSON");
+  JudgeVerdict v;
+  if (!j.contains("winner") || !j["winner"].is_number_integer() || j["winner"].get<int64_t>() < 1 ||
+      j["winner"].get<int64_t>() > n) {
+    return bad(absl::StrCat("'winner' must be an answer number from 1 to ", n));
+  }
+  v.winner = static_cast<int>(j["winner"].get<int64_t>());
+  if (j.contains("scores") && !j["scores"].is_null()) {
+    const nlohmann::json& scores = j["scores"];
+    if (!scores.is_array() || static_cast<int>(scores.size()) != n) {
+      return bad(absl::StrCat("'scores' must list ", n, " numbers, one per answer"));
+    }
+    for (const nlohmann::json& s : scores) {
+      if (!s.is_number() || s.get<double>() < 0 || s.get<double>() > 10) {
+        return bad("'scores' must be numbers from 0 to 10");
+      }
+      v.scores.push_back(s.get<double>());
+    }
+    for (double s : v.scores) {
+      if (s > v.scores[v.winner - 1]) return bad("'winner' does not have the best score");
+    }
+  }
+  if (j.contains("reason") && !j["reason"].is_null()) {
+    if (!j["reason"].is_string()) return bad("'reason' must be a string");
+    v.reason = ToValidUtf8(j["reason"].get<std::string>().substr(0, 500));
+  }
+  return v;
 }
 
 absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const std::string& request_id,
@@ -58,9 +108,17 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const std::string& request_id,
                                                   int64_t credit_cap, absl::Time deadline, Cancellation* cancel,
                                                   const EventSink& sink, AttemptLog* log,
                                                   const v1::Sampling& sampling) const {
+  // Every candidate sees the whole request: the policy binds them all.
+  const SelectionPolicy* policy = log->policy() ? &log->policy()->all : nullptr;
+  LimitTally tally;
   std::vector<Selection> picks = runner_->selector().RankDistinctModels(
-      *runner_->registry(), category, options_.k);
-  if (picks.empty()) return absl::UnavailableError("no healthy device can compete");
+      *runner_->registry(), category, options_.k, policy, &tally);
+  if (picks.empty()) {
+    if (tally.total() > 0) {
+      return PolicyUnmetError(*policy, tally, "compete", runner_->registry()->Size());
+    }
+    return absl::UnavailableError("no healthy device can compete");
+  }
 
   std::vector<absl::StatusOr<CallResult>> results(picks.size(), absl::UnknownError("not run"));
   auto candidate = [&](size_t i) {
@@ -117,9 +175,22 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const std::string& request_id,
     spec.sub_task_id = "judge";
     spec.role = v1::CONTRIBUTION_ROLE_JUDGE;
     spec.pinned.model = options_.judge_model;
-    spec.max_tokens = 16;
+    spec.max_tokens = 256;
     spec.stream = false;
-    std::string prompt = "Which answer serves the request best? Reply with the number only.\n\n";
+    // A judge that can follow a JSON schema is held to the verdict's.
+    bool schema = false;
+    runner_->registry()->Read([&](absl::Span<const ModelGroup* const> groups, int) {
+      for (const ModelGroup* g : groups) {
+        const auto& caps = g->model().capabilities();
+        schema |= g->model().name() == options_.judge_model &&
+                  std::find(caps.begin(), caps.end(), kCapabilityJsonSchema) != caps.end();
+      }
+    });
+    if (schema) spec.structure.set_response_format_json(VerdictSchema(n));
+    std::string prompt = absl::StrCat(
+        "Which answer serves the request best? Reply with JSON only: {\"winner\": N, "
+        "\"scores\": [one score from 0 to 10 per answer, in order], \"reason\": \"one "
+        "sentence\"}, where N is the number of the best answer (1 to ", n, ").\n\n");
     for (const auto& m : messages) absl::StrAppend(&prompt, m.role(), ": ", m.content(), "\n");
     for (int i = 0; i < n; ++i) {
       absl::StrAppend(&prompt, "\nAnswer ", i + 1, ":\n", out.candidates[i].output, "\n");
@@ -130,14 +201,18 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const std::string& request_id,
     spec.messages.push_back(user);
     absl::StatusOr<CallResult> judge = runner_->Run(request_id, spec, deadline, cancel, sink, log);
     if (judge.ok()) {
-      if (std::optional<int> choice = ParseJudgeChoice(judge->output, n)) {
-        out.winner = *choice - 1;
+      absl::StatusOr<JudgeVerdict> verdict = ParseJudgeVerdict(judge->output, n);
+      if (verdict.ok()) {
+        out.winner = verdict->winner - 1;
         out.method = "judge";
-        out.reason = absl::StrFormat("judge %s chose answer %d of %d", options_.judge_model,
-                                     *choice, n);
+        out.scores = verdict->scores;
+        out.reason = absl::StrFormat("judge %s chose answer %d of %d%s", options_.judge_model,
+                                     verdict->winner, n,
+                                     verdict->reason.empty() ? "" : absl::StrCat(": ", verdict->reason));
         out.judge = *std::move(judge);
       } else {
-        judge_problem = absl::StrCat("judge ", options_.judge_model, " gave no usable choice; ");
+        judge_problem = absl::StrCat("judge ", options_.judge_model, " gave no usable choice (",
+                                     verdict.status().message(), "); ");
       }
     } else {
       judge_problem = absl::StrCat("judge ", options_.judge_model, " failed (",

@@ -1,7 +1,9 @@
 // File: coordinator/compete_runner.h
 // Compete: the same request goes to the top-k distinct models (by affinity for its category and
 // load; k bounded by the models there are), in parallel; then one answer is chosen — by a
-// judge model when one is configured and answers usably, otherwise by agreement: the
+// judge model when one is configured and returns a valid verdict (JSON: winner, a score per
+// candidate, reason; ParseJudgeVerdict; a judge advertising json_schema is held to the
+// verdict's schema), otherwise by agreement: the
 // candidate whose words overlap most with the others' (mean Jaccard similarity), ties to the
 // better-ranked candidate. The method and reason are recorded. Candidates that fail are left
 // out; when all fail, the request fails.
@@ -19,9 +21,20 @@
 
 namespace loom {
 
+// Payout (the rule, stated in the README and shown on every compete receipt): the winner is
+// paid its tokens at its full price; every other candidate that answered is paid
+// participant_share of its tokens' price (rounded down), for the work it did. The client pays
+// the sum, never more than the reservation, which bounds every candidate at full price.
 struct CompeteOptions {
   int k = 3;                // candidates (distinct models)
   std::string judge_model;  // empty: choose by agreement
+  double participant_share = 1.0;  // 0-1: what a candidate that did not win is paid
+};
+
+struct JudgeVerdict {
+  int winner = 0;              // 1-based
+  std::vector<double> scores;  // 0-10 per candidate, in order (empty: not given)
+  std::string reason;
 };
 
 struct CompeteOutcome {
@@ -30,6 +43,7 @@ struct CompeteOutcome {
   std::vector<double> agreement;          // mean similarity to the others
   int winner = 0;
   std::string method;                     // "judge" or "agreement"
+  std::vector<double> scores;             // the judge's, when its verdict was used
   std::string reason;
   std::optional<CallResult> judge;        // the judge's call, when its choice was used
 };
@@ -49,8 +63,10 @@ class CompeteRunner {
 
   // Jaccard similarity of the lowercase word sets of `a` and `b`, in [0, 1].
   static double Similarity(const std::string& a, const std::string& b);
-  // The 1-based choice in a judge's reply ("2", "Answer 2 is best"), if it names 1..n.
-  static std::optional<int> ParseJudgeChoice(const std::string& reply, int n);
+  // A judge's reply: one JSON object (a fence or words around it are ignored) with "winner"
+  // (1..n), optionally "scores" (n numbers 0-10; the winner's must be the best) and "reason".
+  // INVALID_ARGUMENT "malformed verdict: ..." saying what is wrong.
+  static absl::StatusOr<JudgeVerdict> ParseJudgeVerdict(const std::string& reply, int n);
 
  private:
   const CompeteOptions options_;

@@ -56,6 +56,7 @@ absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
     spec.sub_task_id = tasks[i].id();
     spec.role = v1::CONTRIBUTION_ROLE_EXECUTE;
     spec.categories = {tasks[i].category()};
+    spec.private_data = tasks[i].private_data();
     spec.max_tokens = tasks[i].estimated_tokens();
     spec.sampling = part_sampling;
     spec.messages = system;

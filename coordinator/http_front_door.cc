@@ -33,7 +33,7 @@ constexpr char kAutoModel[] = "loom-auto";
 
 const char* ErrorType(int http) {
   switch (http) {
-    case 400: case 404: case 405: case 409: case 413: case 431: return "invalid_request_error";
+    case 400: case 404: case 405: case 409: case 413: case 422: case 431: return "invalid_request_error";
     case 401: return "authentication_error";
     case 402: return "insufficient_quota";
     case 403: return "permission_error";
@@ -52,6 +52,7 @@ const char* ErrorCode(int http) {
     case 404: return "not_found";
     case 405: return "method_not_allowed";
     case 409: return "request_already_served";
+    case 422: return "policy_unsatisfiable";
     case 413: return "request_too_large";
     case 431: return "request_header_too_large";
     case 429: return "rate_limit_exceeded";
@@ -442,7 +443,7 @@ json LoomObject(const v1::CompleteResponse& r) {
     contributions.push_back({{"device", c.device_id()}, {"provider", c.provider_id()},
                              {"model", c.model()}, {"role", Lower(v1::ContributionRole_Name(c.role()), "CONTRIBUTION_ROLE_")},
                              {"tokens", c.token_count()}, {"weight", c.weight()},
-                             {"credits_micro", c.credits_micro()}});
+                             {"credits_micro", c.credits_micro()}, {"in_answer", c.in_answer()}});
   }
   json out = {{"request_id", r.request_id()},
               {"plan_kind", Lower(v1::PlanKind_Name(r.plan().kind()), "PLAN_KIND_")},
@@ -453,7 +454,22 @@ json LoomObject(const v1::CompleteResponse& r) {
               {"coordinator_overhead_us", r.coordinator_overhead_us()}};
   if (r.has_compete()) {
     out["compete"] = {{"winner", r.compete().winner_sub_task_id()}, {"method", r.compete().method()},
-                      {"reason", r.compete().reason()}};
+                      {"reason", r.compete().reason()}, {"payout_rule", r.compete().payout_rule()}};
+    if (!r.compete().judge_scores().empty()) {
+      out["compete"]["judge_scores"] = std::vector<double>(r.compete().judge_scores().begin(),
+                                                           r.compete().judge_scores().end());
+    }
+  }
+  if (r.has_policy()) {
+    const v1::PolicyReport& p = r.policy();
+    out["policy"] = {{"name", p.name()},
+                     {"limits", std::vector<std::string>(p.limits().begin(), p.limits().end())},
+                     {"applied", std::vector<std::string>(p.applied().begin(), p.applied().end())},
+                     {"paid_micro", p.paid_micro()},
+                     {"cheapest_micro", p.cheapest_micro()},
+                     {"best_affinity_micro", p.best_affinity_micro()},
+                     {"carbon_g_estimate", p.carbon_g()},
+                     {"carbon_unknown_calls", p.carbon_unknown_calls()}};
   }
   return out;
 }
@@ -631,6 +647,8 @@ class LazyEventStream {
 
 int HttpFrontDoor::HttpStatusFor(const absl::Status& status) {
   if (IsInsufficientCredits(status)) return 402;
+  // No device meets the request's policy: as sent, it cannot be served (not retried).
+  if (IsPolicyUnmet(status)) return 422;
   switch (status.code()) {
     case absl::StatusCode::kOk: return 200;
     case absl::StatusCode::kInvalidArgument: return 400;
@@ -957,8 +975,14 @@ HttpResponse HttpFrontDoor::Models(HttpExchange& exchange) {
     }
   }
   std::vector<json> data;
-  data.push_back({{"id", kAutoModel}, {"object", "model"}, {"created", 0}, {"owned_by", "loom"},
-                  {"loom", {{"description", "the analyzer decides: passthrough, compiled or compete"}}}});
+  // Named policies are model names too: the analyzer decides the plan, the policy the devices.
+  for (const auto& [name, policy] : runner_->policies().named()) {
+    data.push_back({{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "loom"},
+                    {"loom", {{"kind", "policy"},
+                              {"description", absl::StrCat("the analyzer decides: passthrough, "
+                                                           "compiled or compete; devices: ",
+                                                           PolicyBook::Describe(policy))}}}});
+  }
   for (const auto& [name, devices] : models) {
     const std::set<std::string>& caps = capabilities[name];
     data.push_back({{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "loom-mesh"},

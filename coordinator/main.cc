@@ -113,6 +113,12 @@ ABSL_FLAG(double, analyzer_router_below, 0.5,
 ABSL_FLAG(int64_t, analyzer_router_timeout_ms, 2500, "Deadline of the router's call.");
 ABSL_FLAG(std::string, judge_model, "", "Model that judges compete answers (default: agreement).");
 ABSL_FLAG(int32_t, compete_k, 3, "Distinct models that answer a compete request.");
+ABSL_FLAG(double, compete_participant_share, 1.0,
+          "Compete payout: the winner is paid in full, every other candidate this share (0-1) "
+          "of its tokens' price.");
+ABSL_FLAG(std::string, policy_config, "",
+          "JSON PolicyConfig: named policies (model names such as loom-fast), each provider's "
+          "trust tier, carbon intensity by region. Built-in policies apply without it.");
 ABSL_FLAG(std::string, affinity_config, "",
           "JSON AffinityConfig overriding the default family x category affinity table.");
 ABSL_FLAG(double, load_weight, 0.6, "How much a fully loaded device's score drops (0-1).");
@@ -254,10 +260,23 @@ int main(int argc, char** argv) {
                  "settling them)", *orphans, absl::GetFlag(FLAGS_instance_id));
   }
 
+  loom::PolicyBook policies;
+  if (!absl::GetFlag(FLAGS_policy_config).empty()) {
+    auto config = loom::LoadConfigFile<loom::v1::PolicyConfig>(absl::GetFlag(FLAGS_policy_config));
+    if (!config.ok()) return Fail(std::string(config.status().message()));
+    auto book = loom::PolicyBook::FromConfig(*config);
+    if (!book.ok()) {
+      return Fail(absl::StrCat(absl::GetFlag(FLAGS_policy_config), ": ", book.status().message()));
+    }
+    policies = *std::move(book);
+  }
   loom::DeviceRegistry registry(
       {.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_interval_ms)),
        .missed_heartbeats_to_expire = absl::GetFlag(FLAGS_missed_heartbeats),
-       .max_price_per_1k_micro = absl::GetFlag(FLAGS_max_price_per_1k) * loom::kMicroPerCredit},
+       .max_price_per_1k_micro = absl::GetFlag(FLAGS_max_price_per_1k) * loom::kMicroPerCredit,
+       .provider_trust = policies.provider_trust(),
+       .default_trust = policies.default_trust(),
+       .carbon_by_region = policies.carbon_by_region()},
       loom::Clock::Real());
   loom::AffinityTable affinity = loom::AffinityTable::Defaults();
   if (!absl::GetFlag(FLAGS_affinity_config).empty()) {
@@ -307,6 +326,11 @@ int main(int argc, char** argv) {
   options.compete.judge_model = absl::GetFlag(FLAGS_judge_model);
   options.compete.k = absl::GetFlag(FLAGS_compete_k);
   if (options.compete.k < 1 || options.compete.k > 8) return Fail("--compete_k must be 1-8");
+  options.compete.participant_share = absl::GetFlag(FLAGS_compete_participant_share);
+  if (!(options.compete.participant_share >= 0 && options.compete.participant_share <= 1)) {
+    return Fail("--compete_participant_share must be from 0 to 1");
+  }
+  options.policies = policies;
 
   if (absl::GetFlag(FLAGS_request_timeout_ms) < 100) return Fail("--request_timeout_ms must be >= 100");
   options.request_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_request_timeout_ms));

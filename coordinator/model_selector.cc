@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/categories.h"
+#include "ledger/pricing.h"
 
 namespace loom {
 namespace {
@@ -183,12 +184,34 @@ std::string AffinityText(double affinity, double prior, double good, double bad,
 
 }  // namespace
 
+namespace {
+
+bool RankedBefore(double score_a, const v1::ModelInfo& ma, const v1::DeviceInfo& da,
+                  double score_b, const v1::ModelInfo& mb, const v1::DeviceInfo& db) {
+  return std::make_tuple(-score_a, -ma.parameters_b(), std::cref(da.device_id()), std::cref(ma.name())) <
+         std::make_tuple(-score_b, -mb.parameters_b(), std::cref(db.device_id()), std::cref(mb.name()));
+}
+
+// Devices per model weighed under soft weights: those of one model differ in speed and carbon,
+// so more than the least loaded few compete.
+constexpr int kWeighedPerGroup = 8;
+
+}  // namespace
+
 std::vector<ModelSelector::Candidate> ModelSelector::Rank(absl::Span<const ModelGroup* const> groups,
                                                           const std::vector<C>& categories,
                                                           const std::set<std::string>& excluded,
-                                                          int per_group) const {
+                                                          int per_group,
+                                                          const SelectionPolicy* policy,
+                                                          LimitTally* tally) const {
+  if (policy && policy->Soft()) per_group = std::max(per_group, kWeighedPerGroup);
+  const bool limited = policy && policy->HasLimits();
   std::vector<Candidate> out;
   for (const ModelGroup* g : groups) {
+    if (limited && policy->PriceFails(g->model())) {
+      if (tally) tally->Count(Limit::kPrice, g->serving());
+      continue;
+    }
     double affinity = -1, prior = 0, good = 0, bad = 0;
     C best = v1::TASK_CATEGORY_GENERAL;
     for (C c : categories) {
@@ -208,18 +231,55 @@ std::vector<ModelSelector::Candidate> ModelSelector::Rank(absl::Span<const Model
     // Within a group the score falls as load rises, so its first devices are its best.
     g->ForEachHealthy([&](const v1::DeviceInfo& d, double load) {
       if (excluded.count(d.device_id())) return true;
+      if (limited) {
+        if (std::optional<Limit> failed = policy->DeviceFails(d)) {
+          if (tally) tally->Count(*failed);
+          return true;
+        }
+      }
       out.push_back({&d, &g->model(), affinity, load, scored - options_.load_weight * load,
                      prior, good, bad, drawn});
       return ++taken < per_group;
     });
   }
+  if (policy && policy->Soft()) {
+    Weigh(*policy, &out);
+    return out;
+  }
   std::sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) {
-    return std::make_tuple(-a.score, -a.model->parameters_b(), std::cref(a.device->device_id()),
-                           std::cref(a.model->name())) <
-           std::make_tuple(-b.score, -b.model->parameters_b(), std::cref(b.device->device_id()),
-                           std::cref(b.model->name()));
+    return RankedBefore(a.score, *a.model, *a.device, b.score, *b.model, *b.device);
   });
   return out;
+}
+
+void ModelSelector::Weigh(const SelectionPolicy& policy, std::vector<Candidate>* ranked) const {
+  std::vector<Factors> factors;
+  factors.reserve(ranked->size());
+  for (const Candidate& c : *ranked) {
+    factors.push_back({c.drawn >= 0 ? c.drawn : c.affinity, c.load, PricePer1kMicro(*c.model),
+                       c.device->load().tokens_per_second(), c.device->observed_ttft_ms(),
+                       c.device->carbon_g_per_kwh()});
+  }
+  std::vector<WeightedScore> scores = WeightedScores(policy, options_.load_weight, factors);
+  for (size_t i = 0; i < ranked->size(); ++i) {
+    (*ranked)[i].weighed = scores[i];
+    (*ranked)[i].score = scores[i].score;
+  }
+  std::sort(ranked->begin(), ranked->end(), [](const Candidate& a, const Candidate& b) {
+    return RankedBefore(a.score, *a.model, *a.device, b.score, *b.model, *b.device);
+  });
+}
+
+void ModelSelector::SetAlternatives(const std::vector<Candidate>& ranked, Selection* s) {
+  const Candidate* best_affinity = nullptr;
+  int64_t cheapest = 0;
+  for (const Candidate& c : ranked) {
+    const int64_t price = PricePer1kMicro(*c.model);
+    if (cheapest == 0 || price < cheapest) cheapest = price;
+    if (!best_affinity || c.affinity > best_affinity->affinity) best_affinity = &c;
+  }
+  s->cheapest_price_per_1k_micro = cheapest;
+  s->best_affinity_price_per_1k_micro = best_affinity ? PricePer1kMicro(*best_affinity->model) : 0;
 }
 
 Selection ModelSelector::ToSelection(const Candidate& c) {
@@ -231,45 +291,88 @@ Selection ModelSelector::ToSelection(const Candidate& c) {
   s.load = c.load;
   s.score = c.score;
   s.tokens_per_second = c.device->load().tokens_per_second();
+  s.carbon_g_per_kwh = c.device->carbon_g_per_kwh();
+  s.cheapest_price_per_1k_micro = s.best_affinity_price_per_1k_micro = PricePer1kMicro(*c.model);
   return s;
 }
 
+namespace {
+
+// "choose d/m 0.71 (affinity 0.80 - load 0.10)" or, with soft weights, the weighed factors.
+std::string CandidateText(size_t i, const std::string& device, const std::string& model,
+                          double score, const std::string& affinity, double load_penalty,
+                          const SelectionPolicy* policy, const WeightedScore& w) {
+  if (policy && policy->Soft()) {
+    return absl::StrFormat("%s%s/%s %.2f (%s, cost %.2f, speed %.2f, carbon %.2f - load %.2f)",
+                           i ? "" : "chose ", device, model, score, affinity, w.cost, w.latency,
+                           w.carbon, load_penalty);
+  }
+  return absl::StrFormat("%s%s/%s %.2f (%s - load %.2f)", i ? "" : "chose ", device, model, score,
+                         affinity, load_penalty);
+}
+
+// What a policy did to a choice, for its reason: "; policy loom-private (trust >= verified
+// left out 2 device(s))".
+std::string PolicyText(const SelectionPolicy* policy, const LimitTally& tally) {
+  if (!policy || (!policy->HasLimits() && !policy->Soft())) return "";
+  std::string text = absl::StrCat("; policy ", policy->name.empty() ? "of the request" : policy->name);
+  if (policy->Soft()) {
+    absl::StrAppendFormat(&text, " weights quality %.2f, cost %.2f, speed %.2f, carbon %.2f",
+                          policy->weights[0], policy->weights[1], policy->weights[2],
+                          policy->weights[3]);
+  }
+  if (tally.total() > 0) absl::StrAppend(&text, " (", tally.Text(*policy), ")");
+  return text;
+}
+
+}  // namespace
+
 absl::StatusOr<Selection> ModelSelector::SelectForCategories(
     CandidateSource& source, const std::vector<C>& categories,
-    const std::set<std::string>& excluded) const {
+    const std::set<std::string>& excluded, const SelectionPolicy* policy) const {
   constexpr int kShown = 3;  // the choice and two runners-up, in the reason
   absl::StatusOr<Selection> result = absl::UnknownError("not read");
   source.Read([&](absl::Span<const ModelGroup* const> groups, int devices) {
-    std::vector<Candidate> ranked = Rank(groups, categories, excluded, kShown);
+    LimitTally tally;
+    std::vector<Candidate> ranked = Rank(groups, categories, excluded, kShown, policy, &tally);
     std::vector<std::string> names;
     for (C c : categories) names.push_back(CategoryName(c));
     if (ranked.empty()) {
+      // The policy alone left none: the request cannot be served as asked. With devices
+      // excluded after failures as well, it is the mesh that failed it.
+      if (tally.total() > 0 && excluded.empty()) {
+        result = PolicyUnmetError(*policy, tally, absl::StrJoin(names, "/"), devices);
+        return;
+      }
       result = absl::UnavailableError(absl::StrCat(
           "no healthy device available for ", absl::StrJoin(names, "/"), " (", devices,
-          " device(s) in the mesh, ", excluded.size(), " excluded after failures)"));
+          " device(s) in the mesh, ", excluded.size(), " excluded after failures",
+          tally.total() > 0 ? absl::StrCat("; ", tally.Text(*policy)) : "", ")"));
       return;
     }
     Selection s = ToSelection(ranked[0]);
+    SetAlternatives(ranked, &s);
     std::vector<std::string> parts;
     for (size_t i = 0; i < ranked.size() && i < kShown; ++i) {
       const Candidate& c = ranked[i];
-      parts.push_back(absl::StrFormat("%s%s/%s %.2f (%s - load %.2f)", i ? "" : "chose ",
-                                      c.device->device_id(), c.model->name(), c.score,
-                                      AffinityText(c.affinity, c.prior, c.good, c.bad, c.drawn),
-                                      options_.load_weight * c.load));
+      parts.push_back(CandidateText(i, c.device->device_id(), c.model->name(), c.score,
+                                    AffinityText(c.affinity, c.prior, c.good, c.bad, c.drawn),
+                                    options_.load_weight * c.load, policy, c.weighed));
     }
-    s.reason = absl::StrCat(absl::StrJoin(names, "/"), ": ", absl::StrJoin(parts, "; then "));
+    s.reason = absl::StrCat(absl::StrJoin(names, "/"), ": ", absl::StrJoin(parts, "; then "),
+                            PolicyText(policy, tally));
     result = std::move(s);
   });
   return result;
 }
 
 std::vector<Selection> ModelSelector::RankDistinctModels(CandidateSource& source, C category,
-                                                         int k) const {
+                                                         int k, const SelectionPolicy* policy,
+                                                         LimitTally* tally) const {
   std::vector<Selection> out;
   source.Read([&](absl::Span<const ModelGroup* const> groups, int) {
     // k devices per model are enough: the first pass wants at most k distinct devices.
-    std::vector<Candidate> ranked = Rank(groups, {category}, {}, std::max(k, 1));
+    std::vector<Candidate> ranked = Rank(groups, {category}, {}, std::max(k, 1), policy, tally);
     std::set<std::string> models, used_devices;
     // First pass: distinct models on distinct devices; second: distinct models anywhere.
     for (int pass = 0; pass < 2; ++pass) {
@@ -280,6 +383,7 @@ std::vector<Selection> ModelSelector::RankDistinctModels(CandidateSource& source
         models.insert(c.model->name());
         used_devices.insert(c.device->device_id());
         Selection s = ToSelection(c);
+        SetAlternatives(ranked, &s);
         s.reason = absl::StrFormat("compete candidate %d: %s %s, load %.2f", out.size() + 1,
                                    CategoryName(category),
                                    AffinityText(c.affinity, c.prior, c.good, c.bad, c.drawn),
@@ -293,7 +397,7 @@ std::vector<Selection> ModelSelector::RankDistinctModels(CandidateSource& source
 
 absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
     CandidateSource& source, const PassthroughTarget& target,
-    const std::set<std::string>& excluded) const {
+    const std::set<std::string>& excluded, const SelectionPolicy* policy) const {
   auto matches = [&](const v1::ModelInfo& m) {
     for (const std::string& c : target.capabilities) {
       if (std::find(m.capabilities().begin(), m.capabilities().end(), c) == m.capabilities().end()) {
@@ -310,22 +414,34 @@ absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
   if (!target.capabilities.empty()) {
     absl::StrAppend(&wanted, " with ", absl::StrJoin(target.capabilities, " and "));
   }
+  const bool limited = policy && policy->HasLimits();
+  const bool soft = policy && policy->Soft();
   absl::StatusOr<Selection> result = absl::UnknownError("not read");
   source.Read([&](absl::Span<const ModelGroup* const> groups, int devices) {
-    std::optional<Candidate> best;
+    // The target fixes the model, so its devices compete on load (and, under soft weights,
+    // on speed, price and carbon as well).
+    std::vector<Candidate> pool;
+    LimitTally tally;
     int serving = 0;
-    auto key = [](const Candidate& c) {
-      return std::make_tuple(c.load, -c.model->parameters_b(), std::cref(c.device->device_id()),
-                             std::cref(c.model->name()));
-    };
     for (const ModelGroup* g : groups) {
       if (!matches(g->model())) continue;
       serving += g->serving();
+      if (limited && policy->PriceFails(g->model())) {
+        tally.Count(Limit::kPrice, g->serving());
+        continue;
+      }
+      int taken = 0;
       g->ForEachHealthy([&](const v1::DeviceInfo& d, double load) {
         if (excluded.count(d.device_id())) return true;
-        Candidate c{&d, &g->model(), 1.0, load, 1.0 - load};
-        if (!best || key(c) < key(*best)) best = c;
-        return false;  // the group's least loaded eligible device is its only contender
+        if (limited) {
+          if (std::optional<Limit> failed = policy->DeviceFails(d)) {
+            tally.Count(*failed);
+            return true;
+          }
+        }
+        pool.push_back({&d, &g->model(), 1.0, load, 1.0 - load});
+        // Without soft weights the group's least loaded eligible device is its only contender.
+        return soft && ++taken < kWeighedPerGroup;
       });
     }
     if (serving == 0) {
@@ -334,15 +450,35 @@ absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
                    : absl::NotFoundError(absl::StrCat("no device in the mesh serves ", wanted));
       return;
     }
-    if (!best) {
-      result = absl::UnavailableError(absl::StrCat("no healthy device left for ", wanted, " (",
-                                                   serving, " serving, ", excluded.size(),
-                                                   " excluded after failures)"));
+    if (pool.empty()) {
+      result = tally.total() > 0 && excluded.empty()
+                   ? PolicyUnmetError(*policy, tally, wanted, devices)
+                   : absl::UnavailableError(absl::StrCat(
+                         "no healthy device left for ", wanted, " (", serving, " serving, ",
+                         excluded.size(), " excluded after failures",
+                         tally.total() > 0 ? absl::StrCat("; ", tally.Text(*policy)) : "", ")"));
       return;
     }
-    Selection s = ToSelection(*best);
-    s.reason = absl::StrFormat("least loaded healthy device of %d serving %s (load %.2f)",
-                               serving, wanted, best->load);
+    if (soft) {
+      Weigh(*policy, &pool);
+    } else {
+      auto key = [](const Candidate& c) {
+        return std::make_tuple(c.load, -c.model->parameters_b(), std::cref(c.device->device_id()),
+                               std::cref(c.model->name()));
+      };
+      std::sort(pool.begin(), pool.end(),
+                [&](const Candidate& a, const Candidate& b) { return key(a) < key(b); });
+    }
+    const Candidate& best = pool.front();
+    Selection s = ToSelection(best);
+    SetAlternatives(pool, &s);
+    s.reason = soft ? absl::StrFormat("best of %d serving %s by the policy's weights: %s (cost "
+                                      "%.2f, speed %.2f, carbon %.2f, load %.2f)",
+                                      serving, wanted, best.device->device_id(), best.weighed.cost,
+                                      best.weighed.latency, best.weighed.carbon, best.load)
+                    : absl::StrFormat("least loaded healthy device of %d serving %s (load %.2f)",
+                                      serving, wanted, best.load);
+    absl::StrAppend(&s.reason, PolicyText(policy, tally));
     result = std::move(s);
   });
   return result;
@@ -350,22 +486,23 @@ absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
 
 absl::StatusOr<Selection> ModelSelector::SelectForCategories(
     const std::vector<v1::DeviceInfo>& devices, const std::vector<C>& categories,
-    const std::set<std::string>& excluded) const {
+    const std::set<std::string>& excluded, const SelectionPolicy* policy) const {
   DeviceSnapshot snapshot(devices);
-  return SelectForCategories(snapshot, categories, excluded);
+  return SelectForCategories(snapshot, categories, excluded, policy);
 }
 
 std::vector<Selection> ModelSelector::RankDistinctModels(const std::vector<v1::DeviceInfo>& devices,
-                                                         C category, int k) const {
+                                                         C category, int k,
+                                                         const SelectionPolicy* policy) const {
   DeviceSnapshot snapshot(devices);
-  return RankDistinctModels(snapshot, category, k);
+  return RankDistinctModels(snapshot, category, k, policy);
 }
 
 absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
     const std::vector<v1::DeviceInfo>& devices, const PassthroughTarget& target,
-    const std::set<std::string>& excluded) const {
+    const std::set<std::string>& excluded, const SelectionPolicy* policy) const {
   DeviceSnapshot snapshot(devices);
-  return SelectPassthrough(snapshot, target, excluded);
+  return SelectPassthrough(snapshot, target, excluded, policy);
 }
 
 absl::StatusOr<std::string> SmallestUsableModel(CandidateSource& source, const std::string& configured,

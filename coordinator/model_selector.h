@@ -18,6 +18,13 @@
 // Ties go to the larger model, then the lower device id, then the model name. Devices that are
 // not HEALTHY, or excluded (earlier failures of this work, policy), are never chosen.
 //
+// Policies (selection_policy.h): a call may carry a SelectionPolicy. Its hard limits leave
+// devices out first (a model above its price limit as a whole; the others device by device,
+// scanning a model's devices in load order until enough pass); when none is left the choice
+// fails with PolicyUnmetError naming each limit and the devices it left out. Its soft weights
+// then score the rest (more devices per model are weighed, since speed and carbon differ
+// between devices of one model). Without a policy, or with quality alone, nothing changes.
+//
 // Passthrough with a pinned model or family: the least loaded healthy device serving it.
 //
 // Thread-safe (immutable after construction).
@@ -35,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "coordinator/selection_policy.h"
 #include "loom/v1/common.pb.h"
 #include "loom/v1/config.pb.h"
 
@@ -132,6 +140,12 @@ struct Selection {
   double score = 0;
   double tokens_per_second = 0;  // the device's reported speed (0: unknown)
   std::string reason;            // why this device, with the runners-up
+  // For the receipt (PolicyReport): among the candidates the policy's limits allowed, the
+  // lowest price and the price of the one with the best affinity; the chosen device's
+  // declared carbon intensity (0: unknown).
+  int64_t cheapest_price_per_1k_micro = 0;
+  int64_t best_affinity_price_per_1k_micro = 0;
+  double carbon_g_per_kwh = 0;
 };
 
 class ModelSelector {
@@ -141,30 +155,38 @@ class ModelSelector {
 
   // The best device+model for work needing any of `categories` (a model's affinity is its best
   // among them). UNAVAILABLE when no healthy, non-excluded device exists.
+  // With `policy` (may be null): FAILED_PRECONDITION (PolicyUnmetError) when its limits leave
+  // no device.
   absl::StatusOr<Selection> SelectForCategories(CandidateSource& source,
                                                 const std::vector<v1::TaskCategory>& categories,
-                                                const std::set<std::string>& excluded) const;
+                                                const std::set<std::string>& excluded,
+                                                const SelectionPolicy* policy = nullptr) const;
 
   // Up to `k` candidates on distinct models (and, where possible, distinct devices), best
-  // first, for compete.
+  // first, for compete. `tally` (may be null) counts the devices the policy left out.
   std::vector<Selection> RankDistinctModels(CandidateSource& source, v1::TaskCategory category,
-                                            int k) const;
+                                            int k, const SelectionPolicy* policy = nullptr,
+                                            LimitTally* tally = nullptr) const;
 
   // NOT_FOUND when no device in the mesh serves the target at all; UNAVAILABLE when some do
-  // but none is healthy and not excluded.
+  // but none is healthy and not excluded; FAILED_PRECONDITION when the policy left none.
   absl::StatusOr<Selection> SelectPassthrough(CandidateSource& source,
                                               const PassthroughTarget& target,
-                                              const std::set<std::string>& excluded) const;
+                                              const std::set<std::string>& excluded,
+                                              const SelectionPolicy* policy = nullptr) const;
 
   // The same over a list of devices (grouped first: for plans and tests, not the hot path).
   absl::StatusOr<Selection> SelectForCategories(const std::vector<v1::DeviceInfo>& devices,
                                                 const std::vector<v1::TaskCategory>& categories,
-                                                const std::set<std::string>& excluded) const;
+                                                const std::set<std::string>& excluded,
+                                                const SelectionPolicy* policy = nullptr) const;
   std::vector<Selection> RankDistinctModels(const std::vector<v1::DeviceInfo>& devices,
-                                            v1::TaskCategory category, int k) const;
+                                            v1::TaskCategory category, int k,
+                                            const SelectionPolicy* policy = nullptr) const;
   absl::StatusOr<Selection> SelectPassthrough(const std::vector<v1::DeviceInfo>& devices,
                                               const PassthroughTarget& target,
-                                              const std::set<std::string>& excluded) const;
+                                              const std::set<std::string>& excluded,
+                                              const SelectionPolicy* policy = nullptr) const;
 
   static double LoadOf(const v1::DeviceInfo& device);
   const AffinityTable& affinity() const { return table_; }
@@ -181,13 +203,20 @@ class ModelSelector {
     double prior;  // the table's affinity, before outcomes moved it
     double good, bad;  // the outcomes observed
     double drawn = -1;  // the Thompson draw scored instead of the blend (-1: none)
+    WeightedScore weighed;  // with a policy's soft weights: the normalised factors
   };
-  // The best `per_group` healthy, non-excluded devices of every group, ranked (by score, then
-  // larger model, device id, model name). The pointers are valid only inside source.Read.
+  // The best `per_group` healthy, non-excluded devices of every group that pass `policy`'s
+  // limits (may be null; `tally` counts what they left out), ranked (by score, then larger
+  // model, device id, model name). The pointers are valid only inside source.Read.
   std::vector<Candidate> Rank(absl::Span<const ModelGroup* const> groups,
                               const std::vector<v1::TaskCategory>& categories,
-                              const std::set<std::string>& excluded, int per_group) const;
+                              const std::set<std::string>& excluded, int per_group,
+                              const SelectionPolicy* policy, LimitTally* tally) const;
+  // Rescores `ranked` by the policy's soft weights and sorts it again.
+  void Weigh(const SelectionPolicy& policy, std::vector<Candidate>* ranked) const;
   static Selection ToSelection(const Candidate& c);
+  // The receipt's alternatives (Selection::cheapest_..., best_affinity_...) from `ranked`.
+  static void SetAlternatives(const std::vector<Candidate>& ranked, Selection* s);
 
   const AffinityTable table_;
   const SelectorOptions options_;

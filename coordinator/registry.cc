@@ -47,6 +47,13 @@ absl::Status ValidateAdvertisement(const v1::RegisterRequest& r, int max_models,
                               FormatCredits(max_price), " (--max_price_per_1k)"));
     }
   }
+  if (!r.region().empty() && !IsValidRegion(r.region())) {
+    return bad("region must be 1-32 characters of a-z 0-9 -");
+  }
+  if (r.has_carbon_g_per_kwh() &&
+      (!std::isfinite(r.carbon_g_per_kwh()) || r.carbon_g_per_kwh() < 0 || r.carbon_g_per_kwh() > 2000)) {
+    return bad("carbon_g_per_kwh must be from 0 to 2000");
+  }
   if (r.load().max_concurrency() < 0 || r.load().active() < 0 || r.load().queued() < 0 ||
       !std::isfinite(r.load().tokens_per_second()) || r.load().tokens_per_second() < 0) {
     return bad("negative or non-finite load");
@@ -196,6 +203,7 @@ absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::Register
   // Attempts already running survive a re-register.
   const int inflight = e.info.coordinator_inflight();
   const int64_t overclaims = e.info.usage_overclaims();
+  const v1::DeviceInfo observed = e.info;  // this coordinator's measurements survive too
   if (it != devices_.end()) UnindexLocked(&e);
   e = Entry{};
   e.lease_id = response.lease_id();
@@ -215,6 +223,19 @@ absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::Register
   e.info.set_registered_unix_ms(absl::ToUnixMillis(now));
   e.info.set_coordinator_inflight(inflight);
   e.info.set_usage_overclaims(overclaims);
+  e.info.set_observed_ttft_ms(observed.observed_ttft_ms());
+  e.info.set_failure_rate(observed.failure_rate());
+  e.info.set_observed_attempts(observed.observed_attempts());
+  // Policies: the device declares its region and power; its trust is the operator's word.
+  e.info.set_region(request.region());
+  auto trust = options_.provider_trust.find(request.provider_id());
+  e.info.set_trust(trust != options_.provider_trust.end() ? trust->second : options_.default_trust);
+  if (request.has_carbon_g_per_kwh()) {
+    e.info.set_carbon_g_per_kwh(request.carbon_g_per_kwh());
+  } else if (auto c = options_.carbon_by_region.find(request.region());
+             c != options_.carbon_by_region.end()) {
+    e.info.set_carbon_g_per_kwh(c->second);
+  }
   IndexLocked(&e);
   spdlog::info("device {} registered (provider {}, {} model(s), {}{})", request.device_id(),
                request.provider_id(), request.models_size(), request.address(),
@@ -369,6 +390,25 @@ void DeviceRegistry::RecordOverclaim(const std::string& device_id) {
   auto it = devices_.find(device_id);
   if (it == devices_.end()) return;
   it->second.info.set_usage_overclaims(it->second.info.usage_overclaims() + 1);
+}
+
+void DeviceRegistry::RecordAttempt(const std::string& device_id, bool ok,
+                                   absl::Duration first_output) {
+  absl::MutexLock lock(&mu_);
+  auto it = devices_.find(device_id);
+  if (it == devices_.end()) return;
+  v1::DeviceInfo& info = it->second.info;
+  // Moving averages: the first observations count fully, then each one a fifth.
+  const int64_t n = info.observed_attempts() + 1;
+  const double alpha = std::max(0.2, 1.0 / static_cast<double>(n));
+  info.set_observed_attempts(n);
+  info.set_failure_rate((1 - alpha) * info.failure_rate() + alpha * (ok ? 0.0 : 1.0));
+  if (ok && first_output > absl::ZeroDuration()) {
+    const double ms = absl::ToDoubleMilliseconds(first_output);
+    info.set_observed_ttft_ms(info.observed_ttft_ms() <= 0
+                                  ? ms
+                                  : 0.8 * info.observed_ttft_ms() + 0.2 * ms);
+  }
 }
 
 void DeviceRegistry::AddInflight(const std::string& device_id, int delta) {

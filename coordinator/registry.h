@@ -45,6 +45,12 @@ struct RegistryOptions {
   // more is refused at Register, so no price can overflow a cost bound or price the whole
   // mesh out of every client's budget. (--max_price_per_1k, in credits.)
   int64_t max_price_per_1k_micro = 100 * 1'000'000;
+  // Policies (policy.h): the operator's trust tier per provider id (others: default_trust),
+  // stamped on each device at Register, and carbon intensity by region for devices that
+  // declare none.
+  std::map<std::string, v1::TrustTier> provider_trust;
+  v1::TrustTier default_trust = v1::TRUST_TIER_COMMUNITY;
+  std::map<std::string, double> carbon_by_region;
 };
 
 class DeviceRegistry : public CandidateSource {
@@ -81,6 +87,9 @@ class DeviceRegistry : public CandidateSource {
   // reported active count by the same delta (clamped at 0), so selection between two
   // heartbeats sees its own assignments start and finish.
   void AddInflight(const std::string& device_id, int delta);
+  // Feeds the device's measured figures (DeviceInfo.observed_ttft_ms, failure_rate): one
+  // attempt's outcome and, when it produced output, the time to its first output.
+  void RecordAttempt(const std::string& device_id, bool ok, absl::Duration first_output);
   // Counts a usage report that claimed more tokens than were received (kept across
   // re-registration, shown as DeviceInfo.usage_overclaims).
   void RecordOverclaim(const std::string& device_id);

@@ -1,11 +1,14 @@
 #include "coordinator/request_runner.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <spdlog/spdlog.h>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "common/categories.h"
 #include "common/ids.h"
@@ -13,6 +16,7 @@
 #include "common/status_macros.h"
 #include "common/tokens.h"
 #include "coordinator/feedback.h"
+#include "coordinator/policy_report.h"
 #include "ledger/pricing.h"
 
 namespace loom {
@@ -71,6 +75,17 @@ void AddRecords(std::vector<v1::ContributionRecord>* records, const std::string&
     records->push_back(Record(request_id, sub_task_id, role, paid, now, {kind.category, false}));
   }
   records->push_back(Record(request_id, sub_task_id, role, call, now, kind));
+}
+
+// A compete candidate that did not win: its credits at `share`, rounded down.
+int64_t ParticipantCredits(int64_t credits, double share) {
+  if (share >= 1.0) return credits;
+  return static_cast<int64_t>(std::floor(static_cast<double>(credits) * std::max(0.0, share)));
+}
+
+std::string PayoutRule(double share) {
+  return absl::StrFormat("winner paid in full; each other candidate %.0f%% of its tokens' price",
+                         100 * std::min(1.0, std::max(0.0, share)));
 }
 
 // Weights: each record's share of the request's tokens. Returns the total.
@@ -182,12 +197,13 @@ v1::CompilationPlan RequestRunner::BasePlan(const Analysis& analysis,
 }
 
 void RequestRunner::AddTentativeAssignments(v1::CompilationPlan* plan,
-                                            const v1::CompleteRequest& request) const {
+                                            const v1::CompleteRequest& request,
+                                            const RequestPolicy& policy) const {
   CandidateSource& devices = *registry_;
   const ModelSelector& selector = attempts_.selector();
   if (plan->kind() == v1::PLAN_KIND_COMPETE) {
-    for (const Selection& s :
-         selector.RankDistinctModels(devices, plan->categories(0).category(), options_.compete.k)) {
+    for (const Selection& s : selector.RankDistinctModels(devices, plan->categories(0).category(),
+                                                          options_.compete.k, &policy.all)) {
       v1::Assignment* a = plan->add_assignments();
       a->set_sub_task_id(absl::StrCat("compete-", plan->assignments_size()));
       a->set_device_id(s.device_id);
@@ -199,10 +215,12 @@ void RequestRunner::AddTentativeAssignments(v1::CompilationPlan* plan,
   }
   const bool pinned = !request.model().empty() || !request.family().empty();
   for (const auto& task : plan->sub_tasks()) {
+    const SelectionPolicy* p =
+        &policy.For(plan->kind() != v1::PLAN_KIND_COMPILED || task.private_data());
     absl::StatusOr<Selection> s =
         pinned && plan->kind() == v1::PLAN_KIND_PASSTHROUGH
-            ? selector.SelectPassthrough(devices, {request.model(), request.family()}, {})
-            : selector.SelectForCategories(devices, {task.category()}, {});
+            ? selector.SelectPassthrough(devices, {request.model(), request.family()}, {}, p)
+            : selector.SelectForCategories(devices, {task.category()}, {}, p);
     v1::Assignment* a = plan->add_assignments();
     a->set_sub_task_id(task.id());
     if (s.ok()) {
@@ -227,7 +245,11 @@ v1::ListAffinitiesResponse RequestRunner::Affinities() const {
 }
 
 absl::StatusOr<v1::CompilationPlan> RequestRunner::Explain(const v1::CompleteRequest& request) {
+  if (!request.model().empty() && options_.policies.IsNamed(request.model())) {
+    return Explain(WithNamedPolicy(request));
+  }
   LOOM_RETURN_IF_ERROR(Validate(request));
+  LOOM_ASSIGN_OR_RETURN(const RequestPolicy policy, options_.policies.Resolve(request));
   const int64_t max_tokens = AnswerTokenBound(request);
   Analysis analysis = analyzer_.Analyze(request, max_tokens);
   if (router_.ShouldConsult(analysis, request)) {
@@ -252,7 +274,12 @@ absl::StatusOr<v1::CompilationPlan> RequestRunner::Explain(const v1::CompleteReq
     task->set_category(plan.categories(0).category());
     task->set_estimated_tokens(max_tokens);
   }
-  AddTentativeAssignments(&plan, request);
+  if (policy.HasLimits() || policy.all.Soft()) {
+    std::vector<std::string> limits = policy.LimitTexts();
+    plan.add_reasons(absl::StrCat("policy ", policy.name, limits.empty() ? "" : ": ",
+                                  absl::StrJoin(limits, "; ")));
+  }
+  AddTentativeAssignments(&plan, request, policy);
   return plan;
 }
 
@@ -272,11 +299,15 @@ int64_t RequestRunner::AnswerTokenBound(const v1::CompleteRequest& request) cons
 }
 
 absl::StatusOr<int64_t> RequestRunner::CostBound(const Analysis& analysis, int64_t max_tokens,
-                                                 int64_t price) const {
+                                                 int64_t price,
+                                                 const SelectionPolicy* policy) const {
   if (price < 0) {
     price = 0;
     registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
-      for (const ModelGroup* g : groups) price = std::max(price, PricePer1kMicro(g->model()));
+      for (const ModelGroup* g : groups) {
+        if (policy && policy->PriceFails(g->model())) continue;
+        price = std::max(price, PricePer1kMicro(g->model()));
+      }
     });
   }
   int64_t tokens = max_tokens;
@@ -299,6 +330,41 @@ absl::StatusOr<int64_t> RequestRunner::CostBound(const Analysis& analysis, int64
         " micro-credits per 1k overflows; ask for fewer max_tokens"));
   }
   return bound;
+}
+
+absl::Status RequestRunner::FitMaxCost(const Analysis& analysis, int64_t max_tokens, int choices,
+                                       RequestPolicy* policy, int64_t* bound) const {
+  const int64_t cap = policy->max_cost_micro / std::max(1, choices);
+  if (policy->max_cost_micro <= 0 || *bound <= cap) return absl::OkStatus();
+  std::set<int64_t, std::greater<>> prices;
+  registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
+    for (const ModelGroup* g : groups) {
+      if (!policy->all.PriceFails(g->model())) prices.insert(PricePer1kMicro(g->model()));
+    }
+  });
+  for (int64_t price : prices) {
+    absl::StatusOr<int64_t> at = CostBound(analysis, max_tokens, price);
+    if (!at.ok() || *at > cap) continue;
+    *bound = *at;
+    policy->all.max_price_per_1k_micro = policy->wide.max_price_per_1k_micro = price;
+    return absl::OkStatus();
+  }
+  const int64_t cheapest = prices.empty() ? 0 : *prices.rbegin();
+  absl::StatusOr<int64_t> at_cheapest = CostBound(analysis, max_tokens, cheapest);
+  return PolicyUnmetError(absl::StrCat(
+      "no device meets the policy ", policy->name, ": cost <= ",
+      FormatCredits(policy->max_cost_micro), " credits is below this request's cost bound (",
+      at_cheapest.ok() ? FormatCredits(*at_cheapest * std::max(1, choices)) : std::string("?"),
+      " credits for up to ", max_tokens, " output tokens at the cheapest price allowed, ",
+      FormatCredits(cheapest), " credits/1k); raise max_cost or lower max_tokens; nothing was "
+      "charged"));
+}
+
+v1::CompleteRequest RequestRunner::WithNamedPolicy(const v1::CompleteRequest& request) const {
+  v1::CompleteRequest out = request;
+  if (out.policy().name().empty()) out.mutable_policy()->set_name(request.model());
+  out.clear_model();
+  return out;
 }
 
 RequestRunner::Affordable RequestRunner::AffordableFor(const std::string& client_account,
@@ -334,6 +400,9 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
                                                         const EventSink& sink,
                                                         Cancellation* cancel,
                                                         absl::Time arrived) {
+  if (!request.model().empty() && options_.policies.IsNamed(request.model())) {
+    return Run(WithNamedPolicy(request), deadline, sink, cancel, arrived);
+  }
   RequestLog* const recent = options_.recent;
   if (recent == nullptr) return RunUnlogged(request, deadline, sink, cancel, arrived, nullptr);
   std::string logged;  // the ledger id, once claimed
@@ -360,6 +429,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::RunUnlogged(
   v1::Timings timings;
   timings.set_queued_us(absl::ToInt64Microseconds(start - arrived));
   LOOM_RETURN_IF_ERROR(Validate(request));
+  LOOM_ASSIGN_OR_RETURN(RequestPolicy policy, options_.policies.Resolve(request));
   // Tools and JSON output go to one model that advertises them: no decomposition, no compete.
   const auto needs = NeededCapabilities(request.structure(), request.messages());
   if (!needs.empty()) {
@@ -416,11 +486,17 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::RunUnlogged(
   if (!needs.empty() || choices > 1 || !request.structure().logit_bias_json().empty()) {
     analysis.kind = v1::PLAN_KIND_PASSTHROUGH;
   }
-  LOOM_ASSIGN_OR_RETURN(int64_t bound, CostBound(analysis, max_tokens));
+  LOOM_ASSIGN_OR_RETURN(int64_t bound, CostBound(analysis, max_tokens, -1, &policy.all));
+  if (policy.HasLimits() || policy.all.Soft()) {
+    std::vector<std::string> limits = policy.LimitTexts();
+    analysis.reasons.push_back(absl::StrCat(
+        "policy ", policy.name, limits.empty() ? "" : ": ", absl::StrJoin(limits, "; ")));
+  }
   // An unclear request may be shown to a router model first: its call is reserved for, and
   // so is a compiled plan when the client can afford one (the router may find several asks).
+  // Not under a cost limit: the bound is kept to the plan itself.
   bool consult = needs.empty() && choices == 1 && request.structure().logit_bias_json().empty() &&
-                 router_.ShouldConsult(analysis, request);
+                 policy.max_cost_micro == 0 && router_.ShouldConsult(analysis, request);
   bool may_compile = false;
   if (consult) {
     Analysis routed = analysis;
@@ -443,7 +519,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::RunUnlogged(
     registry_->Read([&](absl::Span<const ModelGroup* const> groups, int) {
       for (const ModelGroup* g : groups) {
         if ((request.model().empty() || g->model().name() == request.model()) &&
-            (request.family().empty() || g->model().family() == request.family())) {
+            (request.family().empty() || g->model().family() == request.family()) &&
+            !policy.all.PriceFails(g->model())) {
           pinned_price = std::max(pinned_price, PricePer1kMicro(g->model()));
         }
       }
@@ -465,6 +542,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::RunUnlogged(
       }
     }
   }
+  LOOM_RETURN_IF_ERROR(FitMaxCost(analysis, max_tokens, choices, &policy, &bound));
   // Every choice is an answer the client pays for.
   if (__builtin_mul_overflow(bound, static_cast<int64_t>(choices), &bound)) {
     return absl::OutOfRangeError("the cost bound of this request overflows");
@@ -479,6 +557,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::RunUnlogged(
     return Replay(request, request_id, reserved, sink);
   }
   AttemptLog log(clock_);
+  log.SetPolicy(&policy);
   if (logged != nullptr) {
     log.Observe([recent = options_.recent, &request_id](const v1::Attempt& a) {
       recent->Attempt(request_id, a);
@@ -560,7 +639,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
     AddRecords(&records, request_id, "route", v1::CONTRIBUTION_ROLE_ROUTE, *route_call, clock_->Now());
   }
   auto emit_plan = [&] {
-    AddTentativeAssignments(&plan, request);
+    AddTentativeAssignments(&plan, request, *log.policy());
     if (options_.recent != nullptr) options_.recent->Plan(request_id, plan);
     if (!emit) return;
     v1::CompleteEvent e;
@@ -638,10 +717,20 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
         cand->set_output(c.candidates[i].output);
         cand->set_agreement(c.agreement[i]);
         cand->set_winner(static_cast<int>(i) == c.winner);
+        const size_t first = records.size();
         AddRecords(&records, request_id, c.sub_task_ids[i], v1::CONTRIBUTION_ROLE_COMPETE,
                    c.candidates[i], clock_->Now(),
                    {plan.categories(0).category(), static_cast<int>(i) == c.winner});
+        // The payout rule (compete_runner.h): a candidate that did not win is paid its share.
+        if (static_cast<int>(i) != c.winner) {
+          for (size_t r = first; r < records.size(); ++r) {
+            records[r].set_credits_micro(ParticipantCredits(records[r].credits_micro(),
+                                                            options_.compete.participant_share));
+          }
+        }
       }
+      result->set_payout_rule(PayoutRule(options_.compete.participant_share));
+      for (double score : c.scores) result->add_judge_scores(score);
       // The verdict is evidence of each model's skill at the category: a judge's counts fully,
       // agreement (the answer most like the others) half.
       if (options_.outcomes && c.candidates.size() >= 2) {
@@ -767,6 +856,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
   for (const auto& r : records) *response.add_contributions() = r;
   response.set_cost_micro(settlement->charged_micro);
   response.set_settlement_id(settlement->settlement_id);
+  if (log.policy()) *response.mutable_policy() = PolicyReportFor(*log.policy(), log);
   timings.set_device_wait_us(absl::ToInt64Microseconds(log.device_wait()));
   timings.set_total_us(absl::ToInt64Microseconds(clock_->Now() - arrived));
   const int64_t overhead = timings.total_us() - timings.device_wait_us() - timings.reserve_us() -

@@ -65,6 +65,7 @@
 #include "coordinator/response_synthesizer.h"
 #include "coordinator/model_router.h"
 #include "coordinator/outcome_model.h"
+#include "coordinator/policy.h"
 #include "coordinator/request_log.h"
 #include "coordinator/task_decomposer.h"
 #include "ledger/ledger_store.h"
@@ -78,6 +79,7 @@ struct RunnerOptions {
   DecomposerOptions decomposer;
   CompeteOptions compete;
   RouterOptions router;  // model-backed analysis of unclear requests (off by default)
+  PolicyBook policies;   // the named policies requests may choose (policy.h)
   // Fed with compete verdicts (the selector reads it); null: nothing learnt. Not owned.
   OutcomeModel* outcomes = nullptr;
   // The recent requests the console shows: each is entered once its id is claimed and ends
@@ -112,6 +114,7 @@ class RequestRunner {
                                            absl::Time arrived = absl::InfinitePast());
 
   Clock* clock() const { return clock_; }
+  const PolicyBook& policies() const { return options_.policies; }
 
   // Calls waiting now for another call with the same request id to finish.
   int DuplicatesWaiting() const;
@@ -135,13 +138,23 @@ class RequestRunner {
                                                    std::string* logged);
   absl::Status Validate(const v1::CompleteRequest& request) const;
   v1::CompilationPlan BasePlan(const Analysis& analysis, const std::string& request_id) const;
-  void AddTentativeAssignments(v1::CompilationPlan* plan, const v1::CompleteRequest& request) const;
+  void AddTentativeAssignments(v1::CompilationPlan* plan, const v1::CompleteRequest& request,
+                               const RequestPolicy& policy) const;
   // An upper bound of what the request can cost: the most output tokens its plan can credit,
   // at the highest price on the mesh.
   // Includes the ledger's fee. INVALID_ARGUMENT if it would overflow.
   // At `price` micro-credits per 1k (default: the highest on the mesh).
+  // `policy` (may be null): only prices its limit allows count as the mesh's highest.
   absl::StatusOr<int64_t> CostBound(const Analysis& analysis, int64_t max_tokens,
-                                    int64_t price = -1) const;
+                                    int64_t price = -1,
+                                    const SelectionPolicy* policy = nullptr) const;
+  // A policy's max_cost: when the bound at the mesh's prices is above it, the highest price
+  // whose bound fits becomes the policy's price limit; FAILED_PRECONDITION (PolicyUnmetError)
+  // when not even the cheapest fits. `choices` answers each cost the bound.
+  absl::Status FitMaxCost(const Analysis& analysis, int64_t max_tokens, int choices,
+                          RequestPolicy* policy, int64_t* bound) const;
+  // A request whose model is a named policy ("loom-fast") chooses that policy, not a model.
+  v1::CompleteRequest WithNamedPolicy(const v1::CompleteRequest& request) const;
   // A client who cannot afford the bound at the mesh's highest price is served by the devices
   // it can afford: the highest price whose bound fits its available credits, the bound at it,
   // and the devices priced above it (to exclude). Nothing changes when the client can afford

@@ -1,5 +1,6 @@
 #include "coordinator/task_decomposer.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -11,6 +12,7 @@
 #include "common/categories.h"
 #include "common/ids.h"
 #include "common/utf8.h"
+#include "coordinator/policy.h"
 #include "nlohmann/json.hpp"
 
 namespace loom {
@@ -70,7 +72,28 @@ Decomposition TaskDecomposer::FromRules(const Analysis& analysis, int64_t sub_ta
     task.set_order_index(order);
     d.sub_tasks.push_back(std::move(task));
   }
+  MarkPrivateData(analysis, &d);
   return d;
+}
+
+void TaskDecomposer::MarkPrivateData(const Analysis& analysis, Decomposition* d) {
+  // A prefix of the pasted material that a sub-task's prompt quotes shows it carries it.
+  const std::string quoted = analysis.context.substr(0, 64);
+  std::map<std::string, bool> is_private;
+  // Dependencies first: each has a lower order_index than the tasks that receive it.
+  std::vector<v1::SubTask*> by_order;
+  for (v1::SubTask& task : d->sub_tasks) by_order.push_back(&task);
+  std::stable_sort(by_order.begin(), by_order.end(),
+                   [](auto* a, auto* b) { return a->order_index() < b->order_index(); });
+  for (v1::SubTask* t : by_order) {
+    v1::SubTask& task = *t;
+    bool p = task.private_data() || CarriesPersonalData(task.prompt()) ||
+             (!quoted.empty() && absl::StrContains(task.prompt(), quoted));
+    // A dependency's output goes into this prompt: what it saw, this one sees.
+    for (const std::string& dep : task.depends_on()) p = p || is_private[dep];
+    task.set_private_data(p);
+    is_private[task.id()] = p;
+  }
 }
 
 absl::StatusOr<Decomposition> TaskDecomposer::ParseModelOutput(absl::string_view output,
@@ -146,6 +169,10 @@ absl::StatusOr<Decomposition> TaskDecomposer::ParseModelOutput(absl::string_view
                                      4 * options.sub_task_tokens);
     }
     task.set_estimated_tokens(estimate);
+    if (t.contains("private") && !t["private"].is_null()) {
+      if (!t["private"].is_boolean()) return Invalid(where + ".private must be true or false");
+      task.set_private_data(t["private"].get<bool>());
+    }
     d.sub_tasks.push_back(std::move(task));
   }
   // Dependencies, checked once every id is known.
@@ -191,13 +218,14 @@ std::string TaskDecomposer::ModelPrompt(const std::string& request_text, int max
       "Split the request below into at most ", max_sub_tasks,
       " sub-tasks that different models can work on. Reply with JSON only, no prose:\n"
       "{\"sub_tasks\": [{\"id\": \"A\", \"prompt\": \"...\", \"category\": \"code\", "
-      "\"order_index\": 0, \"depends_on\": [], \"estimated_tokens\": 300}], "
+      "\"order_index\": 0, \"depends_on\": [], \"estimated_tokens\": 300, \"private\": false}], "
       "\"synthesis_prompt\": \"how to combine the parts\"}\n"
       "category is one of: code (write, debug, translate between programming languages, or "
       "review code), reasoning, creative, factual, summarization, translation (between natural "
       "languages), structured, general. Sub-tasks with the same order_index may run in "
       "parallel; a sub-task may depend only on sub-tasks with a lower order_index, and receives "
-      "their outputs. Each prompt must stand alone.\n\nRequest:\n",
+      "their outputs. Each prompt must stand alone. Set private to true for a sub-task whose "
+      "prompt carries the requester's own text, code, documents or personal data.\n\nRequest:\n",
       request_text);
 }
 
@@ -246,6 +274,7 @@ Decomposition TaskDecomposer::Decompose(const std::string& request_id, const Ana
                           "; used the rule-based decomposer");
     return d;
   }
+  MarkPrivateData(analysis, &*parsed);
   parsed->method = absl::StrCat("model:", *model);
   parsed->model_call = *std::move(call);
   return *std::move(parsed);

@@ -58,6 +58,10 @@ class TaskDecomposer {
                           Cancellation* cancel, const EventSink& sink, AttemptLog* log) const;
 
   static Decomposition FromRules(const Analysis& analysis, int64_t sub_task_tokens);
+  // Marks each sub-task that carries the client's own material (SubTask.private_data): the
+  // model said so, its prompt quotes the request's pasted material or shows personal data
+  // (policy.h), or a dependency it receives is private. Never unmarks one.
+  static void MarkPrivateData(const Analysis& analysis, Decomposition* d);
   static absl::StatusOr<Decomposition> ParseModelOutput(absl::string_view output,
                                                         const DecomposerOptions& options);
   // The instruction sent to the decomposer model.

@@ -53,6 +53,11 @@ ABSL_FLAG(double, parameters_b, 0,
           "Ollama do; else 7).");
 ABSL_FLAG(int64_t, price_per_1k_micro, 0, "Quick: micro-credits per 1k output tokens (0: by size).");
 ABSL_FLAG(int32_t, max_concurrency, 0, "Generations at once (0: config or 4).");
+ABSL_FLAG(std::string, region, "",
+          "Where this device runs, for clients' region limits (e.g. eu-west; overrides the config's).");
+ABSL_FLAG(double, carbon_g_per_kwh, -1,
+          "Carbon intensity of this device's power, gCO2e/kWh, for carbon-aware routing "
+          "(-1: undeclared; the coordinator may know its region's).");
 ABSL_FLAG(int32_t, upstream_check_interval_ms, 15000,
           "How often the model server is checked (a failing one sooner, with backoff up to "
           "this); while it cannot serve, the device gets no work.");
@@ -209,7 +214,22 @@ absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
   if (absl::GetFlag(FLAGS_max_concurrency) != 0) {
     config.set_max_concurrency(absl::GetFlag(FLAGS_max_concurrency));
   }
+  if (!absl::GetFlag(FLAGS_region).empty()) config.set_region(absl::GetFlag(FLAGS_region));
+  if (absl::GetFlag(FLAGS_carbon_g_per_kwh) >= 0) {
+    config.set_carbon_g_per_kwh(absl::GetFlag(FLAGS_carbon_g_per_kwh));
+  }
   return loom::ValidateWorkerConfig(std::move(config), origin);
+}
+
+// A simulated device's configured speed (the slowest of its models; 0 when any is as fast as
+// possible or not simulated): what it reports before it has measured one.
+double SimulatedSpeed(const loom::v1::WorkerConfig& config) {
+  double speed = 0;
+  for (const auto& m : config.models()) {
+    if (!m.has_sim() || m.sim().tokens_per_second() <= 0) return 0;
+    speed = speed == 0 ? m.sim().tokens_per_second() : std::min(speed, m.sim().tokens_per_second());
+  }
+  return speed;
 }
 
 }  // namespace
@@ -270,7 +290,8 @@ int main(int argc, char** argv) {
                                  .join_token = config->join_token(),
                                  .on_upstream_failure = [&upstream] {
                                    if (upstream != nullptr) upstream->Nudge();
-                                 }},
+                                 },
+                                 .initial_tokens_per_second = SimulatedSpeed(*config)},
       *std::move(models));
   // A server still loading at start tells no sizes: they are read once it serves, and the
   // device registers again with them.
@@ -334,6 +355,8 @@ int main(int argc, char** argv) {
     request.set_address(info.address());
     *request.mutable_models() = info.models();
     request.set_simulated(info.simulated());
+    request.set_region(config->region());
+    if (config->has_carbon_g_per_kwh()) request.set_carbon_g_per_kwh(config->carbon_g_per_kwh());
     *request.mutable_load() = info.load();
     request.mutable_load()->set_upstream_problem(monitor.Problem());
     return request;

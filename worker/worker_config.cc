@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/categories.h"
+#include "common/ids.h"
 #include "common/tls.h"
 #include "worker/openai_provider.h"
 #include "worker/sim_provider.h"
@@ -82,6 +83,13 @@ absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
   }
   if (config.tls().plaintext() && !config.tls().cert().empty()) {
     return FieldError(origin, "tls.plaintext", "contradicts tls.cert");
+  }
+  if (!config.region().empty() && !IsValidRegion(config.region())) {
+    return FieldError(origin, "region", "must be 1-32 characters of a-z, 0-9 and - (e.g. eu-west)");
+  }
+  if (config.has_carbon_g_per_kwh() &&
+      !(config.carbon_g_per_kwh() >= 0 && config.carbon_g_per_kwh() <= 2000)) {
+    return FieldError(origin, "carbon_g_per_kwh", "must be from 0 to 2000 (gCO2e/kWh)");
   }
   if (config.max_concurrency() == 0) config.set_max_concurrency(4);
   if (config.max_concurrency() < 0 || config.max_concurrency() > kMaxConcurrency) {

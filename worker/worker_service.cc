@@ -83,7 +83,9 @@ class RejectReactor : public grpc::ServerWriteReactor<v1::InferChunk> {
 }  // namespace
 
 WorkerService::WorkerService(WorkerServiceOptions options, std::vector<ServedModel> models)
-    : options_(std::move(options)), pool_(options_.max_concurrency) {
+    : options_(std::move(options)),
+      pool_(options_.max_concurrency),
+      tokens_per_second_(options_.initial_tokens_per_second) {
   for (auto& m : models) {
     simulated_ = simulated_ || m.provider->simulated();
     std::string name = m.info.name();

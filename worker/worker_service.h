@@ -38,6 +38,9 @@ struct WorkerServiceOptions {
   // Called when a generation fails as if the backend were gone (UNAVAILABLE): the upstream
   // monitor checks it at once.
   std::function<void()> on_upstream_failure;
+  // The speed reported before any generation has measured one (a simulated device knows its
+  // own); 0: unknown until then.
+  double initial_tokens_per_second = 0;
 };
 
 class WorkerService final : public v1::Worker::CallbackService {

@@ -118,6 +118,23 @@ std::string FormatSummary(const v1::CompleteResponse& response) {
   if (response.has_compete()) {
     absl::StrAppend(&out, "compete winner ", response.compete().winner_sub_task_id(), " by ",
                     response.compete().method(), ": ", response.compete().reason(), "\n");
+    if (!response.compete().payout_rule().empty()) {
+      absl::StrAppend(&out, "payout: ", response.compete().payout_rule(), "\n");
+    }
+  }
+  if (response.has_policy()) {
+    const v1::PolicyReport& p = response.policy();
+    absl::StrAppend(&out, "policy ", p.name(),
+                    p.limits().empty() ? "" : absl::StrCat(" (", absl::StrJoin(p.limits(), "; "), ")"),
+                    ": paid ", FormatCredits(p.paid_micro()), " credits before fees; cheapest allowed ",
+                    FormatCredits(p.cheapest_micro()), ", best affinity ",
+                    FormatCredits(p.best_affinity_micro()),
+                    absl::StrFormat("; carbon about %.4f g", p.carbon_g()),
+                    p.carbon_unknown_calls() > 0
+                        ? absl::StrCat(" (+", p.carbon_unknown_calls(), " call(s) of unknown intensity)")
+                        : "",
+                    "\n");
+    for (const std::string& a : p.applied()) absl::StrAppend(&out, "  limits on ", a, "\n");
   }
   if (!response.synthesis_note().empty()) absl::StrAppend(&out, "note: ", response.synthesis_note(), "\n");
   return out;

@@ -14,7 +14,9 @@
 #include "common/openai_wire.h"
 #include "common/flags_usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/sse_parser.h"
@@ -36,6 +38,15 @@ ABSL_FLAG(std::string, api_key, "", "API key (default: $LOOM_API_KEY); requests 
 ABSL_FLAG(std::string, system, "", "ask/plan: a system prompt.");
 ABSL_FLAG(std::string, mode, "", "ask/plan: force the plan: passthrough, compiled or compete.");
 ABSL_FLAG(int64_t, timeout_ms, 120000, "Deadline of the call.");
+ABSL_FLAG(std::string, policy, "", "ask/plan: a named policy (loom-fast, loom-cheap, loom-green, loom-private, ...).");
+ABSL_FLAG(double, max_price_per_1k, 0, "ask/plan: only models at most this price, credits per 1,000 output tokens.");
+ABSL_FLAG(double, max_cost, 0, "ask/plan: the request may cost at most this many credits.");
+ABSL_FLAG(double, min_tokens_per_s, 0, "ask/plan: only devices reporting at least this speed.");
+ABSL_FLAG(int64_t, max_ttft_ms, 0, "ask/plan: only devices whose measured time to first token is at most this.");
+ABSL_FLAG(std::string, trust, "", "ask/plan: only devices of providers at least this trusted: community, verified, owned.");
+ABSL_FLAG(std::vector<std::string>, regions, {}, "ask/plan: only devices in these regions.");
+ABSL_FLAG(bool, private_only, false, "ask/plan: --trust and --regions bind only the parts that carry your own material.");
+ABSL_FLAG(std::string, weights, "", "ask/plan: preferences, e.g. quality=1,cost=2 (quality, cost, latency, carbon).");
 ABSL_FLAG(std::string, sub_task, "", "feedback: the sub-task the verdict is about (default: the whole answer).");
 
 namespace {
@@ -49,6 +60,10 @@ constexpr char kUsage[] =
     "                 --http=HOST:PORT goes through the OpenAI-compatible HTTP API\n"
     "                 [--model=NAME | --family=NAME] [--mode=passthrough|compiled|compete]\n"
     "                 [--max_tokens=N] [--system=TEXT] [--api_key=KEY | $LOOM_API_KEY]\n"
+    "                 policy: [--policy=loom-fast|loom-cheap|loom-green|loom-private|...]\n"
+    "                 [--max_price_per_1k=CREDITS] [--max_cost=CREDITS] [--min_tokens_per_s=N]\n"
+    "                 [--max_ttft_ms=N] [--trust=community|verified|owned] [--regions=a,b]\n"
+    "                 [--private_only] [--weights=quality=1,cost=2,latency=0,carbon=0]\n"
     "  plan \"PROMPT\"  show the plan the coordinator would follow, without running it\n"
     "  devices        the devices in the mesh with their models and load\n"
     "  feedback ID good|bad  rate the answer of your request ID (once); moves the affinities\n"
@@ -83,7 +98,36 @@ std::unique_ptr<grpc::ClientContext> NewContext() {
   return context;
 }
 
-loom::v1::CompleteRequest BuildRequest(const std::string& prompt) {
+// The policy the flags ask for, as HTTP's "loom.policy" object (the gRPC request takes the
+// same through the one wire parser). Empty: none asked.
+absl::StatusOr<nlohmann::json> PolicyJsonFromFlags() {
+  nlohmann::json p = nlohmann::json::object();
+  if (!absl::GetFlag(FLAGS_policy).empty()) p["name"] = absl::GetFlag(FLAGS_policy);
+  if (absl::GetFlag(FLAGS_max_price_per_1k) > 0) p["max_price_per_1k"] = absl::GetFlag(FLAGS_max_price_per_1k);
+  if (absl::GetFlag(FLAGS_max_cost) > 0) p["max_cost"] = absl::GetFlag(FLAGS_max_cost);
+  if (absl::GetFlag(FLAGS_min_tokens_per_s) > 0) p["min_tokens_per_s"] = absl::GetFlag(FLAGS_min_tokens_per_s);
+  if (absl::GetFlag(FLAGS_max_ttft_ms) > 0) p["max_ttft_ms"] = absl::GetFlag(FLAGS_max_ttft_ms);
+  if (!absl::GetFlag(FLAGS_trust).empty()) p["trust"] = absl::GetFlag(FLAGS_trust);
+  if (!absl::GetFlag(FLAGS_regions).empty()) p["regions"] = absl::GetFlag(FLAGS_regions);
+  if (absl::GetFlag(FLAGS_private_only)) p["private_only"] = true;
+  if (!absl::GetFlag(FLAGS_weights).empty()) {
+    nlohmann::json w = nlohmann::json::object();
+    for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_weights), ',', absl::SkipEmpty())) {
+      std::pair<std::string, std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+      double v = 0;
+      if (!absl::SimpleAtod(kv.second, &v)) {
+        return absl::InvalidArgumentError(absl::StrCat("--weights: '", part, "' is not NAME=NUMBER"));
+      }
+      w[kv.first] = v;
+    }
+    p["weights"] = w;
+  }
+  loom::v1::Policy check;
+  if (absl::Status s = loom::ParsePolicy(p, &check); !s.ok()) return s;
+  return p;
+}
+
+loom::v1::CompleteRequest BuildRequest(const std::string& prompt, const nlohmann::json& policy) {
   loom::v1::CompleteRequest request;
   if (!absl::GetFlag(FLAGS_system).empty()) {
     auto* m = request.add_messages();
@@ -100,11 +144,12 @@ loom::v1::CompleteRequest BuildRequest(const std::string& prompt) {
   if (mode == "passthrough") request.set_mode(loom::v1::PLAN_KIND_PASSTHROUGH);
   if (mode == "compiled") request.set_mode(loom::v1::PLAN_KIND_COMPILED);
   if (mode == "compete") request.set_mode(loom::v1::PLAN_KIND_COMPETE);
+  if (!policy.empty()) (void)loom::ParsePolicy(policy, request.mutable_policy());  // checked before
   return request;
 }
 
-int Ask(loom::v1::Orchestrator::Stub* stub, const std::string& prompt) {
-  loom::v1::CompleteRequest request = BuildRequest(prompt);
+int Ask(loom::v1::Orchestrator::Stub* stub, const std::string& prompt, const nlohmann::json& policy) {
+  loom::v1::CompleteRequest request = BuildRequest(prompt, policy);
   auto context = NewContext();
   if (absl::GetFlag(FLAGS_json)) {
     loom::v1::CompleteResponse response;
@@ -204,7 +249,7 @@ int Earnings() {
 }
 
 // ask over HTTP: POST /v1/chat/completions, streamed unless --json.
-int AskHttp(const std::string& prompt) {
+int AskHttp(const std::string& prompt, const nlohmann::json& policy) {
   nlohmann::json body = {{"model", absl::GetFlag(FLAGS_model).empty() ? "loom-auto" : absl::GetFlag(FLAGS_model)},
                          {"messages", nlohmann::json::array()}};
   if (!absl::GetFlag(FLAGS_system).empty()) {
@@ -212,7 +257,8 @@ int AskHttp(const std::string& prompt) {
   }
   body["messages"].push_back({{"role", "user"}, {"content", prompt}});
   if (absl::GetFlag(FLAGS_max_tokens) > 0) body["max_tokens"] = absl::GetFlag(FLAGS_max_tokens);
-  if (!absl::GetFlag(FLAGS_mode).empty()) body["loom"] = {{"mode", absl::GetFlag(FLAGS_mode)}};
+  if (!absl::GetFlag(FLAGS_mode).empty()) body["loom"]["mode"] = absl::GetFlag(FLAGS_mode);
+  if (!policy.empty()) body["loom"]["policy"] = policy;
   const bool stream = !absl::GetFlag(FLAGS_json);
   body["stream"] = stream;
   std::unique_ptr<httplib::Client> http = HttpClient();
@@ -273,10 +319,10 @@ int AskHttp(const std::string& prompt) {
   return 0;
 }
 
-int Plan(loom::v1::Orchestrator::Stub* stub, const std::string& prompt) {
+int Plan(loom::v1::Orchestrator::Stub* stub, const std::string& prompt, const nlohmann::json& policy) {
   loom::v1::CompilationPlan plan;
   auto context = NewContext();
-  grpc::Status status = stub->Explain(context.get(), BuildRequest(prompt), &plan);
+  grpc::Status status = stub->Explain(context.get(), BuildRequest(prompt, policy), &plan);
   if (!status.ok()) return Failed(status);
   std::cout << (absl::GetFlag(FLAGS_json) ? loom::ToJson(plan) + "\n" : loom::FormatPlan(plan));
   return 0;
@@ -338,8 +384,10 @@ int main(int argc, char** argv) {
   if (command == "ask" || command == "plan") {
     if (args.size() < 3) return Usage(absl::StrCat(command, ": missing the prompt"));
     std::string prompt = absl::StrJoin(args.begin() + 2, args.end(), " ");
-    if (command == "ask" && !absl::GetFlag(FLAGS_http).empty()) return AskHttp(prompt);
-    return command == "ask" ? Ask(stub.get(), prompt) : Plan(stub.get(), prompt);
+    absl::StatusOr<nlohmann::json> policy = PolicyJsonFromFlags();
+    if (!policy.ok()) return Usage(std::string(policy.status().message()));
+    if (command == "ask" && !absl::GetFlag(FLAGS_http).empty()) return AskHttp(prompt, *policy);
+    return command == "ask" ? Ask(stub.get(), prompt, *policy) : Plan(stub.get(), prompt, *policy);
   }
   if (command == "devices") {
     if (args.size() > 2) return Usage(absl::StrCat("devices: unexpected argument '", args[2], "'"));

@@ -174,7 +174,9 @@ TEST_F(HttpTest, ModelsHealthAndMetrics) {
   std::set<std::string> ids;
   const json listed = json::parse(models.body);
   for (const auto& m : listed["data"]) ids.insert(m["id"].get<std::string>());
-  EXPECT_EQ(ids, (std::set<std::string>{"loom-auto", "llama-3.1-8b", "qwen2.5-coder-7b"}));
+  // The mesh's models, and the built-in named policies (model names too).
+  EXPECT_EQ(ids, (std::set<std::string>{"loom-auto", "loom-cheap", "loom-fast", "loom-green",
+                                        "loom-private", "llama-3.1-8b", "qwen2.5-coder-7b"}));
   EXPECT_EQ(Curl("GET", "/healthz", "").status, 200);
 
   for (int i = 0; i < 2; ++i) {

@@ -13,11 +13,24 @@ TEST(CompeteRunnerTest, SimilarityAndJudgeParsing) {
   EXPECT_DOUBLE_EQ(CompeteRunner::Similarity("a b c", "a b c"), 1.0);
   EXPECT_DOUBLE_EQ(CompeteRunner::Similarity("a b", "c d"), 0.0);
   EXPECT_DOUBLE_EQ(CompeteRunner::Similarity("A, b!", "a c"), 1.0 / 3);
-  EXPECT_EQ(CompeteRunner::ParseJudgeChoice("2", 3), 2);
-  EXPECT_EQ(CompeteRunner::ParseJudgeChoice("Answer 3 is best.", 3), 3);
-  EXPECT_EQ(CompeteRunner::ParseJudgeChoice("4", 3), std::nullopt);
-  EXPECT_EQ(CompeteRunner::ParseJudgeChoice("none of them", 3), std::nullopt);
-  EXPECT_EQ(CompeteRunner::ParseJudgeChoice("0", 3), std::nullopt);
+  auto v = CompeteRunner::ParseJudgeVerdict(
+      R"(```json
+{"winner": 2, "scores": [6, 9, 4.5], "reason": "the most complete"}
+```)", 3);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->winner, 2);
+  EXPECT_THAT(v->scores, testing::ElementsAre(6, 9, 4.5));
+  EXPECT_EQ(v->reason, "the most complete");
+  EXPECT_TRUE(CompeteRunner::ParseJudgeVerdict(R"({"winner": 3})", 3).ok());  // scores optional
+  for (const char* malformed : {"2", "Answer 3 is best.", R"({"winner": 4})", R"({"winner": 0})",
+                                R"({"winner": "2"})", R"({"winner": 1, "scores": [5, 6]})",
+                                R"({"winner": 1, "scores": [5, 6, 11]})",
+                                R"({"winner": 1, "scores": [5, 9, 1]})", R"({"winner": 1, )",
+                                R"({"winner": 1, "reason": 7})"}) {
+    auto bad = CompeteRunner::ParseJudgeVerdict(malformed, 3);
+    EXPECT_FALSE(bad.ok()) << malformed;
+    EXPECT_THAT(bad.status().message(), HasSubstr("malformed verdict")) << malformed;
+  }
 }
 
 class CompeteTest : public MeshFixture {
@@ -61,23 +74,29 @@ TEST_F(CompeteTest, KIsBoundedByTheModelsThereAre) {
 
 TEST_F(CompeteTest, AJudgeChoosesWhenConfigured) {
   AddDevice("j", "judge-model", "llama");
-  devices_.Set("j:1", {.chunks = {" 3"}});
+  devices_.Set("j:1", {.chunks = {R"({"winner": 3, "scores": [2, 5, 8], "reason": "clearest"})"}});
   auto c = Run({.k = 3, .judge_model = "judge-model"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->method, "judge");
   EXPECT_EQ(c->winner, 2);
+  EXPECT_THAT(c->scores, testing::ElementsAre(2, 5, 8));
+  EXPECT_THAT(c->reason, HasSubstr("clearest"));
+  EXPECT_THAT(devices_.InputOf("judge"), HasSubstr("\"winner\""));
   ASSERT_TRUE(c->judge.has_value());
   EXPECT_THAT(devices_.InputOf("judge"), HasSubstr("Answer 2:"));
 }
 
 TEST_F(CompeteTest, UnusableJudgeFallsBackToAgreementWithTheReason) {
   AddDevice("j", "judge-model", "llama");
-  devices_.Set("j:1", {.chunks = {" they are all lovely"}});
-  auto c = Run({.k = 3, .judge_model = "judge-model"});
-  ASSERT_TRUE(c.ok());
-  EXPECT_EQ(c->method, "agreement");
-  EXPECT_FALSE(c->judge.has_value());
-  EXPECT_THAT(c->reason, HasSubstr("gave no usable choice"));
+  // A bare number (the old protocol) and prose are malformed verdicts now.
+  for (const char* reply : {" they are all lovely", " 3", R"({"winner": 9})"}) {
+    devices_.Set("j:1", {.chunks = {reply}});
+    auto c = Run({.k = 3, .judge_model = "judge-model"});
+    ASSERT_TRUE(c.ok());
+    EXPECT_EQ(c->method, "agreement") << reply;
+    EXPECT_FALSE(c->judge.has_value());
+    EXPECT_THAT(c->reason, HasSubstr("gave no usable choice (malformed verdict")) << reply;
+  }
 }
 
 TEST_F(CompeteTest, FailedCandidatesAreLeftOutAndAllFailingIsAnError) {
