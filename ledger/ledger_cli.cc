@@ -143,7 +143,11 @@ std::string FormatRecords(const std::vector<v1::ContributionRecord>& records,
   for (const auto& r : records) {
     Row row = {r.request_id(),  r.sub_task_id(),          absl::StrCat(r.attempt()),
                r.device_id(),   r.provider_id(),          r.model(),
-               RoleName(r.role()), absl::StrCat(r.token_count()),
+               // A compete candidate's record says whether it won (the payout rule differs).
+               r.role() == v1::CONTRIBUTION_ROLE_COMPETE
+                   ? absl::StrCat(RoleName(r.role()), r.in_answer() ? " (winner)" : " (participant)")
+                   : RoleName(r.role()),
+               absl::StrCat(r.token_count()),
                absl::StrFormat("%.4f", r.weight()), FormatCredits(r.credits_micro())};
     if (format == OutputFormat::kCsv) row.push_back(absl::StrCat(r.credits_micro()));
     rows.push_back(std::move(row));

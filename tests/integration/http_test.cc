@@ -24,7 +24,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-constexpr char kCurl[] = "/usr/bin/curl";
+constexpr const char* kCurl = kCurlPath;
 
 class HttpTest : public MeshFixture {
  protected:
@@ -44,38 +44,6 @@ class HttpTest : public MeshFixture {
       EXPECT_EQ(grant.exit_code, 0) << grant.err;
     }
     return std::string(absl::StripAsciiWhitespace(key.out));
-  }
-
-  struct HttpResult {
-    int status = 0;
-    std::string headers, body;
-  };
-
-  // curl -s -D headers; the status is parsed from the header block.
-  HttpResult Curl(const std::string& method, const std::string& path, const std::string& body,
-                  const std::string& key = "", std::vector<std::string> extra = {}) {
-    const std::string headers_file = dir_ + "/headers";
-    std::vector<std::string> args = {"-s", "-D", headers_file, "-X", method,
-                                     "http://" + coordinator_.http + path};
-    if (!body.empty()) {
-      const std::string body_file = dir_ + "/body.json";
-      std::ofstream(body_file) << body;
-      args.insert(args.end(), {"-H", "Content-Type: application/json", "--data-binary", "@" + body_file});
-    }
-    if (!key.empty()) args.insert(args.end(), {"-H", "Authorization: Bearer " + key});
-    args.insert(args.end(), extra.begin(), extra.end());
-    CommandResult r = RunCommand(kCurl, args);
-    HttpResult out;
-    out.body = r.out;
-    out.headers = ReadFile(headers_file);
-    // The last status line counts (curl may first get "100 Continue" for a large body).
-    const size_t last = out.headers.rfind("HTTP/");
-    if (last != std::string::npos) {
-      std::vector<std::string> line = absl::StrSplit(
-          out.headers.substr(last, out.headers.find('\r', last) - last), ' ');
-      if (line.size() >= 2) absl::SimpleAtoi(line[1], &out.status);
-    }
-    return out;
   }
 
   static std::string Chat(const std::string& model, const std::string& prompt, bool stream = false,

@@ -15,7 +15,11 @@
 #include <string>
 #include <vector>
 
+#include <fstream>
+
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "common/join_token.h"
 #include "gtest/gtest.h"
 #include "tests/integration/process_harness.h"
@@ -26,6 +30,7 @@ using json = nlohmann::json;
 
 // Short heartbeats so expiry and re-registration happen within a test's time.
 inline constexpr char kHeartbeatMs[] = "--heartbeat_interval_ms=100";
+inline constexpr char kCurlPath[] = "/usr/bin/curl";
 
 class MeshFixture : public ::testing::Test {
  protected:
@@ -169,6 +174,39 @@ class MeshFixture : public ::testing::Test {
     if (coordinator_.process) out += "\n--- coordinator log ---\n" + tail(coordinator_.process->Log());
     for (auto& [id, worker] : workers_) {
       if (worker.process) out += "\n--- worker " + id + " log ---\n" + tail(worker.process->Log());
+    }
+    return out;
+  }
+
+  struct HttpResult {
+    int status = 0;
+    std::string headers, body;
+  };
+
+  // curl -s -D headers against the coordinator's HTTP API; the status is parsed from the
+  // header block.
+  HttpResult Curl(const std::string& method, const std::string& path, const std::string& body,
+                  const std::string& key = "", std::vector<std::string> extra = {}) {
+    const std::string headers_file = dir_ + "/headers";
+    std::vector<std::string> args = {"-s", "-D", headers_file, "-X", method,
+                                     "http://" + coordinator_.http + path};
+    if (!body.empty()) {
+      const std::string body_file = dir_ + "/body.json";
+      std::ofstream(body_file) << body;
+      args.insert(args.end(), {"-H", "Content-Type: application/json", "--data-binary", "@" + body_file});
+    }
+    if (!key.empty()) args.insert(args.end(), {"-H", "Authorization: Bearer " + key});
+    args.insert(args.end(), extra.begin(), extra.end());
+    CommandResult r = RunCommand(kCurlPath, args);
+    HttpResult out;
+    out.body = r.out;
+    out.headers = ReadFile(headers_file);
+    // The last status line counts (curl may first get "100 Continue" for a large body).
+    const size_t last = out.headers.rfind("HTTP/");
+    if (last != std::string::npos) {
+      std::vector<std::string> line = absl::StrSplit(
+          out.headers.substr(last, out.headers.find('\r', last) - last), ' ');
+      if (line.size() >= 2) absl::SimpleAtoi(line[1], &out.status);
     }
     return out;
   }
