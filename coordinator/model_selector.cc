@@ -331,39 +331,52 @@ absl::StatusOr<Selection> ModelSelector::SelectForCategories(
     CandidateSource& source, const std::vector<C>& categories,
     const std::set<std::string>& excluded, const SelectionPolicy* policy) const {
   constexpr int kShown = 3;  // the choice and two runners-up, in the reason
-  absl::StatusOr<Selection> result = absl::UnknownError("not read");
-  source.Read([&](absl::Span<const ModelGroup* const> groups, int devices) {
-    LimitTally tally;
+  // What the reason shows, copied out so that it is written after the source's lock is let go
+  // (heartbeats wait on that lock; formatting is most of a selection's time).
+  struct Shown {
+    std::string device, model;
+    double score, affinity, prior, good, bad, drawn, load_penalty;
+    WeightedScore weighed;
+  };
+  std::vector<Shown> shown;
+  LimitTally tally;
+  int devices = 0;
+  std::optional<Selection> chosen;
+  source.Read([&](absl::Span<const ModelGroup* const> groups, int count) {
+    devices = count;
     std::vector<Candidate> ranked = Rank(groups, categories, excluded, kShown, policy, &tally);
-    std::vector<std::string> names;
-    for (C c : categories) names.push_back(CategoryName(c));
-    if (ranked.empty()) {
-      // The policy alone left none: the request cannot be served as asked. With devices
-      // excluded after failures as well, it is the mesh that failed it.
-      if (tally.total() > 0 && excluded.empty()) {
-        result = PolicyUnmetError(*policy, tally, absl::StrJoin(names, "/"), devices);
-        return;
-      }
-      result = absl::UnavailableError(absl::StrCat(
-          "no healthy device available for ", absl::StrJoin(names, "/"), " (", devices,
-          " device(s) in the mesh, ", excluded.size(), " excluded after failures",
-          tally.total() > 0 ? absl::StrCat("; ", tally.Text(*policy)) : "", ")"));
-      return;
-    }
-    Selection s = ToSelection(ranked[0]);
-    SetAlternatives(ranked, &s);
-    std::vector<std::string> parts;
+    if (ranked.empty()) return;
+    chosen = ToSelection(ranked[0]);
+    SetAlternatives(ranked, &*chosen);
     for (size_t i = 0; i < ranked.size() && i < kShown; ++i) {
       const Candidate& c = ranked[i];
-      parts.push_back(CandidateText(i, c.device->device_id(), c.model->name(), c.score,
-                                    AffinityText(c.affinity, c.prior, c.good, c.bad, c.drawn),
-                                    options_.load_weight * c.load, policy, c.weighed));
+      shown.push_back({c.device->device_id(), c.model->name(), c.score, c.affinity, c.prior,
+                       c.good, c.bad, c.drawn, options_.load_weight * c.load, c.weighed});
     }
-    s.reason = absl::StrCat(absl::StrJoin(names, "/"), ": ", absl::StrJoin(parts, "; then "),
-                            PolicyText(policy, tally));
-    result = std::move(s);
   });
-  return result;
+  std::vector<std::string> names;
+  for (C c : categories) names.push_back(CategoryName(c));
+  if (!chosen) {
+    // The policy alone left none: the request cannot be served as asked. With devices
+    // excluded after failures as well, it is the mesh that failed it.
+    if (tally.total() > 0 && excluded.empty()) {
+      return PolicyUnmetError(*policy, tally, absl::StrJoin(names, "/"), devices);
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "no healthy device available for ", absl::StrJoin(names, "/"), " (", devices,
+        " device(s) in the mesh, ", excluded.size(), " excluded after failures",
+        tally.total() > 0 ? absl::StrCat("; ", tally.Text(*policy)) : "", ")"));
+  }
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < shown.size(); ++i) {
+    const Shown& c = shown[i];
+    parts.push_back(CandidateText(i, c.device, c.model, c.score,
+                                  AffinityText(c.affinity, c.prior, c.good, c.bad, c.drawn),
+                                  c.load_penalty, policy, c.weighed));
+  }
+  chosen->reason = absl::StrCat(absl::StrJoin(names, "/"), ": ", absl::StrJoin(parts, "; then "),
+                                PolicyText(policy, tally));
+  return *std::move(chosen);
 }
 
 std::vector<Selection> ModelSelector::RankDistinctModels(CandidateSource& source, C category,

@@ -309,13 +309,12 @@ absl::Status DeviceRegistry::Deregister(const v1::DeregisterRequest& request) {
 
 v1::DeviceState DeviceRegistry::StateAt(const Entry& e, absl::Time now) const {
   const absl::Duration silent = now - e.last_heartbeat;
-  // Half an interval of grace absorbs scheduling jitter before a device counts as late.
-  if (silent <= options_.heartbeat_interval * 1.5) {
+  if (silent <= late_after_) {
     // On time, but its model server cannot serve: kept, and given no work.
     return e.info.load().upstream_problem().empty() ? v1::DEVICE_STATE_HEALTHY
                                                     : v1::DEVICE_STATE_SUSPECT;
   }
-  if (silent <= options_.heartbeat_interval * options_.missed_heartbeats_to_expire) {
+  if (silent <= expire_after_) {
     return v1::DEVICE_STATE_SUSPECT;
   }
   return v1::DEVICE_STATE_UNSPECIFIED;

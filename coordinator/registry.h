@@ -121,6 +121,11 @@ class DeviceRegistry : public CandidateSource {
   // Constant after construction.
   const RegistryOptions options_;
   Clock* const clock_;
+  // StateAt's thresholds, computed once (it runs for every device a selection visits). Half
+  // an interval of grace absorbs scheduling jitter before a device counts as late.
+  const absl::Duration late_after_ = options_.heartbeat_interval * 1.5;
+  const absl::Duration expire_after_ =
+      options_.heartbeat_interval * options_.missed_heartbeats_to_expire;
 
   absl::Mutex mu_;
   std::map<std::string, Entry> devices_ ABSL_GUARDED_BY(mu_);

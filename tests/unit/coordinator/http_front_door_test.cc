@@ -3,6 +3,7 @@
 // nlohmann's value() and end as a 500 with the exception's text in a header).
 #include "coordinator/http_front_door.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/openai_wire.h"
 
 #include "gmock/gmock.h"
@@ -91,6 +92,44 @@ TEST(ParseChatRequestTest, WrongTypesAreRefusedByName) {
     Parsed p = Parse(body);
     EXPECT_EQ(p.status.code(), absl::StatusCode::kInvalidArgument) << body;
     EXPECT_THAT(p.status.message(), HasSubstr(field)) << body;
+  }
+}
+
+TEST(ParseChatRequestTest, APolicyIsReadInCreditsAndCheckedByField) {
+  Parsed p = Parse(R"({"model": "loom-auto", "messages": [{"role": "user", "content": "hi"}],
+      "loom": {"policy": {"name": "loom-green", "max_price_per_1k": 0.002, "max_cost": 0.05,
+               "min_tokens_per_s": 20, "max_ttft_ms": 800, "trust": "verified",
+               "regions": ["eu-west"], "private_only": true,
+               "weights": {"quality": 1, "carbon": 2}}}})");
+  ASSERT_TRUE(p.status.ok()) << p.status;
+  const v1::Policy& policy = p.request.policy();
+  EXPECT_EQ(policy.name(), "loom-green");
+  EXPECT_EQ(policy.max_price_per_1k_micro(), 2000);
+  EXPECT_EQ(policy.max_cost_micro(), 50'000);
+  EXPECT_DOUBLE_EQ(policy.min_tokens_per_s(), 20);
+  EXPECT_EQ(policy.max_ttft_ms(), 800);
+  EXPECT_EQ(policy.trust(), v1::TRUST_TIER_VERIFIED);
+  EXPECT_EQ(policy.regions(0), "eu-west");
+  EXPECT_TRUE(policy.private_only());
+  EXPECT_DOUBLE_EQ(policy.weights().carbon(), 2);
+  // A name alone.
+  p = Parse(R"({"model": "loom-auto", "messages": [{"role": "user", "content": "hi"}],
+               "loom": {"policy": "loom-fast"}})");
+  ASSERT_TRUE(p.status.ok()) << p.status;
+  EXPECT_EQ(p.request.policy().name(), "loom-fast");
+  for (const auto& [policy_json, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"trust": "friends"})", "loom.policy.trust"},
+           {R"({"max_cost": -1})", "loom.policy.max_cost"},
+           {R"({"max_price_per_1k": "cheap"})", "loom.policy.max_price_per_1k"},
+           {R"({"regions": "eu-west"})", "loom.policy.regions"},
+           {R"({"weights": {"speed": 1}})", "loom.policy.weights.speed"},
+           {R"({"max_ttft_ms": 1.5})", "loom.policy.max_ttft_ms"},
+           {R"({"budget": 3})", "loom.policy.budget"},
+           {R"(7)", "loom.policy"}}) {
+    p = Parse(absl::StrCat(R"({"model": "loom-auto", "messages": [{"role": "user", "content": "hi"}], "loom": {"policy": )",
+                           policy_json, "}}"));
+    EXPECT_EQ(p.status.code(), absl::StatusCode::kInvalidArgument) << policy_json;
+    EXPECT_THAT(p.status.message(), HasSubstr(field)) << policy_json;
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
 
 #include <random>
 #include <tuple>
@@ -38,6 +39,60 @@ class RegistryTest : public ::testing::Test {
                             .max_heartbeat_rate = 0},
                            &clock_};
 };
+
+TEST(RegistryPolicyTest, TrustIsTheOperatorsWordAndRegionAndCarbonTheDevicesOrTheTables) {
+  SimulatedClock clock;
+  RegistryOptions options;
+  options.provider_trust = {{"p-owned", v1::TRUST_TIER_OWNED}};
+  options.default_trust = v1::TRUST_TIER_COMMUNITY;
+  options.carbon_by_region = {{"eu-north", 30}};
+  DeviceRegistry registry(options, &clock);
+  v1::RegisterRequest north = Advert("north");
+  north.set_region("eu-north");  // no declared intensity: the region's
+  v1::RegisterRequest declared = Advert("declared");
+  declared.set_region("eu-north");
+  declared.set_carbon_g_per_kwh(450);  // a declaration wins over the table
+  v1::RegisterRequest old = Advert("old");  // a worker that predates policies sends neither
+  for (const auto* r : {&north, &declared, &old}) ASSERT_TRUE(registry.Register(*r).ok());
+  std::map<std::string, v1::DeviceInfo> by_id;
+  for (const auto& d : registry.Snapshot()) by_id[d.device_id()] = d;
+  EXPECT_EQ(by_id["north"].trust(), v1::TRUST_TIER_COMMUNITY);  // providers not listed
+  EXPECT_DOUBLE_EQ(by_id["north"].carbon_g_per_kwh(), 30);
+  EXPECT_DOUBLE_EQ(by_id["declared"].carbon_g_per_kwh(), 450);
+  EXPECT_EQ(by_id["old"].region(), "");
+  EXPECT_DOUBLE_EQ(by_id["old"].carbon_g_per_kwh(), 0);
+  v1::RegisterRequest mine = Advert("mine");
+  mine.set_provider_id("p-owned");
+  ASSERT_TRUE(registry.Register(mine).ok());
+  for (const auto& d : registry.Snapshot()) {
+    if (d.device_id() == "mine") EXPECT_EQ(d.trust(), v1::TRUST_TIER_OWNED);
+  }
+  v1::RegisterRequest bad = Advert("bad");
+  bad.set_region("EU West");
+  EXPECT_THAT(registry.Register(bad).status().message(), HasSubstr("region"));
+  bad.set_region("eu-west");
+  bad.set_carbon_g_per_kwh(-1);
+  EXPECT_THAT(registry.Register(bad).status().message(), HasSubstr("carbon_g_per_kwh"));
+}
+
+TEST(RegistryPolicyTest, AttemptsFeedTheMeasuredFiguresAndTheySurviveReregistration) {
+  SimulatedClock clock;
+  DeviceRegistry registry({}, &clock);
+  ASSERT_TRUE(registry.Register(Advert("a")).ok());
+  registry.RecordAttempt("a", true, absl::Milliseconds(100));
+  EXPECT_DOUBLE_EQ(registry.Snapshot()[0].observed_ttft_ms(), 100);  // the first counts fully
+  registry.RecordAttempt("a", true, absl::Milliseconds(200));
+  EXPECT_NEAR(registry.Snapshot()[0].observed_ttft_ms(), 120, 1e-9);  // then a fifth
+  registry.RecordAttempt("a", false, absl::ZeroDuration());
+  const v1::DeviceInfo d = registry.Snapshot()[0];
+  EXPECT_NEAR(d.observed_ttft_ms(), 120, 1e-9);  // a failure says nothing of the first token
+  EXPECT_GT(d.failure_rate(), 0.3);
+  EXPECT_LT(d.failure_rate(), 0.34);  // 1/3 after three: the first observations count fully
+  EXPECT_EQ(d.observed_attempts(), 3);
+  ASSERT_TRUE(registry.Register(Advert("a")).ok());
+  EXPECT_EQ(registry.Snapshot()[0].observed_attempts(), 3);
+  registry.RecordAttempt("gone", true, absl::Milliseconds(5));  // unknown device: ignored
+}
 
 TEST(RegistryLimitsTest, HeartbeatsFasterThanTheRateAreRefusedAndNotRecorded) {
   SimulatedClock clock;
