@@ -10,6 +10,7 @@
 #include "common/ids.h"
 #include "common/openai_wire.h"
 #include "common/protocol.h"
+#include "common/spin_lock.h"
 #include "common/tls.h"
 #include "common/utf8.h"
 #include "ledger/pricing.h"
@@ -248,7 +249,7 @@ absl::StatusOr<v1::HeartbeatResponse> DeviceRegistry::Heartbeat(
   v1::HeartbeatResponse response;
   response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
   const absl::Time now = clock_->Now();
-  absl::MutexLock lock(&mu_);
+  SpinningMutexLock lock(&mu_);
   auto it = devices_.find(request.device_id());
   if (it == devices_.end() || it->second.lease_id != request.lease_id() ||
       StateAt(it->second, now) == v1::DEVICE_STATE_UNSPECIFIED) {
@@ -267,8 +268,7 @@ absl::StatusOr<v1::HeartbeatResponse> DeviceRegistry::Heartbeat(
         ", tokens/s ", reported.tokens_per_second(), ")"));
   }
   Entry& e = it->second;
-  if (options_.max_heartbeat_rate > 0 &&
-      now - e.last_accepted_heartbeat < options_.heartbeat_interval / options_.max_heartbeat_rate) {
+  if (options_.max_heartbeat_rate > 0 && now - e.last_accepted_heartbeat < min_heartbeat_gap_) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "device ", request.device_id(), " heartbeats more often than every ",
         absl::FormatDuration(options_.heartbeat_interval / options_.max_heartbeat_rate)));
@@ -378,7 +378,7 @@ int DeviceRegistry::Size() {
 
 void DeviceRegistry::Read(absl::FunctionRef<void(absl::Span<const ModelGroup* const>, int)> body) {
   const absl::Time now = clock_->Now();
-  absl::MutexLock lock(&mu_);
+  SpinningMutexLock lock(&mu_);  // held for microseconds by heartbeats: spin, do not sleep
   ExpireLocked(now);
   read_now_ = now;
   body(group_views_, static_cast<int>(devices_.size()));
@@ -393,7 +393,7 @@ void DeviceRegistry::RecordOverclaim(const std::string& device_id) {
 
 void DeviceRegistry::RecordAttempt(const std::string& device_id, bool ok,
                                    absl::Duration first_output) {
-  absl::MutexLock lock(&mu_);
+  SpinningMutexLock lock(&mu_);
   auto it = devices_.find(device_id);
   if (it == devices_.end()) return;
   v1::DeviceInfo& info = it->second.info;
@@ -411,7 +411,7 @@ void DeviceRegistry::RecordAttempt(const std::string& device_id, bool ok,
 }
 
 void DeviceRegistry::AddInflight(const std::string& device_id, int delta) {
-  absl::MutexLock lock(&mu_);
+  SpinningMutexLock lock(&mu_);
   auto it = devices_.find(device_id);
   if (it == devices_.end()) return;
   Entry& e = it->second;

@@ -13,7 +13,9 @@
 // expiry updates the index, so choosing a device never copies or scans the registry. Expiry
 // is kept in heartbeat order, so sweeping it costs only the devices that actually expire.
 //
-// Thread-safe. No gRPC here: RegistryService adapts it.
+// Thread-safe. No gRPC here: RegistryService adapts it. The calls on the request path
+// (selection reads, heartbeats, in-flight counts) spin briefly for the lock before blocking
+// (common/spin_lock.h): it is held for microseconds, and a sleep and wake-up costs more.
 #ifndef LOOM_COORDINATOR_REGISTRY_H_
 #define LOOM_COORDINATOR_REGISTRY_H_
 
@@ -126,6 +128,9 @@ class DeviceRegistry : public CandidateSource {
   const absl::Duration late_after_ = options_.heartbeat_interval * 1.5;
   const absl::Duration expire_after_ =
       options_.heartbeat_interval * options_.missed_heartbeats_to_expire;
+  const absl::Duration min_heartbeat_gap_ =
+      options_.max_heartbeat_rate > 0 ? options_.heartbeat_interval / options_.max_heartbeat_rate
+                                      : absl::ZeroDuration();
 
   absl::Mutex mu_;
   std::map<std::string, Entry> devices_ ABSL_GUARDED_BY(mu_);

@@ -193,6 +193,10 @@ v1::CompilationPlan RequestRunner::BasePlan(const Analysis& analysis,
   for (const auto& c : analysis.categories) *plan.add_categories() = c;
   plan.set_estimated_tokens(analysis.estimated_tokens);
   for (const auto& r : analysis.reasons) plan.add_reasons(r);
+  if (analysis.kind == v1::PLAN_KIND_COMPETE) {
+    // Told before it pays: the reservation counts every candidate at full price.
+    plan.add_reasons(absl::StrCat("compete payout: ", PayoutRule(options_.compete.participant_share)));
+  }
   return plan;
 }
 

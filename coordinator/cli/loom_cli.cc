@@ -80,7 +80,10 @@ std::string FormatPlan(const v1::CompilationPlan& plan) {
     for (const auto& d : t.depends_on()) deps.push_back(Short(d));
     std::string prompt = t.prompt().substr(0, t.prompt().find('\n'));
     if (prompt.size() > 48) prompt = TruncateUtf8(prompt, 45, "...");
-    rows.push_back({Short(t.id()), EnumSuffix(v1::TaskCategory_Name(t.category()), "TASK_CATEGORY_"),
+    // A sub-task carrying the client's own material is bound by its trust and region limits.
+    rows.push_back({Short(t.id()),
+                    absl::StrCat(EnumSuffix(v1::TaskCategory_Name(t.category()), "TASK_CATEGORY_"),
+                                 t.private_data() ? " (private)" : ""),
                     absl::StrCat(t.order_index()), absl::StrJoin(deps, ","),
                     absl::StrCat(t.estimated_tokens()), device, model, prompt});
   }
