@@ -132,9 +132,12 @@ std::string FormatSummary(const v1::CompleteResponse& response) {
                     ": paid ", FormatCredits(p.paid_micro()), " credits before fees; cheapest allowed ",
                     FormatCredits(p.cheapest_micro()), ", best affinity ",
                     FormatCredits(p.best_affinity_micro()),
-                    absl::StrFormat("; carbon about %.4f g", p.carbon_g()),
+                    p.carbon_g() > 0 ? absl::StrFormat("; carbon about %.4f g (estimate)", p.carbon_g())
+                                     : std::string("; carbon unknown"),
                     p.carbon_unknown_calls() > 0
-                        ? absl::StrCat(" (+", p.carbon_unknown_calls(), " call(s) of unknown intensity)")
+                        ? absl::StrCat(p.carbon_g() > 0 ? " + " : " (", p.carbon_unknown_calls(),
+                                       " call(s) on devices that declare no intensity",
+                                       p.carbon_g() > 0 ? "" : ")")
                         : "",
                     "\n");
     for (const std::string& a : p.applied()) absl::StrAppend(&out, "  limits on ", a, "\n");
