@@ -209,7 +209,7 @@ std::vector<ModelSelector::Candidate> ModelSelector::Rank(absl::Span<const Model
   std::vector<Candidate> out;
   for (const ModelGroup* g : groups) {
     if (limited && policy->PriceFails(g->model())) {
-      if (tally) tally->Count(Limit::kPrice, g->serving());
+      if (tally) tally->Count(Limit::kPrice, absl::StrCat("model ", g->model().name()), g->serving());
       continue;
     }
     double affinity = -1, prior = 0, good = 0, bad = 0;
@@ -233,7 +233,7 @@ std::vector<ModelSelector::Candidate> ModelSelector::Rank(absl::Span<const Model
       if (excluded.count(d.device_id())) return true;
       if (limited) {
         if (std::optional<Limit> failed = policy->DeviceFails(d)) {
-          if (tally) tally->Count(*failed);
+          if (tally) tally->Count(*failed, d.device_id());
           return true;
         }
       }
@@ -440,7 +440,7 @@ absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
       if (!matches(g->model())) continue;
       serving += g->serving();
       if (limited && policy->PriceFails(g->model())) {
-        tally.Count(Limit::kPrice, g->serving());
+        tally.Count(Limit::kPrice, absl::StrCat("model ", g->model().name()), g->serving());
         continue;
       }
       int taken = 0;
@@ -448,7 +448,7 @@ absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
         if (excluded.count(d.device_id())) return true;
         if (limited) {
           if (std::optional<Limit> failed = policy->DeviceFails(d)) {
-            tally.Count(*failed);
+            tally.Count(*failed, d.device_id());
             return true;
           }
         }

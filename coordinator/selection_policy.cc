@@ -72,6 +72,12 @@ std::vector<std::string> SelectionPolicy::LimitTexts() const {
   return out;
 }
 
+void LimitTally::Count(Limit limit, const std::string& name, int devices) {
+  const int i = static_cast<int>(limit);
+  counts_[i] += devices;
+  if (static_cast<int>(names_[i].size()) < kNamed) names_[i].push_back(name);
+}
+
 int LimitTally::total() const {
   int n = 0;
   for (int c : counts_) n += c;
@@ -83,7 +89,9 @@ std::string LimitTally::Text(const SelectionPolicy& policy) const {
   for (int i = 0; i < kLimitCount; ++i) {
     if (counts_[i] == 0) continue;
     parts.push_back(absl::StrCat(policy.LimitText(static_cast<Limit>(i)), " left out ",
-                                 counts_[i], " device(s)"));
+                                 counts_[i], " device(s) (", absl::StrJoin(names_[i], ", "),
+                                 counts_[i] > static_cast<int>(names_[i].size()) ? ", ..." : "",
+                                 ")"));
   }
   return absl::StrJoin(parts, "; ");
 }

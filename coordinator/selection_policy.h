@@ -59,16 +59,20 @@ struct SelectionPolicy {
   std::vector<std::string> LimitTexts() const;
 };
 
-// Devices left out of one choice, by the limit that left them out.
+// Devices left out of one choice, by the limit that left them out, with the first few named.
 class LimitTally {
  public:
-  void Count(Limit limit, int devices = 1) { counts_[static_cast<int>(limit)] += devices; }
+  static constexpr int kNamed = 3;  // names kept per limit
+  // `devices` left out by `limit`; `name` is the device (or, for a price, the model).
+  void Count(Limit limit, const std::string& name, int devices = 1);
   int total() const;
-  // "trust >= verified left out 3 device(s); region in [eu] left out 1"
+  // "trust >= verified left out 3 device(s) (dev-a, dev-b, dev-c); region in [eu] left out
+  // 1 device(s) (dev-d)"
   std::string Text(const SelectionPolicy& policy) const;
 
  private:
   std::array<int, kLimitCount> counts_{};
+  std::array<std::vector<std::string>, kLimitCount> names_;
 };
 
 // What soft weights compare for one candidate.

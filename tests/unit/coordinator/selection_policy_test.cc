@@ -139,8 +139,9 @@ TEST(SelectionPolicyTest, AnImpossiblePolicyFailsNamingEachLimit) {
   const std::string message(s.status().message());
   EXPECT_THAT(message, HasSubstr("no device meets the policy strict"));
   EXPECT_THAT(message, HasSubstr("price <= 0.010000 credits/1k tokens left out 1 device(s)"));
-  EXPECT_THAT(message, HasSubstr("trust >= verified left out 1 device(s)"));
-  EXPECT_THAT(message, HasSubstr("region in [ap-south] left out 4 device(s)"));
+  EXPECT_THAT(message, HasSubstr("trust >= verified left out 1 device(s) (community)"));
+  EXPECT_THAT(message, HasSubstr("region in [ap-south] left out 4 device(s) (good, far, slow, ...)"));
+  EXPECT_THAT(message, HasSubstr("(model m-dear)"));
   EXPECT_THAT(message, HasSubstr("nothing was charged"));
   // Passthrough and compete say the same.
   auto pinned = selector.SelectPassthrough(mesh, {"m-good", "", {}}, {}, &p);
