@@ -15,10 +15,10 @@
 #include "common/clock.h"
 #include "common/protocol.h"
 #include "common/tokens.h"
-#include "coordinator/model_selector.h"
-#include "coordinator/registry.h"
+#include "coordinator/mesh/model_selector.h"
+#include "coordinator/mesh/registry.h"
 #include "coordinator/analyzer/request_analyzer.h"
-#include "coordinator/task_decomposer.h"
+#include "coordinator/pipeline/task_decomposer.h"
 #include "ledger/sqlite_ledger.h"
 
 namespace loom {

@@ -3,7 +3,7 @@
 # (cmake -P) whenever a console file changes; the output is generated, never committed.
 string(REPLACE "," ";" FILES "${FILES}")
 set(out "// Generated from coordinator/console/ by cmake/embed_console.cmake. Do not edit.\n")
-string(APPEND out "#include \"coordinator/console_assets.h\"\n\nnamespace loom {\nnamespace {\n\n")
+string(APPEND out "#include \"coordinator/front/console_assets.h\"\n\nnamespace loom {\nnamespace {\n\n")
 set(table "")
 set(i 0)
 foreach(name IN LISTS FILES)

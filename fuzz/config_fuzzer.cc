@@ -7,7 +7,7 @@
 #include "absl/strings/match.h"
 #include "common/json_config.h"
 #include "common/tls.h"
-#include "coordinator/model_selector.h"
+#include "coordinator/mesh/model_selector.h"
 #include "fuzz/fuzz_check.h"
 #include "worker/worker_config.h"
 

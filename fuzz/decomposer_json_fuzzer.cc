@@ -7,7 +7,7 @@
 #include <map>
 #include <string>
 
-#include "coordinator/task_decomposer.h"
+#include "coordinator/pipeline/task_decomposer.h"
 #include "fuzz/fuzz_check.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string>
 
-#include "coordinator/http_front_door.h"
+#include "coordinator/front/http_front_door.h"
 #include "fuzz/fuzz_check.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -13,7 +13,7 @@
 #include "common/clock.h"
 #include "common/tokens.h"
 #include "absl/synchronization/notification.h"
-#include "coordinator/device_client.h"
+#include "coordinator/mesh/device_client.h"
 
 namespace loom {
 

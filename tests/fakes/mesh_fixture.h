@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/protocol.h"
-#include "coordinator/attempt_runner.h"
+#include "coordinator/pipeline/attempt_runner.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/fake_device_client.h"
 

@@ -1,4 +1,4 @@
-#include "coordinator/admission.h"
+#include "coordinator/front/admission.h"
 
 #include <memory>
 #include <optional>

@@ -1,4 +1,4 @@
-#include "coordinator/compete_runner.h"
+#include "coordinator/pipeline/compete_runner.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -1,4 +1,4 @@
-#include "coordinator/console_api.h"
+#include "coordinator/front/console_api.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -1,4 +1,4 @@
-#include "coordinator/device_auth.h"
+#include "coordinator/mesh/device_auth.h"
 
 #include "common/join_token.h"
 #include "gmock/gmock.h"

@@ -1,4 +1,4 @@
-#include "coordinator/fan_out_executor.h"
+#include "coordinator/pipeline/fan_out_executor.h"
 
 #include <thread>
 

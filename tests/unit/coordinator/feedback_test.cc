@@ -1,4 +1,4 @@
-#include "coordinator/feedback.h"
+#include "coordinator/pipeline/feedback.h"
 
 #include "common/ids.h"
 #include "gmock/gmock.h"

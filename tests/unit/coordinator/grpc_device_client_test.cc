@@ -1,4 +1,4 @@
-#include "coordinator/grpc_device_client.h"
+#include "coordinator/mesh/grpc_device_client.h"
 
 #include <string>
 #include <string_view>

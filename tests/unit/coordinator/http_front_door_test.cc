@@ -1,7 +1,7 @@
 // ParseChatRequest: what the OpenAI-compatible door accepts and how it refuses the rest. Every
 // refusal is a 400 naming the field; no input may throw (type confusion used to reach
 // nlohmann's value() and end as a 500 with the exception's text in a header).
-#include "coordinator/http_front_door.h"
+#include "coordinator/front/http_front_door.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/openai_wire.h"

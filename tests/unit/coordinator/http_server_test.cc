@@ -3,7 +3,7 @@
 // dripping and idle connections, the per-address connection limit, streaming, and the client
 // going away while a handler works. No test sleeps: every wait is a blocking read bounded by a
 // receive timeout, or a Notification with a bound.
-#include "coordinator/http_server.h"
+#include "coordinator/front/http_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

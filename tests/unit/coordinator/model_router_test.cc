@@ -1,4 +1,4 @@
-#include "coordinator/model_router.h"
+#include "coordinator/pipeline/model_router.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

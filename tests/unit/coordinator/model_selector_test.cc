@@ -1,4 +1,4 @@
-#include "coordinator/model_selector.h"
+#include "coordinator/mesh/model_selector.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

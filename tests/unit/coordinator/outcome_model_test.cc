@@ -1,8 +1,8 @@
-#include "coordinator/outcome_model.h"
+#include "coordinator/mesh/outcome_model.h"
 
 #include <set>
 
-#include "coordinator/model_selector.h"
+#include "coordinator/mesh/model_selector.h"
 #include "gmock/gmock.h"
 #include "ledger/sqlite_ledger.h"
 #include "gtest/gtest.h"

@@ -1,4 +1,4 @@
-#include "coordinator/registry.h"
+#include "coordinator/mesh/registry.h"
 
 #include <cmath>
 #include <functional>

@@ -1,4 +1,4 @@
-#include "coordinator/request_log.h"
+#include "coordinator/pipeline/request_log.h"
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"

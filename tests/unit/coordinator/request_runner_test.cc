@@ -1,4 +1,4 @@
-#include "coordinator/request_runner.h"
+#include "coordinator/pipeline/request_runner.h"
 
 
 #include <thread>

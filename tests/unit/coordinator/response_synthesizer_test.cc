@@ -1,4 +1,4 @@
-#include "coordinator/response_synthesizer.h"
+#include "coordinator/pipeline/response_synthesizer.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -1,6 +1,6 @@
 // The Responses API codec: what it takes from a request (input forms, instructions, limits,
 // sampling), what it refuses by name, and the response and stream shapes SDKs parse.
-#include "coordinator/responses_api.h"
+#include "coordinator/front/responses_api.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"

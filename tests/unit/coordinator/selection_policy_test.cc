@@ -1,8 +1,8 @@
 // The selector under a request's policy: every hard limit leaves out exactly the devices it
 // should, soft weights move the choice the way they say, ties stay deterministic, and a policy
 // no device meets fails with the limit named.
-#include "coordinator/model_selector.h"
-#include "coordinator/policy.h"
+#include "coordinator/mesh/model_selector.h"
+#include "coordinator/mesh/policy.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -1,4 +1,4 @@
-#include "coordinator/task_decomposer.h"
+#include "coordinator/pipeline/task_decomposer.h"
 
 #include "common/utf8.h"
 #include "gmock/gmock.h"
