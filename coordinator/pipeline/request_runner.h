@@ -67,11 +67,16 @@
 #include "coordinator/mesh/outcome_model.h"
 #include "coordinator/mesh/policy.h"
 #include "coordinator/pipeline/request_log.h"
+#include "coordinator/pipeline/request_scope.h"
 #include "coordinator/pipeline/task_decomposer.h"
 #include "ledger/ledger_store.h"
 #include "loom/v1/orchestrator.pb.h"
 
 namespace loom {
+
+// The request's ask (its last user message, else its last message) and its system messages.
+std::string LastUserMessage(const v1::CompleteRequest& request);
+std::vector<v1::ChatMessage> SystemMessages(const v1::CompleteRequest& request);
 
 struct RunnerOptions {
   AttemptOptions attempts;
@@ -165,6 +170,26 @@ class RequestRunner {
   };
   Affordable AffordableFor(const std::string& client_account, const Analysis& analysis,
                            int64_t max_tokens, int64_t bound) const;
+  // What to reserve before anything runs: the cost bound of the plan (a router call and a
+  // compiled plan included when the client can afford them; `may_consult` says the request
+  // is unclear enough to ask), the devices left out for a client who cannot afford them,
+  // a policy's max_cost (which may lower its price limit), times the choices.
+  struct Budget {
+    int64_t bound = 0;
+    bool consult = false;      // ask the router model
+    bool may_compile = false;  // the router may turn the request into a compiled plan
+    std::set<std::string> too_dear;
+  };
+  absl::StatusOr<Budget> PlanBudget(const v1::CompleteRequest& request,
+                                    const std::string& request_id,
+                                    const std::string& client_account, int64_t max_tokens,
+                                    int choices, bool may_consult, RequestPolicy* policy,
+                                    Analysis* analysis) const;
+  // INVALID_ARGUMENT when tools, a response format or images (`needs`: capability, field)
+  // cannot be served: a forced compiled or compete mode, or no model advertising them.
+  absl::Status CheckCapabilities(
+      const v1::CompleteRequest& request,
+      const std::vector<std::pair<std::string, std::string>>& needs) const;
   // The most tokens one answer may have: the request's max_tokens, else the largest limit a
   // model on the mesh advertises.
   int64_t AnswerTokenBound(const v1::CompleteRequest& request) const;
@@ -176,6 +201,32 @@ class RequestRunner {
                                                Cancellation* cancel, absl::Time arrived,
                                                v1::Timings timings, AttemptLog* log,
                                                const std::optional<CallResult>& route_call);
+  // One request's run of its plan: its scope, and what the plan kind fills in for settlement
+  // and the response (plan_kinds.cc runs each kind; SettleAndRespond finishes every one).
+  struct PlanRun {
+    RequestScope scope;
+    const v1::CompleteRequest& request;
+    const Analysis& analysis;
+    std::string text;                       // the last user message
+    std::vector<v1::ChatMessage> system;    // the request's system messages
+    int64_t max_tokens = 0;                 // AnswerTokenBound
+    absl::Time arrived;
+    v1::Timings timings;
+    absl::Time stage_start;
+    v1::CompilationPlan plan;
+    v1::CompleteResponse response;
+    std::vector<v1::ContributionRecord> records;
+    // Ends a stage: its wall time since the last one goes into `timings` through `set`.
+    void StageDone(void (v1::Timings::*set)(int64_t));
+  };
+  absl::Status RunCompiled(PlanRun& run) const;
+  absl::Status RunCompete(PlanRun& run) const;
+  absl::Status RunPassthrough(PlanRun& run) const;
+  // The plan with its tentative assignments, to the request log and the stream.
+  void EmitPlan(PlanRun& run) const;
+  // Weights, settlement (or the error that withholds the answer), the receipt, the final event.
+  absl::StatusOr<v1::CompleteResponse> SettleAndRespond(PlanRun& run,
+                                                        const std::string& client_account) const;
   // Claims `request_id` on this coordinator, waiting (until `deadline` or `cancel`) while
   // another call holds it. UnclaimId releases it and wakes the waiters.
   absl::Status ClaimId(const std::string& request_id, absl::Time deadline, Cancellation* cancel);
