@@ -102,12 +102,16 @@ absl::StatusOr<JudgeVerdict> CompeteRunner::ParseJudgeVerdict(const std::string&
   return v;
 }
 
-absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const std::string& request_id,
+absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const RequestScope& scope,
                                                   const std::vector<v1::ChatMessage>& messages,
                                                   v1::TaskCategory category, int64_t max_tokens,
-                                                  int64_t credit_cap, absl::Time deadline, Cancellation* cancel,
-                                                  const EventSink& sink, AttemptLog* log,
+                                                  int64_t credit_cap,
                                                   const v1::Sampling& sampling) const {
+  const std::string& request_id = scope.request_id;
+  const absl::Time deadline = scope.deadline;
+  Cancellation* const cancel = scope.cancel;
+  const EventSink& sink = scope.emit;
+  AttemptLog* const log = scope.log;
   // Every candidate sees the whole request: the policy binds them all.
   const SelectionPolicy* policy = log->policy() ? &log->policy()->all : nullptr;
   LimitTally tally;

@@ -18,6 +18,7 @@
 
 #include "common/thread_cache.h"
 #include "coordinator/pipeline/attempt_runner.h"
+#include "coordinator/pipeline/request_scope.h"
 
 namespace loom {
 
@@ -53,12 +54,10 @@ class CompeteRunner {
   CompeteRunner(CompeteOptions options, const AttemptRunner* runner)
       : options_(std::move(options)), runner_(runner) {}
 
-  absl::StatusOr<CompeteOutcome> Run(const std::string& request_id,
+  absl::StatusOr<CompeteOutcome> Run(const RequestScope& scope,
                                      const std::vector<v1::ChatMessage>& messages,
                                      v1::TaskCategory category, int64_t max_tokens,
                                      int64_t credit_cap,
-                                     absl::Time deadline, Cancellation* cancel,
-                                     const EventSink& sink, AttemptLog* log,
       const v1::Sampling& sampling = v1::Sampling::default_instance()) const;
 
   // Jaccard similarity of the lowercase word sets of `a` and `b`, in [0, 1].

@@ -21,9 +21,13 @@ std::string FanOutExecutor::BuildInput(const v1::SubTask& task,
 }
 
 absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
-    const std::string& request_id, const std::vector<v1::SubTask>& tasks,
-    const std::vector<v1::ChatMessage>& system, absl::Time deadline, Cancellation* cancel,
-    const EventSink& sink, AttemptLog* log, const v1::Sampling& sampling) const {
+    const RequestScope& scope, const std::vector<v1::SubTask>& tasks,
+    const std::vector<v1::ChatMessage>& system, const v1::Sampling& sampling) const {
+  const std::string& request_id = scope.request_id;
+  const absl::Time deadline = scope.deadline;
+  Cancellation* const cancel = scope.cancel;
+  const EventSink& sink = scope.emit;
+  AttemptLog* const log = scope.log;
   v1::Sampling part_sampling = sampling;
   part_sampling.clear_stop();
   // Sub-tasks stop together when the request is cancelled or one of them finally fails.

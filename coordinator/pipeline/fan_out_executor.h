@@ -16,6 +16,7 @@
 
 #include "common/thread_cache.h"
 #include "coordinator/pipeline/attempt_runner.h"
+#include "coordinator/pipeline/request_scope.h"
 
 namespace loom {
 
@@ -32,11 +33,9 @@ class FanOutExecutor {
   // `system` messages of the request are given to every sub-task, and so are the client's
   // sampling settings except `stop` (a stop sequence is about the answer, not its parts).
   // Outcomes come back in the order of `tasks`.
-  absl::StatusOr<std::vector<SubTaskOutcome>> Run(const std::string& request_id,
+  absl::StatusOr<std::vector<SubTaskOutcome>> Run(const RequestScope& scope,
                                                   const std::vector<v1::SubTask>& tasks,
                                                   const std::vector<v1::ChatMessage>& system,
-                                                  absl::Time deadline, Cancellation* cancel,
-                                                  const EventSink& sink, AttemptLog* log,
       const v1::Sampling& sampling = v1::Sampling::default_instance()) const;
 
   // The user message for `task`, given its dependencies' outcomes.

@@ -105,8 +105,11 @@ void ModelRouter::Apply(const RouterVerdict& verdict, bool may_compile, Analysis
   if (a->kind == v1::PLAN_KIND_COMPETE) a->kind = v1::PLAN_KIND_PASSTHROUGH;
 }
 
-RouterResult ModelRouter::Consult(const std::string& request_id, const std::string& text,
-                                  absl::Time deadline, Cancellation* cancel, AttemptLog* log) const {
+RouterResult ModelRouter::Consult(const RequestScope& scope, const std::string& text) const {
+  const std::string& request_id = scope.request_id;
+  const absl::Time deadline = scope.deadline;
+  Cancellation* const cancel = scope.cancel;
+  AttemptLog* const log = scope.log;
   RouterResult out;
   const uint64_t key = Fnv1a64(text);
   {

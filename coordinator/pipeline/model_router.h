@@ -31,6 +31,7 @@
 #include "absl/time/time.h"
 #include "coordinator/analyzer/request_analyzer.h"
 #include "coordinator/pipeline/attempt_runner.h"
+#include "coordinator/pipeline/request_scope.h"
 
 namespace loom {
 
@@ -65,8 +66,7 @@ class ModelRouter {
   // nothing pinned, one ask, and the classifier unsure of it.
   bool ShouldConsult(const Analysis& analysis, const v1::CompleteRequest& request) const;
 
-  RouterResult Consult(const std::string& request_id, const std::string& text, absl::Time deadline,
-                       Cancellation* cancel, AttemptLog* log) const;
+  RouterResult Consult(const RequestScope& scope, const std::string& text) const;
 
   // The verdict into the analysis: the category first (the ask's and the plan's), and, when
   // `may_compile`, a multi-part passthrough becomes compiled.

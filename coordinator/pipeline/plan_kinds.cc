@@ -34,9 +34,9 @@ absl::Status RequestRunner::RunCompiled(PlanRun& run) const {
   const std::string& request_id = scope.request_id;
   // Decomposition happens before there is a plan to show; its attempts are in the log, and
   // the stream starts with the plan, as StreamComplete promises.
-  const EventSink quiet;  // empty: no events
-  Decomposition d = decomposer_.Decompose(request_id, run.analysis, run.text, scope.deadline,
-                                          scope.cancel, quiet, scope.log);
+  RequestScope quiet = scope;
+  quiet.emit = nullptr;  // no events
+  Decomposition d = decomposer_.Decompose(quiet, run.analysis, run.text);
   run.StageDone(&v1::Timings::set_decompose_us);
   for (const auto& t : d.sub_tasks) *run.plan.add_sub_tasks() = t;
   run.plan.set_synthesis_prompt(d.synthesis_prompt);
@@ -48,9 +48,7 @@ absl::Status RequestRunner::RunCompiled(PlanRun& run) const {
                *d.model_call, clock_->Now());
   }
   LOOM_ASSIGN_OR_RETURN(std::vector<SubTaskOutcome> outcomes,
-                        executor_.Run(request_id, d.sub_tasks, run.system, scope.deadline,
-                                      scope.cancel, scope.emit, scope.log,
-                                      run.request.sampling()));
+                        executor_.Run(scope, d.sub_tasks, run.system, run.request.sampling()));
   run.StageDone(&v1::Timings::set_execute_us);
   for (const auto& o : outcomes) {
     *run.response.add_results() = Result(o.task, o.input, o.result);
@@ -70,9 +68,8 @@ absl::Status RequestRunner::RunCompiled(PlanRun& run) const {
     return absl::OkStatus();
   }
   LOOM_ASSIGN_OR_RETURN(Synthesis s,
-                        synthesizer_.Synthesize(request_id, run.text, d.synthesis_prompt, outcomes,
-                                                run.system, scope.deadline, scope.cancel,
-                                                scope.emit, scope.log, run.request.sampling()));
+                        synthesizer_.Synthesize(scope, run.text, d.synthesis_prompt, outcomes,
+                                                run.system, run.request.sampling()));
   run.StageDone(&v1::Timings::set_synthesize_us);
   run.response.set_output(s.output);
   run.response.set_synthesis_note(s.note);
@@ -95,8 +92,8 @@ absl::Status RequestRunner::RunCompete(PlanRun& run) const {
                                               run.request.messages().end());
   LOOM_ASSIGN_OR_RETURN(
       CompeteOutcome c,
-      compete_.Run(request_id, messages, category, run.request.max_tokens(), run.max_tokens,
-                   scope.deadline, scope.cancel, scope.emit, scope.log, run.request.sampling()));
+      compete_.Run(scope, messages, category, run.request.max_tokens(), run.max_tokens,
+                   run.request.sampling()));
   run.StageDone(&v1::Timings::set_execute_us);
   v1::CompeteResult* result = run.response.mutable_compete();
   for (size_t i = 0; i < c.candidates.size(); ++i) {

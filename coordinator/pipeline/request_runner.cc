@@ -249,7 +249,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::RunUnlogged(
   if (!budget.too_dear.empty()) log.ExcludeDevices(std::move(budget.too_dear));
   std::optional<CallResult> route_call;
   if (reserved.ok() && consult) {
-    RouterResult routed = router_.Consult(request_id, LastUserMessage(request), deadline, cancel, &log);
+    RouterResult routed =
+        router_.Consult({request_id, deadline, cancel, nullptr, &log, clock_}, LastUserMessage(request));
     if (routed.verdict) {
       ModelRouter::Apply(*routed.verdict, may_compile, &analysis);
     }

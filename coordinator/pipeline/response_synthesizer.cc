@@ -28,10 +28,14 @@ std::string ResponseSynthesizer::Prompt(const std::string& request_text,
 }
 
 absl::StatusOr<Synthesis> ResponseSynthesizer::Synthesize(
-    const std::string& request_id, const std::string& request_text,
+    const RequestScope& scope, const std::string& request_text,
     const std::string& synthesis_prompt, const std::vector<SubTaskOutcome>& parts,
-    const std::vector<v1::ChatMessage>& system, absl::Time deadline, Cancellation* cancel,
-    const EventSink& sink, AttemptLog* log, const v1::Sampling& sampling) const {
+    const std::vector<v1::ChatMessage>& system, const v1::Sampling& sampling) const {
+  const std::string& request_id = scope.request_id;
+  const absl::Time deadline = scope.deadline;
+  Cancellation* const cancel = scope.cancel;
+  const EventSink& sink = scope.emit;
+  AttemptLog* const log = scope.log;
   CallSpec spec;
   spec.sampling = sampling;  // its output is the answer
   spec.sub_task_id = "synthesis";

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "coordinator/pipeline/attempt_runner.h"
+#include "coordinator/pipeline/request_scope.h"
 #include "coordinator/pipeline/fan_out_executor.h"
 
 namespace loom {
@@ -29,13 +30,10 @@ class ResponseSynthesizer {
 
   // Fails only with CANCELLED / DEADLINE_EXCEEDED from the request; other failures fall back
   // to assembling the parts.
-  absl::StatusOr<Synthesis> Synthesize(const std::string& request_id,
-                                       const std::string& request_text,
+  absl::StatusOr<Synthesis> Synthesize(const RequestScope& scope, const std::string& request_text,
                                        const std::string& synthesis_prompt,
                                        const std::vector<SubTaskOutcome>& parts,
                                        const std::vector<v1::ChatMessage>& system,
-                                       absl::Time deadline, Cancellation* cancel,
-                                       const EventSink& sink, AttemptLog* log,
       const v1::Sampling& sampling = v1::Sampling::default_instance()) const;
 
   // The parts in order under headings.

@@ -235,10 +235,13 @@ absl::StatusOr<std::string> TaskDecomposer::ChooseModel() const {
                              "decomposer");
 }
 
-Decomposition TaskDecomposer::Decompose(const std::string& request_id, const Analysis& analysis,
-                                        const std::string& request_text, absl::Time deadline,
-                                        Cancellation* cancel, const EventSink& sink,
-                                        AttemptLog* log) const {
+Decomposition TaskDecomposer::Decompose(const RequestScope& scope, const Analysis& analysis,
+                                        const std::string& request_text) const {
+  const std::string& request_id = scope.request_id;
+  const absl::Time deadline = scope.deadline;
+  Cancellation* const cancel = scope.cancel;
+  const EventSink& sink = scope.emit;
+  AttemptLog* const log = scope.log;
   if (options_.mode == DecomposerOptions::Mode::kRules || runner_ == nullptr) {
     return FromRules(analysis, options_.sub_task_tokens);
   }

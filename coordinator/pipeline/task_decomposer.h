@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/pipeline/attempt_runner.h"
+#include "coordinator/pipeline/request_scope.h"
 #include "coordinator/analyzer/request_analyzer.h"
 
 namespace loom {
@@ -53,9 +54,8 @@ class TaskDecomposer {
  public:
   TaskDecomposer(DecomposerOptions options, const AttemptRunner* runner);
 
-  Decomposition Decompose(const std::string& request_id, const Analysis& analysis,
-                          const std::string& request_text, absl::Time deadline,
-                          Cancellation* cancel, const EventSink& sink, AttemptLog* log) const;
+  Decomposition Decompose(const RequestScope& scope, const Analysis& analysis,
+                          const std::string& request_text) const;
 
   static Decomposition FromRules(const Analysis& analysis, int64_t sub_task_tokens);
   // Marks each sub-task that carries the client's own material (SubTask.private_data): the

@@ -9,6 +9,7 @@
 
 #include "common/protocol.h"
 #include "coordinator/pipeline/attempt_runner.h"
+#include "coordinator/pipeline/request_scope.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/fake_device_client.h"
 
@@ -51,6 +52,12 @@ class MeshFixture : public ::testing::Test {
       absl::MutexLock lock(&events_mu_);
       events_.push_back(e);
     };
+  }
+
+  // The scope a stage under test runs in: request "req", the fixture's log, a sink that keeps
+  // every event, and `cancel` (default: the fixture's).
+  RequestScope Scope(absl::Duration timeout = absl::Seconds(30), Cancellation* cancel = nullptr) {
+    return {"req", absl::Now() + timeout, cancel ? cancel : &cancel_, Collect(), &log_, &clock_};
   }
 
   SimulatedClock clock_;

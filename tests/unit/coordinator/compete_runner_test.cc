@@ -45,8 +45,8 @@ class CompeteTest : public MeshFixture {
   }
   absl::StatusOr<CompeteOutcome> Run(CompeteOptions options) {
     return CompeteRunner(options, &attempts_)
-        .Run("req", {User("Describe the sea")}, v1::TASK_CATEGORY_CREATIVE, 64, 64,
-             absl::Now() + absl::Seconds(10), &cancel_, Collect(), &log_);
+        .Run(Scope(absl::Seconds(10)), {User("Describe the sea")}, v1::TASK_CATEGORY_CREATIVE, 64,
+             64);
   }
 };
 

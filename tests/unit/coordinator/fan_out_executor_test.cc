@@ -28,8 +28,7 @@ class FanOutExecutorTest : public MeshFixture {
  protected:
   absl::StatusOr<std::vector<SubTaskOutcome>> Run(const std::vector<v1::SubTask>& tasks,
                                                   Cancellation* cancel = nullptr) {
-    return FanOutExecutor(&attempts_).Run("req", tasks, {}, absl::Now() + absl::Seconds(30),
-                                          cancel ? cancel : &cancel_, Collect(), &log_);
+    return FanOutExecutor(&attempts_).Run(Scope(absl::Seconds(30), cancel), tasks, {});
   }
 };
 
@@ -87,9 +86,7 @@ TEST_F(FanOutExecutorTest, HungDeviceHitsTheAttemptDeadlineAndIsRetried) {
   devices_.Set("q:1", {.chunks = {}, .hang = true});
   AttemptRunner quick({.max_attempts = 3, .attempt_timeout = absl::Milliseconds(50)}, &registry_,
                       &selector_, &devices_, &clock_);
-  auto outcomes = FanOutExecutor(&quick).Run("req", {Task("A", v1::TASK_CATEGORY_CODE, 0)}, {},
-                                             absl::Now() + absl::Seconds(30), &cancel_, Collect(),
-                                             &log_);
+  auto outcomes = FanOutExecutor(&quick).Run(Scope(), {Task("A", v1::TASK_CATEGORY_CODE, 0)}, {});
   ASSERT_TRUE(outcomes.ok()) << outcomes.status();
   EXPECT_EQ((*outcomes)[0].result.chosen.device_id, "m");
   EXPECT_THAT(log_.attempts()[0].reason(), HasSubstr("DEADLINE_EXCEEDED"));
@@ -103,8 +100,7 @@ TEST_F(FanOutExecutorTest, FinalFailureNamesTheSubTaskAndStopsTheOthers) {
   // A (code) fails on q and then on l... but l is busy with B (creative) until cancelled.
   AttemptRunner one({.max_attempts = 1}, &registry_, &selector_, &devices_, &clock_);
   auto outcomes = FanOutExecutor(&one).Run(
-      "req", {Task("A", v1::TASK_CATEGORY_CODE, 0), Task("B", v1::TASK_CATEGORY_CREATIVE, 0)}, {},
-      absl::Now() + absl::Seconds(30), &cancel_, Collect(), &log_);
+      Scope(), {Task("A", v1::TASK_CATEGORY_CODE, 0), Task("B", v1::TASK_CATEGORY_CREATIVE, 0)}, {});
   ASSERT_FALSE(outcomes.ok());
   EXPECT_EQ(outcomes.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(outcomes.status().message(), HasSubstr("sub-task A (code: do A) failed"));

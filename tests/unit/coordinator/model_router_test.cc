@@ -51,7 +51,7 @@ class ModelRouterTest : public MeshFixture {
     return r;
   }
   RouterResult Consult(const ModelRouter& router, const std::string& text) {
-    return router.Consult("req", text, absl::Now() + absl::Seconds(30), &cancel_, &log_);
+    return router.Consult(Scope(), text);
   }
 
   std::unique_ptr<CategoryModel> unsure_ = UnsureModel();  // every category 1/8

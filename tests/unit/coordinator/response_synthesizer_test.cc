@@ -30,9 +30,8 @@ TEST_F(ResponseSynthesizerTest, AModelWeavesThePartsAndStreamsTheAnswer) {
   AddDevice("l", "llama-3.1-8b", "llama");
   AddDevice("q", "qwen2.5-coder-7b", "qwen-coder");
   devices_.Set("l:1", {.chunks = {" Here", " is", " everything."}});
-  auto s = ResponseSynthesizer(&attempts_).Synthesize("req", "the request", "Combine them.",
-                                                      Parts(), {}, absl::Now() + absl::Seconds(10),
-                                                      &cancel_, Collect(), &log_);
+  auto s = ResponseSynthesizer(&attempts_).Synthesize(Scope(absl::Seconds(10)), "the request",
+                                                      "Combine them.", Parts(), {});
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->output, " Here is everything.");
   ASSERT_TRUE(s->call.has_value());
@@ -51,9 +50,8 @@ TEST_F(ResponseSynthesizerTest, AModelWeavesThePartsAndStreamsTheAnswer) {
 TEST_F(ResponseSynthesizerTest, NoDeviceAbleToSynthesizeAssemblesThePartsAndSaysSo) {
   AddDevice("l", "llama-3.1-8b", "llama");
   devices_.Set("l:1", {.status = absl::UnavailableError("gone")});
-  auto s = ResponseSynthesizer(&attempts_).Synthesize("req", "the request", "Combine.", Parts(),
-                                                      {}, absl::Now() + absl::Seconds(10),
-                                                      &cancel_, Collect(), &log_);
+  auto s = ResponseSynthesizer(&attempts_).Synthesize(Scope(absl::Seconds(10)), "the request",
+                                                      "Combine.", Parts(), {});
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_FALSE(s->call.has_value());
   EXPECT_THAT(s->note, HasSubstr("without a synthesis model"));
@@ -66,9 +64,8 @@ TEST_F(ResponseSynthesizerTest, CancellationIsNotHiddenByTheFallback) {
   AddDevice("l", "llama-3.1-8b", "llama");
   devices_.Set("l:1", {.chunks = {}, .wait_for_cancel = true});
   cancel_.Cancel();
-  auto s = ResponseSynthesizer(&attempts_).Synthesize("req", "r", "c", Parts(), {},
-                                                      absl::Now() + absl::Seconds(10), &cancel_,
-                                                      Collect(), &log_);
+  auto s = ResponseSynthesizer(&attempts_).Synthesize(Scope(absl::Seconds(10)), "r", "c",
+                                                      Parts(), {});
   EXPECT_EQ(s.status().code(), absl::StatusCode::kCancelled);
 }
 

@@ -141,9 +141,8 @@ class TaskDecomposerModelTest : public MeshFixture {
  protected:
   Decomposition Run(DecomposerOptions options) {
     TaskDecomposer decomposer(options, &attempts_);
-    return decomposer.Decompose("req", RequestAnalyzer().AnalyzeText(kWorkedExample),
-                                kWorkedExample, absl::Now() + absl::Seconds(30), &cancel_,
-                                Collect(), &log_);
+    return decomposer.Decompose(Scope(), RequestAnalyzer().AnalyzeText(kWorkedExample),
+                                kWorkedExample);
   }
 };
 
