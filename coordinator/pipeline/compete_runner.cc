@@ -107,13 +107,8 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const RequestScope& scope,
                                                   v1::TaskCategory category, int64_t max_tokens,
                                                   int64_t credit_cap,
                                                   const v1::Sampling& sampling) const {
-  const std::string& request_id = scope.request_id;
-  const absl::Time deadline = scope.deadline;
-  Cancellation* const cancel = scope.cancel;
-  const EventSink& sink = scope.emit;
-  AttemptLog* const log = scope.log;
   // Every candidate sees the whole request: the policy binds them all.
-  const SelectionPolicy* policy = log->policy() ? &log->policy()->all : nullptr;
+  const SelectionPolicy* policy = scope.log->policy() ? &scope.log->policy()->all : nullptr;
   LimitTally tally;
   std::vector<Selection> picks = runner_->selector().RankDistinctModels(
       *runner_->registry(), category, options_.k, policy, &tally);
@@ -135,7 +130,8 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const RequestScope& scope,
     spec.credit_cap = credit_cap;
     spec.sampling = sampling;  // each candidate answers as the client asked
     spec.stream = false;
-    results[i] = runner_->Run(request_id, spec, deadline, cancel, sink, log);
+    results[i] = runner_->Run(scope.request_id, spec, scope.deadline, scope.cancel, scope.emit,
+                              scope.log);
   };
   // All but the last candidate on other threads; the last on this one.
   absl::BlockingCounter others(static_cast<int>(picks.size()) - 1);
@@ -158,7 +154,9 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const RequestScope& scope,
       first_error = results[i].status();
     }
   }
-  if (cancel && cancel->IsCancelled()) return absl::CancelledError("the request was cancelled");
+  if (scope.cancel && scope.cancel->IsCancelled()) {
+    return absl::CancelledError("the request was cancelled");
+  }
   if (out.candidates.empty()) {
     return absl::Status(first_error.code(),
                         absl::StrCat("every compete candidate failed: ", first_error.message()));
@@ -203,7 +201,8 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const RequestScope& scope,
     user.set_role("user");
     user.set_content(prompt);
     spec.messages.push_back(user);
-    absl::StatusOr<CallResult> judge = runner_->Run(request_id, spec, deadline, cancel, sink, log);
+    absl::StatusOr<CallResult> judge =
+        runner_->Run(scope.request_id, spec, scope.deadline, scope.cancel, scope.emit, scope.log);
     if (judge.ok()) {
       absl::StatusOr<JudgeVerdict> verdict = ParseJudgeVerdict(judge->output, n);
       if (verdict.ok()) {
@@ -236,12 +235,12 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const RequestScope& scope,
                                           judge_problem, best + 1, out.agreement[best],
                                           CategoryName(category));
   }
-  if (sink) {
+  if (scope.emit) {
     v1::CompleteEvent e;
     e.mutable_output()->set_sub_task_id(out.sub_task_ids[out.winner]);
     e.mutable_output()->set_text(out.candidates[out.winner].output);
     e.mutable_output()->set_answer(true);
-    sink(e);
+    scope.emit(e);
   }
   return out;
 }

@@ -23,16 +23,11 @@ std::string FanOutExecutor::BuildInput(const v1::SubTask& task,
 absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
     const RequestScope& scope, const std::vector<v1::SubTask>& tasks,
     const std::vector<v1::ChatMessage>& system, const v1::Sampling& sampling) const {
-  const std::string& request_id = scope.request_id;
-  const absl::Time deadline = scope.deadline;
-  Cancellation* const cancel = scope.cancel;
-  const EventSink& sink = scope.emit;
-  AttemptLog* const log = scope.log;
   v1::Sampling part_sampling = sampling;
   part_sampling.clear_stop();
   // Sub-tasks stop together when the request is cancelled or one of them finally fails.
   Cancellation stop;
-  const int parent_id = cancel ? cancel->OnCancel([&stop] { stop.Cancel(); }) : -1;
+  const int parent_id = scope.cancel ? scope.cancel->OnCancel([&stop] { stop.Cancel(); }) : -1;
 
   // Sub-tasks on other threads end by updating the state below under `mu`, and this call
   // returns once none is running; the mutex itself lives as long as any of those threads
@@ -68,7 +63,7 @@ absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
     user.set_role("user");
     user.set_content(input);
     spec.messages.push_back(user);
-    absl::StatusOr<CallResult> result = runner_->Run(request_id, spec, deadline, &stop, sink, log);
+    absl::StatusOr<CallResult> result = runner_->Run(scope.request_id, spec, scope.deadline, &stop, scope.emit, scope.log);
     absl::MutexLock lock(&mu);
     --running;
     if (result.ok()) {
@@ -123,7 +118,7 @@ absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
           +[](std::pair<int*, int>* s) { return *s->first != s->second; }, &state));
     }
   }
-  if (cancel && parent_id >= 0) cancel->RemoveCallback(parent_id);
+  if (scope.cancel && parent_id >= 0) scope.cancel->RemoveCallback(parent_id);
 
   if (!failure.ok()) return failure;
   std::vector<SubTaskOutcome> out;

@@ -106,10 +106,6 @@ void ModelRouter::Apply(const RouterVerdict& verdict, bool may_compile, Analysis
 }
 
 RouterResult ModelRouter::Consult(const RequestScope& scope, const std::string& text) const {
-  const std::string& request_id = scope.request_id;
-  const absl::Time deadline = scope.deadline;
-  Cancellation* const cancel = scope.cancel;
-  AttemptLog* const log = scope.log;
   RouterResult out;
   const uint64_t key = Fnv1a64(text);
   {
@@ -141,8 +137,8 @@ RouterResult ModelRouter::Consult(const RequestScope& scope, const std::string& 
   m.set_content(Prompt(text));
   spec.messages.push_back(m);
   absl::StatusOr<CallResult> call =
-      runner_->Run(request_id, spec, std::min(deadline, absl::Now() + options_.timeout), cancel,
-                   EventSink(), log);
+      runner_->Run(scope.request_id, spec, std::min(scope.deadline, absl::Now() + options_.timeout),
+                   scope.cancel, EventSink(), scope.log);
   if (!call.ok()) {
     out.note = absl::StrCat("router model ", *model, " failed (", call.status().ToString(),
                             "); the classifier's verdict stands");

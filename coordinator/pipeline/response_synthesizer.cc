@@ -31,11 +31,6 @@ absl::StatusOr<Synthesis> ResponseSynthesizer::Synthesize(
     const RequestScope& scope, const std::string& request_text,
     const std::string& synthesis_prompt, const std::vector<SubTaskOutcome>& parts,
     const std::vector<v1::ChatMessage>& system, const v1::Sampling& sampling) const {
-  const std::string& request_id = scope.request_id;
-  const absl::Time deadline = scope.deadline;
-  Cancellation* const cancel = scope.cancel;
-  const EventSink& sink = scope.emit;
-  AttemptLog* const log = scope.log;
   CallSpec spec;
   spec.sampling = sampling;  // its output is the answer
   spec.sub_task_id = "synthesis";
@@ -50,7 +45,7 @@ absl::StatusOr<Synthesis> ResponseSynthesizer::Synthesize(
   for (const auto& p : parts) budget += p.result.tokens;
   spec.max_tokens = std::max<int64_t>(256, budget + 128);
   spec.answer = true;
-  absl::StatusOr<CallResult> call = runner_->Run(request_id, spec, deadline, cancel, sink, log);
+  absl::StatusOr<CallResult> call = runner_->Run(scope.request_id, spec, scope.deadline, scope.cancel, scope.emit, scope.log);
   Synthesis s;
   if (call.ok()) {
     s.output = call->output;
@@ -64,12 +59,12 @@ absl::StatusOr<Synthesis> ResponseSynthesizer::Synthesize(
   s.output = Assemble(parts);
   s.note = absl::StrCat("assembled the parts without a synthesis model: ",
                         call.status().message());
-  if (sink) {
+  if (scope.emit) {
     v1::CompleteEvent e;
     e.mutable_output()->set_sub_task_id("synthesis");
     e.mutable_output()->set_text(s.output);
     e.mutable_output()->set_answer(true);
-    sink(e);
+    scope.emit(e);
   }
   return s;
 }

@@ -237,11 +237,6 @@ absl::StatusOr<std::string> TaskDecomposer::ChooseModel() const {
 
 Decomposition TaskDecomposer::Decompose(const RequestScope& scope, const Analysis& analysis,
                                         const std::string& request_text) const {
-  const std::string& request_id = scope.request_id;
-  const absl::Time deadline = scope.deadline;
-  Cancellation* const cancel = scope.cancel;
-  const EventSink& sink = scope.emit;
-  AttemptLog* const log = scope.log;
   if (options_.mode == DecomposerOptions::Mode::kRules || runner_ == nullptr) {
     return FromRules(analysis, options_.sub_task_tokens);
   }
@@ -263,7 +258,8 @@ Decomposition TaskDecomposer::Decompose(const RequestScope& scope, const Analysi
   m.set_content(ModelPrompt(request_text, options_.max_sub_tasks));
   spec.messages.push_back(m);
   absl::StatusOr<CallResult> call = runner_->Run(
-      request_id, spec, std::min(deadline, absl::Now() + options_.timeout), cancel, sink, log);
+      scope.request_id, spec, std::min(scope.deadline, absl::Now() + options_.timeout), scope.cancel,
+      scope.emit, scope.log);
   if (!call.ok()) {
     Decomposition d = FromRules(analysis, options_.sub_task_tokens);
     d.note = absl::StrCat("decomposer model ", *model, " failed (", call.status().ToString(),
