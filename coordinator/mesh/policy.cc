@@ -141,7 +141,13 @@ std::vector<std::string> RequestPolicy::LimitTexts() const {
   return out;
 }
 
-PolicyBook::PolicyBook() : named_(Builtins()) {}
+PolicyBook::PolicyBook() : named_(Builtins()) { CacheDefault(); }
+
+void PolicyBook::CacheDefault() {
+  default_.reset();
+  absl::StatusOr<RequestPolicy> resolved = Resolve(v1::CompleteRequest());
+  if (resolved.ok()) default_ = *std::move(resolved);
+}
 
 absl::Status PolicyBook::Validate(const v1::Policy& p, absl::string_view where) {
   if (p.has_max_price_per_1k_micro() && p.max_price_per_1k_micro() <= 0) {
@@ -213,6 +219,7 @@ absl::StatusOr<PolicyBook> PolicyBook::FromConfig(const v1::PolicyConfig& config
     }
     book.carbon_by_region_[region] = g;
   }
+  book.CacheDefault();  // loom-auto may have been replaced
   return book;
 }
 
@@ -243,6 +250,8 @@ std::string PolicyBook::Describe(const v1::Policy& p) {
 
 absl::StatusOr<RequestPolicy> PolicyBook::Resolve(const v1::CompleteRequest& request) const {
   const v1::Policy& asked = request.policy();
+  // Most requests ask for nothing: the default policy, resolved once.
+  if (default_ && !request.has_policy() && !IsNamed(request.model())) return *default_;
   std::string name = asked.name();
   if (name.empty() && IsNamed(request.model())) name = request.model();
   if (name.empty()) name = kDefaultPolicy;

@@ -34,6 +34,7 @@
 #define LOOM_COORDINATOR_MESH_POLICY_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -96,7 +97,10 @@ class PolicyBook {
   const std::map<std::string, double>& carbon_by_region() const { return carbon_by_region_; }
 
  private:
+  void CacheDefault();
+
   std::map<std::string, v1::Policy> named_;
+  std::optional<RequestPolicy> default_;  // Resolve of a request that asks for nothing
   std::map<std::string, v1::TrustTier> provider_trust_;
   v1::TrustTier default_trust_ = v1::TRUST_TIER_COMMUNITY;
   std::map<std::string, double> carbon_by_region_;

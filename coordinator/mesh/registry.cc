@@ -393,7 +393,7 @@ void DeviceRegistry::RecordOverclaim(const std::string& device_id) {
 
 void DeviceRegistry::RecordAttempt(const std::string& device_id, bool ok,
                                    absl::Duration first_output) {
-  SpinningMutexLock lock(&mu_);
+  absl::MutexLock lock(&mu_);
   auto it = devices_.find(device_id);
   if (it == devices_.end()) return;
   v1::DeviceInfo& info = it->second.info;
@@ -411,7 +411,7 @@ void DeviceRegistry::RecordAttempt(const std::string& device_id, bool ok,
 }
 
 void DeviceRegistry::AddInflight(const std::string& device_id, int delta) {
-  SpinningMutexLock lock(&mu_);
+  absl::MutexLock lock(&mu_);
   auto it = devices_.find(device_id);
   if (it == devices_.end()) return;
   Entry& e = it->second;

@@ -13,8 +13,8 @@
 // expiry updates the index, so choosing a device never copies or scans the registry. Expiry
 // is kept in heartbeat order, so sweeping it costs only the devices that actually expire.
 //
-// Thread-safe. No gRPC here: RegistryService adapts it. The calls on the request path
-// (selection reads, heartbeats, in-flight counts) spin briefly for the lock before blocking
+// Thread-safe. No gRPC here: RegistryService adapts it. Selection reads and heartbeats spin
+// briefly for the lock before blocking
 // (common/spin_lock.h): it is held for microseconds, and a sleep and wake-up costs more.
 #ifndef LOOM_COORDINATOR_MESH_REGISTRY_H_
 #define LOOM_COORDINATOR_MESH_REGISTRY_H_

@@ -69,6 +69,11 @@ std::vector<AttemptLog::Delivered> AttemptLog::delivered() const {
   return delivered_;
 }
 
+void AttemptLog::ForEachDelivered(absl::FunctionRef<void(const Delivered&)> visit) const {
+  absl::MutexLock lock(&mu_);
+  for (const Delivered& d : delivered_) visit(d);
+}
+
 absl::Duration AttemptLog::device_wait() const {
   absl::MutexLock lock(&mu_);
   return in_flight_ > 0 ? busy_ + (clock_->Now() - busy_since_) : busy_;

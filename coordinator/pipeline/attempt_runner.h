@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/cancellation.h"
@@ -129,6 +130,9 @@ class AttemptLog {
   };
   void AddDelivered(Delivered delivered);
   std::vector<Delivered> delivered() const;
+  // Calls `visit` with each delivered call, under the log's lock (no copies; `visit` must not
+  // call back into the log).
+  void ForEachDelivered(absl::FunctionRef<void(const Delivered&)> visit) const;
 
   // Devices no call of this request may use (priced above what its client can afford), on
   // top of each call's own exclusions.

@@ -12,7 +12,7 @@ v1::PolicyReport PolicyReportFor(const RequestPolicy& policy, const AttemptLog& 
   int64_t paid = 0, cheapest = 0, best = 0;
   double carbon = 0;
   int unknown = 0;
-  for (const AttemptLog::Delivered& d : log.delivered()) {
+  log.ForEachDelivered([&](const AttemptLog::Delivered& d) {
     const Selection& s = d.call.chosen;
     const int64_t tokens = d.call.tokens;
     paid += CreditsForTokens(tokens, PricePer1kMicro(s.model));
@@ -23,7 +23,7 @@ v1::PolicyReport PolicyReportFor(const RequestPolicy& policy, const AttemptLog& 
     } else if (tokens > 0) {
       ++unknown;
     }
-  }
+  });
   report.set_paid_micro(paid);
   report.set_cheapest_micro(cheapest);
   report.set_best_affinity_micro(best);
