@@ -1,5 +1,7 @@
 #include "coordinator/cli/loom_cli.h"
 
+#include "common/categories.h"
+
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -7,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/categories.h"
 #include "common/table.h"
 #include "common/utf8.h"
 #include "ledger/pricing.h"
@@ -48,10 +51,17 @@ std::string FormatDevices(const v1::ListDevicesResponse& devices) {
                     absl::StrFormat("%d/%d", std::max(d.load().active(), d.coordinator_inflight()),
                                     d.load().max_concurrency()),
                     absl::StrFormat("%.0f", d.load().tokens_per_second()),
-                    absl::StrJoin(models, ", "), d.address(), Flags(d)});
+                    absl::StrJoin(models, ", "), TrustTierName(d.trust()),
+                    d.region().empty() ? "-" : d.region(),
+                    d.carbon_g_per_kwh() > 0 ? absl::StrFormat("%.0f", d.carbon_g_per_kwh()) : "-",
+                    d.observed_ttft_ms() > 0 ? absl::StrFormat("%.0f", d.observed_ttft_ms()) : "-",
+                    d.address(), Flags(d)});
   }
-  return FormatTextTable(
-      {"device", "provider", "state", "load", "tok/s", "models", "address", "flags"}, rows);
+  // What policies select on: the operator's trust tier, the declared region and carbon
+  // intensity (gCO2e/kWh), the time to first token this coordinator measured.
+  return FormatTextTable({"device", "provider", "state", "load", "tok/s", "models", "trust",
+                          "region", "gCO2/kWh", "ttft ms", "address", "flags"},
+                         rows);
 }
 
 std::string FormatPlan(const v1::CompilationPlan& plan) {

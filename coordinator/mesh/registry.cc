@@ -204,7 +204,9 @@ absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::Register
   // Attempts already running survive a re-register.
   const int inflight = e.info.coordinator_inflight();
   const int64_t overclaims = e.info.usage_overclaims();
-  const v1::DeviceInfo observed = e.info;  // this coordinator's measurements survive too
+  // This coordinator's measurements survive too.
+  const double ttft_ms = e.info.observed_ttft_ms(), failure_rate = e.info.failure_rate();
+  const int64_t attempts = e.info.observed_attempts();
   if (it != devices_.end()) UnindexLocked(&e);
   e = Entry{};
   e.lease_id = response.lease_id();
@@ -224,9 +226,9 @@ absl::StatusOr<v1::RegisterResponse> DeviceRegistry::Register(const v1::Register
   e.info.set_registered_unix_ms(absl::ToUnixMillis(now));
   e.info.set_coordinator_inflight(inflight);
   e.info.set_usage_overclaims(overclaims);
-  e.info.set_observed_ttft_ms(observed.observed_ttft_ms());
-  e.info.set_failure_rate(observed.failure_rate());
-  e.info.set_observed_attempts(observed.observed_attempts());
+  e.info.set_observed_ttft_ms(ttft_ms);
+  e.info.set_failure_rate(failure_rate);
+  e.info.set_observed_attempts(attempts);
   // Policies: the device declares its region and power; its trust is the operator's word.
   e.info.set_region(request.region());
   auto trust = options_.provider_trust.find(request.provider_id());

@@ -188,7 +188,11 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const RequestScope& scope,
                   std::find(caps.begin(), caps.end(), kCapabilityJsonSchema) != caps.end();
       }
     });
-    if (schema) spec.structure.set_response_format_json(VerdictSchema(n));
+    if (schema) {
+      // Only a device whose advertisement honours the schema is given it.
+      spec.structure.set_response_format_json(VerdictSchema(n));
+      spec.pinned.capabilities.push_back(kCapabilityJsonSchema);
+    }
     std::string prompt = absl::StrCat(
         "Which answer serves the request best? Reply with JSON only: {\"winner\": N, "
         "\"scores\": [one score from 0 to 10 per answer, in order], \"reason\": \"one "

@@ -159,6 +159,25 @@ await check("errors arrive as the SDK's typed errors", async () => {
             (e) => expect(e.status === 402 && e.code === "insufficient_quota", `got ${e.status} ${e.code}`));
 });
 
+await check("policies: a named policy as the model, and a limit no device meets is a 422 the SDK does not retry", async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  expect(["loom-fast", "loom-cheap", "loom-green", "loom-private"].every((p) => ids.includes(p)),
+         `policies not listed: ${ids}`);
+  const r = await client.chat.completions.create({
+    model: "loom-cheap", messages: [{ role: "user", content: "What is the capital of Peru?" }] });
+  expect(r.loom && r.loom.policy && r.loom.policy.name === "loom-cheap", `receipt ${JSON.stringify(r.loom)}`);
+  expect(r.choices[0].message.content.length > 0, "empty");
+  const before = sent;
+  await client.chat.completions.create({
+    model: "loom-auto", messages: [{ role: "user", content: "hi" }],
+    loom: { policy: { regions: ["nowhere-1"] } } })
+      .then(() => { throw new Error("422 expected"); },
+            (e) => expect(e instanceof OpenAI.UnprocessableEntityError && e.code === "policy_unsatisfiable" &&
+                          /region in \[nowhere-1\]/.test(e.message), `got ${e.status} ${e.code} ${e.message}`));
+  expect(sent - before === 1, `the SDK sent ${sent - before} requests for a 422`);
+});
+
 await check("a request id sent again gets the first answer, charged once", async () => {
   const id = `sdk-${sdkName}-${Date.now()}`;
   const ask = { model, messages: [{ role: "user", content: "What is the capital of Peru?" }] };

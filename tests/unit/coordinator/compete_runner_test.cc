@@ -86,6 +86,25 @@ TEST_F(CompeteTest, AJudgeChoosesWhenConfigured) {
   EXPECT_THAT(devices_.InputOf("judge"), HasSubstr("Answer 2:"));
 }
 
+TEST_F(CompeteTest, AJudgeThatHonoursJsonSchemaIsHeldToTheVerdictsSchemaOnACapableDevice) {
+  // Two devices serve the judge model; only one advertises json_schema, and only it may judge.
+  AddDevice("j-plain", "judge-model", "llama");
+  AddDevice("j-schema", "judge-model", "llama", /*active=*/3, 8, true, {"json_schema"});
+  devices_.Set("j-schema:1", {.chunks = {R"({"winner": 1, "scores": [9, 5, 4], "reason": "best"})"}});
+  auto c = Run({.k = 3, .judge_model = "judge-model"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->method, "judge");
+  bool judged = false;
+  for (const DeviceCall& call : devices_.calls()) {
+    if (call.request.sub_task_id() != "judge") continue;
+    judged = true;
+    EXPECT_EQ(call.device_id, "j-schema");  // the idle plain device was passed over
+    EXPECT_THAT(call.request.structure().response_format_json(), HasSubstr("\"json_schema\""));
+    EXPECT_THAT(call.request.structure().response_format_json(), HasSubstr("\"winner\""));
+  }
+  EXPECT_TRUE(judged);
+}
+
 TEST_F(CompeteTest, UnusableJudgeFallsBackToAgreementWithTheReason) {
   AddDevice("j", "judge-model", "llama");
   // A bare number (the old protocol) and prose are malformed verdicts now.
