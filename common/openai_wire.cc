@@ -96,7 +96,8 @@ absl::Status ParsePolicy(const json& p, v1::Policy* out) {
                                            "max_ttft_ms", "trust", "regions", "private_only",
                                            "weights"};
   for (const auto& [key, value] : p.items()) {
-    if (std::find_if(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return key == k; }) ==
+    if (std::find_if(std::begin(kKnown), std::end(kKnown),
+                     [&key = key](const char* k) { return key == k; }) ==
         std::end(kKnown)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "'loom.policy.", key, "' is not a policy field (name, max_price_per_1k, max_cost, "

@@ -8,7 +8,14 @@
 #include "ledger/ledger_admin.h"
 #include "ledger/ledger_hash.h"
 
-namespace loom::ledger_rules {
+namespace loom {
+
+std::string AccountKind(const std::string& account_id) {
+  const size_t colon = account_id.find(':');
+  return colon == std::string::npos ? account_id : account_id.substr(0, colon);
+}
+
+namespace ledger_rules {
 
 absl::Status CheckAccountId(const std::string& id) {
   const std::string kind = AccountKind(id);
@@ -123,4 +130,5 @@ void ShareVerdict(bool good, std::vector<OutcomeDelta>* parts) {
   }
 }
 
-}  // namespace loom::ledger_rules
+}  // namespace ledger_rules
+}  // namespace loom

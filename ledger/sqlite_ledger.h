@@ -41,27 +41,34 @@
 // queue and are committed together next. A lone caller commits at once, on its own thread.
 //
 // Thread-safe; several processes may share the file.
+//
+// Where things are: the connection's statements (sqlite_statement.h), schema and migrations
+// (sqlite_schema.h), group commit (group_commit.h), one write's transaction (sqlite_txn.h);
+// opening and committing here (sqlite_ledger.cc), the money writes (sqlite_money.cc), reads
+// (sqlite_reads.cc), the audit (sqlite_audit.cc), API keys (sqlite_keys.cc).
 #ifndef LOOM_LEDGER_SQLITE_LEDGER_H_
 #define LOOM_LEDGER_SQLITE_LEDGER_H_
 
-#include <deque>
-#include <functional>
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
+#include "absl/types/span.h"
 #include "common/clock.h"
+#include "ledger/group_commit.h"
 #include "ledger/ledger_admin.h"
+#include "ledger/sqlite_schema.h"
+#include "ledger/sqlite_statement.h"
+#include "ledger/sqlite_txn.h"
 
 struct sqlite3;
 
 namespace loom {
-
-class StatementCache;
 
 struct LedgerOptions {
   std::string path;                    // file path or ":memory:"
@@ -87,7 +94,7 @@ struct LedgerOptions {
 
 class SqliteLedger : public LedgerAdmin {
  public:
-  static constexpr int kSchemaVersion = 8;
+  static constexpr int kSchemaVersion = sqlite::kSchemaVersion;
 
   // Opens (creating and migrating unless read_only) the database. INVALID_ARGUMENT for bad
   // options, FAILED_PRECONDITION for a database newer than this build, UNAVAILABLE when the
@@ -143,77 +150,56 @@ class SqliteLedger : public LedgerAdmin {
   absl::StatusOr<LedgerCopy> Export() override;
 
  private:
-  absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKeyFor(const std::string& account);
+  using Committer = GroupCommitter<SqliteTxn>;
   SqliteLedger(sqlite3* db, const LedgerOptions& options);
 
-  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs `fn` in the next group commit and returns its outcome. A batch of writes that are
-  // all non-durable commits without a disk flush (synchronous=NORMAL in WAL mode: safe from a
-  // process crash, may be lost with the machine); the next durable commit flushes them too.
-  absl::Status Write(std::function<absl::Status()> fn, bool durable = true)
-      ABSL_LOCKS_EXCLUDED(queue_mu_, mu_);
-  struct WriteOp;
-  // One SQLite transaction for `batch` (a savepoint per write); sets each write's status and
-  // returns the commit's.
-  absl::Status CommitBatch(const std::vector<WriteOp*>& batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs `fn` in the next group commit (group_commit.h) and returns its outcome. A batch of
+  // writes that are all non-durable commits without a disk flush (synchronous=NORMAL in WAL
+  // mode: safe from a process crash, may be lost with the machine); the next durable commit
+  // flushes them too.
+  absl::Status Write(absl::FunctionRef<absl::Status(SqliteTxn&)> fn, bool durable = true);
+  // One SQLite transaction for `batch` (a savepoint per write): the group commit's CommitFn.
+  absl::Status CommitBatch(absl::Span<Committer::Op* const> batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // Deletes the reservations whose own release failed, first in a batch; returns those that
+  // are gone once the batch commits.
+  std::vector<std::string> RetryReleases() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A statement on the connection, for reads: kept prepared, or for this use only.
+  sqlite::Statement Prepared(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return {conn_.db, sql, &conn_.cache};
+  }
+  sqlite::Statement PreparedOnce(absl::string_view sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return {conn_.db, sql};
+  }
 
-  absl::StatusOr<Settlement> SettleLocked(const SettlementRequest& request)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Grant and Payout: validates, then one write moving `amount_micro` from `from` to `to`.
+  // The writes, each inside a commit (sqlite_money.cc, sqlite_keys.cc). They reach the
+  // connection only through `txn`.
+  absl::StatusOr<Settlement> SettleIn(SqliteTxn& txn, const SettlementRequest& request) const;
+  absl::Status ReserveIn(SqliteTxn& txn, const std::string& request_id,
+                         const std::string& account, int64_t amount_micro,
+                         absl::Duration ttl) const;
+  // Grant and Payout: validates, then one write moving `amount` from `from` to `to`.
   absl::StatusOr<std::string> Transfer(const std::string& kind, const std::string& from,
                                        const std::string& to, int64_t amount_micro,
                                        const std::string& reference);
-  absl::StatusOr<std::string> TransferLocked(const std::string& kind, const std::string& from,
-                                             const std::string& to, int64_t amount,
-                                             const std::string& reference)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Appends a transaction with its entries and hash; returns its id.
-  absl::StatusOr<int64_t> AppendLocked(const std::string& kind, const std::string& reference,
-                                       int64_t amount, const std::string& digest,
-                                       const std::vector<std::pair<std::string, int64_t>>& entries)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<int64_t> AvailableLocked(const std::string& account, const std::string& except)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status EnsureAccountLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::vector<OutcomeDelta>> RecordFeedbackLocked(const FeedbackVerdict& verdict)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status AddOutcomesLocked(const std::vector<OutcomeDelta>& deltas)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static absl::StatusOr<std::string> TransferIn(SqliteTxn& txn, const std::string& kind,
+                                                const std::string& from, const std::string& to,
+                                                int64_t amount, const std::string& reference);
+  static absl::StatusOr<std::vector<OutcomeDelta>> RecordFeedbackIn(
+      SqliteTxn& txn, const FeedbackVerdict& verdict);
+  static absl::Status AddOutcomesIn(SqliteTxn& txn, const std::vector<OutcomeDelta>& deltas);
+  absl::StatusOr<std::pair<ApiKeyInfo, std::string>> CreateKeyFor(const std::string& account);
 
   // Constant after construction.
   const LedgerOptions options_;
   Clock* const clock_;
 
   absl::Mutex mu_;  // the connection
-  sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
-  std::unique_ptr<StatementCache> cache_ ABSL_GUARDED_BY(mu_);
-  // Accounts known to exist (accounts are never deleted, so this never goes stale), and those
-  // created by the running write / the running batch, known only once committed.
-  std::set<std::string> known_accounts_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> op_accounts_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> batch_accounts_ ABSL_GUARDED_BY(mu_);
+  SqliteConn conn_ ABSL_GUARDED_BY(mu_);
   bool flushing_ ABSL_GUARDED_BY(mu_) = true;  // the connection's synchronous is options_'s
-  int64_t last_answer_sweep_ms_ ABSL_GUARDED_BY(mu_) = 0;  // answers past retention deleted
-  int64_t last_expiry_sweep_ms_ ABSL_GUARDED_BY(mu_) = 0;  // expired reservations deleted
   // Releases whose own write failed, retried at the start of every batch until one commits.
   std::set<std::string> unreleased_ ABSL_GUARDED_BY(mu_);
 
-  struct WriteOp {
-    std::function<absl::Status()> fn;
-    bool durable = true;  // false: may share a commit that is not flushed to disk
-    // Set by the leader that committed it, before `woken` is notified.
-    absl::Status status;
-    bool done = false;
-    // Notified once: when committed (done), or when this write's caller is to lead the next
-    // batch (not done).
-    absl::Notification woken;
-  };
-  absl::Mutex queue_mu_;
-  std::deque<WriteOp*> queue_ ABSL_GUARDED_BY(queue_mu_);  // writes not yet taken by a leader
-  bool leading_ ABSL_GUARDED_BY(queue_mu_) = false;  // a caller leads (or is about to)
-  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
-  size_t released_ ABSL_GUARDED_BY(queue_mu_) = 0;  // callers the last commit released
-  size_t backlog_ ABSL_GUARDED_BY(queue_mu_) = 0;   // writes queued while the last commit ran
+  Committer committer_;  // last: stopped first on destruction, before the connection closes
 };
 
 }  // namespace loom

@@ -5,13 +5,15 @@
 #         an in-process gRPC server (Debian's gRPC is not instrumented). absl::Mutex, CondVar and
 #         Notification are made visible to TSan by tests/tsan/absl_sync_annotations.cc, and the
 #         TsanShim tests check that it hides no real race.
-# Each gets its own build directory (build-asan, build-tsan).
+#   threads: clang's thread-safety analysis over every translation unit (tests/thread_safety.sh),
+#         which tests/run.sh and CI also run
+# asan and tsan get their own build directories (build-asan, build-tsan); threads reads build/.
 #
-#   tests/sanitize.sh [asan|tsan]...      default: both
+#   tests/sanitize.sh [asan|tsan|threads]...      default: all three
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kinds=("$@")
-[ ${#kinds[@]} -eq 0 ] && kinds=(asan tsan)
+[ ${#kinds[@]} -eq 0 ] && kinds=(asan tsan threads)
 TARGETS=(common_test ledger_test coordinator_test worker_test openai_request_fuzzer decomposer_json_fuzzer
          config_fuzzer sse_parser_fuzzer ledger_cli_args_fuzzer)
 for kind in "${kinds[@]}"; do
@@ -35,7 +37,12 @@ for kind in "${kinds[@]}"; do
       targets=("${TARGETS[@]}" tsan_shim_check)
       export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
       ;;
-    *) echo "sanitize: unknown kind '$kind' (asan or tsan)" >&2; exit 2 ;;
+    threads)
+      deploy/setup.sh build >/dev/null
+      bash tests/thread_safety.sh build
+      continue
+      ;;
+    *) echo "sanitize: unknown kind '$kind' (asan, tsan or threads)" >&2; exit 2 ;;
   esac
   CMAKE_BUILD_TYPE=RelWithDebInfo deploy/setup.sh "$dir" >/dev/null
   cmake -S . -B "$dir" -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" \

@@ -84,8 +84,8 @@ class RejectReactor : public grpc::ServerWriteReactor<v1::InferChunk> {
 
 WorkerService::WorkerService(WorkerServiceOptions options, std::vector<ServedModel> models)
     : options_(std::move(options)),
-      pool_(options_.max_concurrency),
-      tokens_per_second_(options_.initial_tokens_per_second) {
+      tokens_per_second_(options_.initial_tokens_per_second),
+      pool_(options_.max_concurrency) {
   for (auto& m : models) {
     simulated_ = simulated_ || m.provider->simulated();
     std::string name = m.info.name();

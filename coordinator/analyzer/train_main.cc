@@ -358,7 +358,8 @@ int main(int argc, char** argv) {
   Report(*load(split_model), test, /*details=*/true);
 
   if (absl::GetFlag(FLAGS_loso)) {
-    for (const auto& [set, n] : per_set) {
+    for (const auto& entry : per_set) {
+      const std::string& set = entry.first;  // a named reference: lambdas capture it (C++17)
       if (set == "authored" || set == "project" || set.rfind("gsm8k", 0) == 0) continue;
       const auto without = select([&](const Example& e) { return e.set != set; });
       const auto only = select([&](const Example& e) { return e.set == set; });

@@ -87,7 +87,9 @@ class FakeDeviceClient : public DeviceClient {
     } leave{this};
     if (script.rendezvous > 0) {
       absl::MutexLock lock(&mu_);
-      auto reached = [&] { return arrived_ >= script.rendezvous; };
+      auto reached = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return arrived_ >= script.rendezvous;
+      };
       if (!mu_.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(10))) {
         return absl::UnavailableError("rendezvous not reached: calls did not overlap");
       }

@@ -206,7 +206,7 @@ class MeshFixture : public ::testing::Test {
     if (last != std::string::npos) {
       std::vector<std::string> line = absl::StrSplit(
           out.headers.substr(last, out.headers.find('\r', last) - last), ' ');
-      if (line.size() >= 2) absl::SimpleAtoi(line[1], &out.status);
+      if (line.size() < 2 || !absl::SimpleAtoi(line[1], &out.status)) out.status = 0;
     }
     return out;
   }

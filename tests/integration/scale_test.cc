@@ -153,7 +153,7 @@ class ScaleTest : public ::testing::Test {
     const size_t at = out.headers.rfind("http/");
     if (at != std::string::npos) {
       std::vector<std::string> line = absl::StrSplit(out.headers.substr(at, 16), ' ');
-      if (line.size() >= 2) absl::SimpleAtoi(line[1], &out.status);
+      if (line.size() < 2 || !absl::SimpleAtoi(line[1], &out.status)) out.status = 0;
     }
     return out;
   }

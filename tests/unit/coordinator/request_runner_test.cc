@@ -94,8 +94,9 @@ TEST_F(RequestRunnerTest, SamplingReachesTheDeviceAndItsFinishReasonComesBack) {
   auto response = Run(r);
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->finish_reason(), "length");
-  ASSERT_EQ(devices_.calls().size(), 1u);
-  const v1::InferRequest& sent = devices_.calls()[0].request;
+  const std::vector<DeviceCall> calls = devices_.calls();
+  ASSERT_EQ(calls.size(), 1u);
+  const v1::InferRequest& sent = calls[0].request;
   EXPECT_EQ(sent.max_tokens(), 2);
   EXPECT_DOUBLE_EQ(sent.sampling().temperature(), 0.1);
   ASSERT_EQ(sent.sampling().stop_size(), 1);

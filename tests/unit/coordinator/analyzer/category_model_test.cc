@@ -29,8 +29,9 @@ int IndexOf(v1::TaskCategory c) {
 TEST(CategoryModelTest, BuiltinModelLoadsAndGivesProbabilitiesThatSumToOne) {
   const CategoryModel& m = CategoryModel::Builtin();
   EXPECT_EQ(m.hash_bits(), 17);
+  const std::string long_text(20000, 'x');
   for (const char* text : {"", "hi", "Write a haiku about rain", "把下面这句话翻译成英文：我明天去北京。",
-                           std::string(20000, 'x').c_str()}) {
+                           long_text.c_str()}) {
     CategoryProbs p = m.Predict(text);
     const float sum = std::accumulate(p.p.begin(), p.p.end(), 0.0f);
     EXPECT_NEAR(sum, 1.0f, 1e-4) << text;
