@@ -29,6 +29,11 @@ bool Cancellation::WaitFor(absl::Duration timeout) const {
   return cancelled_;
 }
 
+bool Cancellation::WaitUntil(absl::Time deadline, const Clock& clock) const {
+  absl::MutexLock lock(&mu_);
+  return clock.AwaitWithDeadline(mu_, absl::Condition(&cancelled_), deadline);
+}
+
 int Cancellation::OnCancel(std::function<void()> fn) const {
   {
     absl::MutexLock lock(&mu_);

@@ -19,6 +19,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 
 namespace loom {
 
@@ -33,6 +34,8 @@ class Cancellation {
 
   // Waits until cancelled or `timeout` elapsed; true if cancelled.
   bool WaitFor(absl::Duration timeout) const;
+  // Waits until cancelled or `clock` reaches `deadline`; true if cancelled.
+  bool WaitUntil(absl::Time deadline, const Clock& clock) const;
 
   // Registers `fn` to run on cancellation; returns an id for RemoveCallback. Runs `fn` at once
   // (and returns -1) if already cancelled.

@@ -163,7 +163,8 @@ std::string SimProvider::ToolCalls(const GenerateRequest& request) const {
   return DumpJson(calls);
 }
 
-SimProvider::SimProvider(SimProviderOptions options) : options_(std::move(options)) {
+SimProvider::SimProvider(SimProviderOptions options)
+    : options_(std::move(options)), clock_(options_.clock ? options_.clock : Clock::Real()) {
   if (!options_.exit_process) options_.exit_process = [] { std::_Exit(75); };
 }
 
@@ -291,8 +292,12 @@ absl::StatusOr<v1::EmbedResponse> SimProvider::Embed(const std::vector<std::stri
   }
   if (b.time_to_first_token_ms() > 0) {
     const absl::Duration d = absl::Milliseconds(b.time_to_first_token_ms());
-    if (cancel.WaitFor(std::min(d, deadline - absl::Now()))) return absl::CancelledError("cancelled");
-    if (absl::Now() > deadline) return absl::DeadlineExceededError("simulated device: deadline exceeded");
+    if (cancel.WaitUntil(std::min(clock_->Now() + d, deadline), *clock_)) {
+      return absl::CancelledError("cancelled");
+    }
+    if (clock_->Now() > deadline) {
+      return absl::DeadlineExceededError("simulated device: deadline exceeded");
+    }
   }
   const int dims = dimensions > 0 ? dimensions : 256;
   v1::EmbedResponse out;
@@ -334,9 +339,11 @@ absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& requ
 
   // Waits `d` unless cancelled or past the deadline first.
   auto wait = [&](absl::Duration d) -> absl::Status {
-    absl::Duration left = request.deadline - absl::Now();
-    bool past_deadline = left < d;
-    if (cancel.WaitFor(past_deadline ? left : d)) return absl::CancelledError("cancelled");
+    const absl::Time until = clock_->Now() + d;
+    const bool past_deadline = request.deadline < until;
+    if (cancel.WaitUntil(past_deadline ? request.deadline : until, *clock_)) {
+      return absl::CancelledError("cancelled");
+    }
     if (past_deadline) return absl::DeadlineExceededError("simulated device: deadline exceeded");
     return absl::OkStatus();
   };
@@ -357,7 +364,7 @@ absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& requ
         return absl::UnavailableError(
             absl::StrCat("simulated fault: failed after ", emitted, " tokens"));
       case v1::SimFault::KIND_HANG:
-        if (cancel.WaitFor(request.deadline - absl::Now())) return absl::CancelledError("cancelled");
+        if (cancel.WaitUntil(request.deadline, *clock_)) return absl::CancelledError("cancelled");
         return absl::DeadlineExceededError(
             absl::StrCat("simulated fault: hung after ", emitted, " tokens"));
       case v1::SimFault::KIND_EXIT:
@@ -391,7 +398,7 @@ absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& requ
       if (auto s = wait(per_token); !s.ok()) return s;
     } else if (cancel.IsCancelled()) {
       return absl::CancelledError("cancelled");
-    } else if (absl::Now() > request.deadline) {
+    } else if (clock_->Now() > request.deadline) {
       return absl::DeadlineExceededError("simulated device: deadline exceeded");
     }
     if (!sink(piece)) return absl::CancelledError("consumer went away");

@@ -23,6 +23,7 @@
 #include <functional>
 #include <string>
 
+#include "common/clock.h"
 #include "loom/v1/config.pb.h"
 #include "worker/inference_provider.h"
 
@@ -35,6 +36,8 @@ struct SimProviderOptions {
   // What KIND_EXIT does; tests replace it. Default: std::_Exit(75) (no destructors, no flush,
   // like a crash).
   std::function<void()> exit_process;
+  // Paces the simulated generation and checks deadlines; nullptr: Clock::Real().
+  Clock* clock = nullptr;
 };
 
 class SimProvider : public InferenceProvider {
@@ -62,6 +65,7 @@ class SimProvider : public InferenceProvider {
 
  private:
   SimProviderOptions options_;
+  Clock* const clock_;
 };
 
 }  // namespace loom

@@ -1038,7 +1038,7 @@ HttpFrontDoor::Admitted HttpFrontDoor::Admit(HttpExchange& exchange, v1::Complet
     a.refused = ErrorResponse(s);
     return a;
   }
-  a.deadline = absl::Now() + options_.request_timeout;
+  a.deadline = runner_->clock()->Now() + options_.request_timeout;
   // The client leaving (the server sees the connection close) cancels the request.
   a.cancel = exchange.client_gone();
   absl::StatusOr<Admission::Ticket> ticket =
@@ -1056,7 +1056,7 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
   const absl::Time arrived = runner_->clock()->Now();
   ResponsesRequest parsed;
   const ItemResolver resolve = [&](const std::string& item_id) {
-    return response_items_.Get(req.principal, item_id, absl::Now());
+    return response_items_.Get(req.principal, item_id, runner_->clock()->Now());
   };
   if (absl::Status s = ParseResponsesRequest(req.body, options_.drop_params, &parsed, resolve);
       !s.ok()) {
@@ -1078,7 +1078,7 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
                             FinishReason(*r) == "length" ? "incomplete" : "completed", r->output(),
                             r->usage().prompt_tokens(), r->usage().completion_tokens(),
                             r->tool_calls_json());
-    response_items_.Put(req.principal, out, absl::Now());
+    response_items_.Put(req.principal, out, runner_->clock()->Now());
     out["loom"] = LoomObject(*r);
     res.SetHeader("X-Loom-Overhead-Ms",
                   absl::StrFormat("%.3f", r->coordinator_overhead_us() / 1000.0));
@@ -1105,7 +1105,7 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
     stream.Send(events.Finish(FinishReason(*r), r->usage().prompt_tokens(),
                               r->usage().completion_tokens(), LoomObject(*r), r->tool_calls_json()),
                 events.Start());
-    response_items_.Put(req.principal, events.completed(), absl::Now());
+    response_items_.Put(req.principal, events.completed(), runner_->clock()->Now());
   }
   return HttpResponse{};
 }

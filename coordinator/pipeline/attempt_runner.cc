@@ -198,11 +198,11 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     call.device_id = chosen.device_id;
     call.provider_id = chosen.provider_id;
     call.address = chosen.address;
-    absl::Time attempt_deadline = absl::Now() + options_.attempt_timeout;
+    absl::Time attempt_deadline = clock_->Now() + options_.attempt_timeout;
     if (chosen.tokens_per_second > 0) {
       attempt_deadline = std::min(
           attempt_deadline,
-          absl::Now() + options_.first_token_allowance +
+          clock_->Now() + options_.first_token_allowance +
               absl::Seconds(options_.slowness_factor *
                             (spec.max_tokens > 0 ? spec.max_tokens : spec.credit_cap) /
                             chosen.tokens_per_second));
@@ -268,7 +268,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     if (!cancelled) registry_->RecordAttempt(chosen.device_id, usage.ok(), first_output);
     // Output for an attempt that ran past its deadline is not used, and so not paid, even if
     // the worker finished it.
-    if (usage.ok() && !cancelled && absl::Now() > call.deadline) {
+    if (usage.ok() && !cancelled && clock_->Now() > call.deadline) {
       usage = absl::DeadlineExceededError("the attempt finished after its deadline; not paid");
     }
     // Tool calls are output the model wrote (counted and paid like text); malformed ones are
@@ -393,7 +393,7 @@ absl::StatusOr<CallResult> AttemptRunner::Run(const std::string& request_id,
     spdlog::warn("request {} sub-task {} attempt {} on {} failed: {}", request_id,
                  spec.sub_task_id, attempt, chosen.device_id, last.ToString());
     if (cancel && cancel->IsCancelled()) return absl::CancelledError("the request was cancelled");
-    if (absl::Now() >= deadline) {
+    if (clock_->Now() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
           "sub-task ", spec.sub_task_id, " ran out of time after ", attempt, " attempt(s): ",
           absl::StrJoin(failures, "; ")));

@@ -137,7 +137,7 @@ RouterResult ModelRouter::Consult(const RequestScope& scope, const std::string& 
   m.set_content(Prompt(text));
   spec.messages.push_back(m);
   absl::StatusOr<CallResult> call =
-      runner_->Run(scope.request_id, spec, std::min(scope.deadline, absl::Now() + options_.timeout),
+      runner_->Run(scope.request_id, spec, std::min(scope.deadline, scope.clock->Now() + options_.timeout),
                    scope.cancel, EventSink(), scope.log);
   if (!call.ok()) {
     out.note = absl::StrCat("router model ", *model, " failed (", call.status().ToString(),

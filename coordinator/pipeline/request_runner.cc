@@ -190,7 +190,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::RunUnlogged(
   const auto needs = NeededCapabilities(request.structure(), request.messages());
   LOOM_RETURN_IF_ERROR(CheckCapabilities(request, needs));
   if (metrics_) metrics_->RecordModel(request.model().empty() ? "loom-auto" : request.model());
-  deadline = std::min(deadline, absl::Now() + options_.request_timeout);
+  deadline = std::min(deadline, clock_->Now() + options_.request_timeout);
   const std::string client_account = ClientAccount(
       request.client_id().empty() ? options_.default_client : request.client_id());
   // A client's own id is scoped to its account in the ledger, so clients cannot see or take
@@ -425,7 +425,7 @@ absl::Status RequestRunner::ClaimId(const std::string& request_id, absl::Time de
     Cancellation wake;
     const int on_done = running->OnCancel([&wake] { wake.Cancel(); });
     const int on_cancel = cancel ? cancel->OnCancel([&wake] { wake.Cancel(); }) : -1;
-    wake.WaitFor(deadline - absl::Now());
+    wake.WaitUntil(deadline, *clock_);
     running->RemoveCallback(on_done);
     if (cancel) cancel->RemoveCallback(on_cancel);
     if (running->IsCancelled()) continue;  // finished: claim it, or find it settled

@@ -21,7 +21,7 @@ struct RequestScope {
   Cancellation* cancel = nullptr;  // fires when the client goes away
   EventSink emit;                  // empty: nobody listens (stages then build no events)
   AttemptLog* log = nullptr;
-  Clock* clock = nullptr;
+  Clock* clock = Clock::Real();    // never null
 };
 
 }  // namespace loom

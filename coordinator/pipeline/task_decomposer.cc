@@ -258,7 +258,7 @@ Decomposition TaskDecomposer::Decompose(const RequestScope& scope, const Analysi
   m.set_content(ModelPrompt(request_text, options_.max_sub_tasks));
   spec.messages.push_back(m);
   absl::StatusOr<CallResult> call = runner_->Run(
-      scope.request_id, spec, std::min(scope.deadline, absl::Now() + options_.timeout), scope.cancel,
+      scope.request_id, spec, std::min(scope.deadline, scope.clock->Now() + options_.timeout), scope.cancel,
       scope.emit, scope.log);
   if (!call.ok()) {
     Decomposition d = FromRules(analysis, options_.sub_task_tokens);

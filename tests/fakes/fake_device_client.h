@@ -24,7 +24,8 @@ class FakeDeviceClient : public DeviceClient {
     absl::Status status;         // returned after the chunks
     std::string finish_reason;   // in the final chunk ("" as from an older worker)
     bool wait_for_cancel = false;  // block until cancelled, then CANCELLED
-    bool hang = false;           // block until the call's deadline (or cancel): DEADLINE_EXCEEDED
+    bool hang = false;           // block until the call's deadline (or cancel): DEADLINE_EXCEEDED.
+                                 // With a clock (set_clock), time jumps to the deadline instead
     absl::Duration takes;        // advance the clock (set_clock) by this much, as device time
     int64_t claimed_tokens = -1;  // the usage it reports (-1: the tokens it actually sent)
     bool finish_after_cancel = false;  // block until cancelled, then answer OK anyway
@@ -34,7 +35,8 @@ class FakeDeviceClient : public DeviceClient {
     absl::Notification* gate = nullptr;  // block until notified (at most 10 s: UNAVAILABLE)
   };
 
-  // With a clock, a script's `takes` moves it forward during the call.
+  // With a clock, a script's `takes` moves it forward during the call, and `hang` moves it to
+  // the call's deadline.
   void set_clock(SimulatedClock* clock) { clock_ = clock; }
 
   void Set(const std::string& address, Script script) {
@@ -107,6 +109,12 @@ class FakeDeviceClient : public DeviceClient {
     if (script.wait_for_cancel) {
       cancel->WaitFor(absl::InfiniteDuration());
       return absl::CancelledError("cancelled");
+    }
+    if (script.hang && clock_ != nullptr) {
+      // On a simulated clock the device takes until the call's deadline: time jumps to it.
+      if (cancel && cancel->IsCancelled()) return absl::CancelledError("cancelled");
+      if (clock_->Now() < call.deadline) clock_->Set(call.deadline);
+      return absl::DeadlineExceededError("fake device hung past the deadline");
     }
     if (script.hang) {
       if (cancel && cancel->WaitFor(call.deadline - absl::Now())) {

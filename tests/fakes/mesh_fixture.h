@@ -17,6 +17,10 @@ namespace loom {
 
 class MeshFixture : public ::testing::Test {
  protected:
+  // Every stage runs on the fixture's simulated clock: the fake devices move it (`takes`,
+  // `hang`), and deadlines are on it.
+  MeshFixture() { devices_.set_clock(&clock_); }
+
   // Registers device `id` (address "<id>:1") serving `model` of `family`; it answers " hello
   // world" until Set() says otherwise.
   void AddDevice(const std::string& id, const std::string& model, const std::string& family,
@@ -57,7 +61,7 @@ class MeshFixture : public ::testing::Test {
   // The scope a stage under test runs in: request "req", the fixture's log, a sink that keeps
   // every event, and `cancel` (default: the fixture's).
   RequestScope Scope(absl::Duration timeout = absl::Seconds(30), Cancellation* cancel = nullptr) {
-    return {"req", absl::Now() + timeout, cancel ? cancel : &cancel_, Collect(), &log_, &clock_};
+    return {"req", clock_.Now() + timeout, cancel ? cancel : &cancel_, Collect(), &log_, &clock_};
   }
 
   SimulatedClock clock_;

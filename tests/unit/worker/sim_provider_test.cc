@@ -104,6 +104,24 @@ TEST(SimProviderTest, HangFaultEndsAtTheDeadline) {
   EXPECT_EQ(usage.status().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
+// On a simulated clock the device's pace and the deadline are in simulated time: a first token
+// due in 10 s misses a 5 s deadline as soon as the clock passes it, with no real wait.
+TEST(SimProviderTest, ItsPaceAndDeadlineFollowTheClock) {
+  SimulatedClock clock;
+  v1::SimBackend b;
+  b.set_time_to_first_token_ms(10'000);
+  SimProvider sim({.model = "llama-3.1-8b", .device_id = "dev-a", .backend = b, .clock = &clock});
+  GenerateRequest r = Prompt("hello");
+  r.deadline = clock.Now() + absl::Seconds(5);
+  absl::StatusOr<v1::InferChunk> usage;
+  std::string text;
+  std::thread generate([&] { text = Collect(sim, r, &usage); });
+  clock.Advance(absl::Seconds(6));
+  generate.join();
+  EXPECT_EQ(usage.status().code(), absl::StatusCode::kDeadlineExceeded) << usage.status();
+  EXPECT_EQ(text, "");
+}
+
 TEST(SimProviderTest, HangFaultEndsOnCancellation) {
   v1::SimBackend b;
   b.mutable_fault()->set_kind(v1::SimFault::KIND_HANG);
