@@ -1,6 +1,8 @@
 #include "tests/integration/process_harness.h"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -45,7 +47,8 @@ std::string MakeTempDir() {
 namespace {
 
 pid_t SpawnRaw(const std::string& binary, const std::vector<std::string>& args,
-               const std::string& out_path, const std::string& err_path) {
+               const std::string& out_path, const std::string& err_path,
+               const SpawnOptions& options = {}) {
   const std::string path = binary[0] == '/' ? binary : absl::StrCat(LOOM_BIN_DIR, "/", binary);
   std::vector<std::string> argv_storage = {path};
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());
@@ -67,6 +70,13 @@ pid_t SpawnRaw(const std::string& binary, const std::vector<std::string>& args,
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     for (int sig : {SIGINT, SIGQUIT, SIGTERM, SIGHUP}) signal(sig, SIG_DFL);
+    if (options.die_with_parent) prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (options.cpu >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(options.cpu, &set);
+      sched_setaffinity(0, sizeof(set), &set);
+    }
     execv(path.c_str(), argv.data());
     _exit(127);
   }
@@ -76,8 +86,8 @@ pid_t SpawnRaw(const std::string& binary, const std::vector<std::string>& args,
 }  // namespace
 
 std::unique_ptr<Process> Spawn(const std::string& binary, const std::vector<std::string>& args,
-                               const std::string& log_path) {
-  pid_t pid = SpawnRaw(binary, args, log_path, log_path);
+                               const std::string& log_path, const SpawnOptions& options) {
+  pid_t pid = SpawnRaw(binary, args, log_path, log_path, options);
   if (pid < 0) return nullptr;
   return std::make_unique<Process>(pid, binary, log_path);
 }
@@ -136,12 +146,13 @@ CommandResult RunCommand(const std::string& binary, const std::vector<std::strin
 }
 
 Daemon StartDaemon(const std::string& binary, const std::string& dir, const std::string& name,
-                   std::vector<std::string> args, std::string* error) {
+                   std::vector<std::string> args, std::string* error,
+                   const SpawnOptions& options) {
   Daemon d;
   d.ready_file = absl::StrCat(dir, "/", name, ".ready.json");
   unlink(d.ready_file.c_str());
   args.push_back(absl::StrCat("--ready_file=", d.ready_file));
-  d.process = Spawn(binary, args, absl::StrCat(dir, "/", name, ".log"));
+  d.process = Spawn(binary, args, absl::StrCat(dir, "/", name, ".log"), options);
   Process* p = d.process.get();
   bool ready = WaitFor(
       [&] {

@@ -45,10 +45,17 @@ class Process {
   int status_ = 0;
 };
 
+// How a child starts (the benchmarks pin theirs).
+struct SpawnOptions {
+  int cpu = -1;                  // pinned to this CPU before exec; -1: not pinned
+  bool die_with_parent = false;  // SIGKILL when the spawning thread ends (prctl PDEATHSIG), so
+                                 // an interrupted run leaves no daemons behind
+};
+
 // Starts `binary` (a name under build/bin, or an absolute path) with `args`; stdout and stderr
 // go to `log_path`.
 std::unique_ptr<Process> Spawn(const std::string& binary, const std::vector<std::string>& args,
-                               const std::string& log_path);
+                               const std::string& log_path, const SpawnOptions& options = {});
 
 struct CommandResult {
   int exit_code = -1;  // -1: killed after the timeout
@@ -80,7 +87,8 @@ struct Daemon {
 // Starts `binary` with --ready_file and `args`, waits (bounded) for the ready file. On failure
 // the returned process is null and `error` says why, with the log.
 Daemon StartDaemon(const std::string& binary, const std::string& dir, const std::string& name,
-                   std::vector<std::string> args, std::string* error);
+                   std::vector<std::string> args, std::string* error,
+                   const SpawnOptions& options = {});
 
 }  // namespace loom::testing
 

@@ -1,0 +1,149 @@
+// File: bench/scenario_hops.cc
+// Scenario 1-2: the raw hop to a worker, the bare proxies, and passthrough through the
+// coordinator beside them (latency, saturation, CPU per request, the coordinator's own time).
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench/scenarios.h"
+#include "loom/v1/orchestrator.grpc.pb.h"
+#include "loom/v1/worker.grpc.pb.h"
+
+namespace loom::bench {
+Percentiles MeasureHops(const BenchConfig& config, const Mesh& mesh, Results* r, double fsync_us) {
+  const int n = config.requests;
+  const double seconds = config.seconds;
+  const int inflight = config.inflight;
+  auto worker = v1::Worker::NewStub(
+      grpc::CreateChannel(mesh.worker_address, grpc::InsecureChannelCredentials()));
+  auto coordinator = v1::Orchestrator::NewStub(
+      grpc::CreateChannel(mesh.coordinator_address(), grpc::InsecureChannelCredentials()));
+
+  v1::InferRequest infer;
+  infer.set_request_id("bench");
+  infer.set_sub_task_id("raw");
+  infer.set_attempt(1);
+  infer.set_model(kPinnedModel);
+  *infer.add_messages() = User(kPassthroughPrompt);
+  infer.set_max_tokens(kAnswerTokens);
+  auto infer_call = [&](v1::Worker::Stub* stub) {
+    grpc::ClientContext context;
+    context.set_deadline(In(10));
+    auto reader = stub->Infer(&context, infer);
+    v1::InferChunk chunk;
+    while (reader->Read(&chunk)) {
+    }
+    grpc::Status status = reader->Finish();
+    if (!status.ok()) Die(absl::StrCat("Infer via ", context.peer(), " failed: ", status.error_message()));
+  };
+  auto raw_call = [&] { infer_call(worker.get()); };
+
+  v1::CompleteRequest request;
+  *request.add_messages() = User(kPassthroughPrompt);
+  request.set_model(kPinnedModel);
+  request.set_max_tokens(kAnswerTokens);
+  std::vector<double> self_us;
+  std::vector<v1::Timings> timings;
+  std::mutex self_mu;
+  auto passthrough_call = [&] {
+    grpc::ClientContext context;
+    context.set_deadline(In(10));
+    v1::CompleteResponse response;
+    grpc::Status status = coordinator->Complete(&context, request, &response);
+    if (!status.ok()) Die("passthrough Complete failed: " + status.error_message());
+    std::lock_guard<std::mutex> lock(self_mu);
+    self_us.push_back(static_cast<double>(response.coordinator_overhead_us()));
+    timings.push_back(response.timings());
+  };
+
+  const std::vector<pid_t> servers = {mesh.coordinator_pid(), mesh.worker_pid};
+  const Percentiles raw = Of(Sequential(n, raw_call));
+  const Saturated raw_sat = SaturationWithCpu(inflight, seconds, raw_call, servers);
+  const double raw_rps = raw_sat.rps;
+  r->j["raw_hop"] = {{"p50_us", raw.p50}, {"p99_us", raw.p99}, {"rps", raw_rps},
+                     {"worker_cpu_us", raw_sat.cpu_us[1]}};
+  Line(r, absl::StrFormat("raw hop (client -> worker Infer)      p50 %7.0f  p99 %7.0f  %7.0f req/s",
+                          raw.p50, raw.p99, raw_rps));
+
+  // The floor for any hop in between: a proxy that only forwards (bench/bare_proxy.cc).
+  for (size_t i = 0; i < mesh.proxies.size(); ++i) {
+    auto proxy = v1::Worker::NewStub(
+        grpc::CreateChannel(mesh.proxies[i].second.address, grpc::InsecureChannelCredentials()));
+    const std::string& mode = mesh.proxies[i].first;
+    auto call = [&] { infer_call(proxy.get()); };
+    const Percentiles p = Of(Sequential(n, call));
+    const Saturated sat =
+        SaturationWithCpu(inflight, seconds, call, {mesh.proxies[i].second.process->pid()});
+    const double rps = sat.rps, cpu_us = sat.cpu_us[0];
+    r->j["bare_proxy"][mode] = {{"p50_us", p.p50}, {"p99_us", p.p99}, {"rps", rps},
+                                {"cpu_us", cpu_us}, {"p50_ratio", p.p50 / raw.p50},
+                                {"rps_ratio", rps / raw_rps}};
+    Line(r, absl::StrFormat("bare proxy, %-8s (forwards only)    p50 %7.0f  p99 %7.0f  %7.0f "
+                            "req/s  (%.2fx raw p50, %.2fx raw req/s; CPU %.0f per request)",
+                            mode, p.p50, p.p99, rps, p.p50 / raw.p50, rps / raw_rps, cpu_us));
+  }
+
+  self_us.clear();
+  const Percentiles pass = Of(Sequential(n, passthrough_call));
+  self_us.erase(self_us.begin(), self_us.end() - n);  // the warm-up calls recorded theirs too
+  timings.erase(timings.begin(), timings.end() - n);
+  const Percentiles self = Of(self_us);
+  auto p50_of = [&](int64_t (v1::Timings::*field)() const) {
+    std::vector<double> v;
+    for (const auto& t : timings) v.push_back(static_cast<double>((t.*field)()));
+    return Of(v).p50;
+  };
+  const double queued = p50_of(&v1::Timings::queued_us), analyze = p50_of(&v1::Timings::analyze_us),
+               reserve = p50_of(&v1::Timings::reserve_us), execute = p50_of(&v1::Timings::execute_us),
+               device = p50_of(&v1::Timings::device_wait_us), settle = p50_of(&v1::Timings::settle_us),
+               total = p50_of(&v1::Timings::total_us);
+  const Saturated pass_sat = SaturationWithCpu(inflight, seconds, passthrough_call, servers);
+  const double pass_rps = pass_sat.rps;
+
+  r->j["passthrough"] = {{"p50_us", pass.p50},
+                         {"p99_us", pass.p99},
+                         {"rps", pass_rps},
+                         {"self_p50_us", self.p50},
+                         {"self_p99_us", self.p99},
+                         {"p50_ratio", pass.p50 / raw.p50},
+                         {"p99_ratio", pass.p99 / raw.p99},
+                         {"rps_ratio", pass_rps / raw_rps}};
+  Line(r, absl::StrFormat("passthrough (client -> coordinator)   p50 %7.0f  p99 %7.0f  %7.0f req/s",
+                          pass.p50, pass.p99, pass_rps));
+  Line(r, absl::StrFormat("  ratio to the raw hop                p50 %6.2fx  p99 %6.2fx  %6.2fx",
+                          pass.p50 / raw.p50, pass.p99 / raw.p99, pass_rps / raw_rps));
+  Line(r, absl::StrFormat("  coordinator's own time              p50 %7.0f  p99 %7.0f", self.p50,
+                          self.p99));
+  Line(r, absl::StrFormat("  inside the coordinator, p50 of each: total %.0f = queued %.0f, "
+                          "analyze %.0f, reserve %.0f, call %.0f (device wait %.0f), settle %.0f",
+                          total, queued, analyze, reserve, execute, device, settle));
+  Line(r, absl::StrFormat("  CPU per request at saturation: worker %.0f (raw hop: %.0f), "
+                          "coordinator %.0f",
+                          pass_sat.cpu_us[1], raw_sat.cpu_us[1], pass_sat.cpu_us[0]));
+  r->j["passthrough"]["worker_cpu_us"] = pass_sat.cpu_us[1];
+  r->j["passthrough"]["coordinator_cpu_us"] = pass_sat.cpu_us[0];
+  r->j["passthrough"]["inside_p50_us"] = {{"total", total},     {"queued", queued},
+                                          {"analyze", analyze}, {"reserve", reserve},
+                                          {"execute", execute}, {"device_wait", device},
+                                          {"settle", settle}};
+  const double limit = 2.3 * raw.p50 + fsync_us;
+  Line(r, absl::StrFormat("  target p50 <= 2.3 x raw + 1 fsync = %.0f: %s", limit,
+                          Verdict(pass.p50 <= limit)));
+  Line(r, absl::StrFormat("  target own time p50 <= 50: %s", Verdict(self.p50 <= 50)));
+  Line(r, absl::StrFormat("  target saturation >= 0.4 x raw at %d in flight: %s (%.2fx)", inflight,
+                          Verdict(pass_rps >= 0.4 * raw_rps), pass_rps / raw_rps));
+  return pass;
+}
+
+}  // namespace loom::bench
