@@ -22,17 +22,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
+#include "common/identity.h"
 
 namespace loom {
-
-struct TlsConfig {
-  std::string cert;       // PEM certificate chain this process presents
-  std::string key;        // PEM private key of `cert`
-  std::string client_ca;  // servers: require client certificates signed by this CA
-  std::string ca;         // clients: verify the server against this CA
-  bool plaintext = false;  // explicit opt-out of TLS
-};
 
 // INVALID_ARGUMENT naming the flag when the combination is incomplete (neither TLS files nor
 // plaintext, a cert without a key, ...); NOT_FOUND naming the file when one cannot be read.
@@ -41,27 +33,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
     const TlsConfig& tls);
 
-// Names checked by the roles' certificates.
-inline constexpr char kRoleDevice[] = "device";
-inline constexpr char kRoleCoordinator[] = "coordinator";
-inline constexpr char kRoleClient[] = "client";
-
 // Who is on the other end of a call, from its verified client certificate.
-struct PeerIdentity {
-  bool verified = false;  // a client certificate was presented and verified
-  std::string name;       // CN
-  std::string role;       // OU
-  std::string org;        // O (a device's provider account)
-};
-
 PeerIdentity PeerOf(const grpc::AuthContext& context);
-
-// Parses the RFC 2253 subject gRPC reports ("CN=dev1,OU=device,O=prov") into `identity`;
-// exposed for tests.
-void ParseSubject(absl::string_view subject, PeerIdentity* identity);
-
-// Ids that name devices, providers and certificates: 1-128 characters of [A-Za-z0-9._-].
-bool IsValidId(absl::string_view id);
 
 }  // namespace loom
 

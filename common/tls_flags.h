@@ -4,7 +4,7 @@
 #ifndef LOOM_COMMON_TLS_FLAGS_H_
 #define LOOM_COMMON_TLS_FLAGS_H_
 
-#include "common/tls.h"
+#include "common/identity.h"
 
 namespace loom {
 

@@ -26,6 +26,7 @@
 #include "common/ready_file.h"
 #include "common/join_token.h"
 #include "common/shutdown.h"
+#include "common/tls.h"
 #include "common/tls_flags.h"
 #include "coordinator/mesh/device_auth.h"
 #include "coordinator/front/authenticator.h"

@@ -25,6 +25,7 @@
 #include "common/protocol.h"
 #include "common/ready_file.h"
 #include "common/shutdown.h"
+#include "common/tls.h"
 #include "common/tls_flags.h"
 #include "worker/openai_provider.h"
 #include "worker/registrar.h"

@@ -18,6 +18,7 @@
 
 #include <grpcpp/security/credentials.h>
 
+#include "common/tls.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"

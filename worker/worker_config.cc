@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/categories.h"
 #include "common/ids.h"
-#include "common/tls.h"
+#include "common/identity.h"
 #include "worker/openai_provider.h"
 #include "worker/sim_provider.h"
 

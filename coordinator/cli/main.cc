@@ -23,6 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "common/json_config.h"
+#include "common/tls.h"
 #include "common/tls_flags.h"
 #include "coordinator/cli/loom_cli.h"
 #include "loom/v1/orchestrator.grpc.pb.h"

@@ -28,7 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
-#include "common/tls.h"
+#include "common/identity.h"
 #include "loom/v1/registry.pb.h"
 
 namespace loom {

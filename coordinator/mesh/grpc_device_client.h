@@ -14,6 +14,7 @@
 
 #include <grpcpp/security/credentials.h>
 
+#include "common/tls.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"

@@ -11,7 +11,7 @@
 #include "common/openai_wire.h"
 #include "common/protocol.h"
 #include "common/spin_lock.h"
-#include "common/tls.h"
+#include "common/identity.h"
 #include "common/utf8.h"
 #include "ledger/pricing.h"
 

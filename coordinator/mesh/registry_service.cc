@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/tls.h"
 #include "common/grpc_status.h"
 
 namespace loom {
