@@ -4,49 +4,16 @@
 #include <algorithm>
 #include <tuple>
 
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/identity.h"
 
 namespace loom {
 
-std::string RandomHex(int bytes) {
-  std::vector<unsigned char> buf(bytes);
-  if (RAND_bytes(buf.data(), bytes) != 1) return "";
-  std::string hex;
-  for (unsigned char b : buf) absl::StrAppendFormat(&hex, "%02x", b);
-  return hex;
-}
+bool IsValidProviderId(absl::string_view id) { return IsValidId(id); }
 
-bool IsValidProviderId(absl::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') return false;
-  }
-  return true;
-}
-
-std::string Sha256Hex(absl::string_view data) {
-  // Fetched once: EVP_sha256() looks the algorithm up again on every call in OpenSSL 3.
-  static const EVP_MD* const sha256 = [] {
-    const EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-    return md != nullptr ? md : EVP_sha256();
-  }();
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  // SHA-256 of an in-memory buffer cannot fail short of memory exhaustion.
-  EVP_Digest(data.data(), data.size(), digest, &length, sha256, nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex(2 * length, '0');
-  for (unsigned int i = 0; i < length; ++i) {
-    hex[2 * i] = kHex[digest[i] >> 4];
-    hex[2 * i + 1] = kHex[digest[i] & 0xF];
-  }
-  return hex;
-}
 
 // A digest of a settlement's records, independent of their order (weights left out: they are
 // derived and floating point).

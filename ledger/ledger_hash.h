@@ -1,7 +1,7 @@
 // File: ledger/ledger_hash.h
-// What the ledgers' tamper evidence and keys are made of, shared by every engine: SHA-256, the
-// digest of a settlement's records, the canonical form of a transaction that its hash covers,
-// random ids.
+// What the ledgers' tamper evidence is made of, shared by every engine: the digest of a
+// settlement's records and the canonical form of a transaction that its hash covers (hashed
+// with common/crypto.h's Sha256Hex).
 //
 // Chain version 1 (SQLite rows written before schema 7) joins the fields with '|'; a reference
 // or account holding '|' or '=' could make two different rows hash alike. Version 2 writes
@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "common/crypto.h"  // Sha256Hex, RandomHex
 #include "loom/v1/common.pb.h"
 
 namespace loom {
@@ -28,14 +29,8 @@ using Entries = std::vector<std::pair<std::string, int64_t>>;
 
 inline constexpr int kChainVersion = 2;
 
-// `bytes` random bytes (OpenSSL RAND_bytes) as lowercase hex; empty when none can be drawn.
-std::string RandomHex(int bytes);
-
 // Device and provider ids, as the coordinator accepts them at registration (common/tls.h).
 bool IsValidProviderId(absl::string_view id);
-
-// Lowercase hex SHA-256 of `data`.
-std::string Sha256Hex(absl::string_view data);
 
 // A digest of a settlement's records, independent of their order (weights left out: they are
 // derived and floating point; so are category and in_answer, routing statistics).
