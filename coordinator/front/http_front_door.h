@@ -38,6 +38,7 @@
 #include "coordinator/front/authenticator.h"
 #include "coordinator/front/console_api.h"
 #include "coordinator/front/http_server.h"
+#include "coordinator/front/openai_codec.h"
 #include "coordinator/pipeline/metrics.h"
 #include "coordinator/mesh/registry.h"
 #include "coordinator/pipeline/embedding_runner.h"
@@ -70,25 +71,6 @@ struct HttpOptions {
   std::string tls_key;
 };
 
-// Parses an OpenAI chat completion request body into a CompleteRequest (messages, max_tokens,
-// sampling, model as a pin or loom-auto, loom.mode), with stream and
-// stream_options.include_usage. INVALID_ARGUMENT naming the field for anything malformed, and
-// for fields no device honours yet (tools, response_format json, n > 1, logprobs, ...) unless
-// `drop_unsupported`, when their names go to `dropped`. Exposed for tests and fuzzing.
-absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out, bool* stream,
-                              bool* include_usage, std::string* model,
-                              bool drop_unsupported = false,
-                              std::vector<std::string>* dropped = nullptr);
-
-// Parses a legacy text completion request (/v1/completions: "prompt" as a string or a list of
-// one string) as the chat request of one user message, with the same fields; refuses what a
-// chat model cannot do with a prompt ("echo", "suffix", "best_of" > 1, "logprobs", several
-// prompts) by name.
-absl::Status ParseCompletionRequest(const std::string& body, v1::CompleteRequest* out,
-                                    bool* stream, bool* include_usage, std::string* model,
-                                    bool drop_unsupported = false,
-                                    std::vector<std::string>* dropped = nullptr);
-
 class HttpFrontDoor {
  public:
   // `admission` is shared with the gRPC door (every request is admitted by it after its key is
@@ -105,8 +87,8 @@ class HttpFrontDoor {
   absl::StatusOr<std::string> Start(const std::string& listen);
   void Stop();
 
-  // The one converter from a Status to an HTTP status code.
-  static int HttpStatusFor(const absl::Status& status);
+  // The one converter from a Status to an HTTP status code (openai_codec.h).
+  static int HttpStatusFor(const absl::Status& status) { return http_codec::HttpStatusFor(status); }
 
  private:
   void Routes();
