@@ -1,6 +1,7 @@
 #include "ledger/ledger_cli.h"
 
 #include <cctype>
+#include <functional>
 #include <map>
 
 #include "absl/strings/ascii.h"
@@ -9,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "loom/v1/ledger.pb.h"
 #include "common/json_dump.h"
 #include "common/json_config.h"
 #include "common/table.h"
@@ -130,152 +132,195 @@ std::string RoleName(v1::ContributionRole role) {
   return absl::AsciiStrToLower(absl::StripPrefix(name, "CONTRIBUTION_ROLE_"));
 }
 
-std::string FormatRecords(const std::vector<v1::ContributionRecord>& records,
-                          OutputFormat format) {
+namespace {
+
+// One column of a listing: its header and its cell. CSV adds the exact micro-credit columns a
+// table leaves out (csv_only); JSON is the row's proto message.
+template <typename T>
+struct Column {
+  std::string header;
+  std::function<std::string(const T&)> cell;
+  bool csv_only = false;
+};
+
+// A listing in any format from one column model and one proto per row.
+template <typename T, typename ToProto>
+std::string Listing(const std::vector<T>& rows, const std::vector<Column<T>>& columns,
+                    OutputFormat format, ToProto to_proto) {
   if (format == OutputFormat::kJson) {
     std::string out = "[";
-    for (size_t i = 0; i < records.size(); ++i) {
-      absl::StrAppend(&out, i ? "," : "", ToJson(records[i], /*pretty=*/false));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      absl::StrAppend(&out, i ? "," : "", ToJson(to_proto(rows[i]), /*pretty=*/false));
     }
     return absl::StrCat(out, "]\n");
   }
-  std::vector<Row> rows;
-  for (const auto& r : records) {
-    Row row = {r.request_id(),  r.sub_task_id(),          absl::StrCat(r.attempt()),
-               r.device_id(),   r.provider_id(),          r.model(),
-               // A compete candidate's record says whether it won (the payout rule differs).
-               r.role() == v1::CONTRIBUTION_ROLE_COMPETE
-                   ? absl::StrCat(RoleName(r.role()), r.in_answer() ? " (winner)" : " (participant)")
-                   : RoleName(r.role()),
-               absl::StrCat(r.token_count()),
-               absl::StrFormat("%.4f", r.weight()), FormatCredits(r.credits_micro())};
-    if (format == OutputFormat::kCsv) row.push_back(absl::StrCat(r.credits_micro()));
-    rows.push_back(std::move(row));
+  Row header;
+  for (const Column<T>& c : columns) {
+    if (!c.csv_only || format == OutputFormat::kCsv) header.push_back(c.header);
   }
-  Row header = {"request", "sub_task", "attempt", "device", "provider",
-                "model",   "role",     "tokens",  "weight", "credits"};
-  if (format == OutputFormat::kCsv) {
-    header.push_back("credits_micro");
-    return FormatCsv(header, rows);
+  std::vector<Row> table;
+  for (const T& r : rows) {
+    Row& row = table.emplace_back();
+    for (const Column<T>& c : columns) {
+      if (!c.csv_only || format == OutputFormat::kCsv) row.push_back(c.cell(r));
+    }
   }
-  return FormatTextTable(header, rows);
+  return format == OutputFormat::kCsv ? FormatCsv(header, table) : FormatTextTable(header, table);
+}
+
+template <typename T>
+Column<T> Micro(std::string header, int64_t (*value)(const T&)) {
+  return {std::move(header), [value](const T& r) { return absl::StrCat(value(r)); }, true};
+}
+
+std::string Rfc3339(int64_t ms) {
+  return ms == 0 ? std::string()
+                 : absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(ms), absl::UTCTimeZone());
+}
+
+}  // namespace
+
+std::string FormatRecords(const std::vector<v1::ContributionRecord>& records,
+                          OutputFormat format) {
+  using R = v1::ContributionRecord;
+  const std::vector<Column<R>> columns = {
+      {"request", [](const R& r) { return r.request_id(); }},
+      {"sub_task", [](const R& r) { return r.sub_task_id(); }},
+      {"attempt", [](const R& r) { return absl::StrCat(r.attempt()); }},
+      {"device", [](const R& r) { return r.device_id(); }},
+      {"provider", [](const R& r) { return r.provider_id(); }},
+      {"model", [](const R& r) { return r.model(); }},
+      // A compete candidate's record says whether it won (the payout rule differs).
+      {"role",
+       [](const R& r) {
+         return r.role() == v1::CONTRIBUTION_ROLE_COMPETE
+                    ? absl::StrCat(RoleName(r.role()), r.in_answer() ? " (winner)" : " (participant)")
+                    : RoleName(r.role());
+       }},
+      {"tokens", [](const R& r) { return absl::StrCat(r.token_count()); }},
+      {"weight", [](const R& r) { return absl::StrFormat("%.4f", r.weight()); }},
+      {"credits", [](const R& r) { return FormatCredits(r.credits_micro()); }},
+      Micro<R>("credits_micro", [](const R& r) { return r.credits_micro(); }),
+  };
+  return Listing(records, columns, format, [](const R& r) -> const R& { return r; });
 }
 
 std::string FormatAccounts(const std::vector<AccountInfo>& accounts, OutputFormat format) {
-  if (format == OutputFormat::kJson) {
-    json out = json::array();
-    for (const auto& a : accounts) {
-      out.push_back({{"account", a.id}, {"kind", a.kind}, {"balance", FormatCredits(a.balance_micro)},
-                     {"balance_micro", a.balance_micro}, {"reserved_micro", a.reserved_micro},
-                     {"available_micro", a.balance_micro - a.reserved_micro}});
-    }
-    return DumpJson(out) + "\n";
-  }
-  std::vector<Row> rows;
-  for (const auto& a : accounts) {
-    Row row = {a.id, a.kind, FormatCredits(a.balance_micro), FormatCredits(a.reserved_micro),
-               FormatCredits(a.balance_micro - a.reserved_micro)};
-    if (format == OutputFormat::kCsv) {
-      row.push_back(absl::StrCat(a.balance_micro));
-      row.push_back(absl::StrCat(a.reserved_micro));
-    }
-    rows.push_back(std::move(row));
-  }
-  Row header = {"account", "kind", "balance", "reserved", "available"};
-  if (format == OutputFormat::kCsv) {
-    header.push_back("balance_micro");
-    header.push_back("reserved_micro");
-    return FormatCsv(header, rows);
-  }
-  return FormatTextTable(header, rows);
+  using A = AccountInfo;
+  const std::vector<Column<A>> columns = {
+      {"account", [](const A& a) { return a.id; }},
+      {"kind", [](const A& a) { return a.kind; }},
+      {"balance", [](const A& a) { return FormatCredits(a.balance_micro); }},
+      {"reserved", [](const A& a) { return FormatCredits(a.reserved_micro); }},
+      {"available", [](const A& a) { return FormatCredits(a.balance_micro - a.reserved_micro); }},
+      Micro<A>("balance_micro", [](const A& a) { return a.balance_micro; }),
+      Micro<A>("reserved_micro", [](const A& a) { return a.reserved_micro; }),
+  };
+  return Listing(accounts, columns, format, [](const A& a) {
+    v1::AccountRow row;
+    row.set_account(a.id);
+    row.set_kind(a.kind);
+    row.set_balance(FormatCredits(a.balance_micro));
+    row.set_balance_micro(a.balance_micro);
+    row.set_reserved_micro(a.reserved_micro);
+    row.set_available_micro(a.balance_micro - a.reserved_micro);
+    return row;
+  });
 }
 
 std::string FormatTransactions(const std::vector<TransactionInfo>& transactions,
                                OutputFormat format) {
-  if (format == OutputFormat::kJson) {
-    json out = json::array();
-    for (const auto& t : transactions) {
-      out.push_back({{"id", t.id}, {"kind", t.kind}, {"reference", t.reference},
-                     {"amount", FormatCredits(t.amount_micro)}, {"amount_micro", t.amount_micro},
-                     {"created_ms", t.created_ms}});
-    }
-    return DumpJson(out) + "\n";
-  }
-  std::vector<Row> rows;
-  for (const auto& t : transactions) {
-    rows.push_back({absl::StrCat(t.id), t.kind, t.reference, FormatCredits(t.amount_micro),
-                    absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(t.created_ms),
-                                     absl::UTCTimeZone())});
-  }
-  const Row header = {"id", "kind", "reference", "amount", "time"};
-  return format == OutputFormat::kCsv ? FormatCsv(header, rows) : FormatTextTable(header, rows);
+  using T = TransactionInfo;
+  const std::vector<Column<T>> columns = {
+      {"id", [](const T& t) { return absl::StrCat(t.id); }},
+      {"kind", [](const T& t) { return t.kind; }},
+      {"reference", [](const T& t) { return t.reference; }},
+      {"amount", [](const T& t) { return FormatCredits(t.amount_micro); }},
+      {"time",
+       [](const T& t) {
+         return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(t.created_ms),
+                                 absl::UTCTimeZone());
+       }},
+  };
+  return Listing(transactions, columns, format, [](const T& t) {
+    v1::TransactionRow row;
+    row.set_id(t.id);
+    row.set_kind(t.kind);
+    row.set_reference(t.reference);
+    row.set_amount(FormatCredits(t.amount_micro));
+    row.set_amount_micro(t.amount_micro);
+    row.set_created_unix_ms(t.created_ms);
+    return row;
+  });
 }
 
 std::string FormatPayouts(const std::vector<PayoutRow>& payouts, OutputFormat format) {
-  if (format == OutputFormat::kJson) {
-    json out = json::array();
-    for (const auto& p : payouts) {
-      out.push_back({{"provider", p.provider_id}, {"earned", FormatCredits(p.earned_micro)},
-                     {"earned_micro", p.earned_micro}, {"tokens", p.tokens},
-                     {"requests", p.requests}, {"devices", p.devices},
-                     {"paid_out_micro", p.paid_out_micro}, {"unpaid_micro", p.unpaid_micro}});
-    }
-    return DumpJson(out) + "\n";
+  if (format == OutputFormat::kTable && payouts.empty()) {
+    return "no provider earned or was paid in this period\n";
   }
-  std::vector<Row> rows;
-  for (const auto& p : payouts) {
-    Row row = {p.provider_id, FormatCredits(p.earned_micro), absl::StrCat(p.tokens),
-               absl::StrCat(p.requests), absl::StrCat(p.devices), FormatCredits(p.paid_out_micro),
-               FormatCredits(p.unpaid_micro)};
-    if (format == OutputFormat::kCsv) {
-      for (int64_t v : {p.earned_micro, p.paid_out_micro, p.unpaid_micro}) row.push_back(absl::StrCat(v));
-    }
-    rows.push_back(std::move(row));
-  }
-  Row header = {"provider", "earned", "tokens", "requests", "devices", "paid_out", "unpaid"};
-  if (format == OutputFormat::kCsv) {
-    for (const char* h : {"earned_micro", "paid_out_micro", "unpaid_micro"}) header.push_back(h);
-    return FormatCsv(header, rows);
-  }
-  if (rows.empty()) return "no provider earned or was paid in this period\n";
-  return FormatTextTable(header, rows);
+  using P = PayoutRow;
+  const std::vector<Column<P>> columns = {
+      {"provider", [](const P& p) { return p.provider_id; }},
+      {"earned", [](const P& p) { return FormatCredits(p.earned_micro); }},
+      {"tokens", [](const P& p) { return absl::StrCat(p.tokens); }},
+      {"requests", [](const P& p) { return absl::StrCat(p.requests); }},
+      {"devices", [](const P& p) { return absl::StrCat(p.devices); }},
+      {"paid_out", [](const P& p) { return FormatCredits(p.paid_out_micro); }},
+      {"unpaid", [](const P& p) { return FormatCredits(p.unpaid_micro); }},
+      Micro<P>("earned_micro", [](const P& p) { return p.earned_micro; }),
+      Micro<P>("paid_out_micro", [](const P& p) { return p.paid_out_micro; }),
+      Micro<P>("unpaid_micro", [](const P& p) { return p.unpaid_micro; }),
+  };
+  return Listing(payouts, columns, format, [](const P& p) {
+    v1::PayoutSummary row;
+    row.set_provider(p.provider_id);
+    row.set_earned(FormatCredits(p.earned_micro));
+    row.set_earned_micro(p.earned_micro);
+    row.set_tokens(p.tokens);
+    row.set_requests(p.requests);
+    row.set_devices(p.devices);
+    row.set_paid_out_micro(p.paid_out_micro);
+    row.set_unpaid_micro(p.unpaid_micro);
+    return row;
+  });
 }
 
 std::string FormatKeys(const std::vector<ApiKeyInfo>& keys, OutputFormat format) {
-  auto when = [](int64_t ms) {
-    return ms == 0 ? std::string("") : absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(ms), absl::UTCTimeZone());
+  using K = ApiKeyInfo;
+  const std::vector<Column<K>> columns = {
+      {"key", [](const K& k) { return k.id; }},
+      {"client", [](const K& k) { return k.client_account; }},
+      {"created", [](const K& k) { return Rfc3339(k.created_ms); }},
+      {"state", [](const K& k) { return k.revoked_ms ? "revoked " + Rfc3339(k.revoked_ms) : "valid"; }},
   };
-  if (format == OutputFormat::kJson) {
-    json out = json::array();
-    for (const auto& k : keys) {
-      out.push_back({{"id", k.id}, {"client", k.client_account}, {"created", when(k.created_ms)},
-                     {"revoked", when(k.revoked_ms)}, {"valid", k.revoked_ms == 0}});
-    }
-    return DumpJson(out) + "\n";
-  }
-  std::vector<Row> rows;
-  for (const auto& k : keys) {
-    rows.push_back({k.id, k.client_account, when(k.created_ms),
-                    k.revoked_ms ? "revoked " + when(k.revoked_ms) : "valid"});
-  }
-  Row header = {"key", "client", "created", "state"};
-  return format == OutputFormat::kCsv ? FormatCsv(header, rows) : FormatTextTable(header, rows);
+  return Listing(keys, columns, format, [](const K& k) {
+    v1::ApiKeyRow row;
+    row.set_id(k.id);
+    row.set_client(k.client_account);
+    row.set_created(Rfc3339(k.created_ms));
+    row.set_revoked(Rfc3339(k.revoked_ms));
+    row.set_valid(k.revoked_ms == 0);
+    return row;
+  });
 }
 
 std::string FormatBalance(const std::string& account, int64_t balance, int64_t available,
                           OutputFormat format) {
-  if (format == OutputFormat::kJson) {
-    return DumpJson(json{{"account", account}, {"balance", FormatCredits(balance)},
-                         {"balance_micro", balance}, {"available_micro", available}}) +
-           "\n";
-  }
-  Row row = {account, FormatCredits(balance), FormatCredits(available)};
-  if (format == OutputFormat::kCsv) {
-    row.push_back(absl::StrCat(balance));
-    row.push_back(absl::StrCat(available));
-    return FormatCsv({"account", "balance", "available", "balance_micro", "available_micro"}, {row});
-  }
-  return FormatTextTable({"account", "balance", "available"}, {row});
+  v1::BalanceRow row;
+  row.set_account(account);
+  row.set_balance(FormatCredits(balance));
+  row.set_balance_micro(balance);
+  row.set_available_micro(available);
+  if (format == OutputFormat::kJson) return ToJson(row, /*pretty=*/false) + "\n";  // one object
+  using B = v1::BalanceRow;
+  const std::vector<Column<B>> columns = {
+      {"account", [](const B& b) { return b.account(); }},
+      {"balance", [](const B& b) { return b.balance(); }},
+      {"available", [](const B& b) { return FormatCredits(b.available_micro()); }},
+      Micro<B>("balance_micro", [](const B& b) { return static_cast<int64_t>(b.balance_micro()); }),
+      Micro<B>("available_micro", [](const B& b) { return static_cast<int64_t>(b.available_micro()); }),
+  };
+  return Listing(std::vector<B>{row}, columns, format, [](const B& b) -> const B& { return b; });
 }
 
 }  // namespace loom

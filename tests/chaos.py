@@ -313,7 +313,7 @@ def main():
             problems.append("no request was answered: the run checked nothing")
         if faults["coordinator_kills"] + faults["worker_kills"] == 0:
             problems.append("no fault was injected: the run checked nothing")
-        held = int(balance["balance_micro"]) - int(balance["available_micro"])
+        held = int(balance["balanceMicro"]) - int(balance["availableMicro"])
         if held != 0:
             problems.append(f"{held} micro-credits still held by reservations after the run")
         if verify.returncode != 0:

@@ -99,7 +99,7 @@ TEST_P(ClientSdkTest, TheOfficialSdkWorksAgainstTheMesh) {
   CommandResult verify = RunCommand("loom-ledger", {"--db=" + db_, "verify"});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
   CommandResult poor_balance = RunCommand("loom-ledger", {"--db=" + db_, "balance", "client:poor", "--format=json"});
-  EXPECT_EQ(json::parse(poor_balance.out, nullptr, false).value("balance_micro", -1), 0) << poor_balance.out;
+  EXPECT_EQ(JsonInt64(json::parse(poor_balance.out, nullptr, false), "balanceMicro"), 0) << poor_balance.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Sdks, ClientSdkTest,

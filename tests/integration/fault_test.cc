@@ -155,7 +155,7 @@ TEST_F(FaultTest, CoordinatorKilledWhileSettlingUnderLoadRestartsWithASoundLedge
   auto available_is_balance = [&] {
     CommandResult b = RunCommand("loom-ledger", {"--db=" + db_, "balance", "client:anonymous", "--format=json"});
     json j = json::parse(b.out, nullptr, false);
-    return !j.is_discarded() && j["available_micro"] == j["balance_micro"];
+    return !j.is_discarded() && JsonInt64(j, "availableMicro") == JsonInt64(j, "balanceMicro");
   };
   EXPECT_TRUE(WaitFor(available_is_balance, absl::Seconds(20)));
 }
@@ -178,7 +178,7 @@ TEST_F(FaultTest, ARestartedCoordinatorReleasesTheHoldsItsCrashedRunLeft) {
   auto held = [&] {
     CommandResult b = RunCommand("loom-ledger", {"--db=" + db_, "balance", "client:anonymous", "--format=json"});
     json j = json::parse(b.out, nullptr, false);
-    return !j.is_discarded() && j["available_micro"] != j["balance_micro"];
+    return !j.is_discarded() && JsonInt64(j, "availableMicro") != JsonInt64(j, "balanceMicro");
   };
   ASSERT_TRUE(WaitFor(held, absl::Seconds(20))) << "the request never reserved";
   coordinator_.process->Signal(SIGKILL);

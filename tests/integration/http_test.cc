@@ -76,7 +76,7 @@ TEST_F(HttpTest, CompletionsStreamedAndNotAreChargedToTheKeysClient) {
   const int64_t cost = body["loom"]["cost_micro"].get<int64_t>();
   EXPECT_GT(cost, 0);
   CommandResult balance = RunCommand("loom-ledger", {"--db=" + db_, "balance", "client:alice", "--format=json"});
-  EXPECT_EQ(json::parse(balance.out)["balance_micro"].get<int64_t>(), 5'000'000 - cost);
+  EXPECT_EQ(JsonInt64(json::parse(balance.out), "balanceMicro"), 5'000'000 - cost);
 
   // Streaming: SSE chunks, a usage chunk, [DONE]; the same model pinned by name.
   HttpResult s = Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "Who wrote Hamlet?", true), key, {"-N"});
@@ -488,7 +488,7 @@ TEST_F(HttpTest, AnUnstreamedRequestWhoseClientLeavesIsStoppedAndBilledForWhatWa
   EXPECT_LT(tokens, 390) << "the device ran on after its client left";
   // The client paid exactly what the provider earned (no fee configured), and the books hold.
   CommandResult balance = RunCommand("loom-ledger", {"--db=" + db_, "balance", "client:alice", "--format=json"});
-  EXPECT_EQ(json::parse(balance.out, nullptr, false).value("balance_micro", int64_t{-1}),
+  EXPECT_EQ(JsonInt64(json::parse(balance.out, nullptr, false), "balanceMicro"),
             5 * 1000000 - credits) << balance.out;
   CommandResult verify = RunCommand("loom-ledger", {"--db=" + db_, "verify"});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;

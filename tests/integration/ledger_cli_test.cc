@@ -55,7 +55,7 @@ TEST_F(LedgerFileTest, EveryCommandWorksEndToEnd) {
 
   CommandResult balance = Ledger({"balance", "client:stress", "--format=json"});
   ASSERT_EQ(balance.exit_code, 0) << balance.err;
-  EXPECT_EQ(json::parse(balance.out)["balance_micro"], 10'000'000 - 3 * 300'000);
+  EXPECT_EQ(JsonInt64(json::parse(balance.out), "balanceMicro"), 10'000'000 - 3 * 300'000);
 
   EXPECT_EQ(Ledger({"payout", "prov-0", "0.2", "--reference=wire-1"}).exit_code, 0);
   CommandResult too_much = Ledger({"payout", "prov-0", "5", "--reference=wire-2"});
@@ -73,7 +73,7 @@ TEST_F(LedgerFileTest, EveryCommandWorksEndToEnd) {
   CommandResult accounts = Ledger({"accounts", "--format=json"});
   json parsed = json::parse(accounts.out);
   int64_t total = 0;
-  for (const auto& a : parsed) total += a["balance_micro"].get<int64_t>();
+  for (const auto& a : parsed) total += JsonInt64(a, "balanceMicro");
   EXPECT_EQ(total, 0) << "double entry: all balances sum to zero";
 
   CommandResult records = Ledger({"records", "--request=req-1", "--format=csv"});
@@ -142,7 +142,7 @@ TEST_F(LedgerFileTest, SettlingProcessKilledAtRandomPointsNeverCorruptsOrDoubleS
             absl::StrCat(kRequests, "\n"));
   EXPECT_EQ(Sqlite("SELECT COUNT(*) FROM contributions"), absl::StrCat(2 * kRequests, "\n"));
   CommandResult balance = Ledger({"balance", "client:stress", "--format=json"});
-  EXPECT_EQ(json::parse(balance.out)["balance_micro"], 1000'000'000 - kRequests * 300'000);
+  EXPECT_EQ(JsonInt64(json::parse(balance.out), "balanceMicro"), 1000'000'000 - kRequests * 300'000);
   EXPECT_EQ(Ledger({"verify"}).exit_code, 0);
 }
 
@@ -168,7 +168,7 @@ TEST_F(LedgerFileTest, ProcessesRacingOnOneAccountNeverOverdrawIt) {
   EXPECT_GE(settled, 1);
   EXPECT_LE(settled, 9);
   CommandResult balance = Ledger({"balance", "client:stress", "--format=json"});
-  EXPECT_EQ(json::parse(balance.out)["balance_micro"], 3'000'000 - settled * 300'000);
+  EXPECT_EQ(JsonInt64(json::parse(balance.out), "balanceMicro"), 3'000'000 - settled * 300'000);
   EXPECT_EQ(Ledger({"verify"}).exit_code, 0);
 }
 

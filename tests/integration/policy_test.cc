@@ -61,7 +61,7 @@ class PolicyTest : public MeshFixture {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     json j = json::parse(r.out, nullptr, false);
     if (j.is_array() && !j.empty()) j = j[0];
-    return j.is_object() ? j.value("balance_micro", int64_t{-1}) : -1;
+    return JsonInt64(j, "balanceMicro");
   }
 };
 

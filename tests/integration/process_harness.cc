@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -175,6 +176,15 @@ Daemon StartDaemon(const std::string& binary, const std::string& dir, const std:
   d.address = json[key].get<std::string>();
   if (json.contains("http") && json["http"].is_string()) d.http = json["http"].get<std::string>();
   return d;
+}
+
+int64_t JsonInt64(const nlohmann::json& object, const std::string& key, int64_t missing) {
+  if (!object.is_object() || !object.contains(key)) return missing;
+  const nlohmann::json& v = object[key];
+  if (v.is_number_integer()) return v.get<int64_t>();
+  int64_t parsed = 0;
+  if (v.is_string() && absl::SimpleAtoi(v.get<std::string>(), &parsed)) return parsed;
+  return missing;
 }
 
 int FreePort() {

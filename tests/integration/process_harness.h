@@ -69,6 +69,10 @@ CommandResult RunCommand(const std::string& binary, const std::vector<std::strin
 
 std::string ReadFile(const std::string& path);
 
+// An int64 field of a proto3 JSON object (loom-ledger --format=json: int64 as a decimal string,
+// or a number); `missing` when absent or not an integer.
+int64_t JsonInt64(const nlohmann::json& object, const std::string& key, int64_t missing = -1);
+
 // A fresh directory for one test.
 std::string MakeTempDir();
 

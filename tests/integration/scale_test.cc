@@ -117,7 +117,7 @@ class ScaleTest : public ::testing::Test {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     json j = json::parse(r.out, nullptr, false);
     if (j.is_discarded()) return {-1, -1};
-    return {j.value("balance_micro", int64_t{-1}), j.value("available_micro", int64_t{-1})};
+    return {JsonInt64(j, "balanceMicro"), JsonInt64(j, "availableMicro")};
   }
 
   bool HasDevice(const std::string& coordinator, const std::string& key, const std::string& device) {
@@ -167,9 +167,9 @@ class ScaleTest : public ::testing::Test {
     int64_t sum = 0, moved = 0;
     const json all = json::parse(accounts.out);
     for (const auto& a : all) {
-      ASSERT_TRUE(a.contains("balance_micro")) << a.dump();
-      sum += a["balance_micro"].get<int64_t>();
-      moved += a["balance_micro"].get<int64_t>() != 0;
+      ASSERT_TRUE(a.contains("balanceMicro")) << a.dump();
+      sum += JsonInt64(a, "balanceMicro");
+      moved += JsonInt64(a, "balanceMicro") != 0;
     }
     // Not vacuous: the mint, a client and providers hold money.
     EXPECT_GE(moved, 3) << accounts.out;

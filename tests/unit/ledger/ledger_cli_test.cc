@@ -102,15 +102,15 @@ TEST(LedgerCliFormatTest, AccountsPayoutsAndBalanceInEveryFormat) {
   EXPECT_THAT(FormatAccounts(accounts, OutputFormat::kTable), HasSubstr("2.500000"));
   EXPECT_THAT(FormatAccounts(accounts, OutputFormat::kTable), HasSubstr("2.000000"));  // available
   EXPECT_THAT(FormatAccounts(accounts, OutputFormat::kCsv), HasSubstr(",2500000,500000\n"));
-  EXPECT_THAT(FormatAccounts(accounts, OutputFormat::kJson), HasSubstr("\"available_micro\":2000000"));
+  EXPECT_THAT(FormatAccounts(accounts, OutputFormat::kJson), HasSubstr("\"availableMicro\":\"2000000\""));
 
   std::vector<PayoutRow> payouts = {{"bob", 448, 64, 1, 1, 100, 348}};
   EXPECT_THAT(FormatPayouts(payouts, OutputFormat::kTable), HasSubstr("0.000448"));
   EXPECT_THAT(FormatPayouts(payouts, OutputFormat::kCsv), HasSubstr("bob,0.000448,64,1,1,0.000100,0.000348,448,100,348\n"));
-  EXPECT_THAT(FormatPayouts(payouts, OutputFormat::kJson), HasSubstr("\"earned_micro\":448"));
+  EXPECT_THAT(FormatPayouts(payouts, OutputFormat::kJson), HasSubstr("\"earnedMicro\":\"448\""));
   EXPECT_THAT(FormatPayouts({}, OutputFormat::kTable), HasSubstr("no provider"));
 
-  EXPECT_THAT(FormatBalance("provider:bob", 448, 448, OutputFormat::kJson), HasSubstr("\"balance_micro\":448"));
+  EXPECT_THAT(FormatBalance("provider:bob", 448, 448, OutputFormat::kJson), HasSubstr("\"balanceMicro\":\"448\""));
   EXPECT_THAT(FormatBalance("provider:bob", 448, 448, OutputFormat::kCsv), HasSubstr("provider:bob,0.000448,0.000448,448,448"));
 }
 
