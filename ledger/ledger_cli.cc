@@ -11,16 +11,12 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "loom/v1/ledger.pb.h"
-#include "common/json_dump.h"
 #include "common/json_config.h"
 #include "common/table.h"
 #include "ledger/pricing.h"
-#include "nlohmann/json.hpp"
 
 namespace loom {
 namespace {
-
-using json = nlohmann::json;
 
 struct Command {
   const char* name;
