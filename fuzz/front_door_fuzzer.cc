@@ -70,9 +70,10 @@ struct Mesh {
                                                    &devices, ledger.get(),
                                                    loom::Clock::Real(), &metrics);
     auth = std::make_unique<loom::Authenticator>(ledger.get(), "fuzz");
-    door = std::make_unique<loom::HttpFrontDoor>(
-        loom::HttpOptions{.request_timeout = absl::Seconds(10)}, runner.get(), &registry,
-        auth.get(), &admission, &metrics);
+    loom::HttpOptions http_options;
+    http_options.request_timeout = absl::Seconds(10);
+    door = std::make_unique<loom::HttpFrontDoor>(http_options, runner.get(), &registry,
+                                                 auth.get(), &admission, &metrics);
     auto bound = door->Start("127.0.0.1:0");
     FUZZ_CHECK(bound.ok());
     port = std::atoi(bound->substr(bound->rfind(':') + 1).c_str());

@@ -92,7 +92,8 @@ class HttpFrontDoor {
 
  private:
   void Routes();
-  void ConsoleRoutes();
+  void ConsoleRoutes();                                  // console_routes.cc
+  void LoomRoutes(const HttpHeadFilter& authenticate);   // loom_routes.cc: feedback, earnings
   HttpResponse Models(HttpExchange& exchange);
   HttpResponse Chat(HttpExchange& exchange);
   HttpResponse Responses(HttpExchange& exchange);  // /v1/responses (responses_api.h)
