@@ -180,6 +180,8 @@ class AttemptRunner {
   DeviceRegistry* registry() const { return registry_; }
 
  private:
+  class Call;  // one Run's attempts (attempt_runner.cc)
+
   const AttemptOptions options_;
   DeviceRegistry* const registry_;
   const ModelSelector* const selector_;

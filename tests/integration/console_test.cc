@@ -81,7 +81,9 @@ class ConsoleTest : public MeshFixture {
   // `expect` 0: any status.
   json Get(const std::string& path, const std::string& key, int expect = 200) {
     Http r = Call("GET", path, key);
-    if (expect != 0) EXPECT_EQ(r.status, expect) << path << ": " << r.body;
+    if (expect != 0) {
+      EXPECT_EQ(r.status, expect) << path << ": " << r.body;
+    }
     return json::parse(r.body, nullptr, false);
   }
   json Chat(const std::string& key, const std::string& id, const std::string& prompt,

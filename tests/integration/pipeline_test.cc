@@ -269,7 +269,9 @@ TEST_F(PipelineTest, UnaryRequestsBeyondRequestThreadsWaitThenAreRefusedWithTheR
   EXPECT_THAT(refused->Log(), HasSubstr("RESOURCE_EXHAUSTED"));
   EXPECT_THAT(refused->Log(), HasSubstr("the coordinator is busy"));
   for (auto& p : extra) {
-    if (p.get() != refused) EXPECT_TRUE(p->running()) << "the other one waits for the slot";
+    if (p.get() != refused) {
+      EXPECT_TRUE(p->running()) << "the other one waits for the slot";
+    }
   }
   for (auto& p : extra) p->Signal(SIGINT);
   holder->Signal(SIGINT);
@@ -397,7 +399,9 @@ TEST_F(PipelineTest, WorkersOnTheOpenAIBackendAnswerACompiledRequest) {
   json devices = json::parse(listed.out);
   for (const auto& d : devices["devices"]) {
     EXPECT_FALSE(d["simulated"].get<bool>()) << d.dump();
-    if (d["deviceId"] == "gpu-both") EXPECT_EQ(d["models"].size(), 2u);
+    if (d["deviceId"] == "gpu-both") {
+      EXPECT_EQ(d["models"].size(), 2u);
+    }
   }
 
   json r = AskJson(kWorkedExample);

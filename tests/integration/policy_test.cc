@@ -182,7 +182,9 @@ TEST_F(PolicyTest, PrivateOnlyLetsThePartsWithoutTheClientsDataGoWider) {
   }
   // The synthesis sees every part: it is bound as well.
   for (const auto& c : r["contributions"]) {
-    if (c.value("role", "") == "CONTRIBUTION_ROLE_SYNTHESIZE") EXPECT_NE(c.value("deviceId", ""), "dev-cheap");
+    if (c.value("role", "") == "CONTRIBUTION_ROLE_SYNTHESIZE") {
+      EXPECT_NE(c.value("deviceId", ""), "dev-cheap");
+    }
   }
   EXPECT_THAT(r["policy"]["applied"].dump(), HasSubstr("no private data: trust and region not applied"));
 }

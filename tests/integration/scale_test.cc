@@ -327,7 +327,9 @@ TEST_F(ScaleTest, KillingEitherCoordinatorAtRandomPointsChargesOnlyForAnswersAnd
     }
   }
   uint64_t seed = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
-  if (const char* env = std::getenv("LOOM_TEST_SEED")) ASSERT_TRUE(absl::SimpleAtoi(env, &seed));
+  if (const char* env = std::getenv("LOOM_TEST_SEED")) {
+    ASSERT_TRUE(absl::SimpleAtoi(env, &seed));
+  }
   std::cout << "LOOM_TEST_SEED=" << seed << "\n";
   SCOPED_TRACE(absl::StrCat("LOOM_TEST_SEED=", seed));
   std::mt19937_64 rng(seed);

@@ -21,7 +21,7 @@ TEST(SpinningMutexLockTest, ExcludesAndFallsBackToBlocking) {
         const int64_t seen = counter;
         if (t == 0 && i % 1000 == 0) {
           volatile int sink = 0;
-          for (int k = 0; k < 20'000; ++k) sink = k;  // hold it past the others' spins
+          for (int k = 0; k < 20'000; ++k) sink = sink + k;  // hold it past the others' spins
         }
         counter = seen + 1;
       }

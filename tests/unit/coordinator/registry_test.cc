@@ -65,7 +65,9 @@ TEST(RegistryPolicyTest, TrustIsTheOperatorsWordAndRegionAndCarbonTheDevicesOrTh
   mine.set_provider_id("p-owned");
   ASSERT_TRUE(registry.Register(mine).ok());
   for (const auto& d : registry.Snapshot()) {
-    if (d.device_id() == "mine") EXPECT_EQ(d.trust(), v1::TRUST_TIER_OWNED);
+    if (d.device_id() == "mine") {
+      EXPECT_EQ(d.trust(), v1::TRUST_TIER_OWNED);
+    }
   }
   v1::RegisterRequest bad = Advert("bad");
   bad.set_region("EU West");

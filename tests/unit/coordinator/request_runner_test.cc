@@ -203,7 +203,9 @@ TEST_F(RequestRunnerTest, DeviceTextIsValidUtf8InTheAnswerAndInEveryEvent) {
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->output(), " caf\xC3\xA9 ok \xEF\xBF\xBD \xEF\xBF\xBD");
   for (const auto& e : events) {
-    if (e.has_output()) EXPECT_TRUE(IsValidUtf8(e.output().text())) << e.output().text();
+    if (e.has_output()) {
+      EXPECT_TRUE(IsValidUtf8(e.output().text())) << e.output().text();
+    }
   }
   EXPECT_EQ(StreamedAnswer(events), response->output());
 }

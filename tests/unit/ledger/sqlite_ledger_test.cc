@@ -226,7 +226,9 @@ TEST_F(SqliteLedgerTest, AnExpiredReservationIsNotAHoldAndCanBeMadeAgain) {
   auto accounts = ledger_->Accounts();
   ASSERT_TRUE(accounts.ok());
   for (const auto& a : *accounts) {
-    if (a.id == ClientAccount("alice")) EXPECT_EQ(a.reserved_micro, 5 * kCredit);
+    if (a.id == ClientAccount("alice")) {
+      EXPECT_EQ(a.reserved_micro, 5 * kCredit);
+    }
   }
 }
 
