@@ -51,24 +51,6 @@ TEST(LedgerCliTest, JsonIsTheProtoMapping) {
   EXPECT_EQ(FormatRecords({}, OutputFormat::kJson), "[]\n");
 }
 
-TEST(PricingTest, DefaultPriceFollowsSizeWithAFloor) {
-  v1::ModelInfo m;
-  m.set_parameters_b(7);
-  EXPECT_EQ(PricePer1kMicro(m), 7000);
-  m.set_parameters_b(0.1);
-  EXPECT_EQ(PricePer1kMicro(m), 500);
-  m.set_price_per_1k_micro(42);
-  EXPECT_EQ(PricePer1kMicro(m), 42);
-}
-
-TEST(PricingTest, CreditsRoundDownAndFormat) {
-  EXPECT_EQ(CreditsForTokens(64, 7000), 448);
-  EXPECT_EQ(CreditsForTokens(1, 999), 0);
-  EXPECT_EQ(CreditsForTokens(-1, 999), 0);
-  EXPECT_EQ(FormatCredits(1234567), "1.234567");
-  EXPECT_EQ(FormatCredits(-5), "-0.000005");
-}
-
 }  // namespace
 }  // namespace loom
 
