@@ -10,6 +10,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "common/auto_model.h"
 #include "common/json_dump.h"
 #include "common/openai_wire.h"
 #include "common/flags_usage.h"
@@ -251,7 +252,8 @@ int Earnings() {
 
 // ask over HTTP: POST /v1/chat/completions, streamed unless --json.
 int AskHttp(const std::string& prompt, const nlohmann::json& policy) {
-  nlohmann::json body = {{"model", absl::GetFlag(FLAGS_model).empty() ? "loom-auto" : absl::GetFlag(FLAGS_model)},
+  const std::string model = absl::GetFlag(FLAGS_model);
+  nlohmann::json body = {{"model", model.empty() ? loom::kAutoModel : model},
                          {"messages", nlohmann::json::array()}};
   if (!absl::GetFlag(FLAGS_system).empty()) {
     body["messages"].push_back({{"role", "system"}, {"content", absl::GetFlag(FLAGS_system)}});

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/auto_model.h"
 #include "common/categories.h"
 #include "common/json_config.h"
 #include "common/status_macros.h"
@@ -42,7 +43,7 @@ json Summary(const RequestLog::Entry& e) {
   return json{{"id", e.id},
               {"displayId", e.display_id},
               {"client", e.client},
-              {"model", e.model.empty() ? "loom-auto" : e.model},
+              {"model", e.model.empty() ? kAutoModel : e.model},
               {"prompt", e.prompt},
               {"planKind", KindName(r.plan().kind())},
               {"categories", std::move(categories)},

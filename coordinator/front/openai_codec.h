@@ -12,13 +12,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/auto_model.h"
 #include "coordinator/front/http_server.h"
 #include "loom/v1/orchestrator.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace loom {
-
-inline constexpr char kAutoModel[] = "loom-auto";
 
 // Parses an OpenAI chat completion request body into a CompleteRequest (messages, max_tokens,
 // sampling, model as a pin or loom-auto, loom.mode), with stream and

@@ -1,6 +1,7 @@
 #include "coordinator/front/responses_api.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/auto_model.h"
 #include "common/json_dump.h"
 #include "common/openai_wire.h"
 
@@ -61,7 +62,7 @@ absl::Status ParseResponsesRequest(const std::string& body, bool drop_unsupporte
     return absl::InvalidArgumentError("'model' is required: loom-auto or a model on the mesh");
   }
   out->model = j["model"].get<std::string>();
-  if (out->model != "loom-auto") out->request.set_model(out->model);
+  if (out->model != kAutoModel) out->request.set_model(out->model);
   v1::CompleteRequest& r = out->request;
 
   // Fields whose loss would change the answer: refused by name, or dropped on request.

@@ -31,7 +31,7 @@ v1::Policy Weighted(double quality, double cost, double latency, double carbon) 
 
 std::map<std::string, v1::Policy> Builtins() {
   std::map<std::string, v1::Policy> out;
-  out["loom-auto"] = Weighted(1, 0, 0, 0);
+  out[kDefaultPolicy] = Weighted(1, 0, 0, 0);
   out["loom-fast"] = Weighted(1, 0, 2, 0);
   out["loom-cheap"] = Weighted(1, 2, 0, 0);
   out["loom-green"] = Weighted(1, 0, 0, 2);

@@ -40,13 +40,14 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/auto_model.h"
 #include "coordinator/mesh/selection_policy.h"
 #include "loom/v1/config.pb.h"
 #include "loom/v1/orchestrator.pb.h"
 
 namespace loom {
 
-inline constexpr char kDefaultPolicy[] = "loom-auto";
+inline constexpr const char* kDefaultPolicy = kAutoModel;
 inline constexpr double kWhPer1kTokensPerBillionParams = 0.02;
 
 // Grams CO2e for `tokens` output tokens of a model of `parameters_b` billion parameters on

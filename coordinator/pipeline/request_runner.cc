@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/blocking_counter.h"
+#include "common/auto_model.h"
 #include "common/categories.h"
 #include "common/ids.h"
 #include "common/openai_wire.h"
@@ -189,7 +190,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::RunUnlogged(
   // Tools and JSON output go to one model that advertises them: no decomposition, no compete.
   const auto needs = NeededCapabilities(request.structure(), request.messages());
   LOOM_RETURN_IF_ERROR(CheckCapabilities(request, needs));
-  if (metrics_) metrics_->RecordModel(request.model().empty() ? "loom-auto" : request.model());
+  if (metrics_) metrics_->RecordModel(request.model().empty() ? kAutoModel : request.model());
   deadline = std::min(deadline, clock_->Now() + options_.request_timeout);
   const std::string client_account = ClientAccount(
       request.client_id().empty() ? options_.default_client : request.client_id());
