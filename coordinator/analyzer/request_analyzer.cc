@@ -223,25 +223,39 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     a.asks.push_back(only);
   }
   if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole);
-  // 2. Categories; asks without a signal lean on their neighbour.
+  const int lexicon_decided = Categorize(&a);
+  MergeAsks(&a);
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole);
+  return Compile(text, std::move(a), max_output_tokens, aspect_lists, lexicon_decided);
+}
+
+// 2. Categories; asks without a signal lean on their neighbour. Returns how many asks the
+// lexicon decided because the classifier was unsure of them.
+int RequestAnalyzer::Categorize(Analysis* a) const {
   double top, second;
   int lexicon_decided = 0;
-  for (Ask& ask : a.asks) {
+  for (Ask& ask : a->asks) {
     const C lexicon = TopCategory(ask.scores, options_.min_signal, &top, &second);
     ask.category = options_.lexicon_only ? lexicon : ask.probs.best();
     // The classifier learnt from whole prompts; on a short fragment of one it may be unsure
     // where the lexicon has a clear cue ("explain the differences" is comparison): then the
     // lexicon decides that ask.
-    if (!options_.lexicon_only && a.asks.size() > 1 && ask.probs.best_p() < options_.fragment_sure &&
-        top >= options_.min_signal && lexicon != ask.category) {
+    if (!options_.lexicon_only && a->asks.size() > 1 &&
+        ask.probs.best_p() < options_.fragment_sure && top >= options_.min_signal &&
+        lexicon != ask.category) {
       ask.category = lexicon;
       ++lexicon_decided;
     }
   }
-  // 3. Merge adjacent asks of one category unless they were asked for separately; merge asks
-  // with no signal into the previous one unless separate.
+  return lexicon_decided;
+}
+
+// 3. Merge adjacent asks of one category unless they were asked for separately; merge asks
+// with no signal into the previous one unless separate; at most kMaxAsks remain.
+void RequestAnalyzer::MergeAsks(Analysis* a) const {
+  double top, second;
   std::vector<Ask> merged;
-  for (Ask& ask : a.asks) {
+  for (Ask& ask : a->asks) {
     TopCategory(ask.scores, options_.min_signal, &top, &second);
     const bool no_signal = top < options_.min_signal;
     if (!merged.empty() && !ask.explicit_separate &&
@@ -253,25 +267,24 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     }
     merged.push_back(std::move(ask));
   }
-  a.asks = std::move(merged);
+  a->asks = std::move(merged);
   constexpr size_t kMaxAsks = 8;
-  while (a.asks.size() > kMaxAsks) {
-    Ask last = std::move(a.asks.back());
-    a.asks.pop_back();
-    a.asks.back().text = absl::StrCat(a.asks.back().text, " ", last.text);
+  while (a->asks.size() > kMaxAsks) {
+    Ask last = std::move(a->asks.back());
+    a->asks.pop_back();
+    a->asks.back().text = absl::StrCat(a->asks.back().text, " ", last.text);
   }
+}
 
-  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole);
-
-  // 4. Whole-request category scores, normalised: the classifier's mean over the asks, or the
-  // sum of their lexicon scores.
+// 4 and 5. Several asks: compile, with whole-request category scores normalised (the
+// classifier's mean over the asks, or the sum of their lexicon scores).
+Analysis RequestAnalyzer::Compile(const std::string& text, Analysis a, int64_t max_output_tokens,
+                                  int aspect_lists, int lexicon_decided) const {
   std::array<double, 9> total{};
   for (const Ask& ask : a.asks) {
     for (C c : kAllCategories) total[c] += options_.lexicon_only ? ask.scores[c] : ask.probs.of(c);
   }
   a.categories = RankedCategories(total, 0);
-
-  // 5. Several asks: compile.
   a.estimated_tokens = CountTokens(text) + max_output_tokens * static_cast<int64_t>(a.asks.size());
   a.kind = v1::PLAN_KIND_COMPILED;
   std::vector<std::string> parts;

@@ -93,6 +93,11 @@ class RequestAnalyzer {
   };
   Analysis Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
                   const WholeText& whole) const;
+  // The steps after the split into asks (request_analyzer.cc numbers them).
+  int Categorize(Analysis* a) const;
+  void MergeAsks(Analysis* a) const;
+  Analysis Compile(const std::string& text, Analysis a, int64_t max_output_tokens,
+                   int aspect_lists, int lexicon_decided) const;
 
   const AnalyzerOptions options_;
   const CategoryModel& model_;
