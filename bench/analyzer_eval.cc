@@ -86,6 +86,7 @@ void Print(const std::string& name, const Result& r, bool by_label) {
 
 }  // namespace
 
+// Long on purpose: flags, then one pass over each prompt set printing its report.
 int main(int argc, char** argv) {
   std::string dir, split = "heldout", show;
   bool by_label = false;

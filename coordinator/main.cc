@@ -173,6 +173,9 @@ int Fail(const std::string& message) {
 
 }  // namespace
 
+// Long on purpose: the daemon's wiring, read top to bottom — flags checked, each component
+// built after what it depends on, the doors started, then the wait for a stop signal. Logic
+// of its own belongs in the components, not here.
 int main(int argc, char** argv) {
   loom::SetUsage(
       "loom-coordinator --grpc_listen=HOST:PORT --ledger_db=FILE\n"

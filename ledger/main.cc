@@ -59,6 +59,8 @@ absl::StatusOr<std::unique_ptr<loom::LedgerAdmin>> OpenLedger(bool read_only) {
 
 }  // namespace
 
+// Long on purpose: one branch per loom-ledger command, each a few lines that call the
+// LedgerStore and print through the column model (ledger_cli.h).
 int main(int argc, char** argv) {
   // Per-command help before Abseil takes --help for itself.
   for (int i = 1; i + 1 < argc; ++i) {

@@ -115,6 +115,7 @@ absl::StatusOr<loom::v1::SimFault> ParseFault(const std::string& spec) {
 
 constexpr double kDefaultParametersB = 7;
 
+// Long on purpose: one short block per command-line flag, in the order --help lists them.
 absl::StatusOr<loom::v1::WorkerConfig> ConfigFromFlags() {
   loom::v1::WorkerConfig config;
   std::string origin = "flags";
@@ -235,6 +236,8 @@ double SimulatedSpeed(const loom::v1::WorkerConfig& config) {
 
 }  // namespace
 
+// Long on purpose: the daemon's wiring, read top to bottom — config, backend, the worker
+// service and its registrar, then the wait for a stop signal.
 int main(int argc, char** argv) {
   loom::SetUsage(
       "loom-worker --coordinator=HOST:PORT (--config=FILE | --model=NAME --device_id=ID)\n"

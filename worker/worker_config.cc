@@ -72,6 +72,7 @@ DiscoveredModels SelectDiscoveredModels(const std::vector<std::string>& listed) 
   return out;
 }
 
+// Long on purpose: one check per config field, each naming the field and `origin` in its error.
 absl::StatusOr<v1::WorkerConfig> ValidateWorkerConfig(v1::WorkerConfig config,
                                                       const std::string& origin) {
   // Device and provider ids appear in certificates and join tokens: no ':' or '/'.

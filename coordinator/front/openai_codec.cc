@@ -111,6 +111,8 @@ absl::Status ParseCompletionRequest(const std::string& body, v1::CompleteRequest
   return ParseChatRequest(j.dump(), out, stream, include_usage, model, drop_unsupported, dropped);
 }
 
+// Long on purpose: one pass over the request's fields, each checked and named in its own
+// error; the per-field parsers it calls live in common/openai_wire.h.
 absl::Status ParseChatRequest(const std::string& body, v1::CompleteRequest* out, bool* stream,
                               bool* include_usage, std::string* model, bool drop_unsupported,
                               std::vector<std::string>* dropped) {

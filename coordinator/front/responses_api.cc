@@ -52,6 +52,7 @@ void AddMessage(v1::CompleteRequest* request, const std::string& role, const std
 
 }  // namespace
 
+// Long on purpose: one pass over the Responses API's fields, as in ParseChatRequest.
 absl::Status ParseResponsesRequest(const std::string& body, bool drop_unsupported,
                                    ResponsesRequest* out, const ItemResolver& resolve) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
