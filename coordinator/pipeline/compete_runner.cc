@@ -11,6 +11,7 @@
 #include "common/categories.h"
 #include "common/json_dump.h"
 #include "common/openai_wire.h"
+#include "common/status_macros.h"
 #include "common/utf8.h"
 #include "nlohmann/json.hpp"
 
@@ -102,23 +103,11 @@ absl::StatusOr<JudgeVerdict> CompeteRunner::ParseJudgeVerdict(const std::string&
   return v;
 }
 
-absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const RequestScope& scope,
-                                                  const std::vector<v1::ChatMessage>& messages,
-                                                  v1::TaskCategory category, int64_t max_tokens,
-                                                  int64_t credit_cap,
-                                                  const v1::Sampling& sampling) const {
-  // Every candidate sees the whole request: the policy binds them all.
-  const SelectionPolicy* policy = scope.log->policy() ? &scope.log->policy()->all : nullptr;
-  LimitTally tally;
-  std::vector<Selection> picks = runner_->selector().RankDistinctModels(
-      *runner_->registry(), category, options_.k, policy, &tally);
-  if (picks.empty()) {
-    if (tally.total() > 0) {
-      return PolicyUnmetError(*policy, tally, "compete", runner_->registry()->Size());
-    }
-    return absl::UnavailableError("no healthy device can compete");
-  }
-
+// Every candidate answers the whole request, in parallel; the ones that answered, in order.
+absl::StatusOr<CompeteOutcome> CompeteRunner::RunCandidates(
+    const RequestScope& scope, const std::vector<Selection>& picks,
+    const std::vector<v1::ChatMessage>& messages, int64_t max_tokens, int64_t credit_cap,
+    const v1::Sampling& sampling) const {
   std::vector<absl::StatusOr<CallResult>> results(picks.size(), absl::UnknownError("not run"));
   auto candidate = [&](size_t i) {
     CallSpec spec;
@@ -161,6 +150,88 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const RequestScope& scope,
     return absl::Status(first_error.code(),
                         absl::StrCat("every compete candidate failed: ", first_error.message()));
   }
+  return out;
+}
+
+// Asks the judge model which candidate is best; on a usable verdict sets the winner. Returns
+// why there was none ("" when the judge decided), for the agreement fallback's reason.
+std::string CompeteRunner::Judge(const RequestScope& scope,
+                                 const std::vector<v1::ChatMessage>& messages,
+                                 CompeteOutcome* out_ptr) const {
+  CompeteOutcome& out = *out_ptr;
+  const int n = static_cast<int>(out.candidates.size());
+  CallSpec spec;
+  spec.sub_task_id = "judge";
+  spec.role = v1::CONTRIBUTION_ROLE_JUDGE;
+  spec.pinned.model = options_.judge_model;
+  spec.max_tokens = 256;
+  spec.stream = false;
+  // A judge that can follow a JSON schema is held to the verdict's.
+  bool schema = false;
+  runner_->registry()->Read([&](absl::Span<const ModelGroup* const> groups, int) {
+    for (const ModelGroup* g : groups) {
+      const auto& caps = g->model().capabilities();
+      schema |= g->model().name() == options_.judge_model &&
+                std::find(caps.begin(), caps.end(), kCapabilityJsonSchema) != caps.end();
+    }
+  });
+  if (schema) {
+    // Only a device whose advertisement honours the schema is given it.
+    spec.structure.set_response_format_json(VerdictSchema(n));
+    spec.pinned.capabilities.push_back(kCapabilityJsonSchema);
+  }
+  std::string prompt = absl::StrCat(
+      "Which answer serves the request best? Reply with JSON only: {\"winner\": N, "
+      "\"scores\": [one score from 0 to 10 per answer, in order], \"reason\": \"one "
+      "sentence\"}, where N is the number of the best answer (1 to ", n, ").\n\n");
+  for (const auto& m : messages) absl::StrAppend(&prompt, m.role(), ": ", m.content(), "\n");
+  for (int i = 0; i < n; ++i) {
+    absl::StrAppend(&prompt, "\nAnswer ", i + 1, ":\n", out.candidates[i].output, "\n");
+  }
+  v1::ChatMessage user;
+  user.set_role("user");
+  user.set_content(prompt);
+  spec.messages.push_back(user);
+  absl::StatusOr<CallResult> judge =
+      runner_->Run(scope.request_id, spec, scope.deadline, scope.cancel, scope.emit, scope.log);
+  if (!judge.ok()) {
+    return absl::StrCat("judge ", options_.judge_model, " failed (", judge.status().message(),
+                        "); ");
+  }
+  absl::StatusOr<JudgeVerdict> verdict = ParseJudgeVerdict(judge->output, n);
+  if (!verdict.ok()) {
+    return absl::StrCat("judge ", options_.judge_model, " gave no usable choice (",
+                        verdict.status().message(), "); ");
+  }
+  out.winner = verdict->winner - 1;
+  out.method = "judge";
+  out.scores = verdict->scores;
+  out.reason = absl::StrFormat("judge %s chose answer %d of %d%s", options_.judge_model,
+                               verdict->winner, n,
+                               verdict->reason.empty() ? "" : absl::StrCat(": ", verdict->reason));
+  out.judge = *std::move(judge);
+  return "";
+}
+
+absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const RequestScope& scope,
+                                                  const std::vector<v1::ChatMessage>& messages,
+                                                  v1::TaskCategory category, int64_t max_tokens,
+                                                  int64_t credit_cap,
+                                                  const v1::Sampling& sampling) const {
+  // Every candidate sees the whole request: the policy binds them all.
+  const SelectionPolicy* policy = scope.log->policy() ? &scope.log->policy()->all : nullptr;
+  LimitTally tally;
+  std::vector<Selection> picks = runner_->selector().RankDistinctModels(
+      *runner_->registry(), category, options_.k, policy, &tally);
+  if (picks.empty()) {
+    if (tally.total() > 0) {
+      return PolicyUnmetError(*policy, tally, "compete", runner_->registry()->Size());
+    }
+    return absl::UnavailableError("no healthy device can compete");
+  }
+
+  LOOM_ASSIGN_OR_RETURN(CompeteOutcome out,
+                        RunCandidates(scope, picks, messages, max_tokens, credit_cap, sampling));
   const int n = static_cast<int>(out.candidates.size());
   out.agreement.assign(n, 0);
   for (int i = 0; i < n; ++i) {
@@ -172,60 +243,7 @@ absl::StatusOr<CompeteOutcome> CompeteRunner::Run(const RequestScope& scope,
 
   // A judge, when configured.
   std::string judge_problem;
-  if (!options_.judge_model.empty() && n > 1) {
-    CallSpec spec;
-    spec.sub_task_id = "judge";
-    spec.role = v1::CONTRIBUTION_ROLE_JUDGE;
-    spec.pinned.model = options_.judge_model;
-    spec.max_tokens = 256;
-    spec.stream = false;
-    // A judge that can follow a JSON schema is held to the verdict's.
-    bool schema = false;
-    runner_->registry()->Read([&](absl::Span<const ModelGroup* const> groups, int) {
-      for (const ModelGroup* g : groups) {
-        const auto& caps = g->model().capabilities();
-        schema |= g->model().name() == options_.judge_model &&
-                  std::find(caps.begin(), caps.end(), kCapabilityJsonSchema) != caps.end();
-      }
-    });
-    if (schema) {
-      // Only a device whose advertisement honours the schema is given it.
-      spec.structure.set_response_format_json(VerdictSchema(n));
-      spec.pinned.capabilities.push_back(kCapabilityJsonSchema);
-    }
-    std::string prompt = absl::StrCat(
-        "Which answer serves the request best? Reply with JSON only: {\"winner\": N, "
-        "\"scores\": [one score from 0 to 10 per answer, in order], \"reason\": \"one "
-        "sentence\"}, where N is the number of the best answer (1 to ", n, ").\n\n");
-    for (const auto& m : messages) absl::StrAppend(&prompt, m.role(), ": ", m.content(), "\n");
-    for (int i = 0; i < n; ++i) {
-      absl::StrAppend(&prompt, "\nAnswer ", i + 1, ":\n", out.candidates[i].output, "\n");
-    }
-    v1::ChatMessage user;
-    user.set_role("user");
-    user.set_content(prompt);
-    spec.messages.push_back(user);
-    absl::StatusOr<CallResult> judge =
-        runner_->Run(scope.request_id, spec, scope.deadline, scope.cancel, scope.emit, scope.log);
-    if (judge.ok()) {
-      absl::StatusOr<JudgeVerdict> verdict = ParseJudgeVerdict(judge->output, n);
-      if (verdict.ok()) {
-        out.winner = verdict->winner - 1;
-        out.method = "judge";
-        out.scores = verdict->scores;
-        out.reason = absl::StrFormat("judge %s chose answer %d of %d%s", options_.judge_model,
-                                     verdict->winner, n,
-                                     verdict->reason.empty() ? "" : absl::StrCat(": ", verdict->reason));
-        out.judge = *std::move(judge);
-      } else {
-        judge_problem = absl::StrCat("judge ", options_.judge_model, " gave no usable choice (",
-                                     verdict.status().message(), "); ");
-      }
-    } else {
-      judge_problem = absl::StrCat("judge ", options_.judge_model, " failed (",
-                                   judge.status().message(), "); ");
-    }
-  }
+  if (!options_.judge_model.empty() && n > 1) judge_problem = Judge(scope, messages, &out);
   if (out.method.empty()) {
     int best = 0;
     for (int i = 1; i < n; ++i) {

@@ -68,6 +68,14 @@ class CompeteRunner {
   static absl::StatusOr<JudgeVerdict> ParseJudgeVerdict(const std::string& reply, int n);
 
  private:
+  absl::StatusOr<CompeteOutcome> RunCandidates(const RequestScope& scope,
+                                               const std::vector<Selection>& picks,
+                                               const std::vector<v1::ChatMessage>& messages,
+                                               int64_t max_tokens, int64_t credit_cap,
+                                               const v1::Sampling& sampling) const;
+  std::string Judge(const RequestScope& scope, const std::vector<v1::ChatMessage>& messages,
+                    CompeteOutcome* out) const;
+
   const CompeteOptions options_;
   const AttemptRunner* const runner_;
   mutable ThreadCache threads_;  // candidates block on devices; threads are reused
