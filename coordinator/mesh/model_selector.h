@@ -7,7 +7,7 @@
 // plain list the same way, for plans and tests; both feed the one ranking below.
 //
 // Affinity: how well a model family suits a task category, in [0, 1] (AffinityTable; the
-// built-in defaults are in model_selector.cc and the README, a config file may change them, and
+// built-in defaults are in affinity_table.cc and the README, a config file may change them, and
 // a model's advertisement may override its family's scores per category).
 // With an OutcomeModel, a model's affinity is the table's blended with what was observed of its
 // work on the category (the reason then shows the prior and the counts).
@@ -42,28 +42,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "coordinator/mesh/affinity_table.h"
 #include "coordinator/mesh/selection_policy.h"
 #include "loom/v1/common.pb.h"
 #include "loom/v1/config.pb.h"
 
 namespace loom {
-
-class AffinityTable {
- public:
-  // The documented defaults (qwen-coder, qwen, llama, mistral, deepseek-coder, phi, gemma).
-  static AffinityTable Defaults();
-  // Families not in the table score this for every category.
-  static constexpr double kUnknownFamily = 0.5;
-
-  // Overlays `config` (validated: known categories, scores in [0, 1]).
-  absl::Status Apply(const v1::AffinityConfig& config);
-
-  // The model's own override for `category`, else its family's score, else kUnknownFamily.
-  double Score(const v1::ModelInfo& model, v1::TaskCategory category) const;
-
- private:
-  std::map<std::string, std::map<v1::TaskCategory, double>> families_;
-};
 
 // One distinct model advertisement (every field equal) and the devices advertising it.
 class ModelGroup {
