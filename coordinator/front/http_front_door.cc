@@ -149,6 +149,16 @@ absl::StatusOr<std::string> HttpFrontDoor::Start(const std::string& listen) {
 
 void HttpFrontDoor::Stop() { server_.Stop(); }
 
+HttpHeadFilter HttpFrontDoor::Authenticating(
+    absl::StatusOr<std::string> (Authenticator::*who)(const std::string&) const) const {
+  return [this, who](HttpRequest& req) -> std::optional<HttpResponse> {
+    absl::StatusOr<std::string> principal = (auth_->*who)(req.Header("Authorization"));
+    if (!principal.ok()) return ErrorResponse(principal.status());
+    req.principal = *std::move(principal);
+    return std::nullopt;
+  };
+}
+
 void HttpFrontDoor::Routes() {
   server_.Handle(
       "GET", "/healthz",
@@ -157,12 +167,7 @@ void HttpFrontDoor::Routes() {
       },
       {.on_io_thread = true});
   // The key is checked from the head, before a body is read (a body needs memory).
-  HttpHeadFilter authenticate = [this](HttpRequest& req) -> std::optional<HttpResponse> {
-    absl::StatusOr<std::string> client = auth_->ClientFor(req.Header("Authorization"));
-    if (!client.ok()) return ErrorResponse(client.status());
-    req.principal = *client;
-    return std::nullopt;
-  };
+  const HttpHeadFilter authenticate = Authenticating(&Authenticator::ClientFor);
   if (!options_.cors_origins.empty()) {
     // Preflights carry no key: answered for any path, on the I/O threads; the finisher adds
     // the CORS headers when the origin is allowed (else the browser refuses the call).

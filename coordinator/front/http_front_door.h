@@ -91,6 +91,10 @@ class HttpFrontDoor {
   static int HttpStatusFor(const absl::Status& status) { return http_codec::HttpStatusFor(status); }
 
  private:
+  // A head filter that names the request's principal by `who` (a client's or a provider's
+  // key) or refuses it, before the body is read.
+  HttpHeadFilter Authenticating(
+      absl::StatusOr<std::string> (Authenticator::*who)(const std::string&) const) const;
   void Routes();
   void ConsoleRoutes();                                  // console_routes.cc
   void LoomRoutes(const HttpHeadFilter& authenticate);   // loom_routes.cc: feedback, earnings

@@ -28,12 +28,7 @@ void HttpFrontDoor::LoomRoutes(const HttpHeadFilter& authenticate) {
       },
       {.head_filter = authenticate});
   // A provider sees its own earnings with its own key (never another provider's).
-  HttpHeadFilter authenticate_provider = [this](HttpRequest& req) -> std::optional<HttpResponse> {
-    absl::StatusOr<std::string> provider = auth_->ProviderFor(req.Header("Authorization"));
-    if (!provider.ok()) return ErrorResponse(provider.status());
-    req.principal = *provider;
-    return std::nullopt;
-  };
+  const HttpHeadFilter authenticate_provider = Authenticating(&Authenticator::ProviderFor);
   server_.Handle(
       "GET", "/loom/v1/earnings",
       [this](HttpExchange& ex) {

@@ -20,6 +20,9 @@ std::string FanOutExecutor::BuildInput(const v1::SubTask& task,
   return input;
 }
 
+// Long on purpose: the scheduler's state (done, started, running, failure) lives in this frame
+// under one mutex shared with the sub-task threads, and the loop that starts ready sub-tasks
+// and waits for one to finish reads best beside it.
 absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
     const RequestScope& scope, const std::vector<v1::SubTask>& tasks,
     const std::vector<v1::ChatMessage>& system, const v1::Sampling& sampling) const {
