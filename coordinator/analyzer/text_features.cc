@@ -149,6 +149,8 @@ std::string ReadWindow(absl::string_view text) {
   return absl::StrCat(text.substr(0, head), "\n", text.substr(tail));
 }
 
+// Long on purpose: one pass over the text emitting every feature kind in a fixed order; the
+// trained weights depend on exactly these ids, so the pass stays in one place.
 void ExtractFeatures(absl::string_view text, int hash_bits, std::vector<uint32_t>* ids) {
   ids->clear();
   std::string read = ReadWindow(text);

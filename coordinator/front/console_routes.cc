@@ -19,6 +19,7 @@ using http_codec::JsonResponse;
 using http_codec::PercentDecode;
 using json = nlohmann::json;
 
+// Long on purpose: the console's route table, one registration per endpoint.
 void HttpFrontDoor::ConsoleRoutes() {
   server_.Handle(
       "GET", "/console",

@@ -178,6 +178,8 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Run(const v1::CompleteReques
   return result;
 }
 
+// Long on purpose: the request's stages in order (validate, claim the id, analyze, reserve,
+// run, settle or release, respond), each a call with its error path beside it.
 absl::StatusOr<v1::CompleteResponse> RequestRunner::RunUnlogged(
     const v1::CompleteRequest& request, absl::Time deadline, const EventSink& sink,
     Cancellation* cancel, absl::Time arrived, std::string* logged) {
