@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/categories.h"
 #include "common/ids.h"
+#include "common/status_macros.h"
 #include "common/utf8.h"
 #include "coordinator/mesh/policy.h"
 #include "nlohmann/json.hpp"
@@ -96,6 +97,110 @@ void TaskDecomposer::MarkPrivateData(const Analysis& analysis, Decomposition* d)
   }
 }
 
+namespace {
+
+// One entry of "sub_tasks", its id given a UUID (recorded in uuid_of) and its order_index
+// recorded; dependencies are linked later, once every id is known.
+absl::StatusOr<v1::SubTask> ParseSubTask(const json& t, size_t i, const DecomposerOptions& options,
+                                         std::map<std::string, std::string>* uuid_of,
+                                         std::map<std::string, int>* order_of) {
+  const std::string where = absl::StrCat("sub_tasks[", i, "]");
+  if (!t.is_object()) return Invalid(where + " is not an object");
+  if (!t.contains("id") || !t["id"].is_string() || t["id"].get<std::string>().empty() ||
+      t["id"].get<std::string>().size() > 64) {
+    return Invalid(where + ".id must be a non-empty string of at most 64 characters");
+  }
+  const std::string id = t["id"].get<std::string>();
+  if (uuid_of->count(id)) return Invalid(absl::StrCat("duplicate id '", id, "'"));
+  if (!t.contains("prompt") || !t["prompt"].is_string() || t["prompt"].get<std::string>().empty()) {
+    return Invalid(where + ".prompt must be a non-empty string");
+  }
+  if (t["prompt"].get<std::string>().size() > options.max_prompt_bytes) {
+    return Invalid(where + ".prompt is too long");
+  }
+  if (!t.contains("category") || !t["category"].is_string()) {
+    return Invalid(where + ".category is missing");
+  }
+  std::optional<v1::TaskCategory> category = ParseCategory(t["category"].get<std::string>());
+  if (!category) {
+    return Invalid(absl::StrCat(where, ".category '", t["category"].get<std::string>(),
+                                "' is not one of the eight categories"));
+  }
+  if (!t.contains("order_index") || !t["order_index"].is_number_integer() ||
+      t["order_index"].get<int64_t>() < 0 || t["order_index"].get<int64_t>() > 64) {
+    return Invalid(where + ".order_index must be an integer in [0, 64]");
+  }
+  v1::SubTask task;
+  (*uuid_of)[id] = NewUuid();
+  task.set_id((*uuid_of)[id]);
+  task.set_prompt(t["prompt"].get<std::string>());
+  task.set_category(*category);
+  task.set_order_index(static_cast<int32_t>(t["order_index"].get<int64_t>()));
+  (*order_of)[id] = task.order_index();
+  int64_t estimate = options.sub_task_tokens;
+  if (t.contains("estimated_tokens") && t["estimated_tokens"].is_number_integer()) {
+    estimate = std::clamp<int64_t>(t["estimated_tokens"].get<int64_t>(), 1,
+                                   4 * options.sub_task_tokens);
+  }
+  task.set_estimated_tokens(estimate);
+  if (t.contains("private") && !t["private"].is_null()) {
+    if (!t["private"].is_boolean()) return Invalid(where + ".private must be true or false");
+    task.set_private_data(t["private"].get<bool>());
+  }
+  return task;
+}
+
+// Each entry's depends_on, by model id, as the dependencies' UUIDs: every id known, and each
+// dependency earlier in order_index (so there is no cycle).
+absl::Status LinkDependencies(const json& tasks, const std::map<std::string, std::string>& uuid_of,
+                              const std::map<std::string, int>& order_of,
+                              std::vector<v1::SubTask>* sub_tasks) {
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const json& t = tasks[i];
+    const std::string id = t["id"].get<std::string>();
+    if (!t.contains("depends_on")) continue;
+    if (!t["depends_on"].is_array()) {
+      return Invalid(absl::StrCat("sub_tasks[", i, "].depends_on is not an array"));
+    }
+    std::set<std::string> seen;
+    for (const json& dep : t["depends_on"]) {
+      if (!dep.is_string()) return Invalid("depends_on holds a non-string");
+      const std::string dep_id = dep.get<std::string>();
+      if (!uuid_of.count(dep_id)) {
+        return Invalid(absl::StrCat("'", id, "' depends on unknown id '", dep_id, "'"));
+      }
+      if (order_of.at(dep_id) >= order_of.at(id)) {
+        return Invalid(absl::StrCat("'", id, "' depends on '", dep_id,
+                                    "' whose order_index is not lower (a cycle or a misordering)"));
+      }
+      if (seen.insert(dep_id).second) (*sub_tasks)[i].add_depends_on(uuid_of.at(dep_id));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The longest dependency chain stays within max_depth. Tasks are visited in order_index order:
+// every dependency has a lower index, so it comes first.
+absl::Status CheckDepth(const std::vector<v1::SubTask>& sub_tasks, int max_depth) {
+  std::map<std::string, int> depth;  // UUID -> longest chain ending here
+  std::vector<const v1::SubTask*> by_order;
+  for (const auto& t : sub_tasks) by_order.push_back(&t);
+  std::stable_sort(by_order.begin(), by_order.end(), [](auto* a, auto* b) {
+    return a->order_index() < b->order_index();
+  });
+  for (const v1::SubTask* t : by_order) {
+    int deepest = 0;
+    for (const auto& dep : t->depends_on()) deepest = std::max(deepest, depth[dep]);
+    depth[t->id()] = deepest + 1;
+    if (depth[t->id()] > max_depth) {
+      return Invalid(absl::StrCat("dependency chain deeper than ", max_depth));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<Decomposition> TaskDecomposer::ParseModelOutput(absl::string_view output,
                                                                const DecomposerOptions& options) {
   if (output.size() > options.max_json_bytes) {
@@ -129,87 +234,12 @@ absl::StatusOr<Decomposition> TaskDecomposer::ParseModelOutput(absl::string_view
   std::map<std::string, std::string> uuid_of;  // model id -> UUID
   std::map<std::string, int> order_of;
   for (size_t i = 0; i < tasks.size(); ++i) {
-    const json& t = tasks[i];
-    const std::string where = absl::StrCat("sub_tasks[", i, "]");
-    if (!t.is_object()) return Invalid(where + " is not an object");
-    if (!t.contains("id") || !t["id"].is_string() || t["id"].get<std::string>().empty() ||
-        t["id"].get<std::string>().size() > 64) {
-      return Invalid(where + ".id must be a non-empty string of at most 64 characters");
-    }
-    const std::string id = t["id"].get<std::string>();
-    if (uuid_of.count(id)) return Invalid(absl::StrCat("duplicate id '", id, "'"));
-    if (!t.contains("prompt") || !t["prompt"].is_string() || t["prompt"].get<std::string>().empty()) {
-      return Invalid(where + ".prompt must be a non-empty string");
-    }
-    if (t["prompt"].get<std::string>().size() > options.max_prompt_bytes) {
-      return Invalid(where + ".prompt is too long");
-    }
-    if (!t.contains("category") || !t["category"].is_string()) {
-      return Invalid(where + ".category is missing");
-    }
-    std::optional<v1::TaskCategory> category = ParseCategory(t["category"].get<std::string>());
-    if (!category) {
-      return Invalid(absl::StrCat(where, ".category '", t["category"].get<std::string>(),
-                                  "' is not one of the eight categories"));
-    }
-    if (!t.contains("order_index") || !t["order_index"].is_number_integer() ||
-        t["order_index"].get<int64_t>() < 0 || t["order_index"].get<int64_t>() > 64) {
-      return Invalid(where + ".order_index must be an integer in [0, 64]");
-    }
-    v1::SubTask task;
-    uuid_of[id] = NewUuid();
-    task.set_id(uuid_of[id]);
-    task.set_prompt(t["prompt"].get<std::string>());
-    task.set_category(*category);
-    task.set_order_index(static_cast<int32_t>(t["order_index"].get<int64_t>()));
-    order_of[id] = task.order_index();
-    int64_t estimate = options.sub_task_tokens;
-    if (t.contains("estimated_tokens") && t["estimated_tokens"].is_number_integer()) {
-      estimate = std::clamp<int64_t>(t["estimated_tokens"].get<int64_t>(), 1,
-                                     4 * options.sub_task_tokens);
-    }
-    task.set_estimated_tokens(estimate);
-    if (t.contains("private") && !t["private"].is_null()) {
-      if (!t["private"].is_boolean()) return Invalid(where + ".private must be true or false");
-      task.set_private_data(t["private"].get<bool>());
-    }
-    d.sub_tasks.push_back(std::move(task));
+    absl::StatusOr<v1::SubTask> task = ParseSubTask(tasks[i], i, options, &uuid_of, &order_of);
+    if (!task.ok()) return task.status();
+    d.sub_tasks.push_back(*std::move(task));
   }
-  // Dependencies, checked once every id is known.
-  std::map<std::string, int> depth;  // UUID -> longest chain ending here
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    const json& t = tasks[i];
-    const std::string id = t["id"].get<std::string>();
-    if (!t.contains("depends_on")) continue;
-    if (!t["depends_on"].is_array()) return Invalid(absl::StrCat("sub_tasks[", i, "].depends_on is not an array"));
-    std::set<std::string> seen;
-    for (const json& dep : t["depends_on"]) {
-      if (!dep.is_string()) return Invalid("depends_on holds a non-string");
-      const std::string dep_id = dep.get<std::string>();
-      if (!uuid_of.count(dep_id)) {
-        return Invalid(absl::StrCat("'", id, "' depends on unknown id '", dep_id, "'"));
-      }
-      if (order_of[dep_id] >= order_of[id]) {
-        return Invalid(absl::StrCat("'", id, "' depends on '", dep_id,
-                                    "' whose order_index is not lower (a cycle or a misordering)"));
-      }
-      if (seen.insert(dep_id).second) d.sub_tasks[i].add_depends_on(uuid_of[dep_id]);
-    }
-  }
-  // Depth: tasks in order_index order; every dependency has a lower index, so it comes first.
-  std::vector<const v1::SubTask*> by_order;
-  for (const auto& t : d.sub_tasks) by_order.push_back(&t);
-  std::stable_sort(by_order.begin(), by_order.end(), [](auto* a, auto* b) {
-    return a->order_index() < b->order_index();
-  });
-  for (const v1::SubTask* t : by_order) {
-    int deepest = 0;
-    for (const auto& dep : t->depends_on()) deepest = std::max(deepest, depth[dep]);
-    depth[t->id()] = deepest + 1;
-    if (depth[t->id()] > options.max_depth) {
-      return Invalid(absl::StrCat("dependency chain deeper than ", options.max_depth));
-    }
-  }
+  LOOM_RETURN_IF_ERROR(LinkDependencies(tasks, uuid_of, order_of, &d.sub_tasks));
+  LOOM_RETURN_IF_ERROR(CheckDepth(d.sub_tasks, options.max_depth));
   return d;
 }
 
