@@ -168,6 +168,73 @@ SimProvider::SimProvider(SimProviderOptions options)
   if (!options_.exit_process) options_.exit_process = [] { std::_Exit(75); };
 }
 
+namespace {
+
+// Cuts `out` before the earliest of `stops`; true when one was found.
+bool CutAtStop(const google::protobuf::RepeatedPtrField<std::string>& stops,
+               std::vector<std::string>* out) {
+  const std::string joined = absl::StrJoin(*out, "");
+  size_t cut = std::string::npos;
+  for (const std::string& stop : stops) {
+    if (!stop.empty()) cut = std::min(cut, joined.find(stop));
+  }
+  if (cut == std::string::npos) return false;
+  std::vector<std::string> kept;
+  size_t at = 0;
+  for (std::string& p : *out) {
+    if (at + p.size() > cut) {
+      if (cut > at) kept.push_back(p.substr(0, cut - at));
+      break;
+    }
+    at += p.size();
+    kept.push_back(std::move(p));
+  }
+  *out = std::move(kept);
+  return true;
+}
+
+// The answer as JSON pieces when the request asks for json_schema or json_object output: an
+// example of the schema, or {"answer": text}.
+std::optional<std::vector<std::string>> AsJson(const v1::Structure& structure,
+                                               const std::vector<std::string>& out) {
+  const json format = structure.response_format_json().empty()
+                          ? json(nullptr)
+                          : json::parse(structure.response_format_json(), nullptr, false);
+  if (!format.is_object() || (format.value("type", "") != "json_schema" &&
+                              format.value("type", "") != "json_object")) {
+    return std::nullopt;
+  }
+  const std::string text = absl::StrJoin(out, "");
+  json value;
+  if (format["type"] == "json_schema") {
+    const json schema = format["json_schema"]["schema"];
+    value = Example(schema, schema, "", 0);
+  } else {
+    value = {{"answer", std::string(absl::StripLeadingAsciiWhitespace(text))}};
+  }
+  const std::string dumped = DumpJson(value);
+  std::vector<std::string> json_pieces;
+  for (size_t at = 0; at < dumped.size();) {
+    const size_t n = Utf8PrefixLength(absl::string_view(dumped).substr(at), 16);
+    json_pieces.push_back(dumped.substr(at, n > 0 ? n : dumped.size() - at));
+    at += n > 0 ? n : dumped.size() - at;
+  }
+  return json_pieces;
+}
+
+int CountImages(const GenerateRequest& request) {
+  int images = 0;
+  for (const auto& m : request.messages) {
+    if (m.content_parts_json().empty()) continue;
+    nlohmann::json parts = nlohmann::json::parse(m.content_parts_json(), nullptr, false);
+    if (!parts.is_array()) continue;
+    for (const auto& p : parts) images += p.is_object() && p.value("type", "") == "image_url";
+  }
+  return images;
+}
+
+}  // namespace
+
 std::vector<std::string> SimProvider::AnswerPieces(const GenerateRequest& request,
                                                    std::string* finish_reason) const {
   int64_t target = options_.backend.output_tokens() > 0 ? options_.backend.output_tokens()
@@ -204,13 +271,7 @@ std::vector<std::string> SimProvider::AnswerPieces(const GenerateRequest& reques
               absl::StrCat(" ", TruncateUtf8(request.messages.back().content(), 200, "..."))};
   }
   // Image parts: the simulated device says how many it was shown (it does not look at them).
-  int images = 0;
-  for (const auto& m : request.messages) {
-    if (m.content_parts_json().empty()) continue;
-    nlohmann::json parts = nlohmann::json::parse(m.content_parts_json(), nullptr, false);
-    if (!parts.is_array()) continue;
-    for (const auto& p : parts) images += p.is_object() && p.value("type", "") == "image_url";
-  }
+  const int images = CountImages(request);
   if (images > 0) pieces.push_back(absl::StrCat(" [", images, images == 1 ? " image]" : " images]"));
   const std::string prompt = LastUserMessage(request);
   int echoed = 0;
@@ -237,48 +298,11 @@ std::vector<std::string> SimProvider::AnswerPieces(const GenerateRequest& reques
     out.push_back(std::move(p));
   }
   // Honour stop sequences as a real server does: the answer ends before the earliest one.
-  const std::string joined = absl::StrJoin(out, "");
-  size_t cut = std::string::npos;
-  for (const std::string& stop : request.sampling.stop()) {
-    if (!stop.empty()) cut = std::min(cut, joined.find(stop));
-  }
-  if (cut != std::string::npos) {
-    *finish_reason = "stop";
-    std::vector<std::string> kept;
-    size_t at = 0;
-    for (std::string& p : out) {
-      if (at + p.size() > cut) {
-        if (cut > at) kept.push_back(p.substr(0, cut - at));
-        break;
-      }
-      at += p.size();
-      kept.push_back(std::move(p));
-    }
-    out = std::move(kept);
-  }
+  if (CutAtStop(request.sampling.stop(), &out)) *finish_reason = "stop";
   // JSON output: valid whatever the length (a model constrained by a grammar closes it).
-  const json format = request.structure.response_format_json().empty()
-                          ? json(nullptr)
-                          : json::parse(request.structure.response_format_json(), nullptr, false);
-  if (format.is_object() && (format.value("type", "") == "json_schema" ||
-                             format.value("type", "") == "json_object")) {
-    const std::string text = absl::StrJoin(out, "");
-    json value;
-    if (format["type"] == "json_schema") {
-      const json schema = format["json_schema"]["schema"];
-      value = Example(schema, schema, "", 0);
-    } else {
-      value = {{"answer", std::string(absl::StripLeadingAsciiWhitespace(text))}};
-    }
-    const std::string dumped = DumpJson(value);
-    std::vector<std::string> json_pieces;
-    for (size_t at = 0; at < dumped.size();) {
-      const size_t n = Utf8PrefixLength(absl::string_view(dumped).substr(at), 16);
-      json_pieces.push_back(dumped.substr(at, n > 0 ? n : dumped.size() - at));
-      at += n > 0 ? n : dumped.size() - at;
-    }
+  if (std::optional<std::vector<std::string>> as_json = AsJson(request.structure, out)) {
     *finish_reason = "stop";
-    return json_pieces;
+    return *std::move(as_json);
   }
   return out;
 }
