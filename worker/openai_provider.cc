@@ -134,6 +134,87 @@ void OpenAIProvider::ReturnClient(std::unique_ptr<httplib::Client> client) {
   idle_.emplace_back(std::move(client), absl::Now());
 }
 
+namespace {
+
+// One streamed answer, event by event: its text (passed on to the sink), tool calls and log
+// probabilities (reported whole at the end), finish reason and usage.
+class ChatStream {
+ public:
+  explicit ChatStream(const TokenSink& sink) : sink_(sink) {}
+
+  // One SSE event's data; false stops the reading (an error, or the consumer left).
+  bool OnEvent(absl::string_view data) {
+    if (data == "[DONE]") {
+      done = true;
+      return true;
+    }
+    std::optional<ChatChunk> chunk = ParseChatChunk(data);
+    if (!chunk) {
+      error = absl::UnavailableError("upstream sent an event that is not JSON");
+      return false;
+    }
+    if (chunk->error) {
+      error = absl::UnavailableError(
+          absl::StrCat("upstream error in the stream: ", TruncateUtf8(*chunk->error, 1000, "...")));
+      return false;
+    }
+    if (!chunk->content.empty()) {
+      text += chunk->content;
+      if (!sink_(chunk->content)) {
+        consumer_gone = true;
+        return false;
+      }
+    }
+    for (const ToolCallDelta& d : chunk->tool_calls) tool_calls_.Add(d);
+    if (chunk->logprobs.is_array()) {
+      for (json& entry : chunk->logprobs) logprobs_.push_back(std::move(entry));
+    }
+    if (!chunk->finish_reason.empty()) {
+      last_.set_finish_reason(NormalizeFinishReason(chunk->finish_reason));
+    }
+    v1::Usage& usage = *last_.mutable_usage();
+    if (chunk->prompt_tokens) usage.set_prompt_tokens(*chunk->prompt_tokens);
+    if (chunk->completion_tokens) {
+      usage.set_completion_tokens(*chunk->completion_tokens);
+      usage_seen_ = true;
+    }
+    return true;
+  }
+
+  // The final chunk of a stream read to [DONE]: what the server did not report (usage, the
+  // finish reason) is counted or defaulted.
+  v1::InferChunk Final(const GenerateRequest& request) {
+    v1::InferChunk last = last_;
+    v1::Usage& usage = *last.mutable_usage();
+    last.set_tool_calls_json(ToValidUtf8(tool_calls_.Json()));
+    if (request.structure.logprobs()) last.set_logprobs_json(DumpJson(logprobs_));
+    if (!usage_seen_) {
+      usage.set_completion_tokens(CountTokens(text) + CountTokens(last.tool_calls_json()));
+    }
+    if (usage.prompt_tokens() == 0) {
+      for (const auto& m : request.messages) {
+        usage.set_prompt_tokens(usage.prompt_tokens() + CountTokens(m.content()));
+      }
+    }
+    if (last.finish_reason().empty()) last.set_finish_reason("stop");
+    return last;
+  }
+
+  std::string text;
+  bool done = false;
+  bool consumer_gone = false;
+  absl::Status error;
+
+ private:
+  const TokenSink& sink_;
+  v1::InferChunk last_;
+  bool usage_seen_ = false;
+  ToolCallAssembler tool_calls_;  // streamed in pieces, reported whole in the final chunk
+  json logprobs_ = json::array();  // the same, for the tokens' log probabilities
+};
+
+}  // namespace
+
 absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& request,
                                                         const TokenSink& sink,
                                                         const Cancellation& cancel) {
@@ -158,51 +239,8 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
 
   int http_status = 0;
   std::string error_body;
-  std::string text;
-  v1::InferChunk last;
-  v1::Usage& usage = *last.mutable_usage();
-  bool usage_seen = false, done = false, consumer_gone = false;
-  ToolCallAssembler tool_calls;  // streamed in pieces, reported whole in the final chunk
-  json logprobs = json::array();  // the same, for the tokens' log probabilities
-  absl::Status stream_error;
+  ChatStream stream(sink);
   SseParser parser;
-  auto on_event = [&](absl::string_view data) {
-    if (data == "[DONE]") {
-      done = true;
-      return true;
-    }
-    std::optional<ChatChunk> chunk = ParseChatChunk(data);
-    if (!chunk) {
-      stream_error = absl::UnavailableError("upstream sent an event that is not JSON");
-      return false;
-    }
-    if (chunk->error) {
-      stream_error = absl::UnavailableError(
-          absl::StrCat("upstream error in the stream: ", TruncateUtf8(*chunk->error, 1000, "...")));
-      return false;
-    }
-    if (!chunk->content.empty()) {
-      text += chunk->content;
-      if (!sink(chunk->content)) {
-        consumer_gone = true;
-        return false;
-      }
-    }
-    for (const ToolCallDelta& d : chunk->tool_calls) tool_calls.Add(d);
-    if (chunk->logprobs.is_array()) {
-      for (json& entry : chunk->logprobs) logprobs.push_back(std::move(entry));
-    }
-    if (!chunk->finish_reason.empty()) {
-      last.set_finish_reason(NormalizeFinishReason(chunk->finish_reason));
-    }
-    if (chunk->prompt_tokens) usage.set_prompt_tokens(*chunk->prompt_tokens);
-    if (chunk->completion_tokens) {
-      usage.set_completion_tokens(*chunk->completion_tokens);
-      usage_seen = true;
-    }
-    return true;
-  };
-
   httplib::Request req;
   req.method = "POST";
   req.path = prefix_ + "/chat/completions";
@@ -221,15 +259,16 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
                                                    options_.max_error_body, error_body.size())));
       return true;
     }
-    absl::Status s = parser.Feed(absl::string_view(data, length), on_event);
-    if (!s.ok() && stream_error.ok() && !consumer_gone) stream_error = s;
+    absl::Status s = parser.Feed(absl::string_view(data, length),
+                                 [&](absl::string_view event) { return stream.OnEvent(event); });
+    if (!s.ok() && stream.error.ok() && !stream.consumer_gone) stream.error = s;
     return s.ok();
   };
   httplib::Result result = client->send(req);
   cancel.RemoveCallback(cancel_id);
   // A kept-alive connection the server closed while it was idle fails before any answer:
   // the call is made again once on a new connection (nothing reached the model).
-  if (!result && reused && http_status == 0 && text.empty() && !cancel.IsCancelled() &&
+  if (!result && reused && http_status == 0 && stream.text.empty() && !cancel.IsCancelled() &&
       absl::Now() < request.deadline) {
     bool again = false;
     {
@@ -246,8 +285,8 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
     cancel.RemoveCallback(retry_cancel_id);
   }
 
-  if (consumer_gone || cancel.IsCancelled()) return absl::CancelledError("cancelled");
-  if (!stream_error.ok()) return stream_error;
+  if (stream.consumer_gone || cancel.IsCancelled()) return absl::CancelledError("cancelled");
+  if (!stream.error.ok()) return stream.error;
   if (absl::Now() > request.deadline) {
     return absl::DeadlineExceededError(absl::StrCat("upstream ", origin_, " passed the deadline"));
   }
@@ -256,19 +295,11 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
     return absl::UnavailableError(absl::StrCat("upstream ", origin_, ": ",
                                                httplib::to_string(result.error())));
   }
-  if (!done) {
+  if (!stream.done) {
     return absl::UnavailableError(
         absl::StrCat("upstream ", origin_, " ended the stream before [DONE]"));
   }
-  last.set_tool_calls_json(ToValidUtf8(tool_calls.Json()));
-  if (request.structure.logprobs()) last.set_logprobs_json(DumpJson(logprobs));
-  if (!usage_seen) usage.set_completion_tokens(CountTokens(text) + CountTokens(last.tool_calls_json()));
-  if (usage.prompt_tokens() == 0) {
-    for (const auto& m : request.messages) {
-      usage.set_prompt_tokens(usage.prompt_tokens() + CountTokens(m.content()));
-    }
-  }
-  if (last.finish_reason().empty()) last.set_finish_reason("stop");
+  v1::InferChunk last = stream.Final(request);
   // The response was read to its end: the connection can carry the next call.
   ReturnClient(std::move(client_owner));
   return last;
