@@ -354,6 +354,42 @@ absl::StatusOr<v1::EmbedResponse> SimProvider::Embed(const std::vector<std::stri
   return out;
 }
 
+namespace {
+
+// Simulated: one entry per piece, a deterministic log probability, and as many alternatives
+// as asked (the piece itself first).
+nlohmann::json SimulatedLogprob(const std::string& piece, int top_logprobs) {
+  const double lp = -0.01 * static_cast<double>(Fnv1a(piece) % 200);
+  nlohmann::json top = nlohmann::json::array();
+  for (int k = 0; k < top_logprobs; ++k) {
+    top.push_back({{"token", k == 0 ? piece : absl::StrCat(piece, "~", k)},
+                   {"logprob", lp - k},
+                   {"bytes", nullptr}});
+  }
+  return {{"token", piece}, {"logprob", lp}, {"bytes", nullptr}, {"top_logprobs", top}};
+}
+
+}  // namespace
+
+// The configured fault, once `emitted` tokens are out.
+absl::Status SimProvider::InjectFault(int64_t emitted, absl::Time deadline,
+                                      const Cancellation& cancel) const {
+  switch (options_.backend.fault().kind()) {
+    case v1::SimFault::KIND_FAIL:
+      return absl::UnavailableError(
+          absl::StrCat("simulated fault: failed after ", emitted, " tokens"));
+    case v1::SimFault::KIND_HANG:
+      if (cancel.WaitUntil(deadline, *clock_)) return absl::CancelledError("cancelled");
+      return absl::DeadlineExceededError(
+          absl::StrCat("simulated fault: hung after ", emitted, " tokens"));
+    case v1::SimFault::KIND_EXIT:
+      options_.exit_process();
+      return absl::InternalError("simulated fault: exit");  // reached only in tests
+    default:
+      return absl::OkStatus();
+  }
+}
+
 absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& request,
                                                 const TokenSink& sink,
                                                 const Cancellation& cancel) {
@@ -382,22 +418,7 @@ absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& requ
       b.tokens_per_second() > 0 ? absl::Seconds(1.0 / b.tokens_per_second()) : absl::ZeroDuration();
 
   int64_t emitted = 0;
-  auto inject_fault = [&]() -> absl::Status {
-    switch (fault.kind()) {
-      case v1::SimFault::KIND_FAIL:
-        return absl::UnavailableError(
-            absl::StrCat("simulated fault: failed after ", emitted, " tokens"));
-      case v1::SimFault::KIND_HANG:
-        if (cancel.WaitUntil(request.deadline, *clock_)) return absl::CancelledError("cancelled");
-        return absl::DeadlineExceededError(
-            absl::StrCat("simulated fault: hung after ", emitted, " tokens"));
-      case v1::SimFault::KIND_EXIT:
-        options_.exit_process();
-        return absl::InternalError("simulated fault: exit");  // reached only in tests
-      default:
-        return absl::OkStatus();
-    }
-  };
+  auto inject_fault = [&] { return InjectFault(emitted, request.deadline, cancel); };
 
   if (std::string calls = ToolCalls(request); !calls.empty()) {
     if (per_token > absl::ZeroDuration()) {
@@ -429,15 +450,7 @@ absl::StatusOr<v1::InferChunk> SimProvider::Generate(const GenerateRequest& requ
     emitted += CountTokens(piece);
     sent += piece;
     if (request.structure.logprobs()) {
-      // Simulated: one entry per piece, a deterministic log probability, and as many
-      // alternatives as asked (the piece itself first).
-      const double lp = -0.01 * static_cast<double>(Fnv1a(piece) % 200);
-      nlohmann::json top = nlohmann::json::array();
-      for (int k = 0; k < request.structure.top_logprobs(); ++k) {
-        top.push_back({{"token", k == 0 ? piece : absl::StrCat(piece, "~", k)},
-                       {"logprob", lp - k}, {"bytes", nullptr}});
-      }
-      logprobs.push_back({{"token", piece}, {"logprob", lp}, {"bytes", nullptr}, {"top_logprobs", top}});
+      logprobs.push_back(SimulatedLogprob(piece, request.structure.top_logprobs()));
     }
   }
   if (fault.kind() != v1::SimFault::KIND_NONE) return inject_fault();

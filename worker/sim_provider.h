@@ -64,6 +64,9 @@ class SimProvider : public InferenceProvider {
   std::string ToolCalls(const GenerateRequest& request) const;
 
  private:
+  // The configured fault, once `emitted` tokens are out (OK when none is configured).
+  absl::Status InjectFault(int64_t emitted, absl::Time deadline, const Cancellation& cancel) const;
+
   SimProviderOptions options_;
   Clock* const clock_;
 };
