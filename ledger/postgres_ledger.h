@@ -135,6 +135,8 @@ class PostgresLedger : public LedgerAdmin {
   // insert them again.
   bool Known(const std::string& account) ABSL_LOCKS_EXCLUDED(known_mu_);
   void Remember(const std::vector<std::string>& accounts) ABSL_LOCKS_EXCLUDED(known_mu_);
+  // Deletes answers past retention, at most once a minute (outside any settlement).
+  void PruneAnswers();
 
   const PostgresLedgerOptions options_;
   Clock* const clock_;

@@ -122,6 +122,35 @@ absl::StatusOr<int64_t> PostgresLedger::Balance(const std::string& account) {
   return balance;
 }
 
+namespace {
+
+// One multi-row INSERT of a settlement's contribution records.
+pg::Conn::Statement ContributionsInsert(const SettlementRequest& request, int64_t txn_id,
+                                        int64_t now_ms) {
+  std::string sql =
+      "INSERT INTO contributions(request_id, txn_id, created_at_ms, sub_task_id, attempt, "
+      "device_id, provider_id, model, role, token_count, weight, credits_micro, category, "
+      "in_answer) VALUES";
+  std::vector<Param> params = {request.request_id, txn_id, now_ms};
+  constexpr int kPerRecord = 11;
+  for (size_t i = 0; i < request.records.size(); ++i) {
+    const int b = 4 + kPerRecord * static_cast<int>(i);
+    absl::StrAppend(&sql, i ? "," : "", "($1, $2, $3");
+    for (int k = 0; k < kPerRecord; ++k) absl::StrAppend(&sql, ", $", b + k);
+    absl::StrAppend(&sql, ")");
+    const v1::ContributionRecord& r = request.records[i];
+    for (Param p : {Param(r.sub_task_id()), Param(int64_t{r.attempt()}), Param(r.device_id()),
+                    Param(r.provider_id()), Param(r.model()), Param(int64_t{r.role()}),
+                    Param(r.token_count()), Param(r.weight()), Param(r.credits_micro()),
+                    Param(int64_t{r.category()}), Param(r.in_answer() ? "true" : "false")}) {
+      params.push_back(std::move(p));
+    }
+  }
+  return {sql, params};
+}
+
+}  // namespace
+
 absl::StatusOr<Settlement> PostgresLedger::Settle(const SettlementRequest& request) {
   LOOM_RETURN_IF_ERROR(ledger_rules::CheckSettlement(request));
   const std::string reference = absl::StrCat("settle:", request.request_id);
@@ -174,28 +203,7 @@ absl::StatusOr<Settlement> PostgresLedger::Settle(const SettlementRequest& reque
     std::vector<Conn::Statement> writes;
     LOOM_ASSIGN_OR_RETURN(int64_t id, Append(c, options_, now_ms, "settle", reference, charge,
                                              digest, entries, &writes));
-    if (!request.records.empty()) {
-      std::string sql =
-          "INSERT INTO contributions(request_id, txn_id, created_at_ms, sub_task_id, attempt, "
-          "device_id, provider_id, model, role, token_count, weight, credits_micro, category, "
-          "in_answer) VALUES";
-      std::vector<Param> params = {request.request_id, id, now_ms};
-      constexpr int kPerRecord = 11;
-      for (size_t i = 0; i < request.records.size(); ++i) {
-        const int b = 4 + kPerRecord * static_cast<int>(i);
-        absl::StrAppend(&sql, i ? "," : "", "($1, $2, $3");
-        for (int k = 0; k < kPerRecord; ++k) absl::StrAppend(&sql, ", $", b + k);
-        absl::StrAppend(&sql, ")");
-        const v1::ContributionRecord& r = request.records[i];
-        for (Param p : {Param(r.sub_task_id()), Param(int64_t{r.attempt()}), Param(r.device_id()),
-                        Param(r.provider_id()), Param(r.model()), Param(int64_t{r.role()}),
-                        Param(r.token_count()), Param(r.weight()), Param(r.credits_micro()),
-                        Param(int64_t{r.category()}), Param(r.in_answer() ? "true" : "false")}) {
-          params.push_back(std::move(p));
-        }
-      }
-      writes.push_back({sql, params});
-    }
+    if (!request.records.empty()) writes.push_back(ContributionsInsert(request, id, now_ms));
     writes.push_back({"DELETE FROM reservations WHERE request_id = $1", {request.request_id}});
     const int64_t retention_ms = absl::ToInt64Milliseconds(options_.answer_retention);
     if (!request.answer.empty() && retention_ms > 0) {
@@ -211,6 +219,11 @@ absl::StatusOr<Settlement> PostgresLedger::Settle(const SettlementRequest& reque
     return absl::OkStatus();
   }));
   Remember(accounts);
+  PruneAnswers();
+  return out;
+}
+
+void PostgresLedger::PruneAnswers() {
   // Answers past retention go as settlements pass, at most once a minute (an index range
   // delete; outside the settlement, which must not wait on it).
   const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
@@ -223,7 +236,6 @@ absl::StatusOr<Settlement> PostgresLedger::Settle(const SettlementRequest& reque
           .status();
     });
   }
-  return out;
 }
 
 absl::StatusOr<std::string> PostgresLedger::Transfer(const std::string& kind, const std::string& from,
