@@ -347,25 +347,38 @@ std::vector<Selection> ModelSelector::RankDistinctModels(CandidateSource& source
   return out;
 }
 
-absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
-    CandidateSource& source, const PassthroughTarget& target,
-    const std::set<std::string>& excluded, const SelectionPolicy* policy) const {
-  auto matches = [&](const v1::ModelInfo& m) {
-    for (const std::string& c : target.capabilities) {
-      if (std::find(m.capabilities().begin(), m.capabilities().end(), c) == m.capabilities().end()) {
-        return false;
-      }
+namespace {
+
+// Whether `m` is what a pinned passthrough asks for: the model or family, with every capability.
+bool Matches(const PassthroughTarget& target, const v1::ModelInfo& m) {
+  for (const std::string& c : target.capabilities) {
+    if (std::find(m.capabilities().begin(), m.capabilities().end(), c) == m.capabilities().end()) {
+      return false;
     }
-    if (!target.model.empty()) return m.name() == target.model;
-    if (!target.family.empty()) return m.family() == target.family;
-    return true;
-  };
+  }
+  if (!target.model.empty()) return m.name() == target.model;
+  if (!target.family.empty()) return m.family() == target.family;
+  return true;
+}
+
+// "model 'x' with tools", for reasons and errors.
+std::string Describe(const PassthroughTarget& target) {
   std::string wanted = !target.model.empty()    ? absl::StrCat("model '", target.model, "'")
                        : !target.family.empty() ? absl::StrCat("family '", target.family, "'")
                                                 : std::string("any model");
   if (!target.capabilities.empty()) {
     absl::StrAppend(&wanted, " with ", absl::StrJoin(target.capabilities, " and "));
   }
+  return wanted;
+}
+
+}  // namespace
+
+absl::StatusOr<Selection> ModelSelector::SelectPassthrough(
+    CandidateSource& source, const PassthroughTarget& target,
+    const std::set<std::string>& excluded, const SelectionPolicy* policy) const {
+  auto matches = [&](const v1::ModelInfo& m) { return Matches(target, m); };
+  const std::string wanted = Describe(target);
   const bool limited = policy && policy->HasLimits();
   const bool soft = policy && policy->Soft();
   absl::StatusOr<Selection> result = absl::UnknownError("not read");
