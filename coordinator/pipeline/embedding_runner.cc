@@ -18,6 +18,29 @@ EmbeddingRunner::EmbeddingRunner(EmbeddingOptions options, DeviceRegistry* regis
                                  DeviceClient* devices, LedgerStore* ledger, Clock* clock)
     : options_(options), registry_(registry), devices_(devices), ledger_(ledger), clock_(clock) {}
 
+namespace {
+
+// The one record of an embeddings request: the device that answered, paid for the input tokens.
+v1::ContributionRecord Record(const EmbeddingRequest& request, const EmbedCall& call,
+                              const v1::ModelInfo& model, int64_t tokens, int attempt,
+                              absl::Time now) {
+  v1::ContributionRecord record;
+  record.set_request_id(request.request_id);
+  record.set_device_id(call.device_id);
+  record.set_provider_id(call.provider_id);
+  record.set_model(request.model);
+  record.set_sub_task_id("embeddings");
+  record.set_role(v1::CONTRIBUTION_ROLE_EXECUTE);
+  record.set_token_count(tokens);
+  record.set_weight(1.0);
+  record.set_credits_micro(CreditsForTokens(tokens, PricePer1kMicro(model)));
+  record.set_attempt(attempt);
+  record.set_created_unix_ms(absl::ToUnixMillis(now));
+  return record;
+}
+
+}  // namespace
+
 absl::StatusOr<EmbeddingResult> EmbeddingRunner::Run(const EmbeddingRequest& request,
                                                      Cancellation* cancel) {
   int advertised = 0;
@@ -69,21 +92,11 @@ absl::StatusOr<EmbeddingResult> EmbeddingRunner::Run(const EmbeddingRequest& req
                                                 request.input.size(), " inputs"));
     }
     if (out.ok()) {
-      v1::ContributionRecord record;
-      record.set_request_id(request.request_id);
-      record.set_device_id(call.device_id);
-      record.set_provider_id(call.provider_id);
-      record.set_model(request.model);
-      record.set_sub_task_id("embeddings");
-      record.set_role(v1::CONTRIBUTION_ROLE_EXECUTE);
-      record.set_token_count(tokens);
-      record.set_weight(1.0);
-      record.set_credits_micro(CreditsForTokens(tokens, PricePer1kMicro(c.model)));
-      record.set_attempt(result.attempts);
-      record.set_created_unix_ms(absl::ToUnixMillis(clock_->Now()));
       absl::StatusOr<Settlement> settled = ledger_->Settle(
-          {.request_id = request.request_id, .client_account = request.client_account,
-           .records = {record}, .answer = ""});
+          {.request_id = request.request_id,
+           .client_account = request.client_account,
+           .records = {Record(request, call, c.model, tokens, result.attempts, clock_->Now())},
+           .answer = ""});
       if (!settled.ok()) {
         (void)ledger_->Release(request.request_id);
         return settled.status();
