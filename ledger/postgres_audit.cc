@@ -26,6 +26,53 @@ using pg::RecordFromRow;
 using pg::Result;
 using pg::kRecordColumns;
 
+namespace {
+
+// What is wrong with settlement `id` (its records against its digest, and their credits plus
+// the fee against its amount), or "" when nothing is.
+absl::StatusOr<std::string> SettlementProblem(pg::Conn& c, int64_t id, const std::string& digest,
+                                              int64_t amount, const Entries& entries) {
+  LOOM_ASSIGN_OR_RETURN(
+      Result recs,
+      c.Exec(absl::StrCat("SELECT ", kRecordColumns, " FROM contributions WHERE txn_id = $1"),
+             {id}));
+  std::vector<v1::ContributionRecord> records;
+  int64_t credits = 0;
+  for (int r = 0; r < recs.rows(); ++r) {
+    records.push_back(RecordFromRow(recs, r));
+    credits += records.back().credits_micro();
+  }
+  if (RecordsDigest(records) != digest) {
+    return absl::StrCat("the records of settlement ", id, " do not match its digest");
+  }
+  int64_t fee = 0;
+  for (const auto& [account, value] : entries) {
+    if (account == "fee") fee = value;
+  }
+  if (credits + fee != amount) {
+    return absl::StrCat("records credit ", credits, " + fee ", fee, " but the settlement charged ",
+                        amount);
+  }
+  return std::string();
+}
+
+// The first account whose balance row differs from the sum of its entries, or "".
+absl::StatusOr<std::string> BalanceProblem(pg::Conn& c) {
+  LOOM_ASSIGN_OR_RETURN(
+      Result balances,
+      c.Exec("SELECT b.account_id, b.balance_micro, COALESCE((SELECT SUM(e.amount_micro) FROM "
+             "entries e WHERE e.account_id = b.account_id), 0) FROM balances b ORDER BY 1"));
+  for (int i = 0; i < balances.rows(); ++i) {
+    if (balances.Int(i, 1) != balances.Int(i, 2)) {
+      return absl::StrCat("balance of ", balances.Text(i, 0), " is ", balances.Int(i, 1),
+                          " but its entries sum to ", balances.Int(i, 2));
+    }
+  }
+  return std::string();
+}
+
+}  // namespace
+
 absl::StatusOr<VerifyReport> PostgresLedger::Verify() {
   VerifyReport report;
   LOOM_RETURN_IF_ERROR(WithConn([&](Conn& c) -> absl::Status {
@@ -88,26 +135,9 @@ absl::StatusOr<VerifyReport> PostgresLedger::Verify() {
         return fail(id, absl::StrCat("transaction ", id, " does not match its hash (edited)"));
       }
       if (txns.Text(i, 1) == "settle") {
-        LOOM_ASSIGN_OR_RETURN(Result recs, c.Exec(absl::StrCat("SELECT ", kRecordColumns,
-                                                               " FROM contributions WHERE txn_id = $1"),
-                                                  {id}));
-        std::vector<v1::ContributionRecord> records;
-        int64_t credits = 0;
-        for (int r = 0; r < recs.rows(); ++r) {
-          records.push_back(RecordFromRow(recs, r));
-          credits += records.back().credits_micro();
-        }
-        if (RecordsDigest(records) != txns.Text(i, 5)) {
-          return fail(id, absl::StrCat("the records of settlement ", id, " do not match its digest"));
-        }
-        int64_t fee = 0;
-        for (const auto& [account, amount] : e) {
-          if (account == "fee") fee = amount;
-        }
-        if (credits + fee != txns.Int(i, 3)) {
-          return fail(id, absl::StrCat("records credit ", credits, " + fee ", fee,
-                                       " but the settlement charged ", txns.Int(i, 3)));
-        }
+        LOOM_ASSIGN_OR_RETURN(std::string problem,
+                              SettlementProblem(c, id, txns.Text(i, 5), txns.Int(i, 3), e));
+        if (!problem.empty()) return fail(id, std::move(problem));
       }
       prev = txns.Text(i, 9);
     }
@@ -115,16 +145,8 @@ absl::StatusOr<VerifyReport> PostgresLedger::Verify() {
       return fail(0, absl::StrCat("chain ", chain, " ends at ", expected_seq,
                                   " but its head says ", heads[chain].first));
     }
-    LOOM_ASSIGN_OR_RETURN(
-        Result balances,
-        c.Exec("SELECT b.account_id, b.balance_micro, COALESCE((SELECT SUM(e.amount_micro) FROM "
-               "entries e WHERE e.account_id = b.account_id), 0) FROM balances b ORDER BY 1"));
-    for (int i = 0; i < balances.rows(); ++i) {
-      if (balances.Int(i, 1) != balances.Int(i, 2)) {
-        return fail(0, absl::StrCat("balance of ", balances.Text(i, 0), " is ", balances.Int(i, 1),
-                                    " but its entries sum to ", balances.Int(i, 2)));
-      }
-    }
+    LOOM_ASSIGN_OR_RETURN(std::string problem, BalanceProblem(c));
+    if (!problem.empty()) return fail(0, std::move(problem));
     return absl::OkStatus();
   }));
   return report;

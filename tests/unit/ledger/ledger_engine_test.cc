@@ -266,6 +266,29 @@ TEST_P(LedgerEngineTest, VerifyFindsAnEditedEntryAndADeletedTransaction) {
   EXPECT_FALSE(deleted->ok) << "a deleted transaction breaks the chain (or the balances)";
 }
 
+TEST_P(LedgerEngineTest, VerifyFindsEditedRecordsAndABalanceOffItsEntries) {
+  for (int i = 0; i < 2; ++i) {
+    const std::string id = absl::StrCat("r", i);
+    ASSERT_TRUE(ledger_->Settle({id, ClientAccount("alice"), {Record(id, "p1", 100)}}).ok());
+  }
+  ASSERT_TRUE(ledger_->Verify()->ok);
+  // A record paid more than its settlement says: the records no longer match it.
+  Tamper("UPDATE contributions SET credits_micro = credits_micro + 1 WHERE request_id = 'r1'");
+  auto records = ledger_->Verify();
+  ASSERT_TRUE(records.ok());
+  EXPECT_FALSE(records->ok);
+  EXPECT_THAT(records->problem, HasSubstr("records"));
+  EXPECT_GT(records->first_bad_transaction, 0);
+  Tamper("UPDATE contributions SET credits_micro = credits_micro - 1 WHERE request_id = 'r1'");
+  ASSERT_TRUE(ledger_->Verify()->ok) << "undone";
+  // A balance edited behind the entries' back (a client's: every engine keeps a row for it).
+  Tamper("UPDATE balances SET balance_micro = balance_micro + 7 WHERE account_id = 'client:alice'");
+  auto balance = ledger_->Verify();
+  ASSERT_TRUE(balance.ok());
+  EXPECT_FALSE(balance->ok);
+  EXPECT_THAT(balance->problem, HasSubstr("balance of client:alice"));
+}
+
 TEST_P(LedgerEngineTest, GrantsAndPayoutsAreIdempotentAndBounded) {
   auto g1 = ledger_->Grant(ClientAccount("bob"), kCredit, "inv-1");
   auto g2 = ledger_->Grant(ClientAccount("bob"), kCredit, "inv-1");
