@@ -155,6 +155,102 @@ absl::StatusOr<VerifyReport> PostgresLedger::Verify() {
 
 // ---- Import (loom-ledger migrate) ----
 
+namespace {
+
+// The source's history, in its order, as one chain "migrated/0"; returns each account's balance
+// from the entries and the transaction id of each reference.
+struct ImportedHistory {
+  std::map<std::string, int64_t> balances;
+  std::map<std::string, int64_t> txn_of_reference;
+};
+absl::StatusOr<ImportedHistory> ImportHistory(pg::Conn& c, const LedgerCopy& copy) {
+  const std::string chain = "migrated/0";
+  ImportedHistory out;
+  std::string prev;
+  int64_t seq = 0, max_id = 0;
+  for (const auto& t : copy.transactions) {
+    ++seq;
+    max_id = std::max(max_id, t.id);
+    out.txn_of_reference[t.reference] = t.id;
+    const std::string hash = Sha256Hex(ChainCanonical(
+        chain, seq,
+        TxnCanonical(kChainVersion, prev, t.id, t.kind, t.reference, t.amount_micro,
+                     t.created_ms, t.records_digest, t.entries)));
+    LOOM_RETURN_IF_ERROR(
+        c.Exec("INSERT INTO transactions(id, kind, reference, amount_micro, created_at_ms, "
+               "records_digest, chain, chain_seq, prev_hash, hash) "
+               "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+               {t.id, t.kind, t.reference, t.amount_micro, t.created_ms, t.records_digest, chain,
+                seq, prev, hash})
+            .status());
+    for (const auto& [account, amount] : t.entries) {
+      LOOM_RETURN_IF_ERROR(c.Exec("INSERT INTO entries(txn_id, account_id, amount_micro) "
+                                  "VALUES($1, $2, $3)",
+                                  {t.id, account, amount})
+                               .status());
+      out.balances[account] += amount;
+    }
+    prev = hash;
+  }
+  if (seq > 0) {
+    LOOM_RETURN_IF_ERROR(
+        c.Exec("INSERT INTO chains(chain, seq, head) VALUES($1, $2, $3)", {chain, seq, prev})
+            .status());
+    LOOM_RETURN_IF_ERROR(
+        c.Exec("SELECT setval(pg_get_serial_sequence('transactions', 'id'), $1)", {max_id}).status());
+  }
+  return out;
+}
+
+// Each contribution record, under the settlement of its request.
+absl::Status ImportRecords(pg::Conn& c, const LedgerCopy& copy,
+                           const std::map<std::string, int64_t>& txn_of_reference) {
+  for (const v1::ContributionRecord& r : copy.records) {
+    auto txn = txn_of_reference.find(absl::StrCat("settle:", r.request_id()));
+    if (txn == txn_of_reference.end()) {
+      return absl::DataLossError(absl::StrCat("record of request ", r.request_id(),
+                                              " has no settlement in the source"));
+    }
+    LOOM_RETURN_IF_ERROR(
+        c.Exec("INSERT INTO contributions(request_id, sub_task_id, attempt, txn_id, device_id, "
+               "provider_id, model, role, token_count, weight, credits_micro, created_at_ms, "
+               "category, in_answer) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+               "$13, $14)",
+               {r.request_id(), r.sub_task_id(), int64_t{r.attempt()}, txn->second, r.device_id(),
+                r.provider_id(), r.model(), int64_t{r.role()}, r.token_count(), r.weight(),
+                r.credits_micro(), r.created_unix_ms(), int64_t{r.category()},
+                r.in_answer() ? "true" : "false"})
+            .status());
+  }
+  return absl::OkStatus();
+}
+
+// Stored answers, API keys and feedback verdicts, as they are.
+absl::Status ImportSideTables(pg::Conn& c, const LedgerCopy& copy) {
+  for (const auto& a : copy.answers) {
+    LOOM_RETURN_IF_ERROR(
+        c.Exec("INSERT INTO answers(request_id, account_id, txn_id, response, created_at_ms) "
+               "VALUES($1, $2, $3, $4, $5)",
+               {a.request_id, a.account, a.txn_id, Param::Bytes(a.response), a.created_ms})
+            .status());
+  }
+  for (const auto& k : copy.keys) {
+    LOOM_RETURN_IF_ERROR(c.Exec("INSERT INTO api_keys(id, client_account, secret_sha256, "
+                                "created_at_ms, revoked_at_ms) VALUES($1, $2, $3, $4, $5)",
+                                {k.id, k.account, k.secret_sha256, k.created_ms, k.revoked_ms})
+                             .status());
+  }
+  for (const auto& v : copy.verdicts) {
+    LOOM_RETURN_IF_ERROR(c.Exec("INSERT INTO feedback(request_id, account_id, rating, sub_task_id, "
+                                "created_at_ms) VALUES($1, $2, $3, $4, $5)",
+                                {v.request_id, v.account, v.rating, v.sub_task_id, v.created_ms})
+                             .status());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status PostgresLedger::Import(const LedgerCopy& copy) {
   return Transact([&](Conn& c) -> absl::Status {
     LOOM_ASSIGN_OR_RETURN(int64_t existing, c.Int("SELECT COUNT(*) FROM transactions"));
@@ -169,87 +265,17 @@ absl::Status PostgresLedger::Import(const LedgerCopy& copy) {
                                   {a.id, a.kind, a.created_ms})
                                .status());
     }
-    // One chain for the history, in the source's order; balances from the entries.
-    const std::string chain = "migrated/0";
-    std::string prev;
-    int64_t seq = 0, max_id = 0;
-    std::map<std::string, int64_t> balances;
-    std::map<std::string, int64_t> txn_of_reference;
-    for (const auto& t : copy.transactions) {
-      ++seq;
-      max_id = std::max(max_id, t.id);
-      txn_of_reference[t.reference] = t.id;
-      const std::string hash = Sha256Hex(ChainCanonical(
-          chain, seq,
-          TxnCanonical(kChainVersion, prev, t.id, t.kind, t.reference, t.amount_micro,
-                       t.created_ms, t.records_digest, t.entries)));
-      LOOM_RETURN_IF_ERROR(
-          c.Exec("INSERT INTO transactions(id, kind, reference, amount_micro, created_at_ms, "
-                 "records_digest, chain, chain_seq, prev_hash, hash) "
-                 "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                 {t.id, t.kind, t.reference, t.amount_micro, t.created_ms, t.records_digest, chain,
-                  seq, prev, hash})
-              .status());
-      for (const auto& [account, amount] : t.entries) {
-        LOOM_RETURN_IF_ERROR(c.Exec("INSERT INTO entries(txn_id, account_id, amount_micro) "
-                                    "VALUES($1, $2, $3)",
-                                    {t.id, account, amount})
-                                 .status());
-        balances[account] += amount;
-      }
-      prev = hash;
-    }
-    if (seq > 0) {
-      LOOM_RETURN_IF_ERROR(c.Exec("INSERT INTO chains(chain, seq, head) VALUES($1, $2, $3)",
-                                  {chain, seq, prev})
-                               .status());
-      LOOM_RETURN_IF_ERROR(
-          c.Exec("SELECT setval(pg_get_serial_sequence('transactions', 'id'), $1)", {max_id}).status());
-    }
+    LOOM_ASSIGN_OR_RETURN(ImportedHistory history, ImportHistory(c, copy));
     for (const auto& a : copy.accounts) {
       if (!HasBalanceRow(a.id)) continue;
       LOOM_RETURN_IF_ERROR(c.Exec("INSERT INTO balances(account_id, balance_micro) VALUES($1, $2) "
                                   "ON CONFLICT (account_id) DO UPDATE SET balance_micro = "
                                   "excluded.balance_micro",
-                                  {a.id, balances[a.id]})
+                                  {a.id, history.balances[a.id]})
                                .status());
     }
-    for (const v1::ContributionRecord& r : copy.records) {
-      auto txn = txn_of_reference.find(absl::StrCat("settle:", r.request_id()));
-      if (txn == txn_of_reference.end()) {
-        return absl::DataLossError(absl::StrCat("record of request ", r.request_id(),
-                                                " has no settlement in the source"));
-      }
-      LOOM_RETURN_IF_ERROR(
-          c.Exec("INSERT INTO contributions(request_id, sub_task_id, attempt, txn_id, device_id, "
-                 "provider_id, model, role, token_count, weight, credits_micro, created_at_ms, "
-                 "category, in_answer) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
-                 "$13, $14)",
-                 {r.request_id(), r.sub_task_id(), int64_t{r.attempt()}, txn->second, r.device_id(),
-                  r.provider_id(), r.model(), int64_t{r.role()}, r.token_count(), r.weight(),
-                  r.credits_micro(), r.created_unix_ms(), int64_t{r.category()},
-                  r.in_answer() ? "true" : "false"})
-              .status());
-    }
-    for (const auto& a : copy.answers) {
-      LOOM_RETURN_IF_ERROR(
-          c.Exec("INSERT INTO answers(request_id, account_id, txn_id, response, created_at_ms) "
-                 "VALUES($1, $2, $3, $4, $5)",
-                 {a.request_id, a.account, a.txn_id, Param::Bytes(a.response), a.created_ms})
-              .status());
-    }
-    for (const auto& k : copy.keys) {
-      LOOM_RETURN_IF_ERROR(c.Exec("INSERT INTO api_keys(id, client_account, secret_sha256, "
-                                  "created_at_ms, revoked_at_ms) VALUES($1, $2, $3, $4, $5)",
-                                  {k.id, k.account, k.secret_sha256, k.created_ms, k.revoked_ms})
-                               .status());
-    }
-    for (const auto& v : copy.verdicts) {
-      LOOM_RETURN_IF_ERROR(c.Exec("INSERT INTO feedback(request_id, account_id, rating, sub_task_id, "
-                                  "created_at_ms) VALUES($1, $2, $3, $4, $5)",
-                                  {v.request_id, v.account, v.rating, v.sub_task_id, v.created_ms})
-                               .status());
-    }
+    LOOM_RETURN_IF_ERROR(ImportRecords(c, copy, history.txn_of_reference));
+    LOOM_RETURN_IF_ERROR(ImportSideTables(c, copy));
     return AddOutcomesIn(c, copy.outcomes, absl::ToUnixMillis(clock_->Now()));
   });
 }

@@ -284,31 +284,44 @@ class PostgresLedger::Conn {
       }
       return absl::OkStatus();
     }
-    // What was sent, in order: each statement, preceded by its PREPARE the first time.
+    InFlight pipeline;
+    absl::Status first = SendPipeline(statements, &pipeline);
+    PQpipelineSync(c_);
+    absl::Status read = ReadPipeline(statements, pipeline, last);
+    if (first.ok()) first = read;
+    if (!first.ok()) ForgetPreparedOn(first);
+    PQexitPipelineMode(c_);
+    return first;
+  }
+
+  // What a pipeline sent, in order: each statement, preceded by its PREPARE the first time.
+  struct InFlight {
     struct Sent {
       size_t statement;
       std::string prepare;  // the SQL a PREPARE result confirms; empty for a statement
     };
     std::vector<Sent> sent;
-    absl::flat_hash_map<std::string, std::string> preparing;  // in this pipeline
-    absl::Status first;
+    absl::flat_hash_map<std::string, std::string> preparing;  // SQL -> name, in this pipeline
+  };
+
+  // Queues every statement (and the PREPAREs they need); stops at the first send that fails.
+  absl::Status SendPipeline(const std::vector<Statement>& statements, InFlight* p) {
     for (size_t i = 0; i < statements.size(); ++i) {
       const Statement& st = statements[i];
       const Values v(st.params);
       const int n = static_cast<int>(st.params.size());
       std::string name;
-      if (auto it = preparing.find(st.sql); it != preparing.end()) {
+      if (auto it = p->preparing.find(st.sql); it != p->preparing.end()) {
         name = it->second;
       } else if (auto known = prepared_->find(st.sql); known != prepared_->end()) {
         name = known->second;
       } else if (Preparable(st)) {
         name = NewName();
         if (PQsendPrepare(c_, name.c_str(), st.sql.c_str(), n, nullptr) != 1) {
-          first = absl::UnavailableError(absl::StrCat("postgresql: ", PQerrorMessage(c_)));
-          break;
+          return absl::UnavailableError(absl::StrCat("postgresql: ", PQerrorMessage(c_)));
         }
-        preparing.emplace(st.sql, name);
-        sent.push_back({i, st.sql});
+        p->preparing.emplace(st.sql, name);
+        p->sent.push_back({i, st.sql});
       }
       const int ok =
           name.empty()
@@ -316,15 +329,17 @@ class PostgresLedger::Conn {
                                   v.lengths.data(), v.formats.data(), 0)
               : PQsendQueryPrepared(c_, name.c_str(), n, v.values.data(), v.lengths.data(),
                                     v.formats.data(), 0);
-      if (ok != 1) {
-        first = absl::UnavailableError(absl::StrCat("postgresql: ", PQerrorMessage(c_)));
-        break;
-      }
-      sent.push_back({i, ""});
+      if (ok != 1) return absl::UnavailableError(absl::StrCat("postgresql: ", PQerrorMessage(c_)));
+      p->sent.push_back({i, ""});
     }
-    PQpipelineSync(c_);
-    // Every result, then its terminating null, then the sync. Two nulls in a row mean nothing
-    // more is coming (a broken connection).
+    return absl::OkStatus();
+  }
+
+  // Reads every result, then its terminating null, then the sync; returns the first failure.
+  // Two nulls in a row mean nothing more is coming (a broken connection).
+  absl::Status ReadPipeline(const std::vector<Statement>& statements, const InFlight& p,
+                            std::optional<Result>* last) {
+    absl::Status first;
     size_t at = 0;
     int nulls = 0;
     while (true) {
@@ -348,18 +363,16 @@ class PostgresLedger::Conn {
         continue;
       }
       absl::StatusOr<Result> checked = Check(Result(r));
-      const Sent* what = at < sent.size() ? &sent[at] : nullptr;
+      const InFlight::Sent* what = at < p.sent.size() ? &p.sent[at] : nullptr;
       if (!checked.ok()) {
         if (first.ok()) first = checked.status();
       } else if (what && !what->prepare.empty()) {
-        prepared_->emplace(what->prepare, preparing[what->prepare]);
+        prepared_->emplace(what->prepare, p.preparing.at(what->prepare));
       } else if (last && what && what->statement + 1 == statements.size()) {
         last->emplace(*std::move(checked));
       }
       if (PQstatus(c_) != CONNECTION_OK) break;
     }
-    if (!first.ok()) ForgetPreparedOn(first);
-    PQexitPipelineMode(c_);
     return first;
   }
 

@@ -22,6 +22,15 @@ namespace {
 
 using json = nlohmann::json;
 
+// Sends `req` on `client`; cancellation closes the connection at once.
+httplib::Result Send(httplib::Client* client, const httplib::Request& req,
+                     const Cancellation& cancel) {
+  const int cancel_id = cancel.OnCancel([client] { client->stop(); });
+  httplib::Result result = client->send(req);
+  cancel.RemoveCallback(cancel_id);
+  return result;
+}
+
 template <typename Duration>
 void SetTimeouts(httplib::Client* client, Duration connect, Duration read) {
   client->set_connection_timeout(std::chrono::duration_cast<std::chrono::microseconds>(connect));
@@ -134,6 +143,14 @@ void OpenAIProvider::ReturnClient(std::unique_ptr<httplib::Client> client) {
   idle_.emplace_back(std::move(client), absl::Now());
 }
 
+std::unique_ptr<httplib::Client> OpenAIProvider::Connect(absl::Time deadline, bool* reused) {
+  std::unique_ptr<httplib::Client> client = TakeClient(reused);
+  const absl::Duration left = std::max(deadline - absl::Now(), absl::Microseconds(1));
+  SetTimeouts(client.get(), absl::ToChronoMicroseconds(std::min(options_.connect_timeout, left)),
+              absl::ToChronoMicroseconds(std::min(options_.read_timeout, left)));
+  return client;
+}
+
 namespace {
 
 // One streamed answer, event by event: its text (passed on to the sink), tool calls and log
@@ -226,16 +243,11 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
   AddSampling(request.sampling, &body);
   AddStructure(request.structure, &body);
 
-  const absl::Duration left = request.deadline - absl::Now();
-  if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("deadline already passed");
+  if (request.deadline <= absl::Now()) {
+    return absl::DeadlineExceededError("deadline already passed");
+  }
   bool reused = false;
-  std::unique_ptr<httplib::Client> client_owner = TakeClient(&reused);
-  httplib::Client* client = client_owner.get();
-  SetTimeouts(client, absl::ToChronoMicroseconds(std::min(options_.connect_timeout, left)),
-              absl::ToChronoMicroseconds(std::min(options_.read_timeout, left)));
-
-  // Cancellation (client gone, request deadline) closes the connection at once.
-  const int cancel_id = cancel.OnCancel([client] { client->stop(); });
+  std::unique_ptr<httplib::Client> client = Connect(request.deadline, &reused);
 
   int http_status = 0;
   std::string error_body;
@@ -264,25 +276,17 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
     if (!s.ok() && stream.error.ok() && !stream.consumer_gone) stream.error = s;
     return s.ok();
   };
-  httplib::Result result = client->send(req);
-  cancel.RemoveCallback(cancel_id);
+  httplib::Result result = Send(client.get(), req, cancel);
   // A kept-alive connection the server closed while it was idle fails before any answer:
   // the call is made again once on a new connection (nothing reached the model).
   if (!result && reused && http_status == 0 && stream.text.empty() && !cancel.IsCancelled() &&
       absl::Now() < request.deadline) {
-    bool again = false;
     {
       absl::MutexLock lock(&pool_mu_);
       idle_.clear();  // opened as long ago as this one, or longer
     }
-    client_owner = TakeClient(&again);
-    client = client_owner.get();
-    const absl::Duration remaining = request.deadline - absl::Now();
-    SetTimeouts(client, absl::ToChronoMicroseconds(std::min(options_.connect_timeout, remaining)),
-                absl::ToChronoMicroseconds(std::min(options_.read_timeout, remaining)));
-    const int retry_cancel_id = cancel.OnCancel([client] { client->stop(); });
-    result = client->send(req);
-    cancel.RemoveCallback(retry_cancel_id);
+    client = Connect(request.deadline, &reused);
+    result = Send(client.get(), req, cancel);
   }
 
   if (stream.consumer_gone || cancel.IsCancelled()) return absl::CancelledError("cancelled");
@@ -301,7 +305,7 @@ absl::StatusOr<v1::InferChunk> OpenAIProvider::Generate(const GenerateRequest& r
   }
   v1::InferChunk last = stream.Final(request);
   // The response was read to its end: the connection can carry the next call.
-  ReturnClient(std::move(client_owner));
+  ReturnClient(std::move(client));
   return last;
 }
 
@@ -310,12 +314,9 @@ absl::StatusOr<v1::EmbedResponse> OpenAIProvider::Embed(const std::vector<std::s
                                                         const Cancellation& cancel) {
   json body = {{"model", options_.model}, {"input", input}, {"encoding_format", "float"}};
   if (dimensions > 0) body["dimensions"] = dimensions;
-  const absl::Duration left = deadline - absl::Now();
-  if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("deadline already passed");
+  if (deadline <= absl::Now()) return absl::DeadlineExceededError("deadline already passed");
   bool reused = false;
-  std::unique_ptr<httplib::Client> client = TakeClient(&reused);
-  SetTimeouts(client.get(), absl::ToChronoMicroseconds(std::min(options_.connect_timeout, left)),
-              absl::ToChronoMicroseconds(std::min(options_.read_timeout, left)));
+  std::unique_ptr<httplib::Client> client = Connect(deadline, &reused);
   httplib::Client* raw = client.get();
   const int cancel_id = cancel.OnCancel([raw] { raw->stop(); });
   httplib::Result result =

@@ -85,6 +85,8 @@ class OpenAIProvider : public InferenceProvider {
   std::unique_ptr<httplib::Client> TakeClient(bool* reused);
   // Back to the pool after a call that ended cleanly (its connection is in a known state).
   void ReturnClient(std::unique_ptr<httplib::Client> client);
+  // TakeClient, with connect and read timeouts cut to what is left before `deadline`.
+  std::unique_ptr<httplib::Client> Connect(absl::Time deadline, bool* reused);
 
   const OpenAIProviderOptions options_;
   const std::string origin_;  // scheme://host:port

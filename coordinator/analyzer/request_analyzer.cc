@@ -106,6 +106,28 @@ std::array<double, 9> RequestAnalyzer::Score(const std::string& text) { return l
 RequestAnalyzer::RequestAnalyzer(AnalyzerOptions options)
     : options_(options), model_(options.model ? *options.model : CategoryModel::Builtin()) {}
 
+// An ask made of one instruction piece: the instruction (*instr) without what it carries after
+// a colon (*payload), scored on its own instruction; the payload counts 0.3.
+Ask RequestAnalyzer::InstructionAsk(const std::string& piece, std::string* instr,
+                                    std::string* payload) const {
+  Ask ask;
+  ask.text = piece;
+  SplitInstruction(piece, instr, payload);
+  if (!payload->empty()) ask.text = std::string(absl::StripAsciiWhitespace(*instr));
+  ask.scores = Score(*instr);
+  if (!payload->empty()) {
+    std::array<double, 9> p = Score(*payload);
+    for (C c : kAllCategories) ask.scores[c] += 0.3 * p[c];
+  }
+  // The classifier reads the instruction (pasted material would decide what the ask is
+  // "about": an explanation of pasted code is not code), with the lexicon's scores.
+  if (!options_.lexicon_only) ask.probs = model_.Predict(*instr, ask.scores);
+  return ask;
+}
+
+// Long on purpose: one pass over the pieces carries the state that decides what each one is
+// (inside pasted material, an open list of aspects and its items, a list of material); split
+// up, that state would be threaded through every part.
 Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_output_tokens) const {
   Analysis a;
   // 1. Pieces: sentences, then connectors; mark instructions and context.
@@ -180,29 +202,16 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
         context.push_back(piece.text);
         continue;
       }
-      Ask ask;
-      ask.text = piece.text;
+      std::string instr, payload;
+      Ask ask = InstructionAsk(piece.text, &instr, &payload);
       ask.explicit_separate = piece.explicit_separate;
       ask.sequential = piece.sequential;
-      std::string instr, payload;
-      SplitInstruction(piece.text, &instr, &payload);
       if (!payload.empty()) {
         in_payload = true;
         context.push_back(std::string(absl::StripAsciiWhitespace(payload)));
-        ask.text = std::string(absl::StripAsciiWhitespace(instr));
-      }
-      // An ask is scored on its own instruction; what it carries after a colon counts 0.3.
-      ask.scores = Score(instr);
-      if (payload.empty() && instr == text) whole.scores = ask.scores;
-      if (!payload.empty()) {
-        std::array<double, 9> p = Score(payload);
-        for (C c : kAllCategories) ask.scores[c] += 0.3 * p[c];
-      }
-      // The classifier reads the instruction (pasted material would decide what the ask is
-      // "about": an explanation of pasted code is not code), with the lexicon's scores.
-      if (!options_.lexicon_only) {
-        ask.probs = model_.Predict(instr, ask.scores);
-        if (payload.empty() && instr == text) whole.probs = ask.probs;
+      } else if (instr == text) {
+        whole.scores = ask.scores;
+        if (!options_.lexicon_only) whole.probs = ask.probs;
       }
       ask.refers_back = !a.asks.empty() && HasAny(absl::AsciiStrToLower(instr), kBackReferences);
       if (payload.empty()) {

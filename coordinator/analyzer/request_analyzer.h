@@ -93,6 +93,7 @@ class RequestAnalyzer {
   };
   Analysis Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
                   const WholeText& whole) const;
+  Ask InstructionAsk(const std::string& piece, std::string* instr, std::string* payload) const;
   // The steps after the split into asks (request_analyzer.cc numbers them).
   int Categorize(Analysis* a) const;
   void MergeAsks(Analysis* a) const;
