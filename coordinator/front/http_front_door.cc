@@ -287,6 +287,7 @@ HttpFrontDoor::Admitted HttpFrontDoor::Admit(HttpExchange& exchange, v1::Complet
     return a;
   }
   a.deadline = runner_->clock()->Now() + options_.request_timeout;
+  a.created = absl::ToUnixSeconds(absl::Now());
   // The client leaving (the server sees the connection close) cancels the request.
   a.cancel = exchange.client_gone();
   absl::StatusOr<Admission::Ticket> ticket =
@@ -314,15 +315,13 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
   Admitted admitted = Admit(exchange, &request, parsed.dropped);
   if (admitted.refused) return *std::move(admitted.refused);
   HttpResponse& res = admitted.res;
-  const absl::Time deadline = admitted.deadline;
-  Cancellation* cancel = admitted.cancel;
-  const int64_t created = absl::ToUnixSeconds(absl::Now());
   const std::string id = absl::StrCat("resp_", request.request_id());
 
   if (!parsed.stream) {
-    absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, cancel, arrived);
+    absl::StatusOr<v1::CompleteResponse> r =
+        runner_->Run(request, admitted.deadline, nullptr, admitted.cancel, arrived);
     if (!r.ok()) return ErrorResponse(std::move(res), r.status());
-    json out = ResponseJson(id, created, parsed.model,
+    json out = ResponseJson(id, admitted.created, parsed.model,
                             FinishReason(*r) == "length" ? "incomplete" : "completed", r->output(),
                             r->usage().prompt_tokens(), r->usage().completion_tokens(),
                             r->tool_calls_json());
@@ -335,16 +334,16 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
     return res;
   }
 
-  ResponsesStream events(id, created, parsed.model);
+  ResponsesStream events(id, admitted.created, parsed.model);
   LazyEventStream stream(&exchange, res);
   absl::StatusOr<v1::CompleteResponse> r = runner_->Run(
-      request, deadline,
+      request, admitted.deadline,
       [&](const v1::CompleteEvent& e) {
         if (e.has_output() && e.output().answer()) {
           stream.Send(events.Delta(e.output().text()), events.Start());
         }
       },
-      cancel, arrived);
+      admitted.cancel, arrived);
   if (!r.ok() && !stream.started()) return ErrorResponse(std::move(res), r.status());
   if (!r.ok()) {
     stream.Send(events.Fail(ErrorCode(HttpStatusFor(r.status())), std::string(r.status().message())),
@@ -361,29 +360,25 @@ HttpResponse HttpFrontDoor::Responses(HttpExchange& exchange) {
 HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
   const HttpRequest& req = exchange.request();
   const absl::Time arrived = runner_->clock()->Now();  // parsing counts as overhead too
-  v1::CompleteRequest request;
-  bool stream = false, include_usage = false;
-  std::string model;
-  std::vector<std::string> dropped;
-  if (absl::Status s = ParseChatRequest(req.body, &request, &stream, &include_usage, &model,
-                                        options_.drop_params, &dropped);
+  Completion call;
+  if (absl::Status s = ParseChatRequest(req.body, &call.request, &call.stream, &call.include_usage,
+                                        &call.model, options_.drop_params, &call.dropped);
       !s.ok()) {
     return ErrorResponse(s);
   }
-  if (options_.drop_params) DropUnservedStructure(&request, &dropped);
-  Admitted admitted = Admit(exchange, &request, dropped);
+  if (options_.drop_params) DropUnservedStructure(&call.request, &call.dropped);
+  Admitted admitted = Admit(exchange, &call.request, call.dropped);
   if (admitted.refused) return *std::move(admitted.refused);
+  auto& [request, stream, include_usage, model, dropped] = call;
   HttpResponse& res = admitted.res;
-  const absl::Time deadline = admitted.deadline;
-  Cancellation* cancel = admitted.cancel;
-  const int64_t created = absl::ToUnixSeconds(absl::Now());
 
   if (!stream) {
-    absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, cancel, arrived);
+    absl::StatusOr<v1::CompleteResponse> r =
+        runner_->Run(request, admitted.deadline, nullptr, admitted.cancel, arrived);
     if (!r.ok()) return ErrorResponse(std::move(res), r.status());
     json out = {{"id", absl::StrCat("chatcmpl-", r->request_id())},
                 {"object", "chat.completion"},
-                {"created", created},
+                {"created", admitted.created},
                 {"model", model},
                 {"choices", json::array()},
                 {"usage", Usage(*r)},
@@ -406,22 +401,23 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
 
   // Streamed: the request runs on this thread and its answer text is written to the client
   // as the devices produce it (the runner calls the sink one event at a time).
-  SseWriter writer(&exchange, res, absl::StrCat("chatcmpl-", request.request_id()), created, model,
-                   std::max(1, request.n()));
+  SseWriter writer(&exchange, res, absl::StrCat("chatcmpl-", request.request_id()),
+                   admitted.created, model, std::max(1, request.n()));
   // With n > 1 each choice's text carries its passthrough's sub-task id, in the plan's order.
   std::map<std::string, int> choice_of;
   absl::StatusOr<v1::CompleteResponse> r = runner_->Run(
-      request, deadline,
+      request, admitted.deadline,
       [&](const v1::CompleteEvent& e) {
         if (e.has_plan()) {
-          for (int i = 0; i < e.plan().sub_tasks_size(); ++i) choice_of[e.plan().sub_tasks(i).id()] = i;
+          for (int i = 0; i < e.plan().sub_tasks_size(); ++i)
+            choice_of[e.plan().sub_tasks(i).id()] = i;
         }
         if (e.has_output() && e.output().answer()) {
           auto it = choice_of.find(e.output().sub_task_id());
           writer.Text(e.output().text(), request.n() > 1 && it != choice_of.end() ? it->second : 0);
         }
       },
-      cancel, arrived);
+      admitted.cancel, arrived);
   if (!r.ok() && !writer.started()) return ErrorResponse(std::move(res), r.status());
   writer.Finish(r, include_usage);
   return HttpResponse{};
@@ -435,7 +431,6 @@ HttpResponse HttpFrontDoor::Embeddings(HttpExchange& exchange) {
   Admitted admitted = Admit(exchange, &who, {});
   if (admitted.refused) return *std::move(admitted.refused);
   HttpResponse& res = admitted.res;
-  const absl::Time deadline = admitted.deadline;
   const std::string account = ClientAccount(who.client_id());
   if (metrics_) metrics_->RecordModel(call.model);
   absl::StatusOr<EmbeddingResult> r = embeddings_->Run(
@@ -445,7 +440,7 @@ HttpResponse HttpFrontDoor::Embeddings(HttpExchange& exchange) {
        .model = call.model,
        .input = call.input,
        .dimensions = call.dimensions,
-       .deadline = deadline},
+       .deadline = admitted.deadline},
       admitted.cancel);
   if (!r.ok()) return ErrorResponse(std::move(res), r.status());
   json out = EmbeddingsJson(call, r->response, r->tokens);
@@ -458,33 +453,33 @@ HttpResponse HttpFrontDoor::Embeddings(HttpExchange& exchange) {
 HttpResponse HttpFrontDoor::Completions(HttpExchange& exchange) {
   const HttpRequest& req = exchange.request();
   const absl::Time arrived = runner_->clock()->Now();
-  v1::CompleteRequest request;
-  bool stream = false, include_usage = false;
-  std::string model;
-  std::vector<std::string> dropped;
-  if (absl::Status s = ParseCompletionRequest(req.body, &request, &stream, &include_usage, &model,
-                                              options_.drop_params, &dropped);
+  Completion call;
+  if (absl::Status s =
+          ParseCompletionRequest(req.body, &call.request, &call.stream, &call.include_usage,
+                                 &call.model, options_.drop_params, &call.dropped);
       !s.ok()) {
     return ErrorResponse(s);
   }
-  Admitted admitted = Admit(exchange, &request, dropped);
+  Admitted admitted = Admit(exchange, &call.request, call.dropped);
   if (admitted.refused) return *std::move(admitted.refused);
+  auto& [request, stream, include_usage, model, dropped] = call;
   HttpResponse& res = admitted.res;
-  const absl::Time deadline = admitted.deadline;
-  Cancellation* cancel = admitted.cancel;
-  const int64_t created = absl::ToUnixSeconds(absl::Now());
   const std::string id = absl::StrCat("cmpl-", request.request_id());
   auto choice = [](const std::string& text, const json& finish) {
     return json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr},
                          {"finish_reason", finish}}});
   };
   auto object = [&](json choices) {
-    return json{{"id", id}, {"object", "text_completion"}, {"created", created},
-                {"model", model}, {"choices", std::move(choices)}};
+    return json{{"id", id},
+                {"object", "text_completion"},
+                {"created", admitted.created},
+                {"model", model},
+                {"choices", std::move(choices)}};
   };
 
   if (!stream) {
-    absl::StatusOr<v1::CompleteResponse> r = runner_->Run(request, deadline, nullptr, cancel, arrived);
+    absl::StatusOr<v1::CompleteResponse> r =
+        runner_->Run(request, admitted.deadline, nullptr, admitted.cancel, arrived);
     if (!r.ok()) return ErrorResponse(std::move(res), r.status());
     json out = object(choice(r->output(), FinishReason(*r)));
     out["usage"] = Usage(*r);
@@ -499,11 +494,11 @@ HttpResponse HttpFrontDoor::Completions(HttpExchange& exchange) {
     return events.Send(absl::StrCat("data: ", DumpJson(chunk), "\n\n"));
   };
   absl::StatusOr<v1::CompleteResponse> r = runner_->Run(
-      request, deadline,
+      request, admitted.deadline,
       [&](const v1::CompleteEvent& e) {
         if (e.has_output() && e.output().answer()) send(object(choice(e.output().text(), nullptr)));
       },
-      cancel, arrived);
+      admitted.cancel, arrived);
   if (!r.ok() && !events.started()) return ErrorResponse(std::move(res), r.status());
   bool ok;
   if (!r.ok()) {

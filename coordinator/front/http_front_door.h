@@ -113,9 +113,17 @@ class HttpFrontDoor {
   struct Admitted {
     HttpResponse res;  // the headers so far, to build the response on
     absl::Time deadline;
+    int64_t created = 0;  // the response's "created", in Unix seconds
     Cancellation* cancel = nullptr;
     std::optional<Admission::Ticket> ticket;
     std::optional<HttpResponse> refused;
+  };
+  // A chat or legacy completions request as its codec parsed it.
+  struct Completion {
+    v1::CompleteRequest request;
+    bool stream = false, include_usage = false;
+    std::string model;
+    std::vector<std::string> dropped;
   };
   Admitted Admit(HttpExchange& exchange, v1::CompleteRequest* request,
                  const std::vector<std::string>& dropped);
