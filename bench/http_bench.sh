@@ -23,7 +23,7 @@ wait_for() {  # a ready file, at most 10 s
 }
 field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 
-"$BIN/openai_standin" --models=bench-model --ready_file="$dir/standin.json" 2>"$dir/standin.log" & pids+=($!)
+"$BIN/openai_standin" --models=bench-model --threads=512 --ready_file="$dir/standin.json" 2>"$dir/standin.log" & pids+=($!)
 wait_for "$dir/standin.json"
 base=$(field "$dir/standin.json" base_url)
 "$BIN/loom-coordinator" --grpc_listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --ledger_db="$dir/loom.db" \

@@ -19,10 +19,11 @@
 // top_logprobs, logprobs unstreamed, n > 1, queueing under load,
 // chunked prompt processing delays, the non-streamed "usage" of every variant, authentication
 // (it records the Authorization header but accepts any), and HTTP/2 or TLS.
-// Limits it shares with llama-server (both are cpp-httplib): a fixed pool of 8 request threads,
-// and a kept-alive connection holds its thread while idle (up to 5 s); a ninth connection
-// waits. bench/http_bench.sh's direct clients and the worker share it, so a run can see a
-// worker call wait past its attempt deadline (a 503 from the coordinator).
+// Limits it shares with llama-server (both are cpp-httplib): a fixed pool of request threads
+// (8 unless set_threads), and a kept-alive connection holds its thread while idle (up to 5 s);
+// one connection more than the pool waits. bench/http_bench.sh's direct clients and the worker
+// share one stand-in, so it runs it with a pool as large as both together (--threads), as an
+// instant upstream that is nobody's bottleneck (vLLM and Ollama have no such pool).
 //
 // Thread-safe.
 #ifndef LOOM_TESTS_FAKES_OPENAI_STANDIN_H_
@@ -87,6 +88,10 @@ class OpenAIStandIn {
   ~OpenAIStandIn() { Stop(); }
 
   // Binds 127.0.0.1 on a free port and serves on a thread; returns the base URL.
+  // Request threads (before Start): cpp-httplib's default is 8.
+  void set_threads(int n) {
+    server_.new_task_queue = [n] { return new httplib::ThreadPool(static_cast<size_t>(n)); };
+  }
   std::string Start() {
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });

@@ -20,6 +20,9 @@
 ABSL_FLAG(std::string, models, "standin", "Comma-separated model names to serve.");
 ABSL_FLAG(std::string, ready_file, "", "Write {\"base_url\": ...} here once serving.");
 ABSL_FLAG(std::string, flavor, "plain", "Model list as: plain, llamacpp or ollama.");
+ABSL_FLAG(int32_t, threads, 8,
+          "Request threads (cpp-httplib's pool; llama-server's is as small). A kept-alive "
+          "connection holds one while idle, so a bench with many clients wants more.");
 ABSL_FLAG(std::string, loading_until_file, "",
           "Answer 503 \"Loading model\" until this file exists (checked every 50 ms).");
 
@@ -28,6 +31,12 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   std::vector<std::string> models = absl::StrSplit(absl::GetFlag(FLAGS_models), ',');
   loom::OpenAIStandIn server(models);
+  if (const int threads = absl::GetFlag(FLAGS_threads); threads < 1 || threads > 4096) {
+    std::cerr << "openai_standin: --threads is 1 to 4096\n";
+    return 2;
+  } else {
+    server.set_threads(threads);
+  }
   const std::string flavor = absl::GetFlag(FLAGS_flavor);
   if (flavor == "llamacpp") {
     server.set_flavor(loom::OpenAIStandIn::Flavor::kLlamaServer);
