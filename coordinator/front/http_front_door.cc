@@ -371,7 +371,10 @@ HttpResponse HttpFrontDoor::Chat(HttpExchange& exchange) {
   if (options_.drop_params) DropUnservedStructure(&call.request, &call.dropped);
   Admitted admitted = Admit(exchange, &call.request, call.dropped);
   if (admitted.refused) return *std::move(admitted.refused);
-  auto& [request, stream, include_usage, model, dropped] = call;
+  // References, not a structured binding: clang 14 cannot capture one in a lambda.
+  v1::CompleteRequest& request = call.request;
+  const bool stream = call.stream, include_usage = call.include_usage;
+  const std::string& model = call.model;
   HttpResponse& res = admitted.res;
 
   if (!stream) {
@@ -464,7 +467,10 @@ HttpResponse HttpFrontDoor::Completions(HttpExchange& exchange) {
   }
   Admitted admitted = Admit(exchange, &call.request, call.dropped);
   if (admitted.refused) return *std::move(admitted.refused);
-  auto& [request, stream, include_usage, model, dropped] = call;
+  // References, not a structured binding: clang 14 cannot capture one in a lambda.
+  v1::CompleteRequest& request = call.request;
+  const bool stream = call.stream, include_usage = call.include_usage;
+  const std::string& model = call.model;
   HttpResponse& res = admitted.res;
   const std::string id = absl::StrCat("cmpl-", request.request_id());
   auto choice = [](const std::string& text, const json& finish) {
