@@ -72,7 +72,7 @@ absl::StatusOr<int> HttpServer::Impl::Start(const std::string& host, int port) {
     }
   }
   boost::system::error_code ec;
-  tcp::resolver resolver(ioc_);
+  tcp::resolver resolver(*iocs_.front());
   auto endpoints = resolver.resolve(host, std::to_string(port), tcp::resolver::passive, ec);
   if (ec || endpoints.empty()) {
     return absl::UnavailableError(absl::StrCat("cannot resolve ", host, ": ", ec.message()));
@@ -91,16 +91,14 @@ absl::StatusOr<int> HttpServer::Impl::Start(const std::string& host, int port) {
     absl::MutexLock lock(&mu_);
     started_ = true;
   }
-  work_.emplace(ioc_.get_executor());
+  for (auto& ioc : iocs_) work_.emplace_back(ioc->get_executor());
   net::dispatch(acceptor_.get_executor(), [this] { Accept(); });
-  for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
-    io_threads_.emplace_back([this] { ioc_.run(); });
-  }
+  for (auto& ioc : iocs_) io_threads_.emplace_back([ctx = ioc.get()] { ctx->run(); });
   return bound;
 }
 
 void HttpServer::Impl::Accept() {
-  acceptor_.async_accept(net::make_strand(ioc_), [this](boost::system::error_code ec, tcp::socket socket) {
+  acceptor_.async_accept(net::make_strand(NextContext()), [this](boost::system::error_code ec, tcp::socket socket) {
     if (!acceptor_.is_open() || ec == net::error::operation_aborted) return;
     if (ec) {
       // Out of descriptors (EMFILE) and the like: try again shortly instead of spinning.
@@ -181,8 +179,8 @@ void HttpServer::Impl::Stop() {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(idle, &handlers_));
   }
-  work_.reset();
-  ioc_.stop();
+  work_.clear();
+  for (auto& ioc : iocs_) ioc->stop();
   for (auto& t : io_threads_) t.join();
   io_threads_.clear();
 }

@@ -4,6 +4,8 @@
 // Internal to the HTTP server: what http_server.cc (listening, admission, stop) and
 // http_session.cc (one connection's reads, handler runs and writes) share. Not for other code.
 
+#include <algorithm>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -60,7 +62,8 @@ class HttpServer::Impl {
       : options_(std::move(options)),
         error_(std::move(error)),
         finish_(std::move(finish)),
-        acceptor_(http_internal::net::make_strand(ioc_)),
+        iocs_(MakeContexts(options_.io_threads)),
+        acceptor_(http_internal::net::make_strand(*iocs_.front())),
         retry_timer_(acceptor_.get_executor()) {}
 
   ~Impl() { Stop(); }
@@ -149,12 +152,24 @@ class HttpServer::Impl {
   int64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t timed_out_ ABSL_GUARDED_BY(mu_) = 0;
 
+  // One io_context per I/O thread, each connection on one of them (round robin): a thread
+  // runs its own reactor and never wakes another, where one context shared by two threads
+  // passed every event through a mutex and a condition variable (a third of the
+  // coordinator's futex calls on the keep-alive path).
+  using IoContext = http_internal::net::io_context;
+  static std::vector<std::unique_ptr<IoContext>> MakeContexts(int n) {
+    std::vector<std::unique_ptr<IoContext>> out;
+    for (int i = 0; i < std::max(1, n); ++i) out.push_back(std::make_unique<IoContext>(1));
+    return out;
+  }
+  IoContext& NextContext() {
+    return *iocs_[next_context_.fetch_add(1, std::memory_order_relaxed) % iocs_.size()];
+  }
   // Destroyed before the state above: pending operations hold connections, whose
   // destructors call Forget.
-  http_internal::net::io_context ioc_;
-  std::optional<
-      http_internal::net::executor_work_guard<http_internal::net::io_context::executor_type>>
-      work_;
+  std::vector<std::unique_ptr<IoContext>> iocs_;
+  std::atomic<size_t> next_context_{0};
+  std::vector<http_internal::net::executor_work_guard<IoContext::executor_type>> work_;
   std::optional<http_internal::ssl::context> tls_;
   tcp::acceptor acceptor_;
   http_internal::net::steady_timer retry_timer_;
