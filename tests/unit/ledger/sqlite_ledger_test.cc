@@ -495,7 +495,8 @@ PRAGMA user_version = 1;
 TEST_F(SqliteLedgerTest, AnyBytesInReferencesAndIdsKeepTheChainVerifiable) {
   // NUL, separators of the old hashed form, non-ASCII: the chain holds for all of them (the
   // coordinator refuses such request ids anyway; the ledger must not depend on it).
-  const std::string odd = std::string("a\0b|c=d\xff", 10);
+  static constexpr char kOdd[] = "a\0b|c=d\xff";
+  const std::string odd(kOdd, sizeof(kOdd) - 1);  // 8 bytes, the NUL inside included
   ASSERT_TRUE(ledger_->Grant(ClientAccount("alice"), 5, odd).ok());
   ASSERT_TRUE(ledger_->Grant(ClientAccount("alice"), 5, "a").ok()) << "a prefix is another reference";
   ASSERT_TRUE(ledger_->Settle({odd, ClientAccount("alice"), {Record(odd, "p1", kCredit)}}).ok());
