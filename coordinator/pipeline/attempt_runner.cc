@@ -41,47 +41,6 @@ v1::CompleteEvent TaskEvent(v1::SubTaskEvent::Kind kind, const std::string& sub_
 
 }  // namespace
 
-void AttemptLog::Add(v1::Attempt attempt) {
-  if (observer_) observer_(attempt);
-  absl::MutexLock lock(&mu_);
-  attempts_.push_back(std::move(attempt));
-}
-
-std::vector<v1::Attempt> AttemptLog::attempts() const {
-  absl::MutexLock lock(&mu_);
-  return attempts_;
-}
-
-void AttemptLog::CallStarted() {
-  absl::MutexLock lock(&mu_);
-  if (in_flight_++ == 0) busy_since_ = clock_->Now();
-}
-
-void AttemptLog::CallFinished() {
-  absl::MutexLock lock(&mu_);
-  if (--in_flight_ == 0) busy_ += clock_->Now() - busy_since_;
-}
-
-void AttemptLog::AddDelivered(Delivered delivered) {
-  absl::MutexLock lock(&mu_);
-  delivered_.push_back(std::move(delivered));
-}
-
-std::vector<AttemptLog::Delivered> AttemptLog::delivered() const {
-  absl::MutexLock lock(&mu_);
-  return delivered_;
-}
-
-void AttemptLog::ForEachDelivered(absl::FunctionRef<void(const Delivered&)> visit) const {
-  absl::MutexLock lock(&mu_);
-  for (const Delivered& d : delivered_) visit(d);
-}
-
-absl::Duration AttemptLog::device_wait() const {
-  absl::MutexLock lock(&mu_);
-  return in_flight_ > 0 ? busy_ + (clock_->Now() - busy_since_) : busy_;
-}
-
 AttemptRunner::AttemptRunner(AttemptOptions options, DeviceRegistry* registry,
                              const ModelSelector* selector, DeviceClient* devices, Clock* clock,
                              Metrics* metrics)
@@ -107,31 +66,6 @@ void AddEarlier(const CallSpec& spec, const CallResult& result, bool partial, At
 }
 
 }  // namespace
-
-void AttemptLog::ExcludeDevices(std::set<std::string> devices) {
-  absl::MutexLock lock(&mu_);
-  excluded_ = std::move(devices);
-}
-
-void AttemptLog::NotePolicy(const std::string& sub_task_id, std::string note) {
-  absl::MutexLock lock(&mu_);
-  for (const auto& [id, text] : policy_notes_) {
-    if (id == sub_task_id) return;
-  }
-  policy_notes_.emplace_back(sub_task_id, std::move(note));
-}
-
-std::vector<std::string> AttemptLog::policy_notes() const {
-  absl::MutexLock lock(&mu_);
-  std::vector<std::string> out;
-  for (const auto& [id, text] : policy_notes_) out.push_back(absl::StrCat(id, ": ", text));
-  return out;
-}
-
-std::set<std::string> AttemptLog::excluded_devices() const {
-  absl::MutexLock lock(&mu_);
-  return excluded_;
-}
 
 // One Run: the attempts of one call, device after device, and what carries from a failed
 // attempt to the next (devices excluded, streamed text continued, tokens already paid).
