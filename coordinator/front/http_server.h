@@ -4,7 +4,7 @@
 // Event-driven: two I/O threads hold every connection, so idle keep-alive connections and
 // dripping clients cost a few KiB each, not a thread. A handler runs on a thread of its own
 // (reused from a ThreadCache) only while it works, and may block there; routes marked
-// `on_io_thread` (probes, scrapes, the model list) run on the I/O threads at once, so they answer under any
+// `on_io_thread` (probes, scrapes) run on the I/O threads at once, so they answer under any
 // load of requests.
 //
 //   HttpServer server(options);
