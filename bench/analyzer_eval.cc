@@ -12,6 +12,7 @@
 // should compile, the rest should not), category accuracy against the mapping's primary label
 // and against primary-or-alternative, recall per category, how many fell back to general, and
 // the decision time (p50, p99 over prompts; each prompt's fastest of three runs).
+// --slowest=N lists the N prompts the trained analyzer took longest on.
 // --unsure_below=P sets the trained analyzer's confidence floor (AnalyzerOptions::unsure_below). --show=LABEL prints each prompt of that source label.
 #include <algorithm>
 #include <chrono>
@@ -90,6 +91,7 @@ void Print(const std::string& name, const Result& r, bool by_label) {
 int main(int argc, char** argv) {
   std::string dir, split = "heldout", show;
   bool by_label = false;
+  int slowest_n = 0;
   loom::AnalyzerOptions trained_options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -99,6 +101,8 @@ int main(int argc, char** argv) {
       show = arg.substr(7);
     } else if (absl::StartsWith(arg, "--unsure_below=")) {
       trained_options.unsure_below = std::stod(arg.substr(15));
+    } else if (absl::StartsWith(arg, "--slowest=")) {
+      slowest_n = std::stoi(arg.substr(10));
     } else if (arg == "--by_label") {
       by_label = true;
     } else if (dir.empty() && arg[0] != '-') {
@@ -110,6 +114,7 @@ int main(int argc, char** argv) {
   }
   if (dir.empty() || (split != "heldout" && split != "all")) {
     std::cerr << "usage: loom_analyzer_eval DIR [--split=heldout|all] [--by_label] [--show=LABEL]\n"
+                 "                          [--slowest=N]  (the N slowest prompts)\n"
                  "                          [--unsure_below=P]  (the trained analyzer's fallback)\n"
                  "  DIR holds label_mappings.json and the .jsonl sets\n";
     return 2;
@@ -125,6 +130,7 @@ int main(int argc, char** argv) {
   const std::vector<std::pair<std::string, loom::RequestAnalyzer>> analyzers = {
       {"lexicon", loom::RequestAnalyzer(lexicon_options)}, {"trained", loom::RequestAnalyzer(trained_options)}};
   std::map<std::string, Result> overall;
+  std::vector<std::pair<double, std::string>> slowest;  // the trained analyzer's, for --slowest
   std::cout << "split: " << split << "\n";
   for (auto& [set, spec] : mappings.items()) {
     if (set.front() == '_') continue;
@@ -152,6 +158,7 @@ int main(int argc, char** argv) {
           us = std::min(us, std::chrono::duration<double, std::micro>(
                                 std::chrono::steady_clock::now() - start).count());
         }
+        if (name == "trained" && slowest_n > 0) slowest.emplace_back(us, text);
         for (Result* r : {&results[name], &overall[name]}) {
           r->micros.push_back(us);
           if (primary == "MULTI") {
@@ -185,5 +192,12 @@ int main(int argc, char** argv) {
   }
   std::cout << "== all sets ==\n";
   for (const auto& [name, analyzer] : analyzers) Print(name, overall[name], false);
+  std::sort(slowest.rbegin(), slowest.rend());
+  for (size_t i = 0; i < slowest.size() && i < static_cast<size_t>(slowest_n); ++i) {
+    std::string head = slowest[i].second.substr(0, 100);
+    std::replace(head.begin(), head.end(), '\n', ' ');
+    std::cout << absl::StrFormat("slow %7.1f us  %6d bytes  %s\n", slowest[i].first,
+                                 slowest[i].second.size(), head);
+  }
   return 0;
 }

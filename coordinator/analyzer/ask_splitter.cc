@@ -193,22 +193,28 @@ bool IsInstruction(absl::string_view text, bool strong_only) {
 // and at newlines. Abbreviations like "e.g." do not end a sentence.
 std::vector<std::string> Sentences(const std::string& text) {
   std::vector<std::string> out;
-  std::string current;
+  const absl::string_view all(text);
+  size_t start = 0;  // the current sentence is all[start, i]
+  auto flush = [&](size_t end) {
+    const absl::string_view current = all.substr(start, end - start);
+    if (!absl::StripAsciiWhitespace(current).empty()) out.emplace_back(current);
+  };
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (c == '\n') {
-      if (!absl::StripAsciiWhitespace(current).empty()) out.push_back(current);
-      current.clear();
+      flush(i);
+      start = i + 1;
       continue;
     }
-    current += c;
     if ((c == '.' || c == '?' || c == '!') && i + 2 < text.size() && text[i + 1] == ' ') {
       const unsigned char next = text[i + 2];
       const bool starts = std::isupper(next) || std::isdigit(next) || next == '-' || next == '*' ||
                           next >= 0x80;
+      if (!starts) continue;
+      const absl::string_view current = all.substr(start, i + 1 - start);
       // The abbreviations are at most 4 bytes: only the end of the sentence is lowered.
       const std::string lower =
-          absl::AsciiStrToLower(absl::string_view(current).substr(current.size() - std::min<size_t>(current.size(), 4)));
+          absl::AsciiStrToLower(current.substr(current.size() - std::min<size_t>(current.size(), 4)));
       const bool abbreviation = absl::EndsWith(lower, "e.g.") || absl::EndsWith(lower, "i.e.") ||
                                 absl::EndsWith(lower, " vs.") || absl::EndsWith(lower, "mr.") ||
                                 absl::EndsWith(lower, "dr.") || absl::EndsWith(lower, "etc.");
@@ -218,13 +224,13 @@ std::vector<std::string> Sentences(const std::string& text) {
           so_far.size() >= 2 && so_far.size() <= 4 &&
           std::all_of(so_far.begin(), so_far.end() - 1,
                       [](char d) { return std::isdigit(static_cast<unsigned char>(d)); });
-      if (starts && !abbreviation && !list_number) {
-        out.push_back(current);
-        current.clear();
+      if (!abbreviation && !list_number) {
+        out.emplace_back(current);
+        start = i + 1;
       }
     }
   }
-  if (!absl::StripAsciiWhitespace(current).empty()) out.push_back(current);
+  flush(text.size());
   return out;
 }
 

@@ -242,28 +242,30 @@ bool HasPhrase(absl::string_view lower, absl::string_view phrase) {
 // quoted spans are dropped, text after the first ": " goes to `payload`.
 void SplitInstruction(absl::string_view text, std::string* instruction, std::string* payload) {
   std::string unquoted;
+  unquoted.reserve(text.size());
+  size_t copied = 0;  // text[copied, i) is still to be appended
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
-    const bool opens = (c == '"' || c == '`') ||
-                       (c == '\'' && (i == 0 || absl::string_view(" (:\n").find(text[i - 1]) !=
-                                                    absl::string_view::npos));
-    if (opens) {
-      size_t j = i + 1;
-      for (; j < text.size(); ++j) {
-        if (text[j] != c) continue;
-        if (c != '\'' || j + 1 >= text.size() ||
-            absl::string_view(" .,;:!?)\n").find(text[j + 1]) != absl::string_view::npos) {
-          break;
-        }
-      }
-      if (j < text.size()) {
-        unquoted += ' ';
-        i = j;
-        continue;
+    if (c != '"' && c != '`' && c != '\'') continue;
+    const bool opens = c != '\'' || i == 0 ||
+                       absl::string_view(" (:\n").find(text[i - 1]) != absl::string_view::npos;
+    if (!opens) continue;
+    size_t j = i + 1;
+    for (; j < text.size(); ++j) {
+      if (text[j] != c) continue;
+      if (c != '\'' || j + 1 >= text.size() ||
+          absl::string_view(" .,;:!?)\n").find(text[j + 1]) != absl::string_view::npos) {
+        break;
       }
     }
-    unquoted += c;
+    if (j < text.size()) {
+      unquoted.append(text.data() + copied, i - copied);
+      unquoted += ' ';
+      i = j;
+      copied = j + 1;
+    }
   }
+  unquoted.append(text.data() + copied, text.size() - copied);
   size_t colon = std::string::npos;
   for (size_t i = 0; i + 1 < unquoted.size(); ++i) {
     if (unquoted[i] == ':' && (unquoted[i + 1] == ' ' || unquoted[i + 1] == '\n')) {
@@ -333,6 +335,9 @@ class WordIndex {
       starts_.push_back(static_cast<uint32_t>(i));
       next_.push_back(inserted ? -1 : it->second);
       it->second = static_cast<int32_t>(starts_.size() - 1);
+      for (size_t k = i; k < j; ++k) {
+        if (static_cast<unsigned char>(lower[k]) >= 0xC0) AddMultibyte(k);
+      }
       i = j;
     }
   }
@@ -351,6 +356,7 @@ class WordIndex {
   int Count(absl::string_view phrase) const { return Count(phrase, Lead(phrase)); }
   // The same with the phrase's Lead known.
   int Count(absl::string_view phrase, absl::string_view lead) const {
+    if (lead.empty() && static_cast<unsigned char>(phrase.front()) >= 0xC0) return CountMultibyte(phrase);
     if (lead.empty()) return CountPhrase(lower_, phrase);
     auto it = words_.find(lead);
     if (it == words_.end()) return 0;
@@ -374,10 +380,42 @@ class WordIndex {
   }
 
  private:
+  // Non-ASCII phrases (Chinese, Japanese, Cyrillic cues) have no leading word: a text in those
+  // scripts is one run of word bytes. They are found through the characters of the text instead:
+  // the starts of multi-byte characters chained by a hash of their first three bytes, so a cue
+  // is compared only where its first character is (string_view::find would stop at every
+  // character of a Chinese text sharing the cue's first byte).
+  static constexpr int kMultibyteBits = 9;
+  static uint32_t MultibyteKey(absl::string_view s, size_t at) {
+    uint32_t key = 0;
+    for (size_t k = at; k < at + 3; ++k) key = key << 8 | (k < s.size() ? static_cast<unsigned char>(s[k]) : 0);
+    return (key * 0x9E3779B1u) >> (32 - kMultibyteBits);
+  }
+  void AddMultibyte(size_t at) {
+    if (multibyte_head_.empty()) multibyte_head_.assign(size_t{1} << kMultibyteBits, -1);
+    int32_t& head = multibyte_head_[MultibyteKey(lower_, at)];
+    multibyte_starts_.push_back(static_cast<uint32_t>(at));
+    multibyte_next_.push_back(head);
+    head = static_cast<int32_t>(multibyte_starts_.size() - 1);
+  }
+  // CountPhrase(text, phrase) for a phrase that starts with a multi-byte character (no word
+  // boundaries are checked for those, as there).
+  int CountMultibyte(absl::string_view phrase) const {
+    if (multibyte_head_.empty()) return 0;
+    int count = 0;
+    for (int32_t k = multibyte_head_[MultibyteKey(phrase, 0)]; k >= 0; k = multibyte_next_[k]) {
+      count += lower_.substr(multibyte_starts_[k], phrase.size()) == phrase;
+    }
+    return count;
+  }
+
   absl::string_view lower_;
   absl::flat_hash_map<absl::string_view, int32_t> words_;
   std::vector<uint32_t> starts_;  // where each word of the text starts
   std::vector<int32_t> next_;     // the previous start of the same word, or -1
+  std::vector<int32_t> multibyte_head_;     // by MultibyteKey: the last start there, or -1
+  std::vector<uint32_t> multibyte_starts_;  // where each multi-byte character starts
+  std::vector<int32_t> multibyte_next_;     // the previous start with the same key, or -1
 };
 
 // The cues by their leading word (WordIndex::Lead), computed once.
@@ -443,6 +481,7 @@ std::array<double, 9> ScoreLower(absl::string_view lower) {
     s[C::TASK_CATEGORY_TRANSLATION] = 0;
   } else if (natural) {
     for (const char* lang : kNaturalLanguages) {
+      if (!index.Has(lang)) continue;  // "into <lang>" needs the language itself
       for (const char* prep : {"into ", "to ", "in ", "from "}) {
         if (index.Has(absl::StrCat(prep, lang))) {
           s[C::TASK_CATEGORY_TRANSLATION] += 2;

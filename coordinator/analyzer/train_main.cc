@@ -47,6 +47,8 @@ ABSL_FLAG(double, alt_mass, 0, "target mass spread over a prompt's alternative l
 ABSL_FLAG(int, gsm8k_max, 400, "GSM8K questions used at most (it is one style of reasoning)");
 ABSL_FLAG(bool, lexicon, true, "give the model the hand-written lexicon's scores as inputs");
 ABSL_FLAG(bool, loso, false, "also train without each public set and score that set");
+ABSL_FLAG(std::string, errors, "",
+          "append each prompt scored wrong to this file (TSV: report, set, gold, predicted, text)");
 ABSL_FLAG(bool, all, false, "train on the held-out split too (the shipped model: after reporting)");
 
 namespace {
@@ -275,8 +277,19 @@ struct Tally {
   }
 };
 
-void Report(const loom::CategoryModel& model, const std::vector<const Example*>& test,
-            bool details) {
+// Appends one wrong prediction to --errors (its text on one line, for reading and grep).
+void NoteError(const std::string& report, const Example& e, int got) {
+  const std::string path = absl::GetFlag(FLAGS_errors);
+  if (path.empty()) return;
+  std::ofstream f(path, std::ios::app);
+  std::string text = e.text.substr(0, 300);
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  std::replace(text.begin(), text.end(), '\t', ' ');
+  f << report << '\t' << e.set << '\t' << NameOf(e.label) << '\t' << NameOf(got) << '\t' << text << '\n';
+}
+
+void Report(const std::string& name, const loom::CategoryModel& model,
+            const std::vector<const Example*>& test, bool details) {
   std::map<std::string, Tally> by_set;
   Tally all;
   int confusion[kModelClasses][kModelClasses] = {};
@@ -290,6 +303,7 @@ void Report(const loom::CategoryModel& model, const std::vector<const Example*>&
     by_set[e->set].Add(primary, any);
     all.Add(primary, any);
     ++confusion[e->label][got];
+    if (!primary) NoteError(name, *e, got);
   }
   for (const auto& [set, t] : by_set) std::cout << absl::StrFormat("  %-30s %s\n", set, t.Format());
   std::cout << absl::StrFormat("  %-30s %s\n", "all", all.Format());
@@ -355,7 +369,7 @@ int main(int argc, char** argv) {
   std::cout << "== held-out split (" << test.size() << " prompts; trained on " << train.size()
             << ") ==\n";
   const std::string split_model = Train(train, bits);
-  Report(*load(split_model), test, /*details=*/true);
+  Report("heldout", *load(split_model), test, /*details=*/true);
 
   if (absl::GetFlag(FLAGS_loso)) {
     for (const auto& entry : per_set) {
@@ -364,7 +378,7 @@ int main(int argc, char** argv) {
       const auto without = select([&](const Example& e) { return e.set != set; });
       const auto only = select([&](const Example& e) { return e.set == set; });
       std::cout << "== trained without " << set << ", scored on all of it ==\n";
-      Report(*load(Train(without, bits)), only, /*details=*/true);
+      Report("without " + set, *load(Train(without, bits)), only, /*details=*/true);
     }
   }
   const std::string out = absl::GetFlag(FLAGS_out);

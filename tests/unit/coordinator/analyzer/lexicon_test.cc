@@ -1,6 +1,7 @@
 #include "coordinator/analyzer/lexicon.h"
 
 #include "gtest/gtest.h"
+#include "loom/v1/common.pb.h"
 
 namespace loom::lexicon {
 namespace {
@@ -26,6 +27,33 @@ TEST(LexiconTest, IsOneOfMatchesWholeWordsOnly) {
   EXPECT_FALSE(IsOneOf("writes", kWords)) << "a word plus more";
   EXPECT_FALSE(IsOneOf("", kWords));
   EXPECT_FALSE(IsOneOf("lists", kWords));
+}
+
+TEST(LexiconTest, SplitInstructionDropsQuotesAndCutsAtTheFirstColon) {
+  std::string instruction, payload;
+  SplitInstruction("Translate \"good night\" and 'sleep well' into French: merci", &instruction, &payload);
+  EXPECT_EQ(instruction, "Translate   and   into French");
+  EXPECT_EQ(payload, " merci");
+  SplitInstruction("don't stop: it's fine", &instruction, &payload);
+  EXPECT_EQ(instruction, "don't stop") << "an apostrophe inside a word opens no quote";
+  EXPECT_EQ(payload, " it's fine");
+  SplitInstruction("an \"unclosed quote stays", &instruction, &payload);
+  EXPECT_EQ(instruction, "an \"unclosed quote stays");
+  EXPECT_EQ(payload, "");
+  SplitInstruction("`a` `b`", &instruction, &payload);
+  EXPECT_EQ(instruction, "   ") << "each quoted span is one space";
+}
+
+TEST(LexiconTest, NonAsciiCuesAreFoundAnywhereAndCountAtMostTwice) {
+  using C = v1::TaskCategory;
+  const double once = Score("翻译")[C::TASK_CATEGORY_TRANSLATION];
+  ASSERT_GT(once, 0);
+  // Characters around the cue share its first byte (a Chinese text is one run of word bytes).
+  EXPECT_EQ(Score("我们今天把这个翻译一下")[C::TASK_CATEGORY_TRANSLATION], once);
+  EXPECT_EQ(Score("翻译一下，再翻译一下")[C::TASK_CATEGORY_TRANSLATION], 2 * once);
+  EXPECT_EQ(Score("翻译翻译翻译")[C::TASK_CATEGORY_TRANSLATION], 2 * once) << "at most two";
+  EXPECT_EQ(Score("我们今天翻")[C::TASK_CATEGORY_TRANSLATION], 0) << "half a cue at the end";
+  EXPECT_EQ(Score("plain ascii text")[C::TASK_CATEGORY_TRANSLATION], 0);
 }
 
 }  // namespace
