@@ -12,6 +12,7 @@
 // should compile, the rest should not), category accuracy against the mapping's primary label
 // and against primary-or-alternative, recall per category, how many fell back to general, and
 // the decision time (p50, p99 over prompts; each prompt's fastest of three runs).
+// --dump=FILE writes every decision, one line per prompt, to compare two builds.
 // --slowest=N lists the N prompts the trained analyzer took longest on.
 // --unsure_below=P sets the trained analyzer's confidence floor (AnalyzerOptions::unsure_below). --show=LABEL prints each prompt of that source label.
 #include <algorithm>
@@ -25,6 +26,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "common/categories.h"
+#include "coordinator/analyzer/text_features.h"
 #include "coordinator/analyzer/training_split.h"
 #include "coordinator/analyzer/request_analyzer.h"
 #include "nlohmann/json.hpp"
@@ -85,6 +87,22 @@ void Print(const std::string& name, const Result& r, bool by_label) {
   }
 }
 
+// One line per prompt and analyzer: everything the decision produced, for diffing two builds.
+void Dump(std::ofstream& out, const std::string& name, const std::string& text, const loom::Analysis& a) {
+  out << name << " " << loom::v1::PlanKind_Name(a.kind) << " tokens=" << a.estimated_tokens << " [";
+  for (const auto& c : a.categories) out << loom::CategoryName(c.category()) << ":" << c.score() << " ";
+  out << "] asks:";
+  for (const auto& ask : a.asks) {
+    out << " {" << loom::CategoryName(ask.category) << " " << loom::Fnv1a64(ask.text) << " "
+        << ask.probs.best_p() << " " << ask.explicit_separate << ask.sequential << ask.refers_back;
+    for (double score : ask.scores) out << " " << score;
+    out << "}";
+  }
+  out << " context=" << loom::Fnv1a64(a.context) << " reasons:";
+  for (const auto& r : a.reasons) out << " " << r << ";";
+  out << "\n";
+}
+
 }  // namespace
 
 // Long on purpose: flags, then one pass over each prompt set printing its report.
@@ -92,6 +110,7 @@ int main(int argc, char** argv) {
   std::string dir, split = "heldout", show;
   bool by_label = false;
   int slowest_n = 0;
+  std::string dump_path;
   loom::AnalyzerOptions trained_options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -101,6 +120,8 @@ int main(int argc, char** argv) {
       show = arg.substr(7);
     } else if (absl::StartsWith(arg, "--unsure_below=")) {
       trained_options.unsure_below = std::stod(arg.substr(15));
+    } else if (absl::StartsWith(arg, "--dump=")) {
+      dump_path = arg.substr(7);
     } else if (absl::StartsWith(arg, "--slowest=")) {
       slowest_n = std::stoi(arg.substr(10));
     } else if (arg == "--by_label") {
@@ -115,6 +136,7 @@ int main(int argc, char** argv) {
   if (dir.empty() || (split != "heldout" && split != "all")) {
     std::cerr << "usage: loom_analyzer_eval DIR [--split=heldout|all] [--by_label] [--show=LABEL]\n"
                  "                          [--slowest=N]  (the N slowest prompts)\n"
+                 "                          [--dump=FILE]  (every decision, for diffing builds)\n"
                  "                          [--unsure_below=P]  (the trained analyzer's fallback)\n"
                  "  DIR holds label_mappings.json and the .jsonl sets\n";
     return 2;
@@ -130,6 +152,8 @@ int main(int argc, char** argv) {
   const std::vector<std::pair<std::string, loom::RequestAnalyzer>> analyzers = {
       {"lexicon", loom::RequestAnalyzer(lexicon_options)}, {"trained", loom::RequestAnalyzer(trained_options)}};
   std::map<std::string, Result> overall;
+  std::ofstream dump;
+  if (!dump_path.empty()) dump.open(dump_path, std::ios::trunc);
   std::vector<std::pair<double, std::string>> slowest;  // the trained analyzer's, for --slowest
   std::cout << "split: " << split << "\n";
   for (auto& [set, spec] : mappings.items()) {
@@ -159,6 +183,7 @@ int main(int argc, char** argv) {
                                 std::chrono::steady_clock::now() - start).count());
         }
         if (name == "trained" && slowest_n > 0) slowest.emplace_back(us, text);
+        if (dump.is_open()) Dump(dump, name, text, a);
         for (Result* r : {&results[name], &overall[name]}) {
           r->micros.push_back(us);
           if (primary == "MULTI") {
