@@ -204,16 +204,7 @@ constexpr const char* kNaturalLanguages[] = {
     "danish", "finnish", "polish", "turkish", "greek", "hebrew", "swahili", "vietnamese",
     "thai", "indonesian", "ukrainian", "czech", "latin", "英文", "英语", "中文", "日语", "法语"};
 
-constexpr const char* kProgrammingLanguages[] = {
-    "python", "rust", "c++", "c#", "java", "javascript", "typescript", "golang", "kotlin",
-    "swift", "ruby", "php", "haskell", "scala", "go"};
-
 }  // namespace
-
-bool IsWordByte(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c >= 0x80;
-}
 
 // Occurrences of `phrase` in `lower` at word boundaries (for ASCII phrases).
 int CountPhrase(absl::string_view lower, absl::string_view phrase) {
@@ -302,16 +293,18 @@ int CodeSyntax(absl::string_view text, bool symbols_only) {
   }();
   const uint32_t wanted = symbols_only ? (1u << kSymbols) - 1 : (1u << std::size(kMarkers)) - 1;
   uint32_t found = 0;
+  int distinct = 0;  // popcount(found), kept by hand: without -mpopcnt each count is a call
   for (size_t i = 0; i < text.size(); ++i) {
     uint32_t candidates = kByFirst[static_cast<unsigned char>(text[i])] & wanted & ~found;
     while (candidates != 0) {
       const int m = __builtin_ctz(candidates);
       candidates &= candidates - 1;
-      if (text.compare(i, kMarkers[m].size(), kMarkers[m]) == 0) found |= 1u << m;
+      if (text.compare(i, kMarkers[m].size(), kMarkers[m]) != 0) continue;
+      found |= 1u << m;
+      if (++distinct >= 3) return 3;
     }
-    if (__builtin_popcount(found) >= 3) return 3;
   }
-  return __builtin_popcount(found);
+  return distinct;
 }
 
 namespace {
@@ -375,6 +368,13 @@ class WordIndex {
   bool HasAny(const char* const (&phrases)[N]) const {
     for (const char* p : phrases) {
       if (Has(p)) return true;
+    }
+    return false;
+  }
+  // The same over phrases whose leads are known.
+  bool HasAny(const std::vector<std::pair<absl::string_view, absl::string_view>>& phrases) const {
+    for (const auto& [phrase, lead] : phrases) {
+      if (Count(phrase, lead) > 0) return true;
     }
     return false;
   }
@@ -461,7 +461,25 @@ std::vector<uint16_t> CandidateCues(const WordIndex& index) {
   return out;
 }
 
+// A word list with each phrase's WordIndex::Lead, computed once.
+std::vector<std::pair<absl::string_view, absl::string_view>> WithLeads(
+    std::initializer_list<const char*> phrases) {
+  std::vector<std::pair<absl::string_view, absl::string_view>> out;
+  for (const char* p : phrases) out.emplace_back(p, WordIndex::Lead(p));
+  return out;
+}
+
 std::array<double, 9> ScoreLower(absl::string_view lower) {
+  static const auto* const kProgramming = new auto(WithLeads(
+      {"python", "rust", "c++", "c#", "java", "javascript", "typescript", "golang", "kotlin",
+       "swift", "ruby", "php", "haskell", "scala", "go", "in c", "sql"}));
+  static const auto* const kTranslating =
+      new auto(WithLeads({"translate", "convert", "port", "translation"}));
+  static const auto* const kNatural = [] {
+    auto* out = new std::vector<std::pair<absl::string_view, absl::string_view>>();
+    for (const char* lang : kNaturalLanguages) out->emplace_back(lang, WordIndex::Lead(lang));
+    return out;
+  }();
   std::array<double, 9> s{};
   const WordIndex index(lower);
   const std::vector<absl::string_view>& leads = CuesByLead().lead;
@@ -470,18 +488,16 @@ std::array<double, 9> ScoreLower(absl::string_view lower) {
     const int n = index.Count(cue.phrase, leads[i]);
     if (n > 0) s[cue.category] += cue.weight * std::min(n, 2);
   }
-  const bool programming =
-      index.HasAny(kProgrammingLanguages) || index.Has("in c") || index.Has("sql");
-  const bool natural = index.HasAny(kNaturalLanguages);
-  const bool translating = index.Has("translate") || index.Has("convert") || index.Has("port") ||
-                           index.Has("translation");
+  const bool programming = index.HasAny(*kProgramming);
+  const bool natural = index.HasAny(*kNatural);
+  const bool translating = index.HasAny(*kTranslating);
   if (translating && programming && !natural) {
     // "Translate this Python code to Rust" is code, not translation.
     s[C::TASK_CATEGORY_CODE] += 3;
     s[C::TASK_CATEGORY_TRANSLATION] = 0;
   } else if (natural) {
-    for (const char* lang : kNaturalLanguages) {
-      if (!index.Has(lang)) continue;  // "into <lang>" needs the language itself
+    for (const auto& [lang, lead] : *kNatural) {
+      if (index.Count(lang, lead) == 0) continue;  // "into <lang>" needs the language itself
       for (const char* prep : {"into ", "to ", "in ", "from "}) {
         if (index.Has(absl::StrCat(prep, lang))) {
           s[C::TASK_CATEGORY_TRANSLATION] += 2;

@@ -24,8 +24,17 @@ namespace loom::lexicon {
 // Raw scores of `text`, indexed by TaskCategory (index 0 unused).
 std::array<double, 9> Score(const std::string& text);
 
-// Letters, digits, '_' and every byte of a multi-byte UTF-8 character.
-bool IsWordByte(unsigned char c);
+// Letters, digits, '_' and every byte of a multi-byte UTF-8 character. A table: it is asked of
+// every byte of every text the analyzer reads, several times.
+inline constexpr std::array<bool, 256> kWordBytes = [] {
+  std::array<bool, 256> is{};
+  for (int c = 0; c < 256; ++c) {
+    is[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+            c >= 0x80;
+  }
+  return is;
+}();
+inline bool IsWordByte(unsigned char c) { return kWordBytes[c]; }
 // Occurrences of `phrase` in `lower` at word boundaries (for ASCII phrases).
 int CountPhrase(absl::string_view lower, absl::string_view phrase);
 bool HasPhrase(absl::string_view lower, absl::string_view phrase);

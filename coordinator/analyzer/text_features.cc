@@ -100,7 +100,9 @@ constexpr std::array<bool, 128> kCodeSymbols = [] {
 
 class Sink {
  public:
-  Sink(int hash_bits, std::vector<uint32_t>* ids) : shift_(64 - hash_bits), ids_(ids) {}
+  // `max_features` bounds how many distinct ids this call adds (the table never fills).
+  Sink(int hash_bits, size_t max_features, std::vector<uint32_t>* ids)
+      : shift_(64 - hash_bits), ids_(ids), slots_(Slots(max_features)), mask_(slots_.size() - 1) {}
 
   void Add(char tag, absl::string_view a) { Put(Fnv1a64(a, Seed(tag))); }
   void Add(char tag, absl::string_view a, absl::string_view b) {
@@ -114,28 +116,31 @@ class Sink {
   static uint64_t Seed(char tag) {
     return Fnv1a64(absl::string_view(&tag, 1));
   }
-  // Keeps each bucket once: a per-thread table remembers which buckets this call has seen
-  // (stamped with a call counter, so it is never cleared in full).
+  // Keeps each bucket once: an open-addressing set of the ids this call has added (id + 1; 0 is
+  // empty), sized for the call, so it stays in the first-level cache.
   void Put(uint64_t h) {
     const uint32_t id = static_cast<uint32_t>((h * 0x9E3779B97F4A7C15ULL) >> shift_);
-    if (seen_[id] == epoch_) return;
-    seen_[id] = epoch_;
+    for (size_t k = id & mask_;; k = (k + 1) & mask_) {
+      if (slots_[k] == id + 1) return;
+      if (slots_[k] == 0) {
+        slots_[k] = id + 1;
+        break;
+      }
+    }
     ids_->push_back(id);
   }
-  static std::vector<uint16_t>& Seen(size_t size, uint16_t* epoch) {
-    thread_local std::vector<uint16_t> seen;
-    thread_local uint16_t counter = 0;
-    if (seen.size() != size || ++counter == 0) {
-      seen.assign(size, 0);
-      counter = 1;
-    }
-    *epoch = counter;
-    return seen;
+  // A cleared per-thread table of at least twice `max_features` slots, a power of two.
+  static std::vector<uint32_t>& Slots(size_t max_features) {
+    thread_local std::vector<uint32_t> slots;
+    size_t size = 64;
+    while (size < 2 * max_features) size *= 2;
+    slots.assign(size, 0);
+    return slots;
   }
   const int shift_;
   std::vector<uint32_t>* ids_;
-  uint16_t epoch_ = 0;
-  std::vector<uint16_t>& seen_ = Seen(size_t{1} << (64 - shift_), &epoch_);
+  std::vector<uint32_t>& slots_;
+  const size_t mask_;
 };
 
 }  // namespace
@@ -156,7 +161,6 @@ void ExtractFeatures(absl::string_view text, int hash_bits, std::vector<uint32_t
   std::string read = ReadWindow(text);
   absl::AsciiStrToLower(&read);
 
-  Sink sink(hash_bits, ids);
   std::vector<absl::string_view> tokens;
   tokens.reserve(read.size() / 4 + 8);
   std::vector<bool> starts_sentence;  // a sentence break precedes the token
@@ -201,6 +205,11 @@ void ExtractFeatures(absl::string_view text, int hash_bits, std::vector<uint32_t
     i += n;
   }
   end_word(read.size());
+
+  // At most a word, a pair and the 4-grams of each token, and a bounded number of the rest.
+  size_t max_features = 64 + 2 * 8;
+  for (absl::string_view tok : tokens) max_features += 2 + (tok.size() >= 5 ? tok.size() - 1 : 0);
+  Sink sink(hash_bits, max_features, ids);
 
   // Words, word pairs within a sentence, and 4-grams of longer words.
   for (size_t t = 0; t < tokens.size(); ++t) {
