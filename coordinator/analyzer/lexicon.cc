@@ -6,7 +6,6 @@
 #include <cctype>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/categories.h"
@@ -309,13 +308,97 @@ int CodeSyntax(absl::string_view text, bool symbols_only) {
 
 namespace {
 
-// The runs of word bytes in a text, to skip looking for a phrase whose first word the text
-// lacks: a match of a phrase starting with a word byte begins at a word boundary (CountPhrase),
-// so the text has that first word as a whole run. Turns ~160 substring searches per prompt into
-// a few hash lookups and the searches that can match.
+// The word a match of `phrase` must have whole in the text (a match of a phrase starting with
+// a word byte begins at a word boundary, CountPhrase); empty when there is no such rule.
+absl::string_view LeadWord(absl::string_view phrase) {
+  const unsigned char front = phrase.empty() ? 0 : static_cast<unsigned char>(phrase.front());
+  if (front == 0 || front >= 0x80 || !IsWordByte(front)) return {};
+  size_t k = 0;
+  while (k < phrase.size() && IsWordByte(phrase[k])) ++k;
+  return phrase.substr(0, k);
+}
+
+constexpr const char* kTranslationPrepositions[] = {"into ", "to ", "in ", "from "};
+constexpr const char* kProgrammingLanguages[] = {
+    "python", "rust", "c++", "c#", "java", "javascript", "typescript", "golang", "kotlin",
+    "swift", "ruby", "php", "haskell", "scala", "go", "in c", "sql"};
+constexpr const char* kTranslating[] = {"translate", "convert", "port", "translation"};
+
+// A phrase the index is asked about, with the id of its lead word (-1: none).
+struct Phrase {
+  absl::string_view text;
+  int lead = -1;
+};
+
+// Every lead word of every phrase the lexicon looks for (cues, language names, prepositions),
+// numbered, in an open-addressing table built once: a text's words are looked up here, and only
+// those that lead some phrase are kept.
+class LeadWords {
+ public:
+  static const LeadWords& Get() {
+    static const LeadWords* const kWords = new LeadWords();
+    return *kWords;
+  }
+  // The id of `word`, or -1 when no phrase starts with it.
+  int Find(absl::string_view word) const {
+    for (size_t k = Fnv1a64(word) & kMask;; k = (k + 1) & kMask) {
+      const int id = slots_[k] - 1;
+      if (id < 0 || words_[id] == word) return id;
+    }
+  }
+  int size() const { return static_cast<int>(words_.size()); }
+  Phrase Of(absl::string_view phrase) const {
+    const absl::string_view lead = LeadWord(phrase);
+    return {phrase, lead.empty() ? -1 : Find(lead)};
+  }
+  // Each cue with its lead, in kCues order; the cues each lead word starts; those without one.
+  const std::vector<Phrase>& cues() const { return cues_; }
+  const std::vector<uint16_t>& cues_led_by(int id) const { return led_by_[id]; }
+  const std::vector<uint16_t>& cues_without_lead() const { return without_lead_; }
+  const std::vector<Phrase>& natural() const { return natural_; }
+  const std::vector<Phrase>& programming() const { return programming_; }
+  const std::vector<Phrase>& translating() const { return translating_; }
+
+ private:
+  static constexpr size_t kMask = 2047;  // a power of two minus one, over twice the lead words
+  LeadWords() : slots_(kMask + 1, 0) {
+    for (const Cue& cue : kCues) Add(cue.phrase);
+    for (const char* p : kNaturalLanguages) Add(p);
+    for (const char* p : kProgrammingLanguages) Add(p);
+    for (const char* p : kTranslating) Add(p);
+    for (const char* p : kTranslationPrepositions) Add(p);
+    led_by_.resize(words_.size());
+    for (size_t i = 0; i < std::size(kCues); ++i) {
+      cues_.push_back(Of(kCues[i].phrase));
+      (cues_.back().lead < 0 ? without_lead_ : led_by_[cues_.back().lead]).push_back(static_cast<uint16_t>(i));
+    }
+    for (const char* p : kNaturalLanguages) natural_.push_back(Of(p));
+    for (const char* p : kProgrammingLanguages) programming_.push_back(Of(p));
+    for (const char* p : kTranslating) translating_.push_back(Of(p));
+  }
+  void Add(absl::string_view phrase) {
+    const absl::string_view lead = LeadWord(phrase);
+    if (lead.empty() || Find(lead) >= 0) return;
+    size_t k = Fnv1a64(lead) & kMask;
+    while (slots_[k] != 0) k = (k + 1) & kMask;
+    words_.push_back(lead);
+    slots_[k] = static_cast<uint16_t>(words_.size());
+  }
+  std::vector<absl::string_view> words_;
+  std::vector<uint16_t> slots_;  // id + 1; 0 is empty
+  std::vector<Phrase> cues_, natural_, programming_, translating_;
+  std::vector<std::vector<uint16_t>> led_by_;
+  std::vector<uint16_t> without_lead_;
+};
+static_assert(std::size(kCues) <= 65535, "cue indices are uint16_t");
+
+// Where a text's lead words start, to skip looking for a phrase whose first word the text lacks:
+// one table lookup per word of the text instead of ~160 substring searches per prompt.
 class WordIndex {
  public:
-  explicit WordIndex(absl::string_view lower) : lower_(lower) {
+  explicit WordIndex(absl::string_view lower)
+      : lower_(lower), last_(LeadWords::Get().size(), -1) {
+    const LeadWords& leads = LeadWords::Get();
     for (size_t i = 0; i < lower.size();) {
       if (!IsWordByte(lower[i])) {
         ++i;
@@ -323,58 +406,45 @@ class WordIndex {
       }
       size_t j = i;
       while (j < lower.size() && IsWordByte(lower[j])) ++j;
-      // Each word's starts form a chain through next_ (no allocation per word).
-      auto [it, inserted] = words_.try_emplace(lower.substr(i, j - i), static_cast<int32_t>(starts_.size()));
-      starts_.push_back(static_cast<uint32_t>(i));
-      next_.push_back(inserted ? -1 : it->second);
-      it->second = static_cast<int32_t>(starts_.size() - 1);
       for (size_t k = i; k < j; ++k) {
         if (static_cast<unsigned char>(lower[k]) >= 0xC0) AddMultibyte(k);
+      }
+      const int id = leads.Find(lower.substr(i, j - i));
+      if (id >= 0) {
+        // Each lead word's starts form a chain through next_ (no allocation per word).
+        if (last_[id] < 0) present_.push_back(static_cast<uint16_t>(id));
+        starts_.push_back(static_cast<uint32_t>(i));
+        next_.push_back(last_[id]);
+        last_[id] = static_cast<int32_t>(starts_.size() - 1);
       }
       i = j;
     }
   }
-  // The word a match of `phrase` must have whole in the text; empty when there is no such rule.
-  static absl::string_view Lead(absl::string_view phrase) {
-    const unsigned char front = phrase.empty() ? 0 : static_cast<unsigned char>(phrase.front());
-    if (front == 0 || front >= 0x80 || !IsWordByte(front)) return {};
-    size_t k = 0;
-    while (k < phrase.size() && IsWordByte(phrase[k])) ++k;
-    return phrase.substr(0, k);
-  }
-  // The distinct words of the text, each with the last of its starts (an index into starts_).
-  const absl::flat_hash_map<absl::string_view, int32_t>& words() const { return words_; }
+  // The lead words the text has, in the order they first appear.
+  const std::vector<uint16_t>& present() const { return present_; }
 
   // CountPhrase(text, phrase), looking only where the phrase's leading word starts.
-  int Count(absl::string_view phrase) const { return Count(phrase, Lead(phrase)); }
-  // The same with the phrase's Lead known.
-  int Count(absl::string_view phrase, absl::string_view lead) const {
-    if (lead.empty() && static_cast<unsigned char>(phrase.front()) >= 0xC0) return CountMultibyte(phrase);
-    if (lead.empty()) return CountPhrase(lower_, phrase);
-    auto it = words_.find(lead);
-    if (it == words_.end()) return 0;
+  int Count(const Phrase& phrase) const {
+    const absl::string_view text = phrase.text;
+    if (phrase.lead < 0) {
+      if (!LeadWord(text).empty()) return CountPhrase(lower_, text);  // a lead no list has
+      if (static_cast<unsigned char>(text.front()) >= 0xC0) return CountMultibyte(text);
+      return CountPhrase(lower_, text);
+    }
     int count = 0;
-    for (int32_t k = it->second; k >= 0; k = next_[k]) {
+    for (int32_t k = last_[phrase.lead]; k >= 0; k = next_[k]) {
       const uint32_t pos = starts_[k];
-      if (lower_.substr(pos, phrase.size()) != phrase) continue;
-      const size_t end = pos + phrase.size();
-      if (end < lower_.size() && IsWordByte(lower_[end]) && IsWordByte(phrase.back())) continue;
+      if (lower_.substr(pos, text.size()) != text) continue;
+      const size_t end = pos + text.size();
+      if (end < lower_.size() && IsWordByte(lower_[end]) && IsWordByte(text.back())) continue;
       ++count;
     }
     return count;
   }
-  bool Has(absl::string_view phrase) const { return Count(phrase) > 0; }
-  template <size_t N>
-  bool HasAny(const char* const (&phrases)[N]) const {
-    for (const char* p : phrases) {
-      if (Has(p)) return true;
-    }
-    return false;
-  }
-  // The same over phrases whose leads are known.
-  bool HasAny(const std::vector<std::pair<absl::string_view, absl::string_view>>& phrases) const {
-    for (const auto& [phrase, lead] : phrases) {
-      if (Count(phrase, lead) > 0) return true;
+  bool Has(absl::string_view phrase) const { return Count(LeadWords::Get().Of(phrase)) > 0; }
+  bool HasAny(const std::vector<Phrase>& phrases) const {
+    for (const Phrase& p : phrases) {
+      if (Count(p) > 0) return true;
     }
     return false;
   }
@@ -410,96 +480,49 @@ class WordIndex {
   }
 
   absl::string_view lower_;
-  absl::flat_hash_map<absl::string_view, int32_t> words_;
-  std::vector<uint32_t> starts_;  // where each word of the text starts
+  std::vector<int32_t> last_;     // by lead word id: its last start (index into starts_), or -1
+  std::vector<uint16_t> present_;
+  std::vector<uint32_t> starts_;  // where each lead word of the text starts
   std::vector<int32_t> next_;     // the previous start of the same word, or -1
   std::vector<int32_t> multibyte_head_;     // by MultibyteKey: the last start there, or -1
   std::vector<uint32_t> multibyte_starts_;  // where each multi-byte character starts
   std::vector<int32_t> multibyte_next_;     // the previous start with the same key, or -1
 };
 
-// The cues by their leading word (WordIndex::Lead), computed once.
-struct ByLead {
-  std::vector<absl::string_view> lead;  // of each cue
-  absl::flat_hash_map<absl::string_view, std::vector<uint16_t>> cues;
-  std::vector<uint16_t> without_lead;
-};
-static_assert(std::size(kCues) <= 65535, "cue indices are uint16_t");
-const ByLead& CuesByLead() {
-  static const ByLead* const kByLead = [] {
-    auto* by = new ByLead;
-    for (size_t i = 0; i < std::size(kCues); ++i) {
-      const absl::string_view lead = WordIndex::Lead(kCues[i].phrase);
-      by->lead.push_back(lead);
-      (lead.empty() ? by->without_lead : by->cues[lead]).push_back(static_cast<uint16_t>(i));
-    }
-    return by;
-  }();
-  return *kByLead;
-}
-
 // The cues that can match `index`'s text, in kCues order: those whose leading word the text has
-// (looked up once per word of the text, not once per cue), and those without a leading word.
+// and those without a leading word.
 std::vector<uint16_t> CandidateCues(const WordIndex& index) {
-  const ByLead* const kByLead = &CuesByLead();
-  std::vector<uint16_t> out;
-  if (index.words().size() >= kByLead->cues.size()) {
-    // A long text: one lookup per distinct lead word is cheaper than one per word of the text.
-    for (size_t i = 0; i < std::size(kCues); ++i) {
-      const absl::string_view lead = kByLead->lead[i];
-      if (lead.empty() || index.words().contains(lead)) out.push_back(static_cast<uint16_t>(i));
-    }
-    return out;
-  }
-  out = kByLead->without_lead;
-  for (const auto& [word, positions] : index.words()) {
-    auto it = kByLead->cues.find(word);
-    if (it != kByLead->cues.end()) out.insert(out.end(), it->second.begin(), it->second.end());
+  const LeadWords& leads = LeadWords::Get();
+  std::vector<uint16_t> out = leads.cues_without_lead();
+  for (uint16_t id : index.present()) {
+    const std::vector<uint16_t>& led = leads.cues_led_by(id);
+    out.insert(out.end(), led.begin(), led.end());
   }
   // kCues order, so the scores add up in the same order as a scan of every cue.
   std::sort(out.begin(), out.end());
   return out;
 }
 
-// A word list with each phrase's WordIndex::Lead, computed once.
-std::vector<std::pair<absl::string_view, absl::string_view>> WithLeads(
-    std::initializer_list<const char*> phrases) {
-  std::vector<std::pair<absl::string_view, absl::string_view>> out;
-  for (const char* p : phrases) out.emplace_back(p, WordIndex::Lead(p));
-  return out;
-}
-
 std::array<double, 9> ScoreLower(absl::string_view lower) {
-  static const auto* const kProgramming = new auto(WithLeads(
-      {"python", "rust", "c++", "c#", "java", "javascript", "typescript", "golang", "kotlin",
-       "swift", "ruby", "php", "haskell", "scala", "go", "in c", "sql"}));
-  static const auto* const kTranslating =
-      new auto(WithLeads({"translate", "convert", "port", "translation"}));
-  static const auto* const kNatural = [] {
-    auto* out = new std::vector<std::pair<absl::string_view, absl::string_view>>();
-    for (const char* lang : kNaturalLanguages) out->emplace_back(lang, WordIndex::Lead(lang));
-    return out;
-  }();
   std::array<double, 9> s{};
   const WordIndex index(lower);
-  const std::vector<absl::string_view>& leads = CuesByLead().lead;
+  const LeadWords& leads = LeadWords::Get();
   for (uint16_t i : CandidateCues(index)) {
-    const Cue& cue = kCues[i];
-    const int n = index.Count(cue.phrase, leads[i]);
-    if (n > 0) s[cue.category] += cue.weight * std::min(n, 2);
+    const int n = index.Count(leads.cues()[i]);
+    if (n > 0) s[kCues[i].category] += kCues[i].weight * std::min(n, 2);
   }
-  const bool programming = index.HasAny(*kProgramming);
-  const bool natural = index.HasAny(*kNatural);
-  const bool translating = index.HasAny(*kTranslating);
+  const bool programming = index.HasAny(leads.programming());
+  const bool natural = index.HasAny(leads.natural());
+  const bool translating = index.HasAny(leads.translating());
   if (translating && programming && !natural) {
     // "Translate this Python code to Rust" is code, not translation.
     s[C::TASK_CATEGORY_CODE] += 3;
     s[C::TASK_CATEGORY_TRANSLATION] = 0;
   } else if (natural) {
-    for (const auto& [lang, lead] : *kNatural) {
-      if (index.Count(lang, lead) == 0) continue;  // "into <lang>" needs the language itself
-      for (const char* prep : {"into ", "to ", "in ", "from "}) {
-        if (index.Has(absl::StrCat(prep, lang))) {
+    for (const Phrase& lang : leads.natural()) {
+      if (index.Count(lang) == 0) continue;  // "into <lang>" needs the language itself
+      for (const char* prep : kTranslationPrepositions) {
+        if (index.Has(absl::StrCat(prep, lang.text))) {
           s[C::TASK_CATEGORY_TRANSLATION] += 2;
           break;
         }

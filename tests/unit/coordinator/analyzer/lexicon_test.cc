@@ -56,5 +56,19 @@ TEST(LexiconTest, NonAsciiCuesAreFoundAnywhereAndCountAtMostTwice) {
   EXPECT_EQ(Score("plain ascii text")[C::TASK_CATEGORY_TRANSLATION], 0);
 }
 
+TEST(LexiconTest, CuesAreWholeWordsWhateverTheirLetters) {
+  using C = v1::TaskCategory;
+  // A cue that starts with a Latin letter and has accented ones is looked up as a word.
+  const double once = Score("résumé")[C::TASK_CATEGORY_SUMMARIZATION];
+  ASSERT_GT(once, 0);
+  EXPECT_EQ(Score("fais un résumé, puis un autre résumé")[C::TASK_CATEGORY_SUMMARIZATION], 2 * once);
+  EXPECT_EQ(Score("résumés")[C::TASK_CATEGORY_SUMMARIZATION], 0) << "a longer word";
+  EXPECT_EQ(Score("Write a POEM")[C::TASK_CATEGORY_CREATIVE], Score("write a poem")[C::TASK_CATEGORY_CREATIVE])
+      << "case does not matter";
+  // "Translate ... into <language>" needs the language as a word of its own.
+  EXPECT_GT(Score("translate this into french")[C::TASK_CATEGORY_TRANSLATION],
+            Score("translate this into frenchfries")[C::TASK_CATEGORY_TRANSLATION]);
+}
+
 }  // namespace
 }  // namespace loom::lexicon
