@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -341,7 +342,7 @@ class LeadWords {
   }
   // The id of `word`, or -1 when no phrase starts with it.
   int Find(absl::string_view word) const {
-    for (size_t k = Fnv1a64(word) & kMask;; k = (k + 1) & kMask) {
+    for (size_t k = Hash(word) & kMask;; k = (k + 1) & kMask) {
       const int id = slots_[k] - 1;
       if (id < 0 || words_[id] == word) return id;
     }
@@ -361,6 +362,16 @@ class LeadWords {
 
  private:
   static constexpr size_t kMask = 2047;  // a power of two minus one, over twice the lead words
+  // Every word of every text is hashed once: its length and its first and last eight bytes
+  // (a word that differs only in the middle collides, and is told apart by comparing).
+  static size_t Hash(absl::string_view w) {
+    uint64_t head = 0, tail = 0;
+    const size_t n = std::min<size_t>(w.size(), 8);
+    std::memcpy(&head, w.data(), n);
+    std::memcpy(&tail, w.data() + w.size() - n, n);
+    const uint64_t h = (head * 0x9E3779B97F4A7C15ULL) ^ (tail * 0xC2B2AE3D27D4EB4FULL) ^ w.size();
+    return static_cast<size_t>(h ^ (h >> 31));
+  }
   LeadWords() : slots_(kMask + 1, 0) {
     for (const Cue& cue : kCues) Add(cue.phrase);
     for (const char* p : kNaturalLanguages) Add(p);
@@ -379,7 +390,7 @@ class LeadWords {
   void Add(absl::string_view phrase) {
     const absl::string_view lead = LeadWord(phrase);
     if (lead.empty() || Find(lead) >= 0) return;
-    size_t k = Fnv1a64(lead) & kMask;
+    size_t k = Hash(lead) & kMask;
     while (slots_[k] != 0) k = (k + 1) & kMask;
     words_.push_back(lead);
     slots_[k] = static_cast<uint16_t>(words_.size());
@@ -423,8 +434,9 @@ class WordIndex {
   // The lead words the text has, in the order they first appear.
   const std::vector<uint16_t>& present() const { return present_; }
 
-  // CountPhrase(text, phrase), looking only where the phrase's leading word starts.
-  int Count(const Phrase& phrase) const {
+  // CountPhrase(text, phrase), looking only where the phrase's leading word starts, up to
+  // `limit` (a cue counts at most twice; Has needs one).
+  int Count(const Phrase& phrase, int limit) const {
     const absl::string_view text = phrase.text;
     if (phrase.lead < 0) {
       if (!LeadWord(text).empty()) return CountPhrase(lower_, text);  // a lead no list has
@@ -437,14 +449,14 @@ class WordIndex {
       if (lower_.substr(pos, text.size()) != text) continue;
       const size_t end = pos + text.size();
       if (end < lower_.size() && IsWordByte(lower_[end]) && IsWordByte(text.back())) continue;
-      ++count;
+      if (++count >= limit) break;
     }
     return count;
   }
-  bool Has(absl::string_view phrase) const { return Count(LeadWords::Get().Of(phrase)) > 0; }
+  bool Has(absl::string_view phrase) const { return Count(LeadWords::Get().Of(phrase), 1) > 0; }
   bool HasAny(const std::vector<Phrase>& phrases) const {
     for (const Phrase& p : phrases) {
-      if (Count(p) > 0) return true;
+      if (Count(p, 1) > 0) return true;
     }
     return false;
   }
@@ -508,7 +520,7 @@ std::array<double, 9> ScoreLower(absl::string_view lower) {
   const WordIndex index(lower);
   const LeadWords& leads = LeadWords::Get();
   for (uint16_t i : CandidateCues(index)) {
-    const int n = index.Count(leads.cues()[i]);
+    const int n = index.Count(leads.cues()[i], 2);
     if (n > 0) s[kCues[i].category] += kCues[i].weight * std::min(n, 2);
   }
   const bool programming = index.HasAny(leads.programming());
@@ -520,7 +532,7 @@ std::array<double, 9> ScoreLower(absl::string_view lower) {
     s[C::TASK_CATEGORY_TRANSLATION] = 0;
   } else if (natural) {
     for (const Phrase& lang : leads.natural()) {
-      if (index.Count(lang) == 0) continue;  // "into <lang>" needs the language itself
+      if (index.Count(lang, 1) == 0) continue;  // "into <lang>" needs the language itself
       for (const char* prep : kTranslationPrepositions) {
         if (index.Has(absl::StrCat(prep, lang.text))) {
           s[C::TASK_CATEGORY_TRANSLATION] += 2;
