@@ -51,6 +51,15 @@ constexpr const char* kQuestionWords[] = {
     "does", "should", "would", "will", "did", "was", "were"};
 
 
+// The first bytes of `text`, lowered into a buffer the caller owns (no allocation: these run
+// for every piece of every prompt).
+template <size_t N>
+absl::string_view LowerPrefix(absl::string_view text, char (&buf)[N]) {
+  const size_t n = std::min(text.size(), N);
+  for (size_t i = 0; i < n; ++i) buf[i] = absl::ascii_tolower(static_cast<unsigned char>(text[i]));
+  return absl::string_view(buf, n);
+}
+
 }  // namespace
 
 std::string FirstWord(absl::string_view lower) {
@@ -83,7 +92,8 @@ Piece Normalize(std::string text) {
       p.explicit_separate = p.enumerated = changed = true;
       continue;
     }
-    const std::string lower = absl::AsciiStrToLower(t.substr(0, 24));
+    char lower_buf[24];
+    const absl::string_view lower = LowerPrefix(t, lower_buf);
     struct Marker {
       absl::string_view word;
       bool separate, sequential;
@@ -111,7 +121,8 @@ Piece Normalize(std::string text) {
   }
   // A step that follows another: "Once scores are assigned, calculate ..." (the clause goes
   // when an instruction follows it) and "... afterward(s)." at the end.
-  const std::string head = absl::AsciiStrToLower(t.substr(0, 96));
+  char head_buf[96];
+  const absl::string_view head = LowerPrefix(t, head_buf);
   for (absl::string_view lead : {"once ", "after ", "when ", "having "}) {
     if (!absl::StartsWith(head, lead)) continue;
     const size_t comma = head.find(", ");
@@ -170,7 +181,8 @@ bool IsConstraint(absl::string_view text) {
       "please don't ", "please avoid ", "please keep ", "use only ", "only use ", "limit it ",
       "limit the ", "stick to ", "use your own words", "in your own words", "be concise",
       "be brief"};
-  const std::string lower = absl::AsciiStrToLower(text.substr(0, 32));
+  char buf[32];
+  const absl::string_view lower = LowerPrefix(text, buf);
   for (absl::string_view lead : kLeads) {
     if (absl::StartsWith(lower, lead)) return true;
   }
@@ -180,7 +192,8 @@ bool IsConstraint(absl::string_view text) {
 bool IsInstruction(absl::string_view text, bool strong_only) {
   // Only the first word matters, and no verb or question word is this long.
   constexpr size_t kFirstBytes = 48;
-  const std::string lower = absl::AsciiStrToLower(text.substr(0, kFirstBytes));
+  char buf[kFirstBytes];
+  const absl::string_view lower = LowerPrefix(text, buf);
   const std::string first = FirstWord(lower);
   if (strong_only) return IsOneOf(first, kStrongVerbs);
   if (IsOneOf(first, kVerbs)) return true;
