@@ -11,7 +11,7 @@
 // was trained on. For each set and analyzer it prints: plan-kind accuracy (multi-part items
 // should compile, the rest should not), category accuracy against the mapping's primary label
 // and against primary-or-alternative, recall per category, how many fell back to general, and
-// the decision time (p50, p99 over prompts; each prompt's fastest of three runs).
+// the decision time (p50, p99 over prompts; each prompt's fastest of three runs, --runs=N).
 // --dump=FILE writes every decision, one line per prompt, to compare two builds.
 // --slowest=N lists the N prompts the trained analyzer took longest on.
 // --unsure_below=P sets the trained analyzer's confidence floor (AnalyzerOptions::unsure_below). --show=LABEL prints each prompt of that source label.
@@ -110,6 +110,7 @@ int main(int argc, char** argv) {
   std::string dir, split = "heldout", show;
   bool by_label = false;
   int slowest_n = 0;
+  int runs = 3;
   std::string dump_path;
   loom::AnalyzerOptions trained_options;
   for (int i = 1; i < argc; ++i) {
@@ -124,6 +125,8 @@ int main(int argc, char** argv) {
       dump_path = arg.substr(7);
     } else if (absl::StartsWith(arg, "--slowest=")) {
       slowest_n = std::stoi(arg.substr(10));
+    } else if (absl::StartsWith(arg, "--runs=")) {
+      runs = std::max(1, std::stoi(arg.substr(7)));
     } else if (arg == "--by_label") {
       by_label = true;
     } else if (dir.empty() && arg[0] != '-') {
@@ -136,6 +139,7 @@ int main(int argc, char** argv) {
   if (dir.empty() || (split != "heldout" && split != "all")) {
     std::cerr << "usage: loom_analyzer_eval DIR [--split=heldout|all] [--by_label] [--show=LABEL]\n"
                  "                          [--slowest=N]  (the N slowest prompts)\n"
+                 "                          [--runs=N]  (time each prompt N times, the fastest counts; 3)\n"
                  "                          [--dump=FILE]  (every decision, for diffing builds)\n"
                  "                          [--unsure_below=P]  (the trained analyzer's fallback)\n"
                  "  DIR holds label_mappings.json and the .jsonl sets\n";
@@ -172,11 +176,11 @@ int main(int argc, char** argv) {
       if (split == "heldout" && !loom::InHeldOutSplit(text)) continue;
       const std::string primary = m.value("primary", "");
       for (const auto& [name, analyzer] : analyzers) {
-        // The decision time of a prompt is the fastest of three runs: its own cost, without the
+        // The decision time of a prompt is the fastest of `runs` (three) runs: its own cost, without the
         // first run's cold caches or a preemption.
         loom::Analysis a;
         double us = 1e18;
-        for (int run = 0; run < 3; ++run) {
+        for (int run = 0; run < runs; ++run) {
           auto start = std::chrono::steady_clock::now();
           a = analyzer.AnalyzeText(text);
           us = std::min(us, std::chrono::duration<double, std::micro>(
