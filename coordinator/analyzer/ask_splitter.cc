@@ -310,11 +310,19 @@ std::vector<std::pair<std::string, bool>> WindowSentences(const std::string& tex
   }
   size_t head = text.rfind('\n', kHeadBytes);
   if (head == std::string::npos || head < kHeadBytes / 2) head = kHeadBytes;
-  size_t tail = text.find('\n', text.size() - kTailBytes);
-  if (tail == std::string::npos) tail = text.size() - kTailBytes;
+  // The tail the classifier reads (a short last line whole), moved on to a line break when it
+  // starts inside a line.
+  size_t tail = TailStart(text);
+  if (tail > 0 && text[tail - 1] != '\n') {
+    const size_t newline = text.find('\n', tail);
+    if (newline != std::string::npos) tail = newline;
+  }
   // Never cut inside a UTF-8 sequence.
   while (head > 0 && (static_cast<unsigned char>(text[head]) & 0xC0) == 0x80) --head;
-  while (tail < text.size() && (static_cast<unsigned char>(text[tail]) & 0xC0) == 0x80) ++tail;
+  if (tail <= head) {
+    for (std::string& s : Sentences(text)) out.emplace_back(std::move(s), false);
+    return out;
+  }
   for (std::string& s : Sentences(text.substr(0, head))) out.emplace_back(std::move(s), false);
   const std::string middle(absl::StripAsciiWhitespace(absl::string_view(text).substr(head, tail - head)));
   if (!middle.empty()) out.emplace_back(middle, true);

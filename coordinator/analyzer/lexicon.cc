@@ -325,10 +325,12 @@ constexpr const char* kProgrammingLanguages[] = {
     "swift", "ruby", "php", "haskell", "scala", "go", "in c", "sql"};
 constexpr const char* kTranslating[] = {"translate", "convert", "port", "translation"};
 
-// A phrase the index is asked about, with the id of its lead word (-1: none).
+// A phrase the index is asked about, with the id of its lead word (-1: none) and whether it
+// starts with a word no list has (then it is searched for the slow way).
 struct Phrase {
   absl::string_view text;
   int lead = -1;
+  bool unlisted_lead = false;
 };
 
 // Every lead word of every phrase the lexicon looks for (cues, language names, prepositions),
@@ -350,7 +352,8 @@ class LeadWords {
   int size() const { return static_cast<int>(words_.size()); }
   Phrase Of(absl::string_view phrase) const {
     const absl::string_view lead = LeadWord(phrase);
-    return {phrase, lead.empty() ? -1 : Find(lead)};
+    const int id = lead.empty() ? -1 : Find(lead);
+    return {phrase, id, !lead.empty() && id < 0};
   }
   // Each cue with its lead, in kCues order; the cues each lead word starts; those without one.
   const std::vector<Phrase>& cues() const { return cues_; }
@@ -439,9 +442,9 @@ class WordIndex {
   int Count(const Phrase& phrase, int limit) const {
     const absl::string_view text = phrase.text;
     if (phrase.lead < 0) {
-      if (!LeadWord(text).empty()) return CountPhrase(lower_, text);  // a lead no list has
-      if (static_cast<unsigned char>(text.front()) >= 0xC0) return CountMultibyte(text);
-      return CountPhrase(lower_, text);
+      if (phrase.unlisted_lead) return std::min(CountPhrase(lower_, text), limit);
+      if (static_cast<unsigned char>(text.front()) >= 0xC0) return CountMultibyte(text, limit);
+      return std::min(CountPhrase(lower_, text), limit);
     }
     int count = 0;
     for (int32_t k = last_[phrase.lead]; k >= 0; k = next_[k]) {
@@ -482,10 +485,11 @@ class WordIndex {
   }
   // CountPhrase(text, phrase) for a phrase that starts with a multi-byte character (no word
   // boundaries are checked for those, as there).
-  int CountMultibyte(absl::string_view phrase) const {
+  int CountMultibyte(absl::string_view phrase, int limit) const {
     if (multibyte_head_.empty()) return 0;
     int count = 0;
-    for (int32_t k = multibyte_head_[MultibyteKey(phrase, 0)]; k >= 0; k = multibyte_next_[k]) {
+    for (int32_t k = multibyte_head_[MultibyteKey(phrase, 0)]; k >= 0 && count < limit;
+         k = multibyte_next_[k]) {
       count += lower_.substr(multibyte_starts_[k], phrase.size()) == phrase;
     }
     return count;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace loom {
 
@@ -145,12 +146,22 @@ class Sink {
 
 }  // namespace
 
+size_t TailStart(absl::string_view text) {
+  size_t tail = text.size() - std::min(text.size(), kTailBytes);
+  const absl::string_view trimmed = absl::StripTrailingAsciiWhitespace(text);
+  const size_t newline = trimmed.rfind('\n');
+  const size_t line = newline == absl::string_view::npos ? 0 : newline + 1;
+  if (line < tail && text.size() - line <= kTailLineBytes) tail = line;
+  while (tail < text.size() && (static_cast<unsigned char>(text[tail]) & 0xC0) == 0x80) ++tail;
+  return tail;
+}
+
 std::string ReadWindow(absl::string_view text) {
   if (text.size() <= kHeadBytes + kTailBytes) return std::string(text);
   size_t head = kHeadBytes;
   while (head > 0 && (static_cast<unsigned char>(text[head]) & 0xC0) == 0x80) --head;
-  size_t tail = text.size() - kTailBytes;
-  while (tail < text.size() && (static_cast<unsigned char>(text[tail]) & 0xC0) == 0x80) ++tail;
+  const size_t tail = TailStart(text);
+  if (tail <= head) return std::string(text);  // the head and the last line meet: all of it
   return absl::StrCat(text.substr(0, head), "\n", text.substr(tail));
 }
 

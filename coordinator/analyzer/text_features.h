@@ -10,7 +10,9 @@
 // kFeatureVersion, and a model trained on another version is refused when it loads.
 //
 // Cost is bounded: only the first kHeadBytes and the last kTailBytes of a long prompt are read
-// (a pasted document's instruction is at its start or end). Thread-safe (pure function).
+// (a pasted document's instruction is at its start or end), the tail reaching back to the start
+// of the last line when that line is short enough (a closing "Summarize the above, ..." is read
+// whole). Thread-safe (pure functions).
 //
 //   std::vector<uint32_t> ids;
 //   ExtractFeatures("Translate this to French: good morning", 17, &ids);
@@ -25,17 +27,25 @@
 
 namespace loom {
 
-inline constexpr uint32_t kFeatureVersion = 1;
-inline constexpr size_t kHeadBytes = 1024;
-inline constexpr size_t kTailBytes = 256;
+inline constexpr uint32_t kFeatureVersion = 2;
+// The window, chosen by measurement (README, "The analyzer's accuracy"): 384+128 read as well as
+// 1024+256 on prompts from outside the project and decide in a third of the time.
+inline constexpr size_t kHeadBytes = 384;
+inline constexpr size_t kTailBytes = 128;
+inline constexpr size_t kTailLineBytes = 256;  // how far back the tail reaches for the last line
 
 // Appends to `ids` (cleared first) the distinct feature buckets of `text`, each in
 // [0, 2^hash_bits), in first-seen order. Every feature has the same value, 1/sqrt(ids->size()).
 void ExtractFeatures(absl::string_view text, int hash_bits, std::vector<uint32_t>* ids);
 
-// What a long prompt is read as: its first kHeadBytes and last kTailBytes joined by a newline,
-// cut on code-point boundaries; a short prompt whole.
+// What a long prompt is read as: its first kHeadBytes and its tail (TailStart) joined by a
+// newline, cut on code-point boundaries; a prompt of at most kHeadBytes + kTailBytes whole.
 std::string ReadWindow(absl::string_view text);
+
+// Where the tail of a long `text` begins: kTailBytes before its end, or the start of its last
+// line when that line (trailing whitespace aside) begins within the last kTailLineBytes; on a
+// code-point boundary.
+size_t TailStart(absl::string_view text);
 
 // 64-bit FNV-1a, the hash behind the buckets (and the model file's checksum).
 uint64_t Fnv1a64(absl::string_view bytes, uint64_t seed = 0xcbf29ce484222325ULL);

@@ -433,6 +433,10 @@ void PipelineTest::StartRoutedMesh(const std::string& router_model, std::vector<
   ASSERT_TRUE(WaitForDevices({"dev-qwen", "dev-llama", "dev-mistral", "gpu-router"}));
 }
 
+// A request the classifier is unsure of (factual 0.45, next summarization 0.29, with the model
+// of 2026-12-03), under the routed mesh's --analyzer_router_below=0.6.
+constexpr char kUnclear[] = "Tell me about the hallway.";
+
 // The plan's reasons of an answered request, one per line.
 std::string Reasons(const json& answer) {
   std::string out;
@@ -443,7 +447,7 @@ std::string Reasons(const json& answer) {
 TEST_F(PipelineTest, ARouterThatNamesNoCategoryIsIgnoredAndNotPaid) {
   // Wrong: the model answers a category that does not exist.
   StartRoutedMesh("router-bogus-standin");
-  json r = AskJson("Tell me about the painting in the hallway.");
+  json r = AskJson(kUnclear);
   EXPECT_THAT(Reasons(r), HasSubstr("reply rejected (category \"bogus\" is not one of the eight)"))
       << Reasons(r);
   EXPECT_FALSE(r["output"].get<std::string>().empty()) << "the request is still answered";
@@ -453,7 +457,7 @@ TEST_F(PipelineTest, ARouterThatNamesNoCategoryIsIgnoredAndNotPaid) {
 TEST_F(PipelineTest, ARouterPastItsDeadlineIsGivenUpOnAndTheRequestGoesOn) {
   // Late: the model keeps the connection open without answering.
   StartRoutedMesh("router-creative-hang-standin", {"--analyzer_router_timeout_ms=300"});
-  json r = AskJson("Tell me about the painting in the hallway.");
+  json r = AskJson(kUnclear);
   EXPECT_THAT(Reasons(r), HasSubstr("DEADLINE_EXCEEDED")) << Reasons(r);
   EXPECT_THAT(Reasons(r), HasSubstr("the classifier's verdict stands")) << Reasons(r);
   EXPECT_FALSE(r["output"].get<std::string>().empty());
@@ -464,8 +468,8 @@ TEST_F(PipelineTest, AnUnclearRequestIsShownToARouterModelWhoseVerdictIsUsedCach
   // A real worker in front of the stand-in answering as a planning model, beside simulated ones.
   StartRoutedMesh("router-creative-standin");
 
-  // The classifier is unsure of this one (factual 0.46): the router is asked, and says creative.
-  const std::string unclear = "Tell me about the painting in the hallway.";
+  // The classifier is unsure of this one: the router is asked, and says creative.
+  const std::string unclear = kUnclear;
   CommandResult plan = Loom({"--coordinator=" + coordinator_.address, "plan", unclear});
   EXPECT_THAT(plan.out, HasSubstr("a router model is asked")) << plan.out << plan.err;
   json r = AskJson(unclear);

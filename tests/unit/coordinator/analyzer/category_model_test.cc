@@ -113,6 +113,28 @@ TEST(TextFeaturesTest, DeterministicDistinctAndBounded) {
   ExtractFeatures(std::string("\xff\xfe\xc3", 3), 12, &a);
 }
 
+TEST(TextFeaturesTest, TheWindowReadsAShortLastLineWhole) {
+  std::string document;
+  for (int i = 0; i < 40; ++i) document += "Line " + std::to_string(i) + " of the pasted minutes.\n";
+  // A closing instruction longer than kTailBytes but within kTailLineBytes: read whole.
+  const std::string closing =
+      "Summarize the above for the board in five bullet points, keeping every figure, the names "
+      "of the people who own each action, and the dates they promised, and leave out the jokes.";
+  ASSERT_GT(closing.size(), kTailBytes);
+  ASSERT_LT(closing.size(), kTailLineBytes);
+  EXPECT_THAT(ReadWindow(document + closing + "\n"), HasSubstr(closing));
+  EXPECT_EQ(TailStart(document + closing), document.size());
+  // A last line longer than that: only its end, on a character boundary.
+  const std::string paragraph = std::string(300, 'x') + "\xc3\xa9" + std::string(kTailBytes - 1, 'y');
+  const size_t tail = TailStart(document + paragraph);
+  EXPECT_EQ(tail, document.size() + 302) << "not inside the two-byte character";
+  // A short text is read whole; a text whose head and last line meet too.
+  EXPECT_EQ(ReadWindow("short"), "short");
+  const std::string meet = std::string(kHeadBytes - 80, 'a') + "\n" + std::string(kTailLineBytes - 6, 'b');
+  ASSERT_GT(meet.size(), kHeadBytes + kTailBytes);
+  EXPECT_EQ(ReadWindow(meet), meet);
+}
+
 TEST(ClassifierDecisionTest, UnsureClassifierFallsBackToGeneralAndSaysWhy) {
   // Equal biases: every category 1/8, far below the confidence floor.
   auto m = BiasOnlyModel({});

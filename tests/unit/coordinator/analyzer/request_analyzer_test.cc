@@ -46,6 +46,21 @@ TEST(RequestAnalyzerTest, PastedMaterialDoesNotBecomeAsks) {
   EXPECT_THAT(a.context, HasSubstr("release is delayed"));
 }
 
+TEST(RequestAnalyzerTest, ALongDocumentThenOneClosingInstructionIsOneTask) {
+  std::string text = "Minutes of the facilities committee\n";
+  for (int i = 0; i < 30; ++i) {
+    text += "Item " + std::to_string(i) +
+            ": the committee reviewed the heating contract, asked for two more quotes and agreed "
+            "to meet again.\n";
+  }
+  text += "Summarize the above for the board in five bullet points, keeping every figure and the "
+          "names of the people who own each action, and leave out the small talk.";
+  Analysis a = RequestAnalyzer().AnalyzeText(text);
+  EXPECT_EQ(a.kind, v1::PLAN_KIND_PASSTHROUGH);
+  ASSERT_EQ(a.asks.size(), 1u);
+  EXPECT_EQ(a.asks[0].category, v1::TASK_CATEGORY_SUMMARIZATION);
+}
+
 TEST(RequestAnalyzerTest, EnumeratedAsksOfOneSkillStillCompile) {
   Analysis a = RequestAnalyzer().AnalyzeText(
       "Write a Python function to parse a CSV file. Then write unit tests for it.");
