@@ -5,6 +5,7 @@
 #include <future>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 
@@ -107,9 +108,15 @@ class Session final : public Connection,
     std::string out = std::move(queued_);
     queued_.clear();
     AppendChunk(&out, data);
-    const bool first = !head_written_;
-    head_written_ = true;
-    return WriteOnStrand(std::move(out), /*start=*/first);
+    size_t sent = 0;
+    if constexpr (!kTls) {
+      sent = SendNow(out);
+      if (sent == std::string::npos) return false;
+      if (sent == out.size()) return !gone_->IsCancelled();
+    }
+    const bool first = !strand_wrote_;
+    strand_wrote_ = true;
+    return WriteOnStrand(out.substr(sent), /*start=*/first);
   }
 
   bool Queue(std::string_view data) override {
@@ -251,9 +258,28 @@ class Session final : public Connection,
     Watch();
     server_->RunHandler([self = this->shared_from_this()] {
       HttpResponse response = self->CallHandler();
-      net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+      // Plain TCP: a whole (not streamed) response goes out from this thread, one thread
+      // hand-off sooner; the strand then only reads the next request.
+      std::shared_ptr<std::string> bytes;
+      size_t sent = 0;
+      if constexpr (!kTls) {
+        bool streamed = false;
+        {
+          absl::MutexLock lock(&self->write_mu_);
+          streamed = self->stream_started_;
+        }
+        if (!streamed) {
+          std::ostringstream out;
+          out << *self->Message(std::move(response));
+          bytes = std::make_shared<std::string>(std::move(out).str());
+          sent = self->SendNow(*bytes);
+        }
+      }
+      net::post(self->stream_.get_executor(), [self, response = std::move(response), bytes,
+                                               sent]() mutable {
         self->handler_running_ = false;
         self->StopWatching();
+        if (bytes) return self->SendRest(std::move(bytes), sent);
         // The handler is done: what it queued (a head with nothing written after it, or
         // bytes after the last Write) goes out with the end of the stream.
         std::string rest;
@@ -263,7 +289,7 @@ class Session final : public Connection,
           streamed = self->stream_started_;
           rest = std::move(self->queued_);
           self->queued_.clear();
-          self->stream_started_ = self->head_written_ = false;
+          self->stream_started_ = self->strand_wrote_ = false;
         }
         if (!streamed) return self->Send(std::move(response));
         self->streaming_ = true;
@@ -321,6 +347,34 @@ class Session final : public Connection,
     tcp().socket().cancel(ignored);
   }
 
+  // Plain TCP, from a handler's thread: sends what the kernel takes at once, without waking the
+  // strand (a chunk reaches the client one thread hand-off sooner, and the handler does not wait
+  // for the strand to report back). While a handler runs the strand writes nothing to the socket
+  // (it only waits for it to turn readable, Watch), so the two never interleave; send_mu_ keeps
+  // CloseNow from closing the socket under a send. Returns the bytes sent, or npos when the
+  // client is gone.
+  size_t SendNow(std::string_view bytes) {
+    absl::MutexLock lock(&send_mu_);
+    if (socket_closed_) return std::string::npos;
+    const int fd = tcp().socket().native_handle();
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      const ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        break;  // the rest waits on the strand, under the write timeout
+      } else {
+        gone_->Cancel();
+        net::post(stream_.get_executor(), [self = this->shared_from_this()] { self->CloseNow(); });
+        return std::string::npos;
+      }
+    }
+    return sent;
+  }
+
   // From a handler's thread: writes `bytes` on the strand and waits for it.
   void AppendChunk(std::string* out, std::string_view data) const {
     if (data.empty()) return;
@@ -351,8 +405,9 @@ class Session final : public Connection,
     return result.get();
   }
 
-  void Send(HttpResponse response) {
-    if (closed_) return;
+  // The message for a whole response (from the strand, or the handler's thread once it has
+  // returned: what it reads is left alone until the strand resumes).
+  std::shared_ptr<http::response<http::string_body>> Message(HttpResponse response) {
     server_->Finish(request_, response);
     auto res = std::make_shared<http::response<http::string_body>>(
         http::int_to_status(response.status), version_);
@@ -362,6 +417,25 @@ class Session final : public Connection,
     res->body() = std::move(response.body);
     res->keep_alive(keep_alive_);
     res->prepare_payload();
+    return res;
+  }
+
+  // After SendNow took `sent` bytes of a whole response (npos: the client is gone): the rest
+  // on the strand, then the next request.
+  void SendRest(std::shared_ptr<std::string> bytes, size_t sent) {
+    if (closed_ || sent == std::string::npos) return;
+    if (sent == bytes->size()) return AfterResponse();
+    tcp().expires_after(Chrono(server_->options().write_timeout));
+    net::async_write(stream_, net::buffer(bytes->data() + sent, bytes->size() - sent),
+                     [self = this->shared_from_this(), bytes](beast::error_code ec, size_t) {
+                       if (ec) return self->CloseNow();
+                       self->AfterResponse();
+                     });
+  }
+
+  void Send(HttpResponse response) {
+    if (closed_) return;
+    auto res = Message(std::move(response));
     tcp().expires_after(Chrono(server_->options().write_timeout));
     http::async_write(stream_, *res,
                       [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
@@ -407,6 +481,8 @@ class Session final : public Connection,
     if (closed_) return;
     closed_ = true;
     if (gone_ && handler_running_) gone_->Cancel();
+    absl::MutexLock lock(&send_mu_);  // not while a handler's SendNow uses the socket
+    socket_closed_ = true;
     beast::error_code ignored;
     tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
     tcp().close();
@@ -431,7 +507,9 @@ class Session final : public Connection,
   // The handler thread's side of a stream (StartStream, Write, Queue).
   absl::Mutex write_mu_;
   bool stream_started_ ABSL_GUARDED_BY(write_mu_) = false;
-  bool head_written_ ABSL_GUARDED_BY(write_mu_) = false;
+  bool strand_wrote_ ABSL_GUARDED_BY(write_mu_) = false;  // a write of this stream went via the strand
+  absl::Mutex send_mu_ ABSL_ACQUIRED_AFTER(write_mu_);
+  bool socket_closed_ ABSL_GUARDED_BY(send_mu_) = false;
   std::string queued_ ABSL_GUARDED_BY(write_mu_);  // the head and bytes not yet written
   bool closed_ = false;
   size_t drained_ = 0;

@@ -112,6 +112,14 @@ HttpResponse Error(int status, const std::string& message) {
   return r;
 }
 
+constexpr size_t kBig = 24 << 20;  // beyond any loopback socket buffer (tcp_wmem max 4 MiB)
+
+std::string Pattern(size_t n) {
+  std::string out(n, 0);
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  return out;
+}
+
 class HttpServerTest : public ::testing::Test {
  protected:
   void Start(HttpServerOptions options = {}) {
@@ -187,6 +195,19 @@ class HttpServerTest : public ::testing::Test {
       EXPECT_TRUE(ex.StartStream(head));
       return HttpResponse{.body = "not sent: the handler streamed"};
     });
+    // More than a socket's send buffer at once: the handler's thread sends what the kernel
+    // takes and the strand the rest (a pattern, so a lost or reordered byte shows).
+    server_->Handle("GET", "/big", [](HttpExchange&) { return HttpResponse{.body = Pattern(kBig)}; });
+    server_->Handle("GET", "/big-stream", [](HttpExchange& ex) {
+      HttpResponse head;
+      head.content_type = "application/octet-stream";
+      EXPECT_TRUE(ex.StartStream(head));
+      const std::string all = Pattern(kBig);
+      EXPECT_TRUE(ex.Write(all.substr(0, kBig / 2)));
+      EXPECT_TRUE(ex.Write("x"));
+      EXPECT_TRUE(ex.Write(all.substr(kBig / 2 + 1)));
+      return HttpResponse{};
+    });
     absl::StatusOr<int> port = server_->Start("127.0.0.1", 0);
     ASSERT_TRUE(port.ok()) << port.status();
     port_ = *port;
@@ -209,6 +230,40 @@ TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {
     EXPECT_THAT(r, HasSubstr(absl::StrCat("hello n", i)));
     EXPECT_THAT(r, HasSubstr("x-finished: yes"));
   }
+}
+
+TEST_F(HttpServerTest, AResponseOrChunkLargerThanTheSocketBufferArrivesWholeAndInOrder) {
+  Start();
+  Socket s(port_);
+  ASSERT_TRUE(s.Send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const std::string r = s.ReadResponse();
+  ASSERT_THAT(r, StartsWith("HTTP/1.1 200"));
+  const size_t body = r.find("\r\n\r\n") + 4;
+  ASSERT_EQ(r.size() - body, kBig);
+  EXPECT_TRUE(r.compare(body, kBig, Pattern(kBig)) == 0) << "bytes lost or out of order";
+
+  // The same connection, streamed: chunks of 12 MiB, 1 byte and 12 MiB.
+  ASSERT_TRUE(s.Send("GET /big-stream HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const std::string stream = s.ReadUntil("\r\n0\r\n\r\n");
+  std::string data;
+  size_t at = stream.find("\r\n\r\n") + 4;
+  while (at < stream.size()) {
+    const size_t line = stream.find("\r\n", at);
+    ASSERT_NE(line, std::string::npos);
+    size_t n = 0;
+    ASSERT_TRUE(absl::SimpleHexAtoi(stream.substr(at, line - at), &n)) << stream.substr(at, 20);
+    if (n == 0) break;
+    data += stream.substr(line + 2, n);
+    at = line + 2 + n + 2;
+  }
+  std::string want = Pattern(kBig);
+  want[kBig / 2] = 'x';
+  ASSERT_EQ(data.size(), want.size());
+  EXPECT_TRUE(data == want) << "bytes lost or out of order";
+
+  // And the connection still serves.
+  ASSERT_TRUE(s.Send("GET /hello HTTP/1.1\r\nHost: x\r\nx-name: after\r\n\r\n"));
+  EXPECT_THAT(s.ReadResponse(), HasSubstr("hello after"));
 }
 
 TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
