@@ -9,23 +9,7 @@
 # its 64 load streams must all run (Admission would refuse half of them by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD_DIR="${BUILD_DIR:-build}"
-deploy/setup.sh "$BUILD_DIR" >/dev/null
-cmake --build "$BUILD_DIR" -j "$(nproc)" --target loom-coordinator loom-worker openai_standin >/dev/null
-BIN="$BUILD_DIR/bin"
-dir=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; [ -n "${HTTP_BENCH_KEEP:-}" ] && echo "http_bench: kept $dir" || rm -rf "$dir"' EXIT
-
-wait_for() {  # a ready file, at most 10 s
-  for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done
-  echo "http_bench: $1 never appeared" >&2; exit 1
-}
-field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
-
-"$BIN/openai_standin" --models=bench-model --threads=512 --ready_file="$dir/standin.json" 2>"$dir/standin.log" & pids+=($!)
-wait_for "$dir/standin.json"
-base=$(field "$dir/standin.json" base_url)
+source bench/http_common.sh
 "$BIN/loom-coordinator" --grpc_listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --ledger_db="$dir/loom.db" \
   --plaintext --join_secret_file="$dir/join.secret" --allow_anonymous=anonymous --log_level=warn \
   --request_threads=128 --max_requests_per_client=0 \
