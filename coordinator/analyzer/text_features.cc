@@ -148,9 +148,13 @@ class Sink {
 
 size_t TailStart(absl::string_view text) {
   size_t tail = text.size() - std::min(text.size(), kTailBytes);
+  // Only a newline in the last kTailLineBytes + 1 bytes can start a line the tail reaches back
+  // to: the search stops there (a pasted book on one line is not scanned on every call).
   const absl::string_view trimmed = absl::StripTrailingAsciiWhitespace(text);
-  const size_t newline = trimmed.rfind('\n');
-  const size_t line = newline == absl::string_view::npos ? 0 : newline + 1;
+  const size_t from = text.size() > kTailLineBytes + 1 ? text.size() - kTailLineBytes - 1 : 0;
+  const size_t found =
+      trimmed.size() > from ? trimmed.substr(from).rfind('\n') : absl::string_view::npos;
+  const size_t line = found == absl::string_view::npos ? 0 : from + found + 1;
   if (line < tail && text.size() - line <= kTailLineBytes) tail = line;
   while (tail < text.size() && (static_cast<unsigned char>(text[tail]) & 0xC0) == 0x80) ++tail;
   return tail;
