@@ -7,7 +7,7 @@
 namespace loom {
 
 inline constexpr unsigned kProtocolMajor = 1;
-inline constexpr unsigned kProtocolMinor = 0;
+inline constexpr unsigned kProtocolMinor = 1;  // 1.1: InferRequest.final_text_ok, batch_ok
 
 }  // namespace loom
 

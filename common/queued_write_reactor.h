@@ -8,8 +8,9 @@
 //
 // Fewer, larger writes when the producer is faster than the network: a message pushed while
 // another waits behind the one being written is offered to Merge(), which may fold it into the
-// waiting one (default: never). The last message goes out with the status in one operation
-// (StartWriteAndFinish) when it is still queued at Close, or is given to CloseWith.
+// waiting one (default: never); so is CloseWith's last message. The last message goes out with
+// the status in one operation (StartWriteAndFinish) when it is still queued at Close, or is
+// given to CloseWith.
 //
 //   class MyReactor : public QueuedWriteReactor<v1::Event> { ... };
 //   pool.Schedule([r] { while (...) if (!r->Push(e)) break; r->Close(grpc::Status::OK); });
@@ -75,7 +76,11 @@ class QueuedWriteReactor : public grpc::ServerWriteReactor<T> {
     {
       absl::MutexLock lock(&mu_);
       if (!broken_ && !closed_) {
-        pending_.push_back(std::move(last));
+        // As in Push: a message waiting behind the one being written may take `last`, which
+        // then goes out with it and the status once that write is done.
+        if (pending_.size() < 2 || !Merge(pending_.back(), last)) {
+          pending_.push_back(std::move(last));
+        }
         pushed = true;
       }
       closed_ = true;

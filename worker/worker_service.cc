@@ -17,11 +17,14 @@ namespace loom {
 
 // One Infer call: generation runs on the service pool and pushes chunks; the base class
 // writes them one at a time (merging text that queues up) and cancels generation when the
-// client goes away.
+// client goes away. When the coordinator does not pass the text on as it comes (batch_ok),
+// text that comes in a burst is held and sent together (Send).
 class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
  public:
   InferReactor(WorkerService* service, grpc::CallbackServerContext* context,
-               const v1::InferRequest* request, InferenceProvider* provider) {
+               const v1::InferRequest* request, InferenceProvider* provider)
+      : final_text_ok_(request->final_text_ok()),
+        batch_window_(request->batch_ok() ? service->options_.batch_window : absl::ZeroDuration()) {
     GenerateRequest generate;
     generate.request_id = request->request_id();
     generate.messages.assign(request->messages().begin(), request->messages().end());
@@ -32,14 +35,9 @@ class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
     const std::string model = request->model();
     service->pool_.Schedule([this, service, provider, generate = std::move(generate), model] {
       const absl::Time start = absl::Now();
+      last_sent_ = start;
       absl::StatusOr<v1::InferChunk> last = provider->Generate(
-          generate,
-          [this](std::string_view text) {
-            v1::InferChunk chunk;
-            chunk.set_text(std::string(text));
-            return Push(std::move(chunk));
-          },
-          cancellation());
+          generate, [this](std::string_view text) { return Send(text); }, cancellation());
       if (last.ok()) {
         service->RecordSpeed(last->usage().completion_tokens(),
                              absl::ToDoubleSeconds(absl::Now() - start));
@@ -51,11 +49,15 @@ class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
         }
       }
       service->Release();
+      // What was held back goes out before the end: with the final chunk when the coordinator
+      // reads its text, else (and before an error: the coordinator pays for and continues
+      // from the text it has) as a chunk of its own.
+      if (!held_.empty() && (!last.ok() || !final_text_ok_)) Flush();
       if (!last.ok()) {
         Close(ToGrpcStatus(last.status()));
         return;
       }
-      last->clear_text();
+      last->set_text(std::move(held_));
       last->set_final(true);
       CloseWith(*std::move(last), grpc::Status::OK);  // the client may be gone: nothing to tell
     });
@@ -64,11 +66,49 @@ class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
  protected:
   // Text generated faster than it can be written goes out as one chunk: the same text in fewer
   // messages, and no change to what the coordinator counts (tokens are counted in the text).
+  // When the coordinator reads a final chunk's text, the final chunk folds in too: the answer's
+  // end and the status then go out in one message.
   bool Merge(v1::InferChunk& queued, const v1::InferChunk& next) override {
-    if (queued.final() || next.final()) return false;
+    if (queued.final() || (next.final() && !final_text_ok_)) return false;
+    if (next.final()) {
+      std::string text = std::move(*queued.mutable_text());
+      queued = next;
+      queued.set_text(std::move(text));
+      return true;
+    }
     queued.mutable_text()->append(next.text());
     return true;
   }
+
+ private:
+  // The generation's sink (the pool thread). With batch_ok, text that comes within
+  // batch_window of the last message sent (or of the start) is held and goes out with the next
+  // piece that comes later, or at the end: an answer produced in one burst (a fast model, or a
+  // short answer) is one message instead of one per piece, and nothing waits on a timer.
+  bool Send(std::string_view text) {
+    if (batch_window_ <= absl::ZeroDuration()) {
+      v1::InferChunk chunk;
+      chunk.set_text(std::string(text));
+      return Push(std::move(chunk));
+    }
+    held_.append(text);
+    if (absl::Now() - last_sent_ < batch_window_) return !cancellation().IsCancelled();
+    return Flush();
+  }
+
+  bool Flush() {
+    v1::InferChunk chunk;
+    chunk.set_text(std::move(held_));
+    held_.clear();
+    last_sent_ = absl::Now();
+    return Push(std::move(chunk));
+  }
+
+  const bool final_text_ok_;
+  const absl::Duration batch_window_;  // zero: every piece goes out as it comes
+  // The pool thread's alone (the producer's side).
+  std::string held_;
+  absl::Time last_sent_;
 };
 
 namespace {

@@ -41,6 +41,10 @@ struct WorkerServiceOptions {
   // The speed reported before any generation has measured one (a simulated device knows its
   // own); 0: unknown until then.
   double initial_tokens_per_second = 0;
+  // For a caller that does not watch the text come (InferRequest.batch_ok): text that comes
+  // within this long of the last message sent is held and goes out with the next (a burst is
+  // one message). Also what such a call leaves unpaid at most when it is cancelled.
+  absl::Duration batch_window = absl::Milliseconds(5);
 };
 
 class WorkerService final : public v1::Worker::CallbackService {

@@ -122,11 +122,11 @@ absl::StatusOr<v1::InferChunk> GrpcDeviceClient::Infer(const DeviceCall& call, c
         return NotProvenError(call.address, call.device_id);
       }
     }
+    if (!chunk.text().empty()) sink(chunk.text());  // a final chunk's too (final_text_ok)
     if (chunk.final()) {
-      last = chunk;
+      last = std::move(chunk);
+      last.clear_text();
       final_seen = true;
-    } else if (!chunk.text().empty()) {
-      sink(chunk.text());
     }
   }
   absl::Status status = FromGrpcStatus(reader->Finish());

@@ -245,6 +245,8 @@ DeviceCall AttemptRunner::Call::Build() const {
       spec_.max_tokens > 0 ? std::max<int64_t>(1, spec_.max_tokens - paid_earlier_) : 0);
   *call.request.mutable_sampling() = spec_.sampling;
   *call.request.mutable_structure() = spec_.structure;
+  call.request.set_final_text_ok(true);  // every DeviceClient passes a final chunk's text on
+  call.request.set_batch_ok(!spec_.stream || !sink_);  // nobody sees the text as it comes
   return call;
 }
 

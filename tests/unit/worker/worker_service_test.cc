@@ -2,6 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/match.h"
+
 #include "common/grpc_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -16,7 +18,8 @@ using ::loom::testing::WaitFor;
 // A Worker service with one simulated model, served in-process on loopback port 0.
 class WorkerServiceTest : public ::testing::Test {
  protected:
-  void Start(v1::SimBackend backend, int max_concurrency) {
+  void Start(v1::SimBackend backend, int max_concurrency,
+             absl::Duration batch_window = absl::Milliseconds(5)) {
     std::vector<ServedModel> models;
     ServedModel m;
     m.info.set_name("llama-3.1-8b");
@@ -26,7 +29,8 @@ class WorkerServiceTest : public ::testing::Test {
     models.push_back(std::move(m));
     service_ = std::make_unique<WorkerService>(
         WorkerServiceOptions{.device_id = "dev-a", .provider_id = "alice",
-                             .max_concurrency = max_concurrency},
+                             .max_concurrency = max_concurrency,
+                             .batch_window = batch_window},
         std::move(models));
     auto started = StartGrpcServer("127.0.0.1:0", {service_.get()}, grpc::InsecureServerCredentials());
     ASSERT_TRUE(started.ok()) << started.status();
@@ -126,6 +130,118 @@ TEST_F(WorkerServiceTest, FastOutputMayBeMergedButArrivesWholeAndInOrder) {
     EXPECT_EQ(finals, 1);
     EXPECT_EQ(text, expected);
     EXPECT_LE(messages, pieces + 1);
+  }
+}
+
+// What one Infer call delivered: every message, the text in order, and the final chunk.
+struct Delivered {
+  std::vector<v1::InferChunk> messages;
+  std::string text;  // every message's, the final chunk's included
+  int finals = 0;
+  grpc::Status status;
+};
+
+Delivered ReadAll(v1::Worker::Stub* stub, const v1::InferRequest& request) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  auto reader = stub->Infer(&context, request);
+  Delivered out;
+  v1::InferChunk chunk;
+  while (reader->Read(&chunk)) {
+    EXPECT_EQ(out.finals, 0) << "a message after the final chunk";
+    out.text += chunk.text();
+    if (chunk.final()) ++out.finals;
+    out.messages.push_back(chunk);
+  }
+  out.status = reader->Finish();
+  return out;
+}
+
+std::string SimAnswer(const v1::SimBackend& backend, const v1::InferRequest& request) {
+  SimProvider reference(
+      SimProviderOptions{.model = "llama-3.1-8b", .device_id = "dev-a", .backend = backend});
+  GenerateRequest generate;
+  generate.messages.assign(request.messages().begin(), request.messages().end());
+  std::string finish_reason, expected;
+  for (const std::string& piece : reference.AnswerPieces(generate, &finish_reason)) expected += piece;
+  return expected;
+}
+
+TEST_F(WorkerServiceTest, ABurstForACallerThatBatchesIsOneMessageWithTheStatus) {
+  // The whole answer comes within the batching window (an hour here, so no timing decides), so
+  // a caller that neither streams it nor minds text on the final chunk gets it as one message.
+  v1::SimBackend backend;
+  backend.set_output_tokens(200);
+  Start(backend, 2, absl::Hours(1));
+  v1::InferRequest request = Request();
+  request.set_batch_ok(true);
+  request.set_final_text_ok(true);
+  const std::string expected = SimAnswer(backend, request);
+  for (int round = 0; round < 3; ++round) {
+    Delivered got = ReadAll(stub_.get(), request);
+    ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+    EXPECT_EQ(got.text, expected);
+    EXPECT_EQ(got.finals, 1);
+    ASSERT_EQ(got.messages.size(), 1u);
+    EXPECT_EQ(got.messages[0].usage().completion_tokens(), 200);
+  }
+}
+
+TEST_F(WorkerServiceTest, HeldTextGoesOutAsAChunkForACallerThatReadsNoFinalText) {
+  // An older coordinator (no final_text_ok) never finds text on the final chunk, batched or not.
+  v1::SimBackend backend;
+  backend.set_output_tokens(200);
+  Start(backend, 2, absl::Hours(1));
+  for (bool batch : {true, false}) {
+    v1::InferRequest request = Request();
+    request.set_batch_ok(batch);
+    Delivered got = ReadAll(stub_.get(), request);
+    ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+    EXPECT_EQ(got.text, SimAnswer(backend, request));
+    ASSERT_FALSE(got.messages.empty());
+    EXPECT_TRUE(got.messages.back().final());
+    EXPECT_TRUE(got.messages.back().text().empty()) << "batch_ok=" << batch;
+    if (batch) EXPECT_EQ(got.messages.size(), 2u);  // the burst, then the final chunk
+  }
+}
+
+TEST_F(WorkerServiceTest, HeldTextReachesTheCallerBeforeAFailure) {
+  // The coordinator pays for, and continues from, the text a failed attempt delivered: text held
+  // for batching must not vanish with the error.
+  v1::SimBackend backend;
+  backend.set_output_tokens(200);
+  backend.mutable_fault()->set_kind(v1::SimFault::KIND_FAIL);
+  backend.mutable_fault()->set_after_tokens(10);
+  Start(backend, 2, absl::Hours(1));
+  v1::InferRequest request = Request();
+  request.set_batch_ok(true);
+  request.set_final_text_ok(true);
+  Delivered got = ReadAll(stub_.get(), request);
+  EXPECT_EQ(got.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(got.finals, 0);
+  EXPECT_FALSE(got.text.empty());
+  v1::SimBackend clean = backend;
+  clean.clear_fault();
+  EXPECT_TRUE(absl::StartsWith(SimAnswer(clean, request), got.text))
+      << got.text;
+}
+
+TEST_F(WorkerServiceTest, FinalChunkMayCarryTheLastTextWhenTheCallerReadsIt) {
+  // Zero latency, streamed (no batching): text that queues behind a write is merged, and with
+  // final_text_ok the final chunk folds into the queued text. Whatever the timing: all the
+  // text, in order, one final chunk, no more messages than pieces.
+  v1::SimBackend backend;
+  backend.set_output_tokens(2000);
+  Start(backend, 2);
+  v1::InferRequest request = Request();
+  request.set_final_text_ok(true);
+  const std::string expected = SimAnswer(backend, request);
+  for (int round = 0; round < 5; ++round) {
+    Delivered got = ReadAll(stub_.get(), request);
+    ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+    EXPECT_EQ(got.text, expected);
+    EXPECT_EQ(got.finals, 1);
+    EXPECT_EQ(got.messages.back().usage().completion_tokens(), 2000);
   }
 }
 
