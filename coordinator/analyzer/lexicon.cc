@@ -406,13 +406,28 @@ class LeadWords {
 };
 static_assert(std::size(kCues) <= 65535, "cue indices are uint16_t");
 
+// A WordIndex's tables, kept by each thread from one text to the next: allocating and filling
+// them for every text (a slot per lead word, one per multi-byte key) cost more than reading a
+// short prompt. An index resets only the entries its own text set.
+struct WordIndexTables {
+  static constexpr int kMultibyteBits = 9;
+  std::vector<int32_t> last;            // by lead word id: its last start (index into starts), or -1
+  std::vector<uint16_t> present;        // the lead words the text has, in first-seen order
+  std::vector<uint32_t> starts;         // where each lead word of the text starts
+  std::vector<int32_t> next;            // the previous start of the same word, or -1
+  std::vector<int32_t> multibyte_head;  // by MultibyteKey: the last start there, or -1
+  std::vector<uint32_t> multibyte_starts;  // where each multi-byte character starts
+  std::vector<int32_t> multibyte_next;     // the previous start with the same key, or -1
+  bool in_use = false;
+};
+
 // Where a text's lead words start, to skip looking for a phrase whose first word the text lacks:
 // one table lookup per word of the text instead of ~160 substring searches per prompt.
 class WordIndex {
  public:
-  explicit WordIndex(absl::string_view lower)
-      : lower_(lower), last_(LeadWords::Get().size(), -1) {
+  explicit WordIndex(absl::string_view lower) : lower_(lower), t_(Tables()) {
     const LeadWords& leads = LeadWords::Get();
+    if (t_.last.empty()) t_.last.assign(leads.size(), -1);
     for (size_t i = 0; i < lower.size();) {
       if (!IsWordByte(lower[i])) {
         ++i;
@@ -425,17 +440,31 @@ class WordIndex {
       }
       const int id = leads.Find(lower.substr(i, j - i));
       if (id >= 0) {
-        // Each lead word's starts form a chain through next_ (no allocation per word).
-        if (last_[id] < 0) present_.push_back(static_cast<uint16_t>(id));
-        starts_.push_back(static_cast<uint32_t>(i));
-        next_.push_back(last_[id]);
-        last_[id] = static_cast<int32_t>(starts_.size() - 1);
+        // Each lead word's starts form a chain through next (no allocation per word).
+        if (t_.last[id] < 0) t_.present.push_back(static_cast<uint16_t>(id));
+        t_.starts.push_back(static_cast<uint32_t>(i));
+        t_.next.push_back(t_.last[id]);
+        t_.last[id] = static_cast<int32_t>(t_.starts.size() - 1);
       }
       i = j;
     }
   }
+  ~WordIndex() {
+    for (uint16_t id : t_.present) t_.last[id] = -1;
+    for (uint32_t at : t_.multibyte_starts) t_.multibyte_head[MultibyteKey(lower_, at)] = -1;
+    t_.present.clear();
+    t_.starts.clear();
+    t_.next.clear();
+    t_.multibyte_starts.clear();
+    t_.multibyte_next.clear();
+    if (&t_ == &own_) return;
+    t_.in_use = false;
+  }
+  WordIndex(const WordIndex&) = delete;
+  WordIndex& operator=(const WordIndex&) = delete;
+
   // The lead words the text has, in the order they first appear.
-  const std::vector<uint16_t>& present() const { return present_; }
+  const std::vector<uint16_t>& present() const { return t_.present; }
 
   // CountPhrase(text, phrase), looking only where the phrase's leading word starts, up to
   // `limit` (a cue counts at most twice; Has needs one).
@@ -447,8 +476,8 @@ class WordIndex {
       return std::min(CountPhrase(lower_, text), limit);
     }
     int count = 0;
-    for (int32_t k = last_[phrase.lead]; k >= 0; k = next_[k]) {
-      const uint32_t pos = starts_[k];
+    for (int32_t k = t_.last[phrase.lead]; k >= 0; k = t_.next[k]) {
+      const uint32_t pos = t_.starts[k];
       if (lower_.substr(pos, text.size()) != text) continue;
       const size_t end = pos + text.size();
       if (end < lower_.size() && IsWordByte(lower_[end]) && IsWordByte(text.back())) continue;
@@ -465,44 +494,47 @@ class WordIndex {
   }
 
  private:
+  // This thread's tables, or (should an index be made while another is alive) this one's own.
+  WordIndexTables& Tables() {
+    thread_local WordIndexTables tables;
+    if (tables.in_use) return own_;
+    tables.in_use = true;
+    return tables;
+  }
+
   // Non-ASCII phrases (Chinese, Japanese, Cyrillic cues) have no leading word: a text in those
   // scripts is one run of word bytes. They are found through the characters of the text instead:
   // the starts of multi-byte characters chained by a hash of their first three bytes, so a cue
   // is compared only where its first character is (string_view::find would stop at every
   // character of a Chinese text sharing the cue's first byte).
-  static constexpr int kMultibyteBits = 9;
+  static constexpr int kMultibyteBits = WordIndexTables::kMultibyteBits;
   static uint32_t MultibyteKey(absl::string_view s, size_t at) {
     uint32_t key = 0;
     for (size_t k = at; k < at + 3; ++k) key = key << 8 | (k < s.size() ? static_cast<unsigned char>(s[k]) : 0);
     return (key * 0x9E3779B1u) >> (32 - kMultibyteBits);
   }
   void AddMultibyte(size_t at) {
-    if (multibyte_head_.empty()) multibyte_head_.assign(size_t{1} << kMultibyteBits, -1);
-    int32_t& head = multibyte_head_[MultibyteKey(lower_, at)];
-    multibyte_starts_.push_back(static_cast<uint32_t>(at));
-    multibyte_next_.push_back(head);
-    head = static_cast<int32_t>(multibyte_starts_.size() - 1);
+    if (t_.multibyte_head.empty()) t_.multibyte_head.assign(size_t{1} << kMultibyteBits, -1);
+    int32_t& head = t_.multibyte_head[MultibyteKey(lower_, at)];
+    t_.multibyte_starts.push_back(static_cast<uint32_t>(at));
+    t_.multibyte_next.push_back(head);
+    head = static_cast<int32_t>(t_.multibyte_starts.size() - 1);
   }
   // CountPhrase(text, phrase) for a phrase that starts with a multi-byte character (no word
   // boundaries are checked for those, as there).
   int CountMultibyte(absl::string_view phrase, int limit) const {
-    if (multibyte_head_.empty()) return 0;
+    if (t_.multibyte_starts.empty()) return 0;
     int count = 0;
-    for (int32_t k = multibyte_head_[MultibyteKey(phrase, 0)]; k >= 0 && count < limit;
-         k = multibyte_next_[k]) {
-      count += lower_.substr(multibyte_starts_[k], phrase.size()) == phrase;
+    for (int32_t k = t_.multibyte_head[MultibyteKey(phrase, 0)]; k >= 0 && count < limit;
+         k = t_.multibyte_next[k]) {
+      count += lower_.substr(t_.multibyte_starts[k], phrase.size()) == phrase;
     }
     return count;
   }
 
   absl::string_view lower_;
-  std::vector<int32_t> last_;     // by lead word id: its last start (index into starts_), or -1
-  std::vector<uint16_t> present_;
-  std::vector<uint32_t> starts_;  // where each lead word of the text starts
-  std::vector<int32_t> next_;     // the previous start of the same word, or -1
-  std::vector<int32_t> multibyte_head_;     // by MultibyteKey: the last start there, or -1
-  std::vector<uint32_t> multibyte_starts_;  // where each multi-byte character starts
-  std::vector<int32_t> multibyte_next_;     // the previous start with the same key, or -1
+  WordIndexTables own_;  // used only when this thread's tables are taken (declared before t_)
+  WordIndexTables& t_;
 };
 
 // The cues that can match `index`'s text, in kCues order: those whose leading word the text has
