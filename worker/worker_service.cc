@@ -72,6 +72,7 @@ class InferReactor : public QueuedWriteReactor<v1::InferChunk> {
     if (queued.final() || (next.final() && !final_text_ok_)) return false;
     if (next.final()) {
       std::string text = std::move(*queued.mutable_text());
+      text.append(next.text());  // the final chunk's own text (held back) comes last
       queued = next;
       queued.set_text(std::move(text));
       return true;

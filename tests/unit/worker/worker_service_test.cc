@@ -245,6 +245,26 @@ TEST_F(WorkerServiceTest, FinalChunkMayCarryTheLastTextWhenTheCallerReadsIt) {
   }
 }
 
+TEST_F(WorkerServiceTest, BatchedTextQueuedBehindAWriteKeepsTheFinalChunksOwnText) {
+  // A short window on a zero-latency answer: bursts are flushed while earlier ones are still
+  // being written, so a flushed burst waits in the queue when the final chunk (carrying the
+  // text held since the last flush) folds into it. Whatever the timing: all of it, in order.
+  v1::SimBackend backend;
+  backend.set_output_tokens(2000);
+  Start(backend, 2, absl::Microseconds(50));
+  v1::InferRequest request = Request();
+  request.set_batch_ok(true);
+  request.set_final_text_ok(true);
+  const std::string expected = SimAnswer(backend, request);
+  for (int round = 0; round < 10; ++round) {
+    Delivered got = ReadAll(stub_.get(), request);
+    ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+    ASSERT_EQ(got.text.size(), expected.size()) << "round " << round;
+    EXPECT_EQ(got.text, expected);
+    EXPECT_EQ(got.finals, 1);
+  }
+}
+
 TEST_F(WorkerServiceTest, RefusesWorkBeyondMaxConcurrencyAndFreesTheSlotOnCancel) {
   v1::SimBackend hang;
   hang.mutable_fault()->set_kind(v1::SimFault::KIND_HANG);
