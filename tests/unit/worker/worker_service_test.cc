@@ -167,6 +167,21 @@ std::string SimAnswer(const v1::SimBackend& backend, const v1::InferRequest& req
   return expected;
 }
 
+// Asks `rounds` times; each answer must be `expected` whole, in order, with one final chunk.
+// Returns the last one.
+Delivered ExpectWholeAnswers(v1::Worker::Stub* stub, const v1::InferRequest& request,
+                             const std::string& expected, int rounds) {
+  Delivered got;
+  for (int round = 0; round < rounds; ++round) {
+    got = ReadAll(stub, request);
+    EXPECT_TRUE(got.status.ok()) << got.status.error_message();
+    EXPECT_EQ(got.text.size(), expected.size()) << "round " << round;
+    EXPECT_EQ(got.text, expected) << "round " << round;
+    EXPECT_EQ(got.finals, 1) << "round " << round;
+  }
+  return got;
+}
+
 TEST_F(WorkerServiceTest, ABurstForACallerThatBatchesIsOneMessageWithTheStatus) {
   // The whole answer comes within the batching window (an hour here, so no timing decides), so
   // a caller that neither streams it nor minds text on the final chunk gets it as one message.
@@ -176,12 +191,8 @@ TEST_F(WorkerServiceTest, ABurstForACallerThatBatchesIsOneMessageWithTheStatus) 
   v1::InferRequest request = Request();
   request.set_batch_ok(true);
   request.set_final_text_ok(true);
-  const std::string expected = SimAnswer(backend, request);
   for (int round = 0; round < 3; ++round) {
-    Delivered got = ReadAll(stub_.get(), request);
-    ASSERT_TRUE(got.status.ok()) << got.status.error_message();
-    EXPECT_EQ(got.text, expected);
-    EXPECT_EQ(got.finals, 1);
+    Delivered got = ExpectWholeAnswers(stub_.get(), request, SimAnswer(backend, request), 1);
     ASSERT_EQ(got.messages.size(), 1u);
     EXPECT_EQ(got.messages[0].usage().completion_tokens(), 200);
   }
@@ -229,20 +240,15 @@ TEST_F(WorkerServiceTest, HeldTextReachesTheCallerBeforeAFailure) {
 TEST_F(WorkerServiceTest, FinalChunkMayCarryTheLastTextWhenTheCallerReadsIt) {
   // Zero latency, streamed (no batching): text that queues behind a write is merged, and with
   // final_text_ok the final chunk folds into the queued text. Whatever the timing: all the
-  // text, in order, one final chunk, no more messages than pieces.
+  // text, in order, one final chunk carrying the usage.
   v1::SimBackend backend;
   backend.set_output_tokens(2000);
   Start(backend, 2);
   v1::InferRequest request = Request();
   request.set_final_text_ok(true);
-  const std::string expected = SimAnswer(backend, request);
-  for (int round = 0; round < 5; ++round) {
-    Delivered got = ReadAll(stub_.get(), request);
-    ASSERT_TRUE(got.status.ok()) << got.status.error_message();
-    EXPECT_EQ(got.text, expected);
-    EXPECT_EQ(got.finals, 1);
-    EXPECT_EQ(got.messages.back().usage().completion_tokens(), 2000);
-  }
+  Delivered got = ExpectWholeAnswers(stub_.get(), request, SimAnswer(backend, request), 5);
+  ASSERT_FALSE(got.messages.empty());
+  EXPECT_EQ(got.messages.back().usage().completion_tokens(), 2000);
 }
 
 TEST_F(WorkerServiceTest, BatchedTextQueuedBehindAWriteKeepsTheFinalChunksOwnText) {
@@ -255,14 +261,7 @@ TEST_F(WorkerServiceTest, BatchedTextQueuedBehindAWriteKeepsTheFinalChunksOwnTex
   v1::InferRequest request = Request();
   request.set_batch_ok(true);
   request.set_final_text_ok(true);
-  const std::string expected = SimAnswer(backend, request);
-  for (int round = 0; round < 10; ++round) {
-    Delivered got = ReadAll(stub_.get(), request);
-    ASSERT_TRUE(got.status.ok()) << got.status.error_message();
-    ASSERT_EQ(got.text.size(), expected.size()) << "round " << round;
-    EXPECT_EQ(got.text, expected);
-    EXPECT_EQ(got.finals, 1);
-  }
+  ExpectWholeAnswers(stub_.get(), request, SimAnswer(backend, request), 10);
 }
 
 TEST_F(WorkerServiceTest, RefusesWorkBeyondMaxConcurrencyAndFreesTheSlotOnCancel) {
