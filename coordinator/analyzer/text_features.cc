@@ -56,12 +56,8 @@ Kind Classify(uint32_t cp) {
     if (cp == '\'') return Kind::kWord;  // "don't", "what's"
     return Kind::kPunct;
   }
-  // Scripts written without spaces between words: each character is a token, and the pairs
-  // are character bigrams (CJK ideographs and kana; Thai, Lao, Myanmar and Khmer letters, or
-  // a Thai sentence would be one "word" of a hundred bytes).
   if (InRange(cp, 0x3040, 0x30FF) || InRange(cp, 0x3400, 0x4DBF) || InRange(cp, 0x4E00, 0x9FFF) ||
-      InRange(cp, 0xF900, 0xFAFF) || InRange(cp, 0x0E00, 0x0EFF) || InRange(cp, 0x1000, 0x109F) ||
-      InRange(cp, 0x1780, 0x17FF)) {
+      InRange(cp, 0xF900, 0xFAFF)) {
     return Kind::kIdeograph;
   }
   if (cp == 0x3002 || cp == 0xFF1F || cp == 0xFF01 || cp == 0x061F || cp == 0x0964) {
@@ -148,40 +144,6 @@ class Sink {
   const size_t mask_;
 };
 
-bool IsAscii(absl::string_view tok) {
-  for (unsigned char c : tok) {
-    if (c >= 0x80) return false;
-  }
-  return true;
-}
-
-// The code-point trigrams of "<tok>" for a word of at least two code points; at most
-// kMaxTrigrams of them (a long unspaced run is not a word).
-constexpr size_t kMaxTrigrams = 16;
-void AddCodePointTrigrams(absl::string_view tok, Sink* sink) {
-  size_t starts[kMaxTrigrams + 3];  // byte offset of each code point, then the end
-  size_t n = 0;
-  for (size_t i = 0; i < tok.size() && n < kMaxTrigrams + 1;) {
-    starts[n++] = i;
-    uint32_t cp;
-    i += Decode(tok, i, &cp);
-  }
-  if (n < 2) return;
-  const bool whole = n <= kMaxTrigrams;  // the word ended inside the bound
-  starts[n] = whole ? tok.size() : starts[n - 1];
-  if (!whole) --n;
-  // Padded positions: 0 is "<", 1..n the code points, n+1 is ">".
-  auto piece = [&](size_t k) -> absl::string_view {
-    if (k == 0) return "<";
-    if (k == n + 1) return ">";
-    return tok.substr(starts[k - 1], starts[k] - starts[k - 1]);
-  };
-  for (size_t k = 0; k + 3 <= n + 2; ++k) {
-    std::string gram = absl::StrCat(piece(k), piece(k + 1), piece(k + 2));
-    sink->Add('u', gram);
-  }
-}
-
 }  // namespace
 
 size_t TailStart(absl::string_view text) {
@@ -259,13 +221,9 @@ void ExtractFeatures(absl::string_view text, int hash_bits, std::vector<uint32_t
   }
   end_word(read.size());
 
-  // At most a word, a pair and the n-grams of each token, and a bounded number of the rest.
+  // At most a word, a pair and the 4-grams of each token, and a bounded number of the rest.
   size_t max_features = 64 + 2 * 8;
-  for (absl::string_view tok : tokens) {
-    max_features += 2 + (!IsAscii(tok) ? std::min(tok.size(), kMaxTrigrams + 1)
-                         : tok.size() >= 5 ? tok.size() - 1
-                                           : 0);
-  }
+  for (absl::string_view tok : tokens) max_features += 2 + (tok.size() >= 5 ? tok.size() - 1 : 0);
   Sink sink(hash_bits, max_features, ids);
 
   // Words, word pairs within a sentence, and 4-grams of longer words.
@@ -273,12 +231,7 @@ void ExtractFeatures(absl::string_view text, int hash_bits, std::vector<uint32_t
     const absl::string_view tok = tokens[t];
     sink.Add('w', tok);
     if (t > 0 && !starts_sentence[t]) sink.Add('b', tokens[t - 1], tok);
-    if (!IsAscii(tok)) {
-      // A word in another alphabet (Cyrillic, Greek, Arabic, Devanagari, Hangul, Latin with
-      // diacritics): trigrams of its code points, "<" and ">" marking its ends, so inflected
-      // forms share features (a byte 4-gram there is one and a half letters).
-      AddCodePointTrigrams(tok, &sink);
-    } else if (tok.size() >= 5) {
+    if (tok.size() >= 5) {
       // The 4-grams of "<tok>", hashed without building the padded string.
       auto at = [&](size_t k) { return k == 0 ? '<' : k == tok.size() + 1 ? '>' : tok[k - 1]; };
       for (size_t k = 0; k + 4 <= tok.size() + 2; ++k) {

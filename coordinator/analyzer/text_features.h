@@ -1,11 +1,9 @@
 // File: coordinator/analyzer/text_features.h
 // Turns a prompt into the sparse features the category classifier reads: hashed word unigrams
-// and bigrams, character n-grams of words (typos, inflections: byte 4-grams of ASCII words,
-// code-point trigrams of other words, so a Cyrillic or Devanagari stem is matched by letters, not
-// by the UTF-8 lead bytes every word of its script shares), the first words (where the instruction
-// usually is), and shape features (length, lines, code symbols, digits, scripts). Chinese,
-// Japanese, Thai, Lao, Myanmar and Khmer text has no spaces between words, so each ideograph, kana
-// or letter of those scripts is a token of its own and the bigrams are character bigrams.
+// and bigrams, character 4-grams of words (typos, inflections), the first words (where the
+// instruction usually is), and shape features (length, lines, code symbols, digits, scripts).
+// Chinese and Japanese text has no spaces, so each ideograph or kana is a token of its own and
+// the bigrams are character bigrams.
 //
 // The same function is used to train the model (coordinator/analyzer/train_main.cc) and to score
 // requests, so the two can never disagree; a change here that alters any feature must bump
@@ -29,7 +27,7 @@
 
 namespace loom {
 
-inline constexpr uint32_t kFeatureVersion = 3;
+inline constexpr uint32_t kFeatureVersion = 2;
 // The window, chosen by measurement (README, "The analyzer's accuracy"): 384+128 read as well as
 // 1024+256 on prompts from outside the project and decide in a third of the time.
 inline constexpr size_t kHeadBytes = 384;

@@ -134,8 +134,8 @@ TEST(AnalyzerAccuracyTest, MeetsTheFloorsOnTunedAndHeldOutPrompts) {
 }
 
 TEST(AnalyzerAccuracyTest, ReadsPromptsInLanguagesItWasNotTunedOn) {
-  // One prompt per line, {"lang", "cat", "prompt"}, written for this test after the classifier's
-  // features were chosen, checked for near-duplicates against every training file, and never
+  // One prompt per line, {"lang", "cat", "prompt"}, written for this test, checked for
+  // near-duplicates against every training file, and never
   // trained on (coordinator/analyzer/train.sh does not read tests/data/analyzer_multilingual).
   std::ifstream in(std::string(LOOM_TEST_DATA_DIR) + "/analyzer_multilingual/prompts.jsonl");
   RequestAnalyzer analyzer;
@@ -158,10 +158,11 @@ TEST(AnalyzerAccuracyTest, ReadsPromptsInLanguagesItWasNotTunedOn) {
   ASSERT_GE(overall.total, 80) << "multilingual set missing or too small";
   std::cout << "multilingual  " << overall.Show() << "\n";
   for (const auto& [cat, t] : by_category) std::cout << "  category " << cat << "  " << t.Show() << "\n";
-  // When written, the model with feature version 3 read 64% of these (52/81; the version-2 model
-  // had 59%); the lexicon alone reads 37%. The floor is a regression check on our own writing,
-  // not a claim about other people's prompts: for those, see bench/analyzer_eval.cc.
-  EXPECT_GE(overall.Rate(), 0.60);
+  // When written, the model read 68% of these (55/81; before the prompts in these languages were
+  // added to its training data, 59%); the lexicon alone reads 37%. The floor is a regression
+  // check on our own writing, not a claim about other people's prompts: for those, see
+  // bench/analyzer_eval.cc.
+  EXPECT_GE(overall.Rate(), 0.62);
   for (const auto& [cat, t] : by_category) EXPECT_GE(t.Rate(), 0.30) << cat;
 }
 
