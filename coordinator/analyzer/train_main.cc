@@ -16,7 +16,10 @@
 // A fifth of every set (training_split.h) is held out; the report gives accuracy on it per set,
 // per category and as a confusion matrix. --loso also trains once without each public set and
 // scores that whole set: the figure for prompts from a source the model never saw.
+// --export_fasttext=DIR writes the same splits as fastText input files, for
+// bench/fasttext_compare.sh (the comparison MODEL.md reports).
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -27,6 +30,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/categories.h"
@@ -49,6 +53,8 @@ ABSL_FLAG(bool, lexicon, true, "give the model the hand-written lexicon's scores
 ABSL_FLAG(bool, loso, false, "also train without each public set and score that set");
 ABSL_FLAG(std::string, errors, "",
           "append each prompt scored wrong to this file (TSV: report, set, gold, predicted, text)");
+ABSL_FLAG(std::string, export_fasttext, "",
+          "write the held-out and leave-one-set-out splits here as fastText files, then stop");
 ABSL_FLAG(bool, all, false, "train on the held-out split too (the shipped model: after reporting)");
 
 namespace {
@@ -99,6 +105,47 @@ bool ReadJsonl(const std::string& path, std::vector<json>* out) {
     if (!j.is_discarded()) out->push_back(std::move(j));
   }
   return true;
+}
+
+// One fastText line: "__label__CATEGORY text", the text lower-cased (ASCII) on one line, and each
+// ideograph or kana a word of its own (fastText splits on spaces only; Chinese has none).
+std::string FastTextLine(const Example& e) {
+  std::string out = "__label__" + NameOf(e.label) + " ";
+  for (size_t i = 0; i < e.text.size();) {
+    const unsigned char c = static_cast<unsigned char>(e.text[i]);
+    size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    len = std::min(len, e.text.size() - i);
+    if (len == 1) {
+      out += c == '\n' || c == '\t' || c == '\r' ? ' ' : static_cast<char>(std::tolower(c));
+    } else if (len == 3 && c >= 0xE3 && c <= 0xE9) {  // U+3000..U+9FFF: CJK, kana
+      absl::StrAppend(&out, " ", e.text.substr(i, len), " ");
+    } else {
+      out += e.text.substr(i, len);
+    }
+    i += len;
+  }
+  return out + "\n";
+}
+
+bool ExportFastText(const std::string& dir, const std::vector<Example>& examples,
+                    const std::map<std::string, int>& per_set) {
+  auto write = [&](const std::string& name, auto keep) {
+    std::ofstream f(dir + "/" + name, std::ios::trunc);
+    for (const Example& e : examples) {
+      if (keep(e)) f << FastTextLine(e);
+    }
+    return static_cast<bool>(f.flush());
+  };
+  bool ok = write("heldout.train", [](const Example& e) { return !e.held_out; });
+  for (const auto& entry : per_set) {
+    const std::string& set = entry.first;
+    if (set == "authored" || set == "project" || set.rfind("gsm8k", 0) == 0) continue;
+    ok &= write("heldout." + set + ".test", [&](const Example& e) { return e.held_out && e.set == set; });
+    ok &= write("loso." + set + ".train", [&](const Example& e) { return e.set != set; });
+    ok &= write("loso." + set + ".test", [&](const Example& e) { return e.set == set; });
+  }
+  if (!ok) std::cerr << "cannot write the fastText files in " << dir << "\n";
+  return ok;
 }
 
 bool LoadPublic(const std::string& dir, std::vector<Example>* out) {
@@ -348,6 +395,9 @@ int main(int argc, char** argv) {
   std::cout << "examples:";
   for (const auto& [set, n] : per_set) std::cout << " " << set << "=" << n;
   std::cout << "\n";
+  if (const std::string dir = absl::GetFlag(FLAGS_export_fasttext); !dir.empty()) {
+    return ExportFastText(dir, examples, per_set) ? 0 : 1;
+  }
 
   auto select = [&](auto keep) {
     std::vector<const Example*> out;
