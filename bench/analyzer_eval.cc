@@ -15,6 +15,8 @@
 // --dump=FILE writes every decision, one line per prompt, to compare two builds.
 // --slowest=N lists the N prompts the trained analyzer took longest on.
 // --unsure_below=P sets the trained analyzer's confidence floor (AnalyzerOptions::unsure_below). --show=LABEL prints each prompt of that source label.
+// --structure=FILE (bench/data/multi_part_structure.json) scores the sub-tasks of multi-part
+// prompts against labels by item id: the number of asks, and their categories.
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -43,6 +45,7 @@ struct Rate {
 
 struct Result {
   Rate kind, primary, any, multi_compiled;
+  Rate structure_count, structure_categories;  // multi-part prompts with --structure labels
   std::map<std::string, Rate> recall;   // by gold primary category
   std::map<std::string, Rate> by_label;  // by source label (primary)
   int general_fallbacks = 0;
@@ -78,6 +81,11 @@ void Print(const std::string& name, const Result& r, bool by_label) {
   if (r.multi_compiled.n) {
     std::cout << absl::StrFormat(" | multi-part compiled %d/%d", r.multi_compiled.hit, r.multi_compiled.n);
   }
+  if (r.structure_count.n) {
+    std::cout << absl::StrFormat(" | sub-tasks: count %d/%d, count and categories %d/%d",
+                                 r.structure_count.hit, r.structure_count.n,
+                                 r.structure_categories.hit, r.structure_categories.n);
+  }
   std::cout << "\n           recall:";
   for (const auto& [cat, rate] : r.recall) std::cout << absl::StrFormat(" %s %.0f%% (%d)", cat, rate.Pct(), rate.n);
   std::cout << "\n";
@@ -105,13 +113,36 @@ void Dump(std::ofstream& out, const std::string& name, const std::string& text, 
 
 }  // namespace
 
+// Whether the asks of `a` match a --structure label: {"asks": [counts], "in_order": [[cats]...]
+// or "each": [cats]}. Returns {count right, count and categories right}.
+std::pair<bool, bool> MatchesStructure(const loom::Analysis& a, const json& label) {
+  const int n = a.kind == loom::v1::PLAN_KIND_COMPILED ? static_cast<int>(a.asks.size()) : 1;
+  bool count_ok = false;
+  for (const auto& c : label.value("asks", json::array())) count_ok |= c.get<int>() == n;
+  if (!count_ok) return {false, false};
+  auto accepted = [](const json& cats, const std::string& got) {
+    for (const auto& c : cats) {
+      if (c.get<std::string>() == got) return true;
+    }
+    return false;
+  };
+  for (int i = 0; i < n; ++i) {
+    const std::string got = loom::CategoryName(
+        a.kind == loom::v1::PLAN_KIND_COMPILED ? a.asks[i].category : a.categories[0].category());
+    const json& cats = label.contains("in_order") ? label["in_order"][std::min<size_t>(i, label["in_order"].size() - 1)]
+                                                 : label.value("each", json::array());
+    if (!accepted(cats, got)) return {true, false};
+  }
+  return {true, true};
+}
+
 // Long on purpose: flags, then one pass over each prompt set printing its report.
 int main(int argc, char** argv) {
   std::string dir, split = "heldout", show;
   bool by_label = false;
   int slowest_n = 0;
   int runs = 3;
-  std::string dump_path;
+  std::string dump_path, structure_path;
   loom::AnalyzerOptions trained_options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -121,6 +152,8 @@ int main(int argc, char** argv) {
       show = arg.substr(7);
     } else if (absl::StartsWith(arg, "--unsure_below=")) {
       trained_options.unsure_below = std::stod(arg.substr(15));
+    } else if (absl::StartsWith(arg, "--structure=")) {
+      structure_path = arg.substr(12);
     } else if (absl::StartsWith(arg, "--dump=")) {
       dump_path = arg.substr(7);
     } else if (absl::StartsWith(arg, "--slowest=")) {
@@ -142,6 +175,7 @@ int main(int argc, char** argv) {
                  "                          [--runs=N]  (time each prompt N times, the fastest counts; 3)\n"
                  "                          [--dump=FILE]  (every decision, for diffing builds)\n"
                  "                          [--unsure_below=P]  (the trained analyzer's fallback)\n"
+                 "                          [--structure=FILE]  (sub-task labels of multi-part prompts)\n"
                  "  DIR holds label_mappings.json and the .jsonl sets\n";
     return 2;
   }
@@ -150,6 +184,15 @@ int main(int argc, char** argv) {
   if (mappings.is_discarded()) {
     std::cerr << "cannot read " << dir << "/label_mappings.json\n";
     return 1;
+  }
+  json structure = json::object();
+  if (!structure_path.empty()) {
+    std::ifstream f(structure_path);
+    structure = json::parse(f, nullptr, false);
+    if (structure.is_discarded() || !structure.is_object()) {
+      std::cerr << "cannot read " << structure_path << "\n";
+      return 1;
+    }
   }
   loom::AnalyzerOptions lexicon_options;
   lexicon_options.lexicon_only = true;
@@ -193,6 +236,12 @@ int main(int argc, char** argv) {
           if (primary == "MULTI") {
             r->kind.Add(a.kind == loom::v1::PLAN_KIND_COMPILED);
             r->multi_compiled.Add(a.kind == loom::v1::PLAN_KIND_COMPILED);
+            const std::string id = item.value("id", "");
+            if (structure.contains(set) && structure[set].contains(id)) {
+              const auto [count_ok, categories_ok] = MatchesStructure(a, structure[set][id]);
+              r->structure_count.Add(count_ok);
+              r->structure_categories.Add(categories_ok);
+            }
             continue;
           }
           r->kind.Add(a.kind != loom::v1::PLAN_KIND_COMPILED);
