@@ -174,6 +174,33 @@ constexpr Cue kCues[] = {
     {"übersetze", C::TASK_CATEGORY_TRANSLATION, 3}, {"übersetzen", C::TASK_CATEGORY_TRANSLATION, 3},
     {"переведи", C::TASK_CATEGORY_TRANSLATION, 3}, {"перевод", C::TASK_CATEGORY_TRANSLATION, 3},
     {"terjemahkan", C::TASK_CATEGORY_TRANSLATION, 3},
+    // the same three skills' verbs in more languages (a word list, not fitted to any prompt set)
+    {"traduci", C::TASK_CATEGORY_TRANSLATION, 3}, {"traducimi", C::TASK_CATEGORY_TRANSLATION, 3},
+    {"traduza", C::TASK_CATEGORY_TRANSLATION, 3}, {"traduzir", C::TASK_CATEGORY_TRANSLATION, 3},
+    {"traduisez", C::TASK_CATEGORY_TRANSLATION, 3}, {"vertaal", C::TASK_CATEGORY_TRANSLATION, 3},
+    {"vertalen", C::TASK_CATEGORY_TRANSLATION, 3}, {"przetłumacz", C::TASK_CATEGORY_TRANSLATION, 3},
+    {"çevir", C::TASK_CATEGORY_TRANSLATION, 3}, {"dịch sang", C::TASK_CATEGORY_TRANSLATION, 3},
+    {"ترجم", C::TASK_CATEGORY_TRANSLATION, 3}, {"अनुवाद", C::TASK_CATEGORY_TRANSLATION, 3},
+    {"תרגם", C::TASK_CATEGORY_TRANSLATION, 3}, {"แปล", C::TASK_CATEGORY_TRANSLATION, 3},
+    {"översätt", C::TASK_CATEGORY_TRANSLATION, 3}, {"käännä", C::TASK_CATEGORY_TRANSLATION, 3},
+    {"fordítsd", C::TASK_CATEGORY_TRANSLATION, 3}, {"přelož", C::TASK_CATEGORY_TRANSLATION, 3},
+    {"переклади", C::TASK_CATEGORY_TRANSLATION, 3}, {"переведите", C::TASK_CATEGORY_TRANSLATION, 3},
+    {"riassumi", C::TASK_CATEGORY_SUMMARIZATION, 3}, {"riassunto", C::TASK_CATEGORY_SUMMARIZATION, 3},
+    {"resuma", C::TASK_CATEGORY_SUMMARIZATION, 3}, {"resumo", C::TASK_CATEGORY_SUMMARIZATION, 2},
+    {"resumen", C::TASK_CATEGORY_SUMMARIZATION, 2}, {"résumer", C::TASK_CATEGORY_SUMMARIZATION, 3},
+    {"podsumuj", C::TASK_CATEGORY_SUMMARIZATION, 3}, {"streść", C::TASK_CATEGORY_SUMMARIZATION, 3},
+    {"samenvatting", C::TASK_CATEGORY_SUMMARIZATION, 3}, {"özetle", C::TASK_CATEGORY_SUMMARIZATION, 3},
+    {"tóm tắt", C::TASK_CATEGORY_SUMMARIZATION, 3}, {"要約", C::TASK_CATEGORY_SUMMARIZATION, 3.5},
+    {"перескажи", C::TASK_CATEGORY_SUMMARIZATION, 3}, {"لخص", C::TASK_CATEGORY_SUMMARIZATION, 3},
+    {"सार", C::TASK_CATEGORY_SUMMARIZATION, 3}, {"סכם", C::TASK_CATEGORY_SUMMARIZATION, 3},
+    {"สรุป", C::TASK_CATEGORY_SUMMARIZATION, 3}, {"sammanfatta", C::TASK_CATEGORY_SUMMARIZATION, 3},
+    {"tiivistä", C::TASK_CATEGORY_SUMMARIZATION, 3}, {"ringkas", C::TASK_CATEGORY_SUMMARIZATION, 3},
+    {"poesia", C::TASK_CATEGORY_CREATIVE, 3}, {"poesía", C::TASK_CATEGORY_CREATIVE, 3},
+    {"wiersz", C::TASK_CATEGORY_CREATIVE, 3}, {"şiir", C::TASK_CATEGORY_CREATIVE, 3},
+    {"shairi", C::TASK_CATEGORY_CREATIVE, 3}, {"ποίημα", C::TASK_CATEGORY_CREATIVE, 3},
+    {"कविता", C::TASK_CATEGORY_CREATIVE, 3}, {"قصيدة", C::TASK_CATEGORY_CREATIVE, 3},
+    {"บทกวี", C::TASK_CATEGORY_CREATIVE, 3}, {"cuento", C::TASK_CATEGORY_CREATIVE, 2.5},
+    {"racconto", C::TASK_CATEGORY_CREATIVE, 2.5},
     {"요약", C::TASK_CATEGORY_SUMMARIZATION, 3.5}, {"resumir", C::TASK_CATEGORY_SUMMARIZATION, 3},
     {"resume", C::TASK_CATEGORY_SUMMARIZATION, 2}, {"zusammenfass", C::TASK_CATEGORY_SUMMARIZATION, 3},
     {"résumé", C::TASK_CATEGORY_SUMMARIZATION, 2}, {"html", C::TASK_CATEGORY_CODE, 1.5},
@@ -358,7 +385,10 @@ class LeadWords {
   // Each cue with its lead, in kCues order; the cues each lead word starts; those without one.
   const std::vector<Phrase>& cues() const { return cues_; }
   const std::vector<uint16_t>& cues_led_by(int id) const { return led_by_[id]; }
-  const std::vector<uint16_t>& cues_without_lead() const { return without_lead_; }
+  // Those without a lead word that start with an ASCII byte ("\\frac"), and with a multi-byte
+  // character (Chinese, Cyrillic, Arabic cues: a text without such characters skips them).
+  const std::vector<uint16_t>& ascii_cues_without_lead() const { return without_lead_; }
+  const std::vector<uint16_t>& multibyte_cues() const { return multibyte_; }
   const std::vector<Phrase>& natural() const { return natural_; }
   const std::vector<Phrase>& programming() const { return programming_; }
   const std::vector<Phrase>& translating() const { return translating_; }
@@ -384,7 +414,9 @@ class LeadWords {
     led_by_.resize(words_.size());
     for (size_t i = 0; i < std::size(kCues); ++i) {
       cues_.push_back(Of(kCues[i].phrase));
-      (cues_.back().lead < 0 ? without_lead_ : led_by_[cues_.back().lead]).push_back(static_cast<uint16_t>(i));
+      const bool multibyte = static_cast<unsigned char>(kCues[i].phrase[0]) >= 0x80;
+      (cues_.back().lead >= 0 ? led_by_[cues_.back().lead] : multibyte ? multibyte_ : without_lead_)
+          .push_back(static_cast<uint16_t>(i));
     }
     for (const char* p : kNaturalLanguages) natural_.push_back(Of(p));
     for (const char* p : kProgrammingLanguages) programming_.push_back(Of(p));
@@ -402,7 +434,7 @@ class LeadWords {
   std::vector<uint16_t> slots_;  // id + 1; 0 is empty
   std::vector<Phrase> cues_, natural_, programming_, translating_;
   std::vector<std::vector<uint16_t>> led_by_;
-  std::vector<uint16_t> without_lead_;
+  std::vector<uint16_t> without_lead_, multibyte_;
 };
 static_assert(std::size(kCues) <= 65535, "cue indices are uint16_t");
 
@@ -493,6 +525,8 @@ class WordIndex {
     return false;
   }
 
+  bool has_multibyte() const { return !t_.multibyte_starts.empty(); }
+
  private:
   // This thread's tables, or (should an index be made while another is alive) this one's own.
   WordIndexTables& Tables() {
@@ -541,7 +575,10 @@ class WordIndex {
 // and those without a leading word.
 std::vector<uint16_t> CandidateCues(const WordIndex& index) {
   const LeadWords& leads = LeadWords::Get();
-  std::vector<uint16_t> out = leads.cues_without_lead();
+  std::vector<uint16_t> out = leads.ascii_cues_without_lead();
+  if (index.has_multibyte()) {
+    out.insert(out.end(), leads.multibyte_cues().begin(), leads.multibyte_cues().end());
+  }
   for (uint16_t id : index.present()) {
     const std::vector<uint16_t>& led = leads.cues_led_by(id);
     out.insert(out.end(), led.begin(), led.end());
@@ -593,16 +630,42 @@ std::array<double, 9> ScoreLower(absl::string_view lower) {
   return s;
 }
 
+// ASCII letters lower-cased, and the vowel signs and other marks that Arabic and Hebrew
+// writers add or leave out (U+064B-065F, U+0670; U+0591-05BD, U+05BF, U+05C1-05C2, U+05C4-05C5,
+// U+05C7) dropped, so "لخّص" finds the cue "لخص".
+std::string LowerForCues(absl::string_view text) {
+  if (text.find_first_of("\xD6\xD7\xD9") == absl::string_view::npos) {
+    return absl::AsciiStrToLower(text);  // no Arabic or Hebrew: the common case, one pass
+  }
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if ((c == 0xD9 || c == 0xD6 || c == 0xD7) && i + 1 < text.size()) {
+      const unsigned char d = static_cast<unsigned char>(text[i + 1]);
+      const bool mark = (c == 0xD9 && ((d >= 0x8B && d <= 0x9F) || d == 0xB0)) ||
+                        (c == 0xD6 && ((d >= 0x91 && d <= 0xBD) || d == 0xBF)) ||
+                        (c == 0xD7 && (d == 0x81 || d == 0x82 || d == 0x84 || d == 0x85 || d == 0x87));
+      if (mark) {
+        ++i;
+        continue;
+      }
+    }
+    out += absl::ascii_tolower(c);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::array<double, 9> Score(const std::string& whole) {
   const std::string text = ReadWindow(whole);  // bounded cost; the same window the model reads
   std::string instruction, payload;
   SplitInstruction(text, &instruction, &payload);
-  std::array<double, 9> s = ScoreLower(absl::AsciiStrToLower(instruction));
+  std::array<double, 9> s = ScoreLower(LowerForCues(instruction));
   s[C::TASK_CATEGORY_CODE] += 1.5 * CodeSyntax(text);
   if (!payload.empty()) {
-    std::array<double, 9> p = ScoreLower(absl::AsciiStrToLower(payload));
+    std::array<double, 9> p = ScoreLower(LowerForCues(payload));
     for (C c : kAllCategories) s[c] += 0.3 * p[c];
   }
   return s;

@@ -70,5 +70,18 @@ TEST(LexiconTest, CuesAreWholeWordsWhateverTheirLetters) {
             Score("translate this into frenchfries")[C::TASK_CATEGORY_TRANSLATION]);
 }
 
+TEST(LexiconTest, TheSkillsVerbsOfOtherLanguagesAreCues) {
+  using C = v1::TaskCategory;
+  // Whole words when they start with a Latin letter, anywhere when they do not, phrases too.
+  EXPECT_GT(Score("Przetłumacz na angielski: dzień dobry")[C::TASK_CATEGORY_TRANSLATION], 0);
+  EXPECT_GT(Score("Traduci in francese: buongiorno")[C::TASK_CATEGORY_TRANSLATION], 0);
+  EXPECT_GT(Score("Bunu İngilizceye çevirir misin?")[C::TASK_CATEGORY_TRANSLATION], 0);
+  EXPECT_GT(Score("Dịch sang tiếng Anh giúp mình")[C::TASK_CATEGORY_TRANSLATION], 0);
+  EXPECT_GT(Score("Tóm tắt đoạn văn sau")[C::TASK_CATEGORY_SUMMARIZATION], 0);
+  EXPECT_GT(Score("لخّص هذا النص")[C::TASK_CATEGORY_SUMMARIZATION], 0) << "with a shadda inside";
+  EXPECT_GT(Score("Napisz wiersz o morzu")[C::TASK_CATEGORY_CREATIVE], 0);
+  EXPECT_EQ(Score("traducido")[C::TASK_CATEGORY_TRANSLATION], 0) << "a longer word";
+}
+
 }  // namespace
 }  // namespace loom::lexicon
