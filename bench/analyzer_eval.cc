@@ -111,30 +111,32 @@ void Dump(std::ofstream& out, const std::string& name, const std::string& text, 
   out << "\n";
 }
 
-}  // namespace
-
 // Whether the asks of `a` match a --structure label: {"asks": [counts], "in_order": [[cats]...]
 // or "each": [cats]}. Returns {count right, count and categories right}.
 std::pair<bool, bool> MatchesStructure(const loom::Analysis& a, const json& label) {
   const int n = a.kind == loom::v1::PLAN_KIND_COMPILED ? static_cast<int>(a.asks.size()) : 1;
   bool count_ok = false;
-  for (const auto& c : label.value("asks", json::array())) count_ok |= c.get<int>() == n;
+  for (const auto& c : label.value("asks", json::array())) count_ok |= c.is_number_integer() && c.get<int>() == n;
   if (!count_ok) return {false, false};
   auto accepted = [](const json& cats, const std::string& got) {
     for (const auto& c : cats) {
-      if (c.get<std::string>() == got) return true;
+      if (c.is_string() && c.get<std::string>() == got) return true;
     }
     return false;
   };
   for (int i = 0; i < n; ++i) {
     const std::string got = loom::CategoryName(
-        a.kind == loom::v1::PLAN_KIND_COMPILED ? a.asks[i].category : a.categories[0].category());
-    const json& cats = label.contains("in_order") ? label["in_order"][std::min<size_t>(i, label["in_order"].size() - 1)]
-                                                 : label.value("each", json::array());
+        a.kind == loom::v1::PLAN_KIND_COMPILED || a.asks.size() == 1 ? a.asks[i].category
+                                                                     : a.categories[0].category());
+    const json cats = label.contains("in_order") && !label["in_order"].empty()
+                          ? label["in_order"].at(std::min<size_t>(i, label["in_order"].size() - 1))
+                          : label.value("each", json::array());
     if (!accepted(cats, got)) return {true, false};
   }
   return {true, true};
 }
+
+}  // namespace
 
 // Long on purpose: flags, then one pass over each prompt set printing its report.
 int main(int argc, char** argv) {
