@@ -2,12 +2,15 @@
 #include "coordinator/analyzer/ask_splitter.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/types/span.h"
 #include "coordinator/analyzer/lexicon.h"
 #include "coordinator/analyzer/text_features.h"
 
@@ -31,14 +34,56 @@ constexpr const char* kVerbs[] = {
     "show", "find", "help", "recommend", "rewrite", "condense", "shorten", "recap", "boil",
     "plan", "build", "design", "outline", "discuss", "say", "do", "reason", "draw", "count",
     "rephrase", "paraphrase", "arrange", "sort", "rank", "identify", "answer", "assess",
-    "explore", "determine", "justify", "simplify", "correct", "proofread", "debug", "predict"};
+    "explore", "determine", "justify", "simplify", "correct", "proofread", "debug", "predict",
+    // The same imperatives in other languages (informal and formal), lower-cased as LowerPrefix
+    // lowers them.
+    "écris", "écrivez", "explique", "expliquez", "traduis", "traduisez", "résume", "résumez",
+    "donne", "donnez", "énumère", "comparez", "décris", "décrivez", "calcule", "calculez",
+    "analysez", "crée", "créez", "fais", "faites", "proposez", "rédige", "rédigez", "corrige",
+    "corrigez", "convertis", "génère", "cite", "schreib", "schreibe", "erkläre", "erklär",
+    "übersetze", "übersetz", "fasse", "gib", "nenne", "vergleiche", "beschreibe", "berechne",
+    "analysiere", "erstelle", "mach", "mache", "korrigiere", "formuliere", "finde", "zeige",
+    "escribe", "escriba", "explica", "traduce", "traduzca", "resume", "resuma", "dame", "enumera",
+    "compara", "calcula", "analiza", "crea", "haz", "genera", "convierte", "dime", "menciona",
+    "escreva", "traduza", "dê", "liste", "descreva", "calcule", "analise", "crie", "faça", "gere",
+    "corrija", "converta", "diga", "scrivi", "scriva", "spiega", "traduci", "riassumi", "dammi",
+    "elenca", "confronta", "descrivi", "calcola", "analizza", "fai", "correggi", "converti",
+    "dimmi", "напиши", "напишите", "объясни", "объясните", "переведи", "переведите",
+    "перескажи", "дай", "дайте", "перечисли", "сравни", "опиши", "посчитай", "вычисли",
+    "проанализируй", "создай", "сделай", "составь", "придумай", "исправь", "расскажи", "найди",
+    "реши", "schrijf", "vertaal", "geef", "noem", "vergelijk", "beschrijf", "bereken", "maak",
+    "napisz", "wyjaśnij", "przetłumacz", "streść", "podsumuj", "podaj", "wymień", "porównaj",
+    "opisz", "oblicz", "stwórz", "zrób"};
 
 // Verbs that may start a new ask after " and " ("... and explain ...").
 constexpr const char* kJoinVerbs[] = {
     "explain", "summarize", "summarise", "translate", "write", "list", "compare", "describe",
     "give", "create", "convert", "analyze", "analyse", "tell", "provide", "generate", "format",
     "calculate", "return", "put", "present", "extract", "evaluate", "prove", "then",
-    "rephrase", "paraphrase", "sort", "rank", "answer", "identify", "assess", "justify"};
+    "rephrase", "paraphrase", "sort", "rank", "answer", "identify", "assess", "justify",
+    "écris", "explique", "traduis", "traduisez", "résume", "résumez", "donne", "décris",
+    "schreib", "schreibe", "erkläre", "übersetze", "fasse", "gib", "nenne", "beschreibe",
+    "escribe", "explica", "traduce", "resume", "dame", "describe", "escreva", "explique",
+    "traduza", "resuma", "scrivi", "spiega", "traduci", "riassumi", "dammi", "descrivi",
+    "напиши", "объясни", "переведи", "перескажи", "дай", "опиши", "составь", "придумай",
+    "schrijf", "vertaal", "geef", "napisz", "wyjaśnij", "przetłumacz", "podsumuj", "podaj"};
+
+// Chinese instructions start with their verb (or "请", please, or "把", which fronts the
+// object); Chinese has no spaces, so these are prefixes, not words.
+constexpr absl::string_view kChineseVerbs[] = {
+    "写", "请", "翻译", "总结", "概括", "解释", "列出", "列举", "给出", "给我", "计算", "分析",
+    "比较", "描述", "生成", "提取", "改写", "回答", "说明", "介绍", "把", "帮我", "告诉",
+    "设计", "创作", "编写", "实现", "找出", "判断", "推荐", "将", "用"};
+// Chinese and Japanese markers that lead a piece: then / next / finally / first / also.
+struct CjkMarker {
+  absl::string_view text;
+  bool separate, sequential;
+};
+constexpr CjkMarker kCjkMarkers[] = {
+    {"然后", true, true}, {"接着", true, true}, {"之后", true, true}, {"最后", true, true},
+    {"再", true, true},   {"首先", true, false}, {"先", true, false},  {"另外", true, false},
+    {"还有", true, false}, {"同时", true, false}, {"并且", true, false}, {"次に", true, true},
+    {"それから", true, true}, {"そして", true, false}, {"最後に", true, true}, {"まず", true, false}};
 
 // Verbs strong enough to start an ask inside pasted material.
 constexpr const char* kStrongVerbs[] = {
@@ -53,11 +98,50 @@ constexpr const char* kQuestionWords[] = {
 
 // The first bytes of `text`, lowered into a buffer the caller owns (no allocation: these run
 // for every piece of every prompt).
+// Besides ASCII, the capitals of Latin-1 (À-Þ) and of Russian Cyrillic (А-Я, Ё) are lowered,
+// which keeps every character's length: "Écris", "Объясни" are looked up as "écris", "объясни".
 template <size_t N>
 absl::string_view LowerPrefix(absl::string_view text, char (&buf)[N]) {
   const size_t n = std::min(text.size(), N);
-  for (size_t i = 0; i < n; ++i) buf[i] = absl::ascii_tolower(static_cast<unsigned char>(text[i]));
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    buf[i] = absl::ascii_tolower(c);
+    if (i + 1 >= n || (c != 0xC3 && c != 0xD0)) continue;
+    const unsigned char d = static_cast<unsigned char>(text[i + 1]);
+    if (c == 0xC3 && d >= 0x80 && d <= 0x9E && d != 0x97) {
+      buf[i + 1] = static_cast<char>(d + 0x20);
+    } else if (c == 0xD0 && d >= 0x90 && d <= 0x9F) {
+      buf[i + 1] = static_cast<char>(d + 0x20);
+    } else if (c == 0xD0 && d >= 0xA0 && d <= 0xAF) {
+      buf[i] = static_cast<char>(0xD1);
+      buf[i + 1] = static_cast<char>(d - 0x20);
+    } else if (c == 0xD0 && d == 0x81) {
+      buf[i] = static_cast<char>(0xD1);
+      buf[i + 1] = static_cast<char>(0x91);
+    } else {
+      buf[i + 1] = static_cast<char>(d);
+    }
+    ++i;
+  }
   return absl::string_view(buf, n);
+}
+
+// Whether `word` is one of kVerbs: a binary search in a sorted copy (the list has hundreds of
+// words and is asked about every piece of every prompt).
+bool IsVerb(absl::string_view word) {
+  static const std::vector<absl::string_view>* const kSorted = [] {
+    auto* v = new std::vector<absl::string_view>(std::begin(kVerbs), std::end(kVerbs));
+    std::sort(v->begin(), v->end());
+    return v;
+  }();
+  return !word.empty() && std::binary_search(kSorted->begin(), kSorted->end(), word);
+}
+
+bool StartsWithAny(absl::string_view text, absl::Span<const absl::string_view> prefixes) {
+  for (absl::string_view p : prefixes) {
+    if (!text.empty() && text[0] == p[0] && absl::StartsWith(text, p)) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -107,11 +191,47 @@ Piece Normalize(std::string text) {
                             Marker{"secondly", true, false}, Marker{"third", true, false},
                             Marker{"lastly", true, false}, Marker{"and", false, false},
                             Marker{"please", false, false}, Marker{"now", false, false},
-                            Marker{"can you", false, false}, Marker{"could you", false, false}}) {
+                            Marker{"can you", false, false}, Marker{"could you", false, false},
+                            // French, German, Spanish, Portuguese, Italian, Russian, Dutch, Polish
+                            Marker{"et puis", true, true}, Marker{"puis", true, true},
+                            Marker{"ensuite", true, true}, Marker{"enfin", true, true},
+                            Marker{"d'abord", true, false}, Marker{"aussi", true, false},
+                            Marker{"und dann", true, true}, Marker{"dann", true, true},
+                            Marker{"danach", true, true}, Marker{"zuerst", true, false},
+                            Marker{"zunächst", true, false}, Marker{"außerdem", true, false},
+                            Marker{"y luego", true, true}, Marker{"luego", true, true},
+                            Marker{"después", true, true}, Marker{"primero", true, false},
+                            Marker{"también", true, false}, Marker{"e depois", true, true},
+                            Marker{"depois", true, true}, Marker{"em seguida", true, true},
+                            Marker{"primeiro", true, false}, Marker{"e poi", true, true},
+                            Marker{"poi", true, true}, Marker{"infine", true, true},
+                            Marker{"prima", true, false}, Marker{"inoltre", true, false},
+                            Marker{"а затем", true, true}, Marker{"затем", true, true},
+                            Marker{"а потом", true, true}, Marker{"потом", true, true},
+                            Marker{"сначала", true, false}, Marker{"также", true, false},
+                            Marker{"daarna", true, true}, Marker{"eerst", true, false},
+                            Marker{"potem", true, true}, Marker{"następnie", true, true},
+                            Marker{"najpierw", true, false}, Marker{"a potem", true, true},
+                            Marker{"a następnie", true, true}, Marker{"et", false, false},
+                            Marker{"und", false, false}, Marker{"bitte", false, false},
+                            Marker{"por favor", false, false}, Marker{"per favore", false, false},
+                            Marker{"пожалуйста", false, false}}) {
       const size_t n = m.word.size();
+      if (m.word[0] != lower[0]) continue;  // most markers fail here, without a memcmp
       if (absl::StartsWith(lower, m.word) && (lower.size() == n || !IsWordByte(lower[n]))) {
         t = absl::StripLeadingAsciiWhitespace(t.substr(n));
         if (!t.empty() && t[0] == ',') t = absl::StripLeadingAsciiWhitespace(t.substr(1));
+        p.explicit_separate |= m.separate;
+        p.sequential |= m.sequential;
+        changed = true;
+        break;
+      }
+    }
+    if (changed) continue;
+    for (const CjkMarker& m : kCjkMarkers) {
+      if (t[0] == m.text[0] && absl::StartsWith(t, m.text) && t.size() > m.text.size()) {
+        t = t.substr(m.text.size());
+        while (absl::ConsumePrefix(&t, "，") || absl::ConsumePrefix(&t, "、")) {}
         p.explicit_separate |= m.separate;
         p.sequential |= m.sequential;
         changed = true;
@@ -196,10 +316,31 @@ bool IsInstruction(absl::string_view text, bool strong_only) {
   const absl::string_view lower = LowerPrefix(text, buf);
   const std::string first = FirstWord(lower);
   if (strong_only) return IsOneOf(first, kStrongVerbs);
-  if (IsOneOf(first, kVerbs)) return true;
+  if (IsVerb(first)) return true;
+  // An Italian, Spanish or Portuguese imperative with its object pronoun attached:
+  // "traducila", "spiegami", "dammelo" (one or two pronouns).
+  std::string bare = first;
+  for (int pronouns = 0; pronouns < 2; ++pronouns) {
+    bool stripped = false;
+    for (absl::string_view clitic : {"gli", "los", "las", "nos", "la", "lo", "le", "li", "ne",
+                                     "mi", "ti", "ci", "vi", "me", "te", "se"}) {
+      if (bare.size() > clitic.size() + 3 && absl::EndsWith(bare, clitic)) {
+        bare.resize(bare.size() - clitic.size());
+        stripped = true;
+        break;
+      }
+    }
+    if (!stripped) break;
+    if (IsVerb(bare)) return true;
+  }
   if (IsOneOf(first, kQuestionWords)) return true;
+  if (StartsWithAny(absl::StripLeadingAsciiWhitespace(text), kChineseVerbs)) return true;
   absl::string_view trimmed = absl::StripTrailingAsciiWhitespace(text);
-  return !trimmed.empty() && trimmed.back() == '?';
+  while (absl::ConsumeSuffix(&trimmed, "。")) {}
+  // A Japanese request ends with its verb: "…してください", "…して下さい".
+  // (A Chinese question is not one by its "？" alone: pasted questions end the same way.)
+  return !trimmed.empty() && (trimmed.back() == '?' || absl::EndsWith(trimmed, "ください") ||
+                              absl::EndsWith(trimmed, "下さい"));
 }
 
 // Splits into sentences at . ? ! followed by whitespace and a capital, digit, dash or bullet,
@@ -219,6 +360,7 @@ std::vector<std::string> Sentences(const std::string& text) {
       start = i + 1;
       continue;
     }
+
     if ((c == '.' || c == '?' || c == '!') && i + 2 < text.size() && text[i + 1] == ' ') {
       const unsigned char next = text[i + 2];
       const bool starts = std::isupper(next) || std::isdigit(next) || next == '-' || next == '*' ||
@@ -264,14 +406,51 @@ std::vector<std::string> SplitConnectors(const std::string& sentence) {
       {" and then ", false}, {", then ", false},       {"; ", true},
       {", and also ", false}, {" and also ", false},   {", also ", false},
       {" also ", true},       {", after that ", false}, {" then ", true},
-      {" and ", true},        {", and ", true}};
+      {" and ", true},        {", and ", true},
+      // The same in French, German, Spanish, Portuguese, Italian, Russian, Dutch, Polish.
+      {" et puis ", false},   {", puis ", false},       {" puis ", true},
+      {", ensuite ", false},  {" ensuite ", true},      {" et ", true},
+      {" und dann ", false},  {", dann ", true},        {" danach ", true},
+      {", danach ", false},   {" und ", true},          {" y luego ", false},
+      {", luego ", false},    {" luego ", true},        {" y después ", false},
+      {", después ", false},  {" y ", true},            {" e depois ", false},
+      {", depois ", false},   {" em seguida ", true},   {" e poi ", false},
+      {", poi ", false},      {" poi ", true},          {" e ", true},
+      {" а затем ", false},   {", затем ", false},      {" затем ", true},
+      {" а потом ", false},   {", потом ", false},      {" и ", true},
+      {" en daarna ", false}, {", daarna ", false},     {" en ", true},
+      {" a potem ", false},   {", potem ", false},      {" a następnie ", false},
+      {", następnie ", false}, {" i ", true}};
+  // Chinese and Japanese: after a full-width comma or semicolon, a marker of the next step.
+  static constexpr absl::string_view kCjkConnectors[] = {
+      "，然后", "，接着", "，之后", "，最后", "，再", "，并且", "；", "、次に", "、それから"};
+  // The connectors by their second byte (the first after ' ', ',' or ';'): each position tries
+  // only the few that can match.
+  static const std::array<std::vector<uint8_t>, 256>* const kBySecond = [] {
+    auto* by = new std::array<std::vector<uint8_t>, 256>();
+    for (size_t i = 0; i < std::size(kConnectors); ++i) {
+      (*by)[static_cast<unsigned char>(kConnectors[i].text[1])].push_back(static_cast<uint8_t>(i));
+    }
+    return by;
+  }();
   std::vector<size_t> cuts;
   const absl::string_view view(lower);
   for (size_t pos = 0; pos < view.size(); ++pos) {
     const char c = view[pos];
-    if (c != ' ' && c != ',' && c != ';') continue;
-    for (const Connector& k : kConnectors) {
-      if (k.text[0] != c || pos + k.text.size() > view.size() || view[pos + 1] != k.text[1] ||
+    if ((c == '\xEF' || c == '\xE3') && pos + 3 < view.size()) {  // "，", "；" or "、" first
+      const absl::string_view rest = view.substr(pos);
+      for (absl::string_view k : kCjkConnectors) {
+        if (rest[1] == k[1] && absl::StartsWith(rest, k) && rest.size() > k.size()) {
+          cuts.push_back(pos);
+          break;
+        }
+      }
+      continue;
+    }
+    if ((c != ' ' && c != ',' && c != ';') || pos + 1 >= view.size()) continue;
+    for (uint8_t i : (*kBySecond)[static_cast<unsigned char>(view[pos + 1])]) {
+      const Connector& k = kConnectors[i];
+      if (k.text[0] != c || pos + k.text.size() > view.size() ||
           view.compare(pos, k.text.size(), k.text) != 0) {
         continue;
       }
@@ -293,7 +472,11 @@ std::vector<std::string> SplitConnectors(const std::string& sentence) {
   // Drop a leading comma or semicolon left by the cut.
   for (auto& p : pieces) {
     absl::string_view v = absl::StripLeadingAsciiWhitespace(p);
-    while (!v.empty() && (v[0] == ',' || v[0] == ';')) v = absl::StripLeadingAsciiWhitespace(v.substr(1));
+    for (bool stripped = true; stripped; v = absl::StripLeadingAsciiWhitespace(v)) {
+      stripped = absl::ConsumePrefix(&v, ",") || absl::ConsumePrefix(&v, ";") ||
+                 absl::ConsumePrefix(&v, "，") || absl::ConsumePrefix(&v, "；") ||
+                 absl::ConsumePrefix(&v, "、");
+    }
     p = std::string(v);
   }
   return pieces;

@@ -5,6 +5,12 @@
 // ("1.", "-", "also", "then", "please") stripped and remembered. A piece is an ask when it
 // starts with an instruction verb or a question word, or ends with "?". A long prompt's middle
 // is material, never asks (WindowSentences).
+// Beyond English, the connectors, markers and imperative verbs of French, German, Spanish,
+// Portuguese, Italian, Russian, Dutch and Polish (an imperative may carry its pronoun:
+// "traducila"), and for Chinese and Japanese "，然后" / "、次に" style connectors, leading
+// markers ("先", "然后", "まず"), Chinese instruction verbs as prefixes ("翻译…", "把…") and
+// Japanese requests ending in "ください". A Chinese question is not an ask by its "？" alone
+// (pasted questions end the same way), and sentences are not cut at "。".
 //
 // Pure functions; thread-safe.
 #ifndef LOOM_COORDINATOR_ANALYZER_ASK_SPLITTER_H_

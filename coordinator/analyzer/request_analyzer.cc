@@ -162,8 +162,11 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
       in_payload = true;
       continue;
     }
-    if (!a.asks.empty() && CodeSyntax(sentence, /*symbols_only=*/true) > 0) {
-      // A line of pasted code: material for the asks, never an ask itself.
+    const absl::string_view line = absl::StripTrailingAsciiWhitespace(sentence);
+    const bool statement = !line.empty() && (line.back() == ';' || line.back() == '{');
+    if (!a.asks.empty() && (statement || CodeSyntax(sentence, /*symbols_only=*/true) > 0)) {
+      // A line of pasted code ("return 0;" has no symbol but ends as a statement): material for
+      // the asks, never an ask itself.
       context.push_back(sentence);
       in_payload = true;
       continue;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "common/categories.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -59,6 +60,44 @@ TEST(RequestAnalyzerTest, ALongDocumentThenOneClosingInstructionIsOneTask) {
   EXPECT_EQ(a.kind, v1::PLAN_KIND_PASSTHROUGH);
   ASSERT_EQ(a.asks.size(), 1u);
   EXPECT_EQ(a.asks[0].category, v1::TASK_CATEGORY_SUMMARIZATION);
+}
+
+TEST(RequestAnalyzerTest, StepsAreFoundInOtherLanguagesToo) {
+  RequestAnalyzer analyzer;
+  auto kinds = [&](const std::string& text) {
+    Analysis a = analyzer.AnalyzeText(text);
+    std::vector<std::string> cats;
+    for (const Ask& ask : a.asks) cats.push_back(CategoryName(ask.category));
+    return std::make_pair(a.kind, absl::StrJoin(cats, ","));
+  };
+  // Connectors: French "puis", Russian "а потом", Chinese "，然后"; a capital Cyrillic verb.
+  auto fr = kinds("Traduis ce paragraphe en anglais, puis résume-le en une phrase : Le conseil "
+                  "municipal a voté hier un nouveau budget pour les écoles.");
+  EXPECT_EQ(fr.first, v1::PLAN_KIND_COMPILED) << fr.second;
+  EXPECT_EQ(fr.second, "translation,summarization");
+  EXPECT_EQ(kinds("Объясни, что такое рекурсия, а потом напиши пример на Python.").first,
+            v1::PLAN_KIND_COMPILED);
+  auto zh = kinds("写一首关于秋天的短诗，然后把它翻译成英文。");
+  EXPECT_EQ(zh.first, v1::PLAN_KIND_COMPILED) << zh.second;
+  EXPECT_EQ(zh.second, "creative,translation");
+  // An imperative with its pronoun attached ("traducila": translate it) is still a verb.
+  EXPECT_EQ(kinds("Scrivi una breve storia su un gatto e poi traducila in inglese.").first,
+            v1::PLAN_KIND_COMPILED);
+  // A Chinese question pasted after an instruction is its material, not a second ask.
+  EXPECT_EQ(kinds("回答以下问题。\n你最喜欢的旅行目的地是哪里？为什么？").first,
+            v1::PLAN_KIND_PASSTHROUGH);
+  EXPECT_EQ(kinds("Erkläre mir bitte, wie ein Kühlschrank funktioniert.").first,
+            v1::PLAN_KIND_PASSTHROUGH);
+}
+
+TEST(RequestAnalyzerTest, AStatementOfPastedCodeIsNotAnAsk) {
+  // "return 0;" starts with an instruction verb and has no code symbol, but ends as a statement.
+  Analysis a = RequestAnalyzer().AnalyzeText(
+      "Write a CMakeLists.txt for this program\n#include <iostream>\nint main() {\n"
+      "  std::cout << \"hi\";\n  return 0;\n}");
+  EXPECT_EQ(a.kind, v1::PLAN_KIND_PASSTHROUGH);
+  ASSERT_EQ(a.asks.size(), 1u);
+  EXPECT_THAT(a.context, HasSubstr("return 0;"));
 }
 
 TEST(RequestAnalyzerTest, EnumeratedAsksOfOneSkillStillCompile) {
