@@ -339,8 +339,11 @@ bool IsInstruction(absl::string_view text, bool strong_only) {
   while (absl::ConsumeSuffix(&trimmed, "。")) {}
   // A Japanese request ends with its verb: "…してください", "…して下さい".
   // (A Chinese question is not one by its "？" alone: pasted questions end the same way.)
-  return !trimmed.empty() && (trimmed.back() == '?' || absl::EndsWith(trimmed, "ください") ||
-                              absl::EndsWith(trimmed, "下さい"));
+  // A clause cut before "、次に" ends in its verb's te-form ("要約して"); the request itself may
+  // be followed by its material ("…翻訳してください。今日は…"), sentences not being cut at "。".
+  return !trimmed.empty() &&
+         (trimmed.back() == '?' || absl::EndsWith(trimmed, "して") ||
+          absl::StrContains(trimmed, "ください") || absl::StrContains(trimmed, "下さい"));
 }
 
 // Splits into sentences at . ? ! followed by whitespace and a capital, digit, dash or bullet,

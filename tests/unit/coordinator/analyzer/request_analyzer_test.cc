@@ -80,6 +80,12 @@ TEST(RequestAnalyzerTest, StepsAreFoundInOtherLanguagesToo) {
   auto zh = kinds("写一首关于秋天的短诗，然后把它翻译成英文。");
   EXPECT_EQ(zh.first, v1::PLAN_KIND_COMPILED) << zh.second;
   EXPECT_EQ(zh.second, "creative,translation");
+  // Japanese: a te-form clause, "、次に", and a request followed by its material.
+  auto ja = kinds("まずこの文章を要約して、次に英語に翻訳してください。今日は雨なので、試合は延期になりました。");
+  EXPECT_EQ(ja.first, v1::PLAN_KIND_COMPILED) << ja.second;
+  EXPECT_EQ(ja.second, "summarization,translation");
+  EXPECT_EQ(kinds("次の文章を英語に翻訳してください。今日は雨なので、試合は延期になりました。").first,
+            v1::PLAN_KIND_PASSTHROUGH);
   // An imperative with its pronoun attached ("traducila": translate it) is still a verb.
   EXPECT_EQ(kinds("Scrivi una breve storia su un gatto e poi traducila in inglese.").first,
             v1::PLAN_KIND_COMPILED);
