@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -35,8 +36,8 @@ constexpr const char* kVerbs[] = {
     "plan", "build", "design", "outline", "discuss", "say", "do", "reason", "draw", "count",
     "rephrase", "paraphrase", "arrange", "sort", "rank", "identify", "answer", "assess",
     "explore", "determine", "justify", "simplify", "correct", "proofread", "debug", "predict",
-    // The same imperatives in other languages (informal and formal), lower-cased as LowerPrefix
-    // lowers them.
+    // The same imperatives in other languages (informal and formal), in lower case
+    // (LowerPrefix lowers Latin-1 and Cyrillic capitals too).
     "écris", "écrivez", "explique", "expliquez", "traduis", "traduisez", "résume", "résumez",
     "donne", "donnez", "énumère", "comparez", "décris", "décrivez", "calcule", "calculez",
     "analysez", "crée", "créez", "fais", "faites", "proposez", "rédige", "rédigez", "corrige",
@@ -45,7 +46,7 @@ constexpr const char* kVerbs[] = {
     "analysiere", "erstelle", "mach", "mache", "korrigiere", "formuliere", "finde", "zeige",
     "escribe", "escriba", "explica", "traduce", "traduzca", "resume", "resuma", "dame", "enumera",
     "compara", "calcula", "analiza", "crea", "haz", "genera", "convierte", "dime", "menciona",
-    "escreva", "traduza", "dê", "liste", "descreva", "calcule", "analise", "crie", "faça", "gere",
+    "escreva", "traduza", "dê", "liste", "descreva", "analise", "crie", "faça", "gere",
     "corrija", "converta", "diga", "scrivi", "scriva", "spiega", "traduci", "riassumi", "dammi",
     "elenca", "confronta", "descrivi", "calcola", "analizza", "fai", "correggi", "converti",
     "dimmi", "напиши", "напишите", "объясни", "объясните", "переведи", "переведите",
@@ -63,8 +64,7 @@ constexpr const char* kJoinVerbs[] = {
     "rephrase", "paraphrase", "sort", "rank", "answer", "identify", "assess", "justify",
     "écris", "explique", "traduis", "traduisez", "résume", "résumez", "donne", "décris",
     "schreib", "schreibe", "erkläre", "übersetze", "fasse", "gib", "nenne", "beschreibe",
-    "escribe", "explica", "traduce", "resume", "dame", "describe", "escreva", "explique",
-    "traduza", "resuma", "scrivi", "spiega", "traduci", "riassumi", "dammi", "descrivi",
+    "escribe", "explica", "traduce", "resume", "dame", "escreva", "traduza", "resuma", "scrivi", "spiega", "traduci", "riassumi", "dammi", "descrivi",
     "напиши", "объясни", "переведи", "перескажи", "дай", "опиши", "составь", "придумай",
     "schrijf", "vertaal", "geef", "napisz", "wyjaśnij", "przetłumacz", "podsumuj", "podaj"};
 
@@ -96,33 +96,13 @@ constexpr const char* kQuestionWords[] = {
     "does", "should", "would", "will", "did", "was", "were"};
 
 
-// The first bytes of `text`, lowered into a buffer the caller owns (no allocation: these run
-// for every piece of every prompt).
-// Besides ASCII, the capitals of Latin-1 (À-Þ) and of Russian Cyrillic (А-Я, Ё) are lowered,
-// which keeps every character's length: "Écris", "Объясни" are looked up as "écris", "объясни".
+// The first bytes of `text`, lowered (lexicon::LowerCapitals) into a buffer the caller owns (no
+// allocation: these run for every piece of every prompt).
 template <size_t N>
 absl::string_view LowerPrefix(absl::string_view text, char (&buf)[N]) {
   const size_t n = std::min(text.size(), N);
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    buf[i] = absl::ascii_tolower(c);
-    if (i + 1 >= n || (c != 0xC3 && c != 0xD0)) continue;
-    const unsigned char d = static_cast<unsigned char>(text[i + 1]);
-    if (c == 0xC3 && d >= 0x80 && d <= 0x9E && d != 0x97) {
-      buf[i + 1] = static_cast<char>(d + 0x20);
-    } else if (c == 0xD0 && d >= 0x90 && d <= 0x9F) {
-      buf[i + 1] = static_cast<char>(d + 0x20);
-    } else if (c == 0xD0 && d >= 0xA0 && d <= 0xAF) {
-      buf[i] = static_cast<char>(0xD1);
-      buf[i + 1] = static_cast<char>(d - 0x20);
-    } else if (c == 0xD0 && d == 0x81) {
-      buf[i] = static_cast<char>(0xD1);
-      buf[i + 1] = static_cast<char>(0x91);
-    } else {
-      buf[i + 1] = static_cast<char>(d);
-    }
-    ++i;
-  }
+  std::memcpy(buf, text.data(), n);
+  lexicon::LowerCapitals(buf, n);
   return absl::string_view(buf, n);
 }
 

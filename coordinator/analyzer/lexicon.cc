@@ -630,14 +630,16 @@ std::array<double, 9> ScoreLower(absl::string_view lower) {
   return s;
 }
 
-// ASCII letters lower-cased, and the vowel signs and other marks that Arabic and Hebrew
+// Capitals lowered (LowerCapitals), and the vowel signs and other marks that Arabic and Hebrew
 // writers add or leave out (U+064B-065F, U+0670; U+0591-05BD, U+05BF, U+05C1-05C2, U+05C4-05C5,
 // U+05C7) dropped, so "لخّص" finds the cue "لخص".
 std::string LowerForCues(absl::string_view text) {
-  if (text.find_first_of("\xD6\xD7\xD9") == absl::string_view::npos) {
-    return absl::AsciiStrToLower(text);  // no Arabic or Hebrew: the common case, one pass
-  }
   std::string out;
+  if (text.find_first_of("\xD6\xD7\xD9") == absl::string_view::npos) {
+    out.assign(text.data(), text.size());  // no Arabic or Hebrew: the common case
+    LowerCapitals(out.data(), out.size());
+    return out;
+  }
   out.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
@@ -651,12 +653,37 @@ std::string LowerForCues(absl::string_view text) {
         continue;
       }
     }
-    out += absl::ascii_tolower(c);
+    out += static_cast<char>(c);
   }
+  LowerCapitals(out.data(), out.size());
   return out;
 }
 
 }  // namespace
+
+void LowerCapitals(char* bytes, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char c = static_cast<unsigned char>(bytes[i]);
+    if (c < 0x80) {
+      bytes[i] = absl::ascii_tolower(c);
+      continue;
+    }
+    if (i + 1 >= n || (c != 0xC3 && c != 0xD0)) continue;
+    const unsigned char d = static_cast<unsigned char>(bytes[i + 1]);
+    if (c == 0xC3 && d >= 0x80 && d <= 0x9E && d != 0x97) {  // À-Þ but ×
+      bytes[i + 1] = static_cast<char>(d + 0x20);
+    } else if (c == 0xD0 && d >= 0x90 && d <= 0x9F) {  // А-П
+      bytes[i + 1] = static_cast<char>(d + 0x20);
+    } else if (c == 0xD0 && d >= 0xA0 && d <= 0xAF) {  // Р-Я
+      bytes[i] = static_cast<char>(0xD1);
+      bytes[i + 1] = static_cast<char>(d - 0x20);
+    } else if (c == 0xD0 && d == 0x81) {  // Ё
+      bytes[i] = static_cast<char>(0xD1);
+      bytes[i + 1] = static_cast<char>(0x91);
+    }
+    ++i;
+  }
+}
 
 std::array<double, 9> Score(const std::string& whole) {
   const std::string text = ReadWindow(whole);  // bounded cost; the same window the model reads

@@ -53,6 +53,11 @@ bool HasAny(absl::string_view lower, const char* const (&phrases)[N]) {
   return false;
 }
 
+// Lowers, in place, the capitals of ASCII, of Latin-1 (À-Þ) and of Russian Cyrillic (А-Я, Ё),
+// each character keeping its length, so "Écris", "Übersetze", "Переведи" read as the cues and
+// verbs written in lower case. A two-byte character cut by the end of `bytes` stays as it is.
+void LowerCapitals(char* bytes, size_t n);
+
 // Compares without measuring each word first (no strlen per candidate).
 template <size_t N>
 bool IsOneOf(absl::string_view word, const char* const (&words)[N]) {

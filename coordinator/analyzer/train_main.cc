@@ -107,6 +107,12 @@ bool ReadJsonl(const std::string& path, std::vector<json>* out) {
   return true;
 }
 
+// The sets read from ../shared/data/prompts, each scored on its own (not the prompts written for
+// Loom or GSM8K's questions).
+bool IsPublicSet(const std::string& set) {
+  return set != "authored" && set != "project" && set.rfind("gsm8k", 0) != 0;
+}
+
 // One fastText line: "__label__CATEGORY text", the text lower-cased (ASCII) on one line, and each
 // ideograph or kana a word of its own (fastText splits on spaces only; Chinese has none).
 std::string FastTextLine(const Example& e) {
@@ -139,7 +145,7 @@ bool ExportFastText(const std::string& dir, const std::vector<Example>& examples
   bool ok = write("heldout.train", [](const Example& e) { return !e.held_out; });
   for (const auto& entry : per_set) {
     const std::string& set = entry.first;
-    if (set == "authored" || set == "project" || set.rfind("gsm8k", 0) == 0) continue;
+    if (!IsPublicSet(set)) continue;
     ok &= write("heldout." + set + ".test", [&](const Example& e) { return e.held_out && e.set == set; });
     ok &= write("loso." + set + ".train", [&](const Example& e) { return e.set != set; });
     ok &= write("loso." + set + ".test", [&](const Example& e) { return e.set == set; });
@@ -424,7 +430,7 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_loso)) {
     for (const auto& entry : per_set) {
       const std::string& set = entry.first;  // a named reference: lambdas capture it (C++17)
-      if (set == "authored" || set == "project" || set.rfind("gsm8k", 0) == 0) continue;
+      if (!IsPublicSet(set)) continue;
       const auto without = select([&](const Example& e) { return e.set != set; });
       const auto only = select([&](const Example& e) { return e.set == set; });
       std::cout << "== trained without " << set << ", scored on all of it ==\n";

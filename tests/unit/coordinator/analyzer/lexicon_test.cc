@@ -1,5 +1,7 @@
 #include "coordinator/analyzer/lexicon.h"
 
+#include <string>
+
 #include "gtest/gtest.h"
 #include "loom/v1/common.pb.h"
 
@@ -81,6 +83,21 @@ TEST(LexiconTest, TheSkillsVerbsOfOtherLanguagesAreCues) {
   EXPECT_GT(Score("لخّص هذا النص")[C::TASK_CATEGORY_SUMMARIZATION], 0) << "with a shadda inside";
   EXPECT_GT(Score("Napisz wiersz o morzu")[C::TASK_CATEGORY_CREATIVE], 0);
   EXPECT_EQ(Score("traducido")[C::TASK_CATEGORY_TRANSLATION], 0) << "a longer word";
+  // A cue at the start of a sentence has its capital: Cyrillic and Latin-1 ones are lowered too.
+  EXPECT_GT(Score("Переведи на английский")[C::TASK_CATEGORY_TRANSLATION], 0);
+  EXPECT_EQ(Score("Переведи на английский")[C::TASK_CATEGORY_TRANSLATION],
+            Score("переведи на английский")[C::TASK_CATEGORY_TRANSLATION]);
+  EXPECT_EQ(Score("Übersetze bitte")[C::TASK_CATEGORY_TRANSLATION],
+            Score("übersetze bitte")[C::TASK_CATEGORY_TRANSLATION]);
+}
+
+TEST(LexiconTest, LowerCapitalsKeepsEveryCharactersLength) {
+  std::string s = "ÉCRIS Объясни ЁЖ × Straße 中文";
+  LowerCapitals(s.data(), s.size());
+  EXPECT_EQ(s, "écris объясни ёж × straße 中文");
+  std::string cut = "a\xD0";  // a Cyrillic character cut after its first byte
+  LowerCapitals(cut.data(), cut.size());
+  EXPECT_EQ(cut, "a\xD0");
 }
 
 }  // namespace
