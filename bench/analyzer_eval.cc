@@ -108,7 +108,9 @@ void Dump(std::ofstream& out, const std::string& name, const std::string& text, 
   }
   out << " context=" << loom::Fnv1a64(a.context) << " reasons:";
   for (const auto& r : a.reasons) out << " " << r << ";";
-  out << "\n";
+  std::string head = text.substr(0, 80);  // which prompt a diff line is, at a glance
+  std::replace(head.begin(), head.end(), '\n', ' ');
+  out << " text=" << head << "\n";
 }
 
 // Whether the asks of `a` match a --structure label: {"asks": [counts], "in_order": [[cats]...]

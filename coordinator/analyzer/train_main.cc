@@ -52,7 +52,11 @@ ABSL_FLAG(int, gsm8k_max, 400, "GSM8K questions used at most (it is one style of
 ABSL_FLAG(bool, lexicon, true, "give the model the hand-written lexicon's scores as inputs");
 ABSL_FLAG(bool, loso, false, "also train without each public set and score that set");
 ABSL_FLAG(std::string, errors, "",
-          "append each prompt scored wrong to this file (TSV: report, set, gold, predicted, text)");
+          "append each prompt scored wrong to this file (TSV: report, set, gold, predicted, "
+          "p(predicted), text)");
+ABSL_FLAG(std::string, audit, "",
+          "also train without this set and score all of it: with 'authored', the labels we wrote "
+          "that the other sets would teach otherwise (read them with --errors)");
 ABSL_FLAG(std::string, export_fasttext, "",
           "write the held-out and leave-one-set-out splits here as fastText files, then stop");
 ABSL_FLAG(bool, all, false, "train on the held-out split too (the shipped model: after reporting)");
@@ -331,14 +335,15 @@ struct Tally {
 };
 
 // Appends one wrong prediction to --errors (its text on one line, for reading and grep).
-void NoteError(const std::string& report, const Example& e, int got) {
+void NoteError(const std::string& report, const Example& e, int got, float p) {
   const std::string path = absl::GetFlag(FLAGS_errors);
   if (path.empty()) return;
   std::ofstream f(path, std::ios::app);
   std::string text = e.text.substr(0, 300);
   std::replace(text.begin(), text.end(), '\n', ' ');
   std::replace(text.begin(), text.end(), '\t', ' ');
-  f << report << '\t' << e.set << '\t' << NameOf(e.label) << '\t' << NameOf(got) << '\t' << text << '\n';
+  f << report << '\t' << e.set << '\t' << NameOf(e.label) << '\t' << NameOf(got) << '\t'
+    << absl::StrFormat("%.2f", p) << '\t' << text << '\n';
 }
 
 void Report(const std::string& name, const loom::CategoryModel& model,
@@ -356,7 +361,7 @@ void Report(const std::string& name, const loom::CategoryModel& model,
     by_set[e->set].Add(primary, any);
     all.Add(primary, any);
     ++confusion[e->label][got];
-    if (!primary) NoteError(name, *e, got);
+    if (!primary) NoteError(name, *e, got, p.p[got]);
   }
   for (const auto& [set, t] : by_set) std::cout << absl::StrFormat("  %-30s %s\n", set, t.Format());
   std::cout << absl::StrFormat("  %-30s %s\n", "all", all.Format());
@@ -436,6 +441,16 @@ int main(int argc, char** argv) {
       std::cout << "== trained without " << set << ", scored on all of it ==\n";
       Report("without " + set, *load(Train(without, bits)), only, /*details=*/true);
     }
+  }
+  if (const std::string set = absl::GetFlag(FLAGS_audit); !set.empty()) {
+    const auto without = select([&](const Example& e) { return e.set != set; });
+    const auto only = select([&](const Example& e) { return e.set == set; });
+    if (only.empty()) {
+      std::cerr << "--audit=" << set << ": no prompts from that set\n";
+      return 1;
+    }
+    std::cout << "== audit: trained without " << set << ", scored on all of it ==\n";
+    Report("audit " + set, *load(Train(without, bits)), only, /*details=*/true);
   }
   const std::string out = absl::GetFlag(FLAGS_out);
   if (!out.empty()) {
