@@ -18,6 +18,9 @@
 // scores that whole set: the figure for prompts from a source the model never saw.
 // --export_fasttext=DIR writes the same splits as fastText input files, for
 // bench/fasttext_compare.sh (the comparison MODEL.md reports).
+// Our prompts (authored, project) that near-copy a public one (--max_overlap) are left out and
+// named: trained on, they would carry that public prompt into its own set's held-out and
+// leave-one-set-out scores.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -26,6 +29,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -59,6 +63,9 @@ ABSL_FLAG(std::string, audit, "",
           "that the other sets would teach otherwise (read them with --errors)");
 ABSL_FLAG(std::string, export_fasttext, "",
           "write the held-out and leave-one-set-out splits here as fastText files, then stop");
+ABSL_FLAG(double, max_overlap, 0.6,
+          "leave out our prompts whose character 5-grams overlap a public prompt's this much "
+          "(Jaccard) or more");
 ABSL_FLAG(bool, all, false, "train on the held-out split too (the shipped model: after reporting)");
 
 namespace {
@@ -382,6 +389,81 @@ void Report(const std::string& name, const loom::CategoryModel& model,
   }
 }
 
+
+// The set of a prompt's windows of five characters (code points), ASCII lower-cased and
+// whitespace runs made one space, hashed: what two prompts share when one copies the other.
+std::vector<size_t> Shingles(const std::string& text) {
+  std::string norm;
+  for (char ch : text) {
+    const bool space = std::isspace(static_cast<unsigned char>(ch));
+    if (space && (norm.empty() || norm.back() == ' ')) continue;
+    norm += space ? ' ' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  std::vector<size_t> starts;
+  for (size_t i = 0; i < norm.size(); ++i) {
+    if ((static_cast<unsigned char>(norm[i]) & 0xC0) != 0x80) starts.push_back(i);
+  }
+  starts.push_back(norm.size());
+  std::vector<size_t> out;
+  const size_t n = 5;
+  if (starts.size() <= n) {
+    out.push_back(std::hash<std::string>{}(norm));
+  } else {
+    for (size_t i = 0; i + n < starts.size(); ++i) {
+      out.push_back(std::hash<std::string_view>{}(
+          std::string_view(norm).substr(starts[i], starts[i + n] - starts[i])));
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+bool IsOurs(const std::string& set) { return set == "authored" || set == "project"; }
+
+// Removes our prompts that overlap a public one by `max_overlap` (Jaccard of Shingles) or
+// more, naming each on stderr; returns how many went.
+int DropNearCopies(std::vector<Example>* examples, double max_overlap) {
+  std::unordered_map<size_t, std::vector<uint32_t>> postings;  // shingle -> public examples
+  std::vector<size_t> sizes(examples->size(), 0);
+  for (uint32_t i = 0; i < examples->size(); ++i) {
+    if (IsOurs((*examples)[i].set)) continue;
+    const std::vector<size_t> sh = Shingles((*examples)[i].text);
+    sizes[i] = sh.size();
+    for (size_t h : sh) postings[h].push_back(i);
+  }
+  int dropped = 0;
+  std::vector<bool> drop(examples->size(), false);
+  for (uint32_t i = 0; i < examples->size(); ++i) {
+    const Example& ours = (*examples)[i];
+    if (!IsOurs(ours.set)) continue;
+    const std::vector<size_t> sh = Shingles(ours.text);
+    std::unordered_map<uint32_t, int> shared;
+    for (size_t h : sh) {
+      auto it = postings.find(h);
+      if (it == postings.end()) continue;
+      for (uint32_t j : it->second) ++shared[j];
+    }
+    for (const auto& [j, both] : shared) {
+      const double jaccard = static_cast<double>(both) / static_cast<double>(sh.size() + sizes[j] - both);
+      if (jaccard < max_overlap) continue;
+      std::cerr << absl::StrFormat("left out (%.2f like %s): %s\n", jaccard, (*examples)[j].set,
+                                   ours.text.substr(0, 100));
+      drop[i] = true;
+      ++dropped;
+      break;
+    }
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < examples->size(); ++i) {
+    if (drop[i]) continue;
+    if (k != i) (*examples)[k] = std::move((*examples)[i]);
+    ++k;
+  }
+  examples->resize(k);
+  return dropped;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -395,6 +477,7 @@ int main(int argc, char** argv) {
   if (!LoadPublic(shared, &examples)) return 1;
   if (!absl::GetFlag(FLAGS_authored).empty() && !LoadAuthored(absl::GetFlag(FLAGS_authored), &examples)) return 1;
   if (!absl::GetFlag(FLAGS_project).empty() && !LoadProject(absl::GetFlag(FLAGS_project), &examples)) return 1;
+  const int copies = DropNearCopies(&examples, absl::GetFlag(FLAGS_max_overlap));
   const int bits = absl::GetFlag(FLAGS_bits);
   std::map<std::string, int> per_set;
   for (Example& e : examples) {
@@ -406,6 +489,7 @@ int main(int argc, char** argv) {
   std::cout << "examples:";
   for (const auto& [set, n] : per_set) std::cout << " " << set << "=" << n;
   std::cout << "\n";
+  if (copies > 0) std::cout << "left out " << copies << " of our prompts that near-copy a public one\n";
   if (const std::string dir = absl::GetFlag(FLAGS_export_fasttext); !dir.empty()) {
     return ExportFastText(dir, examples, per_set) ? 0 : 1;
   }

@@ -15,6 +15,7 @@ namespace loom::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 void Write(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::trunc);
@@ -64,9 +65,9 @@ class AnalyzerTrainTest : public ::testing::Test {
     Write(dir_ + "/shared/train/gsm8k_train_questions.jsonl", gsm);
     // Ours: two rows in the sample's style, and one whose label the sample would teach otherwise.
     Write(dir_ + "/authored.jsonl",
-          "{\"category\": \"code\", \"text\": \"write a python function that sorts lamps\"}\n"
-          "{\"category\": \"creative\", \"text\": \"write a poem about autumn rain\"}\n"
-          "{\"category\": \"reasoning\", \"text\": \"write a python function that parses clocks\"}\n");
+          "{\"category\": \"code\", \"text\": \"my javascript keeps crashing on startup, fix it\"}\n"
+          "{\"category\": \"creative\", \"text\": \"a poem for my sister, about autumn rain\"}\n"
+          "{\"category\": \"reasoning\", \"text\": \"a python function please, one that reads the clock logs\"}\n");
   }
 
   CommandResult Train(std::vector<std::string> extra) {
@@ -112,13 +113,29 @@ TEST_F(AnalyzerTrainTest, AuditListsOurLabelsTheOtherSetsTeachOtherwise) {
     const double p = std::stod(cols[4]);
     EXPECT_GT(p, 0.0);
     EXPECT_LE(p, 1.0);
-    if (cols[0] == "audit authored" && cols[5] == "write a python function that parses clocks") {
+    if (cols[0] == "audit authored" && cols[5] == "a python function please, one that reads the clock logs") {
       EXPECT_EQ(cols[2], "reasoning");
       EXPECT_EQ(cols[3], "code");
       found = true;
     }
   }
   EXPECT_TRUE(found) << "the row labelled against the sample's style is listed";
+}
+
+TEST_F(AnalyzerTrainTest, LeavesOutOurPromptsThatCopyAPublicOne) {
+  Write(dir_ + "/authored.jsonl",
+        "{\"category\": \"creative\", \"text\": \"Write a poem about   RIVERS\"}\n"  // the sample's, re-spaced
+        "{\"category\": \"creative\", \"text\": \"write a limerick about a sleepy owl\"}\n");
+  CommandResult r = Train({});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("left out (1.00 like sample.jsonl): Write a poem about   RIVERS"));
+  EXPECT_THAT(r.err, Not(HasSubstr("sleepy owl")));
+  EXPECT_THAT(r.out, HasSubstr("authored=1 "));
+  EXPECT_THAT(r.out, HasSubstr("left out 1 of our prompts that near-copy a public one"));
+
+  CommandResult kept = Train({"--max_overlap=1.01"});  // nothing is that close: both stay
+  ASSERT_EQ(kept.exit_code, 0) << kept.err;
+  EXPECT_THAT(kept.out, HasSubstr("authored=2 "));
 }
 
 TEST_F(AnalyzerTrainTest, RefusesBadInputWithAClearError) {
