@@ -15,6 +15,7 @@ PACKAGES=(
   libpq-dev postgresql  # the PostgreSQL ledger; its tests start a real server in a temp dir
   haproxy  # tests run deploy/mesh/haproxy.cfg in front of two coordinators
   chromium fonts-dejavu-core  # the web console is tested in a real headless browser
+  prometheus  # a real Prometheus scrapes /metrics in the tests, and promtool lints it
 )
 
 missing=()

@@ -1058,3 +1058,70 @@ TEST_F(HttpTest, CompeteAndFeedbackMoveTheAffinitiesAndTheNextSelectionAcrossARe
 
 }  // namespace
 }  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// The scraper operators run: Debian's Prometheus (installed by deploy/setup.sh) scrapes
+// /metrics with a key, and promtool lints what it reads. A job with a wrong key is refused.
+TEST_F(HttpTest, ARealPrometheusScrapesTheMetricsWithAKey) {
+  const std::string prometheus = "/usr/bin/prometheus", promtool = "/usr/bin/promtool";
+  ASSERT_EQ(access(prometheus.c_str(), X_OK), 0) << "no " << prometheus << ": run deploy/setup.sh";
+  StartSecured({"--metrics_require_key"});
+  StartWorker("dev-llama", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-llama"}));
+  const std::string key = NewKey("alice", "5");
+  const std::string scraper = NewKey("prometheus", "");
+  ASSERT_EQ(Curl("POST", "/v1/chat/completions", Chat("llama-3.1-8b", "Who wrote Hamlet?"), key).status, 200);
+
+  const std::string metrics_file = dir_ + "/metrics.txt";
+  std::ofstream(metrics_file) << Curl("GET", "/metrics", "", scraper).body;
+  CommandResult lint = RunCommand("/bin/sh", {"-c", promtool + " check metrics < " + metrics_file + " 2>&1"});
+  EXPECT_EQ(lint.exit_code, 0) << lint.out;
+  EXPECT_EQ(lint.out, "") << "promtool's lint findings";
+
+  const int port = FreePort();
+  ASSERT_GT(port, 0);
+  const std::string config = dir_ + "/prometheus.yml";
+  std::ofstream(config) << absl::StrCat(
+      "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n",
+      "  - job_name: loom\n    authorization:\n      credentials: ", scraper, "\n",
+      "    static_configs:\n      - targets: ['", coordinator_.http, "']\n",
+      "  - job_name: loom-wrong-key\n    authorization:\n      credentials: loom_not_a_key\n",
+      "    static_configs:\n      - targets: ['", coordinator_.http, "']\n");
+  auto server = Spawn(prometheus, {"--config.file=" + config, "--storage.tsdb.path=" + dir_ + "/tsdb",
+                                   absl::StrCat("--web.listen-address=127.0.0.1:", port)},
+                      dir_ + "/prometheus.log");
+  const std::string api = absl::StrCat("http://127.0.0.1:", port, "/api/v1/");
+  auto get = [&](const std::string& path, const std::string& query = "") {
+    std::vector<std::string> args = {"-s", "-G", api + path};
+    if (!query.empty()) args.insert(args.end(), {"--data-urlencode", "query=" + query});
+    CommandResult r = RunCommand(kCurl, args);
+    json j = json::parse(r.out, nullptr, false);
+    return j.is_discarded() ? json::object() : j;
+  };
+  // Both jobs scraped once: one healthy, one refused.
+  std::map<std::string, json> targets;
+  ASSERT_TRUE(WaitFor([&] {
+    targets.clear();
+    for (const json& t : get("targets").value("data", json::object()).value("activeTargets", json::array())) {
+      if (t.value("health", "unknown") != "unknown") targets[t["labels"].value("job", "")] = t;
+    }
+    return targets.size() == 2;
+  }, absl::Seconds(30))) << server->Log();
+  EXPECT_EQ(targets["loom"].value("health", ""), "up") << targets["loom"].dump();
+  EXPECT_EQ(targets["loom-wrong-key"].value("health", ""), "down");
+  EXPECT_THAT(targets["loom-wrong-key"].value("lastError", ""), HasSubstr("401"));
+
+  // What it stored is what the coordinator counted: one request served, by plan kind.
+  json served;
+  ASSERT_TRUE(WaitFor([&] {
+    served = get("query", R"(sum(loom_requests_total{job="loom",outcome="ok"}))");
+    const json& result = served.value("data", json::object()).value("result", json::array());
+    return !result.empty();
+  }, absl::Seconds(30))) << served.dump();
+  EXPECT_EQ(served["data"]["result"][0]["value"][1], "1") << served.dump();
+}
+
+}  // namespace
+}  // namespace loom::testing
