@@ -427,3 +427,42 @@ TEST_F(SecurityTest, AThirdPartyReflectionClientFindsTheServicesOverV1AndV1alpha
 
 }  // namespace
 }  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// A health probe nobody here wrote (grpc's grpc-health-check service definition on
+// @grpc/grpc-js, pinned in tests/clients), as a balancer or Kubernetes probes: every service
+// of a worker and of the coordinator is SERVING, an unknown one is NOT_FOUND, and a Watch open
+// on the coordinator hears it drain when it is told to stop.
+TEST_F(SecurityTest, AThirdPartyHealthProbeSeesEachServiceAndTheDrain) {
+  const std::string clients = std::string(LOOM_SOURCE_DIR) + "/tests/clients";
+  ASSERT_FALSE(ReadFile(clients + "/node_modules/grpc-health-check/package.json").empty())
+      << "the pinned JavaScript clients are not installed: run deploy/setup.sh";
+  StartCoordinator();
+  StartWorker("dev-a", "llama-3.1-8b");
+  ASSERT_TRUE(WaitForDevices({"dev-a"}));
+  CommandResult worker = RunCommand("/usr/bin/env",
+                                    {"LOOM_GRPC=" + workers_["dev-a"].address,
+                                     "LOOM_HEALTH_SERVICES=loom.v1.Worker", "node", clients + "/grpc_health.mjs"},
+                                    absl::Seconds(60));
+  std::cout << worker.out << worker.err;
+  EXPECT_EQ(worker.exit_code, 0);
+  EXPECT_THAT(worker.out, HasSubstr("3 passed, 0 failed"));
+
+  auto probe = Spawn("/usr/bin/env",
+                     {"LOOM_GRPC=" + coordinator_.address, "LOOM_HEALTH_SERVICES=loom.v1.Orchestrator,loom.v1.Registry",
+                      "LOOM_HEALTH_WATCH=1", "node", clients + "/grpc_health.mjs"},
+                     dir_ + "/probe.log");
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(probe->Log(), "watching: SERVING"); }, absl::Seconds(30)))
+      << probe->Log();
+  coordinator_.process->Signal(SIGTERM);
+  EXPECT_EQ(probe->Wait(absl::Seconds(40)), 0) << probe->Log();
+  const std::string log = probe->Log();
+  std::cout << log;
+  EXPECT_THAT(log, HasSubstr("5 passed, 0 failed"));
+  EXPECT_THAT(log, HasSubstr("SERVING -> NOT_SERVING")) << "the drain is announced before the server goes";
+}
+
+}  // namespace
+}  // namespace loom::testing
