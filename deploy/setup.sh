@@ -29,6 +29,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The tests start their own Prometheus on loopback; Debian's package would also start and
+  # enable a system one on every interface (port 9090). Not on a machine that had none.
+  if [[ " ${missing[*]} " == *" prometheus "* && -d /run/systemd/system ]]; then
+    echo "setup: stopping and disabling the system Prometheus service the package started (the tests run their own)"
+    $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # JavaScript clients that the integration tests drive the coordinator with (tests/clients,
