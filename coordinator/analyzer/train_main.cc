@@ -38,6 +38,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/categories.h"
+#include "common/utf8.h"
 #include "coordinator/analyzer/category_model.h"
 #include "coordinator/analyzer/text_features.h"
 #include "coordinator/analyzer/training_split.h"
@@ -346,7 +347,7 @@ void NoteError(const std::string& report, const Example& e, int got, float p) {
   const std::string path = absl::GetFlag(FLAGS_errors);
   if (path.empty()) return;
   std::ofstream f(path, std::ios::app);
-  std::string text = e.text.substr(0, 300);
+  std::string text = loom::TruncateUtf8(e.text, 300);  // whole characters: the file stays UTF-8
   std::replace(text.begin(), text.end(), '\n', ' ');
   std::replace(text.begin(), text.end(), '\t', ' ');
   f << report << '\t' << e.set << '\t' << NameOf(e.label) << '\t' << NameOf(got) << '\t'
@@ -448,7 +449,7 @@ int DropNearCopies(std::vector<Example>* examples, double max_overlap) {
       const double jaccard = static_cast<double>(both) / static_cast<double>(sh.size() + sizes[j] - both);
       if (jaccard < max_overlap) continue;
       std::cerr << absl::StrFormat("left out (%.2f like %s): %s\n", jaccard, (*examples)[j].set,
-                                   ours.text.substr(0, 100));
+                                   loom::TruncateUtf8(ours.text, 100));
       drop[i] = true;
       ++dropped;
       break;

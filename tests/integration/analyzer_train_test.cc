@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/match.h"
+#include "common/utf8.h"
 #include "coordinator/analyzer/category_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -39,6 +41,14 @@ const std::vector<Style>& Styles() {
   return *styles;
 }
 
+// Past the 300 bytes the errors file keeps of a prompt, with no cut on a character boundary
+// there by chance (3 bytes a character, after a 55-byte ASCII head).
+std::string LongChineseTail() {
+  std::string tail;
+  for (int i = 0; i < 100; ++i) tail += "钟";
+  return tail;
+}
+
 class AnalyzerTrainTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -67,7 +77,8 @@ class AnalyzerTrainTest : public ::testing::Test {
     Write(dir_ + "/authored.jsonl",
           "{\"category\": \"code\", \"text\": \"my javascript keeps crashing on startup, fix it\"}\n"
           "{\"category\": \"creative\", \"text\": \"a poem for my sister, about autumn rain\"}\n"
-          "{\"category\": \"reasoning\", \"text\": \"a python function please, one that reads the clock logs\"}\n");
+          "{\"category\": \"reasoning\", \"text\": \"a python function please, one that reads the clock logs" +
+              LongChineseTail() + "\"}\n");
   }
 
   CommandResult Train(std::vector<std::string> extra) {
@@ -107,13 +118,15 @@ TEST_F(AnalyzerTrainTest, AuditListsOurLabelsTheOtherSetsTeachOtherwise) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("== audit: trained without authored, scored on all of it =="));
   bool found = false;
-  for (absl::string_view line : absl::StrSplit(ReadFile(errors), '\n', absl::SkipEmpty())) {
+  const std::string listed = ReadFile(errors);
+  EXPECT_TRUE(IsValidUtf8(listed)) << "a prompt is cut between whole characters";
+  for (absl::string_view line : absl::StrSplit(listed, '\n', absl::SkipEmpty())) {
     std::vector<std::string> cols = absl::StrSplit(line, '\t');
     ASSERT_EQ(cols.size(), 6u) << line;  // report, set, gold, predicted, p(predicted), text
     const double p = std::stod(cols[4]);
     EXPECT_GT(p, 0.0);
     EXPECT_LE(p, 1.0);
-    if (cols[0] == "audit authored" && cols[5] == "a python function please, one that reads the clock logs") {
+    if (cols[0] == "audit authored" && absl::StartsWith(cols[5], "a python function please, one that reads the clock logs")) {
       EXPECT_EQ(cols[2], "reasoning");
       EXPECT_EQ(cols[3], "code");
       found = true;
