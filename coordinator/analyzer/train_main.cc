@@ -390,7 +390,6 @@ void Report(const std::string& name, const loom::CategoryModel& model,
   }
 }
 
-
 // The set of a prompt's windows of five characters (code points), ASCII lower-cased and
 // whitespace runs made one space, hashed: what two prompts share when one copies the other.
 std::vector<size_t> Shingles(const std::string& text) {
@@ -491,6 +490,11 @@ int main(int argc, char** argv) {
   for (const auto& [set, n] : per_set) std::cout << " " << set << "=" << n;
   std::cout << "\n";
   if (copies > 0) std::cout << "left out " << copies << " of our prompts that near-copy a public one\n";
+  const std::string audit = absl::GetFlag(FLAGS_audit);
+  if (!audit.empty() && !per_set.count(audit)) {
+    std::cerr << "--audit=" << audit << ": no prompts from that set\n";
+    return 1;
+  }
   if (const std::string dir = absl::GetFlag(FLAGS_export_fasttext); !dir.empty()) {
     return ExportFastText(dir, examples, per_set) ? 0 : 1;
   }
@@ -527,15 +531,11 @@ int main(int argc, char** argv) {
       Report("without " + set, *load(Train(without, bits)), only, /*details=*/true);
     }
   }
-  if (const std::string set = absl::GetFlag(FLAGS_audit); !set.empty()) {
-    const auto without = select([&](const Example& e) { return e.set != set; });
-    const auto only = select([&](const Example& e) { return e.set == set; });
-    if (only.empty()) {
-      std::cerr << "--audit=" << set << ": no prompts from that set\n";
-      return 1;
-    }
-    std::cout << "== audit: trained without " << set << ", scored on all of it ==\n";
-    Report("audit " + set, *load(Train(without, bits)), only, /*details=*/true);
+  if (!audit.empty()) {
+    const auto without = select([&](const Example& e) { return e.set != audit; });
+    const auto only = select([&](const Example& e) { return e.set == audit; });
+    std::cout << "== audit: trained without " << audit << ", scored on all of it ==\n";
+    Report("audit " + audit, *load(Train(without, bits)), only, /*details=*/true);
   }
   const std::string out = absl::GetFlag(FLAGS_out);
   if (!out.empty()) {
