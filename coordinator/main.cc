@@ -112,6 +112,9 @@ ABSL_FLAG(std::string, analyzer_router_model, "",
 ABSL_FLAG(double, analyzer_router_below, 0.5,
           "Consult the router when the classifier's best probability is under this (0 to 1).");
 ABSL_FLAG(int64_t, analyzer_router_timeout_ms, 2500, "Deadline of the router's call.");
+ABSL_FLAG(int64_t, max_compiled_history_tokens, 2048,
+          "A request whose conversation before its ask is longer than this many tokens goes to "
+          "one model whole instead of being compiled (each part would be sent the conversation).");
 ABSL_FLAG(std::string, judge_model, "", "Model that judges compete answers (default: agreement).");
 ABSL_FLAG(int32_t, compete_k, 3, "Distinct models that answer a compete request.");
 ABSL_FLAG(double, compete_participant_share, 1.0,
@@ -327,6 +330,10 @@ int main(int argc, char** argv) {
     return Fail("--analyzer_router_timeout_ms must be positive");
   }
   options.router.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_analyzer_router_timeout_ms));
+  options.analyzer.max_compiled_history_tokens = absl::GetFlag(FLAGS_max_compiled_history_tokens);
+  if (options.analyzer.max_compiled_history_tokens < 0) {
+    return Fail("--max_compiled_history_tokens must be 0 or more");
+  }
   options.compete.judge_model = absl::GetFlag(FLAGS_judge_model);
   options.compete.k = absl::GetFlag(FLAGS_compete_k);
   if (options.compete.k < 1 || options.compete.k > 8) return Fail("--compete_k must be 1-8");

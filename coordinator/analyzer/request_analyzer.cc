@@ -405,8 +405,22 @@ Analysis RequestAnalyzer::Analyze(const v1::CompleteRequest& request,
   const std::string& last = LastUserMessage(request);
   Analysis a = AnalyzeText(last, max_output_tokens);
   // The earlier messages are input too (the last one is counted by AnalyzeText).
+  int64_t history = 0;  // the conversation's turns before the ask
+  bool before_ask = true;
   for (const auto& m : request.messages()) {
-    if (&m.content() != &last) a.estimated_tokens += CountTokens(m.content());
+    if (&m.content() == &last) {
+      before_ask = false;
+      continue;
+    }
+    const int64_t tokens = CountTokens(m.content());
+    a.estimated_tokens += tokens;
+    if (before_ask && m.role() != "system") history += tokens;
+  }
+  if (a.kind == v1::PLAN_KIND_COMPILED && history > options_.max_compiled_history_tokens) {
+    a.kind = v1::PLAN_KIND_PASSTHROUGH;
+    a.reasons.push_back(absl::StrCat(
+        "a conversation of ", history, " tokens before this ask goes whole to one model (every part "
+        "of a compiled plan would be sent it; the limit is ", options_.max_compiled_history_tokens, ")"));
   }
   if (request.mode() != v1::PLAN_KIND_UNSPECIFIED) {
     a.reasons.insert(a.reasons.begin(),

@@ -51,6 +51,9 @@ struct AnalyzerOptions {
   double compete_min_score = 1.0;   // ...if the second scores at least this much
   double min_signal = 0.5;          // lexicon score below this: an ask has no skill of its own
   int vague_max_words = 8;          // a vague request is this short or shorter
+  // A compiled plan sends the conversation before the ask to every part; past this many tokens
+  // of earlier turns the request goes whole to one model instead.
+  int64_t max_compiled_history_tokens = 2048;
 };
 
 // One thing the client asked for.

@@ -25,7 +25,7 @@ std::string FanOutExecutor::BuildInput(const v1::SubTask& task,
 // and waits for one to finish reads best beside it.
 absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
     const RequestScope& scope, const std::vector<v1::SubTask>& tasks,
-    const std::vector<v1::ChatMessage>& system, const v1::Sampling& sampling) const {
+    const std::vector<v1::ChatMessage>& context, const v1::Sampling& sampling) const {
   v1::Sampling part_sampling = sampling;
   part_sampling.clear_stop();
   // Sub-tasks stop together when the request is cancelled or one of them finally fails.
@@ -61,7 +61,7 @@ absl::StatusOr<std::vector<SubTaskOutcome>> FanOutExecutor::Run(
     spec.private_data = tasks[i].private_data();
     spec.max_tokens = tasks[i].estimated_tokens();
     spec.sampling = part_sampling;
-    spec.messages = system;
+    spec.messages = context;
     v1::ChatMessage user;
     user.set_role("user");
     user.set_content(input);

@@ -30,12 +30,13 @@ class FanOutExecutor {
  public:
   explicit FanOutExecutor(const AttemptRunner* runner) : runner_(runner) {}
 
-  // `system` messages of the request are given to every sub-task, and so are the client's
-  // sampling settings except `stop` (a stop sequence is about the answer, not its parts).
+  // Every sub-task is sent `context` (the request's ContextMessages: its system messages and
+  // the conversation before its ask) and then its own prompt, with the client's sampling
+  // settings except `stop` (a stop sequence is about the answer, not its parts).
   // Outcomes come back in the order of `tasks`.
   absl::StatusOr<std::vector<SubTaskOutcome>> Run(const RequestScope& scope,
                                                   const std::vector<v1::SubTask>& tasks,
-                                                  const std::vector<v1::ChatMessage>& system,
+                                                  const std::vector<v1::ChatMessage>& context,
       const v1::Sampling& sampling = v1::Sampling::default_instance()) const;
 
   // The user message for `task`, given its dependencies' outcomes.

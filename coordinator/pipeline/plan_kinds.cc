@@ -48,7 +48,7 @@ absl::Status RequestRunner::RunCompiled(PlanRun& run) const {
                *d.model_call, clock_->Now());
   }
   LOOM_ASSIGN_OR_RETURN(std::vector<SubTaskOutcome> outcomes,
-                        executor_.Run(scope, d.sub_tasks, run.system, run.request.sampling()));
+                        executor_.Run(scope, d.sub_tasks, run.context, run.request.sampling()));
   run.StageDone(&v1::Timings::set_execute_us);
   for (const auto& o : outcomes) {
     *run.response.add_results() = Result(o.task, o.input, o.result);
@@ -69,7 +69,7 @@ absl::Status RequestRunner::RunCompiled(PlanRun& run) const {
   }
   LOOM_ASSIGN_OR_RETURN(Synthesis s,
                         synthesizer_.Synthesize(scope, run.text, d.synthesis_prompt, outcomes,
-                                                run.system, run.request.sampling()));
+                                                run.context, run.request.sampling()));
   run.StageDone(&v1::Timings::set_synthesize_us);
   run.response.set_output(s.output);
   run.response.set_synthesis_note(s.note);

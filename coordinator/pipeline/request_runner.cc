@@ -23,19 +23,39 @@
 
 namespace loom {
 
-std::string LastUserMessage(const v1::CompleteRequest& request) {
+namespace {
+
+// The index of the request's ask (its last user message, else its last message); -1 if none.
+int AskIndex(const v1::CompleteRequest& request) {
   for (int i = request.messages_size() - 1; i >= 0; --i) {
-    if (request.messages(i).role() == "user") return request.messages(i).content();
+    if (request.messages(i).role() == "user") return i;
   }
-  return request.messages().empty() ? "" : request.messages().rbegin()->content();
+  return request.messages_size() - 1;
 }
 
-std::vector<v1::ChatMessage> SystemMessages(const v1::CompleteRequest& request) {
+}  // namespace
+
+std::string LastUserMessage(const v1::CompleteRequest& request) {
+  const int ask = AskIndex(request);
+  return ask < 0 ? "" : request.messages(ask).content();
+}
+
+std::vector<v1::ChatMessage> ContextMessages(const v1::CompleteRequest& request) {
+  const int ask = AskIndex(request);
   std::vector<v1::ChatMessage> out;
-  for (const auto& m : request.messages()) {
-    if (m.role() == "system") out.push_back(m);
+  for (int i = 0; i < request.messages_size(); ++i) {
+    if (i < ask || (i > ask && request.messages(i).role() == "system")) out.push_back(request.messages(i));
   }
   return out;
+}
+
+int64_t HistoryTokens(const v1::CompleteRequest& request) {
+  const int ask = AskIndex(request);
+  int64_t tokens = 0;
+  for (int i = 0; i < ask; ++i) {
+    if (request.messages(i).role() != "system") tokens += CountTokens(request.messages(i).content());
+  }
+  return tokens;
 }
 
 RequestRunner::RequestRunner(RunnerOptions options, DeviceRegistry* registry,
@@ -323,7 +343,7 @@ absl::StatusOr<v1::CompleteResponse> RequestRunner::Execute(const v1::CompleteRe
               .request = request,
               .analysis = analysis,
               .text = LastUserMessage(request),
-              .system = SystemMessages(request),
+              .context = ContextMessages(request),
               .max_tokens = AnswerTokenBound(request),
               .arrived = arrived,
               .timings = std::move(timings),

@@ -74,9 +74,14 @@
 
 namespace loom {
 
-// The request's ask (its last user message, else its last message) and its system messages.
+// The request's ask (its last user message, else its last message).
 std::string LastUserMessage(const v1::CompleteRequest& request);
-std::vector<v1::ChatMessage> SystemMessages(const v1::CompleteRequest& request);
+// What every part of a compiled plan needs besides its own prompt: the messages before the ask
+// (system messages and the conversation's earlier turns, in order) and any system message after
+// it. A follow-up ("now explain its complexity") means nothing without the turns before it.
+std::vector<v1::ChatMessage> ContextMessages(const v1::CompleteRequest& request);
+// The tokens of the conversation's turns before the ask (system messages not counted).
+int64_t HistoryTokens(const v1::CompleteRequest& request);
 
 struct RunnerOptions {
   AttemptOptions attempts;
@@ -208,7 +213,7 @@ class RequestRunner {
     const v1::CompleteRequest& request;
     const Analysis& analysis;
     std::string text;                       // the last user message
-    std::vector<v1::ChatMessage> system;    // the request's system messages
+    std::vector<v1::ChatMessage> context;   // ContextMessages: given to every part
     int64_t max_tokens = 0;                 // AnswerTokenBound
     absl::Time arrived;
     v1::Timings timings;

@@ -30,13 +30,13 @@ std::string ResponseSynthesizer::Prompt(const std::string& request_text,
 absl::StatusOr<Synthesis> ResponseSynthesizer::Synthesize(
     const RequestScope& scope, const std::string& request_text,
     const std::string& synthesis_prompt, const std::vector<SubTaskOutcome>& parts,
-    const std::vector<v1::ChatMessage>& system, const v1::Sampling& sampling) const {
+    const std::vector<v1::ChatMessage>& context, const v1::Sampling& sampling) const {
   CallSpec spec;
   spec.sampling = sampling;  // its output is the answer
   spec.sub_task_id = "synthesis";
   spec.role = v1::CONTRIBUTION_ROLE_SYNTHESIZE;
   spec.categories = {v1::TASK_CATEGORY_GENERAL, v1::TASK_CATEGORY_REASONING};
-  spec.messages = system;
+  spec.messages = context;  // the answer continues the conversation
   v1::ChatMessage user;
   user.set_role("user");
   user.set_content(Prompt(request_text, synthesis_prompt, parts));

@@ -33,7 +33,7 @@ class ResponseSynthesizer {
   absl::StatusOr<Synthesis> Synthesize(const RequestScope& scope, const std::string& request_text,
                                        const std::string& synthesis_prompt,
                                        const std::vector<SubTaskOutcome>& parts,
-                                       const std::vector<v1::ChatMessage>& system,
+                                       const std::vector<v1::ChatMessage>& context,
       const v1::Sampling& sampling = v1::Sampling::default_instance()) const;
 
   // The parts in order under headings.

@@ -524,6 +524,61 @@ TEST_F(RequestRunnerTest, CompiledRequestRunsTheWholePipelineAndPaysEveryRole) {
   EXPECT_EQ(answer, response->output());
 }
 
+// A follow-up in a conversation means nothing without the turns before it: every part of a
+// compiled plan, and the synthesis, is sent them before its own prompt.
+TEST_F(RequestRunnerTest, EveryPartOfACompiledFollowUpIsSentTheConversationBeforeIt) {
+  AddDevice("q", "qwen2.5-coder-7b", "qwen-coder");
+  AddDevice("l", "llama-3.1-8b", "llama");
+  v1::CompleteRequest r;
+  r.set_client_id("alice");
+  auto add = [&](const std::string& role, const std::string& text) {
+    auto* m = r.add_messages();
+    m->set_role(role);
+    m->set_content(text);
+  };
+  add("system", "Be brief.");
+  add("user", "Here is my script: def total(xs): return sum(xs)");
+  add("assistant", "It adds up a list.");
+  add("user", "Translate this Python code to Rust and explain the key differences between the two "
+              "implementations.");
+  add("system", "Answer in English.");  // a system message after the ask still applies
+  auto response = Run(r);
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->plan().kind(), v1::PLAN_KIND_COMPILED);
+  const std::vector<std::string> expected = {"system:Be brief.",
+                                             "user:Here is my script: def total(xs): return sum(xs)",
+                                             "assistant:It adds up a list.", "system:Answer in English."};
+  int parts = 0;
+  for (const DeviceCall& call : devices_.calls()) {
+    const auto& messages = call.request.messages();
+    ASSERT_EQ(messages.size(), expected.size() + 1) << call.request.sub_task_id();
+    for (size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_EQ(messages[i].role() + ":" + messages[i].content(), expected[i]) << call.request.sub_task_id();
+    }
+    EXPECT_EQ(messages.rbegin()->role(), "user");  // then its own prompt
+    EXPECT_NE(messages.rbegin()->content(), r.messages(1).content());
+    ++parts;
+  }
+  EXPECT_EQ(parts, 3) << "two sub-tasks and the synthesis";
+}
+
+TEST(ContextMessagesTest, TheTurnsBeforeTheAskAndSystemMessagesAfterIt) {
+  v1::CompleteRequest r;
+  for (const char* role : {"system", "user", "assistant", "user", "assistant", "system"}) {
+    r.add_messages()->set_role(role);
+  }
+  std::vector<std::string> roles;
+  for (const auto& m : ContextMessages(r)) roles.push_back(m.role());
+  // The ask is the second user message; the assistant's prefill after it is not context.
+  EXPECT_EQ(roles, (std::vector<std::string>{"system", "user", "assistant", "system"}));
+  r.mutable_messages(1)->set_content("one two three");
+  r.mutable_messages(2)->set_content("four");
+  r.mutable_messages(0)->set_content("a long system prompt is not history");
+  EXPECT_EQ(HistoryTokens(r), CountTokens("one two three") + CountTokens("four"));
+  EXPECT_TRUE(ContextMessages(v1::CompleteRequest()).empty());
+  EXPECT_EQ(LastUserMessage(v1::CompleteRequest()), "");
+}
+
 TEST_F(RequestRunnerTest, SubTaskFailingEverywhereFailsTheRequestAndChargesNothing) {
   AddDevice("q", "qwen2.5-coder-7b", "qwen-coder");
   AddDevice("l", "llama-3.1-8b", "llama");

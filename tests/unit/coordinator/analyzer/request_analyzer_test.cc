@@ -221,3 +221,47 @@ TEST(RequestAnalyzerTest, IsDeterministic) {
 
 }  // namespace
 }  // namespace loom
+
+namespace loom {
+namespace {
+
+// A conversation: earlier turns, then a two-part ask.
+v1::CompleteRequest Conversation(int history_words, v1::PlanKind mode = v1::PLAN_KIND_UNSPECIFIED) {
+  v1::CompleteRequest r;
+  r.set_mode(mode);
+  auto add = [&](const std::string& role, const std::string& text) {
+    auto* m = r.add_messages();
+    m->set_role(role);
+    m->set_content(text);
+  };
+  add("system", "You are a careful engineer.");
+  std::string earlier;
+  for (int i = 0; i < history_words; ++i) earlier += "word ";
+  add("user", "Here is my code: " + earlier);
+  add("assistant", "Thanks, I have read it.");
+  add("user", "Translate this Python code to Rust and explain the key differences between the two "
+              "implementations.");
+  return r;
+}
+
+TEST(RequestAnalyzerTest, AShortConversationStillCompilesItsAsk) {
+  Analysis a = RequestAnalyzer().Analyze(Conversation(50));
+  EXPECT_EQ(a.kind, v1::PLAN_KIND_COMPILED);
+}
+
+TEST(RequestAnalyzerTest, ALongConversationGoesWholeToOneModelUnlessTheClientAsksToCompile) {
+  RequestAnalyzer analyzer(AnalyzerOptions{.max_compiled_history_tokens = 200});
+  Analysis a = analyzer.Analyze(Conversation(2000));
+  EXPECT_EQ(a.kind, v1::PLAN_KIND_PASSTHROUGH);
+  EXPECT_THAT(absl::StrJoin(a.reasons, "; "), HasSubstr("goes whole to one model"));
+  EXPECT_THAT(absl::StrJoin(a.reasons, "; "), HasSubstr("the limit is 200"));
+  // The system message does not count as conversation: a long one alone changes nothing.
+  v1::CompleteRequest long_system = Conversation(0);
+  long_system.mutable_messages(0)->set_content(std::string(20000, 'x'));
+  EXPECT_EQ(analyzer.Analyze(long_system).kind, v1::PLAN_KIND_COMPILED);
+  // Asked for by the client, the plan is compiled all the same.
+  EXPECT_EQ(analyzer.Analyze(Conversation(2000, v1::PLAN_KIND_COMPILED)).kind, v1::PLAN_KIND_COMPILED);
+}
+
+}  // namespace
+}  // namespace loom
