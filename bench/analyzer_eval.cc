@@ -17,11 +17,14 @@
 // --unsure_below=P sets the trained analyzer's confidence floor (AnalyzerOptions::unsure_below). --show=LABEL prints each prompt of that source label.
 // --structure=FILE (bench/data/multi_part_structure.json) scores the sub-tasks of multi-part
 // prompts against labels by item id: the number of asks, and their categories.
+// An item with a "previous" field is a follow-up: it is analysed as a conversation (that user
+// turn, an answer, then the prompt), as RequestAnalyzer::Analyze sees one.
 #include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -180,7 +183,8 @@ int main(int argc, char** argv) {
                  "                          [--dump=FILE]  (every decision, for diffing builds)\n"
                  "                          [--unsure_below=P]  (the trained analyzer's fallback)\n"
                  "                          [--structure=FILE]  (sub-task labels of multi-part prompts)\n"
-                 "  DIR holds label_mappings.json and the .jsonl sets\n";
+                 "  DIR holds label_mappings.json and the .jsonl sets (an item's \"previous\":\n"
+                 "  the user turn before it, analysed as a conversation)\n";
     return 2;
   }
   std::ifstream mapping_file(dir + "/label_mappings.json");
@@ -222,6 +226,17 @@ int main(int argc, char** argv) {
       const std::string text = Text(item);
       if (split == "heldout" && !loom::InHeldOutSplit(text)) continue;
       const std::string primary = m.value("primary", "");
+      // A follow-up ("previous": the user's turn before it) is analysed as the conversation.
+      std::optional<loom::v1::CompleteRequest> conversation;
+      if (item.contains("previous") && item["previous"].is_string()) {
+        conversation.emplace();
+        for (const auto& [role, content] : {std::pair<std::string, std::string>{"user", item["previous"]},
+                                            {"assistant", "(an answer)"}, {"user", text}}) {
+          auto* message = conversation->add_messages();
+          message->set_role(role);
+          message->set_content(content);
+        }
+      }
       for (const auto& [name, analyzer] : analyzers) {
         // The decision time of a prompt is the fastest of `runs` (three) runs: its own cost, without the
         // first run's cold caches or a preemption.
@@ -229,7 +244,7 @@ int main(int argc, char** argv) {
         double us = 1e18;
         for (int run = 0; run < runs; ++run) {
           auto start = std::chrono::steady_clock::now();
-          a = analyzer.AnalyzeText(text);
+          a = conversation ? analyzer.Analyze(*conversation) : analyzer.AnalyzeText(text);
           us = std::min(us, std::chrono::duration<double, std::micro>(
                                 std::chrono::steady_clock::now() - start).count());
         }

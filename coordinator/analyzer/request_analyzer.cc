@@ -129,6 +129,11 @@ Ask RequestAnalyzer::InstructionAsk(const std::string& piece, std::string* instr
 // (inside pasted material, an open list of aspects and its items, a list of material); split
 // up, that state would be threaded through every part.
 Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_output_tokens) const {
+  return AnalyzeText(text, max_output_tokens, nullptr);
+}
+
+Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_output_tokens,
+                                      const std::string* previous) const {
   Analysis a;
   // 1. Pieces: sentences, then connectors; mark instructions and context.
   std::vector<std::string> context;
@@ -234,10 +239,10 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     whole.scores = only.scores;
     a.asks.push_back(only);
   }
-  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole);
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole, previous);
   const int lexicon_decided = Categorize(&a);
   MergeAsks(&a);
-  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole);
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole, previous);
   return Compile(text, std::move(a), max_output_tokens, aspect_lists, lexicon_decided);
 }
 
@@ -321,7 +326,7 @@ Analysis RequestAnalyzer::Compile(const std::string& text, Analysis a, int64_t m
 
 // One ask: the whole request goes to one model, or to several that compete.
 Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
-                                 const WholeText& whole) const {
+                                 const WholeText& whole, const std::string* previous) const {
   a.estimated_tokens = CountTokens(text) + max_output_tokens;
   Ask& only = a.asks.front();
   // The whole request is scored (pasted code says what it is about).
@@ -332,18 +337,34 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
   for (size_t i = 0; i < text.size() && words <= options_.vague_max_words; ++i) {
     words += text[i] != ' ' && (i == 0 || text[i - 1] == ' ');
   }
-  const bool vague =
-      (top < 2.0 && words <= options_.vague_max_words &&
+  // A short ask after an earlier user turn continues it: never vague, and read with it below.
+  const int64_t tokens = previous != nullptr ? CountTokens(text) : 0;
+  const bool follow_up = previous != nullptr && !options_.lexicon_only &&
+                         tokens <= options_.follow_up_max_tokens;
+  const bool vague = !follow_up &&
+      ((top < 2.0 && words <= options_.vague_max_words &&
        HasAny(absl::AsciiStrToLower(text), kVague)) ||
       (top < 1.0 && words <= 3 && std::all_of(text.begin(), text.end(), [](char c) {
          return static_cast<unsigned char>(c) < 0x80;
-       }));
+       })));
   if (options_.lexicon_only) {
     only.category = lexicon_best;
     a.categories = RankedCategories(only.scores, 0);
   } else {
     // Already known when one piece was the whole text (a one-sentence question).
     only.probs = whole.probs ? *whole.probs : model_.Predict(text, only.scores);
+    if (follow_up) {
+      // The ask counts as much as it is sure of itself: "now translate it into German" keeps
+      // its own category, "make it shorter" takes the conversation's.
+      const CategoryProbs before = model_.Predict(*previous, Score(*previous));
+      const float own = only.probs.best_p();
+      for (size_t c = 0; c < only.probs.p.size(); ++c) {
+        only.probs.p[c] = own * only.probs.p[c] + (1 - own) * before.p[c];
+      }
+      a.reasons.push_back(absl::StrFormat(
+          "a short follow-up (%d tokens), read with the user's turn before it (%s %.2f there)", tokens,
+          CategoryName(before.best()), before.best_p()));
+    }
     only.category = only.probs.best();
     std::array<double, 9> p{};
     for (C c : kAllCategories) p[c] = only.probs.of(c);
@@ -403,7 +424,14 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
 Analysis RequestAnalyzer::Analyze(const v1::CompleteRequest& request,
                                   int64_t max_output_tokens) const {
   const std::string& last = LastUserMessage(request);
-  Analysis a = AnalyzeText(last, max_output_tokens);
+  // The user's turn before the ask, if the conversation has one.
+  const std::string* previous = nullptr;
+  for (const auto& m : request.messages()) {
+    if (&m.content() == &last) break;
+    if (m.role() == "user") previous = &m.content();
+  }
+  if (options_.follow_up_max_tokens <= 0) previous = nullptr;
+  Analysis a = AnalyzeText(last, max_output_tokens, previous);
   // The earlier messages are input too (the last one is counted by AnalyzeText).
   int64_t history = 0;  // the conversation's turns before the ask
   bool before_ask = true;

@@ -54,6 +54,10 @@ struct AnalyzerOptions {
   // A compiled plan sends the conversation before the ask to every part; past this many tokens
   // of earlier turns the request goes whole to one model instead.
   int64_t max_compiled_history_tokens = 2048;
+  // A single ask of at most this many tokens (common/tokens.h) after an earlier user turn is a
+  // follow-up ("and in Python?", "再长一点"): its category is read from both turns (the mean of
+  // their probabilities), and being short is not being vague. 0: every ask is read alone.
+  int64_t follow_up_max_tokens = 20;
 };
 
 // One thing the client asked for.
@@ -94,8 +98,11 @@ class RequestAnalyzer {
     std::optional<std::array<double, 9>> scores;  // lexicon
     std::optional<CategoryProbs> probs;           // classifier
   };
+  // `previous`: the user's turn before a follow-up (null: none), read with it.
+  Analysis AnalyzeText(const std::string& text, int64_t max_output_tokens,
+                       const std::string* previous) const;
   Analysis Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
-                  const WholeText& whole) const;
+                  const WholeText& whole, const std::string* previous) const;
   Ask InstructionAsk(const std::string& piece, std::string* instr, std::string* payload) const;
   // The steps after the split into asks (request_analyzer.cc numbers them).
   int Categorize(Analysis* a) const;

@@ -166,6 +166,45 @@ TEST(AnalyzerAccuracyTest, ReadsPromptsInLanguagesItWasNotTunedOn) {
   for (const auto& [cat, t] : by_category) EXPECT_GE(t.Rate(), 0.30) << cat;
 }
 
+TEST(AnalyzerAccuracyTest, ReadsAFollowUpWithTheTurnBeforeIt) {
+  // {"cat", "previous", "prompt"}: a user's turn, then a short follow-up ("and in javascript?",
+  // "再长一点", "now translate it into German"), written for this test before the analyzer
+  // read follow-ups with the turn before them, and never trained on.
+  std::ifstream in(std::string(LOOM_TEST_DATA_DIR) + "/analyzer_followups/followups.jsonl");
+  RequestAnalyzer analyzer;
+  Tally with_turn, alone;
+  int competed_alone = 0, competed = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto item = nlohmann::json::parse(line);
+    const std::string want = item.at("cat");
+    v1::CompleteRequest r;
+    for (const auto& [role, text] : {std::pair<std::string, std::string>{"user", item.at("previous")},
+                                     {"assistant", "(an answer)"}, {"user", item.at("prompt")}}) {
+      auto* m = r.add_messages();
+      m->set_role(role);
+      m->set_content(text);
+    }
+    Analysis a = analyzer.Analyze(r);
+    Analysis b = analyzer.AnalyzeText(item.at("prompt").get<std::string>());
+    with_turn.Add(CategoryName(a.categories[0].category()) == want && a.asks.size() == 1 &&
+                  CategoryName(a.asks[0].category) == want);
+    alone.Add(CategoryName(b.asks[0].category) == want);
+    competed += a.kind == v1::PLAN_KIND_COMPETE;
+    competed_alone += b.kind == v1::PLAN_KIND_COMPETE;
+  }
+  ASSERT_GE(with_turn.total, 40) << "follow-up set missing or too small";
+  std::cout << "follow-ups with the turn before  " << with_turn.Show() << ", alone  " << alone.Show()
+            << "; sent to compete " << competed << " vs " << competed_alone << "\n";
+  // 93% (43/46) with the turn before, 48% alone, where 9 of 46 went to compete (most as
+  // "short, open-ended"); with the turn, 2 still do, on a real tie between the conversation's
+  // skill and the one the classifier reads in the few words ("I don't get the second step").
+  // Written by us: a regression floor, not a figure for other people's conversations.
+  EXPECT_GE(with_turn.Rate(), 0.85);
+  EXPECT_GE(with_turn.Rate(), alone.Rate() + 0.3);
+  EXPECT_LE(competed * 3, competed_alone) << "a follow-up continues a conversation; it is not open-ended";
+}
+
 TEST(AnalyzerAccuracyTest, FindsTheStepsOfRequestsInOtherLanguages) {
   // Requests of two or three parts in nine languages, {"lang", "kind", "asks", "prompt"},
   // written for this test after the splitter learnt those languages (13 of 16 compiled on the

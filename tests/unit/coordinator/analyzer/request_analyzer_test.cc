@@ -10,6 +10,7 @@ namespace loom {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(RequestAnalyzerTest, WorkedExampleCompilesIntoCodeThenDependentReasoning) {
   Analysis a = RequestAnalyzer().AnalyzeText(
@@ -261,6 +262,53 @@ TEST(RequestAnalyzerTest, ALongConversationGoesWholeToOneModelUnlessTheClientAsk
   EXPECT_EQ(analyzer.Analyze(long_system).kind, v1::PLAN_KIND_COMPILED);
   // Asked for by the client, the plan is compiled all the same.
   EXPECT_EQ(analyzer.Analyze(Conversation(2000, v1::PLAN_KIND_COMPILED)).kind, v1::PLAN_KIND_COMPILED);
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+v1::CompleteRequest FollowUp(const std::string& before, const std::string& ask) {
+  v1::CompleteRequest r;
+  for (const auto& [role, text] : {std::pair<std::string, std::string>{"user", before},
+                                   {"assistant", "Here you go."}, {"user", ask}}) {
+    auto* m = r.add_messages();
+    m->set_role(role);
+    m->set_content(text);
+  }
+  return r;
+}
+
+TEST(RequestAnalyzerTest, AShortFollowUpIsReadWithTheTurnBeforeIt) {
+  RequestAnalyzer analyzer;
+  const v1::CompleteRequest r =
+      FollowUp("Write a Python function that removes duplicates from a list.", "can you make it faster");
+  Analysis a = analyzer.Analyze(r);
+  EXPECT_EQ(a.kind, v1::PLAN_KIND_PASSTHROUGH);
+  ASSERT_EQ(a.asks.size(), 1u);
+  EXPECT_EQ(a.asks[0].category, v1::TASK_CATEGORY_CODE);
+  EXPECT_THAT(absl::StrJoin(a.reasons, "; "), HasSubstr("short follow-up"));
+  // Alone it is not code; and with the reading turned off it is read alone again.
+  EXPECT_NE(analyzer.AnalyzeText("can you make it faster").asks[0].category, v1::TASK_CATEGORY_CODE);
+  RequestAnalyzer off(AnalyzerOptions{.follow_up_max_tokens = 0});
+  EXPECT_NE(off.Analyze(r).asks[0].category, v1::TASK_CATEGORY_CODE);
+}
+
+TEST(RequestAnalyzerTest, AFollowUpSureOfItsOwnSkillKeepsIt) {
+  Analysis a = RequestAnalyzer().Analyze(
+      FollowUp("Write a short poem about autumn leaves.", "now translate it into German"));
+  EXPECT_EQ(a.categories[0].category(), v1::TASK_CATEGORY_TRANSLATION);
+}
+
+TEST(RequestAnalyzerTest, ALongAskAfterAnEarlierTurnIsReadOnItsOwn) {
+  const std::string ask =
+      "Write a Python function that parses an ISO 8601 date string, returns a datetime in UTC, and "
+      "raises a clear ValueError for every malformed input, with doctests.";
+  Analysis a = RequestAnalyzer().Analyze(FollowUp("What is the capital of Peru?", ask));
+  EXPECT_EQ(a.categories[0].category(), v1::TASK_CATEGORY_CODE);
+  EXPECT_THAT(absl::StrJoin(a.reasons, "; "), Not(HasSubstr("follow-up")));
 }
 
 }  // namespace
