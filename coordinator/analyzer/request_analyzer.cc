@@ -133,7 +133,7 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
 }
 
 Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_output_tokens,
-                                      const std::string* previous) const {
+                                      const CategoryProbs* before) const {
   Analysis a;
   // 1. Pieces: sentences, then connectors; mark instructions and context.
   std::vector<std::string> context;
@@ -239,10 +239,10 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     whole.scores = only.scores;
     a.asks.push_back(only);
   }
-  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole, previous);
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole, before);
   const int lexicon_decided = Categorize(&a);
   MergeAsks(&a);
-  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole, previous);
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole, before);
   return Compile(text, std::move(a), max_output_tokens, aspect_lists, lexicon_decided);
 }
 
@@ -326,7 +326,7 @@ Analysis RequestAnalyzer::Compile(const std::string& text, Analysis a, int64_t m
 
 // One ask: the whole request goes to one model, or to several that compete.
 Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
-                                 const WholeText& whole, const std::string* previous) const {
+                                 const WholeText& whole, const CategoryProbs* before) const {
   a.estimated_tokens = CountTokens(text) + max_output_tokens;
   Ask& only = a.asks.front();
   // The whole request is scored (pasted code says what it is about).
@@ -338,9 +338,7 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
     words += text[i] != ' ' && (i == 0 || text[i - 1] == ' ');
   }
   // A short ask after an earlier user turn continues it: never vague, and read with it below.
-  const int64_t tokens = previous != nullptr ? CountTokens(text) : 0;
-  const bool follow_up = previous != nullptr && !options_.lexicon_only &&
-                         tokens <= options_.follow_up_max_tokens;
+  const bool follow_up = before != nullptr && !options_.lexicon_only;
   const bool vague = !follow_up &&
       ((top < 2.0 && words <= options_.vague_max_words &&
        HasAny(absl::AsciiStrToLower(text), kVague)) ||
@@ -356,14 +354,13 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
     if (follow_up) {
       // The ask counts as much as it is sure of itself: "now translate it into German" keeps
       // its own category, "make it shorter" takes the conversation's.
-      const CategoryProbs before = model_.Predict(*previous, Score(*previous));
       const float own = only.probs.best_p();
       for (size_t c = 0; c < only.probs.p.size(); ++c) {
-        only.probs.p[c] = own * only.probs.p[c] + (1 - own) * before.p[c];
+        only.probs.p[c] = own * only.probs.p[c] + (1 - own) * before->p[c];
       }
       a.reasons.push_back(absl::StrFormat(
-          "a short follow-up (%d tokens), read with the user's turn before it (%s %.2f there)", tokens,
-          CategoryName(before.best()), before.best_p()));
+          "a short follow-up, read with the user's turn it continues (%s %.2f there)",
+          CategoryName(before->best()), before->best_p()));
     }
     only.category = only.probs.best();
     std::array<double, 9> p{};
@@ -421,17 +418,32 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
   return a;
 }
 
+std::optional<CategoryProbs> RequestAnalyzer::TopicBefore(const v1::CompleteRequest& request,
+                                                         const std::string& ask) const {
+  std::vector<const std::string*> turns;  // the user's, before the ask
+  for (const auto& m : request.messages()) {
+    if (&m.content() == &ask) break;
+    if (m.role() == "user") turns.push_back(&m.content());
+  }
+  std::optional<CategoryProbs> latest;
+  constexpr size_t kLookBack = 8;  // bounds the work on a long conversation of short turns
+  for (size_t back = 0; back < turns.size() && back < kLookBack; ++back) {
+    const std::string& turn = *turns[turns.size() - 1 - back];
+    CategoryProbs p = model_.Predict(turn, Score(turn));
+    if (p.best() != v1::TASK_CATEGORY_GENERAL && p.best_p() >= options_.unsure_below) return p;
+    if (!latest) latest = p;
+  }
+  return latest;
+}
+
 Analysis RequestAnalyzer::Analyze(const v1::CompleteRequest& request,
                                   int64_t max_output_tokens) const {
   const std::string& last = LastUserMessage(request);
-  // The user's turn before the ask, if the conversation has one.
-  const std::string* previous = nullptr;
-  for (const auto& m : request.messages()) {
-    if (&m.content() == &last) break;
-    if (m.role() == "user") previous = &m.content();
+  std::optional<CategoryProbs> before;
+  if (!options_.lexicon_only && CountTokens(last) <= options_.follow_up_max_tokens) {
+    before = TopicBefore(request, last);
   }
-  if (options_.follow_up_max_tokens <= 0) previous = nullptr;
-  Analysis a = AnalyzeText(last, max_output_tokens, previous);
+  Analysis a = AnalyzeText(last, max_output_tokens, before ? &*before : nullptr);
   // The earlier messages are input too (the last one is counted by AnalyzeText).
   int64_t history = 0;  // the conversation's turns before the ask
   bool before_ask = true;

@@ -98,11 +98,16 @@ class RequestAnalyzer {
     std::optional<std::array<double, 9>> scores;  // lexicon
     std::optional<CategoryProbs> probs;           // classifier
   };
-  // `previous`: the user's turn before a follow-up (null: none), read with it.
+  // `before`: the classifier's reading of the turn a short follow-up continues (null: the
+  // text is not one), blended into the follow-up's.
   Analysis AnalyzeText(const std::string& text, int64_t max_output_tokens,
-                       const std::string* previous) const;
+                       const CategoryProbs* before) const;
   Analysis Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
-                  const WholeText& whole, const std::string* previous) const;
+                  const WholeText& whole, const CategoryProbs* before) const;
+  // The reading of the user turn that `ask` follows up: the latest earlier one (of the last
+  // eight) with a skill of its own (not general, not unsure), else the latest one.
+  std::optional<CategoryProbs> TopicBefore(const v1::CompleteRequest& request,
+                                           const std::string& ask) const;
   Ask InstructionAsk(const std::string& piece, std::string* instr, std::string* payload) const;
   // The steps after the split into asks (request_analyzer.cc numbers them).
   int Categorize(Analysis* a) const;

@@ -296,6 +296,19 @@ TEST(RequestAnalyzerTest, AShortFollowUpIsReadWithTheTurnBeforeIt) {
   EXPECT_NE(off.Analyze(r).asks[0].category, v1::TASK_CATEGORY_CODE);
 }
 
+TEST(RequestAnalyzerTest, AChainOfFollowUpsKeepsTheTurnThatStartedIt) {
+  v1::CompleteRequest r = FollowUp("Write a Python function that removes duplicates from a list.",
+                                   "thanks, that looks great!");
+  for (const auto& [role, text] : {std::pair<std::string, std::string>{"assistant", "Here it is."},
+                                   {"user", "why?"}}) {
+    auto* m = r.add_messages();
+    m->set_role(role);
+    m->set_content(text);
+  }
+  Analysis a = RequestAnalyzer().Analyze(r);
+  EXPECT_THAT(absl::StrJoin(a.reasons, "; "), HasSubstr("(code "));  // the first turn was read
+}
+
 TEST(RequestAnalyzerTest, AFollowUpSureOfItsOwnSkillKeepsIt) {
   Analysis a = RequestAnalyzer().Analyze(
       FollowUp("Write a short poem about autumn leaves.", "now translate it into German"));
