@@ -354,6 +354,7 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
     if (follow_up) {
       // The ask counts as much as it is sure of itself: "now translate it into German" keeps
       // its own category, "make it shorter" takes the conversation's.
+      a.follow_up = true;
       const float own = only.probs.best_p();
       for (size_t c = 0; c < only.probs.p.size(); ++c) {
         only.probs.p[c] = own * only.probs.p[c] + (1 - own) * before->p[c];

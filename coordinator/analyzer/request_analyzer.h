@@ -78,6 +78,7 @@ struct Analysis {
   std::vector<std::string> reasons;
   std::vector<Ask> asks;                      // in request order
   std::string context;                        // text that is not an ask (pasted material)
+  bool follow_up = false;  // a short ask read with the earlier user turn it continues
 };
 
 class RequestAnalyzer {

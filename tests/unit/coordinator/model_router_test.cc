@@ -73,6 +73,10 @@ TEST_F(ModelRouterTest, ConsultsOnlyWhenOnAndTheClassifierIsUnsure) {
   // The built-in classifier is sure of this one.
   const std::string clear = "Translate 'good morning' into Japanese.";
   EXPECT_FALSE(on.ShouldConsult(RequestAnalyzer().AnalyzeText(clear), Request(clear)));
+  // A follow-up was read with the turn it continues; the router would see it alone.
+  Analysis follow_up = Unsure(text);
+  follow_up.follow_up = true;
+  EXPECT_FALSE(on.ShouldConsult(follow_up, Request(text)));
 }
 
 TEST_F(ModelRouterTest, AsksTheSmallestRealModelAndCachesItsVerdict) {

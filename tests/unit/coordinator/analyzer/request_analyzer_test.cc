@@ -290,6 +290,7 @@ TEST(RequestAnalyzerTest, AShortFollowUpIsReadWithTheTurnBeforeIt) {
   ASSERT_EQ(a.asks.size(), 1u);
   EXPECT_EQ(a.asks[0].category, v1::TASK_CATEGORY_CODE);
   EXPECT_THAT(absl::StrJoin(a.reasons, "; "), HasSubstr("short follow-up"));
+  EXPECT_TRUE(a.follow_up);
   // Alone it is not code; and with the reading turned off it is read alone again.
   EXPECT_NE(analyzer.AnalyzeText("can you make it faster").asks[0].category, v1::TASK_CATEGORY_CODE);
   RequestAnalyzer off(AnalyzerOptions{.follow_up_max_tokens = 0});
@@ -322,6 +323,7 @@ TEST(RequestAnalyzerTest, ALongAskAfterAnEarlierTurnIsReadOnItsOwn) {
   Analysis a = RequestAnalyzer().Analyze(FollowUp("What is the capital of Peru?", ask));
   EXPECT_EQ(a.categories[0].category(), v1::TASK_CATEGORY_CODE);
   EXPECT_THAT(absl::StrJoin(a.reasons, "; "), Not(HasSubstr("follow-up")));
+  EXPECT_FALSE(a.follow_up);
 }
 
 }  // namespace
