@@ -18,7 +18,8 @@
 // --structure=FILE (bench/data/multi_part_structure.json) scores the sub-tasks of multi-part
 // prompts against labels by item id: the number of asks, and their categories.
 // An item with a "previous" field is a follow-up: it is analysed as a conversation (that user
-// turn, an answer, then the prompt), as RequestAnalyzer::Analyze sees one.
+// turn, an answer, then the prompt), as RequestAnalyzer::Analyze sees one; with a "system"
+// field (or --system=TEXT for every item), after that system message.
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -149,7 +150,7 @@ int main(int argc, char** argv) {
   bool by_label = false;
   int slowest_n = 0;
   int runs = 3;
-  std::string dump_path, structure_path;
+  std::string dump_path, structure_path, system_prompt;
   loom::AnalyzerOptions trained_options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -159,6 +160,8 @@ int main(int argc, char** argv) {
       show = arg.substr(7);
     } else if (absl::StartsWith(arg, "--unsure_below=")) {
       trained_options.unsure_below = std::stod(arg.substr(15));
+    } else if (absl::StartsWith(arg, "--system=")) {
+      system_prompt = arg.substr(9);
     } else if (absl::StartsWith(arg, "--structure=")) {
       structure_path = arg.substr(12);
     } else if (absl::StartsWith(arg, "--dump=")) {
@@ -183,6 +186,7 @@ int main(int argc, char** argv) {
                  "                          [--dump=FILE]  (every decision, for diffing builds)\n"
                  "                          [--unsure_below=P]  (the trained analyzer's fallback)\n"
                  "                          [--structure=FILE]  (sub-task labels of multi-part prompts)\n"
+                 "                          [--system=TEXT]  (a system message before every prompt)\n"
                  "  DIR holds label_mappings.json and the .jsonl sets (an item's \"previous\":\n"
                  "  the user turn before it, analysed as a conversation)\n";
     return 2;
@@ -227,15 +231,24 @@ int main(int argc, char** argv) {
       if (split == "heldout" && !loom::InHeldOutSplit(text)) continue;
       const std::string primary = m.value("primary", "");
       // A follow-up ("previous": the user's turn before it) is analysed as the conversation.
+      // "system": the request's system message (an app that sets the task there).
       std::optional<loom::v1::CompleteRequest> conversation;
-      if (item.contains("previous") && item["previous"].is_string()) {
+      auto add = [&](const std::string& role, const std::string& content) {
+        auto* message = conversation->add_messages();
+        message->set_role(role);
+        message->set_content(content);
+      };
+      const bool has_previous = item.contains("previous") && item["previous"].is_string();
+      const bool has_system = item.contains("system") && item["system"].is_string();
+      if (has_previous || has_system || !system_prompt.empty()) {
         conversation.emplace();
-        for (const auto& [role, content] : {std::pair<std::string, std::string>{"user", item["previous"]},
-                                            {"assistant", "(an answer)"}, {"user", text}}) {
-          auto* message = conversation->add_messages();
-          message->set_role(role);
-          message->set_content(content);
+        if (has_system) add("system", item["system"]);
+        else if (!system_prompt.empty()) add("system", system_prompt);
+        if (has_previous) {
+          add("user", item["previous"]);
+          add("assistant", "(an answer)");
         }
+        add("user", text);
       }
       for (const auto& [name, analyzer] : analyzers) {
         // The decision time of a prompt is the fastest of `runs` (three) runs: its own cost, without the

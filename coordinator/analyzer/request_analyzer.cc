@@ -133,7 +133,7 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
 }
 
 Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_output_tokens,
-                                      const CategoryProbs* before) const {
+                                      const Prior* prior) const {
   Analysis a;
   // 1. Pieces: sentences, then connectors; mark instructions and context.
   std::vector<std::string> context;
@@ -239,10 +239,10 @@ Analysis RequestAnalyzer::AnalyzeText(const std::string& text, int64_t max_outpu
     whole.scores = only.scores;
     a.asks.push_back(only);
   }
-  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole, before);
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole, prior);
   const int lexicon_decided = Categorize(&a);
   MergeAsks(&a);
-  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole, before);
+  if (a.asks.size() == 1) return Decide(text, std::move(a), max_output_tokens, whole, prior);
   return Compile(text, std::move(a), max_output_tokens, aspect_lists, lexicon_decided);
 }
 
@@ -326,7 +326,7 @@ Analysis RequestAnalyzer::Compile(const std::string& text, Analysis a, int64_t m
 
 // One ask: the whole request goes to one model, or to several that compete.
 Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
-                                 const WholeText& whole, const CategoryProbs* before) const {
+                                 const WholeText& whole, const Prior* prior) const {
   a.estimated_tokens = CountTokens(text) + max_output_tokens;
   Ask& only = a.asks.front();
   // The whole request is scored (pasted code says what it is about).
@@ -338,8 +338,9 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
     words += text[i] != ' ' && (i == 0 || text[i - 1] == ' ');
   }
   // A short ask after an earlier user turn continues it: never vague, and read with it below.
-  const bool follow_up = before != nullptr && !options_.lexicon_only;
-  const bool vague = !follow_up &&
+  // An ask read with a prior continues a conversation or fills in a task: never vague.
+  const bool with_prior = prior != nullptr && !options_.lexicon_only;
+  const bool vague = !with_prior &&
       ((top < 2.0 && words <= options_.vague_max_words &&
        HasAny(absl::AsciiStrToLower(text), kVague)) ||
       (top < 1.0 && words <= 3 && std::all_of(text.begin(), text.end(), [](char c) {
@@ -351,17 +352,22 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
   } else {
     // Already known when one piece was the whole text (a one-sentence question).
     only.probs = whole.probs ? *whole.probs : model_.Predict(text, only.scores);
-    if (follow_up) {
-      // The ask counts as much as it is sure of itself: "now translate it into German" keeps
-      // its own category, "make it shorter" takes the conversation's.
-      a.follow_up = true;
-      const float own = only.probs.best_p();
+    if (with_prior) {
+      // A follow-up counts as much as it is sure of itself: "now translate it into German"
+      // keeps its own category, "make it shorter" takes the conversation's. Under a system
+      // message that sets a task, the user's text is mostly its input ("Good morning" to a
+      // translator), so it counts less the surer the task is.
+      const CategoryProbs& before = prior->probs;
+      float own = only.probs.best_p();
+      if (prior->from_system) own *= 1 - before.best_p();
       for (size_t c = 0; c < only.probs.p.size(); ++c) {
-        only.probs.p[c] = own * only.probs.p[c] + (1 - own) * before->p[c];
+        only.probs.p[c] = own * only.probs.p[c] + (1 - own) * before.p[c];
       }
+      (prior->from_system ? a.system_task : a.follow_up) = true;
       a.reasons.push_back(absl::StrFormat(
-          "a short follow-up, read with the user's turn it continues (%s %.2f there)",
-          CategoryName(before->best()), before->best_p()));
+          prior->from_system ? "read with the task its system message sets (%s %.2f there)"
+                             : "a short follow-up, read with the user's turn it continues (%s %.2f there)",
+          CategoryName(before.best()), before.best_p()));
     }
     only.category = only.probs.best();
     std::array<double, 9> p{};
@@ -419,6 +425,29 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
   return a;
 }
 
+std::optional<CategoryProbs> RequestAnalyzer::SystemTask(const v1::CompleteRequest& request) const {
+  // The system messages, joined when there are several (one, the common case, is not copied).
+  std::vector<const std::string*> parts;
+  for (const auto& m : request.messages()) {
+    if (m.role() == "system" && !m.content().empty()) parts.push_back(&m.content());
+  }
+  if (parts.empty()) return std::nullopt;
+  std::string joined;
+  for (size_t i = 0; parts.size() > 1 && i < parts.size(); ++i) {
+    absl::StrAppend(&joined, i == 0 ? "" : "\n", *parts[i]);
+  }
+  const std::string& system = parts.size() == 1 ? *parts[0] : joined;
+  const std::array<double, 9> cues = Score(system);
+  const CategoryProbs p = model_.Predict(system, cues);
+  double top, second;
+  const C cue = TopCategory(cues, options_.min_signal, &top, &second);
+  if (p.best() == v1::TASK_CATEGORY_GENERAL || p.best_p() < options_.system_task_sure ||
+      cue != p.best() || top < options_.system_task_min_cue) {
+    return std::nullopt;
+  }
+  return p;
+}
+
 std::optional<CategoryProbs> RequestAnalyzer::TopicBefore(const v1::CompleteRequest& request,
                                                          const std::string& ask) const {
   std::vector<const std::string*> turns;  // the user's, before the ask
@@ -440,11 +469,14 @@ std::optional<CategoryProbs> RequestAnalyzer::TopicBefore(const v1::CompleteRequ
 Analysis RequestAnalyzer::Analyze(const v1::CompleteRequest& request,
                                   int64_t max_output_tokens) const {
   const std::string& last = LastUserMessage(request);
-  std::optional<CategoryProbs> before;
+  std::optional<Prior> prior;
   if (!options_.lexicon_only && CountTokens(last) <= options_.follow_up_max_tokens) {
-    before = TopicBefore(request, last);
+    if (auto turn = TopicBefore(request, last)) prior = Prior{*turn, /*from_system=*/false};
   }
-  Analysis a = AnalyzeText(last, max_output_tokens, before ? &*before : nullptr);
+  if (!prior && !options_.lexicon_only) {
+    if (auto task = SystemTask(request)) prior = Prior{*task, /*from_system=*/true};
+  }
+  Analysis a = AnalyzeText(last, max_output_tokens, prior ? &*prior : nullptr);
   // The earlier messages are input too (the last one is counted by AnalyzeText).
   int64_t history = 0;  // the conversation's turns before the ask
   bool before_ask = true;

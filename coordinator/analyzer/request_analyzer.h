@@ -58,6 +58,12 @@ struct AnalyzerOptions {
   // follow-up ("and in Python?", "再长一点"): its category is read from both turns (the mean of
   // their probabilities), and being short is not being vague. 0: every ask is read alone.
   int64_t follow_up_max_tokens = 20;
+  // A system message that sets the task ("Translate the user's messages into French", "Reply
+  // with one SQL query") is read as the prior of a single ask, when the classifier gives it a
+  // skill other than general with at least this probability and the lexicon finds a cue for the
+  // same skill scoring at least system_task_min_cue ("You are a helpful assistant" sets none).
+  double system_task_sure = 0.5;
+  double system_task_min_cue = 1.0;
 };
 
 // One thing the client asked for.
@@ -78,7 +84,8 @@ struct Analysis {
   std::vector<std::string> reasons;
   std::vector<Ask> asks;                      // in request order
   std::string context;                        // text that is not an ask (pasted material)
-  bool follow_up = false;  // a short ask read with the earlier user turn it continues
+  bool follow_up = false;    // a short ask read with the earlier user turn it continues
+  bool system_task = false;  // a single ask read with the task its system message sets
 };
 
 class RequestAnalyzer {
@@ -99,12 +106,18 @@ class RequestAnalyzer {
     std::optional<std::array<double, 9>> scores;  // lexicon
     std::optional<CategoryProbs> probs;           // classifier
   };
-  // `before`: the classifier's reading of the turn a short follow-up continues (null: the
-  // text is not one), blended into the follow-up's.
-  Analysis AnalyzeText(const std::string& text, int64_t max_output_tokens,
-                       const CategoryProbs* before) const;
+  // What a single ask is read with besides its own text: the classifier's reading of the turn
+  // a short follow-up continues, or of the task the system message sets.
+  struct Prior {
+    CategoryProbs probs;
+    bool from_system = false;
+  };
+  Analysis AnalyzeText(const std::string& text, int64_t max_output_tokens, const Prior* prior) const;
   Analysis Decide(const std::string& text, Analysis a, int64_t max_output_tokens,
-                  const WholeText& whole, const CategoryProbs* before) const;
+                  const WholeText& whole, const Prior* prior) const;
+  // The reading of the system messages of `request` when they set a task (see
+  // AnalyzerOptions::system_task_sure); nothing otherwise.
+  std::optional<CategoryProbs> SystemTask(const v1::CompleteRequest& request) const;
   // The reading of the user turn that `ask` follows up: the latest earlier one (of the last
   // eight) with a skill of its own (not general, not unsure), else the latest one.
   std::optional<CategoryProbs> TopicBefore(const v1::CompleteRequest& request,

@@ -29,8 +29,9 @@ bool ModelRouter::ShouldConsult(const Analysis& analysis, const v1::CompleteRequ
     return false;
   }
   if (analysis.asks.size() != 1 || analysis.kind == v1::PLAN_KIND_COMPILED) return false;
-  // The router's prompt shows one request; a follow-up was already read with its conversation.
-  if (analysis.follow_up) return false;
+  // The router's prompt shows one request; a follow-up was already read with its conversation,
+  // an ask under a task-setting system message with that task.
+  if (analysis.follow_up || analysis.system_task) return false;
   const CategoryProbs& p = analysis.asks.front().probs;
   return p.best_p() > 0 && p.best_p() < options_.consult_below;
 }

@@ -63,7 +63,8 @@ class ModelRouter {
   const RouterOptions& options() const { return options_; }
 
   // Whether `analysis` of `request` should be checked with a model: enabled, no mode forced and
-  // nothing pinned, one ask that is not a follow-up, and the classifier unsure of it.
+  // nothing pinned, one ask that is not a follow-up nor under a system message's task, and the
+  // classifier unsure of it.
   bool ShouldConsult(const Analysis& analysis, const v1::CompleteRequest& request) const;
 
   RouterResult Consult(const RequestScope& scope, const std::string& text) const;

@@ -77,6 +77,9 @@ TEST_F(ModelRouterTest, ConsultsOnlyWhenOnAndTheClassifierIsUnsure) {
   Analysis follow_up = Unsure(text);
   follow_up.follow_up = true;
   EXPECT_FALSE(on.ShouldConsult(follow_up, Request(text)));
+  Analysis under_task = Unsure(text);  // read with the task of its system message
+  under_task.system_task = true;
+  EXPECT_FALSE(on.ShouldConsult(under_task, Request(text)));
 }
 
 TEST_F(ModelRouterTest, AsksTheSmallestRealModelAndCachesItsVerdict) {

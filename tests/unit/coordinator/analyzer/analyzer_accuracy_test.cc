@@ -205,6 +205,37 @@ TEST(AnalyzerAccuracyTest, ReadsAFollowUpWithTheTurnBeforeIt) {
   EXPECT_LE(competed * 3, competed_alone) << "a follow-up continues a conversation; it is not open-ended";
 }
 
+TEST(AnalyzerAccuracyTest, ReadsTheTaskASystemMessageSets) {
+  // {"cat", "system", "prompt"}: apps that set the task in the system message ("Translate the
+  // user's message from English to Japanese." + a sentence to translate), written for this test
+  // before the analyzer read system messages, and never trained on.
+  std::ifstream in(std::string(LOOM_TEST_DATA_DIR) + "/analyzer_system_tasks/system_tasks.jsonl");
+  RequestAnalyzer analyzer;
+  Tally with_system, alone;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto item = nlohmann::json::parse(line);
+    const std::string want = item.at("cat");
+    v1::CompleteRequest r;
+    for (const auto& [role, text] : {std::pair<std::string, std::string>{"system", item.at("system")},
+                                     {"user", item.at("prompt")}}) {
+      auto* m = r.add_messages();
+      m->set_role(role);
+      m->set_content(text);
+    }
+    with_system.Add(CategoryName(analyzer.Analyze(r).categories[0].category()) == want);
+    alone.Add(CategoryName(analyzer.AnalyzeText(item.at("prompt").get<std::string>()).categories[0].category()) == want);
+  }
+  ASSERT_GE(with_system.total, 20) << "system-task set missing or too small";
+  std::cout << "system tasks with the system message  " << with_system.Show() << ", the user's text alone  "
+            << alone.Show() << "\n";
+  // 96% (23/24) with the system message read, 25% from the user's text alone. Our own writing:
+  // a regression floor. That a generic system message changes nothing is checked on the public
+  // sets: loom_analyzer_eval ../shared/data/prompts --system="You are a helpful assistant."
+  EXPECT_GE(with_system.Rate(), 0.85);
+  EXPECT_GE(with_system.Rate(), alone.Rate() + 0.5);
+}
+
 TEST(AnalyzerAccuracyTest, FindsTheStepsOfRequestsInOtherLanguages) {
   // Requests of two or three parts in nine languages, {"lang", "kind", "asks", "prompt"},
   // written for this test after the splitter learnt those languages (13 of 16 compiled on the

@@ -226,6 +226,17 @@ TEST(RequestAnalyzerTest, IsDeterministic) {
 namespace loom {
 namespace {
 
+// A request of these (role, content) messages.
+v1::CompleteRequest Messages(std::initializer_list<std::pair<std::string, std::string>> messages) {
+  v1::CompleteRequest r;
+  for (const auto& [role, text] : messages) {
+    auto* m = r.add_messages();
+    m->set_role(role);
+    m->set_content(text);
+  }
+  return r;
+}
+
 // A conversation: earlier turns, then a two-part ask.
 v1::CompleteRequest Conversation(int history_words, v1::PlanKind mode = v1::PLAN_KIND_UNSPECIFIED) {
   v1::CompleteRequest r;
@@ -271,14 +282,7 @@ namespace loom {
 namespace {
 
 v1::CompleteRequest FollowUp(const std::string& before, const std::string& ask) {
-  v1::CompleteRequest r;
-  for (const auto& [role, text] : {std::pair<std::string, std::string>{"user", before},
-                                   {"assistant", "Here you go."}, {"user", ask}}) {
-    auto* m = r.add_messages();
-    m->set_role(role);
-    m->set_content(text);
-  }
-  return r;
+  return Messages({{"user", before}, {"assistant", "Here you go."}, {"user", ask}});
 }
 
 TEST(RequestAnalyzerTest, AShortFollowUpIsReadWithTheTurnBeforeIt) {
@@ -300,12 +304,8 @@ TEST(RequestAnalyzerTest, AShortFollowUpIsReadWithTheTurnBeforeIt) {
 TEST(RequestAnalyzerTest, AChainOfFollowUpsKeepsTheTurnThatStartedIt) {
   v1::CompleteRequest r = FollowUp("Write a Python function that removes duplicates from a list.",
                                    "thanks, that looks great!");
-  for (const auto& [role, text] : {std::pair<std::string, std::string>{"assistant", "Here it is."},
-                                   {"user", "why?"}}) {
-    auto* m = r.add_messages();
-    m->set_role(role);
-    m->set_content(text);
-  }
+  const v1::CompleteRequest more = Messages({{"assistant", "Here it is."}, {"user", "why?"}});
+  for (const auto& m : more.messages()) *r.add_messages() = m;
   Analysis a = RequestAnalyzer().Analyze(r);
   EXPECT_THAT(absl::StrJoin(a.reasons, "; "), HasSubstr("(code "));  // the first turn was read
 }
@@ -324,6 +324,41 @@ TEST(RequestAnalyzerTest, ALongAskAfterAnEarlierTurnIsReadOnItsOwn) {
   EXPECT_EQ(a.categories[0].category(), v1::TASK_CATEGORY_CODE);
   EXPECT_THAT(absl::StrJoin(a.reasons, "; "), Not(HasSubstr("follow-up")));
   EXPECT_FALSE(a.follow_up);
+}
+
+}  // namespace
+}  // namespace loom
+
+namespace loom {
+namespace {
+
+v1::CompleteRequest WithSystem(const std::string& system, const std::string& ask) {
+  return Messages({{"system", system}, {"user", ask}});
+}
+
+TEST(RequestAnalyzerTest, ASystemMessageThatSetsTheTaskDecidesWhatTheUsersTextIs) {
+  RequestAnalyzer analyzer;
+  Analysis a = analyzer.Analyze(WithSystem(
+      "You are a translator. Translate everything the user writes into French. Output only the "
+      "translation.",
+      "Good morning, how are you today?"));
+  EXPECT_EQ(a.kind, v1::PLAN_KIND_PASSTHROUGH);
+  EXPECT_EQ(a.categories[0].category(), v1::TASK_CATEGORY_TRANSLATION);
+  EXPECT_TRUE(a.system_task);
+  EXPECT_THAT(absl::StrJoin(a.reasons, "; "), HasSubstr("task its system message sets"));
+  EXPECT_NE(analyzer.AnalyzeText("Good morning, how are you today?").categories[0].category(),
+            v1::TASK_CATEGORY_TRANSLATION);
+}
+
+TEST(RequestAnalyzerTest, AGenericSystemMessageChangesNothing) {
+  RequestAnalyzer analyzer;
+  for (const std::string ask : {"Write a poem about the sea.", "What is the capital of Peru?",
+                                "Solve 3x + 5 = 20."}) {
+    Analysis plain = analyzer.AnalyzeText(ask);
+    Analysis a = analyzer.Analyze(WithSystem("You are a helpful assistant.", ask));
+    EXPECT_EQ(a.categories[0].category(), plain.categories[0].category()) << ask;
+    EXPECT_FALSE(a.system_task) << ask;
+  }
 }
 
 }  // namespace
