@@ -364,10 +364,11 @@ Analysis RequestAnalyzer::Decide(const std::string& text, Analysis a, int64_t ma
         only.probs.p[c] = own * only.probs.p[c] + (1 - own) * before.p[c];
       }
       (prior->from_system ? a.system_task : a.follow_up) = true;
-      a.reasons.push_back(absl::StrFormat(
-          prior->from_system ? "read with the task its system message sets (%s %.2f there)"
-                             : "a short follow-up, read with the user's turn it continues (%s %.2f there)",
-          CategoryName(before.best()), before.best_p()));
+      const std::string there = absl::StrFormat("%s %.2f there", CategoryName(before.best()), before.best_p());
+      a.reasons.push_back(prior->from_system
+                              ? absl::StrCat("read with the task its system message sets (", there, ")")
+                              : absl::StrCat("a short follow-up, read with the user's turn it continues (",
+                                             there, ")"));
     }
     only.category = only.probs.best();
     std::array<double, 9> p{};
