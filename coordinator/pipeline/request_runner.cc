@@ -49,15 +49,6 @@ std::vector<v1::ChatMessage> ContextMessages(const v1::CompleteRequest& request)
   return out;
 }
 
-int64_t HistoryTokens(const v1::CompleteRequest& request) {
-  const int ask = AskIndex(request);
-  int64_t tokens = 0;
-  for (int i = 0; i < ask; ++i) {
-    if (request.messages(i).role() != "system") tokens += CountTokens(request.messages(i).content());
-  }
-  return tokens;
-}
-
 RequestRunner::RequestRunner(RunnerOptions options, DeviceRegistry* registry,
                              const ModelSelector* selector, DeviceClient* devices,
                              LedgerStore* ledger, Clock* clock, Metrics* metrics)

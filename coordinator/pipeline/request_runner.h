@@ -80,8 +80,6 @@ std::string LastUserMessage(const v1::CompleteRequest& request);
 // (system messages and the conversation's earlier turns, in order) and any system message after
 // it. A follow-up ("now explain its complexity") means nothing without the turns before it.
 std::vector<v1::ChatMessage> ContextMessages(const v1::CompleteRequest& request);
-// The tokens of the conversation's turns before the ask (system messages not counted).
-int64_t HistoryTokens(const v1::CompleteRequest& request);
 
 struct RunnerOptions {
   AttemptOptions attempts;
